@@ -1,0 +1,63 @@
+/* Where observations go: the timeline, and any later output (pcap, event
+ * log). The proxy and the offline analyser drive the same sinks. */
+#ifndef CAPTURE_SINK_H
+#define CAPTURE_SINK_H
+
+#include <stdint.h>
+
+#include "imap/conversation.h"
+
+#define CAPTURE_ADDR_MAX 64 /* "[v6 address]:port" */
+
+struct capture_session_info {
+	unsigned id;
+	imap_time_us ts;
+	char client[CAPTURE_ADDR_MAX];   /* the client's address and port */
+	char upstream[CAPTURE_ADDR_MAX]; /* the server's address and port */
+	const char *upstream_tls;        /* "plain" */
+};
+
+struct capture_close_info {
+	unsigned id;
+	imap_time_us ts;
+	imap_time_us opened;
+	const char *by;     /* "client", "server" or "proxy" */
+	const char *reason; /* "EOF", "reset", "shutdown", an error text */
+	uint64_t bytes[2];  /* relayed, indexed by enum imap_dir */
+};
+
+struct capture_sink_ops {
+	void (*open)(void *self, const struct capture_session_info *info);
+	void (*observe)(void *self, unsigned session, const struct imap_observation *obs);
+	/* a session event in words ("upstream refused the connection") */
+	void (*notice)(void *self, unsigned session, imap_time_us ts, const char *text);
+	void (*close)(void *self, const struct capture_close_info *info);
+	void (*flush)(void *self);
+	void (*destroy)(void *self);
+};
+
+struct capture_sink {
+	const struct capture_sink_ops *ops;
+	void *self;
+};
+
+#define CAPTURE_SINKS_MAX 4
+
+/* Fan-out to every sink in order. */
+struct capture_sinks {
+	struct capture_sink sink[CAPTURE_SINKS_MAX];
+	unsigned count;
+};
+
+/* Returns 0, or -1 when the list is full. */
+int capture_sinks_add(struct capture_sinks *sinks, struct capture_sink sink);
+void capture_sinks_open(const struct capture_sinks *sinks, const struct capture_session_info *info);
+void capture_sinks_observe(const struct capture_sinks *sinks, unsigned session,
+			   const struct imap_observation *obs);
+void capture_sinks_notice(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
+			  const char *text);
+void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);
+void capture_sinks_flush(const struct capture_sinks *sinks);
+void capture_sinks_destroy(struct capture_sinks *sinks);
+
+#endif

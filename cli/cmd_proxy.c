@@ -1,0 +1,274 @@
+/* imaptap proxy: flags in, proxy and timeline set up, loop run. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "capture/timeline.h"
+#include "cli/cli.h"
+#include "imap/redact.h"
+#include "proxy/proxy.h"
+
+static const char proxy_usage[] =
+	"usage: imaptap proxy --upstream HOST:PORT [OPTIONS]\n"
+	"\n"
+	"Relays IMAP clients to HOST:PORT, every byte unchanged, and prints one\n"
+	"timeline row per IMAP line on stderr:\n"
+	"  09:17:35.123456 #1 C> a1 LOGIN alice ******\n"
+	"  09:17:35.124001 #1 S< a1 OK Logged in  (LOGIN 545 us)\n"
+	"C> client to server, S< server to client, P< written by the proxy itself,\n"
+	"-- session events. Literals show as {N bytes}; passwords and SASL data are\n"
+	"masked with '*' of the same length.\n"
+	"\n"
+	"options:\n"
+	"  --upstream HOST:PORT     the IMAP server (required); [ADDRESS]:PORT for IPv6\n"
+	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:1143);\n"
+	"                           port 0 picks a free port, printed on stderr\n"
+	"  --upstream-tls none      the server speaks plain IMAP (the only mode of\n"
+	"                           this version; it is the default for any port but 993)\n"
+	"  --port-file FILE         write the listening port to FILE once listening\n"
+	"  --no-redact              show passwords and SASL data unmasked\n"
+	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
+	"                           longer lines are relayed whole and shown cut\n"
+	"  --quiet                  no timeline rows, only errors and session problems\n"
+	"  --color auto|always|never  colour the timeline (default auto: on a terminal)\n"
+	"  -h, --help               this text\n"
+	"\n"
+	"SIGINT or SIGTERM stops accepting, flushes open sessions and exits 0.\n"
+	"exit codes: 0 stopped cleanly, 2 usage error, 3 cannot listen or resolve\n";
+
+enum {
+	OPT_UPSTREAM = 256,
+	OPT_LISTEN,
+	OPT_UPSTREAM_TLS,
+	OPT_PORT_FILE,
+	OPT_NO_REDACT,
+	OPT_MAX_LINE,
+	OPT_QUIET,
+	OPT_COLOR,
+};
+
+static const struct option proxy_options[] = {
+	{"upstream", required_argument, NULL, OPT_UPSTREAM},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"upstream-tls", required_argument, NULL, OPT_UPSTREAM_TLS},
+	{"port-file", required_argument, NULL, OPT_PORT_FILE},
+	{"no-redact", no_argument, NULL, OPT_NO_REDACT},
+	{"max-line", required_argument, NULL, OPT_MAX_LINE},
+	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"color", required_argument, NULL, OPT_COLOR},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+struct proxy_args {
+	const char *upstream;
+	const char *listen;
+	const char *upstream_tls;
+	const char *port_file;
+	const char *color;
+	int no_redact;
+	int quiet;
+	size_t max_line;
+};
+
+struct run {
+	struct event_base *base;
+	struct proxy *proxy;
+	int signals;
+};
+
+static void log_message(void *ctx, const char *message)
+{
+	(void)ctx;
+	cli_message("%s", message);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct run *run = arg;
+
+	(void)what;
+	if (run->signals++ == 0)
+		cli_message("%s: stopping; %u session(s) open", sig == SIGINT ? "SIGINT" : "SIGTERM",
+			    proxy_session_count(run->proxy));
+	else
+		cli_message("second signal: exiting now");
+	proxy_shutdown(run->proxy);
+}
+
+static int write_port_file(const char *path, unsigned port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return -1;
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%u\n", port);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct proxy_args *a)
+{
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", proxy_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_UPSTREAM:
+			a->upstream = optarg;
+			break;
+		case OPT_LISTEN:
+			a->listen = optarg;
+			break;
+		case OPT_UPSTREAM_TLS:
+			a->upstream_tls = optarg;
+			break;
+		case OPT_PORT_FILE:
+			a->port_file = optarg;
+			break;
+		case OPT_NO_REDACT:
+			a->no_redact = 1;
+			break;
+		case OPT_MAX_LINE: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+
+			if (*end != '\0' || optarg[0] == '-' || v < 64 || v > 64ull * 1024 * 1024)
+				return cli_usage_error("proxy",
+						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
+						       optarg);
+			a->max_line = (size_t)v;
+			break;
+		}
+		case OPT_QUIET:
+			a->quiet = 1;
+			break;
+		case OPT_COLOR:
+			a->color = optarg;
+			break;
+		case 'h':
+			fputs(proxy_usage, stdout);
+			return -1;
+		case ':':
+			return cli_usage_error("proxy", "%s needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
+	if (a->upstream == NULL)
+		return cli_usage_error("proxy", "--upstream HOST:PORT is required");
+	return 0;
+}
+
+int cli_proxy_main(int argc, char **argv)
+{
+	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
+	struct proxy_config config = {0};
+	struct capture_sinks sinks = {0};
+	struct run run = {0};
+	struct event *sigint = NULL, *sigterm = NULL;
+	enum proxy_error code;
+	char err[512];
+	int color, rc;
+
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (proxy_hostport_parse(a.upstream, &config.upstream, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--upstream %s", err);
+	if (config.upstream.port == 0)
+		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
+	if (proxy_hostport_parse(a.listen, &config.listen, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--listen %s", err);
+	if (a.upstream_tls == NULL && config.upstream.port == 993)
+		return cli_usage_error("proxy",
+				       "port 993 means implicit TLS, which this version cannot speak yet; "
+				       "if this server really speaks plain IMAP on 993, say --upstream-tls none");
+	if (a.upstream_tls != NULL && strcmp(a.upstream_tls, "none") != 0)
+		return cli_usage_error("proxy",
+				       "--upstream-tls %s is not available in this version; the only mode is 'none' (plain IMAP)",
+				       a.upstream_tls);
+	color = cli_color_choice(a.color, stderr);
+	if (color < 0)
+		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
+	config.max_line = a.max_line;
+	config.redact_flags = a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS;
+	config.log = log_message;
+
+	if (!a.quiet) {
+		struct capture_timeline_config tc = {.out = stderr, .color = color != 0};
+		struct capture_sink timeline = capture_timeline_new(&tc);
+
+		if (timeline.ops == NULL) {
+			cli_message("out of memory");
+			return CLI_EXIT_RUNTIME;
+		}
+		capture_sinks_add(&sinks, timeline);
+		/* rows are written in batches and flushed after each read */
+		setvbuf(stderr, NULL, _IOFBF, 64 * 1024);
+	}
+	run.base = event_base_new();
+	if (run.base == NULL) {
+		cli_message("cannot start the event loop: %s", strerror(errno));
+		capture_sinks_destroy(&sinks);
+		return CLI_EXIT_RUNTIME;
+	}
+	run.proxy = proxy_new(run.base, &config, &sinks, &code, err, sizeof(err));
+	if (run.proxy == NULL) {
+		if (code == PROXY_ERR_RESOLVE && strstr(err, config.upstream.host) != NULL)
+			cli_message("upstream: %s (check the name, or give an IP address)", err);
+		else
+			cli_message("%s", err);
+		capture_sinks_destroy(&sinks);
+		event_base_free(run.base);
+		return CLI_EXIT_RUNTIME;
+	}
+	if (a.port_file != NULL && write_port_file(a.port_file, proxy_listen_port(run.proxy)) < 0) {
+		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
+		proxy_free(&run.proxy);
+		capture_sinks_destroy(&sinks);
+		event_base_free(run.base);
+		return CLI_EXIT_RUNTIME;
+	}
+	if (!proxy_listen_is_loopback(run.proxy))
+		cli_message("warning: listening on %s, reachable from other hosts: anyone who connects "
+			    "is relayed to the upstream and recorded",
+			    proxy_listen_str(run.proxy));
+	cli_message("listening on %s, upstream %s:%u (plain)", proxy_listen_str(run.proxy),
+		    config.upstream.host, config.upstream.port);
+
+	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
+	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);
+	if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
+	    evsignal_add(sigterm, NULL) < 0) {
+		cli_message("cannot install signal handlers");
+		rc = CLI_EXIT_RUNTIME;
+	} else {
+		event_base_dispatch(run.base);
+		rc = CLI_EXIT_OK;
+	}
+	if (sigint != NULL)
+		event_free(sigint);
+	if (sigterm != NULL)
+		event_free(sigterm);
+	proxy_free(&run.proxy);
+	capture_sinks_destroy(&sinks);
+	event_base_free(run.base);
+	fflush(stderr);
+	return rc;
+}

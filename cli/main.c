@@ -1,0 +1,93 @@
+/* imaptap: dispatches to a subcommand. */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+#ifndef IMAPTAP_VERSION
+#define IMAPTAP_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+	"usage: imaptap COMMAND [OPTIONS]\n"
+	"\n"
+	"An IMAP proxy that relays every byte unchanged and shows each IMAP line\n"
+	"as it passes, timestamped to the microsecond.\n"
+	"\n"
+	"commands:\n"
+	"  proxy     relay clients to an IMAP server and show the live timeline\n"
+	"\n"
+	"options:\n"
+	"  -h, --help      this text; 'imaptap COMMAND --help' for a command's options\n"
+	"  -V, --version   print the version\n"
+	"\n"
+	"exit codes: 0 success, 1 a check failed, 2 usage error, 3 runtime error\n";
+
+void cli_message(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("imaptap: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "imaptap %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nrun 'imaptap %s --help' for the options\n", cmd);
+	fflush(stderr);
+	return CLI_EXIT_USAGE;
+}
+
+int cli_color_choice(const char *word, FILE *stream)
+{
+	const char *term = getenv("TERM");
+
+	if (strcmp(word, "always") == 0)
+		return 1;
+	if (strcmp(word, "never") == 0)
+		return 0;
+	if (strcmp(word, "auto") != 0)
+		return -1;
+	if (getenv("NO_COLOR") != NULL && getenv("NO_COLOR")[0] != '\0')
+		return 0;
+	if (term != NULL && strcmp(term, "dumb") == 0)
+		return 0;
+	return isatty(fileno(stream));
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	/* a peer that vanishes mid-write must not kill the process */
+	signal(SIGPIPE, SIG_IGN);
+	if (cmd == NULL) {
+		fputs(usage, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("imaptap %s\n", IMAPTAP_VERSION);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "proxy") == 0)
+		return cli_proxy_main(argc - 1, argv + 1);
+	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
+	return CLI_EXIT_USAGE;
+}

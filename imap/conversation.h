@@ -1,0 +1,60 @@
+/* One IMAP conversation observed: both directions of a session go through
+ * their framers, the masker, the classifier and the tracker, and every unit
+ * comes out as one observation. The same code serves the live proxy and a
+ * pcap read offline, so both see the same things. */
+#ifndef IMAP_CONVERSATION_H
+#define IMAP_CONVERSATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/classify.h"
+#include "imap/framer.h"
+#include "imap/redact.h"
+#include "imap/tracker.h"
+#include "imap/types.h"
+
+/* Who wrote the bytes. */
+enum imap_origin {
+	IMAP_ORIGIN_PEER,  /* the client or the server */
+	IMAP_ORIGIN_PROXY, /* the proxy itself (e.g. a BYE when the upstream is down) */
+};
+
+struct imap_observation {
+	enum imap_dir dir;
+	imap_time_us ts;
+	enum imap_origin origin;
+	const struct imap_unit *unit;       /* framing; unit->data is NOT masked */
+	const struct imap_line_info *info;  /* NULL for literal data; slices point
+					       into unit->data */
+	const uint8_t *data;                /* the observed bytes, masked */
+	size_t len;
+	bool masked;                        /* data differs from unit->data */
+	const struct imap_completion *completion; /* set when the line completed a command */
+};
+
+typedef void imap_observe_cb(void *ctx, const struct imap_observation *obs);
+
+struct imap_conv_config {
+	size_t max_line;       /* observation limit per line, 0 for the default */
+	unsigned redact_flags; /* enum imap_redact_flag bits */
+};
+
+struct imap_conv;
+
+struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_observe_cb *cb,
+				void *ctx);
+void imap_conv_free(struct imap_conv **conv);
+
+/* Feeds bytes of one direction received at ts. */
+void imap_conv_feed(struct imap_conv *conv, enum imap_dir dir, imap_time_us ts,
+		    enum imap_origin origin, const uint8_t *data, size_t len);
+
+/* Frees memory held by idle framers. */
+void imap_conv_trim(struct imap_conv *conv);
+
+const struct imap_tracker *imap_conv_tracker(const struct imap_conv *conv);
+const struct imap_framer *imap_conv_framer(const struct imap_conv *conv, enum imap_dir dir);
+
+#endif

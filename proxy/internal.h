@@ -1,0 +1,48 @@
+/* What proxy.c and session.c share; not part of the public API. */
+#ifndef PROXY_INTERNAL_H
+#define PROXY_INTERNAL_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+#include "proxy/proxy.h"
+
+struct proxy_session;
+
+struct proxy {
+	struct event_base *base;
+	struct proxy_config config;
+	const struct capture_sinks *sinks;
+	struct evconnlistener *listener;
+	struct event *accept_retry;
+	struct event *shutdown_deadline;
+	struct sockaddr_storage upstream_addr[8];
+	socklen_t upstream_addr_len[8];
+	unsigned upstream_addr_count;
+	char listen_str[CAPTURE_ADDR_MAX];
+	unsigned listen_port;
+	int listen_loopback;
+	char upstream_str[CAPTURE_ADDR_MAX];
+	unsigned next_id;
+	unsigned session_count;
+	int shutting_down;
+	TAILQ_HEAD(, proxy_session) sessions;
+};
+
+void proxy_log(const struct proxy *proxy, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Takes over fd; returns -1 when the session could not be set up (fd is
+ * then closed). */
+int proxy_session_start(struct proxy *proxy, int fd, const struct sockaddr *client,
+			socklen_t client_len);
+/* Begins closing every session on behalf of the proxy. */
+void proxy_session_stop_all(struct proxy *proxy, const char *reason);
+/* Called by session.c when a session is gone. */
+void proxy_session_gone(struct proxy *proxy);
+
+imap_time_us proxy_now(void);
+
+#endif

@@ -1,0 +1,274 @@
+#include "proxy/proxy.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "proxy/internal.h"
+
+#define SHUTDOWN_GRACE_S 3
+#define ACCEPT_RETRY_S 1
+
+imap_time_us proxy_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (imap_time_us)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void proxy_log(const struct proxy *p, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (p->config.log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->config.log(p->config.log_ctx, msg);
+}
+
+static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo **res,
+		   char *err, size_t errlen)
+{
+	struct addrinfo hints = {0};
+	char port[8];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
+	snprintf(port, sizeof(port), "%u", hp->port);
+	rc = getaddrinfo(hp->host, port, &hints, res);
+	if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME || rc == EAI_FAIL) {
+		/* AI_ADDRCONFIG hides loopback-only families on hosts without
+		 * other interfaces; ask again without it */
+		hints.ai_flags &= ~AI_ADDRCONFIG;
+		rc = getaddrinfo(hp->host, port, &hints, res);
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", hp->host,
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct proxy *p = arg;
+
+	(void)l;
+	if (p->shutting_down) {
+		close(fd);
+		return;
+	}
+	proxy_session_start(p, fd, sa, (socklen_t)salen);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (!p->shutting_down && p->listener != NULL)
+		evconnlistener_enable(p->listener);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct proxy *p = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval again = {ACCEPT_RETRY_S, 0};
+
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* out of descriptors: stop accepting for a while instead of
+		 * spinning on a listener that stays readable */
+		proxy_log(p, "cannot accept new clients: %s; pausing accepts for %d s (%u sessions open)",
+			  strerror(err), ACCEPT_RETRY_S, p->session_count);
+		evconnlistener_disable(l);
+		evtimer_add(p->accept_retry, &again);
+		return;
+	}
+	proxy_log(p, "accept failed: %s", strerror(err));
+}
+
+static int start_listening(struct proxy *p, char *err, size_t errlen)
+{
+	struct addrinfo *res, *ai;
+	int last_errno = 0;
+
+	if (resolve(&p->config.listen, 1, &res, err, errlen) < 0)
+		return PROXY_ERR_RESOLVE;
+	for (ai = res; ai != NULL && p->listener == NULL; ai = ai->ai_next) {
+		p->listener = evconnlistener_new_bind(
+			p->base, on_accept, p,
+			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
+			ai->ai_addr, (int)ai->ai_addrlen);
+		if (p->listener == NULL)
+			last_errno = errno;
+	}
+	freeaddrinfo(res);
+	if (p->listener == NULL) {
+		snprintf(err, errlen, "cannot listen on %s:%u: %s%s", p->config.listen.host,
+			 p->config.listen.port, strerror(last_errno),
+			 last_errno == EADDRINUSE
+				 ? " (another program uses this port: pick another with --listen, or port 0 for any free one)"
+			 : last_errno == EACCES ? " (ports below 1024 need privileges: pick a higher port)"
+						: "");
+		return PROXY_ERR_LISTEN;
+	}
+	evconnlistener_set_error_cb(p->listener, on_accept_error);
+	{
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		evutil_socket_t fd = evconnlistener_get_fd(p->listener);
+
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+			proxy_sockaddr_str((struct sockaddr *)&ss, p->listen_str, sizeof(p->listen_str));
+			p->listen_loopback = proxy_sockaddr_is_loopback((struct sockaddr *)&ss);
+			p->listen_port = ntohs(ss.ss_family == AF_INET6
+						       ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	return PROXY_OK;
+}
+
+struct proxy *proxy_new(struct event_base *base, const struct proxy_config *config,
+			const struct capture_sinks *sinks, enum proxy_error *code_r, char *err,
+			size_t errlen)
+{
+	struct proxy *p = calloc(1, sizeof(*p));
+	struct addrinfo *res, *ai;
+	int rc;
+
+	if (p == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*code_r = PROXY_ERR_MEMORY;
+		return NULL;
+	}
+	p->base = base;
+	p->config = *config;
+	if (p->config.connect_timeout_s == 0)
+		p->config.connect_timeout_s = 10;
+	if (p->config.linger_s == 0)
+		p->config.linger_s = 30;
+	p->sinks = sinks;
+	TAILQ_INIT(&p->sessions);
+	p->accept_retry = evtimer_new(base, on_accept_retry, p);
+	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
+		*code_r = PROXY_ERR_RESOLVE;
+		proxy_free(&p);
+		return NULL;
+	}
+	for (ai = res; ai != NULL && p->upstream_addr_count < 8; ai = ai->ai_next) {
+		memcpy(&p->upstream_addr[p->upstream_addr_count], ai->ai_addr, ai->ai_addrlen);
+		p->upstream_addr_len[p->upstream_addr_count++] = (socklen_t)ai->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	proxy_sockaddr_str((struct sockaddr *)&p->upstream_addr[0], p->upstream_str,
+			   sizeof(p->upstream_str));
+	rc = start_listening(p, err, errlen);
+	if (rc != PROXY_OK) {
+		*code_r = (enum proxy_error)rc;
+		proxy_free(&p);
+		return NULL;
+	}
+	*code_r = PROXY_OK;
+	return p;
+}
+
+const char *proxy_listen_str(const struct proxy *p)
+{
+	return p->listen_str;
+}
+
+unsigned proxy_listen_port(const struct proxy *p)
+{
+	return p->listen_port;
+}
+
+const char *proxy_upstream_str(const struct proxy *p)
+{
+	return p->upstream_str;
+}
+
+int proxy_listen_is_loopback(const struct proxy *p)
+{
+	return p->listen_loopback;
+}
+
+unsigned proxy_session_count(const struct proxy *p)
+{
+	return p->session_count;
+}
+
+static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *p = arg;
+
+	(void)fd;
+	(void)what;
+	proxy_log(p, "%u session(s) still flushing after %d s; exiting anyway", p->session_count,
+		  SHUTDOWN_GRACE_S);
+	event_base_loopexit(p->base, NULL);
+}
+
+void proxy_session_gone(struct proxy *p)
+{
+	p->session_count--;
+	if (p->shutting_down && p->session_count == 0)
+		event_base_loopexit(p->base, NULL);
+}
+
+void proxy_shutdown(struct proxy *p)
+{
+	struct timeval grace = {SHUTDOWN_GRACE_S, 0};
+
+	if (p->shutting_down) {
+		event_base_loopexit(p->base, NULL);
+		return;
+	}
+	p->shutting_down = 1;
+	if (p->listener != NULL) {
+		evconnlistener_free(p->listener);
+		p->listener = NULL;
+	}
+	if (p->session_count == 0) {
+		event_base_loopexit(p->base, NULL);
+		return;
+	}
+	p->shutdown_deadline = evtimer_new(p->base, on_shutdown_deadline, p);
+	if (p->shutdown_deadline != NULL)
+		evtimer_add(p->shutdown_deadline, &grace);
+	proxy_session_stop_all(p, "proxy shutting down");
+}
+
+void proxy_free(struct proxy **proxy)
+{
+	struct proxy *p = *proxy;
+
+	if (p == NULL)
+		return;
+	if (p->listener != NULL)
+		evconnlistener_free(p->listener);
+	proxy_session_stop_all(p, NULL);
+	if (p->accept_retry != NULL)
+		event_free(p->accept_retry);
+	if (p->shutdown_deadline != NULL)
+		event_free(p->shutdown_deadline);
+	free(p);
+	*proxy = NULL;
+}

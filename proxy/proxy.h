@@ -1,0 +1,62 @@
+/* The relay proxy: listens, connects every client to the upstream server,
+ * relays bytes unchanged with backpressure, and shows each session's
+ * traffic to the capture sinks as it passes. One libevent loop. */
+#ifndef PROXY_PROXY_H
+#define PROXY_PROXY_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "capture/sink.h"
+#include "proxy/addr.h"
+
+/* Bytes queued toward one peer before the other peer stops being read. */
+#define PROXY_HIGH_WATER (512u * 1024u)
+
+struct proxy_config {
+	struct proxy_hostport listen;
+	struct proxy_hostport upstream;
+	size_t max_line;       /* observation limit per line, 0 for the default */
+	unsigned redact_flags; /* enum imap_redact_flag bits */
+	unsigned connect_timeout_s; /* upstream TCP connect, 0 for 10 s */
+	unsigned linger_s;     /* flushing to a peer after the other left, 0 for 30 s */
+	/* process-level messages (not tied to one session) */
+	void (*log)(void *ctx, const char *message);
+	void *log_ctx;
+};
+
+enum proxy_error {
+	PROXY_OK = 0,
+	PROXY_ERR_RESOLVE, /* the upstream or listen host does not resolve */
+	PROXY_ERR_LISTEN,  /* cannot bind or listen */
+	PROXY_ERR_MEMORY,
+};
+
+struct proxy;
+
+/* Resolves the upstream and starts listening. Returns NULL with err filled
+ * and *code_r set on failure. The sinks must outlive the proxy. */
+struct proxy *proxy_new(struct event_base *base, const struct proxy_config *config,
+			const struct capture_sinks *sinks, enum proxy_error *code_r, char *err,
+			size_t errlen);
+
+/* The address actually bound ("127.0.0.1:40123"), and its port. */
+const char *proxy_listen_str(const struct proxy *proxy);
+unsigned proxy_listen_port(const struct proxy *proxy);
+/* True when bound to a loopback address only. */
+int proxy_listen_is_loopback(const struct proxy *proxy);
+/* The upstream as resolved ("127.0.0.1:143"). */
+const char *proxy_upstream_str(const struct proxy *proxy);
+
+/* Stops accepting and closes every session after flushing what it can;
+ * the loop exits when the last one is gone (or after a grace period). A
+ * second call exits the loop at once. */
+void proxy_shutdown(struct proxy *proxy);
+
+/* Sessions open now. */
+unsigned proxy_session_count(const struct proxy *proxy);
+
+void proxy_free(struct proxy **proxy);
+
+#endif
