@@ -273,6 +273,7 @@ static void upstream_failed(struct proxy_session *s, const char *what, int err)
 		imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,
 			       (const uint8_t *)bye, (size_t)len);
 		bufferevent_write(client, bye, (size_t)len);
+		s->bytes[IMAP_S2C] += (size_t)len;
 	}
 	close_side(s, SIDE_UPSTREAM);
 	finish(s);
