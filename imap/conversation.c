@@ -10,6 +10,11 @@ struct imap_conv {
 	unsigned redact_flags;
 	imap_observe_cb *cb;
 	void *ctx;
+	/* the client's command waiting for "+" before sending a literal */
+	uint8_t sync_tag[IMAP_TAG_SHOW];
+	size_t sync_tag_len;   /* 0: none */
+	uint8_t line_tag[IMAP_TAG_SHOW]; /* tag of the client's logical line */
+	size_t line_tag_len;
 	/* context of the feed in progress */
 	enum imap_dir dir;
 	imap_time_us ts;
@@ -52,6 +57,38 @@ void imap_conv_free(struct imap_conv **conv)
 	*conv = NULL;
 }
 
+/* Follows synchronising literals: a server that answers the command with
+ * a tagged NO/BAD instead of "+" gets no literal bytes, so the client's
+ * framer must stop waiting for them (RFC 3501 section 7.5). */
+static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *unit,
+				const struct imap_line_info *info)
+{
+	if (c->dir == IMAP_C2S) {
+		if (!(unit->flags & IMAP_UNIT_CONTINUED)) {
+			size_t n = info->cls == IMAP_LINE_COMMAND ? info->tag.len : 0;
+
+			c->line_tag_len = n <= sizeof(c->line_tag) ? n : 0;
+			memcpy(c->line_tag, info->tag.p, c->line_tag_len);
+		}
+		c->sync_tag_len = 0;
+		if (unit->kind == IMAP_UNIT_LITERAL_HEAD && !(unit->flags & IMAP_UNIT_LITERAL_NONSYNC) &&
+		    unit->literal_len > 0 && c->line_tag_len > 0) {
+			memcpy(c->sync_tag, c->line_tag, c->line_tag_len);
+			c->sync_tag_len = c->line_tag_len;
+		}
+		return;
+	}
+	if (c->sync_tag_len == 0)
+		return;
+	if (info->cls == IMAP_LINE_CONTINUATION) {
+		c->sync_tag_len = 0;
+	} else if (info->cls == IMAP_LINE_TAGGED && info->tag.len == c->sync_tag_len &&
+		   memcmp(info->tag.p, c->sync_tag, c->sync_tag_len) == 0) {
+		imap_framer_cancel_literal(c->framer[IMAP_C2S]);
+		c->sync_tag_len = 0;
+	}
+}
+
 static void on_unit(void *ctx, const struct imap_unit *unit)
 {
 	struct imap_conv *c = ctx;
@@ -72,6 +109,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 			      (unit->flags & IMAP_UNIT_CONTINUED) != 0,
 			      imap_tracker_auth_pending(c->tracker), &info);
 		obs.info = &info;
+		follow_sync_literal(c, unit, &info);
 		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion))
 			obs.completion = &completion;
 	}

@@ -137,6 +137,15 @@ void imap_framer_reset(struct imap_framer *f)
 	f->unit_start = f->offset;
 }
 
+bool imap_framer_cancel_literal(struct imap_framer *f)
+{
+	if (f->state != ST_LITERAL || f->lit_pos != 0 || f->unit_wire != 0)
+		return false;
+	f->state = ST_LINE;
+	reset_line(f, false);
+	return true;
+}
+
 uint64_t imap_framer_offset(const struct imap_framer *f)
 {
 	return f->offset;

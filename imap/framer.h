@@ -69,6 +69,12 @@ void imap_framer_feed(struct imap_framer *framer, const uint8_t *data, size_t le
  * offset keeps counting. */
 void imap_framer_reset(struct imap_framer *framer);
 
+/* The peer refused a synchronising literal before any of its bytes came
+ * (a tagged NO/BAD instead of "+"): the command is over and the next byte
+ * starts a new line. Returns true when a literal was pending and is now
+ * dropped; false (and no change) otherwise. */
+bool imap_framer_cancel_literal(struct imap_framer *framer);
+
 /* Bytes fed so far. */
 uint64_t imap_framer_offset(const struct imap_framer *framer);
 /* Bytes of a partial unit held back (a line not yet ended, a literal chunk

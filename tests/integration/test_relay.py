@@ -354,6 +354,28 @@ class RelayTest(ProxyTestCase, BytesAssertions, unittest.TestCase):
         self.assertEqual(m.noop()[0], "OK")
         m.logout()
 
+    def test_refused_sync_literal_keeps_framing(self):
+        """Dovecot answers APPEND to a missing mailbox with NO instead of
+        "+": no literal bytes follow, so the next client line is a command
+        and the timeline must show it as one (not as literal data)."""
+        px = self.start_proxy(DC.port)
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command(b"r1", b"LOGIN alice " + PASSWORD.encode())
+        resps, status = c.command(b"r2", b"APPEND no-such-box {4096}")
+        self.assertEqual(status, "NO", resps)
+        resps, status = c.command(b"r3", b"NOOP")
+        self.assertEqual(status, "OK", resps)
+        c.command(b"r4", b"LOGOUT")
+        c.close()
+        row = px.wait_for_row(lambda r: r["dir"] == "C>"
+                              and r["text"] == "r3 NOOP")
+        self.assertFalse(row["text"].startswith("   {"), row)
+        done = px.wait_for_row(lambda r: r["dir"] == "S<"
+                               and r["text"].startswith("r3 OK"))
+        self.assertIn("(NOOP ", done["text"])
+        self.assertFalse(any("{4096 bytes}" in r["text"] for r in rows_of(px, 1)))
+
     def test_half_close_loses_nothing(self):
         px = self.start_proxy(DC.port)
         c = RawIMAP(px.port)
