@@ -1,0 +1,366 @@
+/*
+ * fastserver: a deliberately minimal IMAP server used as the fast upstream
+ * of the relay benchmark.
+ *
+ * It sends a greeting, answers CAPABILITY, LOGIN (any credentials),
+ * SELECT/EXAMINE, NOOP, CHECK and LOGOUT, and answers every FETCH (and
+ * UID FETCH) with one literal of a fixed size, taken from a buffer built once
+ * at start-up:
+ *
+ *   * 1 FETCH (BODY[] {N}\r\n<N bytes>)\r\n
+ *   tag OK FETCH completed\r\n
+ *
+ * Nothing is parsed beyond the tag and the command word, so the server costs
+ * as little CPU per byte as a plain write(2) loop. One process is forked per
+ * connection; the parent only accepts. SIGTERM or SIGINT stops the parent,
+ * which then terminates its children.
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#define MAX_LINE (64 * 1024)
+#define MAX_CHILDREN 1024
+
+static volatile sig_atomic_t g_stop;
+static pid_t g_children[MAX_CHILDREN];
+
+static const char *g_literal;
+static size_t g_literal_len;
+static int g_nodelay = 1;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fastserver [--listen ADDR] [--port N] [--port-file FILE]\n"
+            "                  [--size BYTES[k|m|g]] [--no-nodelay]\n"
+            "  --listen ADDR    IPv4 address to listen on (default 127.0.0.1)\n"
+            "  --port N         TCP port, 0 picks a free one (default 0)\n"
+            "  --port-file F    write the bound port as \"PORT\\n\" once listening\n"
+            "  --size S         literal size of every FETCH answer (default 64m)\n"
+            "  --no-nodelay     leave Nagle's algorithm on for accepted sockets\n");
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int reply(int fd, const char *tag, const char *text)
+{
+    char out[MAX_LINE + 128];
+    int len = snprintf(out, sizeof out, "%s %s\r\n", tag, text);
+    if (len < 0 || (size_t)len >= sizeof out)
+        return -1;
+    return write_all(fd, out, (size_t)len);
+}
+
+static int answer_fetch(int fd, const char *tag)
+{
+    char head[128];
+    char tail[MAX_LINE + 64];
+    int hl = snprintf(head, sizeof head, "* 1 FETCH (BODY[] {%zu}\r\n", g_literal_len);
+    int tl = snprintf(tail, sizeof tail, ")\r\n%s OK FETCH completed\r\n", tag);
+    if (hl < 0 || tl < 0 || (size_t)tl >= sizeof tail)
+        return -1;
+    if (write_all(fd, head, (size_t)hl) < 0)
+        return -1;
+    if (write_all(fd, g_literal, g_literal_len) < 0)
+        return -1;
+    return write_all(fd, tail, (size_t)tl);
+}
+
+/*
+ * Handle one command line (without CRLF). Returns 1 to keep going, 0 after
+ * LOGOUT, -1 on a write error.
+ */
+static int handle_line(int fd, char *line)
+{
+    char *sp = strchr(line, ' ');
+    if (!sp || sp == line)
+        return reply(fd, "*", "BAD missing tag") < 0 ? -1 : 1;
+    *sp = '\0';
+    const char *tag = line;
+    char *cmd = sp + 1;
+    char *end = cmd;
+    while (*end && *end != ' ')
+        end++;
+    size_t cl = (size_t)(end - cmd);
+    char *args = *end ? end + 1 : end;
+
+#define IS(word) (cl == sizeof(word) - 1 && strncasecmp(cmd, word, cl) == 0)
+    if (IS("UID")) { /* UID FETCH behaves like FETCH here */
+        cmd = args;
+        end = cmd;
+        while (*end && *end != ' ')
+            end++;
+        cl = (size_t)(end - cmd);
+    }
+    int rc;
+    if (IS("FETCH")) {
+        rc = answer_fetch(fd, tag);
+    } else if (IS("NOOP")) {
+        rc = reply(fd, tag, "OK NOOP completed");
+    } else if (IS("LOGIN")) {
+        rc = reply(fd, tag, "OK [CAPABILITY IMAP4rev1] LOGIN completed");
+    } else if (IS("SELECT") || IS("EXAMINE")) {
+        static const char sel[] =
+            "* FLAGS (\\Seen)\r\n"
+            "* 1 EXISTS\r\n"
+            "* 0 RECENT\r\n"
+            "* OK [UIDVALIDITY 1] UIDs valid\r\n"
+            "* OK [UIDNEXT 2] next UID\r\n";
+        rc = write_all(fd, sel, sizeof sel - 1);
+        if (rc == 0)
+            rc = reply(fd, tag, IS("SELECT") ? "OK [READ-WRITE] SELECT completed"
+                                             : "OK [READ-ONLY] EXAMINE completed");
+    } else if (IS("CAPABILITY")) {
+        rc = write_all(fd, "* CAPABILITY IMAP4rev1\r\n", 24);
+        if (rc == 0)
+            rc = reply(fd, tag, "OK CAPABILITY completed");
+    } else if (IS("CHECK") || IS("CLOSE") || IS("UNSELECT")) {
+        rc = reply(fd, tag, "OK completed");
+    } else if (IS("LOGOUT")) {
+        rc = write_all(fd, "* BYE fastserver logging out\r\n", 30);
+        if (rc == 0)
+            rc = reply(fd, tag, "OK LOGOUT completed");
+        return rc < 0 ? -1 : 0;
+    } else {
+        rc = reply(fd, tag, "BAD command not supported by fastserver");
+    }
+#undef IS
+    return rc < 0 ? -1 : 1;
+}
+
+static void serve(int fd)
+{
+    static char buf[MAX_LINE];
+    size_t have = 0;
+    static const char greeting[] = "* OK [CAPABILITY IMAP4rev1] fastserver ready\r\n";
+    if (write_all(fd, greeting, sizeof greeting - 1) < 0)
+        return;
+    for (;;) {
+        ssize_t r = recv(fd, buf + have, sizeof buf - have - 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        have += (size_t)r;
+        size_t start = 0;
+        for (;;) {
+            char *nl = memchr(buf + start, '\n', have - start);
+            if (!nl)
+                break;
+            size_t end = (size_t)(nl - buf);
+            size_t next = end + 1;
+            if (end > start && buf[end - 1] == '\r')
+                end--;
+            buf[end] = '\0';
+            int rc = handle_line(fd, buf + start);
+            if (rc <= 0)
+                return;
+            start = next;
+        }
+        memmove(buf, buf + start, have - start);
+        have -= start;
+        if (have >= sizeof buf - 1) {
+            reply(fd, "*", "BAD line too long");
+            return;
+        }
+    }
+}
+
+static void reap(void)
+{
+    pid_t p;
+    while ((p = waitpid(-1, NULL, WNOHANG)) > 0) {
+        for (int i = 0; i < MAX_CHILDREN; i++)
+            if (g_children[i] == p) {
+                g_children[i] = 0;
+                break;
+            }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen_addr = "127.0.0.1";
+    const char *port_file = NULL;
+    long port = 0;
+    size_t size = (size_t)64 << 20;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-nodelay")) {
+            g_nodelay = 0;
+        } else if (!v) {
+            usage(stderr);
+            return 2;
+        } else if (!strcmp(a, "--listen")) {
+            listen_addr = v;
+            i++;
+        } else if (!strcmp(a, "--port")) {
+            char *end;
+            port = strtol(v, &end, 10);
+            if (*end || port < 0 || port > 65535) {
+                fprintf(stderr, "fastserver: bad port '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--port-file")) {
+            port_file = v;
+            i++;
+        } else if (!strcmp(a, "--size")) {
+            if (bench_parse_size(v, &size) < 0) {
+                fprintf(stderr, "fastserver: bad size '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    g_literal = bench_build_message(size);
+    g_literal_len = size;
+    if (!g_literal) {
+        fprintf(stderr, "fastserver: cannot allocate %zu bytes\n", size);
+        return 1;
+    }
+
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    if (ls < 0) {
+        perror("fastserver: socket");
+        return 1;
+    }
+    int one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)port);
+    if (inet_pton(AF_INET, listen_addr, &sa.sin_addr) != 1) {
+        fprintf(stderr, "fastserver: bad listen address '%s'\n", listen_addr);
+        return 2;
+    }
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 128) < 0) {
+        perror("fastserver: bind/listen");
+        return 1;
+    }
+    socklen_t sl = sizeof sa;
+    if (getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
+        perror("fastserver: getsockname");
+        return 1;
+    }
+    unsigned bound = ntohs(sa.sin_port);
+
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = on_stop; /* no SA_RESTART: accept() returns EINTR */
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) < 0) {
+            perror("fastserver: port file");
+            return 1;
+        }
+    }
+    fprintf(stderr, "fastserver: listening on %s:%u, literal %zu bytes\n", listen_addr, bound, size);
+
+    while (!g_stop) {
+        reap();
+        int c = accept(ls, NULL, NULL);
+        if (c < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            perror("fastserver: accept");
+            break;
+        }
+        if (g_nodelay)
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pid_t p = fork();
+        if (p == 0) {
+            close(ls);
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            sigemptyset(&dfl.sa_mask);
+            sigaction(SIGTERM, &dfl, NULL);
+            sigaction(SIGINT, &dfl, NULL);
+#ifdef __linux__
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+            serve(c);
+            close(c);
+            _exit(0);
+        }
+        if (p < 0)
+            perror("fastserver: fork");
+        else {
+            int slot = -1;
+            for (int i = 0; i < MAX_CHILDREN; i++)
+                if (g_children[i] == 0) {
+                    slot = i;
+                    break;
+                }
+            if (slot >= 0)
+                g_children[slot] = p;
+        }
+        close(c);
+    }
+
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (g_children[i] > 0)
+            kill(g_children[i], SIGTERM);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    close(ls);
+    return 0;
+}

@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# Relay benchmark: how much does `imaptap proxy` cost over a direct
+# connection, for a large FETCH and for NOOP round trips?
+#
+#   bash bench/relay.sh [--reps N] [--quick] [--no-socat] [--no-dovecot]
+#                       [--no-build] [--build-dir DIR]
+#
+# Every figure is taken in the same run as its direct baseline, each
+# measurement is repeated (default 5 times, interleaved direct / imaptap /
+# socat) and the median is reported. See bench/README.md.
+#
+# Environment:
+#   IMAPTAP=PATH        use this imaptap binary instead of the built one
+#   IMAPTAP_ARGS="..."  extra arguments for `imaptap proxy` (e.g. capture)
+#   FAST_MIB=1024       MiB fetched per fastserver measurement
+#   DOVECOT_MIB=256     MiB fetched per Dovecot measurement
+#   MSG_SIZE=64m        literal size (fastserver) / appended message (Dovecot)
+#   NOOP_COUNT=20000    NOOP round trips per latency measurement
+#   RESULTS=FILE        where to write the key=value results
+#                       (default BUILD_DIR/relay-bench.kv)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+REPS=${REPS:-5}
+FAST_MIB=${FAST_MIB:-1024}
+DOVECOT_MIB=${DOVECOT_MIB:-256}
+MSG_SIZE=${MSG_SIZE:-64m}
+NOOP_COUNT=${NOOP_COUNT:-20000}
+WITH_SOCAT=1
+WITH_DOVECOT=1
+DO_BUILD=1
+
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --reps) REPS=$2; shift ;;
+        --quick) REPS=1; FAST_MIB=256; DOVECOT_MIB=128; NOOP_COUNT=5000 ;;
+        --no-socat) WITH_SOCAT=0 ;;
+        --no-dovecot) WITH_DOVECOT=0 ;;
+        --no-build) DO_BUILD=0 ;;
+        --build-dir) BUILD_DIR=$2; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "relay.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+RESULTS=${RESULTS:-$BUILD_DIR/relay-bench.kv}
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "relay.sh: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/imaptap-relay-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ----------------------------------------------------------- dependencies
+as_root_apt() {
+    # apt-get install PKG..., only as root and only when apt-get is there.
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+    if [ -z "${APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >"$WORK/apt.log" 2>&1 || return 1
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$WORK/apt.log" 2>&1
+}
+
+if [ "$WITH_SOCAT" = 1 ] && ! command -v socat >/dev/null; then
+    log "installing socat ..."
+    as_root_apt socat || { log "socat not available: socat rows skipped"; WITH_SOCAT=0; }
+fi
+DOVECOT_PY=$ROOT/tests/lib/dovecot.py
+if [ "$WITH_DOVECOT" = 1 ]; then
+    if [ ! -f "$DOVECOT_PY" ]; then
+        log "tests/lib/dovecot.py not found: Dovecot rows skipped"; WITH_DOVECOT=0
+    elif [ ! -x "${DOVECOT_BIN:-/usr/sbin/dovecot}" ]; then
+        log "installing dovecot-imapd ..."
+        as_root_apt dovecot-imapd || { log "Dovecot not available: Dovecot rows skipped"; WITH_DOVECOT=0; }
+    fi
+fi
+
+# ------------------------------------------------------------------ build
+find_tool() { # name -> path of an executable under BUILD_DIR, or nothing
+    local c
+    for c in "$BUILD_DIR/$1" "$BUILD_DIR/bench/$1" "$BUILD_DIR/bin/$1" \
+             "$BUILD_DIR/bench-standalone/$1"; do
+        [ -f "$c" ] && [ -x "$c" ] && { echo "$c"; return 0; }
+    done
+    find "$BUILD_DIR" -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1
+}
+
+if [ "$DO_BUILD" = 1 ]; then
+    mkdir -p "$BUILD_DIR"
+    root_ok=0
+    if [ -f "$ROOT/CMakeLists.txt" ]; then
+        log "building $ROOT (Release) in $BUILD_DIR ..."
+        if cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 &&
+           cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)" >>"$WORK/cmake.log" 2>&1; then
+            root_ok=1
+        else
+            log "root build failed (tail of the log follows); building bench/ alone"
+            tail -n 15 "$WORK/cmake.log" >&2
+        fi
+    fi
+    if [ "$root_ok" = 0 ] || [ -z "$(find_tool fastserver)" ] || [ -z "$(find_tool imapbench)" ]; then
+        if ! { cmake -S "$ROOT/bench" -B "$BUILD_DIR/bench-standalone" -DCMAKE_BUILD_TYPE=Release &&
+               cmake --build "$BUILD_DIR/bench-standalone"; } >"$WORK/cmake-bench.log" 2>&1; then
+            cat "$WORK/cmake-bench.log" >&2
+            die "cannot build bench/"
+        fi
+    fi
+fi
+
+FASTSERVER=$(find_tool fastserver)
+IMAPBENCH=$(find_tool imapbench)
+if [ -z "$FASTSERVER" ] || [ -z "$IMAPBENCH" ]; then
+    die "fastserver/imapbench not found under $BUILD_DIR"
+fi
+IMAPTAP=${IMAPTAP:-$(find_tool imaptap)}
+if [ -z "$IMAPTAP" ] || [ ! -x "$IMAPTAP" ]; then
+    die "imaptap binary not found under $BUILD_DIR (set IMAPTAP=PATH)"
+fi
+read -r -a IMAPTAP_EXTRA <<<"${IMAPTAP_ARGS:-}"
+
+# ------------------------------------------------------- process helpers
+# The start_* helpers run in the main shell (never inside $(...), so that
+# the PIDs list stays complete) and leave the port they got in RET.
+RET=
+wait_port_file() { # file pid what -> RET=port; returns 1 on failure
+    local f=$1 pid=$2 what=$3 i
+    for ((i = 0; i < 300; i++)); do
+        if [ -s "$f" ] && [ -z "$(tail -c 1 "$f")" ]; then
+            RET=$(head -n 1 "$f" | tr -dc '0-9')
+            [ -n "$RET" ] && return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "relay.sh: $what exited before writing $f"
+            return 1
+        fi
+        sleep 0.05
+    done
+    log "relay.sh: $what did not write $f within 15 s"
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+is_listening() { # port: is something listening on 127.0.0.1:port (IPv4)?
+    local hex
+    hex=$(printf '%04X' "$1")
+    grep -qE "^ *[0-9]+: 0100007F:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null ||
+        grep -qE "^ *[0-9]+: 00000000:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null
+}
+
+start_fastserver() { # -> RET=port
+    local f=$WORK/fast.port
+    "$FASTSERVER" --port 0 --port-file "$f" --size "$MSG_SIZE" \
+        </dev/null >/dev/null 2>"$WORK/fastserver.log" &
+    PIDS+=("$!")
+    wait_port_file "$f" "$!" fastserver || die "cannot start fastserver: $(cat "$WORK/fastserver.log")"
+}
+
+start_imaptap() { # upstream_port name -> RET=port
+    local f=$WORK/imaptap-$2.port
+    "$IMAPTAP" proxy --upstream "127.0.0.1:$1" --listen 127.0.0.1:0 --port-file "$f" \
+        --quiet "${IMAPTAP_EXTRA[@]}" </dev/null >"$WORK/imaptap-$2.out" 2>"$WORK/imaptap-$2.log" &
+    PIDS+=("$!")
+    wait_port_file "$f" "$!" "imaptap proxy ($2)" ||
+        die "cannot start imaptap proxy: $(tail -n 20 "$WORK/imaptap-$2.log")"
+}
+
+start_socat() { # upstream_port name [extra socat options] -> RET=port
+    local up=$1 name=$2 port pid i
+    shift 2
+    port=$(free_port)
+    socat "$@" "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$up" \
+        </dev/null >/dev/null 2>"$WORK/socat-$name.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 200; i++)); do
+        is_listening "$port" && { RET=$port; return 0; }
+        kill -0 "$pid" 2>/dev/null || die "socat ($name) exited: $(cat "$WORK/socat-$name.log")"
+        sleep 0.05
+    done
+    die "socat ($name) is not listening on $port"
+}
+
+start_dovecot() { # -> RET=port
+    local f=$WORK/dovecot.port
+    python3 "$DOVECOT_PY" --users alice:secret --port-file "$f" \
+        </dev/null >"$WORK/dovecot.out" 2>&1 &
+    PIDS+=("$!")
+    wait_port_file "$f" "$!" "dovecot.py" && return 0
+    tail -n 20 "$WORK/dovecot.out" >&2
+    return 1
+}
+
+# ---------------------------------------------------------- measurements
+# Results are kept as files $WORK/r/<key> holding one value per line.
+mkdir -p "$WORK/r"
+
+kv() { # "line of key=value" key -> value
+    local k
+    for k in $1; do
+        case "$k" in "$2="*) echo "${k#*=}"; return 0 ;; esac
+    done
+    return 1
+}
+
+record() { echo "$2" >>"$WORK/r/$1"; }
+
+median() { # key -> median of the recorded values, or "-"
+    local f=$WORK/r/$1 n
+    [ -s "$f" ] || { echo "-"; return; }
+    n=$(wc -l <"$f")
+    sort -g "$f" | awk -v n="$n" '{ v[NR] = $1 }
+        END { if (n % 2) printf "%.1f", v[(n + 1) / 2];
+              else printf "%.1f", (v[n / 2] + v[n / 2 + 1]) / 2 }'
+}
+
+run_fetch() { # key port mib [imapbench options...]
+    local key=$1 port=$2 mib=$3 out
+    shift 3
+    if ! out=$("$IMAPBENCH" fetch --connect "127.0.0.1:$port" --total-mib "$mib" "$@" \
+                 2>"$WORK/last.err"); then
+        log "  $key: FAILED: $(tail -n 3 "$WORK/last.err")"
+        return 0
+    fi
+    record "$key" "$(kv "$out" mbps)"
+    log "  $(printf '%-22s %9s MB/s' "$key" "$(kv "$out" mbps)")"
+}
+
+run_noop() { # key port
+    local key=$1 port=$2 out
+    if ! out=$("$IMAPBENCH" noop --connect "127.0.0.1:$port" --count "$NOOP_COUNT" \
+                 2>"$WORK/last.err"); then
+        log "  $key: FAILED: $(tail -n 3 "$WORK/last.err")"
+        return 0
+    fi
+    record "$key.p50" "$(kv "$out" p50_us)"
+    record "$key.p99" "$(kv "$out" p99_us)"
+    record "$key.mean" "$(kv "$out" mean_us)"
+    log "  $(printf '%-22s p50 %7s us  p99 %7s us  mean %7s us' "$key" \
+        "$(kv "$out" p50_us)" "$(kv "$out" p99_us)" "$(kv "$out" mean_us)")"
+}
+
+log "machine: $(nproc 2>/dev/null || echo ?) CPUs, $(uname -sr)"
+log "imaptap: $IMAPTAP ${IMAPTAP_ARGS:-}"
+log "tools:   $FASTSERVER, $IMAPBENCH"
+T0=$(date +%s)
+
+start_fastserver; FAST=$RET
+start_imaptap "$FAST" fast; FAST_TAP=$RET
+RELAYS=(direct imaptap)
+declare -A PORT_FAST=([direct]=$FAST [imaptap]=$FAST_TAP)
+if [ "$WITH_SOCAT" = 1 ]; then
+    start_socat "$FAST" fast; PORT_FAST[socat]=$RET
+    start_socat "$FAST" fast-1m -b 1048576; PORT_FAST[socat-1m]=$RET
+    RELAYS+=(socat socat-1m)
+fi
+log "fastserver :$FAST  imaptap :$FAST_TAP${PORT_FAST[socat]:+  socat :${PORT_FAST[socat]}}"
+
+log ""
+log "(a) FETCH throughput, fastserver, $FAST_MIB MiB per run, literal $MSG_SIZE, $REPS runs"
+for ((rep = 1; rep <= REPS; rep++)); do
+    for r in "${RELAYS[@]}"; do
+        run_fetch "fast.$r" "${PORT_FAST[$r]}" "$FAST_MIB"
+    done
+done
+
+DOVE_RELAYS=()
+if [ "$WITH_DOVECOT" = 1 ]; then
+    log ""
+    log "(b) FETCH throughput, Dovecot, $DOVECOT_MIB MiB per run, message $MSG_SIZE, $REPS runs"
+    if ! start_dovecot; then
+        log "  Dovecot did not start; Dovecot rows skipped"
+    elif DOVE=$RET && "$IMAPBENCH" append --connect "127.0.0.1:$DOVE" --login alice:secret \
+            --size "$MSG_SIZE" >"$WORK/append.out" 2>"$WORK/append.err"; then
+        log "  appended: $(cat "$WORK/append.out")"
+        declare -A PORT_DOVE=([direct]=$DOVE)
+        start_imaptap "$DOVE" dovecot; PORT_DOVE[imaptap]=$RET
+        DOVE_RELAYS=(direct imaptap)
+        if [ "$WITH_SOCAT" = 1 ]; then
+            start_socat "$DOVE" dovecot; PORT_DOVE[socat]=$RET
+            DOVE_RELAYS+=(socat)
+        fi
+        for ((rep = 1; rep <= REPS; rep++)); do
+            for r in "${DOVE_RELAYS[@]}"; do
+                run_fetch "dovecot.$r" "${PORT_DOVE[$r]}" "$DOVECOT_MIB" --login alice:secret
+            done
+        done
+    else
+        log "  APPEND to Dovecot failed: $(tail -n 3 "$WORK/append.err"); Dovecot rows skipped"
+    fi
+fi
+
+log ""
+log "(c) NOOP round trips, fastserver, $NOOP_COUNT per run, TCP_NODELAY, $REPS runs"
+for ((rep = 1; rep <= REPS; rep++)); do
+    for r in direct imaptap ${PORT_FAST[socat]:+socat}; do
+        run_noop "noop.$r" "${PORT_FAST[$r]}"
+    done
+done
+
+# ---------------------------------------------------------------- summary
+ratio() { # a b -> a/b with 2 decimals, or "-"
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-";
+                                     else printf "%.2f", a / b }'
+}
+delta() { # a b -> a-b with 1 decimal and sign, or "-"
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-";
+                                     else printf "%+.1f", a - b }'
+}
+verdict() { # value op limit -> met/MISSED/n/a
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "-") { print "n/a"; exit }
+        ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
+        print ok ? "met" : "MISSED" }'
+}
+
+: >"$RESULTS.tmp"
+emit() { echo "$1=$2" >>"$RESULTS.tmp"; }
+
+fd=$(median fast.direct); ft=$(median fast.imaptap)
+fratio=$(ratio "$ft" "$fd")
+emit fast_direct_mbps "$fd"; emit fast_imaptap_mbps "$ft"; emit fast_ratio "$fratio"
+if [ "$WITH_SOCAT" = 1 ]; then
+    fs=$(median fast.socat); fs1=$(median fast.socat-1m)
+    emit fast_socat_mbps "$fs"; emit fast_socat_ratio "$(ratio "$fs" "$fd")"
+    emit fast_socat1m_mbps "$fs1"; emit fast_socat1m_ratio "$(ratio "$fs1" "$fd")"
+fi
+if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
+    dd=$(median dovecot.direct); dt=$(median dovecot.imaptap)
+    dratio=$(ratio "$dt" "$dd")
+    emit dovecot_direct_mbps "$dd"; emit dovecot_imaptap_mbps "$dt"; emit dovecot_ratio "$dratio"
+    if [ "$WITH_SOCAT" = 1 ]; then
+        ds=$(median dovecot.socat)
+        emit dovecot_socat_mbps "$ds"; emit dovecot_socat_ratio "$(ratio "$ds" "$dd")"
+    fi
+fi
+n50d=$(median noop.direct.p50); n50t=$(median noop.imaptap.p50)
+n99d=$(median noop.direct.p99); n99t=$(median noop.imaptap.p99)
+a50=$(delta "$n50t" "$n50d"); a99=$(delta "$n99t" "$n99d")
+emit noop_direct_p50_us "$n50d"; emit noop_imaptap_p50_us "$n50t"; emit noop_added_p50_us "$a50"
+emit noop_direct_p99_us "$n99d"; emit noop_imaptap_p99_us "$n99t"; emit noop_added_p99_us "$a99"
+if [ "$WITH_SOCAT" = 1 ]; then
+    emit noop_socat_p50_us "$(median noop.socat.p50)"; emit noop_socat_p99_us "$(median noop.socat.p99)"
+    emit noop_socat_added_p50_us "$(delta "$(median noop.socat.p50)" "$n50d")"
+    emit noop_socat_added_p99_us "$(delta "$(median noop.socat.p99)" "$n99d")"
+fi
+emit reps "$REPS"
+mkdir -p "$(dirname "$RESULTS")"
+mv "$RESULTS.tmp" "$RESULTS"
+
+row() { printf '%-30s %10s %10s %9s  %-12s %s\n' "$@"; }
+echo
+echo "imaptap relay benchmark: medians of $REPS run(s), $(nproc 2>/dev/null || echo ?) CPUs, $(( $(date +%s) - T0 )) s"
+row "workload" "direct" "imaptap" "imaptap" "target" "verdict"
+row "------------------------------" "----------" "----------" "---------" "------------" "-------"
+row "FETCH fastserver MB/s" "$fd" "$ft" "x$fratio" ">= x0.90" "$(verdict "$fratio" ">=" 0.9)"
+if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
+    row "FETCH Dovecot MB/s" "$dd" "$dt" "x$dratio" ">= x0.90" "$(verdict "$dratio" ">=" 0.9)"
+fi
+row "NOOP p50 us" "$n50d" "$n50t" "$a50" "<= +30" "$(verdict "$a50" "<=" 30)"
+row "NOOP p99 us" "$n99d" "$n99t" "$a99" "<= +200" "$(verdict "$a99" "<=" 200)"
+if [ "$WITH_SOCAT" = 1 ]; then
+    echo
+    echo "byte-blind comparison (socat, same run):"
+    row "workload" "direct" "socat" "socat" "" ""
+    row "------------------------------" "----------" "----------" "---------" "" ""
+    row "FETCH fastserver MB/s" "$fd" "$fs" "x$(ratio "$fs" "$fd")" "" "(8 KiB buffer, default)"
+    row "FETCH fastserver MB/s" "$fd" "$fs1" "x$(ratio "$fs1" "$fd")" "" "(socat -b 1048576)"
+    if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
+        row "FETCH Dovecot MB/s" "$dd" "$ds" "x$(ratio "$ds" "$dd")" "" "(default)"
+    fi
+    row "NOOP p50 us" "$n50d" "$(median noop.socat.p50)" "$(delta "$(median noop.socat.p50)" "$n50d")" "" ""
+    row "NOOP p99 us" "$n99d" "$(median noop.socat.p99)" "$(delta "$(median noop.socat.p99)" "$n99d")" "" ""
+fi
+echo
+echo "key=value results: $RESULTS"
+echo "RESULT $(tr '\n' ' ' <"$RESULTS" | sed 's/ $//')"
