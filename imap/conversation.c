@@ -68,7 +68,8 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 			size_t n = info->cls == IMAP_LINE_COMMAND ? info->tag.len : 0;
 
 			c->line_tag_len = n <= sizeof(c->line_tag) ? n : 0;
-			memcpy(c->line_tag, info->tag.p, c->line_tag_len);
+			if (c->line_tag_len > 0)
+				memcpy(c->line_tag, info->tag.p, c->line_tag_len);
 		}
 		c->sync_tag_len = 0;
 		if (unit->kind == IMAP_UNIT_LITERAL_HEAD && !(unit->flags & IMAP_UNIT_LITERAL_NONSYNC) &&

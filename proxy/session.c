@@ -1,26 +1,21 @@
-/* One relayed session: a client socket, an upstream socket, and the
+/* One relayed session: a client stream, an upstream stream, and the
  * conversation observer between them.
  *
  * Bytes read from one side are shown to the observer, then moved whole to
- * the other side's output buffer (no copy, no change). When that buffer
- * passes PROXY_HIGH_WATER, reading from the source stops until it drains
- * to half (libevent sample/le-proxy.c). A FIN from one side is passed on
- * once what is queued for the other side has been written; a reset or an
- * error ends the session after the other side is flushed. */
+ * the other side's output (evbuffer chains, no copy, no change) and written
+ * at once. When more than PROXY_HIGH_WATER wait toward a peer, reading the
+ * other side stops until that queue is half drained (le-proxy's pattern).
+ * A FIN from one side is passed on once what is queued for the other side
+ * has been written; a reset or an error ends the session after the other
+ * side is flushed. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "proxy/internal.h"
-
-#define MAX_SINGLE_READ (256 * 1024)
-#define MAX_SINGLE_WRITE (512 * 1024)
-#define PEEK_VECS 16
+#include "proxy/stream.h"
 
 enum side {
 	SIDE_CLIENT = 0,
@@ -39,29 +34,22 @@ struct proxy_session {
 	struct proxy *proxy;
 	unsigned id;
 	enum session_state state;
-	struct bufferevent *bev[2]; /* NULL once that side is closed */
-	int read_eof[2];            /* that side sent FIN */
-	int want_shut[2];           /* send FIN to that side once drained */
-	int throttled[2];           /* reading that side paused for backpressure */
-	unsigned addr_index;        /* upstream address being tried */
+	struct proxy_stream *stream[2]; /* NULL once that side is closed */
+	int read_eof[2];                /* that side sent FIN */
+	int throttled[2];               /* reading that side paused for backpressure */
+	unsigned addr_index;            /* upstream address being tried */
 	struct imap_conv *conv;
-	struct event *timer;        /* connect timeout, then linger guard */
-	uint64_t bytes[2];          /* relayed, by enum imap_dir */
+	struct event *timer;            /* connect timeout, then linger guard */
+	uint64_t bytes[2];              /* relayed, by enum imap_dir */
 	const char *closed_by;
 	char reason[192];
 	struct capture_session_info info;
 	TAILQ_ENTRY(proxy_session) link;
 };
 
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_client(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
+static void on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
 static int connect_upstream(struct proxy_session *s);
-
-static enum side side_of(const struct proxy_session *s, const struct bufferevent *bev)
-{
-	return bev == s->bev[SIDE_CLIENT] ? SIDE_CLIENT : SIDE_UPSTREAM;
-}
 
 static enum imap_dir dir_from(enum side side)
 {
@@ -78,7 +66,6 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 static void set_closed_by(struct proxy_session *s, const char *by, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#include <stdarg.h>
 static void set_closed_by(struct proxy_session *s, const char *by, const char *fmt, ...)
 {
 	va_list ap;
@@ -89,6 +76,11 @@ static void set_closed_by(struct proxy_session *s, const char *by, const char *f
 	va_start(ap, fmt);
 	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
 	va_end(ap);
+}
+
+static void close_side(struct proxy_session *s, enum side side)
+{
+	proxy_stream_free(&s->stream[side]);
 }
 
 static void session_free(struct proxy_session *s)
@@ -103,9 +95,8 @@ static void session_free(struct proxy_session *s)
 		.bytes = {s->bytes[0], s->bytes[1]},
 	};
 
-	for (int i = 0; i < 2; i++)
-		if (s->bev[i] != NULL)
-			bufferevent_free(s->bev[i]);
+	close_side(s, SIDE_CLIENT);
+	close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	capture_sinks_close(p->sinks, &close);
@@ -116,23 +107,15 @@ static void session_free(struct proxy_session *s)
 	proxy_session_gone(p);
 }
 
-static void close_side(struct proxy_session *s, enum side side)
-{
-	if (s->bev[side] != NULL) {
-		bufferevent_free(s->bev[side]);
-		s->bev[side] = NULL;
-	}
-}
-
 /* Closes drained sides of a closing session. Returns 1 when the session
  * is gone. */
 static int reap(struct proxy_session *s)
 {
 	for (int i = 0; i < 2; i++)
-		if (s->bev[i] != NULL &&
-		    evbuffer_get_length(bufferevent_get_output(s->bev[i])) == 0)
+		if (s->stream[i] != NULL &&
+		    evbuffer_get_length(proxy_stream_output(s->stream[i])) == 0)
 			close_side(s, (enum side)i);
-	if (s->bev[0] == NULL && s->bev[1] == NULL) {
+	if (s->stream[0] == NULL && s->stream[1] == NULL) {
 		session_free(s);
 		return 1;
 	}
@@ -157,11 +140,11 @@ static int finish(struct proxy_session *s)
 {
 	s->state = SESSION_CLOSING;
 	for (int i = 0; i < 2; i++) {
-		if (s->bev[i] == NULL)
+		if (s->stream[i] == NULL)
 			continue;
-		bufferevent_disable(s->bev[i], EV_READ);
-		bufferevent_setwatermark(s->bev[i], EV_WRITE, 0, 0);
-		bufferevent_setcb(s->bev[i], NULL, on_write, on_event, s);
+		proxy_stream_set_reading(s->stream[i], false);
+		proxy_stream_set_low_water(s->stream[i], 0);
+		proxy_stream_flush(s->stream[i]);
 	}
 	if (reap(s))
 		return 1;
@@ -169,34 +152,22 @@ static int finish(struct proxy_session *s)
 	return 0;
 }
 
-/* Sends FIN to a side whose queue is empty, if one is due. */
-static void maybe_shut(struct proxy_session *s, enum side side)
-{
-	struct bufferevent *bev = s->bev[side];
-
-	if (!s->want_shut[side] || bev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		return;
-	s->want_shut[side] = 0;
-	shutdown(bufferevent_getfd(bev), SHUT_WR);
-}
-
 static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer *input,
 		    imap_time_us ts)
 {
-	struct evbuffer_iovec vec[PEEK_VECS];
+	struct evbuffer_iovec vec[16];
 	struct evbuffer_ptr pos;
 	size_t left = evbuffer_get_length(input);
 
 	evbuffer_ptr_set(input, &pos, 0, EVBUFFER_PTR_SET);
 	while (left > 0) {
-		int n = evbuffer_peek(input, (ev_ssize_t)left, &pos, vec, PEEK_VECS);
+		int n = evbuffer_peek(input, (ev_ssize_t)left, &pos, vec, 16);
 		size_t done = 0;
 
 		if (n <= 0)
 			break;
-		if (n > PEEK_VECS)
-			n = PEEK_VECS;
+		if (n > 16)
+			n = 16;
 		for (int i = 0; i < n && done < left; i++) {
 			size_t len = vec[i].iov_len < left - done ? vec[i].iov_len : left - done;
 
@@ -209,12 +180,10 @@ static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer 
 	}
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void relay(struct proxy_session *s, enum side side)
 {
-	struct proxy_session *s = arg;
-	enum side side = side_of(s, bev);
-	struct bufferevent *dst = s->bev[!side];
-	struct evbuffer *input = bufferevent_get_input(bev);
+	struct evbuffer *input = proxy_stream_input(s->stream[side]);
+	struct proxy_stream *dst = s->stream[!side];
 	size_t n = evbuffer_get_length(input);
 	enum imap_dir dir = dir_from(side);
 
@@ -225,42 +194,40 @@ static void on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	observe(s, dir, input, proxy_now());
-	evbuffer_add_buffer(bufferevent_get_output(dst), input);
+	evbuffer_add_buffer(proxy_stream_output(dst), input);
 	s->bytes[dir] += n;
-	if (evbuffer_get_length(bufferevent_get_output(dst)) >= PROXY_HIGH_WATER) {
+	proxy_stream_flush(dst);
+	if (evbuffer_get_length(proxy_stream_output(dst)) >= PROXY_HIGH_WATER) {
 		/* the other side does not keep up: stop reading this one until
 		 * its queue is half drained */
-		bufferevent_disable(bev, EV_READ);
+		proxy_stream_set_reading(s->stream[side], false);
 		s->throttled[side] = 1;
-		bufferevent_setwatermark(dst, EV_WRITE, PROXY_HIGH_WATER / 2, 0);
+		proxy_stream_set_low_water(dst, PROXY_HIGH_WATER / 2);
 	}
 	imap_conv_trim(s->conv);
 	capture_sinks_flush(s->proxy->sinks);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void drained(struct proxy_session *s, enum side side)
 {
-	struct proxy_session *s = arg;
-	enum side side = side_of(s, bev);
 	enum side src = !side;
 
 	if (s->state == SESSION_CLOSING) {
 		reap(s);
 		return;
 	}
-	if (s->throttled[src] && s->bev[src] != NULL) {
+	if (s->throttled[src] && s->stream[src] != NULL) {
 		s->throttled[src] = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		proxy_stream_set_low_water(s->stream[side], 0);
 		if (!s->read_eof[src])
-			bufferevent_enable(s->bev[src], EV_READ);
+			proxy_stream_set_reading(s->stream[src], true);
 	}
-	maybe_shut(s, side);
 }
 
 static void upstream_failed(struct proxy_session *s, const char *what, int err)
 {
 	char bye[512], notice[600];
-	struct bufferevent *client = s->bev[SIDE_CLIENT];
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
 	int len;
 
 	len = snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
@@ -272,7 +239,7 @@ static void upstream_failed(struct proxy_session *s, const char *what, int err)
 	if (client != NULL && len > 0) {
 		imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,
 			       (const uint8_t *)bye, (size_t)len);
-		bufferevent_write(client, bye, (size_t)len);
+		evbuffer_add(proxy_stream_output(client), bye, (size_t)len);
 		s->bytes[IMAP_S2C] += (size_t)len;
 	}
 	close_side(s, SIDE_UPSTREAM);
@@ -284,12 +251,12 @@ static void upstream_failed(struct proxy_session *s, const char *what, int err)
 static int connect_failed(struct proxy_session *s, const char *what, int err)
 {
 	close_side(s, SIDE_UPSTREAM);
+	if (s->state == SESSION_CLOSING) /* shutdown began meanwhile */
+		return finish(s);
 	if (s->addr_index + 1 < s->proxy->upstream_addr_count) {
 		s->addr_index++;
 		return connect_upstream(s);
 	}
-	if (s->state == SESSION_CLOSING) /* shutdown began meanwhile */
-		return finish(s);
 	upstream_failed(s, what, err);
 	return 0;
 }
@@ -297,21 +264,14 @@ static int connect_failed(struct proxy_session *s, const char *what, int err)
 static int connect_upstream(struct proxy_session *s)
 {
 	struct proxy *p = s->proxy;
-	struct bufferevent *bev;
+	int err = 0;
 
-	bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		upstream_failed(s, "could not be set up", ENOMEM);
-		return 0;
-	}
-	s->bev[SIDE_UPSTREAM] = bev;
-	bufferevent_setcb(bev, on_read, on_write, on_event, s);
-	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
-	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
 	arm_timer(s, p->config.connect_timeout_s);
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&p->upstream_addr[s->addr_index],
-				       (int)p->upstream_addr_len[s->addr_index]) < 0)
-		return connect_failed(s, "cannot be reached", errno ? errno : ECONNREFUSED);
+	s->stream[SIDE_UPSTREAM] =
+		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],
+				     p->upstream_addr_len[s->addr_index], on_upstream, s, &err);
+	if (s->stream[SIDE_UPSTREAM] == NULL)
+		return connect_failed(s, "cannot be reached", err ? err : ECONNREFUSED);
 	return 0;
 }
 
@@ -319,8 +279,8 @@ static void connected(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
 	s->state = SESSION_RELAYING;
-	bufferevent_enable(s->bev[SIDE_UPSTREAM], EV_READ | EV_WRITE);
-	bufferevent_enable(s->bev[SIDE_CLIENT], EV_READ | EV_WRITE);
+	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
+	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -347,43 +307,66 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void side_eof(struct proxy_session *s, enum side side)
 {
-	struct proxy_session *s = arg;
-	enum side side = side_of(s, bev);
-	int err = EVUTIL_SOCKET_ERROR();
-
-	if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM) {
-		if (what & BEV_EVENT_CONNECTED)
-			connected(s);
-		else
-			connect_failed(s, "refused the connection", err ? err : ECONNREFUSED);
+	s->read_eof[side] = 1;
+	if (s->state == SESSION_CLOSING) {
+		reap(s);
 		return;
 	}
-	if (what & BEV_EVENT_EOF) {
-		s->read_eof[side] = 1;
-		bufferevent_disable(bev, EV_READ);
-		if (s->state == SESSION_CLOSING) {
-			reap(s);
-			return;
-		}
-		set_closed_by(s, side_name[side], "EOF");
-		if (s->read_eof[!side] || s->bev[!side] == NULL) {
-			finish(s);
-			return;
-		}
-		/* half close: pass the FIN on once the other side is flushed */
-		s->want_shut[!side] = 1;
-		maybe_shut(s, !side);
-		arm_timer(s, s->proxy->config.linger_s);
-		return;
-	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-		set_closed_by(s, side_name[side], "%s",
-			      err == ECONNRESET ? "reset" : err ? strerror(err) : "error");
-		close_side(s, side);
+	set_closed_by(s, side_name[side], "EOF");
+	if (s->read_eof[!side] || s->stream[!side] == NULL) {
 		finish(s);
+		return;
 	}
+	/* half close: pass the FIN on once the other side is flushed */
+	proxy_stream_shutdown_write(s->stream[!side]);
+	arm_timer(s, s->proxy->config.linger_s);
+}
+
+static void side_error(struct proxy_session *s, enum side side, int err)
+{
+	set_closed_by(s, side_name[side], "%s",
+		      err == ECONNRESET ? "reset" : err ? strerror(err) : "error");
+	close_side(s, side);
+	finish(s);
+}
+
+static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_event event)
+{
+	switch (event) {
+	case PROXY_STREAM_READ:
+		relay(s, side);
+		return;
+	case PROXY_STREAM_DRAINED:
+		drained(s, side);
+		return;
+	case PROXY_STREAM_EOF:
+		side_eof(s, side);
+		return;
+	case PROXY_STREAM_ERROR:
+		if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM)
+			connect_failed(s, "refused the connection",
+				       proxy_stream_error(s->stream[side]));
+		else
+			side_error(s, side, proxy_stream_error(s->stream[side]));
+		return;
+	case PROXY_STREAM_CONNECTED:
+		connected(s);
+		return;
+	}
+}
+
+static void on_client(struct proxy_stream *stream, enum proxy_stream_event event, void *arg)
+{
+	(void)stream;
+	on_event(arg, SIDE_CLIENT, event);
+}
+
+static void on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg)
+{
+	(void)stream;
+	on_event(arg, SIDE_UPSTREAM, event);
 }
 
 int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
@@ -405,25 +388,18 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->id = ++p->next_id;
 	s->state = SESSION_CONNECTING;
 	s->conv = imap_conv_new(&conv, on_observation, s);
-	evutil_make_socket_nonblocking(fd);
-	s->bev[SIDE_CLIENT] = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->conv == NULL || s->bev[SIDE_CLIENT] == NULL) {
+	s->stream[SIDE_CLIENT] = proxy_stream_new(p->base, fd, on_client, s);
+	if (s->conv == NULL || s->stream[SIDE_CLIENT] == NULL) {
 		proxy_log(p, "out of memory for session #%u; closing the client", s->id);
-		if (s->bev[SIDE_CLIENT] == NULL)
+		if (s->stream[SIDE_CLIENT] == NULL)
 			evutil_closesocket(fd);
-		else
-			bufferevent_free(s->bev[SIDE_CLIENT]);
+		close_side(s, SIDE_CLIENT);
 		imap_conv_free(&s->conv);
 		free(s);
 		return -1;
 	}
-	bufferevent_setcb(s->bev[SIDE_CLIENT], on_read, on_write, on_event, s);
-	bufferevent_set_max_single_read(s->bev[SIDE_CLIENT], MAX_SINGLE_READ);
-	bufferevent_set_max_single_write(s->bev[SIDE_CLIENT], MAX_SINGLE_WRITE);
 	/* the client is read only once the upstream answers, so that nothing
 	 * it sends is taken and lost if the upstream cannot be reached */
-	bufferevent_disable(s->bev[SIDE_CLIENT], EV_READ);
-	bufferevent_enable(s->bev[SIDE_CLIENT], EV_WRITE);
 	TAILQ_INSERT_TAIL(&p->sessions, s, link);
 	p->session_count++;
 	s->info.id = s->id;
@@ -443,16 +419,13 @@ void proxy_session_stop_all(struct proxy *p, const char *reason)
 	for (s = TAILQ_FIRST(&p->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		if (reason == NULL) {
-			close_side(s, SIDE_CLIENT);
-			close_side(s, SIDE_UPSTREAM);
 			set_closed_by(s, "proxy", "stopped");
 			session_free(s);
 			continue;
 		}
 		set_closed_by(s, "proxy", "%s", reason);
-		if (s->state == SESSION_CONNECTING) {
+		if (s->state == SESSION_CONNECTING)
 			close_side(s, SIDE_UPSTREAM);
-		}
 		finish(s);
 	}
 }

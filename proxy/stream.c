@@ -1,0 +1,312 @@
+#include "proxy/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MIN_READ 4096
+
+struct proxy_stream {
+	int fd;
+	struct event *ev_read;
+	struct event *ev_write;
+	struct evbuffer *input;
+	struct evbuffer *output;
+	proxy_stream_cb *cb;
+	void *ctx;
+	size_t low_water;
+	int error;
+	bool connecting;
+	bool reading;
+	bool want_shut;
+	bool shut;
+	bool error_pending; /* an error to report from the loop */
+	int in_callback;    /* depth of callbacks on the stack */
+	bool dead;          /* freed while a callback was running */
+};
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+static void destroy(struct proxy_stream *s)
+{
+	if (s->ev_read != NULL)
+		event_free(s->ev_read);
+	if (s->ev_write != NULL)
+		event_free(s->ev_write);
+	if (s->input != NULL)
+		evbuffer_free(s->input);
+	if (s->output != NULL)
+		evbuffer_free(s->output);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+/* Calls the owner's callback; returns false when the stream was freed in
+ * it, so the caller must not touch it again. */
+static bool notify(struct proxy_stream *s, enum proxy_stream_event event)
+{
+	s->in_callback++;
+	s->cb(s, event, s->ctx);
+	s->in_callback--;
+	if (s->dead && s->in_callback == 0) {
+		destroy(s);
+		return false;
+	}
+	return !s->dead;
+}
+
+static struct proxy_stream *make(struct event_base *base, int fd, proxy_stream_cb *cb, void *ctx)
+{
+	struct proxy_stream *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (s == NULL)
+		return NULL;
+	s->fd = fd;
+	s->cb = cb;
+	s->ctx = ctx;
+	s->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, s);
+	s->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST, on_writable, s);
+	s->input = evbuffer_new();
+	s->output = evbuffer_new();
+	if (s->ev_read == NULL || s->ev_write == NULL || s->input == NULL || s->output == NULL) {
+		s->fd = -1; /* the caller keeps its descriptor */
+		destroy(s);
+		return NULL;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	/* IMAP is many small lines each way: do not hold them for ACKs */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return s;
+}
+
+struct proxy_stream *proxy_stream_new(struct event_base *base, int fd, proxy_stream_cb *cb,
+				      void *ctx)
+{
+	return make(base, fd, cb, ctx);
+}
+
+struct proxy_stream *proxy_stream_connect(struct event_base *base, const struct sockaddr *sa,
+					  socklen_t len, proxy_stream_cb *cb, void *ctx,
+					  int *err_r)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct proxy_stream *s;
+
+	if (fd < 0) {
+		*err_r = errno;
+		return NULL;
+	}
+	s = make(base, fd, cb, ctx);
+	if (s == NULL) {
+		close(fd);
+		*err_r = ENOMEM;
+		return NULL;
+	}
+	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+		*err_r = errno;
+		destroy(s);
+		return NULL;
+	}
+	s->connecting = true;
+	event_add(s->ev_write, NULL);
+	return s;
+}
+
+void proxy_stream_free(struct proxy_stream **stream)
+{
+	struct proxy_stream *s = *stream;
+
+	if (s == NULL)
+		return;
+	*stream = NULL;
+	if (s->in_callback > 0) {
+		event_del(s->ev_read);
+		event_del(s->ev_write);
+		s->dead = true;
+		return;
+	}
+	destroy(s);
+}
+
+struct evbuffer *proxy_stream_input(struct proxy_stream *s)
+{
+	return s->input;
+}
+
+struct evbuffer *proxy_stream_output(struct proxy_stream *s)
+{
+	return s->output;
+}
+
+int proxy_stream_error(const struct proxy_stream *s)
+{
+	return s->error;
+}
+
+void proxy_stream_set_reading(struct proxy_stream *s, bool on)
+{
+	if (on == s->reading)
+		return;
+	s->reading = on;
+	if (on)
+		event_add(s->ev_read, NULL);
+	else
+		event_del(s->ev_read);
+}
+
+void proxy_stream_set_low_water(struct proxy_stream *s, size_t low)
+{
+	s->low_water = low;
+}
+
+static void fail_later(struct proxy_stream *s, int err)
+{
+	if (s->error_pending)
+		return;
+	s->error = err;
+	s->error_pending = true;
+	event_active(s->ev_write, EV_WRITE, 1);
+}
+
+/* Writes what it can; true when the output is now empty. */
+static bool write_some(struct proxy_stream *s)
+{
+	while (evbuffer_get_length(s->output) > 0) {
+		int n = evbuffer_write(s->output, s->fd);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			fail_later(s, errno);
+			return false;
+		}
+		if (n == 0)
+			break;
+	}
+	if (evbuffer_get_length(s->output) > 0)
+		return false;
+	if (s->want_shut && !s->shut) {
+		shutdown(s->fd, SHUT_WR);
+		s->shut = true;
+	}
+	return true;
+}
+
+void proxy_stream_flush(struct proxy_stream *s)
+{
+	if (s->connecting || s->error_pending)
+		return;
+	if (write_some(s))
+		event_del(s->ev_write);
+	else if (!s->error_pending)
+		event_add(s->ev_write, NULL);
+}
+
+void proxy_stream_shutdown_write(struct proxy_stream *s)
+{
+	s->want_shut = true;
+	proxy_stream_flush(s);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_stream *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->error_pending) {
+		event_del(s->ev_write);
+		event_del(s->ev_read);
+		notify(s, PROXY_STREAM_ERROR);
+		return;
+	}
+	if (s->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err == EINPROGRESS)
+			return;
+		s->connecting = false;
+		event_del(s->ev_write);
+		if (err != 0) {
+			s->error = err;
+			notify(s, PROXY_STREAM_ERROR);
+			return;
+		}
+		if (!notify(s, PROXY_STREAM_CONNECTED))
+			return;
+		proxy_stream_flush(s);
+		return;
+	}
+	if (write_some(s))
+		event_del(s->ev_write);
+	if (s->error_pending)
+		return;
+	if (evbuffer_get_length(s->output) <= s->low_water)
+		notify(s, PROXY_STREAM_DRAINED);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_stream *s = arg;
+	struct evbuffer_iovec vec[2];
+	struct iovec iov[2];
+	int avail = 0, nvec;
+	size_t want;
+	ssize_t n;
+
+	(void)what;
+	if (ioctl(fd, FIONREAD, &avail) < 0 || avail < MIN_READ)
+		avail = MIN_READ;
+	want = (size_t)avail < PROXY_STREAM_MAX_READ ? (size_t)avail : PROXY_STREAM_MAX_READ;
+	nvec = evbuffer_reserve_space(s->input, (ev_ssize_t)want, vec, 2);
+	if (nvec <= 0) {
+		s->error = ENOMEM;
+		proxy_stream_set_reading(s, false);
+		notify(s, PROXY_STREAM_ERROR);
+		return;
+	}
+	for (int i = 0; i < nvec; i++) {
+		iov[i].iov_base = vec[i].iov_base;
+		iov[i].iov_len = vec[i].iov_len;
+	}
+	n = readv(fd, iov, nvec);
+	if (n < 0) {
+		evbuffer_commit_space(s->input, vec, 0);
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		s->error = errno;
+		proxy_stream_set_reading(s, false);
+		notify(s, PROXY_STREAM_ERROR);
+		return;
+	}
+	if (n == 0) {
+		evbuffer_commit_space(s->input, vec, 0);
+		proxy_stream_set_reading(s, false);
+		notify(s, PROXY_STREAM_EOF);
+		return;
+	}
+	for (int i = 0; i < nvec; i++) {
+		size_t take = (size_t)n < vec[i].iov_len ? (size_t)n : vec[i].iov_len;
+
+		vec[i].iov_len = take;
+		n -= (ssize_t)take;
+		if (take == 0)
+			nvec = i;
+	}
+	evbuffer_commit_space(s->input, vec, nvec);
+	notify(s, PROXY_STREAM_READ);
+}

@@ -1,0 +1,70 @@
+/* One non-blocking socket with an input and an output evbuffer.
+ *
+ * libevent 2.1's bufferevents read at most 4096 bytes per system call
+ * (EVBUFFER_MAX_READ; only 2.2 can raise it), which caps a relay far below
+ * what loopback and TLS can carry, and they always defer writes to the next
+ * loop turn. A stream reads as much as the socket holds (up to
+ * PROXY_STREAM_MAX_READ) into evbuffer space it reserves, and writes as soon
+ * as it is asked to, waiting for the socket only when it is full. Bytes
+ * move between streams as evbuffer chains, never copied. */
+#ifndef PROXY_STREAM_H
+#define PROXY_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#define PROXY_STREAM_MAX_READ (256u * 1024u)
+
+enum proxy_stream_event {
+	PROXY_STREAM_READ,      /* new bytes in the input buffer */
+	PROXY_STREAM_DRAINED,   /* a write left the output at or below the low-water mark */
+	PROXY_STREAM_EOF,       /* the peer sent FIN; reading has stopped */
+	PROXY_STREAM_ERROR,     /* the socket failed; proxy_stream_error() says why */
+	PROXY_STREAM_CONNECTED, /* an outgoing connection is up */
+};
+
+struct proxy_stream;
+
+/* The callback may free the stream (and its owner); the stream notices. */
+typedef void proxy_stream_cb(struct proxy_stream *stream, enum proxy_stream_event event,
+			     void *ctx);
+
+/* Wraps a connected socket (made non-blocking here). Reading starts off.
+ * Returns NULL when out of memory; fd is then left open. */
+struct proxy_stream *proxy_stream_new(struct event_base *base, int fd, proxy_stream_cb *cb,
+				      void *ctx);
+
+/* Starts a non-blocking connection; CONNECTED or ERROR follows. Returns
+ * NULL with *err_r set (an errno value) when it fails at once. */
+struct proxy_stream *proxy_stream_connect(struct event_base *base, const struct sockaddr *sa,
+					  socklen_t len, proxy_stream_cb *cb, void *ctx,
+					  int *err_r);
+
+/* Closes the socket and frees everything; queued output is dropped.
+ * Safe inside the stream's own callback. */
+void proxy_stream_free(struct proxy_stream **stream);
+
+struct evbuffer *proxy_stream_input(struct proxy_stream *stream);
+struct evbuffer *proxy_stream_output(struct proxy_stream *stream);
+
+void proxy_stream_set_reading(struct proxy_stream *stream, bool on);
+
+/* DRAINED fires when a write brings the output to at most low bytes. */
+void proxy_stream_set_low_water(struct proxy_stream *stream, size_t low);
+
+/* Writes what the output holds now, as far as the socket takes it, and
+ * waits for the socket for the rest. Never calls the callback; a write
+ * error is reported by an ERROR event from the loop. */
+void proxy_stream_flush(struct proxy_stream *stream);
+
+/* Sends FIN once the output is empty. */
+void proxy_stream_shutdown_write(struct proxy_stream *stream);
+
+/* The errno value behind an ERROR event. */
+int proxy_stream_error(const struct proxy_stream *stream);
+
+#endif
