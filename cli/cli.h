@@ -23,5 +23,6 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_color_choice(const char *word, FILE *stream);
 
 int cli_proxy_main(int argc, char **argv);
+int cli_ca_main(int argc, char **argv);
 
 #endif

@@ -22,6 +22,8 @@ static const char usage[] =
 	"            imaptap proxy --upstream HOST:PORT [--listen ADDR:PORT]\n"
 	"                  [--upstream-tls none] [--port-file FILE] [--no-redact]\n"
 	"                  [--max-line BYTES] [--quiet] [--color auto|always|never]\n"
+	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
+	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
 	"options:\n"
 	"  -h, --help      this text; 'imaptap COMMAND --help' for a command's options\n"
@@ -89,6 +91,8 @@ int main(int argc, char **argv)
 		printf("imaptap %s\n", IMAPTAP_VERSION);
 		return CLI_EXIT_OK;
 	}
+	if (strcmp(cmd, "ca") == 0)
+		return cli_ca_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
 		return cli_proxy_main(argc - 1, argv + 1);
 	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
