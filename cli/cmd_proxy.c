@@ -28,8 +28,19 @@ static const char proxy_usage[] =
 	"  --upstream HOST:PORT     the IMAP server (required); [ADDRESS]:PORT for IPv6\n"
 	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:1143);\n"
 	"                           port 0 picks a free port, printed on stderr\n"
-	"  --upstream-tls none      the server speaks plain IMAP (the only mode of\n"
-	"                           this version; it is the default for any port but 993)\n"
+	"  --upstream-tls implicit|none\n"
+	"                           TLS from the first byte, or plain IMAP (default:\n"
+	"                           implicit for port 993, else none)\n"
+	"  --upstream-ca FILE       also trust this CA (PEM) for the upstream certificate\n"
+	"  --insecure-upstream      do not verify the upstream certificate (said on every\n"
+	"                           session's timeline)\n"
+	"  --sni NAME               SNI sent upstream and name the certificate must carry\n"
+	"                           (default: the client's SNI, else the upstream host)\n"
+	"  --client-tls none|implicit\n"
+	"                           what clients speak to the proxy (default none)\n"
+	"  --ca DIR                 CA that signs the certificates shown to clients\n"
+	"                           (DIR/ca.crt, DIR/ca.key; created when missing)\n"
+	"  --cert FILE --key FILE   show this certificate to clients instead\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
 	"  --no-redact              show passwords and SASL data unmasked\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
@@ -50,6 +61,13 @@ enum {
 	OPT_MAX_LINE,
 	OPT_QUIET,
 	OPT_COLOR,
+	OPT_CLIENT_TLS,
+	OPT_UPSTREAM_CA,
+	OPT_INSECURE,
+	OPT_SNI,
+	OPT_CA,
+	OPT_CERT,
+	OPT_KEY,
 };
 
 static const struct option proxy_options[] = {
@@ -61,6 +79,13 @@ static const struct option proxy_options[] = {
 	{"max-line", required_argument, NULL, OPT_MAX_LINE},
 	{"quiet", no_argument, NULL, OPT_QUIET},
 	{"color", required_argument, NULL, OPT_COLOR},
+	{"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
+	{"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+	{"insecure-upstream", no_argument, NULL, OPT_INSECURE},
+	{"sni", required_argument, NULL, OPT_SNI},
+	{"ca", required_argument, NULL, OPT_CA},
+	{"cert", required_argument, NULL, OPT_CERT},
+	{"key", required_argument, NULL, OPT_KEY},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -71,6 +96,13 @@ struct proxy_args {
 	const char *upstream_tls;
 	const char *port_file;
 	const char *color;
+	const char *client_tls;
+	const char *upstream_ca;
+	const char *sni;
+	const char *ca;
+	const char *cert;
+	const char *key;
+	int insecure;
 	int no_redact;
 	int quiet;
 	size_t max_line;
@@ -153,6 +185,27 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 			a->max_line = (size_t)v;
 			break;
 		}
+		case OPT_CLIENT_TLS:
+			a->client_tls = optarg;
+			break;
+		case OPT_UPSTREAM_CA:
+			a->upstream_ca = optarg;
+			break;
+		case OPT_INSECURE:
+			a->insecure = 1;
+			break;
+		case OPT_SNI:
+			a->sni = optarg;
+			break;
+		case OPT_CA:
+			a->ca = optarg;
+			break;
+		case OPT_CERT:
+			a->cert = optarg;
+			break;
+		case OPT_KEY:
+			a->key = optarg;
+			break;
 		case OPT_QUIET:
 			a->quiet = 1;
 			break;
@@ -175,6 +228,26 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 	return 0;
 }
 
+/* "implicit" or "none"; STARTTLS is not offered by this version. */
+static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
+{
+	if (word == NULL)
+		return 0;
+	if (strcmp(word, "none") == 0) {
+		*out = PROXY_TLS_NONE;
+		return 0;
+	}
+	if (strcmp(word, "implicit") == 0) {
+		*out = PROXY_TLS_IMPLICIT;
+		return 0;
+	}
+	if (strcmp(word, "starttls") == 0)
+		cli_usage_error("proxy", "%s starttls is not available in this version; use implicit or none", flag);
+	else
+		cli_usage_error("proxy", "%s takes implicit or none, not '%s'", flag, word);
+	return -1;
+}
+
 int cli_proxy_main(int argc, char **argv)
 {
 	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
@@ -195,14 +268,29 @@ int cli_proxy_main(int argc, char **argv)
 		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
 	if (proxy_hostport_parse(a.listen, &config.listen, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--listen %s", err);
+	if (tls_mode("--upstream-tls", a.upstream_tls, &config.upstream_tls) < 0 ||
+	    tls_mode("--client-tls", a.client_tls, &config.client_tls) < 0)
+		return CLI_EXIT_USAGE;
 	if (a.upstream_tls == NULL && config.upstream.port == 993)
+		config.upstream_tls = PROXY_TLS_IMPLICIT;
+	if ((a.cert == NULL) != (a.key == NULL))
+		return cli_usage_error("proxy", "--cert and --key go together");
+	if (config.client_tls != PROXY_TLS_NONE && a.cert == NULL && a.ca == NULL)
 		return cli_usage_error("proxy",
-				       "port 993 means implicit TLS, which this version cannot speak yet; "
-				       "if this server really speaks plain IMAP on 993, say --upstream-tls none");
-	if (a.upstream_tls != NULL && strcmp(a.upstream_tls, "none") != 0)
+				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
+				       "or --cert FILE --key FILE",
+				       a.client_tls);
+	if (config.client_tls == PROXY_TLS_NONE && (a.cert != NULL || a.ca != NULL))
+		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
+	if (config.upstream_tls == PROXY_TLS_NONE && (a.upstream_ca || a.insecure || a.sni))
 		return cli_usage_error("proxy",
-				       "--upstream-tls %s is not available in this version; the only mode is 'none' (plain IMAP)",
-				       a.upstream_tls);
+				       "--upstream-ca, --insecure-upstream and --sni are for a TLS upstream: add --upstream-tls implicit");
+	config.sni = a.sni;
+	config.upstream_ca = a.upstream_ca;
+	config.insecure_upstream = a.insecure;
+	config.ca_dir = a.ca;
+	config.cert_file = a.cert;
+	config.key_file = a.key;
 	color = cli_color_choice(a.color, stderr);
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
@@ -230,7 +318,9 @@ int cli_proxy_main(int argc, char **argv)
 	}
 	run.proxy = proxy_new(run.base, &config, &sinks, &code, err, sizeof(err));
 	if (run.proxy == NULL) {
-		if (code == PROXY_ERR_RESOLVE && strstr(err, config.upstream.host) != NULL)
+		if (code == PROXY_ERR_TLS)
+			cli_message("TLS: %s", err);
+		else if (code == PROXY_ERR_RESOLVE && strstr(err, config.upstream.host) != NULL)
 			cli_message("upstream: %s (check the name, or give an IP address)", err);
 		else
 			cli_message("%s", err);
@@ -249,8 +339,10 @@ int cli_proxy_main(int argc, char **argv)
 		cli_message("warning: listening on %s, reachable from other hosts: anyone who connects "
 			    "is relayed to the upstream and recorded",
 			    proxy_listen_str(run.proxy));
-	cli_message("listening on %s, upstream %s:%u (plain)", proxy_listen_str(run.proxy),
-		    config.upstream.host, config.upstream.port);
+	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run.proxy),
+		    config.client_tls == PROXY_TLS_IMPLICIT ? "TLS" : "plain", config.upstream.host,
+		    config.upstream.port, config.upstream_tls == PROXY_TLS_IMPLICIT ? "TLS" : "plain",
+		    config.insecure_upstream ? ", certificate NOT verified" : "");
 
 	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
 	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);

@@ -7,7 +7,9 @@
 
 #include <event2/event.h>
 
+#include "proxy/ca.h"
 #include "proxy/proxy.h"
+#include "proxy/tls.h"
 
 struct proxy_session;
 
@@ -15,6 +17,9 @@ struct proxy {
 	struct event_base *base;
 	struct proxy_config config;
 	const struct capture_sinks *sinks;
+	SSL_CTX *upstream_ctx; /* NULL when the upstream leg is plain */
+	SSL_CTX *client_ctx;   /* NULL when the client leg is plain */
+	struct proxy_ca *ca;   /* NULL unless certificates are forged */
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *shutdown_deadline;

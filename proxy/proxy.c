@@ -180,6 +180,31 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	freeaddrinfo(res);
 	proxy_sockaddr_str((struct sockaddr *)&p->upstream_addr[0], p->upstream_str,
 			   sizeof(p->upstream_str));
+	if (config->upstream_tls != PROXY_TLS_NONE) {
+		p->upstream_ctx = proxy_tls_upstream_ctx(config->upstream_ca,
+							 config->insecure_upstream, err, errlen);
+		if (p->upstream_ctx == NULL) {
+			*code_r = PROXY_ERR_TLS;
+			proxy_free(&p);
+			return NULL;
+		}
+	}
+	if (config->client_tls != PROXY_TLS_NONE) {
+		if (config->cert_file == NULL) {
+			p->ca = proxy_ca_load(config->ca_dir, err, errlen);
+			if (p->ca == NULL) {
+				*code_r = PROXY_ERR_TLS;
+				proxy_free(&p);
+				return NULL;
+			}
+		}
+		p->client_ctx = proxy_tls_client_ctx(config->cert_file, config->key_file, err, errlen);
+		if (p->client_ctx == NULL) {
+			*code_r = PROXY_ERR_TLS;
+			proxy_free(&p);
+			return NULL;
+		}
+	}
 	rc = start_listening(p, err, errlen);
 	if (rc != PROXY_OK) {
 		*code_r = (enum proxy_error)rc;
@@ -269,6 +294,9 @@ void proxy_free(struct proxy **proxy)
 		event_free(p->accept_retry);
 	if (p->shutdown_deadline != NULL)
 		event_free(p->shutdown_deadline);
+	SSL_CTX_free(p->upstream_ctx);
+	SSL_CTX_free(p->client_ctx);
+	proxy_ca_free(&p->ca);
 	free(p);
 	*proxy = NULL;
 }

@@ -14,6 +14,11 @@
 /* Bytes queued toward one peer before the other peer stops being read. */
 #define PROXY_HIGH_WATER (512u * 1024u)
 
+enum proxy_tls_mode {
+	PROXY_TLS_NONE,
+	PROXY_TLS_IMPLICIT, /* TLS from the first byte (port 993) */
+};
+
 struct proxy_config {
 	struct proxy_hostport listen;
 	struct proxy_hostport upstream;
@@ -21,6 +26,14 @@ struct proxy_config {
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	unsigned connect_timeout_s; /* upstream TCP connect, 0 for 10 s */
 	unsigned linger_s;     /* flushing to a peer after the other left, 0 for 30 s */
+	enum proxy_tls_mode upstream_tls;
+	enum proxy_tls_mode client_tls;
+	const char *sni;         /* upstream SNI and name to verify; NULL: the host */
+	const char *upstream_ca; /* extra trust anchor (PEM), or NULL */
+	int insecure_upstream;   /* do not verify the upstream certificate */
+	const char *ca_dir;      /* CA that signs forged certificates */
+	const char *cert_file;   /* fixed certificate for the client leg, or NULL */
+	const char *key_file;
 	/* process-level messages (not tied to one session) */
 	void (*log)(void *ctx, const char *message);
 	void *log_ctx;
@@ -31,6 +44,7 @@ enum proxy_error {
 	PROXY_ERR_RESOLVE, /* the upstream or listen host does not resolve */
 	PROXY_ERR_LISTEN,  /* cannot bind or listen */
 	PROXY_ERR_MEMORY,
+	PROXY_ERR_TLS,     /* a certificate, key or CA that cannot be used */
 };
 
 struct proxy;

@@ -43,6 +43,11 @@ struct proxy_session {
 	uint64_t bytes[2];              /* relayed, by enum imap_dir */
 	const char *closed_by;
 	char reason[192];
+	int tcp_up;             /* the upstream TCP connection is established */
+	int upstream_ready;     /* the upstream leg carries IMAP (TLS done if any) */
+	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
+	char client_sni[256];
+	char *pending_bye;      /* a BYE to send once the client's TLS is up */
 	struct capture_session_info info;
 	TAILQ_ENTRY(proxy_session) link;
 };
@@ -102,6 +107,7 @@ static void session_free(struct proxy_session *s)
 	capture_sinks_close(p->sinks, &close);
 	capture_sinks_flush(p->sinks);
 	imap_conv_free(&s->conv);
+	free(s->pending_bye);
 	TAILQ_REMOVE(&p->sessions, s, link);
 	free(s);
 	proxy_session_gone(p);
@@ -224,25 +230,41 @@ static void drained(struct proxy_session *s, enum side side)
 	}
 }
 
-static void upstream_failed(struct proxy_session *s, const char *what, int err)
-{
-	char bye[512], notice[600];
-	struct proxy_stream *client = s->stream[SIDE_CLIENT];
-	int len;
+static void resume_client_tls(struct proxy_session *s);
 
-	len = snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
-		       s->proxy->upstream_str, what, strerror(err));
+static void send_bye(struct proxy_session *s, const char *bye)
+{
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+	size_t len = strlen(bye);
+
+	if (client == NULL)
+		return;
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
+	evbuffer_add(proxy_stream_output(client), bye, len);
+	s->bytes[IMAP_S2C] += len;
+}
+
+/* The upstream cannot be used: tells the client with an untagged BYE (over
+ * its TLS leg once that is up) and closes. */
+static void upstream_failed(struct proxy_session *s, const char *what, const char *why)
+{
+	char bye[768], notice[800];
+
+	snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
+		 s->proxy->upstream_str, what, why);
 	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
-		 s->proxy->upstream_str, what, strerror(err));
+		 s->proxy->upstream_str, what, why);
 	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
-	set_closed_by(s, "proxy", "upstream %s: %s", what, strerror(err));
-	if (client != NULL && len > 0) {
-		imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,
-			       (const uint8_t *)bye, (size_t)len);
-		evbuffer_add(proxy_stream_output(client), bye, (size_t)len);
-		s->bytes[IMAP_S2C] += (size_t)len;
-	}
+	set_closed_by(s, "proxy", "upstream %s: %s", what, why);
 	close_side(s, SIDE_UPSTREAM);
+	if (s->stream[SIDE_CLIENT] != NULL && !s->client_ready) {
+		/* the client waits in its TLS handshake: finish it first */
+		free(s->pending_bye);
+		s->pending_bye = strdup(bye);
+		resume_client_tls(s);
+		return;
+	}
+	send_bye(s, bye);
 	finish(s);
 }
 
@@ -257,7 +279,7 @@ static int connect_failed(struct proxy_session *s, const char *what, int err)
 		s->addr_index++;
 		return connect_upstream(s);
 	}
-	upstream_failed(s, what, err);
+	upstream_failed(s, what, strerror(err));
 	return 0;
 }
 
@@ -275,12 +297,118 @@ static int connect_upstream(struct proxy_session *s)
 	return 0;
 }
 
-static void connected(struct proxy_session *s)
+static void relaying(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
 	s->state = SESSION_RELAYING;
 	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
+}
+
+static void tls_notice(struct proxy_session *s, enum side side)
+{
+	SSL *ssl = proxy_stream_ssl(s->stream[side]);
+	char desc[128], peer[600], notice[900];
+
+	proxy_tls_describe(ssl, desc, sizeof(desc));
+	if (side == SIDE_UPSTREAM) {
+		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
+		snprintf(notice, sizeof(notice), "upstream TLS %s; certificate %s%s", desc,
+			 s->proxy->config.insecure_upstream ? "NOT VERIFIED (--insecure-upstream): "
+							    : "verified: ",
+			 peer);
+	} else {
+		snprintf(notice, sizeof(notice), "client TLS %s%s%s", desc,
+			 s->client_sni[0] ? "; SNI " : "; no SNI", s->client_sni);
+	}
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+}
+
+/* Gives the paused client handshake its certificate and lets it go on. */
+static void resume_client_tls(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	SSL *ssl = proxy_stream_ssl(s->stream[SIDE_CLIENT]);
+	char *names[16];
+	size_t n = 0;
+	char err[512] = "";
+
+	if (p->ca != NULL) {
+		X509 *cert;
+
+		if (s->client_sni[0] != '\0')
+			names[n++] = strdup(s->client_sni);
+		if (s->stream[SIDE_UPSTREAM] != NULL &&
+		    proxy_stream_ssl(s->stream[SIDE_UPSTREAM]) != NULL)
+			n += proxy_tls_peer_names(proxy_stream_ssl(s->stream[SIDE_UPSTREAM]),
+						  names + n, 16 - n);
+		if (n == 0)
+			names[n++] = strdup(p->config.sni ? p->config.sni : p->config.upstream.host);
+		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, err, sizeof(err));
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		if (cert == NULL || SSL_use_certificate(ssl, cert) != 1 ||
+		    SSL_use_PrivateKey(ssl, proxy_ca_leaf_key(p->ca)) != 1) {
+			capture_sinks_notice(p->sinks, s->id, proxy_now(),
+					     "cannot make a certificate for the client");
+			set_closed_by(s, "proxy", "no certificate for the client: %s", err);
+			close_side(s, SIDE_CLIENT);
+			finish(s);
+			return;
+		}
+	}
+	SSL_set_app_data(ssl, s);
+	proxy_stream_tls_resume(s->stream[SIDE_CLIENT]);
+}
+
+/* The upstream leg carries IMAP now. */
+static void upstream_up(struct proxy_session *s)
+{
+	s->upstream_ready = 1;
+	if (s->client_ready)
+		relaying(s);
+	else
+		resume_client_tls(s);
+}
+
+static void connected(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
+	SSL *ssl;
+
+	s->tcp_up = 1;
+	if (p->upstream_ctx == NULL) {
+		upstream_up(s);
+		return;
+	}
+	/* the client's SNI goes upstream when it gave one */
+	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, s->client_sni[0] ? s->client_sni : name, name,
+				     p->config.insecure_upstream);
+	if (ssl == NULL) {
+		upstream_failed(s, "TLS", "out of memory");
+		return;
+	}
+	proxy_stream_start_tls(s->stream[SIDE_UPSTREAM], ssl, false);
+}
+
+static void client_tls_failed(struct proxy_session *s)
+{
+	char notice[900];
+	const char *why = proxy_stream_error_text(s->stream[SIDE_CLIENT]);
+
+	if (s->proxy->ca != NULL)
+		snprintf(notice, sizeof(notice),
+			 "client TLS handshake failed: %s; if the client does not trust imaptap's "
+			 "certificate, make it trust %s",
+			 why, proxy_ca_cert_path(s->proxy->ca));
+	else
+		snprintf(notice, sizeof(notice), "client TLS handshake failed: %s", why);
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	set_closed_by(s, "client", "TLS handshake failed: %s", why);
+	close_side(s, SIDE_CLIENT);
+	close_side(s, SIDE_UPSTREAM);
+	finish(s);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -291,8 +419,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (s->state) {
 	case SESSION_CONNECTING:
-		connect_failed(s, "did not answer the TCP connection", ETIMEDOUT);
+		if (!s->tcp_up) {
+			connect_failed(s, "did not answer the TCP connection", ETIMEDOUT);
+		} else if (!s->upstream_ready) {
+			upstream_failed(s, "TLS handshake", "timed out");
+		} else {
+			capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(),
+					     "client TLS handshake timed out");
+			set_closed_by(s, "client", "TLS handshake timed out");
+			close_side(s, SIDE_CLIENT);
+			close_side(s, SIDE_UPSTREAM);
+			finish(s);
+		}
 		return;
+
 	case SESSION_RELAYING:
 		/* one side left and the other has not followed */
 		set_closed_by(s, "proxy", "half-closed for %u s", s->proxy->config.linger_s);
@@ -345,14 +485,47 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		side_eof(s, side);
 		return;
 	case PROXY_STREAM_ERROR:
-		if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM)
+		if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM && !s->tcp_up) {
 			connect_failed(s, "refused the connection",
 				       proxy_stream_error(s->stream[side]));
-		else
+		} else if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM) {
+			char why[1200], peer[600];
+
+			proxy_tls_peer_summary(proxy_stream_ssl(s->stream[side]), peer, sizeof(peer));
+			snprintf(why, sizeof(why), "%s (expected name %s)%s%s",
+				 proxy_stream_error_text(s->stream[side]),
+				 s->proxy->config.sni ? s->proxy->config.sni
+						      : s->proxy->config.upstream.host,
+				 peer[0] ? "; server certificate " : "", peer);
+			upstream_failed(s, "TLS handshake failed", why);
+		} else if (s->state == SESSION_CONNECTING && side == SIDE_CLIENT) {
+			client_tls_failed(s);
+		} else {
 			side_error(s, side, proxy_stream_error(s->stream[side]));
+		}
 		return;
 	case PROXY_STREAM_CONNECTED:
 		connected(s);
+		return;
+	case PROXY_STREAM_TLS_HELLO:
+		/* the client's ClientHello: learn its SNI, then reach the upstream */
+		proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), s->client_sni,
+				    sizeof(s->client_sni));
+		connect_upstream(s);
+		return;
+	case PROXY_STREAM_TLS_READY:
+		tls_notice(s, side);
+		if (side == SIDE_UPSTREAM) {
+			upstream_up(s);
+			return;
+		}
+		s->client_ready = 1;
+		if (s->pending_bye != NULL) {
+			send_bye(s, s->pending_bye);
+			finish(s);
+		} else if (s->upstream_ready) {
+			relaying(s);
+		}
 		return;
 	}
 }
@@ -377,6 +550,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		.max_line = p->config.max_line,
 		.redact_flags = p->config.redact_flags,
 	};
+	SSL *ssl;
 
 	(void)client_len;
 	if (s == NULL) {
@@ -406,9 +580,24 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->info.ts = proxy_now();
 	proxy_sockaddr_str(client, s->info.client, sizeof(s->info.client));
 	snprintf(s->info.upstream, sizeof(s->info.upstream), "%s", p->upstream_str);
-	s->info.upstream_tls = "plain";
+	s->info.upstream_tls = p->client_ctx == NULL && p->upstream_ctx == NULL ? "plain"
+			       : p->client_ctx == NULL ? "client plain, upstream TLS"
+			       : p->upstream_ctx == NULL ? "client TLS, upstream plain"
+							 : "client TLS, upstream TLS";
 	capture_sinks_open(p->sinks, &s->info);
-	connect_upstream(s);
+	if (p->client_ctx == NULL) {
+		s->client_ready = 1;
+		connect_upstream(s);
+		return 0;
+	}
+	ssl = SSL_new(p->client_ctx);
+	if (ssl == NULL) {
+		set_closed_by(s, "proxy", "out of memory for TLS");
+		finish(s);
+		return -1;
+	}
+	arm_timer(s, p->config.connect_timeout_s);
+	proxy_stream_start_tls(s->stream[SIDE_CLIENT], ssl, true);
 	return 0;
 }
 

@@ -7,9 +7,20 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #define MIN_READ 4096
+#define TLS_WRITE_MAX (64 * 1024)
+
+enum tls_state {
+	TLS_OFF,
+	TLS_HANDSHAKE,
+	TLS_PAUSED, /* waiting for proxy_stream_tls_resume() */
+	TLS_ON,
+};
 
 struct proxy_stream {
 	int fd;
@@ -28,6 +39,9 @@ struct proxy_stream {
 	bool error_pending; /* an error to report from the loop */
 	int in_callback;    /* depth of callbacks on the stack */
 	bool dead;          /* freed while a callback was running */
+	SSL *ssl;
+	enum tls_state tls;
+	char error_text[256];
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -35,6 +49,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg);
 
 static void destroy(struct proxy_stream *s)
 {
+	SSL_free(s->ssl);
 	if (s->ev_read != NULL)
 		event_free(s->ev_read);
 	if (s->ev_write != NULL)
@@ -152,15 +167,59 @@ int proxy_stream_error(const struct proxy_stream *s)
 	return s->error;
 }
 
+const char *proxy_stream_error_text(const struct proxy_stream *s)
+{
+	if (s->error_text[0] != '\0')
+		return s->error_text;
+	return strerror(s->error);
+}
+
+SSL *proxy_stream_ssl(const struct proxy_stream *s)
+{
+	return s->ssl;
+}
+
+/* Keeps OpenSSL's first reason (and the certificate verdict) as words. */
+static void take_tls_error(struct proxy_stream *s, int ssl_err)
+{
+	unsigned long e = ERR_peek_error();
+	long verify = s->ssl != NULL ? SSL_get_verify_result(s->ssl) : X509_V_OK;
+
+	s->error = EPROTO;
+	if (verify != X509_V_OK) {
+		snprintf(s->error_text, sizeof(s->error_text), "certificate verify failed: %s",
+			 X509_verify_cert_error_string(verify));
+	} else if (e != 0) {
+		const char *reason = ERR_reason_error_string(e);
+
+		snprintf(s->error_text, sizeof(s->error_text), "%s",
+			 reason != NULL ? reason : "TLS error");
+	} else if (ssl_err == SSL_ERROR_SYSCALL) {
+		snprintf(s->error_text, sizeof(s->error_text), "%s",
+			 errno ? strerror(errno) : "connection closed during the TLS handshake");
+		if (errno)
+			s->error = errno;
+	} else {
+		snprintf(s->error_text, sizeof(s->error_text), "TLS error %d", ssl_err);
+	}
+	ERR_clear_error();
+}
+
 void proxy_stream_set_reading(struct proxy_stream *s, bool on)
 {
 	if (on == s->reading)
 		return;
 	s->reading = on;
-	if (on)
+	if (s->tls == TLS_HANDSHAKE || s->tls == TLS_PAUSED)
+		return; /* the handshake decides what it waits for */
+	if (on) {
 		event_add(s->ev_read, NULL);
-	else
+		/* records OpenSSL already decrypted wake no poller */
+		if (s->ssl != NULL && SSL_has_pending(s->ssl))
+			event_active(s->ev_read, EV_READ, 1);
+	} else {
 		event_del(s->ev_read);
+	}
 }
 
 void proxy_stream_set_low_water(struct proxy_stream *s, size_t low)
@@ -177,9 +236,49 @@ static void fail_later(struct proxy_stream *s, int err)
 	event_active(s->ev_write, EV_WRITE, 1);
 }
 
+/* TLS: encrypts what the output holds, record by record. */
+static bool write_some_tls(struct proxy_stream *s)
+{
+	while (evbuffer_get_length(s->output) > 0) {
+		struct evbuffer_iovec v;
+		size_t len;
+		int n;
+
+		if (evbuffer_peek(s->output, -1, NULL, &v, 1) < 1)
+			break;
+		len = v.iov_len < TLS_WRITE_MAX ? v.iov_len : TLS_WRITE_MAX;
+		ERR_clear_error();
+		n = SSL_write(s->ssl, v.iov_base, (int)len);
+		if (n > 0) {
+			evbuffer_drain(s->output, (size_t)n);
+			continue;
+		}
+		switch (SSL_get_error(s->ssl, n)) {
+		case SSL_ERROR_WANT_WRITE:
+			return false;
+		case SSL_ERROR_WANT_READ:
+			event_add(s->ev_read, NULL);
+			return false;
+		default:
+			take_tls_error(s, SSL_ERROR_SSL);
+			s->error_pending = false;
+			fail_later(s, s->error);
+			return false;
+		}
+	}
+	if (s->want_shut && !s->shut) {
+		SSL_shutdown(s->ssl); /* close_notify, then FIN */
+		shutdown(s->fd, SHUT_WR);
+		s->shut = true;
+	}
+	return true;
+}
+
 /* Writes what it can; true when the output is now empty. */
 static bool write_some(struct proxy_stream *s)
 {
+	if (s->tls == TLS_ON)
+		return write_some_tls(s);
 	while (evbuffer_get_length(s->output) > 0) {
 		int n = evbuffer_write(s->output, s->fd);
 
@@ -205,7 +304,7 @@ static bool write_some(struct proxy_stream *s)
 
 void proxy_stream_flush(struct proxy_stream *s)
 {
-	if (s->connecting || s->error_pending)
+	if (s->connecting || s->error_pending || s->tls == TLS_HANDSHAKE || s->tls == TLS_PAUSED)
 		return;
 	if (write_some(s))
 		event_del(s->ev_write);
@@ -219,6 +318,73 @@ void proxy_stream_shutdown_write(struct proxy_stream *s)
 	proxy_stream_flush(s);
 }
 
+/* Drives the handshake one step; notifies READY, HELLO or ERROR. */
+static void handshake(struct proxy_stream *s)
+{
+	int r, err;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(s->ssl);
+	if (r == 1) {
+		s->tls = TLS_ON;
+		event_del(s->ev_write);
+		if (s->reading)
+			event_add(s->ev_read, NULL);
+		else
+			event_del(s->ev_read);
+		if (!notify(s, PROXY_STREAM_TLS_READY))
+			return;
+		proxy_stream_flush(s);
+		if (s->reading && SSL_has_pending(s->ssl))
+			event_active(s->ev_read, EV_READ, 1);
+		return;
+	}
+	err = SSL_get_error(s->ssl, r);
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		event_add(s->ev_read, NULL);
+		event_del(s->ev_write);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		event_add(s->ev_write, NULL);
+		return;
+	case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+		s->tls = TLS_PAUSED;
+		event_del(s->ev_read);
+		event_del(s->ev_write);
+		notify(s, PROXY_STREAM_TLS_HELLO);
+		return;
+	default:
+		take_tls_error(s, err);
+		event_del(s->ev_read);
+		event_del(s->ev_write);
+		notify(s, PROXY_STREAM_ERROR);
+		return;
+	}
+}
+
+void proxy_stream_start_tls(struct proxy_stream *s, SSL *ssl, bool server)
+{
+	SSL_free(s->ssl);
+	s->ssl = ssl;
+	SSL_set_fd(ssl, s->fd);
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	s->tls = TLS_HANDSHAKE;
+	/* start from the loop, so the caller never sees a callback here */
+	event_add(s->ev_write, NULL);
+}
+
+void proxy_stream_tls_resume(struct proxy_stream *s)
+{
+	if (s->tls != TLS_PAUSED)
+		return;
+	s->tls = TLS_HANDSHAKE;
+	event_add(s->ev_write, NULL);
+}
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_stream *s = arg;
@@ -229,6 +395,10 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 		event_del(s->ev_write);
 		event_del(s->ev_read);
 		notify(s, PROXY_STREAM_ERROR);
+		return;
+	}
+	if (s->tls == TLS_HANDSHAKE) {
+		handshake(s);
 		return;
 	}
 	if (s->connecting) {
@@ -259,9 +429,77 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 		notify(s, PROXY_STREAM_DRAINED);
 }
 
+static void read_tls(struct proxy_stream *s)
+{
+	size_t total = 0;
+	bool eof = false, failed = false;
+
+	while (total < PROXY_STREAM_MAX_READ) {
+		struct evbuffer_iovec v;
+		int n;
+
+		if (evbuffer_reserve_space(s->input, 16384, &v, 1) < 1) {
+			s->error = ENOMEM;
+			failed = true;
+			break;
+		}
+		ERR_clear_error();
+		n = SSL_read(s->ssl, v.iov_base, (int)v.iov_len);
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(s->input, &v, 1);
+			total += (size_t)n;
+			continue;
+		}
+		evbuffer_commit_space(s->input, &v, 0);
+		switch (SSL_get_error(s->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			break;
+		case SSL_ERROR_WANT_WRITE:
+			event_add(s->ev_write, NULL);
+			break;
+		case SSL_ERROR_ZERO_RETURN:
+			eof = true;
+			break;
+		case SSL_ERROR_SYSCALL:
+			if (ERR_peek_error() == 0 && (n == 0 || errno == 0)) {
+				eof = true; /* closed without close_notify */
+				break;
+			}
+			take_tls_error(s, SSL_ERROR_SYSCALL);
+			failed = true;
+			break;
+		default:
+			take_tls_error(s, SSL_ERROR_SSL);
+			failed = true;
+			break;
+		}
+		break;
+	}
+	if (total > 0 && !notify(s, PROXY_STREAM_READ))
+		return;
+	if (failed || eof) {
+		proxy_stream_set_reading(s, false);
+		notify(s, failed ? PROXY_STREAM_ERROR : PROXY_STREAM_EOF);
+		return;
+	}
+	/* more decrypted than one turn takes: come back */
+	if (s->reading && SSL_has_pending(s->ssl))
+		event_active(s->ev_read, EV_READ, 1);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_stream *s = arg;
+
+	if (s->tls == TLS_HANDSHAKE) {
+		handshake(s);
+		return;
+	}
+	if (s->tls == TLS_ON) {
+		read_tls(s);
+		return;
+	}
 	struct evbuffer_iovec vec[2];
 	struct iovec iov[2];
 	int avail = 0, nvec;

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #define PROXY_STREAM_MAX_READ (256u * 1024u)
 
@@ -25,6 +26,9 @@ enum proxy_stream_event {
 	PROXY_STREAM_EOF,       /* the peer sent FIN; reading has stopped */
 	PROXY_STREAM_ERROR,     /* the socket failed; proxy_stream_error() says why */
 	PROXY_STREAM_CONNECTED, /* an outgoing connection is up */
+	PROXY_STREAM_TLS_HELLO, /* server side: the ClientHello arrived and the handshake
+				   waits for proxy_stream_tls_resume() */
+	PROXY_STREAM_TLS_READY, /* the TLS handshake is complete */
 };
 
 struct proxy_stream;
@@ -64,7 +68,20 @@ void proxy_stream_flush(struct proxy_stream *stream);
 /* Sends FIN once the output is empty. */
 void proxy_stream_shutdown_write(struct proxy_stream *stream);
 
-/* The errno value behind an ERROR event. */
+/* The errno value behind an ERROR event (EPROTO for a TLS failure). */
 int proxy_stream_error(const struct proxy_stream *stream);
+/* Words for the last error: strerror, or OpenSSL's reason for TLS. */
+const char *proxy_stream_error_text(const struct proxy_stream *stream);
+
+/* Runs TLS over the stream from now on; ssl (owned by the stream from now)
+ * must have no descriptor yet. server: accept rather than connect. Bytes
+ * already in the input buffer stay there as plaintext read before TLS. A
+ * server SSL whose context has a ClientHello callback that asks to retry
+ * pauses with TLS_HELLO. TLS_READY or ERROR follows. */
+void proxy_stream_start_tls(struct proxy_stream *stream, SSL *ssl, bool server);
+/* Continues a handshake paused at TLS_HELLO. */
+void proxy_stream_tls_resume(struct proxy_stream *stream);
+/* The stream's SSL, or NULL while it is plain. */
+SSL *proxy_stream_ssl(const struct proxy_stream *stream);
 
 #endif

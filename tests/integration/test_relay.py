@@ -135,7 +135,7 @@ class RelayTest(ProxyTestCase, BytesAssertions, unittest.TestCase):
         self.assertTrue(rows, "no timeline rows on stderr:\n" + text)
 
         first = text.splitlines()[0]
-        self.assertEqual(first, "imaptap: listening on 127.0.0.1:%d, upstream "
+        self.assertEqual(first, "imaptap: listening on 127.0.0.1:%d (plain), upstream "
                          "127.0.0.1:%d (plain)" % (px.port, DC.port))
 
         self.assertEqual({r["session"] for r in rows}, {1})

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""TLS on both legs against a real Dovecot with a certificate made here,
+real clients (Python's imaplib and ssl, curl) verifying imaptap's forged
+certificates with hostname checking on.
+
+    python3 tests/integration/test_tls.py [--imaptap build/imaptap] [-v]
+"""
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import imaplib
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+
+from certs import TestPKI  # noqa: E402
+from clients import make_message  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+
+PASSWORD = "Tls-S3cret-99"
+DC = None
+PKI = None
+TMP = None
+
+
+def setUpModule():
+    global DC, PKI, TMP
+    check_binary()
+    TMP = tempfile.mkdtemp(prefix="imaptap-tls-")
+    PKI = TestPKI(os.path.join(TMP, "pki"))
+    crt, key = PKI.server("localhost", "127.0.0.1")
+    DC = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key).start()
+
+
+def tearDownModule():
+    if DC is not None:
+        DC.stop()
+    if TMP is not None:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def client_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class TLSTest(ProxyTestCase, unittest.TestCase):
+    def ca_dir(self):
+        d = tempfile.mkdtemp(prefix="ca-", dir=TMP)
+        os.rmdir(d)  # the proxy creates it
+        return d
+
+    def full_session(self, m):
+        self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+        self.assertEqual(m.select("INBOX")[0], "OK")
+        msg = make_message(256 * 1024, tag="tls")
+        typ, data = m.append("INBOX", None, None, msg)
+        self.assertEqual(typ, "OK", data)
+        uid = data[0].split()[2].rstrip(b"]").decode()
+        typ, data = m.uid("FETCH", uid, "(BODY.PEEK[])")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data[0][1], msg, "message changed on its way through TLS")
+        m.logout()
+
+    def assert_masked(self, px):
+        text = px.stderr_text()
+        self.assertNotIn(PASSWORD, text)
+        self.assertRegex(text, r"C> \S+ LOGIN alice \"?\*{%d}\"?" % len(PASSWORD))
+
+    def test_implicit_both_legs_with_forged_certificate(self):
+        ca = self.ca_dir()
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "implicit", "--ca", ca])
+        self.assertEqual(oct(os.stat(os.path.join(ca, "ca.key")).st_mode & 0o777), "0o600")
+        ctx = client_context(os.path.join(ca, "ca.crt"))
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=ctx)
+        cert = m.sock.getpeercert()
+        names = {v for k, v in cert["subjectAltName"]}
+        self.assertIn("localhost", names)      # the client's SNI
+        self.assertIn("127.0.0.1", names)      # copied from Dovecot's certificate
+        self.full_session(m)
+        row = px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        text = px.stderr_text()
+        self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified: "
+                               r"subject /CN=localhost, issuer /CN=imaptap test server CA")
+        self.assertRegex(text, r"-- client TLS TLSv1\.[23] \S+; SNI localhost")
+        self.assertIn("(client TLS, upstream TLS)", text)
+        self.assertNotIn("Protocol error", row["text"])
+        self.assert_masked(px)
+
+    def test_plain_client_to_tls_upstream(self):
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--sni", "localhost"])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        self.full_session(m)
+        self.assert_masked(px)
+        self.assertIn("(client plain, upstream TLS)", px.stderr_text())
+
+    def test_tls_client_to_plain_upstream_with_given_certificate(self):
+        crt, key = PKI.server("proxy.test", stem="given")
+        px = self.start_proxy(DC.port, extra_args=[
+            "--client-tls", "implicit", "--cert", crt, "--key", key])
+        ctx = client_context(PKI.ca_cert)
+        # connect to 127.0.0.1 but verify the name proxy.test
+        raw = socket.create_connection(("127.0.0.1", px.port))
+        tls = ctx.wrap_socket(raw, server_hostname="proxy.test")
+        greeting = tls.recv(4096)
+        self.assertTrue(greeting.startswith(b"* OK"), greeting)
+        tls.sendall(b"a1 LOGIN alice " + PASSWORD.encode() + b"\r\n")
+        got = b""
+        while b"a1 " not in got:
+            got += tls.recv(4096)
+        self.assertIn(b"a1 OK", got)
+        tls.sendall(b"a2 LOGOUT\r\n")
+        while b"a2 OK" not in got:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        tls.close()
+        self.assertIn(b"a2 OK", got)
+        self.assertIn("(client TLS, upstream plain)", px.stderr_text())
+        self.assert_masked(px)
+
+    def test_untrusted_upstream_is_refused_with_bye(self):
+        px = self.start_proxy(DC.imaps_port, extra_args=["--upstream-tls", "implicit"])
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        self.assertRegex(got, rb"\A\* BYE \[UNAVAILABLE\] imaptap: upstream 127\.0\.0\.1:\d+ "
+                              rb"TLS handshake failed: certificate verify failed: [^\r\n]+\r\n\Z")
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        self.assertRegex(px.stderr_text(), r"issuer /CN=imaptap test server CA")
+        self.assertTrue(px.alive())
+
+    def test_wrong_upstream_name_is_refused(self):
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--sni", "imap.wrong.example"])
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        got = s.recv(4096)
+        s.close()
+        self.assertIn(b"certificate verify failed: hostname mismatch", got)
+        self.assertIn(b"expected name imap.wrong.example", got)
+
+    def test_insecure_upstream_says_so(self):
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--insecure-upstream"])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+        m.logout()
+        text = px.stderr_text()
+        self.assertIn("certificate NOT verified", text.splitlines()[0])
+        self.assertIn("certificate NOT VERIFIED (--insecure-upstream)", text)
+
+    def test_client_that_does_not_trust_the_ca(self):
+        ca = self.ca_dir()
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "implicit", "--ca", ca])
+        ctx = client_context(PKI.ca_cert)   # trusts the server's CA, not imaptap's
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            imaplib.IMAP4_SSL("localhost", px.port, ssl_context=ctx)
+        row = px.wait_for_row(lambda r: r["dir"] == "--"
+                              and "client TLS handshake failed" in r["text"])
+        self.assertIn(os.path.join(ca, "ca.crt"), row["text"])
+        # the proxy keeps serving: a trusting client gets through
+        m = imaplib.IMAP4_SSL("localhost", px.port,
+                              ssl_context=client_context(os.path.join(ca, "ca.crt")))
+        self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+        m.logout()
+
+    def test_curl_imaps_through_the_proxy(self):
+        ca = self.ca_dir()
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "implicit", "--ca", ca])
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "20", "--cacert", os.path.join(ca, "ca.crt"),
+             "--resolve", "localhost:%d:127.0.0.1" % px.port,
+             "-u", "alice:" + PASSWORD, "imaps://localhost:%d/" % px.port],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("INBOX", out.stdout)
+        self.assertNotIn(PASSWORD, px.stderr_text())
+
+    def test_group_readable_ca_key_is_refused(self):
+        ca = self.ca_dir()
+        r = run_imaptap(["ca", "init", ca])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(ca, "ca.crt")))
+        r = run_imaptap(["ca", "init", ca])
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("exists already", r.stderr)
+        os.chmod(os.path.join(ca, "ca.key"), 0o640)
+        r = run_imaptap(["proxy", "--upstream", "127.0.0.1:%d" % DC.imaps_port,
+                         "--upstream-tls", "implicit", "--client-tls", "implicit",
+                         "--ca", ca, "--listen", "127.0.0.1:0"], timeout=10)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("chmod 600", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_tls_flag_usage_errors(self):
+        for args, words in [
+                (["--client-tls", "implicit"], "--ca DIR"),
+                (["--client-tls", "bogus"], "implicit or none"),
+                (["--upstream-tls", "starttls"], "not available"),
+                (["--cert", "x.crt"], "go together"),
+                (["--sni", "x"], "TLS upstream")]:
+            r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143"] + args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(words, r.stderr)
+
+
+if __name__ == "__main__":
+    main()

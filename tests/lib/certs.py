@@ -1,0 +1,45 @@
+"""Certificates for TLS tests, made with the openssl command line tool.
+
+    pki = TestPKI(dir)            # a CA of its own
+    cert, key = pki.server("localhost", "127.0.0.1")
+    pki.ca_cert                   # what a client must trust
+"""
+
+import os
+import subprocess
+
+
+def _run(args, cwd):
+    subprocess.run(["openssl"] + args, cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class TestPKI:
+    def __init__(self, directory, name="imaptap test server CA"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.ca_key = os.path.join(directory, "test-ca.key")
+        self.ca_cert = os.path.join(directory, "test-ca.crt")
+        _run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+              "-nodes", "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "30",
+              "-subj", "/CN=" + name,
+              "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign"], directory)
+
+    def server(self, *names, stem="server"):
+        """A leaf for names (DNS names or IP addresses) signed by this CA."""
+        key = os.path.join(self.dir, stem + ".key")
+        csr = os.path.join(self.dir, stem + ".csr")
+        crt = os.path.join(self.dir, stem + ".crt")
+        ext = os.path.join(self.dir, stem + ".ext")
+        sans = ",".join(("IP:" if all(c in "0123456789.:" for c in n) else "DNS:") + n
+                        for n in names)
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n" % sans)
+        _run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", key, "-out", csr, "-subj", "/CN=" + names[0]], self.dir)
+        _run(["x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+              "-CAcreateserial", "-out", crt, "-days", "30", "-extfile", ext], self.dir)
+        os.chmod(key, 0o644)  # Dovecot's processes read it
+        return crt, key
