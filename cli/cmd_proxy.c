@@ -41,6 +41,8 @@ static const char proxy_usage[] =
 	"  --ca DIR                 CA that signs the certificates shown to clients\n"
 	"                           (DIR/ca.crt, DIR/ca.key; created when missing)\n"
 	"  --cert FILE --key FILE   show this certificate to clients instead\n"
+	"  --keylog FILE            append the TLS secrets of both legs (NSS key log\n"
+	"                           format, mode 0600) so Wireshark can decrypt raw captures\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
 	"  --no-redact              show passwords and SASL data unmasked\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
@@ -68,6 +70,7 @@ enum {
 	OPT_CA,
 	OPT_CERT,
 	OPT_KEY,
+	OPT_KEYLOG,
 };
 
 static const struct option proxy_options[] = {
@@ -86,6 +89,7 @@ static const struct option proxy_options[] = {
 	{"ca", required_argument, NULL, OPT_CA},
 	{"cert", required_argument, NULL, OPT_CERT},
 	{"key", required_argument, NULL, OPT_KEY},
+	{"keylog", required_argument, NULL, OPT_KEYLOG},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -102,6 +106,7 @@ struct proxy_args {
 	const char *ca;
 	const char *cert;
 	const char *key;
+	const char *keylog;
 	int insecure;
 	int no_redact;
 	int quiet;
@@ -206,6 +211,9 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		case OPT_KEY:
 			a->key = optarg;
 			break;
+		case OPT_KEYLOG:
+			a->keylog = optarg;
+			break;
 		case OPT_QUIET:
 			a->quiet = 1;
 			break;
@@ -291,6 +299,7 @@ int cli_proxy_main(int argc, char **argv)
 	config.ca_dir = a.ca;
 	config.cert_file = a.cert;
 	config.key_file = a.key;
+	config.keylog_file = a.keylog;
 	color = cli_color_choice(a.color, stderr);
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);

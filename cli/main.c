@@ -22,7 +22,7 @@ static const char usage[] =
 	"            imaptap proxy --upstream HOST:PORT [--listen ADDR:PORT]\n"
 	"                  [--upstream-tls implicit|none] [--upstream-ca FILE]\n"
 	"                  [--insecure-upstream] [--sni NAME] [--client-tls none|implicit]\n"
-	"                  [--ca DIR] [--cert FILE --key FILE]\n"
+	"                  [--ca DIR] [--cert FILE --key FILE] [--keylog FILE]\n"
 	"                  [--port-file FILE] [--no-redact]\n"
 	"                  [--max-line BYTES] [--quiet] [--color auto|always|never]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"

@@ -20,6 +20,7 @@ struct proxy {
 	SSL_CTX *upstream_ctx; /* NULL when the upstream leg is plain */
 	SSL_CTX *client_ctx;   /* NULL when the client leg is plain */
 	struct proxy_ca *ca;   /* NULL unless certificates are forged */
+	int keylog_fd;         /* -1 without --keylog */
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *shutdown_deadline;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <event2/listener.h>
@@ -146,6 +147,42 @@ static int start_listening(struct proxy *p, char *err, size_t errlen)
 	return PROXY_OK;
 }
 
+/* One NSS key log line per secret, appended whole (Wireshark reads the
+ * file to decrypt a raw capture of either leg). */
+static void write_keylog(const SSL *ssl, const char *line)
+{
+	struct proxy *p = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	char buf[1024];
+	int n;
+
+	if (p == NULL || p->keylog_fd < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "%s\n", line);
+	if (n > 0 && (size_t)n < sizeof(buf) && write(p->keylog_fd, buf, (size_t)n) != n)
+		proxy_log(p, "cannot write the key log: %s", strerror(errno));
+}
+
+static int open_keylog(struct proxy *p, char *err, size_t errlen)
+{
+	p->keylog_fd = open(p->config.keylog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (p->keylog_fd < 0) {
+		snprintf(err, errlen, "cannot open the key log %s: %s", p->config.keylog_file,
+			 strerror(errno));
+		return -1;
+	}
+	if (p->upstream_ctx == NULL && p->client_ctx == NULL)
+		proxy_log(p, "--keylog: neither leg uses TLS, so %s stays empty", p->config.keylog_file);
+	for (int i = 0; i < 2; i++) {
+		SSL_CTX *ctx = i ? p->client_ctx : p->upstream_ctx;
+
+		if (ctx != NULL) {
+			SSL_CTX_set_app_data(ctx, p);
+			SSL_CTX_set_keylog_callback(ctx, write_keylog);
+		}
+	}
+	return 0;
+}
+
 struct proxy *proxy_new(struct event_base *base, const struct proxy_config *config,
 			const struct capture_sinks *sinks, enum proxy_error *code_r, char *err,
 			size_t errlen)
@@ -167,6 +204,7 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 		p->config.linger_s = 30;
 	p->sinks = sinks;
 	TAILQ_INIT(&p->sessions);
+	p->keylog_fd = -1;
 	p->accept_retry = evtimer_new(base, on_accept_retry, p);
 	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
@@ -204,6 +242,11 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			proxy_free(&p);
 			return NULL;
 		}
+	}
+	if (config->keylog_file != NULL && open_keylog(p, err, errlen) < 0) {
+		*code_r = PROXY_ERR_TLS;
+		proxy_free(&p);
+		return NULL;
 	}
 	rc = start_listening(p, err, errlen);
 	if (rc != PROXY_OK) {
@@ -294,6 +337,8 @@ void proxy_free(struct proxy **proxy)
 		event_free(p->accept_retry);
 	if (p->shutdown_deadline != NULL)
 		event_free(p->shutdown_deadline);
+	if (p->keylog_fd >= 0)
+		close(p->keylog_fd);
 	SSL_CTX_free(p->upstream_ctx);
 	SSL_CTX_free(p->client_ctx);
 	proxy_ca_free(&p->ca);

@@ -34,6 +34,7 @@ struct proxy_config {
 	const char *ca_dir;      /* CA that signs forged certificates */
 	const char *cert_file;   /* fixed certificate for the client leg, or NULL */
 	const char *key_file;
+	const char *keylog_file; /* NSS key log of both legs, or NULL */
 	/* process-level messages (not tied to one session) */
 	void (*log)(void *ctx, const char *message);
 	void *log_ctx;

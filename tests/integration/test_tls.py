@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import imaplib
 import unittest
 
@@ -43,7 +44,8 @@ def tearDownModule():
     if DC is not None:
         DC.stop()
     if TMP is not None:
-        shutil.rmtree(TMP, ignore_errors=True)
+        if not os.environ.get("KEEP_TMP"):
+            shutil.rmtree(TMP, ignore_errors=True)
 
 
 def client_context(cafile):
@@ -215,6 +217,53 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(r.returncode, 3)
         self.assertIn("chmod 600", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_keylog_decrypts_a_capture_of_the_client_leg(self):
+        ca = self.ca_dir()
+        keylog = os.path.join(TMP, "keys-%d.log" % os.getpid())
+        pcap = os.path.join(TMP, "client-leg.pcap")
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "implicit", "--ca", ca, "--keylog", keylog])
+        cap = subprocess.Popen(["tshark", "-q", "-i", "lo", "-f", "tcp port %d" % px.port,
+                                "-w", pcap], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            # tshark says "Capturing on 'Loopback: lo'" once it listens
+            line = cap.stderr.readline()
+            while line and "Capturing on" not in line:
+                line = cap.stderr.readline()
+            self.assertIn("Capturing on", line)
+            time.sleep(1.5)  # dumpcap announces itself a moment before it sees packets
+            m = imaplib.IMAP4_SSL("localhost", px.port,
+                                  ssl_context=client_context(os.path.join(ca, "ca.crt")))
+            m.login("alice", PASSWORD)
+            m.select("INBOX")
+            m.logout()
+            px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+            time.sleep(1)
+        finally:
+            cap.terminate()
+            cap.wait(timeout=20)
+        self.assertEqual(os.stat(keylog).st_mode & 0o777, 0o600)
+        with open(keylog) as f:
+            keys = f.read()
+        self.assertIn("CLIENT_TRAFFIC_SECRET_0 ", keys)
+        # both legs: two handshakes per session
+        self.assertGreaterEqual(keys.count("SERVER_HANDSHAKE_TRAFFIC_SECRET "), 2)
+        out = subprocess.run(
+            ["tshark", "-r", pcap, "-o", "tls.keylog_file:" + keylog,
+             "-d", "tcp.port==%d,tls" % px.port, "-d", "tls.port==%d,imap" % px.port,
+             "-Y", "imap",
+             "-T", "fields", "-e", "imap.request"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"SELECT INBOX")
+        # without the keys nothing is readable
+        out = subprocess.run(["tshark", "-r", pcap, "-Y", "imap", "-T", "fields",
+                              "-e", "imap.request"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertNotIn("SELECT", out.stdout)
 
     def test_tls_flag_usage_errors(self):
         for args, words in [
