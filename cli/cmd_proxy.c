@@ -28,8 +28,9 @@ static const char proxy_usage[] =
 	"  --upstream HOST:PORT     the IMAP server (required); [ADDRESS]:PORT for IPv6\n"
 	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:1143);\n"
 	"                           port 0 picks a free port, printed on stderr\n"
-	"  --upstream-tls implicit|none\n"
-	"                           TLS from the first byte, or plain IMAP (default:\n"
+	"  --upstream-tls implicit|starttls|none\n"
+	"                           TLS from the first byte, STARTTLS after the greeting\n"
+	"                           (done by the proxy), or plain IMAP (default:\n"
 	"                           implicit for port 993, else none)\n"
 	"  --upstream-ca FILE       also trust this CA (PEM) for the upstream certificate\n"
 	"  --insecure-upstream      do not verify the upstream certificate (said on every\n"
@@ -236,7 +237,7 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 	return 0;
 }
 
-/* "implicit" or "none"; STARTTLS is not offered by this version. */
+/* "implicit", "none", and "starttls" for the upstream leg. */
 static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
 {
 	if (word == NULL)
@@ -247,6 +248,10 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 	}
 	if (strcmp(word, "implicit") == 0) {
 		*out = PROXY_TLS_IMPLICIT;
+		return 0;
+	}
+	if (strcmp(word, "starttls") == 0 && strcmp(flag, "--upstream-tls") == 0) {
+		*out = PROXY_TLS_STARTTLS;
 		return 0;
 	}
 	if (strcmp(word, "starttls") == 0)
@@ -350,7 +355,10 @@ int cli_proxy_main(int argc, char **argv)
 			    proxy_listen_str(run.proxy));
 	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run.proxy),
 		    config.client_tls == PROXY_TLS_IMPLICIT ? "TLS" : "plain", config.upstream.host,
-		    config.upstream.port, config.upstream_tls == PROXY_TLS_IMPLICIT ? "TLS" : "plain",
+		    config.upstream.port,
+		    config.upstream_tls == PROXY_TLS_IMPLICIT   ? "TLS"
+		    : config.upstream_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
+								: "plain",
 		    config.insecure_upstream ? ", certificate NOT verified" : "");
 
 	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);

@@ -48,6 +48,13 @@ struct proxy_session {
 	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
 	char client_sni[256];
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
+	enum {
+		STARTTLS_OFF,
+		STARTTLS_GREETING, /* waiting for the server's greeting */
+		STARTTLS_ANSWER,   /* STARTTLS sent, waiting for its tagged answer */
+	} starttls;
+	struct evbuffer *greeting; /* the server's greeting, shown to the client later */
+	imap_time_us greeting_ts;
 	struct capture_session_info info;
 	TAILQ_ENTRY(proxy_session) link;
 };
@@ -108,6 +115,8 @@ static void session_free(struct proxy_session *s)
 	capture_sinks_flush(p->sinks);
 	imap_conv_free(&s->conv);
 	free(s->pending_bye);
+	if (s->greeting != NULL)
+		evbuffer_free(s->greeting);
 	TAILQ_REMOVE(&p->sessions, s, link);
 	free(s);
 	proxy_session_gone(p);
@@ -186,6 +195,75 @@ static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer 
 	}
 }
 
+static void start_upstream_tls(struct proxy_session *s);
+static void upstream_failed(struct proxy_session *s, const char *what, const char *why);
+
+/* Upstream STARTTLS, done by the proxy before the client's first byte:
+ * keep the greeting for the client, send STARTTLS, and on its tagged OK
+ * start TLS. Server bytes after the OK's CRLF would be plaintext injected
+ * into the TLS session (IMAP-NOTES section 7): they are dropped. */
+static void upstream_starttls_read(struct proxy_session *s)
+{
+	static const char command[] = "imaptap0 STARTTLS\r\n";
+	struct evbuffer *input = proxy_stream_input(s->stream[SIDE_UPSTREAM]);
+	char notice[700];
+
+	for (;;) {
+		size_t n = 0;
+		char *line = evbuffer_readln(input, &n, EVBUFFER_EOL_CRLF);
+
+		if (line == NULL) {
+			if (evbuffer_get_length(input) > 8192)
+				upstream_failed(s, "STARTTLS", "a line over 8 KiB before TLS");
+			return;
+		}
+		if (s->starttls == STARTTLS_GREETING) {
+			if (strncmp(line, "* OK", 4) != 0 && strncmp(line, "* PREAUTH", 9) != 0) {
+				snprintf(notice, sizeof(notice), "greeting was not * OK: %.200s", line);
+				free(line);
+				upstream_failed(s, "STARTTLS", notice);
+				return;
+			}
+			s->greeting = evbuffer_new();
+			if (s->greeting != NULL)
+				evbuffer_add_printf(s->greeting, "%s\r\n", line);
+			s->greeting_ts = proxy_now();
+			free(line);
+			evbuffer_add(proxy_stream_output(s->stream[SIDE_UPSTREAM]), command,
+				     sizeof(command) - 1);
+			proxy_stream_flush(s->stream[SIDE_UPSTREAM]);
+			s->starttls = STARTTLS_ANSWER;
+			continue;
+		}
+		if (strncmp(line, "imaptap0 ", 9) != 0) {
+			free(line); /* untagged data before the answer */
+			continue;
+		}
+		if (strncmp(line + 9, "OK", 2) != 0) {
+			snprintf(notice, sizeof(notice), "server refused STARTTLS: %.200s", line);
+			free(line);
+			upstream_failed(s, "STARTTLS", notice);
+			return;
+		}
+		snprintf(notice, sizeof(notice), "upstream STARTTLS: sent 'imaptap0 STARTTLS', server answered '%.200s'",
+			 line);
+		free(line);
+		capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+		if (evbuffer_get_length(input) > 0) {
+			snprintf(notice, sizeof(notice),
+				 "starttls-trailing-data: %zu byte(s) from the server after its STARTTLS OK "
+				 "and before TLS; dropped, never passed on",
+				 evbuffer_get_length(input));
+			capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+			evbuffer_drain(input, evbuffer_get_length(input));
+		}
+		s->starttls = STARTTLS_OFF;
+		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], false);
+		start_upstream_tls(s);
+		return;
+	}
+}
+
 static void relay(struct proxy_session *s, enum side side)
 {
 	struct evbuffer *input = proxy_stream_input(s->stream[side]);
@@ -195,6 +273,10 @@ static void relay(struct proxy_session *s, enum side side)
 
 	if (n == 0)
 		return;
+	if (side == SIDE_UPSTREAM && s->starttls != STARTTLS_OFF) {
+		upstream_starttls_read(s);
+		return;
+	}
 	if (dst == NULL || s->state != SESSION_RELAYING) {
 		evbuffer_drain(input, n); /* nobody left to deliver to */
 		return;
@@ -300,6 +382,16 @@ static int connect_upstream(struct proxy_session *s)
 static void relaying(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
+	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
+		/* the greeting read before STARTTLS goes to the client first */
+		size_t len = evbuffer_get_length(s->greeting);
+		unsigned char *p = evbuffer_pullup(s->greeting, -1);
+
+		imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PEER, p, len);
+		s->bytes[IMAP_S2C] += len;
+		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
+		proxy_stream_flush(s->stream[SIDE_CLIENT]);
+	}
 	s->state = SESSION_RELAYING;
 	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
@@ -374,14 +466,26 @@ static void upstream_up(struct proxy_session *s)
 static void connected(struct proxy_session *s)
 {
 	struct proxy *p = s->proxy;
-	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
-	SSL *ssl;
 
 	s->tcp_up = 1;
 	if (p->upstream_ctx == NULL) {
 		upstream_up(s);
 		return;
 	}
+	if (p->config.upstream_tls == PROXY_TLS_STARTTLS) {
+		s->starttls = STARTTLS_GREETING;
+		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
+		return;
+	}
+	start_upstream_tls(s);
+}
+
+static void start_upstream_tls(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
+	SSL *ssl;
+
 	/* the client's SNI goes upstream when it gave one */
 	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, s->client_sni[0] ? s->client_sni : name, name,
 				     p->config.insecure_upstream);

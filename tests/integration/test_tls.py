@@ -135,6 +135,76 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("(client TLS, upstream plain)", px.stderr_text())
         self.assert_masked(px)
 
+    def test_upstream_starttls_done_by_the_proxy(self):
+        ca = self.ca_dir()
+        for client_tls in ("none", "implicit"):
+            px = self.start_proxy(DC.port, extra_args=[
+                "--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert,
+                "--sni", "localhost", "--client-tls", client_tls]
+                + (["--ca", ca] if client_tls == "implicit" else []))
+            if client_tls == "none":
+                m = imaplib.IMAP4("127.0.0.1", px.port)
+            else:
+                m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=client_context(
+                    os.path.join(ca, "ca.crt")))
+            # the client sees the server's own greeting
+            self.assertIn(b"Dovecot", m.welcome)
+            self.full_session(m)
+            text = px.stderr_text()
+            self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap0 STARTTLS', "
+                                   r"server answered 'imaptap0 OK")
+            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
+            self.assertRegex(text, r"S< \* OK \[CAPABILITY [^\n]*STARTTLS")
+            self.assertNotIn("imaptap0", "".join(r["text"] for r in px.timeline()
+                                                 if r["dir"] in ("C>", "S<")))
+            self.assert_masked(px)
+
+    def test_starttls_trailing_server_bytes_are_dropped(self):
+        """A server that sends plaintext after its STARTTLS OK (the
+        injection class of CVE-2011-1926): those bytes never reach the
+        client, and the timeline says so."""
+        crt, key = PKI.server("localhost", "127.0.0.1", stem="fake")
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(crt, key)
+
+        def serve():
+            c, _ = srv.accept()
+            c.sendall(b"* OK fake ready\r\n")
+            buf = b""
+            while b"\r\n" not in buf:
+                buf += c.recv(100)
+            tag = buf.split(b" ")[0]
+            c.sendall(tag + b" OK Begin TLS\r\n* OK [ALERT] injected\r\n")
+            time.sleep(0.2)
+            t = sctx.wrap_socket(c, server_side=True)
+            buf = b""
+            while b"\r\n" not in buf:
+                buf += t.recv(100)
+            t.sendall(buf.split(b" ")[0] + b" OK done\r\n")
+            t.close()
+
+        import threading
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        px = self.start_proxy(port, extra_args=[
+            "--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert])
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        got = b""
+        while b"\r\n" not in got:
+            got += s.recv(100)
+        s.sendall(b"a1 NOOP\r\n")
+        while b"a1 OK" not in got:
+            got += s.recv(100)
+        s.close()
+        th.join(5)
+        srv.close()
+        self.assertEqual(got, b"* OK fake ready\r\na1 OK done\r\n")
+        px.wait_for_row(lambda r: r["dir"] == "--" and "starttls-trailing-data" in r["text"])
+
     def test_untrusted_upstream_is_refused_with_bye(self):
         px = self.start_proxy(DC.imaps_port, extra_args=["--upstream-tls", "implicit"])
         s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
@@ -245,6 +315,7 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         finally:
             cap.terminate()
             cap.wait(timeout=20)
+            cap.stderr.close()
         self.assertEqual(os.stat(keylog).st_mode & 0o777, 0o600)
         with open(keylog) as f:
             keys = f.read()
@@ -269,7 +340,7 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         for args, words in [
                 (["--client-tls", "implicit"], "--ca DIR"),
                 (["--client-tls", "bogus"], "implicit or none"),
-                (["--upstream-tls", "starttls"], "not available"),
+                (["--client-tls", "starttls"], "not available"),
                 (["--cert", "x.crt"], "go together"),
                 (["--sni", "x"], "TLS upstream")]:
             r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143"] + args)
