@@ -37,8 +37,9 @@ static const char proxy_usage[] =
 	"                           session's timeline)\n"
 	"  --sni NAME               SNI sent upstream and name the certificate must carry\n"
 	"                           (default: the client's SNI, else the upstream host)\n"
-	"  --client-tls none|implicit\n"
-	"                           what clients speak to the proxy (default none)\n"
+	"  --client-tls none|implicit|starttls\n"
+	"                           what clients speak to the proxy (default none);\n"
+	"                           starttls: the proxy answers the client's STARTTLS\n"
 	"  --ca DIR                 CA that signs the certificates shown to clients\n"
 	"                           (DIR/ca.crt, DIR/ca.key; created when missing)\n"
 	"  --cert FILE --key FILE   show this certificate to clients instead\n"
@@ -237,7 +238,7 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 	return 0;
 }
 
-/* "implicit", "none", and "starttls" for the upstream leg. */
+/* "implicit", "starttls" or "none". */
 static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
 {
 	if (word == NULL)
@@ -250,14 +251,11 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 		*out = PROXY_TLS_IMPLICIT;
 		return 0;
 	}
-	if (strcmp(word, "starttls") == 0 && strcmp(flag, "--upstream-tls") == 0) {
+	if (strcmp(word, "starttls") == 0) {
 		*out = PROXY_TLS_STARTTLS;
 		return 0;
 	}
-	if (strcmp(word, "starttls") == 0)
-		cli_usage_error("proxy", "%s starttls is not available in this version; use implicit or none", flag);
-	else
-		cli_usage_error("proxy", "%s takes implicit or none, not '%s'", flag, word);
+	cli_usage_error("proxy", "%s takes implicit, starttls or none, not '%s'", flag, word);
 	return -1;
 }
 
@@ -354,7 +352,10 @@ int cli_proxy_main(int argc, char **argv)
 			    "is relayed to the upstream and recorded",
 			    proxy_listen_str(run.proxy));
 	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run.proxy),
-		    config.client_tls == PROXY_TLS_IMPLICIT ? "TLS" : "plain", config.upstream.host,
+		    config.client_tls == PROXY_TLS_IMPLICIT   ? "TLS"
+		    : config.client_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
+							      : "plain",
+		    config.upstream.host,
 		    config.upstream.port,
 		    config.upstream_tls == PROXY_TLS_IMPLICIT   ? "TLS"
 		    : config.upstream_tls == PROXY_TLS_STARTTLS ? "STARTTLS"

@@ -21,7 +21,7 @@ static const char usage[] =
 	"  proxy     relay clients to an IMAP server and show the live timeline\n"
 	"            imaptap proxy --upstream HOST:PORT [--listen ADDR:PORT]\n"
 	"                  [--upstream-tls implicit|starttls|none] [--upstream-ca FILE]\n"
-	"                  [--insecure-upstream] [--sni NAME] [--client-tls none|implicit]\n"
+	"                  [--insecure-upstream] [--sni NAME] [--client-tls none|implicit|starttls]\n"
 	"                  [--ca DIR] [--cert FILE --key FILE] [--keylog FILE]\n"
 	"                  [--port-file FILE] [--no-redact]\n"
 	"                  [--max-line BYTES] [--quiet] [--color auto|always|never]\n"

@@ -17,7 +17,7 @@
 enum proxy_tls_mode {
 	PROXY_TLS_NONE,
 	PROXY_TLS_IMPLICIT, /* TLS from the first byte (port 993) */
-	PROXY_TLS_STARTTLS, /* plain greeting, then STARTTLS (upstream leg only) */
+	PROXY_TLS_STARTTLS, /* plain greeting, then STARTTLS */
 };
 
 struct proxy_config {

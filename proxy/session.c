@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "imap/capability.h"
 #include "proxy/internal.h"
 #include "proxy/stream.h"
 
@@ -54,6 +56,11 @@ struct proxy_session {
 		STARTTLS_ANSWER,   /* STARTTLS sent, waiting for its tagged answer */
 	} starttls;
 	struct evbuffer *greeting; /* the server's greeting, shown to the client later */
+	int line_mode[2];       /* before login: relay line by line (capability edits,
+				   the client's STARTTLS) */
+	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
+	int client_handshaking; /* the client's STARTTLS handshake is under way */
+	int client_tls_on;      /* the client leg runs TLS */
 	imap_time_us greeting_ts;
 	struct capture_session_info info;
 	TAILQ_ENTRY(proxy_session) link;
@@ -71,7 +78,11 @@ static enum imap_dir dir_from(enum side side)
 static void on_observation(void *ctx, const struct imap_observation *obs)
 {
 	struct proxy_session *s = ctx;
+	const struct imap_completion *c = obs->completion;
 
+	if (c != NULL && c->status == IMAP_STATUS_OK &&
+	    (strcmp(c->command, "LOGIN") == 0 || strcmp(c->command, "AUTHENTICATE") == 0))
+		s->authenticated = 1;
 	capture_sinks_observe(s->proxy->sinks, s->id, obs);
 }
 
@@ -264,6 +275,121 @@ static void upstream_starttls_read(struct proxy_session *s)
 	}
 }
 
+#define LINE_MODE_MAX 8192
+
+static unsigned capability_edits(const struct proxy_session *s)
+{
+	const struct proxy_config *c = &s->proxy->config;
+	unsigned edits = 0;
+
+	if (c->client_tls == PROXY_TLS_STARTTLS && !s->client_tls_on)
+		edits |= IMAP_CAP_ADD_STARTTLS;
+	else
+		edits |= IMAP_CAP_REMOVE_STARTTLS;
+	if (c->client_tls == PROXY_TLS_NONE)
+		edits |= IMAP_CAP_REMOVE_LOGINDISABLED;
+	return edits;
+}
+
+static int is_starttls_command(const uint8_t *line, size_t n)
+{
+	const uint8_t *sp = memchr(line, ' ', n);
+	size_t rest;
+
+	if (sp == NULL || sp == line)
+		return 0;
+	rest = n - (size_t)(sp + 1 - line);
+	return (rest == 10 && strncasecmp((const char *)sp + 1, "STARTTLS\r\n", 10) == 0) ||
+	       (rest == 9 && strncasecmp((const char *)sp + 1, "STARTTLS\n", 9) == 0);
+}
+
+/* The client asked for STARTTLS: answered here, never relayed. */
+static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t n)
+{
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+	struct evbuffer *input = proxy_stream_input(client);
+	size_t tag_len = (size_t)((const uint8_t *)memchr(line, ' ', n) - line);
+	char ok[300], notice[200];
+	int len;
+	SSL *ssl;
+
+	imap_conv_feed(s->conv, IMAP_C2S, proxy_now(), IMAP_ORIGIN_PEER, line, n);
+	len = snprintf(ok, sizeof(ok), "%.*s OK Begin TLS negotiation now (imaptap)\r\n",
+		       (int)(tag_len < 200 ? tag_len : 200), (const char *)line);
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)ok,
+		       (size_t)len);
+	evbuffer_add(proxy_stream_output(client), ok, (size_t)len);
+	proxy_stream_flush(client);
+	if (evbuffer_get_length(input) > 0) {
+		snprintf(notice, sizeof(notice),
+			 "starttls-trailing-data: %zu byte(s) from the client after STARTTLS and "
+			 "before TLS; dropped, never passed on",
+			 evbuffer_get_length(input));
+		capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+		evbuffer_drain(input, evbuffer_get_length(input));
+	}
+	ssl = SSL_new(s->proxy->client_ctx);
+	if (ssl == NULL || evbuffer_get_length(proxy_stream_output(client)) > 0) {
+		SSL_free(ssl);
+		set_closed_by(s, "proxy", "could not start TLS with the client");
+		finish(s);
+		return;
+	}
+	s->line_mode[SIDE_CLIENT] = 0;
+	s->client_handshaking = 1;
+	proxy_stream_start_tls(client, ssl, true);
+}
+
+/* Before authentication, passes complete lines one at a time so the
+ * proxy can edit capability lists and answer the client's STARTTLS.
+ * Returns 1 when the session's client leg switched to TLS (the rest of
+ * the input is handled), 0 when raw relaying should go on with the rest. */
+static int relay_lines(struct proxy_session *s, enum side side)
+{
+	struct evbuffer *input = proxy_stream_input(s->stream[side]);
+	struct evbuffer *out = proxy_stream_output(s->stream[!side]);
+	enum imap_dir dir = dir_from(side);
+	uint8_t line[LINE_MODE_MAX], edited[LINE_MODE_MAX + 16];
+
+	while (s->line_mode[side] && !s->authenticated) {
+		size_t eol = 0, n, m;
+		struct evbuffer_ptr at = evbuffer_search_eol(input, NULL, &eol, EVBUFFER_EOL_LF);
+
+		if (at.pos < 0) {
+			if (evbuffer_get_length(input) >= LINE_MODE_MAX)
+				s->line_mode[side] = 0; /* not a line we could edit */
+			return 0;
+		}
+		n = (size_t)at.pos + eol;
+		if (n > LINE_MODE_MAX) {
+			s->line_mode[side] = 0;
+			return 0;
+		}
+		evbuffer_remove(input, line, n);
+		if (side == SIDE_CLIENT && s->proxy->config.client_tls == PROXY_TLS_STARTTLS &&
+		    !s->client_tls_on && is_starttls_command(line, n)) {
+			client_starttls(s, line, n);
+			return 1;
+		}
+		m = side == SIDE_UPSTREAM ? imap_capability_edit(line, n, capability_edits(s), edited,
+								 sizeof(edited))
+					  : 0;
+		if (m > 0) {
+			imap_conv_feed(s->conv, dir, proxy_now(), IMAP_ORIGIN_PROXY, edited, m);
+			evbuffer_add(out, edited, m);
+			s->bytes[dir] += m;
+		} else {
+			imap_conv_feed(s->conv, dir, proxy_now(), IMAP_ORIGIN_PEER, line, n);
+			evbuffer_add(out, line, n);
+			s->bytes[dir] += n;
+		}
+		/* a literal follows: its bytes are no line; relay raw from here */
+		if (n >= 3 && line[n - 1] == '\n' && (line[n - 2] == '}' || (line[n - 2] == '\r' && line[n - 3] == '}')))
+			s->line_mode[side] = 0;
+	}
+	return 0;
+}
+
 static void relay(struct proxy_session *s, enum side side)
 {
 	struct evbuffer *input = proxy_stream_input(s->stream[side]);
@@ -281,9 +407,16 @@ static void relay(struct proxy_session *s, enum side side)
 		evbuffer_drain(input, n); /* nobody left to deliver to */
 		return;
 	}
-	observe(s, dir, input, proxy_now());
-	evbuffer_add_buffer(proxy_stream_output(dst), input);
-	s->bytes[dir] += n;
+	if (s->line_mode[side] && !s->authenticated) {
+		if (relay_lines(s, side))
+			return;
+		n = evbuffer_get_length(input);
+	}
+	if (n > 0 && (!s->line_mode[side] || s->authenticated)) {
+		observe(s, dir, input, proxy_now());
+		evbuffer_add_buffer(proxy_stream_output(dst), input);
+		s->bytes[dir] += n;
+	}
 	proxy_stream_flush(dst);
 	if (evbuffer_get_length(proxy_stream_output(dst)) >= PROXY_HIGH_WATER) {
 		/* the other side does not keep up: stop reading this one until
@@ -384,11 +517,21 @@ static void relaying(struct proxy_session *s)
 	evtimer_del(s->timer);
 	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
 		/* the greeting read before STARTTLS goes to the client first */
-		size_t len = evbuffer_get_length(s->greeting);
+		size_t len = evbuffer_get_length(s->greeting), m;
 		unsigned char *p = evbuffer_pullup(s->greeting, -1);
+		uint8_t edited[LINE_MODE_MAX + 16];
 
-		imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PEER, p, len);
-		s->bytes[IMAP_S2C] += len;
+		m = len <= LINE_MODE_MAX
+			    ? imap_capability_edit(p, len, capability_edits(s), edited, sizeof(edited))
+			    : 0;
+		if (m > 0) {
+			imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY, edited, m);
+			evbuffer_drain(s->greeting, len);
+			evbuffer_add(s->greeting, edited, m);
+		} else {
+			imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PEER, p, len);
+		}
+		s->bytes[IMAP_S2C] += evbuffer_get_length(s->greeting);
 		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
 		proxy_stream_flush(s->stream[SIDE_CLIENT]);
 	}
@@ -602,7 +745,8 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 						      : s->proxy->config.upstream.host,
 				 peer[0] ? "; server certificate " : "", peer);
 			upstream_failed(s, "TLS handshake failed", why);
-		} else if (s->state == SESSION_CONNECTING && side == SIDE_CLIENT) {
+		} else if (side == SIDE_CLIENT &&
+			   (s->state == SESSION_CONNECTING || s->client_handshaking)) {
 			client_tls_failed(s);
 		} else {
 			side_error(s, side, proxy_stream_error(s->stream[side]));
@@ -615,7 +759,10 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		/* the client's ClientHello: learn its SNI, then reach the upstream */
 		proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), s->client_sni,
 				    sizeof(s->client_sni));
-		connect_upstream(s);
+		if (s->upstream_ready)
+			resume_client_tls(s); /* STARTTLS: the upstream is up already */
+		else
+			connect_upstream(s);
 		return;
 	case PROXY_STREAM_TLS_READY:
 		tls_notice(s, side);
@@ -624,6 +771,14 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 			return;
 		}
 		s->client_ready = 1;
+		s->client_tls_on = 1;
+		if (s->client_handshaking) {
+			/* STARTTLS done: relaying goes on, now encrypted */
+			s->client_handshaking = 0;
+			s->line_mode[SIDE_CLIENT] = 0;
+			proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
+			return;
+		}
 		if (s->pending_bye != NULL) {
 			send_bye(s, s->pending_bye);
 			finish(s);
@@ -686,10 +841,15 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	snprintf(s->info.upstream, sizeof(s->info.upstream), "%s", p->upstream_str);
 	s->info.upstream_tls = p->client_ctx == NULL && p->upstream_ctx == NULL ? "plain"
 			       : p->client_ctx == NULL ? "client plain, upstream TLS"
+			       : p->config.client_tls == PROXY_TLS_STARTTLS
+				       ? (p->upstream_ctx ? "client STARTTLS, upstream TLS"
+							  : "client STARTTLS, upstream plain")
 			       : p->upstream_ctx == NULL ? "client TLS, upstream plain"
 							 : "client TLS, upstream TLS";
 	capture_sinks_open(p->sinks, &s->info);
-	if (p->client_ctx == NULL) {
+	s->line_mode[SIDE_UPSTREAM] = 1;
+	s->line_mode[SIDE_CLIENT] = p->config.client_tls == PROXY_TLS_STARTTLS;
+	if (p->client_ctx == NULL || p->config.client_tls == PROXY_TLS_STARTTLS) {
 		s->client_ready = 1;
 		connect_upstream(s);
 		return 0;

@@ -147,17 +147,64 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
             else:
                 m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=client_context(
                     os.path.join(ca, "ca.crt")))
-            # the client sees the server's own greeting
+            # the client sees the server's own greeting, with the
+            # capabilities of a leg that offers no STARTTLS of its own
             self.assertIn(b"Dovecot", m.welcome)
+            if client_tls == "none":
+                self.assertIn(b"[CAPABILITY IMAP4rev1", m.welcome)
+                self.assertNotIn(b"STARTTLS", m.welcome)
+                self.assertNotIn(b"LOGINDISABLED", m.welcome)
+                self.assertNotIn("STARTTLS", m.capabilities)
             self.full_session(m)
             text = px.stderr_text()
             self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap0 STARTTLS', "
                                    r"server answered 'imaptap0 OK")
             self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
-            self.assertRegex(text, r"S< \* OK \[CAPABILITY [^\n]*STARTTLS")
+            self.assertRegex(text, r"P< \* OK \[CAPABILITY IMAP4rev1 [^\n]*Dovecot")
             self.assertNotIn("imaptap0", "".join(r["text"] for r in px.timeline()
                                                  if r["dir"] in ("C>", "S<")))
             self.assert_masked(px)
+
+    def test_client_starttls_answered_by_the_proxy(self):
+        ca = self.ca_dir()
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "starttls", "--ca", ca])
+        m = imaplib.IMAP4("localhost", px.port)
+        self.assertIn("STARTTLS", m.capabilities)       # added by the proxy
+        typ, data = m.starttls(ssl_context=client_context(os.path.join(ca, "ca.crt")))
+        self.assertEqual(typ, "OK", data)
+        self.assertNotIn("STARTTLS", m.capabilities)    # asked again over TLS
+        self.full_session(m)
+        text = px.stderr_text()
+        self.assertRegex(text, r"C> \S+ STARTTLS\n")
+        self.assertRegex(text, r"P< \S+ OK Begin TLS negotiation now \(imaptap\)  \(STARTTLS ")
+        self.assertRegex(text, r"-- client TLS TLSv1\.[23] \S+; SNI localhost")
+        self.assertIn("(client STARTTLS, upstream TLS)", text)
+        self.assert_masked(px)
+
+    def test_client_bytes_after_starttls_are_dropped(self):
+        ca = self.ca_dir()
+        px = self.start_proxy(DC.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+            "--client-tls", "starttls", "--ca", ca])
+        raw = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        f = raw.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"* OK"))
+        raw.sendall(b"a1 STARTTLS\r\na2 LOGIN alice injected\r\n")
+        self.assertTrue(f.readline().startswith(b"a1 OK"))
+        tls = client_context(os.path.join(ca, "ca.crt")).wrap_socket(
+            raw, server_hostname="localhost")
+        tls.sendall(b"a3 NOOP\r\n")
+        got = b""
+        while b"a3 " not in got:
+            got += tls.recv(4096)
+        self.assertIn(b"a3 OK", got)
+        self.assertNotIn(b"a2", got)      # the injected command never ran
+        tls.close()
+        f.close()
+        px.wait_for_row(lambda r: r["dir"] == "--" and "starttls-trailing-data" in r["text"]
+                        and "from the client" in r["text"])
 
     def test_starttls_trailing_server_bytes_are_dropped(self):
         """A server that sends plaintext after its STARTTLS OK (the
@@ -339,8 +386,8 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
     def test_tls_flag_usage_errors(self):
         for args, words in [
                 (["--client-tls", "implicit"], "--ca DIR"),
-                (["--client-tls", "bogus"], "implicit or none"),
-                (["--client-tls", "starttls"], "not available"),
+                (["--client-tls", "bogus"], "implicit, starttls or none"),
+                (["--client-tls", "starttls"], "--ca DIR"),
                 (["--cert", "x.crt"], "go together"),
                 (["--sni", "x"], "TLS upstream")]:
             r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143"] + args)

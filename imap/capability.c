@@ -1,0 +1,84 @@
+#include "imap/capability.h"
+
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+static bool token_is(const uint8_t *p, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp((const char *)p, word, n) == 0;
+}
+
+/* Finds the list: [*start, *end) after "CAPABILITY ". */
+static bool find_list(const uint8_t *line, size_t len, size_t *start, size_t *end)
+{
+	static const char key[] = "CAPABILITY ";
+	const size_t klen = sizeof(key) - 1;
+	size_t content = len;
+
+	while (content > 0 && (line[content - 1] == '\n' || line[content - 1] == '\r'))
+		content--;
+	if (content >= 2 + klen && line[0] == '*' && line[1] == ' ' &&
+	    strncasecmp((const char *)line + 2, key, klen) == 0) {
+		*start = 2 + klen;
+		*end = content;
+		return true;
+	}
+	for (size_t i = 0; i + 1 + klen <= content; i++) {
+		if (line[i] == '[' && strncasecmp((const char *)line + i + 1, key, klen) == 0) {
+			const uint8_t *close = memchr(line + i, ']', content - i);
+
+			if (close == NULL)
+				return false;
+			*start = i + 1 + klen;
+			*end = (size_t)(close - line);
+			return true;
+		}
+	}
+	return false;
+}
+
+size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uint8_t *out,
+			    size_t out_size)
+{
+	size_t start, end, o = 0, i;
+	bool changed = false, has_starttls = false;
+
+	if (!find_list(line, len, &start, &end) || len + 10 > out_size)
+		return 0;
+	memcpy(out, line, start);
+	o = start;
+	for (i = start; i < end;) {
+		size_t j = i;
+
+		while (j < end && line[j] != ' ')
+			j++;
+		if (token_is(line + i, j - i, "STARTTLS")) {
+			has_starttls = true;
+			if (edits & IMAP_CAP_REMOVE_STARTTLS) {
+				changed = true;
+				i = j < end ? j + 1 : j;
+				continue;
+			}
+		}
+		if ((edits & IMAP_CAP_REMOVE_LOGINDISABLED) && token_is(line + i, j - i, "LOGINDISABLED")) {
+			changed = true;
+			i = j < end ? j + 1 : j;
+			continue;
+		}
+		if (o > start && out[o - 1] != ' ')
+			out[o++] = ' ';
+		memcpy(out + o, line + i, j - i);
+		o += j - i;
+		i = j < end ? j + 1 : j;
+	}
+	if ((edits & IMAP_CAP_ADD_STARTTLS) && !has_starttls) {
+		memcpy(out + o, " STARTTLS", 9);
+		o += 9;
+		changed = true;
+	}
+	if (!changed)
+		return 0;
+	memcpy(out + o, line + end, len - end);
+	return o + (len - end);
+}

@@ -1,0 +1,22 @@
+/* Capability list edits: the two changes the proxy makes so that each TLS
+ * leg is honest about what it offers (DESIGN, "The two TLS legs"). */
+#ifndef IMAP_CAPABILITY_H
+#define IMAP_CAPABILITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum imap_capability_edit {
+	IMAP_CAP_REMOVE_STARTTLS = 1u << 0,
+	IMAP_CAP_ADD_STARTTLS = 1u << 1,
+	IMAP_CAP_REMOVE_LOGINDISABLED = 1u << 2,
+};
+
+/* Edits the capability list of one server line ("* CAPABILITY ..." or a
+ * "[CAPABILITY ...]" response code), terminator included. Writes the new
+ * line to out and returns its length, or returns 0 when the line has no
+ * capability list, nothing changes or out is too small. */
+size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uint8_t *out,
+			    size_t out_size);
+
+#endif
