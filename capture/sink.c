@@ -28,6 +28,13 @@ void capture_sinks_notice(const struct capture_sinks *s, unsigned session, imap_
 		s->sink[i].ops->notice(s->sink[i].self, session, ts, text);
 }
 
+void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session, imap_time_us ts,
+			   const char *rule, const char *text)
+{
+	for (unsigned i = 0; i < s->count; i++)
+		s->sink[i].ops->anomaly(s->sink[i].self, session, ts, rule, text);
+}
+
 void capture_sinks_close(const struct capture_sinks *s, const struct capture_close_info *info)
 {
 	for (unsigned i = 0; i < s->count; i++)

@@ -199,6 +199,20 @@ static void tl_notice(void *self, unsigned session, imap_time_us ts, const char 
 	row_end(t, &r);
 }
 
+static void tl_anomaly(void *self, unsigned session, imap_time_us ts, const char *rule,
+		       const char *text)
+{
+	const struct timeline *t = self;
+	struct row r;
+
+	row_start(t, &r, ts, session);
+	if (t->color)
+		row_addf(&r, C_BAD C_BOLD "! %s" C_RESET C_BAD ": %s" C_RESET, rule, text);
+	else
+		row_addf(&r, "! %s: %s", rule, text);
+	row_end(t, &r);
+}
+
 static void tl_close(void *self, const struct capture_close_info *info)
 {
 	const struct timeline *t = self;
@@ -232,6 +246,7 @@ static const struct capture_sink_ops timeline_ops = {
 	.open = tl_open,
 	.observe = tl_observe,
 	.notice = tl_notice,
+	.anomaly = tl_anomaly,
 	.close = tl_close,
 	.flush = tl_flush,
 	.destroy = tl_destroy,

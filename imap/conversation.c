@@ -1,7 +1,20 @@
 #include "imap/conversation.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <zlib.h>
+
+/* What a direction carries under IMAP. */
+enum layer {
+	LAYER_PLAIN,
+	LAYER_DEFLATE, /* raw DEFLATE after COMPRESS (RFC 4978) */
+	LAYER_BROKEN,  /* did not inflate: no longer observed */
+};
+
+#define INFLATE_OUT 16384
 
 struct imap_conv {
 	struct imap_framer *framer[2];
@@ -9,6 +22,10 @@ struct imap_conv {
 	struct imap_tracker *tracker;
 	unsigned redact_flags;
 	imap_observe_cb *cb;
+	imap_conv_event_cb *on_event;
+	enum layer layer[2];
+	z_stream *inflate[2];
+	bool compress_ok; /* the server's tagged OK to COMPRESS was just seen */
 	void *ctx;
 	/* the client's command waiting for "+" before sending a literal */
 	uint8_t sync_tag[IMAP_TAG_SHOW];
@@ -33,6 +50,7 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->cb = cb;
 	c->ctx = ctx;
 	c->redact_flags = config->redact_flags;
+	c->on_event = config->on_event;
 	c->framer[IMAP_C2S] = imap_framer_new(IMAP_C2S, config->max_line, on_unit, c);
 	c->framer[IMAP_S2C] = imap_framer_new(IMAP_S2C, config->max_line, on_unit, c);
 	c->redact = imap_redact_new(config->redact_flags);
@@ -53,6 +71,11 @@ void imap_conv_free(struct imap_conv **conv)
 	imap_framer_free(&c->framer[1]);
 	imap_redact_free(&c->redact);
 	imap_tracker_free(&c->tracker);
+	for (int d = 0; d < 2; d++) {
+		if (c->inflate[d] != NULL)
+			inflateEnd(c->inflate[d]);
+		free(c->inflate[d]);
+	}
 	free(c);
 	*conv = NULL;
 }
@@ -111,8 +134,16 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 			      imap_tracker_auth_pending(c->tracker), &info);
 		obs.info = &info;
 		follow_sync_literal(c, unit, &info);
-		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion))
+		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion)) {
 			obs.completion = &completion;
+			/* the rest of this read is compressed already */
+			if (c->dir == IMAP_S2C && completion.status == IMAP_STATUS_OK &&
+			    strcasecmp(completion.command, "COMPRESS") == 0 &&
+			    c->layer[IMAP_S2C] == LAYER_PLAIN) {
+				c->compress_ok = true;
+				imap_framer_stop(c->framer[IMAP_S2C]);
+			}
+		}
 	}
 	/* only client bytes carry credentials; bodies may go either way */
 	if (c->redact_flags != 0 && unit->len > 0 &&
@@ -126,13 +157,119 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	free(masked);
 }
 
+static void event(struct imap_conv *c, enum imap_conv_event_kind kind, enum imap_dir dir,
+		  const char *text)
+{
+	struct imap_conv_event e = {kind, dir, c->ts, text};
+
+	if (c->on_event != NULL)
+		c->on_event(c->ctx, &e);
+}
+
+static void inflate_failed(struct imap_conv *c, enum imap_dir dir, const char *why)
+{
+	char text[300];
+
+	snprintf(text, sizeof(text),
+		 "the %s stream after COMPRESS DEFLATE does not inflate at byte %llu (%s); "
+		 "its lines are no longer shown, the relay goes on",
+		 dir == IMAP_C2S ? "client's" : "server's",
+		 (unsigned long long)c->inflate[dir]->total_in, why);
+	c->layer[dir] = LAYER_BROKEN;
+	event(c, IMAP_CONV_COMPRESS_ERROR, dir, text);
+}
+
+/* Both directions switch: the server's after the OK's CRLF, the client's
+ * with its next byte, since a client sends nothing after COMPRESS until it
+ * has the answer (RFC 4978 section 3). */
+static void start_compress(struct imap_conv *c)
+{
+	for (int d = 0; d < 2; d++) {
+		z_stream *z = calloc(1, sizeof(*z));
+
+		if (z == NULL || inflateInit2(z, -MAX_WBITS) != Z_OK) {
+			free(z);
+			c->layer[d] = LAYER_BROKEN;
+			event(c, IMAP_CONV_COMPRESS_ERROR, (enum imap_dir)d,
+			      "out of memory for inflating COMPRESS DEFLATE; lines are no longer shown");
+			continue;
+		}
+		c->inflate[d] = z;
+		c->layer[d] = LAYER_DEFLATE;
+		imap_framer_reset(c->framer[d]);
+	}
+	event(c, IMAP_CONV_COMPRESS_ON, IMAP_S2C,
+	      "COMPRESS DEFLATE in effect both ways: relayed as is, shown inflated");
+}
+
+static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *data, size_t len)
+{
+	z_stream *z = c->inflate[dir];
+	uint8_t out[INFLATE_OUT];
+	/* avail_in is an uInt: whatever is over 1 GiB goes in a later round */
+	size_t piece = len < (1u << 30) ? len : (1u << 30);
+
+	z->next_in = (Bytef *)(uintptr_t)data;
+	z->avail_in = (uInt)piece;
+	while (c->layer[dir] == LAYER_DEFLATE) {
+		int r;
+		size_t got;
+
+		z->next_out = out;
+		z->avail_out = sizeof(out);
+		r = inflate(z, Z_SYNC_FLUSH);
+		got = sizeof(out) - z->avail_out;
+		if (got > 0)
+			imap_framer_feed(c->framer[dir], out, got);
+		if (r == Z_STREAM_END) {
+			/* a final block: RFC 4978 has no way back to plain */
+			if (z->avail_in > 0)
+				inflate_failed(c, dir, "bytes after the final deflate block");
+			else
+				inflateReset(z);
+			break;
+		}
+		if (r == Z_DATA_ERROR || r == Z_NEED_DICT || r == Z_MEM_ERROR ||
+		    r == Z_STREAM_ERROR) {
+			inflate_failed(c, dir, z->msg != NULL ? z->msg : zError(r));
+			break;
+		}
+		if (z->avail_in == 0 && z->avail_out > 0) {
+			if (piece == len)
+				break;
+			data += piece;
+			len -= piece;
+			piece = len < (1u << 30) ? len : (1u << 30);
+			z->next_in = (Bytef *)(uintptr_t)data;
+			z->avail_in = (uInt)piece;
+		}
+	}
+}
+
 void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 		    enum imap_origin origin, const uint8_t *data, size_t len)
 {
+	size_t used;
+
 	c->dir = dir;
 	c->ts = ts;
 	c->origin = origin;
-	imap_framer_feed(c->framer[dir], data, len);
+	if (c->layer[dir] == LAYER_DEFLATE)
+		inflate_feed(c, dir, data, len);
+	if (c->layer[dir] != LAYER_PLAIN)
+		return;
+	used = imap_framer_feed(c->framer[dir], data, len);
+	if (c->compress_ok) {
+		c->compress_ok = false;
+		start_compress(c);
+		if (used < len && c->layer[dir] == LAYER_DEFLATE)
+			inflate_feed(c, dir, data + used, len - used);
+	}
+}
+
+bool imap_conv_compressed(const struct imap_conv *c)
+{
+	return c->layer[IMAP_S2C] != LAYER_PLAIN || c->layer[IMAP_C2S] != LAYER_PLAIN;
 }
 
 void imap_conv_trim(struct imap_conv *c)

@@ -36,9 +36,25 @@ struct imap_observation {
 
 typedef void imap_observe_cb(void *ctx, const struct imap_observation *obs);
 
+/* Changes of the stream's layers, seen by the conversation itself. */
+enum imap_conv_event_kind {
+	IMAP_CONV_COMPRESS_ON,    /* COMPRESS DEFLATE took effect in both directions */
+	IMAP_CONV_COMPRESS_ERROR, /* one direction does not inflate: its observation stops */
+};
+
+struct imap_conv_event {
+	enum imap_conv_event_kind kind;
+	enum imap_dir dir;
+	imap_time_us ts;
+	const char *text; /* what happened, in words */
+};
+
+typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);
+
 struct imap_conv_config {
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
+	imap_conv_event_cb *on_event; /* may be NULL; called with the observer's ctx */
 };
 
 struct imap_conv;
@@ -47,12 +63,18 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 				void *ctx);
 void imap_conv_free(struct imap_conv **conv);
 
-/* Feeds bytes of one direction received at ts. */
+/* Feeds bytes of one direction received at ts, as they went over the
+ * wire: after COMPRESS DEFLATE the conversation inflates a copy itself
+ * (RFC 4978), switching at the byte after the CRLF of the tagged OK. */
 void imap_conv_feed(struct imap_conv *conv, enum imap_dir dir, imap_time_us ts,
 		    enum imap_origin origin, const uint8_t *data, size_t len);
 
 /* Frees memory held by idle framers. */
 void imap_conv_trim(struct imap_conv *conv);
+
+/* True once COMPRESS DEFLATE is in effect: bytes the proxy would write
+ * itself can no longer be sent in the clear. */
+bool imap_conv_compressed(const struct imap_conv *conv);
 
 const struct imap_tracker *imap_conv_tracker(const struct imap_conv *conv);
 const struct imap_framer *imap_conv_framer(const struct imap_conv *conv, enum imap_dir dir);

@@ -71,6 +71,8 @@ struct imap_framer {
 	/* literal state */
 	uint64_t lit_len;
 	uint64_t lit_pos;
+
+	bool stop; /* imap_framer_stop() was called from the callback */
 };
 
 const char *imap_unit_kind_str(enum imap_unit_kind kind)
@@ -466,9 +468,17 @@ static size_t feed_literal(struct imap_framer *f, const uint8_t *p, size_t n)
 	return (size_t)take;
 }
 
-void imap_framer_feed(struct imap_framer *f, const uint8_t *data, size_t len)
+void imap_framer_stop(struct imap_framer *f)
 {
-	while (len > 0) {
+	f->stop = true;
+}
+
+size_t imap_framer_feed(struct imap_framer *f, const uint8_t *data, size_t len)
+{
+	size_t total = len;
+
+	f->stop = false;
+	while (len > 0 && !f->stop) {
 		size_t used;
 
 		if (f->state == ST_LITERAL)
@@ -479,4 +489,6 @@ void imap_framer_feed(struct imap_framer *f, const uint8_t *data, size_t len)
 		data += used;
 		len -= used;
 	}
+	f->stop = false;
+	return total - len;
 }

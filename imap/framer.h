@@ -62,8 +62,14 @@ struct imap_framer *imap_framer_new(enum imap_dir dir, size_t max_line,
 				    imap_unit_cb *cb, void *ctx);
 void imap_framer_free(struct imap_framer **framer);
 
-/* Feeds len bytes; calls the callback for every unit they complete. */
-void imap_framer_feed(struct imap_framer *framer, const uint8_t *data, size_t len);
+/* Feeds len bytes; calls the callback for every unit they complete.
+ * Returns len, or fewer when the callback called imap_framer_stop(). */
+size_t imap_framer_feed(struct imap_framer *framer, const uint8_t *data, size_t len);
+
+/* From inside the callback: feed returns right after the unit being
+ * reported, leaving the rest of its input unread. Used where the stream
+ * changes layer mid-read (the OK of COMPRESS). */
+void imap_framer_stop(struct imap_framer *framer);
 
 /* Forgets partial state, as when TLS or COMPRESS restarts the stream. The
  * offset keeps counting. */

@@ -86,6 +86,20 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	capture_sinks_observe(s->proxy->sinks, s->id, obs);
 }
 
+static void on_conv_event(void *ctx, const struct imap_conv_event *e)
+{
+	struct proxy_session *s = ctx;
+
+	switch (e->kind) {
+	case IMAP_CONV_COMPRESS_ON:
+		capture_sinks_notice(s->proxy->sinks, s->id, e->ts, e->text);
+		break;
+	case IMAP_CONV_COMPRESS_ERROR:
+		capture_sinks_anomaly(s->proxy->sinks, s->id, e->ts, "compress-stream-error", e->text);
+		break;
+	}
+}
+
 static void set_closed_by(struct proxy_session *s, const char *by, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -340,6 +354,13 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	proxy_stream_start_tls(client, ssl, true);
 }
 
+/* Lines are relayed one by one before authentication; after it, or once
+ * COMPRESS is on (the bytes are no longer lines), chunks go as read. */
+static bool in_line_mode(const struct proxy_session *s, enum side side)
+{
+	return s->line_mode[side] && !s->authenticated && !imap_conv_compressed(s->conv);
+}
+
 /* Before authentication, passes complete lines one at a time so the
  * proxy can edit capability lists and answer the client's STARTTLS.
  * Returns 1 when the session's client leg switched to TLS (the rest of
@@ -351,7 +372,7 @@ static int relay_lines(struct proxy_session *s, enum side side)
 	enum imap_dir dir = dir_from(side);
 	uint8_t line[LINE_MODE_MAX], edited[LINE_MODE_MAX + 16];
 
-	while (s->line_mode[side] && !s->authenticated) {
+	while (in_line_mode(s, side)) {
 		size_t eol = 0, n, m;
 		struct evbuffer_ptr at = evbuffer_search_eol(input, NULL, &eol, EVBUFFER_EOL_LF);
 
@@ -407,12 +428,12 @@ static void relay(struct proxy_session *s, enum side side)
 		evbuffer_drain(input, n); /* nobody left to deliver to */
 		return;
 	}
-	if (s->line_mode[side] && !s->authenticated) {
+	if (in_line_mode(s, side)) {
 		if (relay_lines(s, side))
 			return;
 		n = evbuffer_get_length(input);
 	}
-	if (n > 0 && (!s->line_mode[side] || s->authenticated)) {
+	if (n > 0 && !in_line_mode(s, side)) {
 		observe(s, dir, input, proxy_now());
 		evbuffer_add_buffer(proxy_stream_output(dst), input);
 		s->bytes[dir] += n;
@@ -452,7 +473,8 @@ static void send_bye(struct proxy_session *s, const char *bye)
 	struct proxy_stream *client = s->stream[SIDE_CLIENT];
 	size_t len = strlen(bye);
 
-	if (client == NULL)
+	/* plain text inside a compressed stream would corrupt it */
+	if (client == NULL || imap_conv_compressed(s->conv))
 		return;
 	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
 	evbuffer_add(proxy_stream_output(client), bye, len);
@@ -808,6 +830,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	struct imap_conv_config conv = {
 		.max_line = p->config.max_line,
 		.redact_flags = p->config.redact_flags,
+		.on_event = on_conv_event,
 	};
 	SSL *ssl;
 

@@ -31,3 +31,23 @@ FUZZ_PACKAGES="clang-14 libfuzzer-14-dev libclang-rt-14-dev"
 ensure_python() {
 	command -v python3 >/dev/null 2>&1 || ensure_packages python3
 }
+
+# Node and npm for the Node IMAP clients (imapflow) the tests drive.
+ensure_node() {
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		ensure_packages nodejs npm
+	fi
+}
+
+# The pinned Node clients of tests/node, installed with npm ci into DIR.
+ensure_node_clients() {
+	local dir=$1
+	mkdir -p "$dir"
+	cp tests/node/package.json tests/node/package-lock.json tests/node/*.mjs "$dir"/
+	if [ ! -f "$dir/node_modules/imapflow/package.json" ] ||
+		! cmp -s tests/node/package-lock.json "$dir/node_modules/.package-lock.json.imaptap"; then
+		echo "imaptap: installing the Node test clients (npm ci) in $dir" >&2
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+		cp tests/node/package-lock.json "$dir/node_modules/.package-lock.json.imaptap"
+	fi
+}

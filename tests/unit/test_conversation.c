@@ -1,6 +1,10 @@
 /* The conversation pipeline: both directions together, where one side's
  * answer changes how the other side's bytes are framed. */
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #include "check.h"
 #include "imap/conversation.h"
@@ -92,11 +96,159 @@ static void test_literal_after_server_pipeline_tag(void)
 	imap_conv_free(&c);
 }
 
+/* Raw DEFLATE with a sync flush after every piece, as RFC 4978 senders do. */
+struct deflater {
+	z_stream z;
+	uint8_t out[4096];
+	size_t len;
+};
+
+static void deflater_init(struct deflater *d)
+{
+	memset(d, 0, sizeof(*d));
+	CHECK(deflateInit2(&d->z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+}
+
+static size_t deflate_piece(struct deflater *d, const char *text, uint8_t *out, size_t cap)
+{
+	d->z.next_in = (Bytef *)(uintptr_t)text;
+	d->z.avail_in = (uInt)strlen(text);
+	d->z.next_out = out;
+	d->z.avail_out = (uInt)cap;
+	CHECK(deflate(&d->z, Z_SYNC_FLUSH) == Z_OK);
+	CHECK(d->z.avail_in == 0);
+	return cap - d->z.avail_out;
+}
+
+/* Lines seen per direction, text as observed, so that the interleaving of
+ * the two directions (which depends on the split) does not matter. */
+struct events {
+	char text[2][1024];
+	size_t len[2];
+	int completions;
+	int on;
+	int errors;
+	enum imap_dir error_dir;
+};
+
+static void on_ev(void *ctx, const struct imap_conv_event *e)
+{
+	struct events *ev = ctx;
+
+	if (e->kind == IMAP_CONV_COMPRESS_ON) {
+		ev->on++;
+	} else {
+		ev->errors++;
+		ev->error_dir = e->dir;
+	}
+}
+
+static void on_obs_text(void *ctx, const struct imap_observation *obs)
+{
+	struct events *ev = ctx;
+	char *t = ev->text[obs->dir];
+	size_t *n = &ev->len[obs->dir];
+
+	if (*n + obs->len + 1 < sizeof(ev->text[0])) {
+		memcpy(t + *n, obs->data, obs->len);
+		*n += obs->len;
+		t[*n] = '\0';
+	}
+	ev->completions += obs->completion != NULL;
+}
+
+static const char *const C2S_TEXT = "a2 NOOP\r\na3 APPEND INBOX {5+}\r\nhello\r\n";
+static const char *const S2C_TEXT = "* 3 EXISTS\r\na2 OK noop done\r\na3 OK appended\r\n";
+
+/* The server's OK and its first compressed bytes arrive in one read, split
+ * at every point: the switch must land exactly after the OK's CRLF. */
+static void test_compress_switch_every_split(void)
+{
+	static const char ok[] = "a1 OK DEFLATE active\r\n";
+	struct deflater srv, cli;
+	uint8_t s2c[8192], c2s[4096];
+	size_t s2c_len, c2s_len, first;
+
+	deflater_init(&srv);
+	deflater_init(&cli);
+	memcpy(s2c, ok, strlen(ok));
+	s2c_len = strlen(ok);
+	s2c_len += deflate_piece(&srv, "* 3 EXISTS\r\n", s2c + s2c_len, sizeof(s2c) - s2c_len);
+	first = s2c_len; /* what the server sends before the client's next command */
+	s2c_len += deflate_piece(&srv, "a2 OK noop done\r\n", s2c + s2c_len, sizeof(s2c) - s2c_len);
+	s2c_len += deflate_piece(&srv, "a3 OK appended\r\n", s2c + s2c_len, sizeof(s2c) - s2c_len);
+	c2s_len = deflate_piece(&cli, "a2 NOOP\r\n", c2s, sizeof(c2s));
+	c2s_len += deflate_piece(&cli, "a3 APPEND INBOX {5+}\r\nhello\r\n", c2s + c2s_len,
+				 sizeof(c2s) - c2s_len);
+	deflateEnd(&srv.z);
+	deflateEnd(&cli.z);
+
+	for (size_t split = 1; split <= first; split++) {
+		struct events ev = {0};
+		struct imap_conv_config cfg = {.on_event = on_ev};
+		struct imap_conv *c = imap_conv_new(&cfg, on_obs_text, &ev);
+		char want_s2c[256];
+
+		feed(c, IMAP_C2S, "a1 COMPRESS DEFLATE\r\n");
+		imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, s2c, split);
+		imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, s2c + split, first - split);
+		imap_conv_feed(c, IMAP_C2S, 0, IMAP_ORIGIN_PEER, c2s, c2s_len);
+		imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, s2c + first, s2c_len - first);
+		snprintf(want_s2c, sizeof(want_s2c), "%s%s", ok, S2C_TEXT);
+		CHECK_MSG(ev.on == 1 && ev.errors == 0, "split %zu: on %d errors %d", split, ev.on,
+			  ev.errors);
+		CHECK_MSG(ev.completions == 3, "split %zu: %d completions", split, ev.completions);
+		CHECK_MSG(strcmp(ev.text[IMAP_S2C], want_s2c) == 0, "split %zu: s2c %s", split,
+			  ev.text[IMAP_S2C]);
+		CHECK_MSG(strncmp(ev.text[IMAP_C2S], "a1 COMPRESS DEFLATE\r\n", 21) == 0 &&
+				  strcmp(ev.text[IMAP_C2S] + 21, C2S_TEXT) == 0,
+			  "split %zu: c2s %s", split, ev.text[IMAP_C2S]);
+		CHECK(imap_conv_compressed(c));
+		imap_conv_free(&c);
+	}
+}
+
+/* A refused COMPRESS changes nothing; garbage after an accepted one is
+ * reported once, for its direction, and the other direction goes on. */
+static void test_compress_refused_and_broken(void)
+{
+	struct events ev = {0};
+	struct imap_conv_config cfg = {.on_event = on_ev};
+	struct imap_conv *c = imap_conv_new(&cfg, on_obs_text, &ev);
+	struct deflater cli;
+	uint8_t c2s[256];
+	size_t c2s_len;
+
+	feed(c, IMAP_C2S, "a1 COMPRESS DEFLATE\r\n");
+	feed(c, IMAP_S2C, "a1 NO [COMPRESSIONACTIVE] not now\r\n* OK still plain\r\n");
+	CHECK(!imap_conv_compressed(c));
+	CHECK(ev.on == 0);
+	feed(c, IMAP_C2S, "a2 COMPRESS DEFLATE\r\n");
+	feed(c, IMAP_S2C, "a2 OK go\r\n");
+	CHECK(imap_conv_compressed(c) && ev.on == 1);
+	/* a stored block with a bad length check: not DEFLATE */
+	imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, (const uint8_t *)"\x00\x05\x00\x00\x00zzzzz",
+		       10);
+	imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, (const uint8_t *)"more", 4);
+	CHECK_MSG(ev.errors == 1 && ev.error_dir == IMAP_S2C, "errors %d", ev.errors);
+	deflater_init(&cli);
+	c2s_len = deflate_piece(&cli, "a3 NOOP\r\n", c2s, sizeof(c2s));
+	deflateEnd(&cli.z);
+	imap_conv_feed(c, IMAP_C2S, 0, IMAP_ORIGIN_PEER, c2s, c2s_len);
+	CHECK_MSG(strstr(ev.text[IMAP_C2S], "a2 COMPRESS DEFLATE\r\na3 NOOP\r\n") != NULL, "c2s %s",
+		  ev.text[IMAP_C2S]);
+	CHECK(strstr(ev.text[IMAP_S2C], "zzzzz") == NULL);
+	CHECK(ev.errors == 1);
+	imap_conv_free(&c);
+}
+
 int main(void)
 {
 	test_refused_sync_literal();
 	test_accepted_sync_literal();
 	test_nonsync_literal_not_cancelled();
 	test_literal_after_server_pipeline_tag();
+	test_compress_switch_every_split();
+	test_compress_refused_and_broken();
 	return check_finish("conversation");
 }

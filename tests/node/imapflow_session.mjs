@@ -1,0 +1,48 @@
+// One imapflow session, driven by imaptap's tests: log in, let imapflow
+// negotiate COMPRESS=DEFLATE when offered, append a message, fetch it back,
+// and print what the client saw as one JSON object on stdout.
+//
+//   node imapflow_session.mjs HOST PORT USER PASS [--tls CAFILE SERVERNAME]
+import { ImapFlow } from 'imapflow';
+import fs from 'node:fs';
+
+const [host, port, user, pass, ...rest] = process.argv.slice(2);
+const options = {
+    host,
+    port: Number(port),
+    secure: false,
+    auth: { user, pass },
+    logger: false,
+    disableAutoIdle: true,
+};
+if (rest[0] === '--tls') {
+    options.secure = true;
+    options.tls = { ca: [fs.readFileSync(rest[1])], servername: rest[2], rejectUnauthorized: true };
+}
+
+const client = new ImapFlow(options);
+const out = { compressed: false, subjects: [], appended: null, bodyLength: null };
+try {
+    await client.connect();
+    out.compressed = Boolean(client._deflate);
+    out.capabilities = [...client.capabilities.keys()];
+    const subject = `imaptap compress ${Date.now()}`;
+    const body = `Subject: ${subject}\r\nFrom: a@example.org\r\n\r\n` + 'line of text\r\n'.repeat(2000);
+    const res = await client.append('INBOX', body);
+    out.appended = { uid: res.uid, subject, length: body.length };
+    const lock = await client.getMailboxLock('INBOX');
+    try {
+        for await (const msg of client.fetch('1:*', { envelope: true, source: true })) {
+            out.subjects.push(msg.envelope.subject);
+            if (msg.uid === res.uid) out.bodyLength = msg.source.length;
+        }
+    } finally {
+        lock.release();
+    }
+    await client.noop();
+    await client.logout();
+    process.stdout.write(JSON.stringify(out) + '\n');
+} catch (err) {
+    process.stdout.write(JSON.stringify({ error: String(err && err.message || err), ...out }) + '\n');
+    process.exitCode = 1;
+}
