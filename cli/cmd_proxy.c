@@ -45,6 +45,9 @@ static const char proxy_usage[] =
 	"  --cert FILE --key FILE   show this certificate to clients instead\n"
 	"  --keylog FILE            append the TLS secrets of both legs (NSS key log\n"
 	"                           format, mode 0600) so Wireshark can decrypt raw captures\n"
+	"  --handshake-timeout SECONDS\n"
+	"                           give up on an upstream TCP connect or a TLS handshake\n"
+	"                           on either leg after SECONDS (default 10)\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
 	"  --no-redact              show passwords and SASL data unmasked\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
@@ -73,6 +76,7 @@ enum {
 	OPT_CERT,
 	OPT_KEY,
 	OPT_KEYLOG,
+	OPT_HANDSHAKE_TIMEOUT,
 };
 
 static const struct option proxy_options[] = {
@@ -92,6 +96,7 @@ static const struct option proxy_options[] = {
 	{"cert", required_argument, NULL, OPT_CERT},
 	{"key", required_argument, NULL, OPT_KEY},
 	{"keylog", required_argument, NULL, OPT_KEYLOG},
+	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -113,6 +118,7 @@ struct proxy_args {
 	int no_redact;
 	int quiet;
 	size_t max_line;
+	unsigned handshake_timeout;
 };
 
 struct run {
@@ -190,6 +196,17 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
 						       optarg);
 			a->max_line = (size_t)v;
+			break;
+		}
+		case OPT_HANDSHAKE_TIMEOUT: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 3600)
+				return cli_usage_error("proxy",
+						       "--handshake-timeout takes seconds from 1 to 3600, not '%s'",
+						       optarg);
+			a->handshake_timeout = (unsigned)v;
 			break;
 		}
 		case OPT_CLIENT_TLS:
@@ -307,6 +324,7 @@ int cli_proxy_main(int argc, char **argv)
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	config.max_line = a.max_line;
+	config.connect_timeout_s = a.handshake_timeout;
 	config.redact_flags = a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS;
 	config.log = log_message;
 

@@ -25,7 +25,7 @@ struct proxy_config {
 	struct proxy_hostport upstream;
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
-	unsigned connect_timeout_s; /* upstream TCP connect, 0 for 10 s */
+	unsigned connect_timeout_s; /* upstream TCP connect and each TLS handshake, 0 for 10 s */
 	unsigned linger_s;     /* flushing to a peer after the other left, 0 for 30 s */
 	enum proxy_tls_mode upstream_tls;
 	enum proxy_tls_mode client_tls;

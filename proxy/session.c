@@ -351,6 +351,7 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	}
 	s->line_mode[SIDE_CLIENT] = 0;
 	s->client_handshaking = 1;
+	arm_timer(s, s->proxy->config.connect_timeout_s);
 	proxy_stream_start_tls(client, ssl, true);
 }
 
@@ -680,6 +681,21 @@ static void client_tls_failed(struct proxy_session *s)
 	finish(s);
 }
 
+static void client_handshake_timed_out(struct proxy_session *s)
+{
+	char notice[200];
+
+	snprintf(notice, sizeof(notice),
+		 "client TLS handshake timed out after %u s: the client sent no (complete) "
+		 "handshake; is it speaking TLS to this port?",
+		 s->proxy->config.connect_timeout_s);
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	set_closed_by(s, "client", "TLS handshake timed out");
+	close_side(s, SIDE_CLIENT);
+	close_side(s, SIDE_UPSTREAM);
+	finish(s);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_session *s = arg;
@@ -688,21 +704,32 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (s->state) {
 	case SESSION_CONNECTING:
-		if (!s->tcp_up) {
+		if (s->stream[SIDE_UPSTREAM] == NULL && !s->client_ready) {
+			/* still waiting for the client's ClientHello */
+			client_handshake_timed_out(s);
+		} else if (!s->tcp_up) {
 			connect_failed(s, "did not answer the TCP connection", ETIMEDOUT);
 		} else if (!s->upstream_ready) {
-			upstream_failed(s, "TLS handshake", "timed out");
+			char why[200];
+
+			snprintf(why, sizeof(why), "no answer within %u s%s",
+				 s->proxy->config.connect_timeout_s,
+				 s->starttls == STARTTLS_GREETING ? " (waiting for the greeting)"
+				 : s->starttls == STARTTLS_ANSWER ? " (waiting for the answer to STARTTLS)"
+				 : "; is the server speaking TLS on this port? (see --upstream-tls)");
+			upstream_failed(s, s->starttls != STARTTLS_OFF ? "STARTTLS failed"
+								       : "TLS handshake failed",
+					why);
 		} else {
-			capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(),
-					     "client TLS handshake timed out");
-			set_closed_by(s, "client", "TLS handshake timed out");
-			close_side(s, SIDE_CLIENT);
-			close_side(s, SIDE_UPSTREAM);
-			finish(s);
+			client_handshake_timed_out(s);
 		}
 		return;
 
 	case SESSION_RELAYING:
+		if (s->client_handshaking) {
+			client_handshake_timed_out(s);
+			return;
+		}
 		/* one side left and the other has not followed */
 		set_closed_by(s, "proxy", "half-closed for %u s", s->proxy->config.linger_s);
 		finish(s);
@@ -797,6 +824,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		if (s->client_handshaking) {
 			/* STARTTLS done: relaying goes on, now encrypted */
 			s->client_handshaking = 0;
+			evtimer_del(s->timer);
 			s->line_mode[SIDE_CLIENT] = 0;
 			proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 			return;

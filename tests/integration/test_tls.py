@@ -383,8 +383,86 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
                              capture_output=True, text=True, timeout=60)
         self.assertNotIn("SELECT", out.stdout)
 
+    def read_until_closed(self, sock, limit=30):
+        sock.settimeout(limit)
+        got = b""
+        t0 = time.monotonic()
+        while True:
+            try:
+                chunk = sock.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got, time.monotonic() - t0
+
+    def test_upstream_handshake_timeouts(self):
+        """An upstream that takes the TCP connection and never speaks: for
+        implicit TLS and for STARTTLS the client gets a BYE naming the wait
+        after --handshake-timeout, and the proxy goes on serving."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)     # the kernel completes the TCP handshake; nobody reads
+        try:
+            for mode, words in (("implicit", rb"TLS handshake failed: no answer within 1 s; "
+                                             rb"is the server speaking TLS on this port\?"),
+                                ("starttls", rb"STARTTLS failed: no answer within 1 s "
+                                             rb"\(waiting for the greeting\)")):
+                px = self.start_proxy(silent.getsockname()[1], extra_args=[
+                    "--upstream-tls", mode, "--handshake-timeout", "1"])
+                s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+                got, took = self.read_until_closed(s)
+                s.close()
+                self.assertRegex(got, rb"\A\* BYE \[UNAVAILABLE\] imaptap: upstream "
+                                      rb"127\.0\.0\.1:\d+ " + words)
+                self.assertLess(took, 8)
+                row = px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+                self.assertIn("by proxy", row["text"])
+                self.assertTrue(px.alive())
+        finally:
+            silent.close()
+
+    def test_client_handshake_timeouts(self):
+        """A client that connects to the TLS port and says nothing, and one
+        that sends STARTTLS and then nothing, are closed after the timeout
+        with a line that says why."""
+        for mode in ("implicit", "starttls"):
+            ca = self.ca_dir()
+            px = self.start_proxy(DC.imaps_port, extra_args=[
+                "--upstream-tls", "implicit", "--upstream-ca", PKI.ca_cert,
+                "--client-tls", mode, "--ca", ca, "--handshake-timeout", "1"])
+            s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+            if mode == "starttls":
+                s.settimeout(10)
+                greeting = s.recv(4096)
+                self.assertTrue(greeting.startswith(b"* OK"), greeting)
+                s.sendall(b"s1 STARTTLS\r\n")
+            got, took = self.read_until_closed(s)
+            s.close()
+            if mode == "starttls":
+                self.assertEqual(got, b"s1 OK Begin TLS negotiation now (imaptap)\r\n")
+            else:
+                self.assertEqual(got, b"")
+            self.assertLess(took, 8)
+            row = px.wait_for_row(lambda r: r["dir"] == "--"
+                                  and "client TLS handshake timed out after 1 s" in r["text"])
+            self.assertIn("is it speaking TLS", row["text"])
+            px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+            # the proxy goes on: a real client gets through
+            ctx = client_context(os.path.join(ca, "ca.crt"))
+            if mode == "implicit":
+                m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=ctx)
+            else:
+                m = imaplib.IMAP4("localhost", px.port)
+                m.starttls(ssl_context=ctx)
+            self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+            m.logout()
+
     def test_tls_flag_usage_errors(self):
         for args, words in [
+                (["--handshake-timeout", "0"], "seconds from 1 to 3600"),
+                (["--handshake-timeout", "ten"], "seconds from 1 to 3600"),
                 (["--client-tls", "implicit"], "--ca DIR"),
                 (["--client-tls", "bogus"], "implicit, starttls or none"),
                 (["--client-tls", "starttls"], "--ca DIR"),
