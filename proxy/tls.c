@@ -114,6 +114,10 @@ SSL_CTX *proxy_tls_client_ctx(const char *cert_file, const char *key_file, char 
 		}
 	}
 	SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
+	/* no server-side session cache: it would keep every client's session
+	 * for its lifetime (up to 20480 of them) after the connection is gone;
+	 * stateless tickets still let clients resume */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	return ctx;
 }
 
