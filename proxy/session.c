@@ -50,6 +50,7 @@ struct proxy_session {
 	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
 	char client_sni[256];
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
+	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
 	enum {
 		STARTTLS_OFF,
 		STARTTLS_GREETING, /* waiting for the server's greeting */
@@ -851,6 +852,11 @@ static void on_upstream(struct proxy_stream *stream, enum proxy_stream_event eve
 	on_event(arg, SIDE_UPSTREAM, event);
 }
 
+static const char *leg_name(bool tls, enum proxy_tls_mode mode)
+{
+	return !tls ? "plain" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "TLS";
+}
+
 int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 			socklen_t client_len)
 {
@@ -890,13 +896,13 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->info.ts = proxy_now();
 	proxy_sockaddr_str(client, s->info.client, sizeof(s->info.client));
 	snprintf(s->info.upstream, sizeof(s->info.upstream), "%s", p->upstream_str);
-	s->info.upstream_tls = p->client_ctx == NULL && p->upstream_ctx == NULL ? "plain"
-			       : p->client_ctx == NULL ? "client plain, upstream TLS"
-			       : p->config.client_tls == PROXY_TLS_STARTTLS
-				       ? (p->upstream_ctx ? "client STARTTLS, upstream TLS"
-							  : "client STARTTLS, upstream plain")
-			       : p->upstream_ctx == NULL ? "client TLS, upstream plain"
-							 : "client TLS, upstream TLS";
+	if (p->client_ctx == NULL && p->upstream_ctx == NULL)
+		snprintf(s->legs, sizeof(s->legs), "plain");
+	else
+		snprintf(s->legs, sizeof(s->legs), "client %s, upstream %s",
+			 leg_name(p->client_ctx != NULL, p->config.client_tls),
+			 leg_name(p->upstream_ctx != NULL, p->config.upstream_tls));
+	s->info.upstream_tls = s->legs;
 	capture_sinks_open(p->sinks, &s->info);
 	s->line_mode[SIDE_UPSTREAM] = 1;
 	s->line_mode[SIDE_CLIENT] = p->config.client_tls == PROXY_TLS_STARTTLS;

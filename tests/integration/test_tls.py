@@ -157,6 +157,8 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
                 self.assertNotIn("STARTTLS", m.capabilities)
             self.full_session(m)
             text = px.stderr_text()
+            self.assertIn("(client %s, upstream STARTTLS)"
+                          % ("plain" if client_tls == "none" else "TLS"), text)
             self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap0 STARTTLS', "
                                    r"server answered 'imaptap0 OK")
             self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
@@ -182,6 +184,31 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.assertRegex(text, r"-- client TLS TLSv1\.[23] \S+; SNI localhost")
         self.assertIn("(client STARTTLS, upstream TLS)", text)
         self.assert_masked(px)
+
+    def test_client_starttls_with_starttls_and_plain_upstreams(self):
+        """starttls/starttls and starttls/none: the client's STARTTLS is
+        answered by the proxy whatever the upstream leg is."""
+        for upstream_tls, legs in (("starttls", "(client STARTTLS, upstream STARTTLS)"),
+                                   ("none", "(client STARTTLS, upstream plain)")):
+            ca = self.ca_dir()
+            px = self.start_proxy(DC.port, extra_args=[
+                "--upstream-tls", upstream_tls, "--upstream-ca", PKI.ca_cert,
+                "--sni", "localhost", "--client-tls", "starttls", "--ca", ca]
+                if upstream_tls != "none" else [
+                "--upstream-tls", "none", "--client-tls", "starttls", "--ca", ca])
+            m = imaplib.IMAP4("localhost", px.port)
+            self.assertIn("STARTTLS", m.capabilities)
+            typ, data = m.starttls(ssl_context=client_context(os.path.join(ca, "ca.crt")))
+            self.assertEqual(typ, "OK", data)
+            self.assertNotIn("STARTTLS", m.capabilities)
+            self.full_session(m)
+            text = px.stderr_text()
+            self.assertIn(legs, text)
+            self.assertRegex(text, r"P< \S+ OK Begin TLS negotiation now \(imaptap\)")
+            # exactly one STARTTLS reached the server, and only the proxy's own
+            sent = [r["text"] for r in px.timeline() if r["dir"] == "C>"]
+            self.assertEqual(len([t for t in sent if t.endswith("STARTTLS")]), 1, sent)
+            self.assert_masked(px)
 
     def test_client_bytes_after_starttls_are_dropped(self):
         ca = self.ca_dir()
