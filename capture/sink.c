@@ -8,48 +8,65 @@ int capture_sinks_add(struct capture_sinks *s, struct capture_sink sink)
 	return 0;
 }
 
+/* Calls op with the arguments on every sink that has it. */
+#define EACH(s, op, ...)                                                     \
+	do {                                                                 \
+		for (unsigned i_ = 0; i_ < (s)->count; i_++)                 \
+			if ((s)->sink[i_].ops->op != NULL)                   \
+				(s)->sink[i_].ops->op((s)->sink[i_].self, __VA_ARGS__); \
+	} while (0)
+
 void capture_sinks_open(const struct capture_sinks *s, const struct capture_session_info *info)
 {
-	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->open(s->sink[i].self, info);
+	EACH(s, open, info);
+}
+
+void capture_sinks_bytes(const struct capture_sinks *s, unsigned session, enum imap_dir dir,
+			 imap_time_us ts, const uint8_t *data, size_t len)
+{
+	EACH(s, bytes, session, dir, ts, data, len);
 }
 
 void capture_sinks_observe(const struct capture_sinks *s, unsigned session,
 			   const struct imap_observation *obs)
 {
-	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->observe(s->sink[i].self, session, obs);
+	EACH(s, observe, session, obs);
+}
+
+void capture_sinks_tls(const struct capture_sinks *s, unsigned session, imap_time_us ts,
+		       const struct capture_tls_info *info)
+{
+	EACH(s, tls, session, ts, info);
 }
 
 void capture_sinks_notice(const struct capture_sinks *s, unsigned session, imap_time_us ts,
 			  const char *text)
 {
-	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->notice(s->sink[i].self, session, ts, text);
+	EACH(s, notice, session, ts, text);
 }
 
 void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session, imap_time_us ts,
 			   const char *rule, const char *text)
 {
-	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->anomaly(s->sink[i].self, session, ts, rule, text);
+	EACH(s, anomaly, session, ts, rule, text);
 }
 
 void capture_sinks_close(const struct capture_sinks *s, const struct capture_close_info *info)
 {
-	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->close(s->sink[i].self, info);
+	EACH(s, close, info);
 }
 
 void capture_sinks_flush(const struct capture_sinks *s)
 {
 	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->flush(s->sink[i].self);
+		if (s->sink[i].ops->flush != NULL)
+			s->sink[i].ops->flush(s->sink[i].self);
 }
 
 void capture_sinks_destroy(struct capture_sinks *s)
 {
 	for (unsigned i = 0; i < s->count; i++)
-		s->sink[i].ops->destroy(s->sink[i].self);
+		if (s->sink[i].ops->destroy != NULL)
+			s->sink[i].ops->destroy(s->sink[i].self);
 	s->count = 0;
 }

@@ -3,6 +3,7 @@
 #ifndef CAPTURE_SINK_H
 #define CAPTURE_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "imap/conversation.h"
@@ -17,6 +18,16 @@ struct capture_session_info {
 	const char *upstream_tls;        /* "plain" */
 };
 
+/* A TLS handshake that completed on one leg. */
+struct capture_tls_info {
+	const char *leg;     /* "client" or "upstream" */
+	const char *version; /* "TLSv1.3" */
+	const char *cipher;  /* "TLS_AES_256_GCM_SHA384" */
+	const char *sni;     /* client: the name it asked for; upstream: the name sent; "" none */
+	bool verified;       /* upstream: the certificate was verified */
+	const char *peer;    /* upstream: "subject ..., issuer ..."; client: "" */
+};
+
 struct capture_close_info {
 	unsigned id;
 	imap_time_us ts;
@@ -26,9 +37,15 @@ struct capture_close_info {
 	uint64_t bytes[2];  /* relayed, indexed by enum imap_dir */
 };
 
+/* Every op may be NULL: a sink implements what it uses. */
 struct capture_sink_ops {
 	void (*open)(void *self, const struct capture_session_info *info);
+	/* the stream as the client saw it (after inflating, before masking),
+	 * handed over before the observation of the unit it completes */
+	void (*bytes)(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
+		      const uint8_t *data, size_t len);
 	void (*observe)(void *self, unsigned session, const struct imap_observation *obs);
+	void (*tls)(void *self, unsigned session, imap_time_us ts, const struct capture_tls_info *info);
 	/* a session event in words ("upstream refused the connection") */
 	void (*notice)(void *self, unsigned session, imap_time_us ts, const char *text);
 	/* something wrong, named by its rule ("compress-stream-error") */
@@ -55,6 +72,10 @@ struct capture_sinks {
 /* Returns 0, or -1 when the list is full. */
 int capture_sinks_add(struct capture_sinks *sinks, struct capture_sink sink);
 void capture_sinks_open(const struct capture_sinks *sinks, const struct capture_session_info *info);
+void capture_sinks_bytes(const struct capture_sinks *sinks, unsigned session, enum imap_dir dir,
+			 imap_time_us ts, const uint8_t *data, size_t len);
+void capture_sinks_tls(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
+		       const struct capture_tls_info *info);
 void capture_sinks_observe(const struct capture_sinks *sinks, unsigned session,
 			   const struct imap_observation *obs);
 void capture_sinks_notice(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,

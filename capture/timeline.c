@@ -199,6 +199,22 @@ static void tl_notice(void *self, unsigned session, imap_time_us ts, const char 
 	row_end(t, &r);
 }
 
+static void tl_tls(void *self, unsigned session, imap_time_us ts,
+		   const struct capture_tls_info *info)
+{
+	char text[1024];
+
+	if (strcmp(info->leg, "upstream") == 0)
+		snprintf(text, sizeof(text), "upstream TLS %s %s; certificate %s%s", info->version,
+			 info->cipher,
+			 info->verified ? "verified: " : "NOT VERIFIED (--insecure-upstream): ",
+			 info->peer);
+	else
+		snprintf(text, sizeof(text), "%s TLS %s %s%s%s", info->leg, info->version,
+			 info->cipher, info->sni[0] ? "; SNI " : "; no SNI", info->sni);
+	tl_notice(self, session, ts, text);
+}
+
 static void tl_anomaly(void *self, unsigned session, imap_time_us ts, const char *rule,
 		       const char *text)
 {
@@ -246,6 +262,7 @@ static const struct capture_sink_ops timeline_ops = {
 	.open = tl_open,
 	.observe = tl_observe,
 	.notice = tl_notice,
+	.tls = tl_tls,
 	.anomaly = tl_anomaly,
 	.close = tl_close,
 	.flush = tl_flush,

@@ -23,6 +23,7 @@ struct imap_conv {
 	unsigned redact_flags;
 	imap_observe_cb *cb;
 	imap_conv_event_cb *on_event;
+	imap_conv_bytes_cb *on_bytes;
 	enum layer layer[2];
 	z_stream *inflate[2];
 	bool compress_ok; /* the server's tagged OK to COMPRESS was just seen */
@@ -40,6 +41,13 @@ struct imap_conv {
 
 static void on_unit(void *ctx, const struct imap_unit *unit);
 
+static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
+{
+	struct imap_conv *c = ctx;
+
+	c->on_bytes(c->ctx, c->dir, c->ts, data, len);
+}
+
 struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_observe_cb *cb,
 				void *ctx)
 {
@@ -51,13 +59,20 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->ctx = ctx;
 	c->redact_flags = config->redact_flags;
 	c->on_event = config->on_event;
+	c->on_bytes = config->on_bytes;
 	c->framer[IMAP_C2S] = imap_framer_new(IMAP_C2S, config->max_line, on_unit, c);
 	c->framer[IMAP_S2C] = imap_framer_new(IMAP_S2C, config->max_line, on_unit, c);
 	c->redact = imap_redact_new(config->redact_flags);
 	c->tracker = imap_tracker_new();
 	if (c->framer[0] == NULL || c->framer[1] == NULL || c->redact == NULL ||
-	    c->tracker == NULL)
+	    c->tracker == NULL) {
 		imap_conv_free(&c);
+		return NULL;
+	}
+	if (c->on_bytes != NULL) {
+		imap_framer_set_tap(c->framer[IMAP_C2S], on_framed_bytes);
+		imap_framer_set_tap(c->framer[IMAP_S2C], on_framed_bytes);
+	}
 	return c;
 }
 

@@ -51,10 +51,17 @@ struct imap_conv_event {
 
 typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);
 
+/* The stream as framed: every byte of one direction, after inflating,
+ * before masking, handed over before the observation of the unit it
+ * completes. */
+typedef void imap_conv_bytes_cb(void *ctx, enum imap_dir dir, imap_time_us ts,
+				 const uint8_t *data, size_t len);
+
 struct imap_conv_config {
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	imap_conv_event_cb *on_event; /* may be NULL; called with the observer's ctx */
+	imap_conv_bytes_cb *on_bytes; /* may be NULL; likewise */
 };
 
 struct imap_conv;

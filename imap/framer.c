@@ -73,6 +73,7 @@ struct imap_framer {
 	uint64_t lit_pos;
 
 	bool stop; /* imap_framer_stop() was called from the callback */
+	imap_bytes_cb *tap;
 };
 
 const char *imap_unit_kind_str(enum imap_unit_kind kind)
@@ -408,6 +409,8 @@ static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 		uint8_t c = p[i];
 
 		if (c == '\n') {
+			if (f->tap != NULL)
+				f->tap(f->ctx, p, i + 1);
 			f->unit_wire += i + 1;
 			if (!fresh || f->buf_len > 0)
 				keep(f, p, i + 1, f->max_line);
@@ -426,6 +429,8 @@ static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 			body_byte(f, c);
 		f->prev_cr = c == '\r';
 	}
+	if (f->tap != NULL)
+		f->tap(f->ctx, p, n);
 	f->unit_wire += n;
 	keep(f, p, n, f->max_line);
 	return n;
@@ -443,6 +448,8 @@ static size_t feed_literal(struct imap_framer *f, const uint8_t *p, size_t n)
 	if (chunk_left > left - f->unit_wire)
 		chunk_left = left - f->unit_wire;
 	take = n < chunk_left ? n : chunk_left;
+	if (f->tap != NULL)
+		f->tap(f->ctx, p, (size_t)take);
 	if (take < chunk_left) {
 		keep(f, p, (size_t)take, IMAP_FRAMER_CHUNK);
 		f->unit_wire += take;
@@ -466,6 +473,11 @@ static size_t feed_literal(struct imap_framer *f, const uint8_t *p, size_t n)
 		reset_line(f, true);
 	}
 	return (size_t)take;
+}
+
+void imap_framer_set_tap(struct imap_framer *f, imap_bytes_cb *tap)
+{
+	f->tap = tap;
 }
 
 void imap_framer_stop(struct imap_framer *f)

@@ -53,6 +53,7 @@ struct imap_unit {
 };
 
 typedef void imap_unit_cb(void *ctx, const struct imap_unit *unit);
+typedef void imap_bytes_cb(void *ctx, const uint8_t *data, size_t len);
 
 struct imap_framer;
 
@@ -65,6 +66,11 @@ void imap_framer_free(struct imap_framer **framer);
 /* Feeds len bytes; calls the callback for every unit they complete.
  * Returns len, or fewer when the callback called imap_framer_stop(). */
 size_t imap_framer_feed(struct imap_framer *framer, const uint8_t *data, size_t len);
+
+/* Also hands every consumed byte to tap (same ctx), whole, before the
+ * unit those bytes complete is reported: for outputs that need the full
+ * stream (a pcap) while units keep only the observed part of long lines. */
+void imap_framer_set_tap(struct imap_framer *framer, imap_bytes_cb *tap);
 
 /* From inside the callback: feed returns right after the unit being
  * reported, leaving the rest of its input unread. Used where the stream

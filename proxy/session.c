@@ -87,6 +87,14 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	capture_sinks_observe(s->proxy->sinks, s->id, obs);
 }
 
+static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
+			  size_t len)
+{
+	struct proxy_session *s = ctx;
+
+	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len);
+}
+
 static void on_conv_event(void *ctx, const struct imap_conv_event *e)
 {
 	struct proxy_session *s = ctx;
@@ -564,23 +572,27 @@ static void relaying(struct proxy_session *s)
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 }
 
-static void tls_notice(struct proxy_session *s, enum side side)
+static void tls_report(struct proxy_session *s, enum side side)
 {
 	SSL *ssl = proxy_stream_ssl(s->stream[side]);
-	char desc[128], peer[600], notice[900];
+	char peer[600] = "";
+	const char *sni = NULL;
+	struct capture_tls_info info = {
+		.leg = side == SIDE_UPSTREAM ? "upstream" : "client",
+		.version = SSL_get_version(ssl),
+		.cipher = SSL_get_cipher_name(ssl),
+		.peer = peer,
+	};
 
-	proxy_tls_describe(ssl, desc, sizeof(desc));
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
-		snprintf(notice, sizeof(notice), "upstream TLS %s; certificate %s%s", desc,
-			 s->proxy->config.insecure_upstream ? "NOT VERIFIED (--insecure-upstream): "
-							    : "verified: ",
-			 peer);
+		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+		info.verified = !s->proxy->config.insecure_upstream;
 	} else {
-		snprintf(notice, sizeof(notice), "client TLS %s%s%s", desc,
-			 s->client_sni[0] ? "; SNI " : "; no SNI", s->client_sni);
+		sni = s->client_sni;
 	}
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	info.sni = sni != NULL ? sni : "";
+	capture_sinks_tls(s->proxy->sinks, s->id, proxy_now(), &info);
 }
 
 /* Gives the paused client handshake its certificate and lets it go on. */
@@ -815,7 +827,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 			connect_upstream(s);
 		return;
 	case PROXY_STREAM_TLS_READY:
-		tls_notice(s, side);
+		tls_report(s, side);
 		if (side == SIDE_UPSTREAM) {
 			upstream_up(s);
 			return;
@@ -865,6 +877,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		.max_line = p->config.max_line,
 		.redact_flags = p->config.redact_flags,
 		.on_event = on_conv_event,
+		.on_bytes = on_conv_bytes,
 	};
 	SSL *ssl;
 

@@ -199,11 +199,6 @@ size_t proxy_tls_peer_names(SSL *ssl, char **names, size_t max)
 	return n;
 }
 
-void proxy_tls_describe(SSL *ssl, char *out, size_t size)
-{
-	snprintf(out, size, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-}
-
 void proxy_tls_peer_summary(SSL *ssl, char *out, size_t size)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);

@@ -31,9 +31,6 @@ void proxy_tls_hello_sni(SSL *ssl, char *out, size_t size);
  * the caller frees. Returns how many were written to names. */
 size_t proxy_tls_peer_names(SSL *ssl, char **names, size_t max);
 
-/* "TLSv1.3 TLS_AES_256_GCM_SHA384". */
-void proxy_tls_describe(SSL *ssl, char *out, size_t size);
-
 /* Subject and issuer of the peer certificate, "" when none. */
 void proxy_tls_peer_summary(SSL *ssl, char *out, size_t size);
 

@@ -13,7 +13,23 @@ struct render {
 	size_t len;
 	uint64_t next_offset;
 	int offsets_ok;
+	/* the tap: every byte, in order, each before the unit it completes */
+	uint8_t tapped[8192];
+	size_t tapped_len;
+	int tap_ok;
 };
+
+static void on_tap(void *ctx, const uint8_t *data, size_t len)
+{
+	struct render *r = ctx;
+
+	if (r->tapped_len + len > sizeof(r->tapped)) {
+		r->tap_ok = 0;
+		return;
+	}
+	memcpy(r->tapped + r->tapped_len, data, len);
+	r->tapped_len += len;
+}
 
 static void put(struct render *r, const char *s)
 {
@@ -40,6 +56,9 @@ static void on_unit(void *ctx, const struct imap_unit *u)
 	};
 	struct render *r = ctx;
 	char buf[32];
+
+	if (r->tapped_len != u->offset + u->wire_len)
+		r->tap_ok = 0;
 
 	put(r, u->kind == IMAP_UNIT_LINE ? "L" : u->kind == IMAP_UNIT_LITERAL_HEAD ? "H" : "D");
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
@@ -173,6 +192,9 @@ static void run_feed(const struct framer_case *c, size_t len, const size_t *spli
 	struct imap_framer *f = imap_framer_new(c->dir, 0, on_unit, r);
 	size_t at = 0;
 
+	imap_framer_set_tap(f, on_tap);
+	r->tapped_len = 0;
+	r->tap_ok = 1;
 	r->len = 0;
 	r->text[0] = '\0';
 	r->next_offset = 0;
@@ -185,6 +207,9 @@ static void run_feed(const struct framer_case *c, size_t len, const size_t *spli
 	}
 	CHECK_MSG(imap_framer_offset(f) == len, "%s: offset %llu, fed %zu", c->name,
 		  (unsigned long long)imap_framer_offset(f), len);
+	CHECK_MSG(r->tap_ok && r->tapped_len == len &&
+			  memcmp(r->tapped, c->input, len) == 0,
+		  "%s: tap gave %zu bytes (ok %d), fed %zu", c->name, r->tapped_len, r->tap_ok, len);
 	imap_framer_free(&f);
 	CHECK(f == NULL);
 }
