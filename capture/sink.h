@@ -15,6 +15,7 @@ struct capture_session_info {
 	imap_time_us ts;
 	char client[CAPTURE_ADDR_MAX];   /* the client's address and port */
 	char upstream[CAPTURE_ADDR_MAX]; /* the server's address and port */
+	char local[CAPTURE_ADDR_MAX];    /* where the client connected (the proxy), "" unknown */
 	const char *upstream_tls;        /* "plain" */
 };
 

@@ -8,6 +8,8 @@
 
 #include <event2/event.h>
 
+#include "capture/events.h"
+#include "capture/pcap_writer.h"
 #include "capture/timeline.h"
 #include "cli/cli.h"
 #include "imap/redact.h"
@@ -49,7 +51,16 @@ static const char proxy_usage[] =
 	"                           give up on an upstream TCP connect or a TLS handshake\n"
 	"                           on either leg after SECONDS (default 10)\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
-	"  --no-redact              show passwords and SASL data unmasked\n"
+	"  --pcap FILE              write every session's client leg as plain IMAP over\n"
+	"                           TCP (server port 143) to FILE, mode 0600; Wireshark\n"
+	"                           and 'imaptap analyze' read it\n"
+	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
+	"                           reaches MIB MiB\n"
+	"  --events FILE|-          append the JSONL event log to FILE (mode 0600) or\n"
+	"                           write it to stdout (docs/events.md)\n"
+	"  --no-redact              keep passwords and SASL data in every output\n"
+	"  --redact-bodies          also mask the bytes of every literal (message bodies),\n"
+	"                           keeping their lengths and line ends\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
 	"  --quiet                  no timeline rows, only errors and session problems\n"
@@ -77,6 +88,10 @@ enum {
 	OPT_KEY,
 	OPT_KEYLOG,
 	OPT_HANDSHAKE_TIMEOUT,
+	OPT_PCAP,
+	OPT_PCAP_MAX_SIZE,
+	OPT_EVENTS,
+	OPT_REDACT_BODIES,
 };
 
 static const struct option proxy_options[] = {
@@ -97,6 +112,10 @@ static const struct option proxy_options[] = {
 	{"key", required_argument, NULL, OPT_KEY},
 	{"keylog", required_argument, NULL, OPT_KEYLOG},
 	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+	{"pcap", required_argument, NULL, OPT_PCAP},
+	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
+	{"events", required_argument, NULL, OPT_EVENTS},
+	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -119,6 +138,10 @@ struct proxy_args {
 	int quiet;
 	size_t max_line;
 	unsigned handshake_timeout;
+	const char *pcap;
+	uint64_t pcap_max_mib;
+	const char *events;
+	int redact_bodies;
 };
 
 struct run {
@@ -209,6 +232,26 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 			a->handshake_timeout = (unsigned)v;
 			break;
 		}
+		case OPT_PCAP:
+			a->pcap = optarg;
+			break;
+		case OPT_PCAP_MAX_SIZE: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+
+			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 1024ull * 1024)
+				return cli_usage_error("proxy",
+						       "--pcap-max-size takes MiB from 1 to 1048576, not '%s'",
+						       optarg);
+			a->pcap_max_mib = v;
+			break;
+		}
+		case OPT_EVENTS:
+			a->events = optarg;
+			break;
+		case OPT_REDACT_BODIES:
+			a->redact_bodies = 1;
+			break;
 		case OPT_CLIENT_TLS:
 			a->client_tls = optarg;
 			break;
@@ -276,6 +319,37 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 	return -1;
 }
 
+/* The pcap and the event log, when asked for. */
+static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks)
+{
+	struct capture_sink sink;
+	char err[4096];
+
+	if (a->pcap != NULL) {
+		struct capture_pcap_config pc = {
+			.path = a->pcap,
+			.max_bytes = a->pcap_max_mib * 1024 * 1024,
+			.log = log_message,
+		};
+
+		if (capture_pcap_writer_new(&pc, &sink, err, sizeof(err)) != 0) {
+			cli_message("--pcap: %s", err);
+			return -1;
+		}
+		capture_sinks_add(sinks, sink);
+	}
+	if (a->events != NULL) {
+		struct capture_events_config ec = {.path = a->events, .log = log_message};
+
+		if (capture_events_new(&ec, &sink, err, sizeof(err)) != 0) {
+			cli_message("--events: %s", err);
+			return -1;
+		}
+		capture_sinks_add(sinks, sink);
+	}
+	return 0;
+}
+
 int cli_proxy_main(int argc, char **argv)
 {
 	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
@@ -325,8 +399,11 @@ int cli_proxy_main(int argc, char **argv)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	config.max_line = a.max_line;
 	config.connect_timeout_s = a.handshake_timeout;
-	config.redact_flags = a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS;
+	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
+			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.log = log_message;
+	if (a.pcap_max_mib > 0 && a.pcap == NULL)
+		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
 
 	if (!a.quiet) {
 		struct capture_timeline_config tc = {.out = stderr, .color = color != 0};
@@ -339,6 +416,10 @@ int cli_proxy_main(int argc, char **argv)
 		capture_sinks_add(&sinks, timeline);
 		/* rows are written in batches and flushed after each read */
 		setvbuf(stderr, NULL, _IOFBF, 64 * 1024);
+	}
+	if (add_outputs(&a, &sinks) != 0) {
+		capture_sinks_destroy(&sinks);
+		return CLI_EXIT_RUNTIME;
 	}
 	run.base = event_base_new();
 	if (run.base == NULL) {

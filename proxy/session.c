@@ -864,6 +864,17 @@ static void on_upstream(struct proxy_stream *stream, enum proxy_stream_event eve
 	on_event(arg, SIDE_UPSTREAM, event);
 }
 
+/* Where the client connected: the server's address as the client saw it. */
+static void local_address(int fd, char *out, size_t size)
+{
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+
+	out[0] = '\0';
+	if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
+		proxy_sockaddr_str((struct sockaddr *)&local, out, size);
+}
+
 static const char *leg_name(bool tls, enum proxy_tls_mode mode)
 {
 	return !tls ? "plain" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "TLS";
@@ -909,6 +920,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->info.ts = proxy_now();
 	proxy_sockaddr_str(client, s->info.client, sizeof(s->info.client));
 	snprintf(s->info.upstream, sizeof(s->info.upstream), "%s", p->upstream_str);
+	local_address(fd, s->info.local, sizeof(s->info.local));
 	if (p->client_ctx == NULL && p->upstream_ctx == NULL)
 		snprintf(s->legs, sizeof(s->legs), "plain");
 	else

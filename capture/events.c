@@ -1,0 +1,329 @@
+#include "capture/events.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/timefmt.h"
+
+#define RECORD_MAX (IMAP_FRAMER_DEFAULT_MAX_LINE * 6 + 4096)
+
+struct events {
+	FILE *out;
+	int own;    /* opened here (not stdout) */
+	int failed;
+	char *name;
+	capture_log_fn *log;
+	void *log_ctx;
+	char *buf;  /* the record being built */
+	size_t len;
+	size_t cap;
+};
+
+static void add(struct events *e, const char *s, size_t n)
+{
+	if (e->len + n >= e->cap)
+		n = e->cap - 1 - e->len; /* records are cut, never overrun */
+	memcpy(e->buf + e->len, s, n);
+	e->len += n;
+}
+
+static void addf(struct events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void addf(struct events *e, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - 1 - e->len;
+}
+
+/* A JSON string. Bytes outside printable ASCII become \u00XX, one code
+ * point per byte, so any byte sequence gives valid JSON and can be
+ * turned back into the exact bytes. */
+static void add_string(struct events *e, const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	add(e, "\"", 1);
+	for (size_t i = 0; i < n && e->len + 8 < e->cap; i++) {
+		uint8_t c = p[i];
+
+		if (c == '"' || c == '\\') {
+			char esc[2] = {'\\', (char)c};
+
+			add(e, esc, 2);
+		} else if (c >= 0x20 && c < 0x7f) {
+			add(e, (const char *)&c, 1);
+		} else {
+			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+			add(e, esc, 6);
+		}
+	}
+	add(e, "\"", 1);
+}
+
+static void add_text(struct events *e, const char *key, const char *text)
+{
+	addf(e, ",\"%s\":", key);
+	add_string(e, (const uint8_t *)text, strlen(text));
+}
+
+static void begin(struct events *e, const char *kind, unsigned session, imap_time_us ts)
+{
+	char when[40];
+
+	e->len = 0;
+	capture_format_rfc3339(when, sizeof(when), ts);
+	addf(e, "{\"ts\":\"%s\",\"epoch\":%" PRId64 ".%06d,\"kind\":\"%s\",\"session\":%u", when,
+	     ts / 1000000, (int)(ts % 1000000), kind, session);
+}
+
+static void end(struct events *e)
+{
+	add(e, "}\n", 2);
+	if (e->failed)
+		return;
+	if (fwrite(e->buf, 1, e->len, e->out) != e->len) {
+		char msg[4800];
+
+		e->failed = 1;
+		snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
+			 "relaying goes on", e->name, strerror(errno));
+		if (e->log != NULL)
+			e->log(e->log_ctx, msg);
+	}
+}
+
+static void ev_open(void *self, const struct capture_session_info *info)
+{
+	struct events *e = self;
+
+	begin(e, "session-open", info->id, info->ts);
+	add_text(e, "client", info->client);
+	add_text(e, "upstream", info->upstream);
+	add_text(e, "local", info->local);
+	add_text(e, "legs", info->upstream_tls);
+	end(e);
+}
+
+static void ev_tls(void *self, unsigned session, imap_time_us ts,
+		   const struct capture_tls_info *info)
+{
+	struct events *e = self;
+
+	begin(e, "tls", session, ts);
+	add_text(e, "leg", info->leg);
+	add_text(e, "version", info->version);
+	add_text(e, "cipher", info->cipher);
+	add_text(e, "sni", info->sni);
+	if (strcmp(info->leg, "upstream") == 0) {
+		addf(e, ",\"verified\":%s", info->verified ? "true" : "false");
+		add_text(e, "peer", info->peer);
+	}
+	end(e);
+}
+
+/* The line without its CRLF, as the timeline shows it. */
+static size_t content_len(const struct imap_observation *obs)
+{
+	size_t n = obs->len;
+
+	if (obs->unit->wire_len == obs->len) {
+		if (n > 0 && obs->data[n - 1] == '\n')
+			n--;
+		if (n > 0 && obs->data[n - 1] == '\r')
+			n--;
+	}
+	return n;
+}
+
+static void ev_line(struct events *e, unsigned session, const struct imap_observation *obs)
+{
+	const struct imap_unit *u = obs->unit;
+	const struct imap_line_info *info = obs->info;
+
+	begin(e, "line", session, obs->ts);
+	addf(e, ",\"dir\":\"%s\",\"origin\":\"%s\",\"class\":\"%s\"", imap_dir_str(obs->dir),
+	     obs->origin == IMAP_ORIGIN_PROXY ? "proxy" : "peer", imap_line_class_str(info->cls));
+	if (info->tag.len > 0) {
+		add(e, ",\"tag\":", 7);
+		add_string(e, info->tag.p, info->tag.len);
+	}
+	if (info->name[0] != '\0')
+		add_text(e, "name", info->name);
+	if (info->uid)
+		add(e, ",\"uid\":true", 11);
+	addf(e, ",\"offset\":%" PRIu64 ",\"length\":%" PRIu64, u->offset, u->wire_len);
+	add(e, ",\"text\":", 8);
+	add_string(e, obs->data, content_len(obs));
+	if (u->flags & IMAP_UNIT_TRUNCATED)
+		add(e, ",\"truncated\":true", 17);
+	if (obs->masked)
+		add(e, ",\"masked\":true", 14);
+	if (u->flags & IMAP_UNIT_CONTINUED)
+		addf(e, ",\"after_literal\":%" PRIu64, u->after_literal);
+	if (u->kind == IMAP_UNIT_LITERAL_HEAD)
+		addf(e, ",\"literal\":%" PRIu64 ",\"literal_sync\":%s", u->literal_len,
+		     (u->flags & IMAP_UNIT_LITERAL_NONSYNC) ? "false" : "true");
+	end(e);
+}
+
+static void ev_literal(struct events *e, unsigned session, const struct imap_observation *obs)
+{
+	const struct imap_unit *u = obs->unit;
+
+	begin(e, "literal", session, obs->ts);
+	addf(e, ",\"dir\":\"%s\",\"offset\":%" PRIu64 ",\"length\":%" PRIu64
+		",\"literal_offset\":%" PRIu64 ",\"literal_length\":%" PRIu64 ",\"last\":%s",
+	     imap_dir_str(obs->dir), u->offset, u->wire_len, u->literal_offset, u->literal_len,
+	     (u->flags & IMAP_UNIT_LITERAL_END) ? "true" : "false");
+	if (obs->masked)
+		add(e, ",\"masked\":true", 14);
+	end(e);
+}
+
+static void ev_completion(struct events *e, unsigned session, const struct imap_observation *obs)
+{
+	const struct imap_completion *c = obs->completion;
+
+	begin(e, "completion", session, obs->ts);
+	add_text(e, "tag", c->tag);
+	add_text(e, "command", c->command);
+	addf(e, ",\"uid\":%s,\"status\":\"%s\",\"latency_us\":%" PRId64, c->uid ? "true" : "false",
+	     imap_status_str(c->status), c->latency);
+	if (c->idle) {
+		if (c->done_at >= 0)
+			addf(e, ",\"done_to_ok_us\":%" PRId64, c->done_to_ok);
+		else
+			add(e, ",\"done_to_ok_us\":null", 21);
+	}
+	end(e);
+}
+
+static void ev_observe(void *self, unsigned session, const struct imap_observation *obs)
+{
+	struct events *e = self;
+
+	if (obs->info == NULL) {
+		ev_literal(e, session, obs);
+		return;
+	}
+	ev_line(e, session, obs);
+	if (obs->completion != NULL)
+		ev_completion(e, session, obs);
+}
+
+static void ev_notice(void *self, unsigned session, imap_time_us ts, const char *text)
+{
+	struct events *e = self;
+
+	begin(e, "notice", session, ts);
+	add_text(e, "text", text);
+	end(e);
+}
+
+static void ev_anomaly(void *self, unsigned session, imap_time_us ts, const char *rule,
+		       const char *text)
+{
+	struct events *e = self;
+
+	begin(e, "anomaly", session, ts);
+	add_text(e, "rule", rule);
+	add_text(e, "severity", "warning");
+	add_text(e, "detail", text);
+	end(e);
+}
+
+static void ev_close(void *self, const struct capture_close_info *info)
+{
+	struct events *e = self;
+
+	begin(e, "session-close", info->id, info->ts);
+	add_text(e, "by", info->by);
+	add_text(e, "reason", info->reason);
+	addf(e, ",\"duration_us\":%" PRId64 ",\"bytes_c2s\":%" PRIu64 ",\"bytes_s2c\":%" PRIu64,
+	     info->ts - info->opened, info->bytes[IMAP_C2S], info->bytes[IMAP_S2C]);
+	end(e);
+}
+
+static void ev_flush(void *self)
+{
+	struct events *e = self;
+
+	if (!e->failed && fflush(e->out) != 0) {
+		e->len = 0;
+		end(e); /* reports the error once */
+	}
+}
+
+static void ev_destroy(void *self)
+{
+	struct events *e = self;
+
+	ev_flush(e);
+	if (e->own)
+		fclose(e->out);
+	free(e->name);
+	free(e->buf);
+	free(e);
+}
+
+static const struct capture_sink_ops events_ops = {
+	.open = ev_open,
+	.observe = ev_observe,
+	.tls = ev_tls,
+	.notice = ev_notice,
+	.anomaly = ev_anomaly,
+	.close = ev_close,
+	.flush = ev_flush,
+	.destroy = ev_destroy,
+};
+
+int capture_events_new(const struct capture_events_config *config, struct capture_sink *sink_r,
+		       char *err, size_t errlen)
+{
+	struct events *e = calloc(1, sizeof(*e));
+	int fd;
+
+	if (e == NULL || (e->buf = malloc(RECORD_MAX)) == NULL ||
+	    (e->name = strdup(strcmp(config->path, "-") == 0 ? "(stdout)" : config->path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		if (e != NULL)
+			free(e->buf);
+		free(e);
+		return -1;
+	}
+	e->cap = RECORD_MAX;
+	e->log = config->log;
+	e->log_ctx = config->log_ctx;
+	if (strcmp(config->path, "-") == 0) {
+		e->out = stdout;
+	} else {
+		fd = open(config->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0 || (e->out = fdopen(fd, "a")) == NULL) {
+			snprintf(err, errlen, "cannot open the event log %s: %s", config->path,
+				 strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			free(e->name);
+			free(e->buf);
+			free(e);
+			return -1;
+		}
+		e->own = 1;
+	}
+	sink_r->ops = &events_ops;
+	sink_r->self = e;
+	return 0;
+}

@@ -1,0 +1,515 @@
+#include "capture/pcap_writer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <pcap/pcap.h>
+
+#define ETH_LEN 14
+#define IP4_LEN 20
+#define IP6_LEN 40
+#define TCP_LEN 20
+#define SYN_OPTIONS 8     /* MSS, NOP, window scale */
+#define WINDOW_SHIFT 7    /* 65535 << 7: 8 MiB, room for a big FETCH */
+#define PENDING_MAX (256u * 1024u) /* a longer unit goes out in pieces */
+#define ACK_EVERY (1024u * 1024u)  /* a pure ACK after this much one-way data */
+#define BUCKETS 1024
+#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + CAPTURE_PCAP_SEGMENT_MAX)
+
+enum {
+	TH_FIN = 0x01,
+	TH_SYN = 0x02,
+	TH_RST = 0x04,
+	TH_PSH = 0x08,
+	TH_ACK = 0x10,
+};
+
+struct endpoint {
+	uint8_t addr[16];
+	uint16_t port;
+};
+
+struct pcap_session {
+	unsigned id;
+	int family;                 /* AF_INET or AF_INET6 */
+	struct endpoint end[2];     /* by sender: [IMAP_C2S] client, [IMAP_S2C] server */
+	uint32_t next_seq[2];       /* by sender */
+	uint64_t unacked[2];        /* sent by one side, not yet acknowledged by the other */
+	uint16_t ip_id[2];
+	uint8_t *pending[2];        /* framed bytes not yet written */
+	size_t pending_len[2];
+	size_t pending_cap[2];
+	struct pcap_session *next;  /* bucket chain */
+};
+
+struct pcap_writer {
+	char *path;
+	uint64_t max_bytes;
+	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
+	pcap_t *dead;
+	pcap_dumper_t *dumper;
+	uint64_t written;
+	imap_time_us last_ts;
+	int failed;
+	capture_log_fn *log;
+	void *log_ctx;
+	struct pcap_session *bucket[BUCKETS];
+	uint8_t packet[PACKET_MAX];
+};
+
+void capture_pcap_rotated_name(const char *path, unsigned n, char *out, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+	const char *dot = strrchr(path, '.');
+
+	if (n == 0) {
+		snprintf(out, size, "%s", path);
+	} else if (dot != NULL && dot != path && (slash == NULL || dot > slash + 1)) {
+		snprintf(out, size, "%.*s.%u%s", (int)(dot - path), path, n, dot);
+	} else {
+		snprintf(out, size, "%s.%u", path, n);
+	}
+}
+
+/* "1.2.3.4:143" or "[::1]:143" */
+static int parse_endpoint(const char *text, int *family, struct endpoint *e)
+{
+	char host[64];
+	const char *colon;
+	size_t n;
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -1;
+		n = (size_t)(close - text - 1);
+		colon = close + 1;
+		text++;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL)
+			return -1;
+		n = (size_t)(colon - text);
+	}
+	if (n >= sizeof(host))
+		return -1;
+	memcpy(host, text, n);
+	host[n] = '\0';
+	memset(e->addr, 0, sizeof(e->addr));
+	if (inet_pton(AF_INET, host, e->addr) == 1)
+		*family = AF_INET;
+	else if (inet_pton(AF_INET6, host, e->addr) == 1)
+		*family = AF_INET6;
+	else
+		return -1;
+	e->port = (uint16_t)strtoul(colon + 1, NULL, 10);
+	return 0;
+}
+
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t sum)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)p[i] << 8 | p[i + 1];
+	if (n & 1)
+		sum += (uint32_t)p[n - 1] << 8;
+	return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void report(struct pcap_writer *w, const char *what)
+{
+	char msg[4800];
+	char name[4096];
+
+	if (w->failed)
+		return;
+	w->failed = 1;
+	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	snprintf(msg, sizeof(msg), "%s the pcap %s: %s; the capture stops here, relaying goes on",
+		 what, name, strerror(errno));
+	if (w->log != NULL)
+		w->log(w->log_ctx, msg);
+}
+
+static int open_file(struct pcap_writer *w, char *err, size_t errlen)
+{
+	char name[4096];
+	FILE *fp;
+	int fd;
+
+	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || (fp = fdopen(fd, "wb")) == NULL) {
+		snprintf(err, errlen, "cannot create the pcap %.3000s: %s", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	w->dumper = pcap_dump_fopen(w->dead, fp);
+	if (w->dumper == NULL) {
+		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, pcap_geterr(w->dead));
+		fclose(fp);
+		return -1;
+	}
+	w->written = 24; /* the file header */
+	return 0;
+}
+
+/* One TCP segment from dir's sender. */
+static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			  imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len)
+{
+	const struct endpoint *src = &s->end[dir], *dst = &s->end[!dir];
+	const size_t ip_len = s->family == AF_INET ? IP4_LEN : IP6_LEN;
+	const size_t tcp_len = TCP_LEN + ((flags & TH_SYN) ? SYN_OPTIONS : 0);
+	const size_t addr_len = s->family == AF_INET ? 4 : 16;
+	uint8_t *eth = w->packet, *ip = eth + ETH_LEN, *tcp = ip + ip_len;
+	struct pcap_pkthdr hdr;
+	uint32_t sum;
+
+	if (w->dumper == NULL)
+		return;
+	/* Ethernet: locally administered addresses, 02:..:01 client, 02:..:02 server */
+	memset(eth, 0, 12);
+	eth[0] = eth[6] = 0x02;
+	eth[5] = dir == IMAP_C2S ? 2 : 1;
+	eth[11] = dir == IMAP_C2S ? 1 : 2;
+	put16(eth + 12, s->family == AF_INET ? 0x0800 : 0x86dd);
+
+	if (s->family == AF_INET) {
+		memset(ip, 0, IP4_LEN);
+		ip[0] = 0x45;
+		put16(ip + 2, (uint16_t)(IP4_LEN + tcp_len + len));
+		put16(ip + 4, s->ip_id[dir]++);
+		put16(ip + 6, 0x4000); /* don't fragment */
+		ip[8] = 64;
+		ip[9] = 6;
+		memcpy(ip + 12, src->addr, 4);
+		memcpy(ip + 16, dst->addr, 4);
+		put16(ip + 10, fold(sum16(ip, IP4_LEN, 0)));
+	} else {
+		memset(ip, 0, IP6_LEN);
+		ip[0] = 0x60;
+		put16(ip + 4, (uint16_t)(tcp_len + len));
+		ip[6] = 6;
+		ip[7] = 64;
+		memcpy(ip + 8, src->addr, 16);
+		memcpy(ip + 24, dst->addr, 16);
+	}
+
+	memset(tcp, 0, tcp_len);
+	put16(tcp, src->port);
+	put16(tcp + 2, dst->port);
+	put32(tcp + 4, s->next_seq[dir]);
+	if (flags & TH_ACK)
+		put32(tcp + 8, s->next_seq[!dir]);
+	tcp[12] = (uint8_t)((tcp_len / 4) << 4);
+	tcp[13] = flags;
+	put16(tcp + 14, 65535);
+	if (flags & TH_SYN) {
+		tcp[20] = 2; /* MSS */
+		tcp[21] = 4;
+		put16(tcp + 22, (uint16_t)(s->family == AF_INET ? 65495 : 65475));
+		tcp[24] = 1; /* NOP */
+		tcp[25] = 3; /* window scale */
+		tcp[26] = 3;
+		tcp[27] = WINDOW_SHIFT;
+	}
+	if (len > 0)
+		memcpy(tcp + tcp_len, payload, len);
+	/* pseudo-header: addresses, protocol, TCP length */
+	sum = sum16(ip + (s->family == AF_INET ? 12 : 8), 2 * addr_len, 0);
+	sum += 6 + (uint32_t)(tcp_len + len);
+	sum = sum16(tcp, tcp_len + len, sum);
+	put16(tcp + 16, fold(sum));
+
+	hdr.ts.tv_sec = (time_t)(ts / 1000000);
+	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
+	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
+	pcap_dump((u_char *)w->dumper, &hdr, w->packet);
+	w->written += 16 + hdr.caplen;
+	if (ts > w->last_ts)
+		w->last_ts = ts;
+
+	s->next_seq[dir] += (uint32_t)len + ((flags & (TH_SYN | TH_FIN)) ? 1 : 0);
+	s->unacked[dir] += len;
+	if (flags & TH_ACK)
+		s->unacked[!dir] = 0;
+}
+
+static void handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts)
+{
+	/* the SYNs take the sequence numbers right before the data */
+	s->next_seq[IMAP_C2S]--;
+	s->next_seq[IMAP_S2C]--;
+	write_segment(w, s, IMAP_C2S, ts, TH_SYN, NULL, 0);
+	write_segment(w, s, IMAP_S2C, ts, TH_SYN | TH_ACK, NULL, 0);
+	write_segment(w, s, IMAP_C2S, ts, TH_ACK, NULL, 0);
+}
+
+static struct pcap_session **slot(struct pcap_writer *w, unsigned id)
+{
+	struct pcap_session **p = &w->bucket[id % BUCKETS];
+
+	while (*p != NULL && (*p)->id != id)
+		p = &(*p)->next;
+	return p;
+}
+
+/* Continues the file set in a new file: every open session gets a fresh
+ * handshake there so each file decodes on its own. */
+static void rotate(struct pcap_writer *w)
+{
+	char err[600];
+
+	pcap_dump_close(w->dumper);
+	w->dumper = NULL;
+	w->file_no++;
+	if (open_file(w, err, sizeof(err)) != 0) {
+		errno = errno ? errno : EIO;
+		report(w, "cannot rotate");
+		return;
+	}
+	for (unsigned b = 0; b < BUCKETS; b++)
+		for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
+			handshake(w, s, w->last_ts);
+}
+
+static void write_data(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+		       imap_time_us ts, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		size_t n = len < CAPTURE_PCAP_SEGMENT_MAX ? len : CAPTURE_PCAP_SEGMENT_MAX;
+
+		if (w->max_bytes > 0 && w->written >= w->max_bytes && !w->failed)
+			rotate(w);
+		write_segment(w, s, dir, ts, TH_PSH | TH_ACK, data, n);
+		data += n;
+		len -= n;
+	}
+	/* the receiver acknowledges now and then, as a real one would */
+	if (s->unacked[dir] >= ACK_EVERY)
+		write_segment(w, s, !dir, ts, TH_ACK, NULL, 0);
+}
+
+static void flush_pending(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			  imap_time_us ts)
+{
+	write_data(w, s, dir, ts, s->pending[dir], s->pending_len[dir]);
+	s->pending_len[dir] = 0;
+}
+
+static void pw_open(void *self, const struct capture_session_info *info)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = calloc(1, sizeof(*s));
+	int cf = 0, sf = 0;
+	struct pcap_session **p;
+
+	if (s == NULL)
+		return;
+	s->id = info->id;
+	if (parse_endpoint(info->client, &cf, &s->end[IMAP_C2S]) != 0 ||
+	    (parse_endpoint(info->upstream, &sf, &s->end[IMAP_S2C]) != 0 || sf != cf)) {
+		/* the upstream is of another family: show the address the
+		 * client connected to instead */
+		if (cf == 0 || parse_endpoint(info->local, &sf, &s->end[IMAP_S2C]) != 0 || sf != cf) {
+			free(s);
+			return;
+		}
+	}
+	s->family = cf;
+	s->end[IMAP_S2C].port = CAPTURE_PCAP_SERVER_PORT;
+	/* fixed initial sequence numbers keep captures reproducible */
+	s->next_seq[IMAP_C2S] = 0x10000000u + s->id * 0x10000u + 1;
+	s->next_seq[IMAP_S2C] = 0x80000000u + s->id * 0x10000u + 1;
+	p = slot(w, s->id);
+	if (*p != NULL) { /* an id seen twice: keep the newer session */
+		free(s);
+		return;
+	}
+	*p = s;
+	handshake(w, s, info->ts);
+}
+
+static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
+		     const uint8_t *data, size_t len)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+
+	if (s == NULL)
+		return;
+	if (s->pending_len[dir] + len > PENDING_MAX) {
+		/* a unit longer than anyone masks: out it goes in pieces */
+		flush_pending(w, s, dir, ts);
+		if (len > PENDING_MAX) {
+			write_data(w, s, dir, ts, data, len);
+			return;
+		}
+	}
+	if (s->pending_len[dir] + len > s->pending_cap[dir]) {
+		size_t cap = s->pending_cap[dir] ? s->pending_cap[dir] : 4096;
+		uint8_t *p;
+
+		while (cap < s->pending_len[dir] + len)
+			cap *= 2;
+		p = realloc(s->pending[dir], cap);
+		if (p == NULL) {
+			flush_pending(w, s, dir, ts);
+			write_data(w, s, dir, ts, data, len);
+			return;
+		}
+		s->pending[dir] = p;
+		s->pending_cap[dir] = cap;
+	}
+	memcpy(s->pending[dir] + s->pending_len[dir], data, len);
+	s->pending_len[dir] += len;
+}
+
+static void pw_observe(void *self, unsigned session, const struct imap_observation *obs)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+	enum imap_dir dir = obs->dir;
+
+	if (s == NULL)
+		return;
+	/* the pending bytes are exactly this unit unless it was too long */
+	if (obs->masked && obs->len == s->pending_len[dir])
+		memcpy(s->pending[dir], obs->data, obs->len);
+	flush_pending(w, s, dir, obs->ts);
+	/* idle sessions hold no buffers */
+	if (s->pending_cap[dir] > 65536) {
+		free(s->pending[dir]);
+		s->pending[dir] = NULL;
+		s->pending_cap[dir] = 0;
+	}
+}
+
+static int clean_close(const char *reason)
+{
+	return strcmp(reason, "EOF") == 0 || strcmp(reason, "shutdown") == 0 ||
+	       strncmp(reason, "half-closed", 11) == 0;
+}
+
+static void pw_close(void *self, const struct capture_close_info *info)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session **p = slot(w, info->id);
+	struct pcap_session *s = *p;
+	enum imap_dir closer;
+
+	if (s == NULL)
+		return;
+	flush_pending(w, s, IMAP_C2S, info->ts);
+	flush_pending(w, s, IMAP_S2C, info->ts);
+	/* the proxy stands for the server on the client leg */
+	closer = strcmp(info->by, "client") == 0 ? IMAP_C2S : IMAP_S2C;
+	if (clean_close(info->reason)) {
+		write_segment(w, s, closer, info->ts, TH_FIN | TH_ACK, NULL, 0);
+		write_segment(w, s, !closer, info->ts, TH_FIN | TH_ACK, NULL, 0);
+		write_segment(w, s, closer, info->ts, TH_ACK, NULL, 0);
+	} else {
+		write_segment(w, s, closer, info->ts, TH_RST | TH_ACK, NULL, 0);
+	}
+	*p = s->next;
+	free(s->pending[0]);
+	free(s->pending[1]);
+	free(s);
+}
+
+static void pw_flush(void *self)
+{
+	struct pcap_writer *w = self;
+
+	if (w->dumper == NULL || w->failed)
+		return;
+	if (pcap_dump_flush(w->dumper) != 0)
+		report(w, "cannot write");
+}
+
+static void pw_destroy(void *self)
+{
+	struct pcap_writer *w = self;
+
+	for (unsigned b = 0; b < BUCKETS; b++) {
+		while (w->bucket[b] != NULL) {
+			struct pcap_session *s = w->bucket[b];
+
+			w->bucket[b] = s->next;
+			free(s->pending[0]);
+			free(s->pending[1]);
+			free(s);
+		}
+	}
+	if (w->dumper != NULL) {
+		pw_flush(w);
+		pcap_dump_close(w->dumper);
+	}
+	if (w->dead != NULL)
+		pcap_close(w->dead);
+	free(w->path);
+	free(w);
+}
+
+static const struct capture_sink_ops pcap_writer_ops = {
+	.open = pw_open,
+	.bytes = pw_bytes,
+	.observe = pw_observe,
+	.close = pw_close,
+	.flush = pw_flush,
+	.destroy = pw_destroy,
+};
+
+int capture_pcap_writer_new(const struct capture_pcap_config *config,
+			    struct capture_sink *sink_r, char *err, size_t errlen)
+{
+	struct pcap_writer *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || (w->path = strdup(config->path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(w);
+		return -1;
+	}
+	w->max_bytes = config->max_bytes;
+	w->log = config->log;
+	w->log_ctx = config->log_ctx;
+	w->dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, 262144,
+						      PCAP_TSTAMP_PRECISION_MICRO);
+	if (w->dead == NULL || open_file(w, err, errlen) != 0) {
+		if (w->dead == NULL)
+			snprintf(err, errlen, "libpcap cannot write Ethernet captures");
+		pw_destroy(w);
+		return -1;
+	}
+	sink_r->ops = &pcap_writer_ops;
+	sink_r->self = w;
+	return 0;
+}
