@@ -24,6 +24,7 @@ import zlib
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
+import tshark  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from clients import make_message  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
@@ -177,9 +178,21 @@ class CompressTest(ProxyTestCase, unittest.TestCase):
         return row["text"]
 
     def test_imapflow_plain_legs(self):
-        px = self.start_proxy(DC.port)
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "z.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
         result = imapflow_session("127.0.0.1", px.port, "alice", PASSWORD)
         self.assert_imapflow_lines(px, result)
+        # the pcap holds the inflated stream: Wireshark reads the IMAP
+        # after COMPRESS as plain lines, checksums and all
+        self.assertEqual(tshark.problems(pcap), [])
+        commands = [r[0].upper() for r in tshark.fields(pcap, "imap.request.command",
+                                                         "imap.request.command")]
+        self.assertIn("COMPRESS", commands)
+        after = commands[commands.index("COMPRESS") + 1:]
+        self.assertIn("APPEND", after)
+        self.assertIn("LOGOUT", after)
+        c, _, _, _ = tshark.follow(pcap, 0)
+        self.assertIn(result["appended"]["subject"].encode(), c)
 
     def test_imapflow_tls_both_legs(self):
         ca = os.path.join(tempfile.mkdtemp(dir=TMP), "ca")
