@@ -282,6 +282,18 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 	}
 }
 
+void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)
+{
+	imap_framer_reset(c->framer[dir]);
+	if (dir == IMAP_C2S)
+		c->sync_tag_len = 0;
+	if (c->layer[dir] == LAYER_DEFLATE) {
+		c->layer[dir] = LAYER_BROKEN;
+		event(c, IMAP_CONV_COMPRESS_ERROR, dir,
+		      "bytes missing from a compressed stream: it cannot be inflated past them");
+	}
+}
+
 bool imap_conv_compressed(const struct imap_conv *c)
 {
 	return c->layer[IMAP_S2C] != LAYER_PLAIN || c->layer[IMAP_C2S] != LAYER_PLAIN;

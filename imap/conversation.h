@@ -76,6 +76,11 @@ void imap_conv_free(struct imap_conv **conv);
 void imap_conv_feed(struct imap_conv *conv, enum imap_dir dir, imap_time_us ts,
 		    enum imap_origin origin, const uint8_t *data, size_t len);
 
+/* Bytes of dir are missing (a capture gap): framing restarts with the
+ * next byte fed; a compressed direction cannot be inflated past a gap and
+ * is no longer observed. */
+void imap_conv_gap(struct imap_conv *conv, enum imap_dir dir);
+
 /* Frees memory held by idle framers. */
 void imap_conv_trim(struct imap_conv *conv);
 
