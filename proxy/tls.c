@@ -35,6 +35,9 @@ static void common_options(SSL_CTX *ctx)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* many IMAP peers close without close_notify after LOGOUT: an EOF */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* one read(2) for several records instead of two per record */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
 }
 
 SSL_CTX *proxy_tls_upstream_ctx(const char *extra_ca, bool insecure, char *err, size_t errlen)
