@@ -175,13 +175,15 @@ start_fastserver() { # -> RET=port
     wait_port_file "$f" "$!" fastserver || die "cannot start fastserver: $(cat "$WORK/fastserver.log")"
 }
 
-start_imaptap() { # upstream_port name -> RET=port
-    local f=$WORK/imaptap-$2.port
-    "$IMAPTAP" proxy --upstream "127.0.0.1:$1" --listen 127.0.0.1:0 --port-file "$f" \
-        --quiet "${IMAPTAP_EXTRA[@]}" </dev/null >"$WORK/imaptap-$2.out" 2>"$WORK/imaptap-$2.log" &
+start_imaptap() { # upstream_port name [extra imaptap options] -> RET=port
+    local f=$WORK/imaptap-$2.port up=$1 name=$2
+    shift 2
+    "$IMAPTAP" proxy --upstream "127.0.0.1:$up" --listen 127.0.0.1:0 --port-file "$f" \
+        --quiet "${IMAPTAP_EXTRA[@]}" "$@" </dev/null >"$WORK/imaptap-$name.out" \
+        2>"$WORK/imaptap-$name.log" &
     PIDS+=("$!")
-    wait_port_file "$f" "$!" "imaptap proxy ($2)" ||
-        die "cannot start imaptap proxy: $(tail -n 20 "$WORK/imaptap-$2.log")"
+    wait_port_file "$f" "$!" "imaptap proxy ($name)" ||
+        die "cannot start imaptap proxy: $(tail -n 20 "$WORK/imaptap-$name.log")"
 }
 
 start_socat() { # upstream_port name [extra socat options] -> RET=port
@@ -242,7 +244,18 @@ run_fetch() { # key port mib [imapbench options...]
         return 0
     fi
     record "$key" "$(kv "$out" mbps)"
+    LAST_SECONDS=$(kv "$out" seconds)
     log "  $(printf '%-22s %9s MB/s' "$key" "$(kv "$out" mbps)")"
+}
+
+PCAP_SEEN=0
+pcap_written() { # -> RET=bytes the proxy wrote to $PCAP since the last call
+    local now
+    sleep 0.2 # the last segments and the session's FIN
+    now=$(stat -c %s "$PCAP")
+    RET=$((now - PCAP_SEEN))
+    PCAP_SEEN=$now
+    truncate -s 0 "$PCAP" # the proxy writes on at its offset: a sparse file
 }
 
 run_noop() { # key port
@@ -266,8 +279,12 @@ T0=$(date +%s)
 
 start_fastserver; FAST=$RET
 start_imaptap "$FAST" fast; FAST_TAP=$RET
-RELAYS=(direct imaptap)
-declare -A PORT_FAST=([direct]=$FAST [imaptap]=$FAST_TAP)
+# the same proxy writing a pcap of everything; the file is emptied after
+# each run (its blocks freed) so a long benchmark cannot fill the disk
+PCAP=$WORK/bench.pcap
+start_imaptap "$FAST" fast-pcap --pcap "$PCAP"; FAST_PCAP=$RET
+RELAYS=(direct imaptap imaptap-pcap)
+declare -A PORT_FAST=([direct]=$FAST [imaptap]=$FAST_TAP [imaptap-pcap]=$FAST_PCAP)
 if [ "$WITH_SOCAT" = 1 ]; then
     start_socat "$FAST" fast; PORT_FAST[socat]=$RET
     start_socat "$FAST" fast-1m -b 1048576; PORT_FAST[socat-1m]=$RET
@@ -280,6 +297,16 @@ log "(a) FETCH throughput, fastserver, $FAST_MIB MiB per run, literal $MSG_SIZE,
 for ((rep = 1; rep <= REPS; rep++)); do
     for r in "${RELAYS[@]}"; do
         run_fetch "fast.$r" "${PORT_FAST[$r]}" "$FAST_MIB"
+        if [ "$r" = imaptap-pcap ]; then
+            # the ceiling: how fast this file system takes sequential writes
+            dd if=/dev/zero of="$WORK/dd.out" bs=1M count="$FAST_MIB" 2>"$WORK/dd.err" || true
+            record dd.mbps "$(awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") print $(i - 1) }' "$WORK/dd.err" |
+                awk -v mib="$FAST_MIB" '{ printf "%.1f", mib * 1048576 / $1 / 1e6 }')"
+            rm -f "$WORK/dd.out"
+            pcap_written; b=$RET
+            record pcap.mbps "$(awk -v b="$b" -v s="$LAST_SECONDS" 'BEGIN { printf "%.1f", b / s / 1e6 }')"
+            log "  $(printf '%-22s %9s MB/s of pcap (%s bytes)' pcap-write "$(tail -n 1 "$WORK/r/pcap.mbps")" "$b")"
+        fi
     done
 done
 
@@ -339,6 +366,10 @@ emit() { echo "$1=$2" >>"$RESULTS.tmp"; }
 fd=$(median fast.direct); ft=$(median fast.imaptap)
 fratio=$(ratio "$ft" "$fd")
 emit fast_direct_mbps "$fd"; emit fast_imaptap_mbps "$ft"; emit fast_ratio "$fratio"
+fp=$(median fast.imaptap-pcap); pratio=$(ratio "$fp" "$ft"); pw=$(median pcap.mbps)
+ddw=$(median dd.mbps)
+emit fast_pcap_mbps "$fp"; emit fast_pcap_ratio "$pratio"; emit pcap_write_mbps "$pw"
+emit dd_write_mbps "$ddw"; emit pcap_dd_ratio "$(ratio "$pw" "$ddw")"
 if [ "$WITH_SOCAT" = 1 ]; then
     fs=$(median fast.socat); fs1=$(median fast.socat-1m)
     emit fast_socat_mbps "$fs"; emit fast_socat_ratio "$(ratio "$fs" "$fd")"
@@ -373,6 +404,8 @@ echo "imaptap relay benchmark: medians of $REPS run(s), $(nproc 2>/dev/null || e
 row "workload" "direct" "imaptap" "imaptap" "target" "verdict"
 row "------------------------------" "----------" "----------" "---------" "------------" "-------"
 row "FETCH fastserver MB/s" "$fd" "$ft" "x$fratio" ">= x0.90" "$(verdict "$fratio" ">=" 0.9)"
+row "FETCH with --pcap MB/s" "$ft" "$fp" "x$pratio" ">= x0.90" "$(verdict "$pratio" ">=" 0.9)"
+row "  pcap written MB/s" "$ddw" "$pw" "x$(ratio "$pw" "$ddw")" "" "(direct: dd to the same file system)"
 if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
     row "FETCH Dovecot MB/s" "$dd" "$dt" "x$dratio" ">= x0.90" "$(verdict "$dratio" ">=" 0.9)"
 fi

@@ -112,16 +112,41 @@ static int parse_endpoint(const char *text, int *family, struct endpoint *e)
 	return 0;
 }
 
-static uint32_t sum16(const uint8_t *p, size_t n, uint32_t sum)
+/* The Internet checksum (RFC 1071) of p[0..n) added to sum, taken 32 bits
+ * at a time in host order and byte-swapped at the end (RFC 1071 section
+ * 2(B)): the payload pass must keep up with the relay. */
+static uint64_t sum16(const uint8_t *p, size_t n, uint64_t sum)
 {
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)p[i] << 8 | p[i + 1];
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	return sum;
+	uint64_t acc = 0;
+	uint32_t w;
+
+	for (; n >= 4; p += 4, n -= 4) {
+		memcpy(&w, p, 4);
+		acc += w;
+	}
+	if (n >= 2) {
+		uint16_t h;
+
+		memcpy(&h, p, 2);
+		acc += h;
+		p += 2;
+		n -= 2;
+	}
+	if (n == 1) {
+		uint16_t h = 0;
+
+		memcpy(&h, p, 1); /* the odd byte is the high half of a last word */
+		acc += h;
+	}
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	/* acc is the sum of byte-swapped words on a little-endian host */
+	if (htons(1) != 1)
+		acc = ((acc & 0xff) << 8) | (acc >> 8);
+	return sum + acc;
 }
 
-static uint16_t fold(uint32_t sum)
+static uint16_t fold(uint64_t sum)
 {
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
@@ -171,6 +196,8 @@ static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 			close(fd);
 		return -1;
 	}
+	/* small segments (lines) go out in big writes */
+	setvbuf(fp, NULL, _IOFBF, 1024 * 1024);
 	w->dumper = pcap_dump_fopen(w->dead, fp);
 	if (w->dumper == NULL) {
 		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, pcap_geterr(w->dead));
@@ -191,7 +218,7 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	const size_t addr_len = s->family == AF_INET ? 4 : 16;
 	uint8_t *eth = w->packet, *ip = eth + ETH_LEN, *tcp = ip + ip_len;
 	struct pcap_pkthdr hdr;
-	uint32_t sum;
+	uint64_t sum;
 
 	if (w->dumper == NULL)
 		return;
@@ -245,7 +272,7 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 		memcpy(tcp + tcp_len, payload, len);
 	/* pseudo-header: addresses, protocol, TCP length */
 	sum = sum16(ip + (s->family == AF_INET ? 12 : 8), 2 * addr_len, 0);
-	sum += 6 + (uint32_t)(tcp_len + len);
+	sum += 6 + (uint64_t)(tcp_len + len);
 	sum = sum16(tcp, tcp_len + len, sum);
 	put16(tcp + 16, fold(sum));
 
