@@ -130,6 +130,11 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap, "--events", events])
         pw = PASSWORD.encode()
         plain = base64.b64encode(b"\0alice\0" + pw)
+        # bearer tokens: Dovecot here refuses the mechanisms, the client
+        # lines are masked all the same
+        xoauth = base64.b64encode(b"user=alice\x01auth=Bearer " + pw + b"\x01\x01")
+        oauthb = base64.b64encode(b"n,a=alice,\x01host=x\x01port=143\x01auth=Bearer "
+                                  + pw + b"\x01\x01")
         forms = [
             [b"a1 LOGIN alice " + pw + b"\r\n"],
             [b"a1 LOGIN alice \"" + pw + b"\"\r\n"],
@@ -139,7 +144,10 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
             [b"a1 AUTHENTICATE PLAIN " + plain + b"\r\n"],
             [b"a1 AUTHENTICATE LOGIN\r\n", base64.b64encode(b"alice") + b"\r\n",
              base64.b64encode(pw) + b"\r\n"],
+            [b"a1 AUTHENTICATE XOAUTH2 " + xoauth + b"\r\n"],
+            [b"a1 AUTHENTICATE OAUTHBEARER " + oauthb + b"\r\n"],
         ]
+        refused = 2
         clients = []
         for parts in forms:
             c = RawIMAP(px.port)
@@ -149,14 +157,16 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
                 if i + 1 < len(parts):
                     c.expect_continuation()
             c.read_until_tagged(b"a1")
-            self.assertIn(b"a1 OK", bytes(c.received))
+            if len(clients) < len(forms) - refused:
+                self.assertIn(b"a1 OK", bytes(c.received))
             c.send(b"a2 LOGOUT\r\n")
             c.read_until_eof()
             c.close()
             clients.append(c)
         self.closed(px, len(forms))
-        self.assert_no_secret(pcap, pw, plain, base64.b64encode(pw))
-        self.assert_no_secret(events, pw, plain, base64.b64encode(pw))
+        secrets = (pw, plain, base64.b64encode(pw), xoauth, oauthb, xoauth[-24:], oauthb[-24:])
+        self.assert_no_secret(pcap, *secrets)
+        self.assert_no_secret(events, *secrets)
         self.assertEqual(tshark.problems(pcap), [])
         # lengths kept: each stream as long as what was sent
         for n, c in zip(tshark.streams(pcap), clients):
