@@ -233,15 +233,22 @@ static void ev_notice(void *self, unsigned session, imap_time_us ts, const char 
 	end(e);
 }
 
-static void ev_anomaly(void *self, unsigned session, imap_time_us ts, const char *rule,
-		       const char *text)
+static void ev_anomaly(void *self, unsigned session, const struct imap_anomaly *a)
 {
 	struct events *e = self;
 
-	begin(e, "anomaly", session, ts);
-	add_text(e, "rule", rule);
-	add_text(e, "severity", "warning");
-	add_text(e, "detail", text);
+	begin(e, "anomaly", session, a->ts);
+	add_text(e, "rule", imap_rule_id(a->rule));
+	add_text(e, "severity", imap_severity_str(a->severity));
+	if (a->tag[0])
+		add_text(e, "tag", a->tag);
+	if (a->threshold >= 0)
+		addf(e, ",\"threshold_us\":%" PRId64, a->threshold);
+	if (a->waited >= 0)
+		addf(e, ",\"waited_us\":%" PRId64, a->waited);
+	if (a->resolved)
+		add(e, ",\"resolved\":true", 16);
+	add_text(e, "detail", a->detail);
 	end(e);
 }
 

@@ -45,10 +45,10 @@ void capture_sinks_notice(const struct capture_sinks *s, unsigned session, imap_
 	EACH(s, notice, session, ts, text);
 }
 
-void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session, imap_time_us ts,
-			   const char *rule, const char *text)
+void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session,
+			   const struct imap_anomaly *anomaly)
 {
-	EACH(s, anomaly, session, ts, rule, text);
+	EACH(s, anomaly, session, anomaly);
 }
 
 void capture_sinks_close(const struct capture_sinks *s, const struct capture_close_info *info)

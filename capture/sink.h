@@ -49,9 +49,8 @@ struct capture_sink_ops {
 	void (*tls)(void *self, unsigned session, imap_time_us ts, const struct capture_tls_info *info);
 	/* a session event in words ("upstream refused the connection") */
 	void (*notice)(void *self, unsigned session, imap_time_us ts, const char *text);
-	/* something wrong, named by its rule ("compress-stream-error") */
-	void (*anomaly)(void *self, unsigned session, imap_time_us ts, const char *rule,
-			const char *text);
+	/* a rule fired */
+	void (*anomaly)(void *self, unsigned session, const struct imap_anomaly *anomaly);
 	void (*close)(void *self, const struct capture_close_info *info);
 	void (*flush)(void *self);
 	void (*destroy)(void *self);
@@ -81,8 +80,8 @@ void capture_sinks_observe(const struct capture_sinks *sinks, unsigned session,
 			   const struct imap_observation *obs);
 void capture_sinks_notice(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 			  const char *text);
-void capture_sinks_anomaly(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
-			   const char *rule, const char *text);
+void capture_sinks_anomaly(const struct capture_sinks *sinks, unsigned session,
+			   const struct imap_anomaly *anomaly);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);
 void capture_sinks_flush(const struct capture_sinks *sinks);
 void capture_sinks_destroy(struct capture_sinks *sinks);

@@ -215,17 +215,22 @@ static void tl_tls(void *self, unsigned session, imap_time_us ts,
 	tl_notice(self, session, ts, text);
 }
 
-static void tl_anomaly(void *self, unsigned session, imap_time_us ts, const char *rule,
-		       const char *text)
+/* "! done-stall a5: DONE sent 20.004 s ago, ..."; info findings in the
+ * warning colour, with "(info)". */
+static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *a)
 {
 	const struct timeline *t = self;
+	const bool info = a->severity == IMAP_SEVERITY_INFO;
 	struct row r;
 
-	row_start(t, &r, ts, session);
+	row_start(t, &r, a->ts, session);
 	if (t->color)
-		row_addf(&r, C_BAD C_BOLD "! %s" C_RESET C_BAD ": %s" C_RESET, rule, text);
-	else
-		row_addf(&r, "! %s: %s", rule, text);
+		row_add(&r, info ? C_WARN : C_BAD C_BOLD);
+	row_addf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
+	if (t->color)
+		row_add(&r, C_RESET);
+	row_addf(&r, "%s%s: %s", info ? " (info)" : "", a->resolved ? " (resolved)" : "",
+		 a->detail);
 	row_end(t, &r);
 }
 

@@ -172,11 +172,27 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	free(masked);
 }
 
-static void event(struct imap_conv *c, enum imap_conv_event_kind kind, enum imap_dir dir,
-		  const char *text)
+static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)
 {
-	struct imap_conv_event e = {kind, dir, c->ts, text};
+	struct imap_conv_event e = {.kind = IMAP_CONV_NOTICE, .dir = dir, .ts = c->ts, .text = text};
 
+	if (c->on_event != NULL)
+		c->on_event(c->ctx, &e);
+}
+
+static void stream_error(struct imap_conv *c, enum imap_dir dir, const char *text)
+{
+	struct imap_anomaly a = {
+		.rule = IMAP_RULE_COMPRESS_STREAM_ERROR,
+		.severity = imap_rule_severity(IMAP_RULE_COMPRESS_STREAM_ERROR),
+		.ts = c->ts,
+		.threshold = -1,
+		.waited = -1,
+	};
+	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = dir, .ts = c->ts, .anomaly = &a};
+
+	snprintf(a.detail, sizeof(a.detail), "%s", text);
+	c->layer[dir] = LAYER_BROKEN;
 	if (c->on_event != NULL)
 		c->on_event(c->ctx, &e);
 }
@@ -190,8 +206,7 @@ static void inflate_failed(struct imap_conv *c, enum imap_dir dir, const char *w
 		 "its lines are no longer shown, the relay goes on",
 		 dir == IMAP_C2S ? "client's" : "server's",
 		 (unsigned long long)c->inflate[dir]->total_in, why);
-	c->layer[dir] = LAYER_BROKEN;
-	event(c, IMAP_CONV_COMPRESS_ERROR, dir, text);
+	stream_error(c, dir, text);
 }
 
 /* Both directions switch: the server's after the OK's CRLF, the client's
@@ -204,17 +219,15 @@ static void start_compress(struct imap_conv *c)
 
 		if (z == NULL || inflateInit2(z, -MAX_WBITS) != Z_OK) {
 			free(z);
-			c->layer[d] = LAYER_BROKEN;
-			event(c, IMAP_CONV_COMPRESS_ERROR, (enum imap_dir)d,
-			      "out of memory for inflating COMPRESS DEFLATE; lines are no longer shown");
+			stream_error(c, (enum imap_dir)d,
+				     "out of memory for inflating COMPRESS DEFLATE; lines are no longer shown");
 			continue;
 		}
 		c->inflate[d] = z;
 		c->layer[d] = LAYER_DEFLATE;
 		imap_framer_reset(c->framer[d]);
 	}
-	event(c, IMAP_CONV_COMPRESS_ON, IMAP_S2C,
-	      "COMPRESS DEFLATE in effect both ways: relayed as is, shown inflated");
+	notice(c, IMAP_S2C, "COMPRESS DEFLATE in effect both ways: relayed as is, shown inflated");
 }
 
 static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *data, size_t len)
@@ -287,11 +300,9 @@ void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)
 	imap_framer_reset(c->framer[dir]);
 	if (dir == IMAP_C2S)
 		c->sync_tag_len = 0;
-	if (c->layer[dir] == LAYER_DEFLATE) {
-		c->layer[dir] = LAYER_BROKEN;
-		event(c, IMAP_CONV_COMPRESS_ERROR, dir,
-		      "bytes missing from a compressed stream: it cannot be inflated past them");
-	}
+	if (c->layer[dir] == LAYER_DEFLATE)
+		stream_error(c, dir, "bytes missing from a compressed stream: it cannot be inflated "
+				     "past them");
 }
 
 bool imap_conv_compressed(const struct imap_conv *c)

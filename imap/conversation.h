@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "imap/anomaly.h"
 #include "imap/classify.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
@@ -36,17 +37,18 @@ struct imap_observation {
 
 typedef void imap_observe_cb(void *ctx, const struct imap_observation *obs);
 
-/* Changes of the stream's layers, seen by the conversation itself. */
+/* What the conversation finds besides lines. */
 enum imap_conv_event_kind {
-	IMAP_CONV_COMPRESS_ON,    /* COMPRESS DEFLATE took effect in both directions */
-	IMAP_CONV_COMPRESS_ERROR, /* one direction does not inflate: its observation stops */
+	IMAP_CONV_NOTICE,  /* a change of the stream's layers (COMPRESS took effect) */
+	IMAP_CONV_ANOMALY, /* a rule fired (a stall, a stream that does not inflate...) */
 };
 
 struct imap_conv_event {
 	enum imap_conv_event_kind kind;
 	enum imap_dir dir;
 	imap_time_us ts;
-	const char *text; /* what happened, in words */
+	const char *text;                    /* NOTICE: what happened, in words */
+	const struct imap_anomaly *anomaly;  /* ANOMALY */
 };
 
 typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);

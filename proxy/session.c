@@ -100,11 +100,11 @@ static void on_conv_event(void *ctx, const struct imap_conv_event *e)
 	struct proxy_session *s = ctx;
 
 	switch (e->kind) {
-	case IMAP_CONV_COMPRESS_ON:
+	case IMAP_CONV_NOTICE:
 		capture_sinks_notice(s->proxy->sinks, s->id, e->ts, e->text);
 		break;
-	case IMAP_CONV_COMPRESS_ERROR:
-		capture_sinks_anomaly(s->proxy->sinks, s->id, e->ts, "compress-stream-error", e->text);
+	case IMAP_CONV_ANOMALY:
+		capture_sinks_anomaly(s->proxy->sinks, s->id, e->anomaly);
 		break;
 	}
 }
@@ -229,6 +229,23 @@ static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer 
 	}
 }
 
+/* Bytes between STARTTLS and the handshake: the injection class of
+ * IMAP-NOTES section 7, dropped and reported. */
+static void trailing_data(struct proxy_session *s, const char *from, size_t n)
+{
+	struct imap_anomaly a = {
+		.rule = IMAP_RULE_STARTTLS_TRAILING_DATA,
+		.severity = imap_rule_severity(IMAP_RULE_STARTTLS_TRAILING_DATA),
+		.ts = proxy_now(),
+		.threshold = -1,
+		.waited = -1,
+	};
+
+	snprintf(a.detail, sizeof(a.detail),
+		 "%zu byte(s) from %s and before TLS; dropped, never passed on", n, from);
+	capture_sinks_anomaly(s->proxy->sinks, s->id, &a);
+}
+
 static void start_upstream_tls(struct proxy_session *s);
 static void upstream_failed(struct proxy_session *s, const char *what, const char *why);
 
@@ -284,11 +301,7 @@ static void upstream_starttls_read(struct proxy_session *s)
 		free(line);
 		capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
 		if (evbuffer_get_length(input) > 0) {
-			snprintf(notice, sizeof(notice),
-				 "starttls-trailing-data: %zu byte(s) from the server after its STARTTLS OK "
-				 "and before TLS; dropped, never passed on",
-				 evbuffer_get_length(input));
-			capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+			trailing_data(s, "the server after its STARTTLS OK", evbuffer_get_length(input));
 			evbuffer_drain(input, evbuffer_get_length(input));
 		}
 		s->starttls = STARTTLS_OFF;
@@ -332,7 +345,7 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	struct proxy_stream *client = s->stream[SIDE_CLIENT];
 	struct evbuffer *input = proxy_stream_input(client);
 	size_t tag_len = (size_t)((const uint8_t *)memchr(line, ' ', n) - line);
-	char ok[300], notice[200];
+	char ok[300];
 	int len;
 	SSL *ssl;
 
@@ -344,11 +357,7 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	evbuffer_add(proxy_stream_output(client), ok, (size_t)len);
 	proxy_stream_flush(client);
 	if (evbuffer_get_length(input) > 0) {
-		snprintf(notice, sizeof(notice),
-			 "starttls-trailing-data: %zu byte(s) from the client after STARTTLS and "
-			 "before TLS; dropped, never passed on",
-			 evbuffer_get_length(input));
-		capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+		trailing_data(s, "the client after STARTTLS", evbuffer_get_length(input));
 		evbuffer_drain(input, evbuffer_get_length(input));
 	}
 	ssl = SSL_new(s->proxy->client_ctx);

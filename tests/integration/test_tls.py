@@ -230,8 +230,8 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.assertNotIn(b"a2", got)      # the injected command never ran
         tls.close()
         f.close()
-        px.wait_for_row(lambda r: r["dir"] == "--" and "starttls-trailing-data" in r["text"]
-                        and "from the client" in r["text"])
+        px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith(
+            "starttls-trailing-data: 25 byte(s) from the client after STARTTLS"))
 
     def test_starttls_trailing_server_bytes_are_dropped(self):
         """A server that sends plaintext after its STARTTLS OK (the
@@ -277,7 +277,8 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         th.join(5)
         srv.close()
         self.assertEqual(got, b"* OK fake ready\r\na1 OK done\r\n")
-        px.wait_for_row(lambda r: r["dir"] == "--" and "starttls-trailing-data" in r["text"])
+        px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith(
+            "starttls-trailing-data: ") and "from the server after its STARTTLS OK" in r["text"])
 
     def test_untrusted_upstream_is_refused_with_bye(self):
         px = self.start_proxy(DC.imaps_port, extra_args=["--upstream-tls", "implicit"])

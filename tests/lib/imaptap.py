@@ -33,7 +33,7 @@ SANITIZER_PATTERNS = (
 # One timeline row: "HH:MM:SS.uuuuuu #N DIR text".
 ROW_RE = re.compile(
     r"^(?P<ts>\d\d:\d\d:\d\d\.\d{6}) #(?P<session>\d+) "
-    r"(?P<dir>C>|S<|P<|--)(?: (?P<text>.*))?$")
+    r"(?P<dir>C>|S<|P<|--|!)(?: (?P<text>.*))?$")
 
 # The latency note that ends a tagged completion row.
 _DUR = r"(\d+(?:\.\d+)?) (us|ms|s)"

@@ -135,9 +135,10 @@ static void on_ev(void *ctx, const struct imap_conv_event *e)
 {
 	struct events *ev = ctx;
 
-	if (e->kind == IMAP_CONV_COMPRESS_ON) {
+	if (e->kind == IMAP_CONV_NOTICE) {
 		ev->on++;
 	} else {
+		CHECK(e->anomaly->rule == IMAP_RULE_COMPRESS_STREAM_ERROR);
 		ev->errors++;
 		ev->error_dir = e->dir;
 	}

@@ -1,0 +1,64 @@
+/* Anomaly rules: stable ids, severities, and what one finding carries.
+ * The ids are a contract (--fail-on, the event log, docs/rules.md). */
+#ifndef IMAP_ANOMALY_H
+#define IMAP_ANOMALY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "imap/types.h"
+
+enum imap_rule {
+	IMAP_RULE_COMMAND_STALL,
+	IMAP_RULE_DONE_STALL,
+	IMAP_RULE_DONE_BEFORE_CONTINUATION,
+	IMAP_RULE_LITERAL_BEFORE_CONTINUATION,
+	IMAP_RULE_COMMAND_DURING_IDLE,
+	IMAP_RULE_IDLE_TOO_LONG,
+	IMAP_RULE_CLIENT_NOT_READING,
+	IMAP_RULE_SERVER_NOT_READING,
+	IMAP_RULE_UNKNOWN_TAG,
+	IMAP_RULE_DUPLICATE_TAG,
+	IMAP_RULE_OUT_OF_ORDER_COMPLETION,
+	IMAP_RULE_EXPUNGE_DURING_FETCH,
+	IMAP_RULE_UNEXPECTED_CONTINUATION,
+	IMAP_RULE_DATA_AFTER_BYE,
+	IMAP_RULE_PARSE_ERROR,
+	IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION,
+	IMAP_RULE_COMPLETION_BEFORE_DONE,
+	IMAP_RULE_STRAY_DONE,
+	IMAP_RULE_PENDING_AT_EOF,
+	IMAP_RULE_STARTTLS_TRAILING_DATA,
+	IMAP_RULE_COMPRESS_STREAM_ERROR,
+	IMAP_RULE_KEEPALIVE_GAP,
+	IMAP_RULE_CAPTURE_GAP,
+	IMAP_RULE_COUNT
+};
+
+enum imap_severity {
+	IMAP_SEVERITY_INFO,
+	IMAP_SEVERITY_WARNING,
+};
+
+#define IMAP_ANOMALY_TAG_MAX 64
+#define IMAP_ANOMALY_DETAIL_MAX 320
+
+struct imap_anomaly {
+	enum imap_rule rule;
+	enum imap_severity severity;
+	imap_time_us ts;
+	char tag[IMAP_ANOMALY_TAG_MAX];       /* "" when no command is concerned */
+	imap_time_us threshold;               /* -1 when the rule has none */
+	imap_time_us waited;                  /* -1 when the rule does not wait */
+	bool resolved;                        /* a later line about an earlier finding */
+	char detail[IMAP_ANOMALY_DETAIL_MAX]; /* for a person */
+};
+
+/* "command-stall" ... */
+const char *imap_rule_id(enum imap_rule rule);
+enum imap_severity imap_rule_severity(enum imap_rule rule);
+const char *imap_severity_str(enum imap_severity severity);
+/* Returns true and sets *rule for a known id. */
+bool imap_rule_parse(const char *id, size_t len, enum imap_rule *rule);
+
+#endif
