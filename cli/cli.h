@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "imap/tracker.h"
+
 /* Exit codes (docs/exit-codes.md). */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
@@ -21,6 +23,27 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 
 /* Resolves --color auto|always|never for a stream; -1 for a bad word. */
 int cli_color_choice(const char *word, FILE *stream);
+
+/* A whole number in [lo, hi]: 0, or -1. */
+int cli_number(const char *text, unsigned long long lo, unsigned long long hi,
+	       unsigned long long *out);
+/* Decimal seconds in [lo, hi] as microseconds: 0, or -1. */
+int cli_seconds(const char *text, double lo, double hi, imap_time_us *out);
+/* --stall, --done-stall, --idle-max or --keepalive-gap SECONDS into config:
+ * 0, or the usage error's exit code. */
+int cli_rules_option(const char *cmd, const char *flag, const char *value,
+		     struct imap_tracker_config *config);
+
+/* The help lines of those options. */
+#define CLI_RULES_HELP                                                                    \
+	"  --stall SECONDS          command-stall and client/server-not-reading after\n"    \
+	"                           SECONDS (default 10)\n"                                 \
+	"  --done-stall SECONDS     done-stall: DONE with no tagged completion after\n"     \
+	"                           SECONDS (default 5)\n"                                  \
+	"  --idle-max SECONDS       idle-too-long: one IDLE longer than SECONDS\n"          \
+	"                           (default 1740, 29 minutes)\n"                           \
+	"  --keepalive-gap SECONDS  keepalive-gap: no byte from the server for SECONDS\n"   \
+	"                           during IDLE (off by default)\n"
 
 int cli_proxy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);

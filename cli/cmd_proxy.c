@@ -62,6 +62,11 @@ static const char proxy_usage[] =
 	"  --no-redact              keep passwords and SASL data in every output\n"
 	"  --redact-bodies          also mask the bytes of every literal (message bodies),\n"
 	"                           keeping their lengths and line ends\n"
+	"\n"
+	"anomaly rules (docs/rules.md), shown as '!' rows and anomaly events:\n"
+	CLI_RULES_HELP
+	"  --no-rules               framing, timeline and outputs only, no rules\n"
+	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
 	"  --quiet                  no timeline rows, only errors and session problems\n"
@@ -93,6 +98,8 @@ enum {
 	OPT_PCAP_MAX_SIZE,
 	OPT_EVENTS,
 	OPT_REDACT_BODIES,
+	OPT_RULE_THRESHOLD,
+	OPT_NO_RULES,
 };
 
 static const struct option proxy_options[] = {
@@ -117,6 +124,11 @@ static const struct option proxy_options[] = {
 	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
 	{"events", required_argument, NULL, OPT_EVENTS},
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
+	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"done-stall", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"idle-max", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"keepalive-gap", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"no-rules", no_argument, NULL, OPT_NO_RULES},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -143,6 +155,8 @@ struct proxy_args {
 	uint64_t pcap_max_mib;
 	const char *events;
 	int redact_bodies;
+	int no_rules;
+	struct imap_tracker_config thresholds;
 };
 
 struct run {
@@ -190,12 +204,25 @@ static int write_port_file(const char *path, unsigned port)
 
 static int parse_args(int argc, char **argv, struct proxy_args *a)
 {
-	int c;
+	int c, index = 0;
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", proxy_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", proxy_options, &index)) != -1) {
 		switch (c) {
+		case OPT_RULE_THRESHOLD: {
+			char flag[32];
+			int rc;
+
+			snprintf(flag, sizeof(flag), "--%s", proxy_options[index].name);
+			rc = cli_rules_option("proxy", flag, optarg, &a->thresholds);
+			if (rc != 0)
+				return rc;
+			break;
+		}
+		case OPT_NO_RULES:
+			a->no_rules = 1;
+			break;
 		case OPT_UPSTREAM:
 			a->upstream = optarg;
 			break;
@@ -406,6 +433,8 @@ int cli_proxy_main(int argc, char **argv)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	config.max_line = a.max_line;
 	config.connect_timeout_s = a.handshake_timeout;
+	config.no_rules = a.no_rules;
+	config.thresholds = a.thresholds;
 	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.log = log_message;

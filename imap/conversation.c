@@ -1,5 +1,6 @@
 #include "imap/conversation.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ struct imap_conv {
 	imap_observe_cb *cb;
 	imap_conv_event_cb *on_event;
 	imap_conv_bytes_cb *on_bytes;
+	bool rules;
 	enum layer layer[2];
 	z_stream *inflate[2];
 	bool compress_ok; /* the server's tagged OK to COMPRESS was just seen */
@@ -33,6 +35,13 @@ struct imap_conv {
 	size_t sync_tag_len;   /* 0: none */
 	uint8_t line_tag[IMAP_TAG_SHOW]; /* tag of the client's logical line */
 	size_t line_tag_len;
+	bool sync_plus;        /* the "+" for the pending literal came */
+	bool sync_early_said;  /* literal-before-continuation said for it */
+	bool parse_bad[2];     /* parse-error said; quiet until a good line */
+	/* findings about a unit wait until the unit itself is out */
+	struct imap_anomaly held[4];
+	unsigned held_count;
+	bool in_unit;
 	/* context of the feed in progress */
 	enum imap_dir dir;
 	imap_time_us ts;
@@ -40,6 +49,7 @@ struct imap_conv {
 };
 
 static void on_unit(void *ctx, const struct imap_unit *unit);
+static void on_anomaly(void *ctx, const struct imap_anomaly *a);
 
 static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
 {
@@ -73,6 +83,9 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 		imap_framer_set_tap(c->framer[IMAP_C2S], on_framed_bytes);
 		imap_framer_set_tap(c->framer[IMAP_S2C], on_framed_bytes);
 	}
+	c->rules = config->rules;
+	if (config->rules)
+		imap_tracker_set_rules(c->tracker, &config->thresholds, on_anomaly, c);
 	return c;
 }
 
@@ -114,18 +127,92 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 		    unit->literal_len > 0 && c->line_tag_len > 0) {
 			memcpy(c->sync_tag, c->line_tag, c->line_tag_len);
 			c->sync_tag_len = c->line_tag_len;
+			c->sync_plus = false;
+			c->sync_early_said = false;
 		}
 		return;
 	}
+	if (info->cls == IMAP_LINE_CONTINUATION)
+		imap_tracker_continuation(c->tracker, c->ts, c->sync_tag_len > 0);
 	if (c->sync_tag_len == 0)
 		return;
 	if (info->cls == IMAP_LINE_CONTINUATION) {
+		c->sync_plus = true;
 		c->sync_tag_len = 0;
 	} else if (info->cls == IMAP_LINE_TAGGED && info->tag.len == c->sync_tag_len &&
 		   memcmp(info->tag.p, c->sync_tag, c->sync_tag_len) == 0) {
 		imap_framer_cancel_literal(c->framer[IMAP_C2S]);
 		c->sync_tag_len = 0;
 	}
+}
+
+static void emit_anomaly(struct imap_conv *c, const struct imap_anomaly *a)
+{
+	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = c->dir, .ts = a->ts, .anomaly = a};
+
+	if (c->on_event != NULL)
+		c->on_event(c->ctx, &e);
+}
+
+static void on_anomaly(void *ctx, const struct imap_anomaly *a)
+{
+	struct imap_conv *c = ctx;
+
+	if (!c->in_unit) {
+		emit_anomaly(c, a);
+	} else if (c->held_count < sizeof(c->held) / sizeof(c->held[0])) {
+		c->held[c->held_count++] = *a;
+	}
+}
+
+static void rule(struct imap_conv *c, enum imap_rule r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A finding of the conversation's own (framing, literals). */
+static void rule(struct imap_conv *c, enum imap_rule r, const char *fmt, ...)
+{
+	struct imap_anomaly a = {
+		.rule = r,
+		.severity = imap_rule_severity(r),
+		.ts = c->ts,
+		.threshold = -1,
+		.waited = -1,
+	};
+	va_list ap;
+
+	if (!c->rules)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
+	va_end(ap);
+	on_anomaly(c, &a);
+}
+
+/* The framer could not follow the stream: said once, then quiet until a
+ * line parses again (one report per resynchronisation). */
+static void check_parse(struct imap_conv *c, const struct imap_unit *unit,
+			const struct imap_line_info *info)
+{
+	const char *what = NULL;
+
+	if (unit->flags & IMAP_UNIT_BAD_LITERAL)
+		what = "a literal count that is no number";
+	else if (unit->flags & IMAP_UNIT_NUL)
+		what = "a NUL byte outside a literal";
+	else if (unit->flags & IMAP_UNIT_OPEN_QUOTE)
+		what = "a quoted string that does not end";
+	else if (info->cls == IMAP_LINE_MALFORMED)
+		what = c->dir == IMAP_C2S ? "no tag and command" : "no *, + or tag";
+	if (what == NULL) {
+		c->parse_bad[c->dir] = false;
+		return;
+	}
+	if (c->parse_bad[c->dir])
+		return;
+	c->parse_bad[c->dir] = true;
+	rule(c, IMAP_RULE_PARSE_ERROR, "%s line at byte %llu: %s; the relay is unaffected, what "
+	     "is shown until the next good line may be wrong",
+	     c->dir == IMAP_C2S ? "client" : "server", (unsigned long long)unit->offset, what);
 }
 
 static void on_unit(void *ctx, const struct imap_unit *unit)
@@ -143,11 +230,22 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	};
 	uint8_t *masked = NULL;
 
-	if (unit->kind != IMAP_UNIT_LITERAL_DATA) {
+	c->in_unit = true;
+	if (unit->kind == IMAP_UNIT_LITERAL_DATA) {
+		imap_tracker_activity(c->tracker, c->dir, c->ts);
+		if (c->dir == IMAP_C2S && c->sync_tag_len > 0 && !c->sync_early_said) {
+			c->sync_early_said = true;
+			rule(c, IMAP_RULE_LITERAL_BEFORE_CONTINUATION, "%.*s: literal bytes sent before "
+			     "the server's + (a synchronising {%llu}); a server may take them as commands",
+			     (int)c->sync_tag_len, (const char *)c->sync_tag,
+			     (unsigned long long)unit->literal_len);
+		}
+	} else {
 		imap_classify(c->dir, unit->data, unit->len,
 			      (unit->flags & IMAP_UNIT_CONTINUED) != 0,
 			      imap_tracker_auth_pending(c->tracker), &info);
 		obs.info = &info;
+		check_parse(c, unit, &info);
 		follow_sync_literal(c, unit, &info);
 		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion)) {
 			obs.completion = &completion;
@@ -170,6 +268,10 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	}
 	c->cb(c->ctx, &obs);
 	free(masked);
+	c->in_unit = false;
+	for (unsigned i = 0; i < c->held_count; i++)
+		emit_anomaly(c, &c->held[i]);
+	c->held_count = 0;
 }
 
 static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)
@@ -293,6 +395,29 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 		if (used < len && c->layer[dir] == LAYER_DEFLATE)
 			inflate_feed(c, dir, data + used, len - used);
 	}
+}
+
+void imap_conv_tick(struct imap_conv *c, imap_time_us now)
+{
+	c->ts = now;
+	imap_tracker_tick(c->tracker, now);
+}
+
+void imap_conv_blocked(struct imap_conv *c, enum imap_dir dir, imap_time_us since,
+		       uint64_t pending, imap_time_us now)
+{
+	c->ts = now;
+	imap_tracker_blocked(c->tracker, dir, since, pending, now);
+}
+
+void imap_conv_eof(struct imap_conv *c, imap_time_us ts)
+{
+	c->ts = ts;
+	imap_tracker_eof(c->tracker, ts);
+	if (c->rules && imap_framer_literal_left(c->framer[IMAP_C2S]) > 0 &&
+	    imap_tracker_in_flight(c->tracker) == 0)
+		rule(c, IMAP_RULE_PENDING_AT_EOF, "the connection ended inside a client literal, %llu "
+		     "byte(s) short", (unsigned long long)imap_framer_literal_left(c->framer[IMAP_C2S]));
 }
 
 void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)

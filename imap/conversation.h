@@ -64,6 +64,8 @@ struct imap_conv_config {
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	imap_conv_event_cb *on_event; /* may be NULL; called with the observer's ctx */
 	imap_conv_bytes_cb *on_bytes; /* may be NULL; likewise */
+	bool rules;                   /* run the anomaly rules (IMAP_CONV_ANOMALY events) */
+	struct imap_tracker_config thresholds; /* of the rules that wait; zeros: defaults */
 };
 
 struct imap_conv;
@@ -77,6 +79,18 @@ void imap_conv_free(struct imap_conv **conv);
  * (RFC 4978), switching at the byte after the CRLF of the tagged OK. */
 void imap_conv_feed(struct imap_conv *conv, enum imap_dir dir, imap_time_us ts,
 		    enum imap_origin origin, const uint8_t *data, size_t len);
+
+/* Time passes: rules that wait (stalls) fire when their threshold passes,
+ * not when the next byte comes. now is live time or packet time. */
+void imap_conv_tick(struct imap_conv *conv, imap_time_us now);
+
+/* What toward the receiver of dir has not drained since `since` (-1: it
+ * drains again), with pending bytes queued: client/server-not-reading. */
+void imap_conv_blocked(struct imap_conv *conv, enum imap_dir dir, imap_time_us since,
+		       uint64_t pending, imap_time_us now);
+
+/* The connection ended at ts. */
+void imap_conv_eof(struct imap_conv *conv, imap_time_us ts);
 
 /* Bytes of dir are missing (a capture gap): framing restarts with the
  * next byte fed; a compressed direction cannot be inflated past a gap and

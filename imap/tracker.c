@@ -1,5 +1,8 @@
 #include "imap/tracker.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +12,15 @@ struct command {
 	char name[IMAP_NAME_MAX];
 	bool uid;
 	imap_time_us started;
-	imap_time_us done_at;
+	imap_time_us clock;    /* when its stall clock started: behind pipelined
+				  commands, at the previous completion */
+	imap_time_us done_at;  /* IDLE: DONE seen */
+	imap_time_us plus_at;  /* IDLE: "+" seen */
+	bool idle;
+	bool stalled;          /* a stall was reported: resolve it on completion */
+	bool untagged_early;   /* untagged-before-continuation said once */
+	bool too_long;         /* idle-too-long said */
+	uint64_t untagged;     /* untagged responses while in flight */
 };
 
 struct imap_tracker {
@@ -19,11 +30,50 @@ struct imap_tracker {
 	uint64_t dropped;
 	uint8_t *auth_tag; /* tag of a pending AUTHENTICATE, or NULL */
 	size_t auth_tag_len;
+
+	/* rules */
+	imap_anomaly_cb *cb;
+	void *ctx;
+	struct imap_tracker_config config;
+	imap_time_us last_activity[2];
+	imap_time_us last_completion;
+	imap_time_us bye_at;      /* -1 none */
+	bool logout_sent;
+	bool logout_done;
+	bool after_bye_said;
+	bool client_turn;   /* a "+" asked the client for more: its delay, not the server's */
+	imap_time_us blocked_since[2]; /* -1 draining */
+	uint64_t blocked_pending[2];
+	bool blocked_said[2];
+	imap_time_us keepalive_said; /* activity time a keepalive gap was said for */
 };
 
 struct imap_tracker *imap_tracker_new(void)
 {
-	return calloc(1, sizeof(struct imap_tracker));
+	struct imap_tracker *t = calloc(1, sizeof(struct imap_tracker));
+
+	if (t == NULL)
+		return NULL;
+	t->bye_at = -1;
+	t->blocked_since[0] = t->blocked_since[1] = -1;
+	t->last_completion = -1;
+	t->keepalive_said = -1;
+	return t;
+}
+
+void imap_tracker_set_rules(struct imap_tracker *t, const struct imap_tracker_config *config,
+			    imap_anomaly_cb *cb, void *ctx)
+{
+	if (config != NULL)
+		t->config = *config;
+	if (t->config.stall <= 0)
+		t->config.stall = IMAP_TRACKER_DEFAULT_STALL;
+	if (t->config.done_stall <= 0)
+		t->config.done_stall = IMAP_TRACKER_DEFAULT_DONE_STALL;
+	if (t->config.idle_max <= 0)
+		t->config.idle_max = IMAP_TRACKER_DEFAULT_IDLE_MAX;
+	t->cb = cb;
+	t->ctx = ctx;
 }
 
 static void forget(struct imap_tracker *t, size_t i)
@@ -62,11 +112,84 @@ uint64_t imap_tracker_dropped(const struct imap_tracker *t)
 	return t->dropped;
 }
 
+/* "12.004 s", "850 ms" */
+static void secs(char *out, size_t size, imap_time_us us)
+{
+	if (us < 1000000)
+		snprintf(out, size, "%" PRId64 " ms", us / 1000);
+	else
+		snprintf(out, size, "%" PRId64 ".%03d s", us / 1000000, (int)(us % 1000000 / 1000));
+}
+
+static void say(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,
+		const struct command *c, imap_time_us threshold, imap_time_us waited, bool resolved,
+		const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+
+static void say(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,
+		const struct command *c, imap_time_us threshold, imap_time_us waited, bool resolved,
+		const char *fmt, ...)
+{
+	struct imap_anomaly a = {
+		.rule = rule,
+		.severity = imap_rule_severity(rule),
+		.ts = ts,
+		.threshold = threshold,
+		.waited = waited,
+		.resolved = resolved,
+	};
+	va_list ap;
+
+	if (t->cb == NULL)
+		return;
+	if (c != NULL) {
+		size_t n = c->tag_len < sizeof(a.tag) - 1 ? c->tag_len : sizeof(a.tag) - 1;
+
+		memcpy(a.tag, c->tag, n);
+		a.tag[n] = '\0';
+	}
+	va_start(ap, fmt);
+	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
+	va_end(ap);
+	t->cb(t->ctx, &a);
+}
+
+static struct command *find_tag(struct imap_tracker *t, struct imap_slice tag, size_t *index)
+{
+	for (size_t i = 0; i < t->count; i++) {
+		if (t->flight[i].tag_len == tag.len && memcmp(t->flight[i].tag, tag.p, tag.len) == 0) {
+			if (index != NULL)
+				*index = i;
+			return &t->flight[i];
+		}
+	}
+	return NULL;
+}
+
+/* The IDLE in flight, if any. */
+static struct command *idle_command(struct imap_tracker *t)
+{
+	for (size_t i = t->count; i-- > 0;)
+		if (t->flight[i].idle)
+			return &t->flight[i];
+	return NULL;
+}
+
 static void command_started(struct imap_tracker *t, imap_time_us ts,
 			    const struct imap_line_info *info)
 {
-	struct command *c;
+	struct command *c, *idle = idle_command(t);
 
+	if (idle != NULL && idle->done_at < 0)
+		say(t, IMAP_RULE_COMMAND_DURING_IDLE, ts, idle, -1, -1, false,
+		    "%.*s %s sent while IDLE %.*s is active%s; the server may take it as the end "
+		    "of IDLE or ignore it",
+		    (int)info->tag.len, (const char *)info->tag.p, info->name, (int)idle->tag_len,
+		    (const char *)idle->tag, idle->plus_at < 0 ? " (before its +)" : "");
+	c = find_tag(t, info->tag, NULL);
+	if (c != NULL)
+		say(t, IMAP_RULE_DUPLICATE_TAG, ts, c, -1, -1, false,
+		    "tag %.*s reused by %s while its %s is still in flight", (int)info->tag.len,
+		    (const char *)info->tag.p, info->name, c->name);
 	if (t->count == IMAP_TRACKER_MAX_FLIGHT) {
 		forget(t, 0);
 		t->dropped++;
@@ -83,7 +206,8 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 		t->cap = cap;
 	}
 	c = &t->flight[t->count];
-	c->tag = malloc(info->tag.len);
+	memset(c, 0, sizeof(*c));
+	c->tag = malloc(info->tag.len ? info->tag.len : 1);
 	if (c->tag == NULL) {
 		t->dropped++;
 		return;
@@ -93,11 +217,18 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 	memcpy(c->name, info->name, sizeof(c->name));
 	c->uid = info->uid;
 	c->started = ts;
+	/* a pipelined command waits its turn: its clock starts when the one
+	 * before it completed */
+	c->clock = t->count > 0 ? -1 : ts;
 	c->done_at = -1;
+	c->plus_at = -1;
+	c->idle = strcmp(info->name, "IDLE") == 0;
 	t->count++;
+	if (strcmp(info->name, "LOGOUT") == 0)
+		t->logout_sent = true;
 	if (strcmp(info->name, "AUTHENTICATE") == 0) {
 		free(t->auth_tag);
-		t->auth_tag = malloc(info->tag.len);
+		t->auth_tag = malloc(info->tag.len ? info->tag.len : 1);
 		if (t->auth_tag != NULL) {
 			memcpy(t->auth_tag, info->tag.p, info->tag.len);
 			t->auth_tag_len = info->tag.len;
@@ -107,20 +238,53 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 
 static void done_seen(struct imap_tracker *t, imap_time_us ts)
 {
-	/* DONE ends the latest IDLE that has not seen one */
-	for (size_t i = t->count; i-- > 0;) {
-		if (strcmp(t->flight[i].name, "IDLE") == 0 && t->flight[i].done_at < 0) {
-			t->flight[i].done_at = ts;
-			return;
-		}
+	struct command *idle = idle_command(t);
+
+	if (idle == NULL) {
+		say(t, IMAP_RULE_STRAY_DONE, ts, NULL, -1, -1, false,
+		    "DONE sent while no IDLE is active; the server will answer it as a bad command");
+		return;
+	}
+	if (idle->done_at >= 0) {
+		say(t, IMAP_RULE_STRAY_DONE, ts, idle, -1, -1, false,
+		    "a second DONE for IDLE %.*s", (int)idle->tag_len, (const char *)idle->tag);
+		return;
+	}
+	idle->done_at = ts;
+	if (idle->plus_at < 0)
+		say(t, IMAP_RULE_DONE_BEFORE_CONTINUATION, ts, idle, -1, -1, false,
+		    "DONE sent before the server's + to IDLE %.*s; a server may read it as a "
+		    "command and never end IDLE",
+		    (int)idle->tag_len, (const char *)idle->tag);
+}
+
+static void completion_details(struct imap_tracker *t, const struct command *c,
+			       const struct imap_line_info *info, imap_time_us ts)
+{
+	char took[32], done[32];
+
+	if (!c->stalled)
+		return;
+	secs(took, sizeof(took), ts - c->started);
+	if (c->idle && c->done_at >= 0) {
+		secs(done, sizeof(done), ts - c->done_at);
+		say(t, IMAP_RULE_DONE_STALL, ts, c, t->config.done_stall, ts - c->done_at, true,
+		    "%.*s %s after %s, DONE->%s %s, %" PRIu64 " untagged response(s) came first",
+		    (int)c->tag_len, (const char *)c->tag, imap_status_str(info->status), took,
+		    imap_status_str(info->status), done, c->untagged);
+	} else {
+		say(t, IMAP_RULE_COMMAND_STALL, ts, c, t->config.stall, ts - c->clock, true,
+		    "%.*s %s %s after %s, %" PRIu64 " untagged response(s) came first",
+		    (int)c->tag_len, (const char *)c->tag, c->name, imap_status_str(info->status),
+		    took, c->untagged);
 	}
 }
 
 static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap_line_info *info,
 		      struct imap_completion *out)
 {
-	struct command *c = NULL;
-	size_t i, n;
+	struct command *c;
+	size_t i = 0, n;
 
 	if (t->auth_tag != NULL && info->tag.len == t->auth_tag_len &&
 	    memcmp(info->tag.p, t->auth_tag, t->auth_tag_len) == 0) {
@@ -128,15 +292,31 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 		t->auth_tag = NULL;
 		t->auth_tag_len = 0;
 	}
-	for (i = 0; i < t->count; i++) {
-		if (t->flight[i].tag_len == info->tag.len &&
-		    memcmp(t->flight[i].tag, info->tag.p, info->tag.len) == 0) {
-			c = &t->flight[i];
-			break;
-		}
-	}
-	if (c == NULL)
+	c = find_tag(t, info->tag, &i);
+	if (c == NULL) {
+		if (t->bye_at < 0)
+			say(t, IMAP_RULE_UNKNOWN_TAG, ts, NULL, -1, -1, false,
+			    "tagged %s for %.*s, a tag no command in flight uses: the server and "
+			    "the client disagree about the stream",
+			    imap_status_str(info->status), (int)info->tag.len, (const char *)info->tag.p);
 		return false;
+	}
+	if (t->bye_at >= 0 && strcmp(c->name, "LOGOUT") != 0 && !t->after_bye_said) {
+		t->after_bye_said = true;
+		say(t, IMAP_RULE_DATA_AFTER_BYE, ts, c, -1, -1, false,
+		    "tagged %s for %s after the server's BYE", imap_status_str(info->status), c->name);
+	}
+	if (i > 0)
+		say(t, IMAP_RULE_OUT_OF_ORDER_COMPLETION, ts, c, -1, -1, false,
+		    "%.*s %s completed before %.*s %s, sent earlier", (int)c->tag_len,
+		    (const char *)c->tag, c->name, (int)t->flight[0].tag_len,
+		    (const char *)t->flight[0].tag, t->flight[0].name);
+	if (c->idle && c->done_at < 0 && info->status == IMAP_STATUS_OK)
+		say(t, IMAP_RULE_COMPLETION_BEFORE_DONE, ts, c, -1, -1, false,
+		    "the server ended IDLE %.*s before the client sent DONE; a client that then "
+		    "sends DONE gets BAD",
+		    (int)c->tag_len, (const char *)c->tag);
+	completion_details(t, c, info, ts);
 	memset(out, 0, sizeof(*out));
 	n = c->tag_len < IMAP_TAG_SHOW - 1 ? c->tag_len : IMAP_TAG_SHOW - 1;
 	memcpy(out->tag, c->tag, n);
@@ -147,17 +327,92 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 	out->started = c->started;
 	out->finished = ts;
 	out->latency = ts - c->started;
-	out->idle = strcmp(c->name, "IDLE") == 0;
+	out->idle = c->idle;
 	out->done_at = c->done_at;
 	out->done_to_ok = c->done_at >= 0 ? ts - c->done_at : -1;
+	if (strcmp(c->name, "LOGOUT") == 0)
+		t->logout_done = true;
 	forget(t, i);
+	t->last_completion = ts;
+	/* the next command in line starts waiting now */
+	if (t->count > 0 && t->flight[0].clock < 0)
+		t->flight[0].clock = ts;
 	return true;
+}
+
+/* Only non-UID FETCH, STORE and SEARCH in flight: an EXPUNGE now renumbers
+ * messages under a command that uses sequence numbers (RFC 3501 7.4.1). */
+static bool only_sequence_commands(const struct imap_tracker *t)
+{
+	if (t->count == 0)
+		return false;
+	for (size_t i = 0; i < t->count; i++) {
+		const struct command *c = &t->flight[i];
+
+		if (c->uid || (strcmp(c->name, "FETCH") != 0 && strcmp(c->name, "STORE") != 0 &&
+			       strcmp(c->name, "SEARCH") != 0))
+			return false;
+	}
+	return true;
+}
+
+static void untagged(struct imap_tracker *t, imap_time_us ts, const struct imap_line_info *info)
+{
+	struct command *idle = idle_command(t);
+
+	for (size_t i = 0; i < t->count; i++)
+		t->flight[i].untagged++;
+	if (info->status == IMAP_STATUS_BYE) {
+		if (t->bye_at < 0)
+			t->bye_at = ts;
+		return;
+	}
+	if (t->bye_at >= 0 && !t->after_bye_said) {
+		t->after_bye_said = true;
+		say(t, IMAP_RULE_DATA_AFTER_BYE, ts, NULL, -1, -1, false,
+		    "untagged %s after the server's BYE", info->name);
+		return;
+	}
+	if (idle != NULL && idle->plus_at < 0 && !idle->untagged_early) {
+		idle->untagged_early = true;
+		say(t, IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION, ts, idle, -1, -1, false,
+		    "untagged %s before the + to IDLE %.*s: legal, but a client that waits for "
+		    "the + first may hang",
+		    info->name, (int)idle->tag_len, (const char *)idle->tag);
+	}
+	if ((strcmp(info->name, "EXPUNGE") == 0 ||
+	     (strcmp(info->name, "VANISHED") == 0 && !imap_slice_eq(info->code, "EARLIER") &&
+	      !(info->args.len >= 9 && memcmp(info->args.p, "(EARLIER)", 9) == 0))) &&
+	    only_sequence_commands(t))
+		say(t, IMAP_RULE_EXPUNGE_DURING_FETCH, ts, &t->flight[0], -1, -1, false,
+		    "%s while only sequence-number commands are in flight (%.*s %s): the message "
+		    "numbers they use shift under them",
+		    info->name, (int)t->flight[0].tag_len, (const char *)t->flight[0].tag,
+		    t->flight[0].name);
+}
+
+static void continuation(struct imap_tracker *t, imap_time_us ts, bool literal_waits)
+{
+	struct command *idle = idle_command(t);
+
+	imap_tracker_activity(t, IMAP_S2C, ts);
+	t->client_turn = true;
+	if (idle != NULL && idle->plus_at < 0) {
+		idle->plus_at = ts;
+		return;
+	}
+	if (literal_waits || t->auth_tag != NULL)
+		return;
+	say(t, IMAP_RULE_UNEXPECTED_CONTINUATION, ts, NULL, -1, -1, false,
+	    "a + when no command waits for one (no literal, AUTHENTICATE or IDLE pending)");
 }
 
 bool imap_tracker_line(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts,
 		       const struct imap_line_info *info, struct imap_completion *completion_r)
 {
-	(void)dir;
+	imap_tracker_activity(t, dir, ts);
+	if (dir == IMAP_C2S)
+		t->client_turn = false;
 	switch (info->cls) {
 	case IMAP_LINE_COMMAND:
 		command_started(t, ts, info);
@@ -167,12 +422,139 @@ bool imap_tracker_line(struct imap_tracker *t, enum imap_dir dir, imap_time_us t
 		return false;
 	case IMAP_LINE_TAGGED:
 		return completed(t, ts, info, completion_r);
+	case IMAP_LINE_UNTAGGED:
+		untagged(t, ts, info);
+		return false;
+	case IMAP_LINE_CONTINUATION:
 	case IMAP_LINE_AUTH_RESPONSE:
 	case IMAP_LINE_CONTINUED:
-	case IMAP_LINE_UNTAGGED:
-	case IMAP_LINE_CONTINUATION:
 	case IMAP_LINE_MALFORMED:
 		return false;
 	}
 	return false;
+}
+
+void imap_tracker_continuation(struct imap_tracker *t, imap_time_us ts, bool literal_waits)
+{
+	continuation(t, ts, literal_waits);
+}
+
+void imap_tracker_activity(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts)
+{
+	if (dir == IMAP_C2S)
+		t->client_turn = false;
+	if (ts > t->last_activity[dir])
+		t->last_activity[dir] = ts;
+}
+
+void imap_tracker_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_us since,
+			  uint64_t pending, imap_time_us now)
+{
+	char waited[32];
+	const char *peer = dir == IMAP_S2C ? "client" : "server";
+
+	if (since < 0) {
+		if (t->blocked_said[dir] && t->blocked_since[dir] >= 0) {
+			secs(waited, sizeof(waited), now - t->blocked_since[dir]);
+			say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING
+					       : IMAP_RULE_SERVER_NOT_READING,
+			    now, NULL, t->config.stall, now - t->blocked_since[dir], true,
+			    "the %s reads again after %s", peer, waited);
+		}
+		t->blocked_since[dir] = -1;
+		t->blocked_said[dir] = false;
+		return;
+	}
+	if (t->blocked_since[dir] < 0)
+		t->blocked_since[dir] = since;
+	t->blocked_pending[dir] = pending;
+}
+
+static void check_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_us now)
+{
+	char waited[32];
+	const char *peer = dir == IMAP_S2C ? "client" : "server";
+
+	if (t->blocked_since[dir] < 0 || t->blocked_said[dir] ||
+	    now - t->blocked_since[dir] < t->config.stall)
+		return;
+	/* a peer that was told BYE may stop reading */
+	if (dir == IMAP_S2C && t->bye_at >= 0)
+		return;
+	t->blocked_said[dir] = true;
+	secs(waited, sizeof(waited), now - t->blocked_since[dir]);
+	say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING, now,
+	    NULL, t->config.stall, now - t->blocked_since[dir], false,
+	    "%s not reading: %" PRIu64 " KiB pending toward the %s for %s", peer,
+	    (t->blocked_pending[dir] + 1023) / 1024, peer, waited);
+}
+
+void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
+{
+	char waited[32];
+
+	if (t->cb == NULL)
+		return;
+	for (size_t i = 0; i < t->count; i++) {
+		struct command *c = &t->flight[i];
+
+		if (c->stalled)
+			continue;
+		if (c->idle) {
+			if (c->done_at >= 0 && now - c->done_at >= t->config.done_stall) {
+				c->stalled = true;
+				secs(waited, sizeof(waited), now - c->done_at);
+				say(t, IMAP_RULE_DONE_STALL, now, c, t->config.done_stall,
+				    now - c->done_at, false,
+				    "DONE sent %s ago, no tagged completion for %.*s IDLE", waited,
+				    (int)c->tag_len, (const char *)c->tag);
+			} else if (c->done_at < 0 && !c->too_long &&
+				   now - c->started >= t->config.idle_max) {
+				c->too_long = true;
+				secs(waited, sizeof(waited), now - c->started);
+				say(t, IMAP_RULE_IDLE_TOO_LONG, now, c, t->config.idle_max,
+				    now - c->started, false,
+				    "IDLE %.*s has lasted %s without DONE; servers log out idle "
+				    "clients after 30 minutes",
+				    (int)c->tag_len, (const char *)c->tag, waited);
+			}
+			if (c->done_at < 0 && t->config.keepalive_gap > 0 && c->plus_at >= 0) {
+				imap_time_us last = t->last_activity[IMAP_S2C];
+
+				if (now - last >= t->config.keepalive_gap && t->keepalive_said != last) {
+					t->keepalive_said = last;
+					secs(waited, sizeof(waited), now - last);
+					say(t, IMAP_RULE_KEEPALIVE_GAP, now, c, t->config.keepalive_gap,
+					    now - last, false,
+					    "no byte from the server for %s during IDLE %.*s", waited,
+					    (int)c->tag_len, (const char *)c->tag);
+				}
+			}
+			continue;
+		}
+		/* after a "+" (AUTHENTICATE, a literal) the client owes the next byte */
+		if (c->clock < 0 || now - c->clock < t->config.stall || t->client_turn)
+			continue;
+		if (now - t->last_activity[IMAP_S2C] < t->config.stall)
+			continue; /* the server is busy answering, if slowly */
+		c->stalled = true;
+		secs(waited, sizeof(waited), now - c->clock);
+		say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,
+		    "%.*s %s sent %s ago, no tagged completion and nothing from the server since",
+		    (int)c->tag_len, (const char *)c->tag, c->name, waited);
+	}
+	check_blocked(t, IMAP_S2C, now);
+	check_blocked(t, IMAP_C2S, now);
+}
+
+void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts)
+{
+	if (t->count == 0 || t->cb == NULL)
+		return;
+	/* LOGOUT answered, or the server said BYE: the rest is moot */
+	if (t->logout_done || (t->bye_at >= 0 && t->logout_sent))
+		return;
+	say(t, IMAP_RULE_PENDING_AT_EOF, ts, &t->flight[0], -1, -1, false,
+	    "the connection ended with %zu command(s) unanswered, first %.*s %s", t->count,
+	    (int)t->flight[0].tag_len, (const char *)t->flight[0].tag, t->flight[0].name);
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "imap/anomaly.h"
 #include "imap/classify.h"
 #include "imap/types.h"
 
@@ -29,9 +30,46 @@ struct imap_completion {
 	imap_time_us done_to_ok; /* IDLE: finished - done_at, -1 without DONE */
 };
 
+/* Thresholds of the rules that wait; 0 picks the default. */
+struct imap_tracker_config {
+	imap_time_us stall;         /* command-stall, *-not-reading (default 10 s) */
+	imap_time_us done_stall;    /* done-stall (default 5 s) */
+	imap_time_us idle_max;      /* idle-too-long (default 29 min) */
+	imap_time_us keepalive_gap; /* keepalive-gap; 0 off */
+};
+
+#define IMAP_TRACKER_DEFAULT_STALL (10 * 1000000LL)
+#define IMAP_TRACKER_DEFAULT_DONE_STALL (5 * 1000000LL)
+#define IMAP_TRACKER_DEFAULT_IDLE_MAX (29 * 60 * 1000000LL)
+
+typedef void imap_anomaly_cb(void *ctx, const struct imap_anomaly *anomaly);
+
 struct imap_tracker;
 
 struct imap_tracker *imap_tracker_new(void);
+
+/* Turns the anomaly rules on: findings go to cb. config may be NULL. */
+void imap_tracker_set_rules(struct imap_tracker *tracker, const struct imap_tracker_config *config,
+			    imap_anomaly_cb *cb, void *ctx);
+
+/* The server sent "+"; literal_waits: a client's synchronising literal
+ * was waiting for it (the conversation follows those). */
+void imap_tracker_continuation(struct imap_tracker *tracker, imap_time_us ts, bool literal_waits);
+
+/* Time passed with no line: fires the rules that wait (stalls). */
+void imap_tracker_tick(struct imap_tracker *tracker, imap_time_us now);
+
+/* Any byte of dir seen at ts (lines and literal data): progress. */
+void imap_tracker_activity(struct imap_tracker *tracker, enum imap_dir dir, imap_time_us ts);
+
+/* The output toward the receiver of dir has not drained since `since`
+ * with `pending` bytes queued (since < 0: it drains again). The proxy
+ * reports what it sees; analyze reports zero windows. */
+void imap_tracker_blocked(struct imap_tracker *tracker, enum imap_dir dir, imap_time_us since,
+			  uint64_t pending, imap_time_us now);
+
+/* The connection ended at ts: commands still unanswered are reported. */
+void imap_tracker_eof(struct imap_tracker *tracker, imap_time_us ts);
 void imap_tracker_free(struct imap_tracker **tracker);
 
 /* Feeds one classified line seen at ts. Returns true and fills

@@ -24,6 +24,7 @@ struct proxy {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *shutdown_deadline;
+	struct event *rules_timer; /* time for the rules that wait (stalls) */
 	struct sockaddr_storage upstream_addr[8];
 	socklen_t upstream_addr_len[8];
 	unsigned upstream_addr_count;
@@ -48,6 +49,9 @@ int proxy_session_start(struct proxy *proxy, int fd, const struct sockaddr *clie
 void proxy_session_stop_all(struct proxy *proxy, const char *reason);
 /* Called by session.c when a session is gone. */
 void proxy_session_gone(struct proxy *proxy);
+
+/* Time passes for every session: stalls and peers that stopped reading. */
+void proxy_sessions_tick(struct proxy *proxy, imap_time_us now);
 
 imap_time_us proxy_now(void);
 

@@ -4,11 +4,13 @@
 #ifndef PROXY_PROXY_H
 #define PROXY_PROXY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <event2/event.h>
 
 #include "capture/sink.h"
+#include "imap/tracker.h"
 #include "proxy/addr.h"
 
 /* Bytes queued toward one peer before the other peer stops being read. */
@@ -36,6 +38,8 @@ struct proxy_config {
 	const char *cert_file;   /* fixed certificate for the client leg, or NULL */
 	const char *key_file;
 	const char *keylog_file; /* NSS key log of both legs, or NULL */
+	bool no_rules;           /* framing only: no anomaly rules */
+	struct imap_tracker_config thresholds; /* zeros: the defaults */
 	/* process-level messages (not tied to one session) */
 	void (*log)(void *ctx, const char *message);
 	void *log_ctx;

@@ -51,6 +51,11 @@ struct proxy_session {
 	char client_sni[256];
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
 	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
+	/* peers that stopped reading: by side, the output's written count
+	 * when last seen moving, and when */
+	uint64_t seen_written[2];
+	imap_time_us progress_at[2];
+	bool blocked[2];
 	enum {
 		STARTTLS_OFF,
 		STARTTLS_GREETING, /* waiting for the server's greeting */
@@ -93,6 +98,45 @@ static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const u
 	struct proxy_session *s = ctx;
 
 	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len);
+}
+
+/* A side whose output holds bytes and whose written count has not moved
+ * since the last look is not reading. */
+static void check_reading(struct proxy_session *s, enum side side, imap_time_us now)
+{
+	struct proxy_stream *st = s->stream[side];
+	enum imap_dir toward = side == SIDE_CLIENT ? IMAP_S2C : IMAP_C2S;
+	size_t pending;
+	uint64_t written;
+
+	if (st == NULL)
+		return;
+	pending = evbuffer_get_length(proxy_stream_output(st));
+	written = proxy_stream_written(st);
+	if (pending == 0 || written != s->seen_written[side] || s->progress_at[side] == 0) {
+		s->seen_written[side] = written;
+		s->progress_at[side] = now;
+		if (s->blocked[side]) {
+			s->blocked[side] = false;
+			imap_conv_blocked(s->conv, toward, -1, 0, now);
+		}
+		return;
+	}
+	s->blocked[side] = true;
+	imap_conv_blocked(s->conv, toward, s->progress_at[side], pending, now);
+}
+
+void proxy_sessions_tick(struct proxy *p, imap_time_us now)
+{
+	struct proxy_session *s;
+
+	TAILQ_FOREACH(s, &p->sessions, link) {
+		if (s->state != SESSION_RELAYING)
+			continue;
+		check_reading(s, SIDE_CLIENT, now);
+		check_reading(s, SIDE_UPSTREAM, now);
+		imap_conv_tick(s->conv, now);
+	}
 }
 
 static void on_conv_event(void *ctx, const struct imap_conv_event *e)
@@ -145,6 +189,7 @@ static void session_free(struct proxy_session *s)
 	close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
 		event_free(s->timer);
+	imap_conv_eof(s->conv, close.ts);
 	capture_sinks_close(p->sinks, &close);
 	capture_sinks_flush(p->sinks);
 	imap_conv_free(&s->conv);
@@ -898,6 +943,8 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		.redact_flags = p->config.redact_flags,
 		.on_event = on_conv_event,
 		.on_bytes = on_conv_bytes,
+		.rules = !p->config.no_rules,
+		.thresholds = p->config.thresholds,
 	};
 	SSL *ssl;
 

@@ -42,6 +42,7 @@ struct proxy_stream {
 	SSL *ssl;
 	enum tls_state tls;
 	char error_text[256];
+	uint64_t written; /* application bytes taken by the socket or TLS */
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -174,6 +175,11 @@ const char *proxy_stream_error_text(const struct proxy_stream *s)
 	return strerror(s->error);
 }
 
+uint64_t proxy_stream_written(const struct proxy_stream *s)
+{
+	return s->written;
+}
+
 SSL *proxy_stream_ssl(const struct proxy_stream *s)
 {
 	return s->ssl;
@@ -250,6 +256,7 @@ static bool write_some_tls(struct proxy_stream *s)
 		ERR_clear_error();
 		n = SSL_write(s->ssl, v.iov_base, (int)len);
 		if (n > 0) {
+			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
 			continue;
 		}
@@ -292,6 +299,7 @@ static bool write_some(struct proxy_stream *s)
 		}
 		if (n == 0)
 			break;
+		s->written += (uint64_t)n;
 	}
 	if (evbuffer_get_length(s->output) > 0)
 		return false;

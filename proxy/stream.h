@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -83,5 +84,9 @@ void proxy_stream_start_tls(struct proxy_stream *stream, SSL *ssl, bool server);
 void proxy_stream_tls_resume(struct proxy_stream *stream);
 /* The stream's SSL, or NULL while it is plain. */
 SSL *proxy_stream_ssl(const struct proxy_stream *stream);
+
+/* Bytes of the output written so far (taken by the kernel, or by TLS):
+ * a queue whose count does not move is a peer that does not read. */
+uint64_t proxy_stream_written(const struct proxy_stream *stream);
 
 #endif

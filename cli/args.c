@@ -1,0 +1,53 @@
+/* Option values shared by the subcommands. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_number(const char *text, unsigned long long lo, unsigned long long hi,
+	       unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	v = strtoull(text, &end, 10);
+	if (*end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_seconds(const char *text, double lo, double hi, imap_time_us *out)
+{
+	char *end;
+	double v;
+
+	if ((text[0] < '0' || text[0] > '9') && text[0] != '.')
+		return -1;
+	v = strtod(text, &end);
+	if (*end != '\0' || !isfinite(v) || v < lo || v > hi)
+		return -1;
+	*out = (imap_time_us)llround(v * 1e6);
+	return 0;
+}
+
+int cli_rules_option(const char *cmd, const char *flag, const char *value,
+		     struct imap_tracker_config *config)
+{
+	imap_time_us us;
+
+	if (cli_seconds(value, 0.001, 7 * 24 * 3600.0, &us) != 0)
+		return cli_usage_error(cmd, "%s takes seconds (0.001 to 604800), not '%s'", flag, value);
+	if (strcmp(flag, "--stall") == 0)
+		config->stall = us;
+	else if (strcmp(flag, "--done-stall") == 0)
+		config->done_stall = us;
+	else if (strcmp(flag, "--idle-max") == 0)
+		config->idle_max = us;
+	else
+		config->keepalive_gap = us;
+	return 0;
+}
