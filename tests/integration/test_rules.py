@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Anomaly rules over real sockets through the proxy. Scripted IMAP
+servers and clients (behaviour no real server shows on demand: ignoring
+DONE, flooding EXPUNGEs, answering unknown tags) make each rule fire; the
+timeline and the JSONL log must name it, and a clean session must not.
+
+    python3 tests/integration/test_rules.py [--imaptap build/imaptap] [-v]
+"""
+
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+
+from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+
+TMP = None
+
+
+def setUpModule():
+    global TMP
+    check_binary()
+    TMP = tempfile.mkdtemp(prefix="imaptap-rules-")
+
+
+def tearDownModule():
+    if TMP is not None and not os.environ.get("KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+class Peer:
+    """One side of a scripted conversation on a real socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sock.settimeout(20)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("peer closed; have %r" % self.buf[-100:])
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line + b"\n"
+
+    def until(self, prefix):
+        lines = []
+        while True:
+            ln = self.line()
+            lines.append(ln)
+            if ln.startswith(prefix):
+                return lines
+
+    def read_all(self):
+        self.sock.settimeout(10)
+        data = self.buf
+        self.buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class ScriptedServer:
+    """Accepts one connection and runs script(peer) on it in a thread."""
+
+    def __init__(self, script):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.port = self.srv.getsockname()[1]
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _run(self, script):
+        try:
+            conn, _ = self.srv.accept()
+            peer = Peer(conn)
+            try:
+                script(peer)
+            finally:
+                peer.close()
+        except Exception as e:  # reported by join()
+            self.error = e
+
+    def join(self):
+        self.thread.join(30)
+        self.srv.close()
+        if self.error is not None and not isinstance(self.error, (EOFError, OSError)):
+            raise self.error
+
+
+def echo_ok(peer, tag_line):
+    tag = tag_line.split(b" ", 1)[0]
+    peer.send(tag + b" OK done\r\n")
+
+
+class RulesTest(ProxyTestCase, unittest.TestCase):
+    def scenario(self, server_script, client_script, extra=()):
+        """Runs a scripted server and client through a proxy with --events;
+        returns (proxy, anomaly events)."""
+        events = os.path.join(tempfile.mkdtemp(dir=TMP), "events.jsonl")
+        srv = ScriptedServer(server_script)
+        px = self.start_proxy(srv.port, extra_args=["--events", events] + list(extra))
+        client = Peer(socket.create_connection(("127.0.0.1", px.port)))
+        try:
+            client_script(client)
+        finally:
+            client.close()
+        srv.join()
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"),
+                        timeout=15)
+        with open(events) as f:
+            recs = [json.loads(line) for line in f]
+        return px, [r for r in recs if r["kind"] == "anomaly"]
+
+    def assertFired(self, px, anomalies, rule, tag=None, words=None):
+        found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")]
+        self.assertTrue(found, "%s did not fire; anomalies: %r\n%s"
+                        % (rule, anomalies, px.stderr_tail(30)))
+        if tag is not None:
+            self.assertEqual(found[0].get("tag"), tag)
+        if words is not None:
+            self.assertIn(words, found[0]["detail"])
+        rows = [r for r in px.timeline() if r["dir"] == "!" and r["text"].startswith(rule)]
+        self.assertTrue(rows, "no ! %s row" % rule)
+        return found[0]
+
+    def assertOnly(self, anomalies, *rules):
+        self.assertEqual(sorted({a["rule"] for a in anomalies}), sorted(set(rules)),
+                         anomalies)
+
+    # -- IDLE -------------------------------------------------------------
+
+    def test_done_stall_then_resolved(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                       # a1 IDLE
+            p.send(b"+ idling\r\n")
+            p.line()                       # DONE, ignored for a while
+            time.sleep(2.2)
+            p.send(b"* 2 EXISTS\r\na1 OK IDLE terminated\r\n")
+            p.until(b"a2 ")
+            p.send(b"* BYE bye\r\na2 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            c.send(b"DONE\r\n")
+            c.until(b"a1 ")
+            c.send(b"a2 LOGOUT\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client, ["--done-stall", "1"])
+        a = self.assertFired(px, an, "done-stall", "a1", "DONE sent 1.")
+        self.assertGreaterEqual(a["waited_us"], 1000000)
+        self.assertEqual(a["threshold_us"], 1000000)
+        res = [x for x in an if x["rule"] == "done-stall" and x.get("resolved")]
+        self.assertEqual(len(res), 1, an)
+        self.assertIn("1 untagged", res[0]["detail"])
+        self.assertOnly(an, "done-stall")
+
+    def test_done_before_continuation(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                        # a1 IDLE
+            time.sleep(0.4)                 # the + comes late
+            p.send(b"+ idling\r\n")
+            p.line()                        # DONE
+            p.send(b"a1 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.send(b"DONE\r\n")             # before the +
+            c.until(b"a1 ")
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "done-before-continuation", "a1")
+
+    def test_command_during_idle_and_completion_before_done(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"+ idling\r\n")
+            p.line()                        # a2 NOOP during IDLE
+            p.send(b"a1 OK IDLE ended by the server\r\na2 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            c.send(b"a2 NOOP\r\n")
+            c.until(b"a2 ")
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "command-during-idle", "a1", "a2 NOOP")
+        self.assertFired(px, an, "completion-before-done", "a1")
+
+    def test_stray_done_and_idle_too_long(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                         # stray DONE
+            p.send(b"* BAD what\r\n")
+            p.line()                         # a1 IDLE
+            p.send(b"+ idling\r\n")
+            p.line()                         # DONE after the max
+            p.send(b"a1 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"DONE\r\n")
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            time.sleep(1.6)
+            c.send(b"DONE\r\n")
+            c.until(b"a1 ")
+
+        px, an = self.scenario(server, client, ["--idle-max", "1"])
+        self.assertFired(px, an, "stray-done")
+        self.assertFired(px, an, "idle-too-long", "a1")
+
+    # -- commands ---------------------------------------------------------
+
+    def test_command_stall(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                        # a1 NOOP, answered late
+            time.sleep(1.8)
+            p.send(b"a1 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 NOOP\r\n")
+            c.until(b"a1 ")
+
+        px, an = self.scenario(server, client, ["--stall", "1"])
+        self.assertFired(px, an, "command-stall", "a1", "a1 NOOP sent 1.")
+        self.assertTrue([x for x in an if x["rule"] == "command-stall" and x.get("resolved")])
+
+    def test_literal_before_continuation(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                          # APPEND ... {5}
+            time.sleep(0.3)
+            p.send(b"+ go ahead\r\n")
+            p.line()                          # hello\r\n
+            p.send(b"a1 OK appended\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 APPEND INBOX {5}\r\n")
+            c.send(b"hello\r\n")              # before the +
+            c.until(b"a1 ")
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "literal-before-continuation", words="{5}")
+
+    def test_literal_plus_is_legal(self):
+        def server(p):
+            p.send(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] fake\r\n")
+            p.line()
+            p.line()
+            p.send(b"a1 OK appended\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 APPEND INBOX {5+}\r\nhello\r\n")
+            c.until(b"a1 ")
+
+        px, an = self.scenario(server, client)
+        self.assertEqual(an, [])
+
+    def test_unknown_duplicate_and_out_of_order_tags(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.line()
+            p.line()
+            p.send(b"b2 OK done\r\nb1 OK done\r\nzz9 OK nobody asked\r\nb1 OK again\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"b1 NOOP\r\nb2 NOOP\r\nb1 CHECK\r\n")
+            c.until(b"b1 OK again")
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "duplicate-tag", "b1")
+        ooo = self.assertFired(px, an, "out-of-order-completion", "b2")
+        self.assertEqual(ooo["severity"], "info")
+        self.assertFired(px, an, "unknown-tag", words="zz9")
+
+    def test_expunge_during_fetch(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"* 1 FETCH (FLAGS ())\r\n* 2 EXPUNGE\r\n* 2 FETCH (FLAGS ())\r\na1 OK done\r\n")
+            p.line()
+            p.send(b"* 3 EXPUNGE\r\na2 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 FETCH 1:3 (FLAGS)\r\n")
+            c.until(b"a1 ")
+            c.send(b"a2 UID FETCH 1:* (FLAGS)\r\n")   # legal: UID command
+            c.until(b"a2 ")
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "expunge-during-fetch", "a1")
+        self.assertEqual(len([a for a in an if a["rule"] == "expunge-during-fetch"]), 1, an)
+
+    def test_unexpected_continuation_and_data_after_bye(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"+ nobody asked\r\na1 OK done\r\n")
+            p.line()
+            p.send(b"* BYE going\r\n* 5 EXISTS\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 NOOP\r\n")
+            c.until(b"a1 ")
+            c.send(b"a2 NOOP\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "unexpected-continuation")
+        self.assertFired(px, an, "data-after-bye", words="EXISTS")
+
+    def test_parse_error_once_and_relay_exact(self):
+        junk = b"\x00\x01\x02junk without tag\r\n\x00more\r\n"
+
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(junk + b"a1 OK done\r\n")
+
+        got = []
+
+        def client(c):
+            c.line()
+            c.send(b"a1 NOOP\r\n")
+            got.extend(c.until(b"a1 "))
+
+        px, an = self.scenario(server, client)
+        self.assertEqual(b"".join(got), junk + b"a1 OK done\r\n")
+        self.assertFired(px, an, "parse-error")
+        self.assertEqual(len([a for a in an if a["rule"] == "parse-error"]), 1, an)
+
+    def test_pending_at_eof(self):
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()                      # a1 NOOP, never answered: close
+
+        def client(c):
+            c.line()
+            c.send(b"a1 NOOP\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client)
+        self.assertFired(px, an, "pending-at-eof", "a1")
+
+    # -- a client that stops reading -----------------------------------------
+
+    def test_client_not_reading_with_bounded_memory(self):
+        """The server floods a million untagged EXPUNGEs while the client
+        reads nothing: the proxy says so within the stall time, and its
+        memory stays bounded by the backpressure."""
+        stop = threading.Event()
+
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            block = b"* 1 EXPUNGE\r\n" * 10000
+            p.sock.settimeout(60)
+            try:
+                for _ in range(100):
+                    if stop.is_set():
+                        break
+                    p.send(block)
+            except OSError:
+                pass
+
+        rss = []
+
+        def client(c):
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.line()
+            c.send(b"a1 EXPUNGE\r\n")
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                if "client-not-reading" in px_holder[0].stderr_text():
+                    break
+                time.sleep(0.1)
+            rss.append(px_holder[0].rss_kib())
+            stop.set()
+
+        px_holder = []
+        orig = self.start_proxy
+
+        def start_and_keep(*a, **kw):
+            px = orig(*a, **kw)
+            px_holder.append(px)
+            return px
+        self.start_proxy = start_and_keep
+        px, an = self.scenario(server, client, ["--stall", "1"])
+        a = self.assertFired(px, an, "client-not-reading", words="KiB pending toward the client")
+        self.assertGreaterEqual(a["waited_us"], 1000000)
+        self.assertLess(rss[0], 64 * 1024, "proxy RSS %d KiB while the client is stuck" % rss[0])
+
+    # -- no false alarms ------------------------------------------------------
+
+    def test_clean_pipelined_session_is_quiet(self):
+        def server(p):
+            p.send(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE] fake\r\n")
+            p.line()
+            p.line()
+            p.line()
+            p.send(b"* 3 EXISTS\r\nc1 OK done\r\n* 1 FETCH (FLAGS (\\Seen))\r\nc2 OK done\r\n"
+                   b"* 2 EXPUNGE\r\nc3 OK done\r\n")
+            p.line()
+            p.send(b"+ idling\r\n* 4 EXISTS\r\n")
+            p.line()
+            p.send(b"* 1 EXPUNGE\r\nc4 OK done\r\n")
+            p.line()
+            p.send(b"* BYE bye\r\nc5 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"c1 NOOP\r\nc2 UID FETCH 1 (FLAGS)\r\nc3 UID EXPUNGE 2\r\n")
+            c.until(b"c3 ")
+            c.send(b"c4 IDLE\r\n")
+            c.line()
+            c.line()
+            c.send(b"DONE\r\n")
+            c.until(b"c4 ")
+            c.send(b"c5 LOGOUT\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client, ["--stall", "1", "--done-stall", "1"])
+        self.assertEqual(an, [], px.stderr_tail(30))
+
+
+if __name__ == "__main__":
+    main()
