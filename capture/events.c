@@ -252,6 +252,40 @@ static void ev_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	end(e);
 }
 
+static void ev_summary(void *self, unsigned session, imap_time_us ts,
+		       const struct imap_summary *sum)
+{
+	struct events *e = self;
+	bool first = true;
+
+	begin(e, "session-summary", session, ts);
+	add(e, ",\"commands\":[", 13);
+	for (size_t i = 0; i < sum->command_count; i++) {
+		const struct imap_command_stats *st = &sum->commands[i];
+
+		addf(e, "%s{\"name\":", i ? "," : "");
+		add_string(e, (const uint8_t *)st->name, strlen(st->name));
+		addf(e, ",\"count\":%" PRIu64 ",\"p50_us\":%" PRId64 ",\"p95_us\":%" PRId64
+			",\"max_us\":%" PRId64 "}",
+		     st->count, st->p50, st->p95, st->max);
+	}
+	addf(e, "],\"idles\":%" PRIu64, sum->idles);
+	if (sum->longest_idle >= 0)
+		addf(e, ",\"longest_idle_us\":%" PRId64, sum->longest_idle);
+	if (sum->worst_done_to_ok >= 0)
+		addf(e, ",\"worst_done_to_ok_us\":%" PRId64, sum->worst_done_to_ok);
+	add(e, ",\"anomalies\":{", 14);
+	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+		if (sum->anomalies[i] == 0)
+			continue;
+		addf(e, "%s\"%s\":%u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
+		     sum->anomalies[i]);
+		first = false;
+	}
+	add(e, "}", 1);
+	end(e);
+}
+
 static void ev_close(void *self, const struct capture_close_info *info)
 {
 	struct events *e = self;
@@ -292,6 +326,7 @@ static const struct capture_sink_ops events_ops = {
 	.tls = ev_tls,
 	.notice = ev_notice,
 	.anomaly = ev_anomaly,
+	.summary = ev_summary,
 	.close = ev_close,
 	.flush = ev_flush,
 	.destroy = ev_destroy,

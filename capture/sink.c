@@ -51,6 +51,12 @@ void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session,
 	EACH(s, anomaly, session, anomaly);
 }
 
+void capture_sinks_summary(const struct capture_sinks *s, unsigned session, imap_time_us ts,
+			   const struct imap_summary *summary)
+{
+	EACH(s, summary, session, ts, summary);
+}
+
 void capture_sinks_close(const struct capture_sinks *s, const struct capture_close_info *info)
 {
 	EACH(s, close, info);

@@ -51,6 +51,9 @@ struct capture_sink_ops {
 	void (*notice)(void *self, unsigned session, imap_time_us ts, const char *text);
 	/* a rule fired */
 	void (*anomaly)(void *self, unsigned session, const struct imap_anomaly *anomaly);
+	/* the session in numbers, right before it closes */
+	void (*summary)(void *self, unsigned session, imap_time_us ts,
+			const struct imap_summary *summary);
 	void (*close)(void *self, const struct capture_close_info *info);
 	void (*flush)(void *self);
 	void (*destroy)(void *self);
@@ -82,6 +85,8 @@ void capture_sinks_notice(const struct capture_sinks *sinks, unsigned session, i
 			  const char *text);
 void capture_sinks_anomaly(const struct capture_sinks *sinks, unsigned session,
 			   const struct imap_anomaly *anomaly);
+void capture_sinks_summary(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
+			   const struct imap_summary *summary);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);
 void capture_sinks_flush(const struct capture_sinks *sinks);
 void capture_sinks_destroy(struct capture_sinks *sinks);

@@ -234,6 +234,60 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	row_end(t, &r);
 }
 
+static void tl_summary(void *self, unsigned session, imap_time_us ts,
+		       const struct imap_summary *sum)
+{
+	const struct timeline *t = self;
+	char a[32], b[32], c[32];
+	struct row r;
+
+	row_start(t, &r, ts, session);
+	row_add(&r, "-- summary:");
+	if (sum->command_count == 0)
+		row_add(&r, " no command completed");
+	for (size_t i = 0; i < sum->command_count; i++) {
+		const struct imap_command_stats *st = &sum->commands[i];
+
+		if (st->count == 1)
+			row_addf(&r, "%s %s 1 (%s)", i ? "," : "", st->name,
+				 capture_format_duration(a, sizeof(a), st->max));
+		else
+			row_addf(&r, "%s %s %llu (p50 %s, p95 %s, max %s)", i ? "," : "", st->name,
+				 (unsigned long long)st->count,
+				 capture_format_duration(a, sizeof(a), st->p50),
+				 capture_format_duration(b, sizeof(b), st->p95),
+				 capture_format_duration(c, sizeof(c), st->max));
+	}
+	row_end(t, &r);
+	if (sum->idles == 0 && sum->anomaly_total == 0)
+		return;
+	row_start(t, &r, ts, session);
+	row_add(&r, "-- summary:");
+	if (sum->idles > 0) {
+		row_addf(&r, " IDLE %llu, longest %s", (unsigned long long)sum->idles,
+			 capture_format_duration(a, sizeof(a), sum->longest_idle));
+		if (sum->worst_done_to_ok >= 0)
+			row_addf(&r, ", worst DONE->OK %s",
+				 capture_format_duration(b, sizeof(b), sum->worst_done_to_ok));
+		row_add(&r, ";");
+	}
+	if (sum->anomaly_total == 0) {
+		row_add(&r, " no anomalies");
+	} else {
+		bool first = true;
+
+		row_add(&r, " anomalies:");
+		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+			if (sum->anomalies[i] == 0)
+				continue;
+			row_addf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
+				 sum->anomalies[i]);
+			first = false;
+		}
+	}
+	row_end(t, &r);
+}
+
 static void tl_close(void *self, const struct capture_close_info *info)
 {
 	const struct timeline *t = self;
@@ -269,6 +323,7 @@ static const struct capture_sink_ops timeline_ops = {
 	.notice = tl_notice,
 	.tls = tl_tls,
 	.anomaly = tl_anomaly,
+	.summary = tl_summary,
 	.close = tl_close,
 	.flush = tl_flush,
 	.destroy = tl_destroy,

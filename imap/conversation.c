@@ -21,6 +21,7 @@ struct imap_conv {
 	struct imap_framer *framer[2];
 	struct imap_redact *redact;
 	struct imap_tracker *tracker;
+	struct imap_summary_builder *summary;
 	unsigned redact_flags;
 	imap_observe_cb *cb;
 	imap_conv_event_cb *on_event;
@@ -74,8 +75,9 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->framer[IMAP_S2C] = imap_framer_new(IMAP_S2C, config->max_line, on_unit, c);
 	c->redact = imap_redact_new(config->redact_flags);
 	c->tracker = imap_tracker_new();
+	c->summary = imap_summary_new();
 	if (c->framer[0] == NULL || c->framer[1] == NULL || c->redact == NULL ||
-	    c->tracker == NULL) {
+	    c->tracker == NULL || c->summary == NULL) {
 		imap_conv_free(&c);
 		return NULL;
 	}
@@ -99,6 +101,7 @@ void imap_conv_free(struct imap_conv **conv)
 	imap_framer_free(&c->framer[1]);
 	imap_redact_free(&c->redact);
 	imap_tracker_free(&c->tracker);
+	imap_summary_free(&c->summary);
 	for (int d = 0; d < 2; d++) {
 		if (c->inflate[d] != NULL)
 			inflateEnd(c->inflate[d]);
@@ -150,6 +153,7 @@ static void emit_anomaly(struct imap_conv *c, const struct imap_anomaly *a)
 {
 	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = c->dir, .ts = a->ts, .anomaly = a};
 
+	imap_summary_anomaly(c->summary, a);
 	if (c->on_event != NULL)
 		c->on_event(c->ctx, &e);
 }
@@ -249,6 +253,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		follow_sync_literal(c, unit, &info);
 		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion)) {
 			obs.completion = &completion;
+			imap_summary_completion(c->summary, &completion);
 			/* the rest of this read is compressed already */
 			if (c->dir == IMAP_S2C && completion.status == IMAP_STATUS_OK &&
 			    strcasecmp(completion.command, "COMPRESS") == 0 &&
@@ -418,6 +423,12 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts)
 	    imap_tracker_in_flight(c->tracker) == 0)
 		rule(c, IMAP_RULE_PENDING_AT_EOF, "the connection ended inside a client literal, %llu "
 		     "byte(s) short", (unsigned long long)imap_framer_literal_left(c->framer[IMAP_C2S]));
+	if (c->on_event != NULL) {
+		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts,
+					    .summary = imap_summary_get(c->summary)};
+
+		c->on_event(c->ctx, &e);
+	}
 }
 
 void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)

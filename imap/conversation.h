@@ -13,6 +13,7 @@
 #include "imap/classify.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
+#include "imap/summary.h"
 #include "imap/tracker.h"
 #include "imap/types.h"
 
@@ -41,6 +42,7 @@ typedef void imap_observe_cb(void *ctx, const struct imap_observation *obs);
 enum imap_conv_event_kind {
 	IMAP_CONV_NOTICE,  /* a change of the stream's layers (COMPRESS took effect) */
 	IMAP_CONV_ANOMALY, /* a rule fired (a stall, a stream that does not inflate...) */
+	IMAP_CONV_SUMMARY, /* at the end: the session in numbers */
 };
 
 struct imap_conv_event {
@@ -49,6 +51,7 @@ struct imap_conv_event {
 	imap_time_us ts;
 	const char *text;                    /* NOTICE: what happened, in words */
 	const struct imap_anomaly *anomaly;  /* ANOMALY */
+	const struct imap_summary *summary;  /* SUMMARY */
 };
 
 typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);
@@ -89,7 +92,8 @@ void imap_conv_tick(struct imap_conv *conv, imap_time_us now);
 void imap_conv_blocked(struct imap_conv *conv, enum imap_dir dir, imap_time_us since,
 		       uint64_t pending, imap_time_us now);
 
-/* The connection ended at ts. */
+/* The connection ended at ts: unanswered commands are reported, then the
+ * summary (IMAP_CONV_SUMMARY). */
 void imap_conv_eof(struct imap_conv *conv, imap_time_us ts);
 
 /* Bytes of dir are missing (a capture gap): framing restarts with the

@@ -150,6 +150,9 @@ static void on_conv_event(void *ctx, const struct imap_conv_event *e)
 	case IMAP_CONV_ANOMALY:
 		capture_sinks_anomaly(s->proxy->sinks, s->id, e->anomaly);
 		break;
+	case IMAP_CONV_SUMMARY:
+		capture_sinks_summary(s->proxy->sinks, s->id, e->ts, e->summary);
+		break;
 	}
 }
 

@@ -1,0 +1,43 @@
+/* Per-session summary: commands by name with count and latency p50, p95
+ * and max; IDLE count, the longest IDLE and the worst DONE->OK; anomalies
+ * by rule. Fed the conversation's completions and findings. */
+#ifndef IMAP_SUMMARY_H
+#define IMAP_SUMMARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/anomaly.h"
+#include "imap/tracker.h"
+
+/* Latencies kept per command name for the percentiles; beyond that a
+ * deterministic sample of them. */
+#define IMAP_SUMMARY_SAMPLES 256
+
+struct imap_command_stats {
+	char name[IMAP_NAME_MAX + 4]; /* "FETCH"; "UID FETCH" for UID commands */
+	uint64_t count;
+	imap_time_us p50, p95, max;
+};
+
+struct imap_summary {
+	const struct imap_command_stats *commands; /* by first use */
+	size_t command_count;
+	uint64_t idles;
+	imap_time_us longest_idle;  /* -1 none */
+	imap_time_us worst_done_to_ok; /* -1 none */
+	uint32_t anomalies[IMAP_RULE_COUNT]; /* findings by rule, resolutions not counted */
+	uint64_t anomaly_total;
+};
+
+struct imap_summary_builder;
+
+struct imap_summary_builder *imap_summary_new(void);
+void imap_summary_free(struct imap_summary_builder **builder);
+void imap_summary_completion(struct imap_summary_builder *builder,
+			     const struct imap_completion *completion);
+void imap_summary_anomaly(struct imap_summary_builder *builder, const struct imap_anomaly *anomaly);
+/* The summary so far; valid until the next call on the builder. */
+const struct imap_summary *imap_summary_get(struct imap_summary_builder *builder);
+
+#endif
