@@ -41,6 +41,7 @@ struct pcap_session {
 	uint32_t next_seq[2];       /* by sender */
 	uint64_t unacked[2];        /* sent by one side, not yet acknowledged by the other */
 	uint16_t ip_id[2];
+	bool zero_window[2];        /* by sender: it advertises a closed window */
 	uint8_t *pending[2];        /* framed bytes not yet written */
 	size_t pending_len[2];
 	size_t pending_cap[2];
@@ -258,7 +259,7 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 		put32(tcp + 8, s->next_seq[!dir]);
 	tcp[12] = (uint8_t)((tcp_len / 4) << 4);
 	tcp[13] = flags;
-	put16(tcp + 14, 65535);
+	put16(tcp + 14, s->zero_window[dir] ? 0 : 65535);
 	if (flags & TH_SYN) {
 		tcp[20] = 2; /* MSS */
 		tcp[21] = 4;
@@ -440,6 +441,21 @@ static void pw_observe(void *self, unsigned session, const struct imap_observati
 	}
 }
 
+/* Backpressure as the proxy saw it: the receiver of dir advertises a zero
+ * window while it does not read, and opens it again when it does. */
+static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir dir, bool blocked,
+		    uint64_t pending)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+
+	(void)pending;
+	if (s == NULL || s->zero_window[!dir] == blocked)
+		return;
+	s->zero_window[!dir] = blocked;
+	write_segment(w, s, !dir, ts, TH_ACK, NULL, 0);
+}
+
 static int clean_close(const char *reason)
 {
 	return strcmp(reason, "EOF") == 0 || strcmp(reason, "shutdown") == 0 ||
@@ -510,6 +526,7 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.open = pw_open,
 	.bytes = pw_bytes,
 	.observe = pw_observe,
+	.flow = pw_flow,
 	.close = pw_close,
 	.flush = pw_flush,
 	.destroy = pw_destroy,

@@ -51,6 +51,12 @@ void capture_sinks_anomaly(const struct capture_sinks *s, unsigned session,
 	EACH(s, anomaly, session, anomaly);
 }
 
+void capture_sinks_flow(const struct capture_sinks *s, unsigned session, imap_time_us ts,
+			enum imap_dir dir, bool blocked, uint64_t pending)
+{
+	EACH(s, flow, session, ts, dir, blocked, pending);
+}
+
 void capture_sinks_summary(const struct capture_sinks *s, unsigned session, imap_time_us ts,
 			   const struct imap_summary *summary)
 {

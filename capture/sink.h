@@ -51,6 +51,10 @@ struct capture_sink_ops {
 	void (*notice)(void *self, unsigned session, imap_time_us ts, const char *text);
 	/* a rule fired */
 	void (*anomaly)(void *self, unsigned session, const struct imap_anomaly *anomaly);
+	/* the receiver of dir stopped taking bytes (blocked, pending queued
+	 * toward it) or takes them again */
+	void (*flow)(void *self, unsigned session, imap_time_us ts, enum imap_dir dir, bool blocked,
+		     uint64_t pending);
 	/* the session in numbers, right before it closes */
 	void (*summary)(void *self, unsigned session, imap_time_us ts,
 			const struct imap_summary *summary);
@@ -85,6 +89,8 @@ void capture_sinks_notice(const struct capture_sinks *sinks, unsigned session, i
 			  const char *text);
 void capture_sinks_anomaly(const struct capture_sinks *sinks, unsigned session,
 			   const struct imap_anomaly *anomaly);
+void capture_sinks_flow(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
+			enum imap_dir dir, bool blocked, uint64_t pending);
 void capture_sinks_summary(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 			   const struct imap_summary *summary);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);

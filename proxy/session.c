@@ -119,9 +119,12 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 		if (s->blocked[side]) {
 			s->blocked[side] = false;
 			imap_conv_blocked(s->conv, toward, -1, 0, now);
+			capture_sinks_flow(s->proxy->sinks, s->id, now, toward, false, 0);
 		}
 		return;
 	}
+	if (!s->blocked[side])
+		capture_sinks_flow(s->proxy->sinks, s->id, now, toward, true, pending);
 	s->blocked[side] = true;
 	imap_conv_blocked(s->conv, toward, s->progress_at[side], pending, now);
 }

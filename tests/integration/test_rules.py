@@ -20,6 +20,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
+import pcapfile  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
 
 TMP = None
@@ -122,11 +123,14 @@ def echo_ok(peer, tag_line):
 
 class RulesTest(ProxyTestCase, unittest.TestCase):
     def scenario(self, server_script, client_script, extra=()):
-        """Runs a scripted server and client through a proxy with --events;
-        returns (proxy, anomaly events)."""
-        events = os.path.join(tempfile.mkdtemp(dir=TMP), "events.jsonl")
+        """Runs a scripted server and client through a proxy with --events
+        and --pcap; returns (proxy, anomaly events)."""
+        d = tempfile.mkdtemp(dir=TMP)
+        events = os.path.join(d, "events.jsonl")
+        self.pcap = os.path.join(d, "session.pcap")
         srv = ScriptedServer(server_script)
-        px = self.start_proxy(srv.port, extra_args=["--events", events] + list(extra))
+        px = self.start_proxy(srv.port, extra_args=["--events", events, "--pcap", self.pcap]
+                              + list(extra))
         client = Peer(socket.create_connection(("127.0.0.1", px.port)))
         try:
             client_script(client)
@@ -136,8 +140,8 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
         px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"),
                         timeout=15)
         with open(events) as f:
-            recs = [json.loads(line) for line in f]
-        return px, [r for r in recs if r["kind"] == "anomaly"]
+            recs = [json.loads(line) for line in f if '"kind":"anomaly"' in line]
+        return px, recs
 
     def assertFired(self, px, anomalies, rule, tag=None, words=None):
         found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")]
@@ -435,6 +439,10 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
         a = self.assertFired(px, an, "client-not-reading", words="KiB pending toward the client")
         self.assertGreaterEqual(a["waited_us"], 1000000)
         self.assertLess(rss[0], 64 * 1024, "proxy RSS %d KiB while the client is stuck" % rss[0])
+        # the pcap shows the closed window: a zero window from the client
+        zero = [p for p in pcapfile.tcp_packets(self.pcap) if p[4] == 0 and p[1] != 143
+                and not p[3] & 0x02]
+        self.assertTrue(zero, "no zero window from the client in the pcap")
 
     # -- no false alarms ------------------------------------------------------
 
