@@ -23,8 +23,15 @@ static const char usage[] =
 	"                  [--upstream-tls implicit|starttls|none] [--upstream-ca FILE]\n"
 	"                  [--insecure-upstream] [--sni NAME] [--client-tls none|implicit|starttls]\n"
 	"                  [--ca DIR] [--cert FILE --key FILE] [--keylog FILE]\n"
-	"                  [--port-file FILE] [--no-redact]\n"
+	"                  [--handshake-timeout SECONDS] [--port-file FILE]\n"
+	"                  [--pcap FILE [--pcap-max-size MIB]] [--events FILE|-]\n"
+	"                  [--no-redact] [--redact-bodies] [--stall S] [--done-stall S]\n"
+	"                  [--idle-max S] [--keepalive-gap S] [--no-rules]\n"
 	"                  [--max-line BYTES] [--quiet] [--color auto|always|never]\n"
+	"  analyze   print the timeline, anomalies and summaries of the sessions in a\n"
+	"            capture file\n"
+	"            imaptap analyze FILE [--session N] [--events FILE|-]\n"
+	"                  [--fail-on RULE[,RULE...]|all] [--stall S] [--done-stall S]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -98,6 +105,8 @@ int main(int argc, char **argv)
 		return cli_ca_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
 		return cli_proxy_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "analyze") == 0)
+		return cli_analyze_main(argc - 1, argv + 1);
 	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
 	return CLI_EXIT_USAGE;
 }

@@ -415,11 +415,13 @@ void imap_conv_blocked(struct imap_conv *c, enum imap_dir dir, imap_time_us sinc
 	imap_tracker_blocked(c->tracker, dir, since, pending, now);
 }
 
-void imap_conv_eof(struct imap_conv *c, imap_time_us ts)
+void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 {
 	c->ts = ts;
-	imap_tracker_eof(c->tracker, ts);
-	if (c->rules && imap_framer_literal_left(c->framer[IMAP_C2S]) > 0 &&
+	imap_tracker_tick(c->tracker, ts);
+	if (closed)
+		imap_tracker_eof(c->tracker, ts);
+	if (closed && c->rules && imap_framer_literal_left(c->framer[IMAP_C2S]) > 0 &&
 	    imap_tracker_in_flight(c->tracker) == 0)
 		rule(c, IMAP_RULE_PENDING_AT_EOF, "the connection ended inside a client literal, %llu "
 		     "byte(s) short", (unsigned long long)imap_framer_literal_left(c->framer[IMAP_C2S]));

@@ -92,9 +92,10 @@ void imap_conv_tick(struct imap_conv *conv, imap_time_us now);
 void imap_conv_blocked(struct imap_conv *conv, enum imap_dir dir, imap_time_us since,
 		       uint64_t pending, imap_time_us now);
 
-/* The connection ended at ts: unanswered commands are reported, then the
- * summary (IMAP_CONV_SUMMARY). */
-void imap_conv_eof(struct imap_conv *conv, imap_time_us ts);
+/* The observation ends at ts: when the connection closed, unanswered
+ * commands are reported (a capture that merely ends does not count), then
+ * the summary (IMAP_CONV_SUMMARY). */
+void imap_conv_eof(struct imap_conv *conv, imap_time_us ts, bool closed);
 
 /* Bytes of dir are missing (a capture gap): framing restarts with the
  * next byte fed; a compressed direction cannot be inflated past a gap and

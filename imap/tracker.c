@@ -483,10 +483,15 @@ static void check_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_u
 		return;
 	t->blocked_said[dir] = true;
 	secs(waited, sizeof(waited), now - t->blocked_since[dir]);
-	say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING, now,
-	    NULL, t->config.stall, now - t->blocked_since[dir], false,
-	    "%s not reading: %" PRIu64 " KiB pending toward the %s for %s", peer,
-	    (t->blocked_pending[dir] + 1023) / 1024, peer, waited);
+	if (t->blocked_pending[dir] > 0)
+		say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING,
+		    now, NULL, t->config.stall, now - t->blocked_since[dir], false,
+		    "%s not reading: %" PRIu64 " KiB pending toward the %s for %s", peer,
+		    (t->blocked_pending[dir] + 1023) / 1024, peer, waited);
+	else /* from a capture: the window it closed */
+		say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING,
+		    now, NULL, t->config.stall, now - t->blocked_since[dir], false,
+		    "%s not reading: its TCP window has been closed for %s", peer, waited);
 }
 
 void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
@@ -537,6 +542,8 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 			continue;
 		if (now - t->last_activity[IMAP_S2C] < t->config.stall)
 			continue; /* the server is busy answering, if slowly */
+		if (t->blocked_since[IMAP_S2C] >= 0)
+			continue; /* the client does not read: the server is held back */
 		c->stalled = true;
 		secs(waited, sizeof(waited), now - c->clock);
 		say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,

@@ -195,7 +195,7 @@ static void session_free(struct proxy_session *s)
 	close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	imap_conv_eof(s->conv, close.ts);
+	imap_conv_eof(s->conv, close.ts, true);
 	capture_sinks_close(p->sinks, &close);
 	capture_sinks_flush(p->sinks);
 	imap_conv_free(&s->conv);

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 import pcapfile  # noqa: E402
-from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 
 TMP = None
 
@@ -141,7 +141,21 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
                         timeout=15)
         with open(events) as f:
             recs = [json.loads(line) for line in f if '"kind":"anomaly"' in line]
+        self.assertSameOffline(recs, extra)
         return px, recs
+
+    def assertSameOffline(self, live, extra):
+        """analyze of the proxy's pcap, with the same thresholds, names the
+        same rules as the live proxy did."""
+        events = self.pcap + ".jsonl"
+        r = run_imaptap(["analyze", self.pcap, "--quiet", "--events", events] + list(extra),
+                        timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(events) as f:
+            offline = [json.loads(line) for line in f if '"kind":"anomaly"' in line]
+        key = lambda a: (a["rule"], a.get("tag", ""), bool(a.get("resolved")))  # noqa: E731
+        self.assertEqual(sorted(set(map(key, offline))), sorted(set(map(key, live))),
+                         "live and offline verdicts differ")
 
     def assertFired(self, px, anomalies, rule, tag=None, words=None):
         found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")]

@@ -1,0 +1,234 @@
+#include "capture/offline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/conversation.h"
+
+struct offline_session {
+	unsigned id;
+	struct imap_conv *conv;
+	imap_time_us opened;
+	struct offline_session *next;
+	struct offline *run;
+};
+
+struct offline {
+	const struct capture_offline_config *config;
+	const struct capture_sinks *sinks;
+	struct capture_offline_result *result;
+	struct offline_session *open; /* sessions not yet closed */
+	imap_time_us ticked;          /* packet time all sessions last saw */
+};
+
+/* Capture time passes for every open session: stalls fire at the packet
+ * time that passes their threshold, as the live timer would. */
+static void tick_all(struct offline *o, imap_time_us now)
+{
+	if (now - o->ticked < 100000)
+		return;
+	o->ticked = now;
+	for (struct offline_session *s = o->open; s != NULL; s = s->next)
+		imap_conv_tick(s->conv, now);
+}
+
+static void on_observation(void *ctx, const struct imap_observation *obs)
+{
+	struct offline_session *s = ctx;
+
+	capture_sinks_observe(s->run->sinks, s->id, obs);
+}
+
+static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
+			  size_t len)
+{
+	struct offline_session *s = ctx;
+
+	capture_sinks_bytes(s->run->sinks, s->id, dir, ts, data, len);
+}
+
+static void on_conv_event(void *ctx, const struct imap_conv_event *e)
+{
+	struct offline_session *s = ctx;
+
+	switch (e->kind) {
+	case IMAP_CONV_ANOMALY:
+		if (!e->anomaly->resolved && (unsigned)e->anomaly->rule < IMAP_RULE_COUNT)
+			s->run->result->fired[e->anomaly->rule]++;
+		capture_sinks_anomaly(s->run->sinks, s->id, e->anomaly);
+		break;
+	case IMAP_CONV_SUMMARY:
+		capture_sinks_summary(s->run->sinks, s->id, e->ts, e->summary);
+		break;
+	case IMAP_CONV_NOTICE:
+		capture_sinks_notice(s->run->sinks, s->id, e->ts, e->text);
+		break;
+	}
+}
+
+static struct offline_session **find(struct offline *o, unsigned id)
+{
+	struct offline_session **p = &o->open;
+
+	while (*p != NULL && (*p)->id != id)
+		p = &(*p)->next;
+	return p;
+}
+
+static void open_session(struct offline *o, const struct capture_stream_event *ev)
+{
+	struct imap_conv_config cc = {
+		.max_line = o->config->max_line,
+		.redact_flags = o->config->redact_flags,
+		.on_event = on_conv_event,
+		.on_bytes = on_conv_bytes,
+		.rules = !o->config->no_rules,
+		.thresholds = o->config->thresholds,
+	};
+	struct capture_session_info info = {.id = ev->session, .ts = ev->ts, .upstream_tls = "capture"};
+	struct offline_session *s;
+
+	o->result->sessions++;
+	if (o->config->session != 0 && o->config->session != ev->session)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return;
+	s->id = ev->session;
+	s->run = o;
+	s->opened = ev->ts;
+	s->conv = imap_conv_new(&cc, on_observation, s);
+	if (s->conv == NULL) {
+		free(s);
+		return;
+	}
+	s->next = o->open;
+	o->open = s;
+	o->result->shown++;
+	snprintf(info.client, sizeof(info.client), "%s", ev->client);
+	snprintf(info.upstream, sizeof(info.upstream), "%s", ev->server);
+	snprintf(info.local, sizeof(info.local), "%s", ev->server);
+	capture_sinks_open(o->sinks, &info);
+	if (ev->midstream)
+		capture_sinks_notice(o->sinks, s->id, ev->ts,
+				     "the capture starts inside this connection (no SYN): what came "
+				     "before is missing and the first line may be cut");
+}
+
+static void close_session(struct offline *o, struct offline_session **p,
+			  const struct capture_stream_event *ev)
+{
+	struct offline_session *s = *p;
+	struct capture_close_info info = {
+		.id = s->id,
+		.ts = ev->ts,
+		.opened = s->opened,
+		.bytes = {ev->bytes[0], ev->bytes[1]},
+	};
+
+	switch (ev->reason) {
+	case CAPTURE_CLOSE_CLIENT_FIN:
+		info.by = "client";
+		info.reason = "EOF";
+		break;
+	case CAPTURE_CLOSE_SERVER_FIN:
+		info.by = "server";
+		info.reason = "EOF";
+		break;
+	case CAPTURE_CLOSE_CLIENT_RST:
+		info.by = "client";
+		info.reason = "reset";
+		break;
+	case CAPTURE_CLOSE_SERVER_RST:
+		info.by = "server";
+		info.reason = "reset";
+		break;
+	case CAPTURE_CLOSE_END_OF_CAPTURE:
+		info.by = "capture";
+		info.reason = "still open at the end of the capture";
+		break;
+	case CAPTURE_CLOSE_REUSED:
+		info.by = "capture";
+		info.reason = "its end is not in the capture (the ports were reused)";
+		break;
+	}
+
+	imap_conv_eof(s->conv, ev->ts,
+		      ev->reason != CAPTURE_CLOSE_END_OF_CAPTURE && ev->reason != CAPTURE_CLOSE_REUSED);
+	capture_sinks_close(o->sinks, &info);
+	*p = s->next;
+	imap_conv_free(&s->conv);
+	free(s);
+}
+
+static void on_stream(void *ctx, const struct capture_stream_event *ev)
+{
+	struct offline *o = ctx;
+	struct offline_session **p;
+	struct imap_anomaly gap = {
+		.rule = IMAP_RULE_CAPTURE_GAP,
+		.severity = imap_rule_severity(IMAP_RULE_CAPTURE_GAP),
+		.threshold = -1,
+		.waited = -1,
+	};
+
+	tick_all(o, ev->ts);
+	if (ev->kind == CAPTURE_STREAM_OPEN) {
+		open_session(o, ev);
+		return;
+	}
+	p = find(o, ev->session);
+	if (*p == NULL)
+		return;
+	imap_conv_tick((*p)->conv, ev->ts);
+	switch (ev->kind) {
+	case CAPTURE_STREAM_OPEN:
+		break;
+	case CAPTURE_STREAM_DATA:
+		imap_conv_feed((*p)->conv, ev->dir, ev->ts, IMAP_ORIGIN_PEER, ev->data, ev->len);
+		break;
+	case CAPTURE_STREAM_GAP:
+		o->result->gaps += ev->gap_len;
+		gap.ts = ev->ts;
+		snprintf(gap.detail, sizeof(gap.detail),
+			 "%llu byte(s) of the %s's stream are missing from the capture at offset %llu; "
+			 "lines around them may be misread",
+			 (unsigned long long)ev->gap_len, ev->dir == IMAP_C2S ? "client" : "server",
+			 (unsigned long long)ev->offset);
+		capture_sinks_anomaly(o->sinks, (*p)->id, &gap);
+		imap_conv_gap((*p)->conv, ev->dir);
+		break;
+	case CAPTURE_STREAM_CLOSE:
+		close_session(o, p, ev);
+		break;
+	case CAPTURE_STREAM_WINDOW:
+		/* a zero window from a receiver: what the proxy sees as a
+		 * queue that does not drain */
+		imap_conv_blocked((*p)->conv, ev->dir, ev->blocked ? ev->ts : -1, 0, ev->ts);
+		break;
+	}
+	capture_sinks_flush(o->sinks);
+}
+
+int capture_offline_run(const char *path, const struct capture_offline_config *config,
+			const struct capture_sinks *sinks, struct capture_offline_result *result,
+			char *err, size_t errlen)
+{
+	struct offline o = {.config = config, .sinks = sinks, .result = result};
+	int rc;
+
+	memset(result, 0, sizeof(*result));
+	rc = capture_pcap_read(path, on_stream, &o, &result->stats, err, errlen);
+	/* the reader closes every session at the end of the file; anything
+	 * left is freed here */
+	while (o.open != NULL) {
+		struct offline_session *s = o.open;
+
+		o.open = s->next;
+		imap_conv_free(&s->conv);
+		free(s);
+	}
+	capture_sinks_flush(sinks);
+	return rc;
+}

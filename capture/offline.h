@@ -1,0 +1,36 @@
+/* Offline observation: the sessions of a capture file go through the same
+ * conversation (framer, masking, tracker) and the same sinks as live
+ * traffic, so `imaptap analyze` shows what the proxy would have shown. */
+#ifndef CAPTURE_OFFLINE_H
+#define CAPTURE_OFFLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capture/pcap_reader.h"
+#include "capture/sink.h"
+#include "imap/anomaly.h"
+#include "imap/tracker.h"
+
+struct capture_offline_config {
+	unsigned session;      /* only this session; 0 for all */
+	size_t max_line;       /* 0 for the default */
+	unsigned redact_flags; /* enum imap_redact_flag bits */
+	bool no_rules;         /* framing only */
+	struct imap_tracker_config thresholds;
+};
+
+struct capture_offline_result {
+	unsigned sessions;      /* sessions in the file */
+	unsigned shown;         /* sessions passed to the sinks */
+	uint64_t gaps;          /* bytes missing from the capture */
+	uint32_t fired[IMAP_RULE_COUNT]; /* findings by rule (resolutions not counted) */
+	struct capture_read_stats stats;
+};
+
+/* Returns 0, or -1 with a message in err (the file cannot be read). */
+int capture_offline_run(const char *path, const struct capture_offline_config *config,
+			const struct capture_sinks *sinks, struct capture_offline_result *result,
+			char *err, size_t errlen);
+
+#endif

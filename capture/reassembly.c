@@ -1,0 +1,841 @@
+#include "capture/reassembly.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define TABLE_MIN 256u
+/* An acknowledgement further than this past the next byte is not believed
+ * (a stray or garbled packet), so it cannot invent a huge gap. */
+#define ACK_PLAUSIBLE (1ll << 30)
+/* A SYN this close behind a direction's next byte is a late copy of the
+ * connection's own SYN (a reordered capture), not a new connection. */
+#define LATE_SYN_WINDOW (16ll << 20)
+/* Closed 4-tuples remembered at most, oldest forgotten first. */
+#define CLOSED_MAX 65536u
+
+/* Out-of-order bytes waiting for the hole before them, or a range known
+ * to be missing (cut off by a truncated packet) when lost is set. */
+struct chunk {
+	struct chunk *next;
+	uint64_t offset;
+	size_t len;
+	bool lost;
+	uint8_t data[];
+};
+
+/* One direction, named by its sender. */
+struct side {
+	bool anchored;       /* base is known */
+	bool syn;            /* base came from this side's SYN */
+	bool fin;
+	uint32_t base;       /* sequence number of stream offset 0 */
+	uint64_t next;       /* offset of the next byte to deliver */
+	uint64_t fin_offset; /* the FIN's offset: the stream's length */
+	struct chunk *head;  /* queue sorted by offset, no overlaps */
+	struct chunk *tail;
+	size_t queued;       /* bytes of data in the queue */
+	unsigned chunks;
+	uint64_t delivered;
+	uint64_t missing;
+	bool zero_window;    /* this side advertises a closed window */
+};
+
+struct conn {
+	struct conn *hnext;             /* hash chain */
+	struct conn *prev, *lnext;      /* live list in start order, or closed FIFO */
+	struct capture_endpoint ep[2];  /* ep[0] sent the first packet seen */
+	struct side side[2];
+	char name[2][CAPTURE_ENDPOINT_STR_MAX];
+	unsigned session;
+	int client;     /* index of the client's side, -1 while undecided */
+	int first_fin;  /* side that sent the first FIN, -1 */
+	bool opened;    /* OPEN reported */
+	bool midstream; /* the first packet had no SYN */
+	bool closed;
+	imap_time_us first_ts, last_ts;
+};
+
+struct conn_list {
+	struct conn *first, *last;
+	size_t count;
+};
+
+struct capture_reassembly {
+	capture_stream_cb *cb;
+	void *ctx;
+	struct conn **table;
+	size_t table_size; /* a power of two */
+	size_t conns;      /* in the table, live and closed */
+	struct conn_list live;
+	struct conn_list closed;
+	unsigned sessions;
+};
+
+const char *capture_close_reason_str(enum capture_close_reason reason)
+{
+	switch (reason) {
+	case CAPTURE_CLOSE_CLIENT_FIN:
+		return "client-fin";
+	case CAPTURE_CLOSE_SERVER_FIN:
+		return "server-fin";
+	case CAPTURE_CLOSE_CLIENT_RST:
+		return "client-rst";
+	case CAPTURE_CLOSE_SERVER_RST:
+		return "server-rst";
+	case CAPTURE_CLOSE_END_OF_CAPTURE:
+		return "end-of-capture";
+	case CAPTURE_CLOSE_REUSED:
+		return "reused";
+	}
+	return "close?";
+}
+
+const char *capture_stream_kind_str(enum capture_stream_kind kind)
+{
+	switch (kind) {
+	case CAPTURE_STREAM_OPEN:
+		return "open";
+	case CAPTURE_STREAM_DATA:
+		return "data";
+	case CAPTURE_STREAM_GAP:
+		return "gap";
+	case CAPTURE_STREAM_CLOSE:
+		return "close";
+	case CAPTURE_STREAM_WINDOW:
+		return "window";
+	}
+	return "kind?";
+}
+
+/* ---- endpoints and the connection table ---- */
+
+static bool endpoint_eq(const struct capture_endpoint *a, const struct capture_endpoint *b)
+{
+	return a->version == b->version && a->port == b->port &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+static int endpoint_cmp(const struct capture_endpoint *a, const struct capture_endpoint *b)
+{
+	int d = memcmp(a->addr, b->addr, sizeof(a->addr));
+
+	if (d != 0)
+		return d;
+	if (a->version != b->version)
+		return a->version < b->version ? -1 : 1;
+	return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull; /* FNV-1a */
+	}
+	return h;
+}
+
+static uint64_t hash_endpoint(uint64_t h, const struct capture_endpoint *e)
+{
+	h = hash_bytes(h, &e->version, 1);
+	h = hash_bytes(h, e->addr, sizeof(e->addr));
+	return hash_bytes(h, &e->port, sizeof(e->port));
+}
+
+/* The same for both directions of a connection. */
+static size_t tuple_hash(const struct capture_endpoint *a, const struct capture_endpoint *b,
+			 size_t size)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (endpoint_cmp(a, b) > 0) {
+		const struct capture_endpoint *t = a;
+
+		a = b;
+		b = t;
+	}
+	h = hash_endpoint(h, a);
+	h = hash_endpoint(h, b);
+	return (size_t)(h & (size - 1));
+}
+
+static void endpoint_format(const struct capture_endpoint *e, char *out, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (e->version == 6) {
+		inet_ntop(AF_INET6, e->addr, ip, sizeof(ip));
+		snprintf(out, size, "[%s]:%u", ip, e->port);
+	} else {
+		inet_ntop(AF_INET, e->addr, ip, sizeof(ip));
+		snprintf(out, size, "%s:%u", ip, e->port);
+	}
+}
+
+/* Returns the connection and, in *side_r, the index of seg's sender. */
+static struct conn *table_find(const struct capture_reassembly *r,
+			       const struct capture_tcp_segment *seg, int *side_r)
+{
+	struct conn *c = r->table[tuple_hash(&seg->src, &seg->dst, r->table_size)];
+
+	for (; c != NULL; c = c->hnext) {
+		if (endpoint_eq(&c->ep[0], &seg->src) && endpoint_eq(&c->ep[1], &seg->dst)) {
+			*side_r = 0;
+			return c;
+		}
+		if (endpoint_eq(&c->ep[1], &seg->src) && endpoint_eq(&c->ep[0], &seg->dst)) {
+			*side_r = 1;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+static int table_grow(struct capture_reassembly *r)
+{
+	size_t size = r->table_size * 2;
+	struct conn **table = calloc(size, sizeof(*table));
+
+	if (table == NULL)
+		return -1;
+	for (size_t i = 0; i < r->table_size; i++) {
+		struct conn *c = r->table[i];
+
+		while (c != NULL) {
+			struct conn *next = c->hnext;
+			size_t h = tuple_hash(&c->ep[0], &c->ep[1], size);
+
+			c->hnext = table[h];
+			table[h] = c;
+			c = next;
+		}
+	}
+	free(r->table);
+	r->table = table;
+	r->table_size = size;
+	return 0;
+}
+
+static void table_remove(struct capture_reassembly *r, struct conn *c)
+{
+	struct conn **link = &r->table[tuple_hash(&c->ep[0], &c->ep[1], r->table_size)];
+
+	while (*link != c)
+		link = &(*link)->hnext;
+	*link = c->hnext;
+	r->conns--;
+}
+
+static void list_append(struct conn_list *l, struct conn *c)
+{
+	c->lnext = NULL;
+	c->prev = l->last;
+	if (l->last != NULL)
+		l->last->lnext = c;
+	else
+		l->first = c;
+	l->last = c;
+	l->count++;
+}
+
+static void list_remove(struct conn_list *l, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->lnext = c->lnext;
+	else
+		l->first = c->lnext;
+	if (c->lnext != NULL)
+		c->lnext->prev = c->prev;
+	else
+		l->last = c->prev;
+	c->prev = c->lnext = NULL;
+	l->count--;
+}
+
+/* ---- events ---- */
+
+static enum imap_dir side_dir(const struct conn *c, int side)
+{
+	return side == c->client ? IMAP_C2S : IMAP_S2C;
+}
+
+static void event_init(const struct conn *c, struct capture_stream_event *ev,
+		       enum capture_stream_kind kind, imap_time_us ts)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->session = c->session;
+	ev->ts = ts;
+	ev->client = c->name[c->client];
+	ev->server = c->name[1 - c->client];
+}
+
+/* Client and server, when nothing better decides before the connection
+ * must be reported: the higher port is the client's (ephemeral), else
+ * whoever sent the first packet. */
+static void decide_by_ports(struct conn *c)
+{
+	if (c->client >= 0)
+		return;
+	c->client = c->ep[1].port > c->ep[0].port ? 1 : 0;
+}
+
+static void report_open(struct capture_reassembly *r, struct conn *c)
+{
+	struct capture_stream_event ev;
+
+	if (c->opened)
+		return;
+	decide_by_ports(c);
+	c->opened = true;
+	endpoint_format(&c->ep[0], c->name[0], sizeof(c->name[0]));
+	endpoint_format(&c->ep[1], c->name[1], sizeof(c->name[1]));
+	event_init(c, &ev, CAPTURE_STREAM_OPEN, c->first_ts);
+	ev.midstream = c->midstream;
+	r->cb(r->ctx, &ev);
+}
+
+/* Bytes are about to come from side: when nothing decided yet who is who,
+ * the first to speak is the server (an IMAP server greets first). */
+static void speaker(struct capture_reassembly *r, struct conn *c, int side)
+{
+	if (c->client < 0)
+		c->client = 1 - side;
+	report_open(r, c);
+}
+
+static void report_data(struct capture_reassembly *r, struct conn *c, int side,
+			imap_time_us ts, const uint8_t *data, size_t len)
+{
+	struct side *s = &c->side[side];
+	struct capture_stream_event ev;
+
+	if (len == 0)
+		return;
+	speaker(r, c, side);
+	event_init(c, &ev, CAPTURE_STREAM_DATA, ts);
+	ev.dir = side_dir(c, side);
+	ev.data = data;
+	ev.len = len;
+	ev.offset = s->next;
+	s->next += len;
+	s->delivered += len;
+	r->cb(r->ctx, &ev);
+}
+
+static void report_gap(struct capture_reassembly *r, struct conn *c, int side,
+		       imap_time_us ts, uint64_t len)
+{
+	struct side *s = &c->side[side];
+	struct capture_stream_event ev;
+
+	if (len == 0)
+		return;
+	speaker(r, c, side);
+	event_init(c, &ev, CAPTURE_STREAM_GAP, ts);
+	ev.dir = side_dir(c, side);
+	ev.offset = s->next;
+	ev.gap_len = len;
+	s->next += len;
+	s->missing += len;
+	r->cb(r->ctx, &ev);
+}
+
+/* ---- one direction's queue ---- */
+
+static void chunk_drop(struct side *s, struct chunk *k)
+{
+	s->head = k->next;
+	if (s->head == NULL)
+		s->tail = NULL;
+	if (!k->lost)
+		s->queued -= k->len;
+	s->chunks--;
+	free(k);
+}
+
+/* Delivers queued chunks that start at or before the next byte. */
+static void drain(struct capture_reassembly *r, struct conn *c, int side, imap_time_us ts)
+{
+	struct side *s = &c->side[side];
+
+	while (s->head != NULL && s->head->offset <= s->next) {
+		struct chunk *k = s->head;
+		uint64_t end = k->offset + k->len;
+
+		if (end > s->next) {
+			size_t skip = (size_t)(s->next - k->offset);
+
+			if (k->lost)
+				report_gap(r, c, side, ts, end - s->next);
+			else
+				report_data(r, c, side, ts, k->data + skip, k->len - skip);
+		}
+		chunk_drop(s, k);
+	}
+}
+
+/* Everything before target can no longer arrive: holes become gaps, queued
+ * bytes in between are delivered. Stops at the first hole at or past
+ * target. */
+static void skip_to(struct capture_reassembly *r, struct conn *c, int side, uint64_t target,
+		    imap_time_us ts)
+{
+	struct side *s = &c->side[side];
+
+	drain(r, c, side, ts);
+	while (s->next < target) {
+		uint64_t to = target;
+
+		if (s->head != NULL && s->head->offset < to)
+			to = s->head->offset;
+		report_gap(r, c, side, ts, to - s->next);
+		drain(r, c, side, ts);
+	}
+}
+
+static struct chunk *chunk_new(uint64_t offset, const uint8_t *data, size_t len, bool lost)
+{
+	struct chunk *k = malloc(sizeof(*k) + (lost ? 0 : len));
+
+	if (k == NULL)
+		return NULL;
+	k->next = NULL;
+	k->offset = offset;
+	k->len = len;
+	k->lost = lost;
+	if (!lost)
+		memcpy(k->data, data, len);
+	return k;
+}
+
+static void chunk_link(struct side *s, struct chunk **link, struct chunk *k)
+{
+	k->next = *link;
+	*link = k;
+	if (k->next == NULL)
+		s->tail = k;
+	if (!k->lost)
+		s->queued += k->len;
+	s->chunks++;
+}
+
+/* Queues the parts of [offset, offset + len) that no queued chunk holds
+ * yet: where bytes overlap, the first seen stay. data is NULL for a lost
+ * range. Returns 0, or -1 when out of memory. */
+static int enqueue(struct side *s, uint64_t offset, const uint8_t *data, size_t len)
+{
+	uint64_t end = offset + len, at = offset;
+	struct chunk **link = &s->head;
+	struct chunk *k;
+
+	if (s->tail != NULL && s->tail->offset + s->tail->len <= offset)
+		link = &s->tail->next; /* the usual case: after everything queued */
+	for (; at < end; link = &(*link)->next) {
+		struct chunk *cur = *link;
+		uint64_t piece_end = end;
+
+		if (cur != NULL && cur->offset + cur->len <= at)
+			continue;
+		if (cur != NULL && cur->offset < piece_end)
+			piece_end = cur->offset;
+		if (piece_end > at) {
+			k = chunk_new(at, data != NULL ? data + (at - offset) : NULL,
+				      (size_t)(piece_end - at), data == NULL);
+			if (k == NULL)
+				return -1;
+			chunk_link(s, link, k);
+			link = &k->next;
+			cur = *link;
+		}
+		if (cur == NULL)
+			break;
+		if (cur->offset + cur->len > at)
+			at = cur->offset + cur->len;
+	}
+	return 0;
+}
+
+static bool over_bound(const struct side *s)
+{
+	return s->queued > CAPTURE_REASSEMBLY_QUEUE_MAX ||
+	       s->chunks > CAPTURE_REASSEMBLY_QUEUE_SEGMENTS;
+}
+
+/* ---- sequence numbers ---- */
+
+/* The stream offset of seq: the value with seq's low 32 bits (relative to
+ * base) closest to the next expected byte, so wraparound is invisible.
+ * Negative before the start of the stream. */
+static int64_t seq_offset(const struct side *s, uint32_t seq)
+{
+	uint32_t d = (seq - s->base) - (uint32_t)s->next;
+	int64_t delta = d <= INT32_MAX ? (int64_t)d : (int64_t)d - (1ll << 32);
+
+	return (int64_t)s->next + delta;
+}
+
+/* Bytes [offset, offset + len) arrived at ts, followed by missing bytes
+ * the capture cut off. */
+static int accept_bytes(struct capture_reassembly *r, struct conn *c, int side, int64_t offset,
+			const uint8_t *data, size_t len, size_t missing, imap_time_us ts)
+{
+	struct side *s = &c->side[side];
+	int64_t next = (int64_t)s->next;
+
+	if (offset < next) { /* already delivered: the first copy stands */
+		int64_t skip = next - offset;
+
+		if ((uint64_t)skip >= len + missing)
+			return 0;
+		if ((uint64_t)skip >= len) {
+			missing -= (size_t)(skip - (int64_t)len);
+			len = 0;
+		} else {
+			data += skip;
+			len -= (size_t)skip;
+		}
+		offset = next;
+	}
+	if (s->fin) { /* nothing counts past the end of the stream */
+		uint64_t end = s->fin_offset;
+
+		if ((uint64_t)offset >= end)
+			return 0;
+		if ((uint64_t)offset + len > end) {
+			len = (size_t)(end - (uint64_t)offset);
+			missing = 0;
+		} else if ((uint64_t)offset + len + missing > end) {
+			missing = (size_t)(end - (uint64_t)offset - len);
+		}
+	}
+	if (len > 0) {
+		if (offset == next && s->head == NULL)
+			report_data(r, c, side, ts, data, len); /* in order: no copy */
+		else if (enqueue(s, (uint64_t)offset, data, len) < 0)
+			return -1;
+	}
+	if (missing > 0 && enqueue(s, (uint64_t)offset + len, NULL, missing) < 0)
+		return -1;
+	drain(r, c, side, ts);
+	while (over_bound(s))
+		skip_to(r, c, side, s->head->offset, ts);
+	return 0;
+}
+
+/* The peer acknowledged everything before ack: bytes of side still missing
+ * below it went by without being captured; they will not come again. */
+static void acknowledged(struct capture_reassembly *r, struct conn *c, int side, uint32_t ack,
+			 imap_time_us ts)
+{
+	struct side *s = &c->side[side];
+	int64_t end;
+
+	if (!s->anchored) {
+		/* nothing seen from side yet: its stream starts where the
+		 * peer says it is */
+		s->anchored = true;
+		s->base = ack;
+		return;
+	}
+	end = seq_offset(s, ack);
+	if (s->fin && end > (int64_t)s->fin_offset)
+		end = (int64_t)s->fin_offset; /* the FIN's own sequence number */
+	if (end <= (int64_t)s->next || end - (int64_t)s->next > ACK_PLAUSIBLE)
+		return;
+	skip_to(r, c, side, (uint64_t)end, ts);
+}
+
+/* ---- connections ---- */
+
+static void free_queues(struct conn *c)
+{
+	for (int i = 0; i < 2; i++)
+		while (c->side[i].head != NULL)
+			chunk_drop(&c->side[i], c->side[i].head);
+}
+
+static void forget(struct capture_reassembly *r, struct conn *c)
+{
+	table_remove(r, c);
+	free_queues(c);
+	free(c);
+}
+
+/* Reports what can no longer come, the CLOSE, and keeps the 4-tuple as a
+ * closed record for late packets. */
+static void close_conn(struct capture_reassembly *r, struct conn *c,
+		       enum capture_close_reason reason, imap_time_us ts)
+{
+	struct capture_stream_event ev;
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = &c->side[i];
+		uint64_t end = s->next;
+
+		if (s->tail != NULL)
+			end = s->tail->offset + s->tail->len;
+		if (s->fin && s->fin_offset > end)
+			end = s->fin_offset;
+		skip_to(r, c, i, end, ts);
+	}
+	report_open(r, c);
+	event_init(c, &ev, CAPTURE_STREAM_CLOSE, ts);
+	ev.reason = reason;
+	ev.bytes[side_dir(c, c->client)] = c->side[c->client].delivered;
+	ev.bytes[side_dir(c, 1 - c->client)] = c->side[1 - c->client].delivered;
+	ev.missing[side_dir(c, c->client)] = c->side[c->client].missing;
+	ev.missing[side_dir(c, 1 - c->client)] = c->side[1 - c->client].missing;
+	r->cb(r->ctx, &ev);
+
+	free_queues(c);
+	c->closed = true;
+	c->last_ts = ts;
+	list_remove(&r->live, c);
+	list_append(&r->closed, c);
+}
+
+static enum capture_close_reason fin_reason(const struct conn *c, int side)
+{
+	return side == c->client ? CAPTURE_CLOSE_CLIENT_FIN : CAPTURE_CLOSE_SERVER_FIN;
+}
+
+/* Closed records past their linger time, or too many, are forgotten. */
+static void expire_closed(struct capture_reassembly *r, imap_time_us now)
+{
+	struct conn *c;
+
+	while ((c = r->closed.first) != NULL &&
+	       (r->closed.count > CLOSED_MAX || now - c->last_ts > CAPTURE_REASSEMBLY_LINGER_US)) {
+		list_remove(&r->closed, c);
+		forget(r, c);
+	}
+}
+
+static struct conn *conn_new(struct capture_reassembly *r, const struct capture_tcp_segment *seg)
+{
+	bool imap_src = seg->src.port == 143 || seg->src.port == 993;
+	bool imap_dst = seg->dst.port == 143 || seg->dst.port == 993;
+	struct conn *c;
+	size_t h;
+
+	if (r->conns >= r->table_size && table_grow(r) < 0)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->ep[0] = seg->src;
+	c->ep[1] = seg->dst;
+	c->client = -1;
+	c->first_fin = -1;
+	c->first_ts = c->last_ts = seg->ts;
+	c->session = ++r->sessions;
+	c->midstream = !(seg->flags & CAPTURE_TCP_SYN);
+	h = tuple_hash(&c->ep[0], &c->ep[1], r->table_size);
+	c->hnext = r->table[h];
+	r->table[h] = c;
+	r->conns++;
+	list_append(&r->live, c);
+
+	/* Who is the client, when the first packet says: a SYN, a SYN-ACK,
+	 * or the IMAP ports. Otherwise the first to speak is the server. */
+	if (seg->flags & CAPTURE_TCP_SYN)
+		c->client = (seg->flags & CAPTURE_TCP_ACK) ? 1 : 0;
+	else if (imap_src != imap_dst)
+		c->client = imap_src ? 1 : 0;
+	if (c->client >= 0)
+		report_open(r, c);
+	return c;
+}
+
+/* A SYN without ACK on a tuple already in use: is it a new connection? */
+static bool syn_starts_new(const struct conn *c, int side, uint32_t seq)
+{
+	const struct side *s = &c->side[side];
+	int64_t late;
+
+	if (c->closed || c->first_fin >= 0)
+		return true;
+	if (!s->anchored || (s->syn && s->base == seq + 1))
+		return false;
+	late = (int64_t)s->next - seq_offset(s, seq + 1);
+	return late < 0 || late > LATE_SYN_WINDOW;
+}
+
+static void take_syn(struct conn *c, int side, const struct capture_tcp_segment *seg)
+{
+	struct side *s = &c->side[side];
+
+	/* A SYN decides the roles unless they were reported already. */
+	if (!c->opened)
+		c->client = (seg->flags & CAPTURE_TCP_ACK) ? 1 - side : side;
+	if (s->syn)
+		return;
+	/* Adopt the initial sequence number while nothing of this side was
+	 * delivered (its SYN came late in the capture). */
+	if (!s->anchored || (s->next == 0 && s->head == NULL)) {
+		s->anchored = true;
+		s->base = seg->seq + 1;
+		s->syn = true;
+	}
+}
+
+static void check_closed(struct capture_reassembly *r, struct conn *c, imap_time_us ts)
+{
+	for (int i = 0; i < 2; i++)
+		if (!c->side[i].fin || c->side[i].next < c->side[i].fin_offset)
+			return;
+	close_conn(r, c, fin_reason(c, c->first_fin), ts);
+}
+
+/* A side that closes its window stops taking the other side's data: a
+ * peer not reading. Reported on each change once the connection is. */
+static void window(struct capture_reassembly *r, struct conn *c, int side,
+		   const struct capture_tcp_segment *seg)
+{
+	struct capture_stream_event ev;
+	bool zero = seg->window == 0;
+
+	if (zero == c->side[side].zero_window)
+		return;
+	c->side[side].zero_window = zero;
+	if (!c->opened)
+		return;
+	event_init(c, &ev, CAPTURE_STREAM_WINDOW, seg->ts);
+	ev.dir = side_dir(c, 1 - side);
+	ev.blocked = zero;
+	r->cb(r->ctx, &ev);
+}
+
+static int segment(struct capture_reassembly *r, struct conn *c, int side,
+		   const struct capture_tcp_segment *seg)
+{
+	struct side *s = &c->side[side];
+	uint32_t data_seq = seg->seq;
+	int64_t offset;
+
+	c->last_ts = seg->ts;
+	if (seg->flags & CAPTURE_TCP_RST) {
+		report_open(r, c); /* settles who is who */
+		close_conn(r, c,
+			   side == c->client ? CAPTURE_CLOSE_CLIENT_RST : CAPTURE_CLOSE_SERVER_RST,
+			   seg->ts);
+		return 0;
+	}
+	if (seg->flags & CAPTURE_TCP_SYN) {
+		take_syn(c, side, seg);
+		data_seq++;
+		if (c->client >= 0)
+			report_open(r, c);
+	}
+	if (!s->anchored) {
+		s->anchored = true;
+		s->base = data_seq;
+	}
+	if (seg->flags & CAPTURE_TCP_ACK) {
+		acknowledged(r, c, 1 - side, seg->ack, seg->ts);
+		window(r, c, side, seg);
+	}
+
+	/* bytes from before the first one known are trimmed by accept_bytes */
+	offset = seq_offset(s, data_seq);
+	if (accept_bytes(r, c, side, offset, seg->payload, seg->len, seg->missing, seg->ts) < 0)
+		return -1;
+	if ((seg->flags & CAPTURE_TCP_FIN) && !s->fin) {
+		int64_t fin = offset + (int64_t)seg->len + (int64_t)seg->missing;
+
+		s->fin = true;
+		s->fin_offset = fin > (int64_t)s->next ? (uint64_t)fin : s->next;
+		if (c->first_fin < 0)
+			c->first_fin = side;
+	}
+	check_closed(r, c, seg->ts);
+	return 0;
+}
+
+/* ---- public ---- */
+
+struct capture_reassembly *capture_reassembly_new(capture_stream_cb *cb, void *ctx)
+{
+	struct capture_reassembly *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->table = calloc(TABLE_MIN, sizeof(*r->table));
+	if (r->table == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->table_size = TABLE_MIN;
+	r->cb = cb;
+	r->ctx = ctx;
+	return r;
+}
+
+int capture_reassembly_segment(struct capture_reassembly *r, const struct capture_tcp_segment *seg)
+{
+	struct conn *c;
+	int side = 0;
+
+	expire_closed(r, seg->ts);
+	c = table_find(r, seg, &side);
+	if (c != NULL && (seg->flags & (CAPTURE_TCP_SYN | CAPTURE_TCP_ACK | CAPTURE_TCP_RST)) ==
+				 CAPTURE_TCP_SYN &&
+	    syn_starts_new(c, side, seg->seq)) {
+		if (!c->closed)
+			close_conn(r, c,
+				   c->first_fin >= 0 ? fin_reason(c, c->first_fin)
+						     : CAPTURE_CLOSE_REUSED,
+				   seg->ts);
+		list_remove(&r->closed, c);
+		forget(r, c);
+		c = NULL;
+	}
+	if (c != NULL && c->closed)
+		return 0; /* a late packet of a connection that is over */
+	if (c == NULL) {
+		if (seg->flags & CAPTURE_TCP_RST)
+			return 0; /* a reset of nothing we know: nothing to report */
+		c = conn_new(r, seg);
+		if (c == NULL)
+			return -1;
+		side = 0;
+	}
+	return segment(r, c, side, seg);
+}
+
+void capture_reassembly_finish(struct capture_reassembly *r)
+{
+	struct conn *c;
+
+	while ((c = r->live.first) != NULL)
+		close_conn(r, c,
+			   c->first_fin >= 0 ? fin_reason(c, c->first_fin)
+					     : CAPTURE_CLOSE_END_OF_CAPTURE,
+			   c->last_ts);
+}
+
+void capture_reassembly_free(struct capture_reassembly **rp)
+{
+	struct capture_reassembly *r = *rp;
+	struct conn *c;
+
+	if (r == NULL)
+		return;
+	while ((c = r->live.first) != NULL) {
+		list_remove(&r->live, c);
+		forget(r, c);
+	}
+	while ((c = r->closed.first) != NULL) {
+		list_remove(&r->closed, c);
+		forget(r, c);
+	}
+	free(r->table);
+	free(r);
+	*rp = NULL;
+}

@@ -1,0 +1,273 @@
+/* imaptap analyze: a capture file through the same framer, tracker and
+ * outputs as the live proxy. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture/events.h"
+#include "capture/offline.h"
+#include "capture/timeline.h"
+#include "cli/cli.h"
+#include "imap/redact.h"
+
+static const char analyze_usage[] =
+	"usage: imaptap analyze FILE [OPTIONS]\n"
+	"\n"
+	"Reads a capture (pcap or pcapng: imaptap's own --pcap, or tcpdump/tshark/\n"
+	"Wireshark captures of plaintext IMAP, Ethernet, Linux cooked 'any', raw IP\n"
+	"or loopback) and prints the timeline of every TCP session in it, the same\n"
+	"rows the live proxy prints. Bytes missing from the capture are reported.\n"
+	"\n"
+	"options:\n"
+	"  --session N              only the N-th session (numbered from 1 in the order\n"
+	"                           they start)\n"
+	"  --fail-on RULE[,RULE...]|all\n"
+	"                           exit 1 when one of these rules fired (docs/rules.md)\n"
+	CLI_RULES_HELP
+	"  --no-rules               timeline only, no anomaly rules\n"
+	"  --events FILE|-          also write the JSONL event log (docs/events.md)\n"
+	"  --no-redact              show passwords and SASL data found in the capture\n"
+	"  --redact-bodies          mask literal bytes in the event log as well\n"
+	"  --max-line BYTES         observe at most BYTES of one line (default 65536)\n"
+	"  --quiet                  no timeline rows\n"
+	"  --color auto|always|never  colour the timeline (default auto)\n"
+	"  -h, --help               this text\n"
+	"\n"
+	"exit codes: 0 read (and no --fail-on rule fired), 1 a --fail-on rule fired,\n"
+	"2 usage error, 3 the file cannot be read\n";
+
+enum {
+	OPT_SESSION = 256,
+	OPT_EVENTS,
+	OPT_NO_REDACT,
+	OPT_REDACT_BODIES,
+	OPT_MAX_LINE,
+	OPT_QUIET,
+	OPT_COLOR,
+	OPT_FAIL_ON,
+	OPT_RULE_THRESHOLD,
+	OPT_NO_RULES,
+};
+
+static const struct option analyze_options[] = {
+	{"session", required_argument, NULL, OPT_SESSION},
+	{"events", required_argument, NULL, OPT_EVENTS},
+	{"no-redact", no_argument, NULL, OPT_NO_REDACT},
+	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
+	{"max-line", required_argument, NULL, OPT_MAX_LINE},
+	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"color", required_argument, NULL, OPT_COLOR},
+	{"fail-on", required_argument, NULL, OPT_FAIL_ON},
+	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"done-stall", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"idle-max", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"keepalive-gap", required_argument, NULL, OPT_RULE_THRESHOLD},
+	{"no-rules", no_argument, NULL, OPT_NO_RULES},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+struct analyze_args {
+	const char *file;
+	const char *events;
+	const char *color;
+	unsigned session;
+	size_t max_line;
+	int no_redact;
+	int redact_bodies;
+	int quiet;
+	int no_rules;
+	bool fail_on[IMAP_RULE_COUNT];
+	bool fail_any;
+	struct imap_tracker_config thresholds;
+};
+
+/* "done-stall,command-stall" or "all" */
+static int parse_fail_on(const char *list, struct analyze_args *a)
+{
+	const char *p = list;
+
+	if (strcmp(list, "all") == 0) {
+		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++)
+			a->fail_on[i] = true;
+		a->fail_any = true;
+		return 0;
+	}
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		enum imap_rule rule;
+
+		if (!imap_rule_parse(p, n, &rule))
+			return cli_usage_error("analyze",
+					       "--fail-on: no rule '%.*s' (rule ids are listed in docs/rules.md; "
+					       "or 'all')",
+					       (int)n, p);
+		a->fail_on[rule] = true;
+		a->fail_any = true;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (!a->fail_any)
+		return cli_usage_error("analyze", "--fail-on needs rule ids or 'all'");
+	return 0;
+}
+
+/* Returns 0 to go on, -1 after --help, else an exit code. */
+static int parse_args(int argc, char **argv, struct analyze_args *a)
+{
+	unsigned long long v;
+	int c, index = 0, rc;
+	char flag[32];
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", analyze_options, &index)) != -1) {
+		switch (c) {
+		case OPT_FAIL_ON:
+			rc = parse_fail_on(optarg, a);
+			if (rc != 0)
+				return rc;
+			break;
+		case OPT_RULE_THRESHOLD:
+			snprintf(flag, sizeof(flag), "--%s", analyze_options[index].name);
+			rc = cli_rules_option("analyze", flag, optarg, &a->thresholds);
+			if (rc != 0)
+				return rc;
+			break;
+		case OPT_NO_RULES:
+			a->no_rules = 1;
+			break;
+		case OPT_SESSION:
+			if (cli_number(optarg, 1, 1u << 30, &v) != 0)
+				return cli_usage_error("analyze", "--session takes a number from 1, not '%s'",
+						       optarg);
+			a->session = (unsigned)v;
+			break;
+		case OPT_EVENTS:
+			a->events = optarg;
+			break;
+		case OPT_NO_REDACT:
+			a->no_redact = 1;
+			break;
+		case OPT_REDACT_BODIES:
+			a->redact_bodies = 1;
+			break;
+		case OPT_MAX_LINE:
+			if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
+				return cli_usage_error("analyze",
+						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
+						       optarg);
+			a->max_line = (size_t)v;
+			break;
+		case OPT_QUIET:
+			a->quiet = 1;
+			break;
+		case OPT_COLOR:
+			a->color = optarg;
+			break;
+		case 'h':
+			fputs(analyze_usage, stdout);
+			return -1;
+		case ':':
+			return cli_usage_error("analyze", "%s needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("analyze", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("analyze", "which capture file? imaptap analyze FILE");
+	if (optind + 1 < argc)
+		return cli_usage_error("analyze", "one capture file at a time, not '%s' too",
+				       argv[optind + 1]);
+	a->file = argv[optind];
+	return 0;
+}
+
+static void log_message(void *ctx, const char *message)
+{
+	(void)ctx;
+	cli_message("%s", message);
+}
+
+int cli_analyze_main(int argc, char **argv)
+{
+	struct analyze_args a = {.color = "auto"};
+	struct capture_offline_config config = {0};
+	struct capture_offline_result result;
+	struct capture_sinks sinks = {0};
+	struct capture_sink sink;
+	char err[4096];
+	int color, rc;
+
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	color = cli_color_choice(a.color, stdout);
+	if (color < 0)
+		return cli_usage_error("analyze", "--color takes auto, always or never, not '%s'",
+				       a.color);
+	config.session = a.session;
+	config.max_line = a.max_line;
+	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
+			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
+	config.no_rules = a.no_rules;
+	config.thresholds = a.thresholds;
+	if (a.no_rules && a.fail_any)
+		return cli_usage_error("analyze", "--fail-on needs the rules: drop --no-rules");
+	if (!a.quiet) {
+		struct capture_timeline_config tc = {.out = stdout, .color = color != 0};
+
+		sink = capture_timeline_new(&tc);
+		if (sink.ops == NULL) {
+			cli_message("out of memory");
+			return CLI_EXIT_RUNTIME;
+		}
+		capture_sinks_add(&sinks, sink);
+	}
+	if (a.events != NULL) {
+		struct capture_events_config ec = {.path = a.events, .log = log_message};
+
+		if (capture_events_new(&ec, &sink, err, sizeof(err)) != 0) {
+			cli_message("--events: %s", err);
+			capture_sinks_destroy(&sinks);
+			return CLI_EXIT_RUNTIME;
+		}
+		capture_sinks_add(&sinks, sink);
+	}
+	rc = capture_offline_run(a.file, &config, &sinks, &result, err, sizeof(err));
+	capture_sinks_destroy(&sinks);
+	fflush(stdout);
+	if (rc != 0) {
+		cli_message("%s", err);
+		return CLI_EXIT_RUNTIME;
+	}
+	if (a.session > result.sessions) {
+		cli_message("%s has %u TCP session(s); there is no session %u", a.file,
+			    result.sessions, a.session);
+		return CLI_EXIT_USAGE;
+	}
+	if (result.sessions == 0)
+		cli_message("%s: no TCP sessions in %llu packet(s)", a.file,
+			    (unsigned long long)result.stats.packets);
+	if (result.gaps > 0)
+		cli_message("%s: %llu byte(s) missing from the capture; see the capture-gap rows",
+			    a.file, (unsigned long long)result.gaps);
+	if (a.fail_any) {
+		char fired[1024] = "";
+		size_t len = 0;
+
+		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+			if (!a.fail_on[i] || result.fired[i] == 0 || len >= sizeof(fired) - 64)
+				continue;
+			len += (size_t)snprintf(fired + len, sizeof(fired) - len, "%s%s %u",
+						len ? ", " : "", imap_rule_id((enum imap_rule)i),
+						result.fired[i]);
+		}
+		if (len > 0) {
+			cli_message("%s: --fail-on rule(s) fired: %s", a.file, fired);
+			return CLI_EXIT_CHECK;
+		}
+	}
+	return CLI_EXIT_OK;
+}
