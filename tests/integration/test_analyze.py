@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""imaptap analyze: the same rows from a pcap as the live proxy printed,
+foreign captures (tshark on the client leg) read to the same bytes as the
+proxy's own pcap, gaps reported, --fail-on, bad files.
+
+    python3 tests/integration/test_analyze.py [--imaptap build/imaptap] [-v]
+"""
+
+import os
+import re
+import shutil
+import struct
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, HERE)
+
+from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+from imaptap import (ProxyTestCase, check_binary, main, parse_timeline,  # noqa: E402
+                     run_imaptap)
+from test_pcap_reader import Dump, Tshark  # noqa: E402
+
+PASSWORD = "Analyze-S3cret-5"
+DC = None
+TMP = None
+
+
+def setUpModule():
+    global DC, TMP
+    check_binary()
+    TMP = tempfile.mkdtemp(prefix="imaptap-analyze-")
+    DC = Dovecot(users={"alice": PASSWORD}).start()
+
+
+def tearDownModule():
+    if DC is not None:
+        DC.stop()
+    if TMP is not None and not os.environ.get("KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def session(port, size=100000):
+    m = RecordingIMAP4("127.0.0.1", port)
+    m.port = m.local_port
+    m.login("alice", PASSWORD)
+    m.select("INBOX")
+    uid = appenduid(m.append("INBOX", None, None, make_message(size, "analyze")))
+    m.uid("FETCH", str(uid), "(BODY.PEEK[])")
+    m.idle_done(b"I001", wait=0.2)
+    m.logout_to_eof()
+    return m
+
+
+def line_rows(rows):
+    """(ts, dir, text) of the IMAP line rows; a line the proxy wrote (P<)
+    is, in a capture, simply what the server side sent (S<)."""
+    return [(r["ts"], "S<" if r["dir"] == "P<" else r["dir"], r["text"])
+            for r in rows if r["dir"] in ("C>", "S<", "P<")]
+
+
+def drop_packet(src, dst, predicate):
+    """Copies a classic pcap without the first record predicate(bytes)
+    accepts; returns that record's payload."""
+    with open(src, "rb") as f:
+        data = f.read()
+    out = bytearray(data[:24])
+    off, dropped = 24, None
+    while off + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, off + 8)[0]
+        rec = data[off:off + 16 + caplen]
+        off += 16 + caplen
+        if dropped is None and predicate(rec[16:]):
+            dropped = rec[16:]
+            continue
+        out += rec
+    with open(dst, "wb") as f:
+        f.write(out)
+    return dropped
+
+
+class AnalyzeTest(ProxyTestCase, unittest.TestCase):
+    def analyze(self, path, *args, rc=0):
+        r = run_imaptap(["analyze", path, "--color", "never"] + list(args), timeout=120)
+        self.assertEqual(r.returncode, rc, r.stdout[-2000:] + r.stderr)
+        return r
+
+    def test_rows_match_the_live_timeline(self):
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "live.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        session(px.port)
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        live = px.timeline()
+        r = self.analyze(pcap)
+        offline = parse_timeline(r.stdout)
+        self.assertGreater(len(line_rows(live)), 20)
+        self.assertEqual(line_rows(offline), line_rows(live))
+        # the same summary, word for word
+        summ = lambda rows: [x["text"] for x in rows  # noqa: E731
+                             if x["dir"] == "--" and x["text"].startswith("summary")]
+        self.assertEqual(summ(offline), summ(live))
+        self.assertTrue(summ(live))
+        # a clean capture passes --fail-on all
+        self.analyze(pcap, "--fail-on", "all", "--quiet")
+
+    def test_tshark_capture_reads_like_the_proxy_pcap(self):
+        d = tempfile.mkdtemp(dir=TMP)
+        own = os.path.join(d, "own.pcap")
+        foreign = os.path.join(d, "tshark.pcapng")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", own, "--no-redact"])
+        ts = Tshark(foreign, "lo", px.port).spawn()
+        try:
+            ts.wait_capturing()
+            ts.sync()
+            m = session(px.port, size=300000)
+            sid = [x["session"] for x in px.timeline() if x["dir"] == "--"
+                   and x["text"].startswith("open 127.0.0.1:%d " % m.port)][0]
+            px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close")
+                            and r["session"] == sid)
+        finally:
+            ts.stop()
+        mine, theirs = Dump(own), Dump(foreign)
+        s1 = mine.session_of_client_port(m.port)
+        s2 = theirs.session_of_client_port(m.port)
+        for direction in ("c2s", "s2c"):
+            a, gaps_a = mine.stream(s1, direction)
+            b, gaps_b = theirs.stream(s2, direction)
+            self.assertEqual(gaps_a, [])
+            self.assertEqual(gaps_b, [])
+            self.assertEqual(a, b, direction)
+        self.assertEqual(bytes(m.sent), mine.stream(s1, "c2s")[0])
+        # and analyze says the same lines about both
+        rows_own = [(x["dir"], x["text"]) for x in parse_timeline(
+            self.analyze(own, "--no-redact", "--session", str(s1)).stdout)
+            if x["dir"] in ("C>", "S<")]
+        self.assertGreater(len(rows_own), 20)
+        rows_foreign = [(x["dir"], x["text"]) for x in parse_timeline(
+            self.analyze(foreign, "--no-redact", "--session", str(s2)).stdout)
+            if x["dir"] in ("C>", "S<")]
+        # the same lines; the latencies differ by where the clocks stood
+        strip = lambda rows: [(d, re.sub(r"  \([A-Z ]+ [^)]*\)$", "", t))  # noqa: E731
+                              for d, t in rows]
+        self.assertEqual(strip(rows_foreign), strip(rows_own))
+
+    def test_missing_segment_is_a_gap(self):
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap = os.path.join(d, "whole.pcap")
+        cut = os.path.join(d, "cut.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        session(px.port)
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        dropped = drop_packet(pcap, cut, lambda p: b"SELECT INBOX" in p)
+        self.assertIsNotNone(dropped)
+        r = self.analyze(cut)
+        rows = parse_timeline(r.stdout)
+        gap = [x for x in rows if x["dir"] == "!" and x["text"].startswith("capture-gap")]
+        self.assertEqual(len(gap), 1, r.stdout[-3000:])
+        n = len(dropped) - 54     # Ethernet, IPv4 and TCP headers
+        self.assertIn("%d byte(s) of the client's stream are missing" % n, gap[0]["text"])
+        self.assertIn("byte(s) missing from the capture", r.stderr)
+        r = self.analyze(cut, "--quiet", "--fail-on", "capture-gap,done-stall", rc=1)
+        self.assertIn("capture-gap 1", r.stderr)
+        # the rest of the session is still read
+        self.assertTrue([x for x in rows if x["text"].startswith("I001 OK")])
+
+    def test_bad_input(self):
+        d = tempfile.mkdtemp(dir=TMP)
+        empty = os.path.join(d, "empty.pcap")
+        open(empty, "wb").close()
+        text = os.path.join(d, "notes.txt")
+        with open(text, "w") as f:
+            f.write("this is not a capture\n" * 10)
+        for path, words in [(empty, "empty"), (text, "not a pcap or pcapng file"),
+                            (d, "directory"), (os.path.join(d, "nope.pcap"), "no such file")]:
+            r = run_imaptap(["analyze", path])
+            self.assertEqual(r.returncode, 3, (path, r.stderr))
+            self.assertIn(words, r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        pcap = os.path.join(d, "one.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        c = RecordingIMAP4("127.0.0.1", px.port)
+        c.logout_to_eof()
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        r = run_imaptap(["analyze", pcap, "--session", "2"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("has 1 TCP session(s); there is no session 2", r.stderr)
+        for args, words in [([], "which capture file"), (["a", "b"], "one capture file"),
+                            (["x", "--fail-on", "nope"], "no rule 'nope'"),
+                            (["x", "--stall", "-1"], "--stall takes seconds"),
+                            (["x", "--session", "0"], "--session takes a number")]:
+            r = run_imaptap(["analyze"] + args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(words, r.stderr)
+        self.assertTrue(re.search(r"--fail-on RULE", run_imaptap(["analyze", "--help"]).stdout))
+
+
+if __name__ == "__main__":
+    main()
