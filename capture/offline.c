@@ -84,6 +84,7 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 		.on_event = on_conv_event,
 		.on_bytes = on_conv_bytes,
 		.rules = !o->config->no_rules,
+		.inflated_capture_ok = true,
 		.thresholds = o->config->thresholds,
 	};
 	struct capture_session_info info = {.id = ev->session, .ts = ev->ts, .upstream_tls = "capture"};

@@ -166,6 +166,15 @@ static bool is_base64_line(const uint8_t *line, size_t len)
 	return true;
 }
 
+/* A response masked in a capture imaptap wrote: the fill character only. */
+static bool is_masked_line(const uint8_t *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (line[i] != '*')
+			return false;
+	return len > 0;
+}
+
 static void classify_client(const uint8_t *line, size_t len, bool auth_pending,
 			    struct imap_line_info *info)
 {
@@ -174,7 +183,7 @@ static void classify_client(const uint8_t *line, size_t len, bool auth_pending,
 
 	/* A SASL response is base64, "*" (cancel) or empty; anything with a
 	 * space is a command sent after the exchange. */
-	if (auth_pending && (len == 0 || (len == 1 && line[0] == '*') || is_base64_line(line, len))) {
+	if (auth_pending && (len == 0 || is_masked_line(line, len) || is_base64_line(line, len))) {
 		info->cls = IMAP_LINE_AUTH_RESPONSE;
 		return;
 	}

@@ -30,6 +30,7 @@ struct imap_conv {
 	enum layer layer[2];
 	z_stream *inflate[2];
 	bool compress_ok; /* the server's tagged OK to COMPRESS was just seen */
+	bool inflated_ok; /* offline: a COMPRESS stream may be there inflated */
 	void *ctx;
 	/* the client's command waiting for "+" before sending a literal */
 	uint8_t sync_tag[IMAP_TAG_SHOW];
@@ -71,6 +72,7 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->redact_flags = config->redact_flags;
 	c->on_event = config->on_event;
 	c->on_bytes = config->on_bytes;
+	c->inflated_ok = config->inflated_capture_ok;
 	c->framer[IMAP_C2S] = imap_framer_new(IMAP_C2S, config->max_line, on_unit, c);
 	c->framer[IMAP_S2C] = imap_framer_new(IMAP_S2C, config->max_line, on_unit, c);
 	c->redact = imap_redact_new(config->redact_flags);
@@ -337,12 +339,38 @@ static void start_compress(struct imap_conv *c)
 	notice(c, IMAP_S2C, "COMPRESS DEFLATE in effect both ways: relayed as is, shown inflated");
 }
 
+/* Offline, a COMPRESS stream may be in the capture inflated already
+ * (imaptap's own pcap holds the inflated copy). Its first bytes then are
+ * an IMAP line: a tag, "*" or "+", printable text and CRLF, which raw
+ * DEFLATE practically never is. Live, plain text there is a server's bug
+ * and is reported as such. */
+static bool looks_inflated(const uint8_t *p, size_t n)
+{
+	if (n < 3 || !(p[0] == '*' || p[0] == '+' || imap_is_tag_char(p[0])))
+		return false;
+	for (size_t i = 1; i < n && i < 1024; i++) {
+		if (p[i] == '\r')
+			return i + 1 < n && p[i + 1] == '\n';
+		if (p[i] < 0x20 || p[i] >= 0x7f)
+			return false;
+	}
+	return false;
+}
+
 static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *data, size_t len)
 {
 	z_stream *z = c->inflate[dir];
 	uint8_t out[INFLATE_OUT];
 	/* avail_in is an uInt: whatever is over 1 GiB goes in a later round */
 	size_t piece = len < (1u << 30) ? len : (1u << 30);
+
+	if (c->inflated_ok && z->total_in == 0 && looks_inflated(data, len)) {
+		c->layer[dir] = LAYER_PLAIN;
+		notice(c, dir, "this capture holds the COMPRESS stream inflated already (an "
+			       "imaptap pcap): read as it is");
+		imap_framer_feed(c->framer[dir], data, len);
+		return;
+	}
 
 	z->next_in = (Bytef *)(uintptr_t)data;
 	z->avail_in = (uInt)piece;
@@ -389,8 +417,10 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 	c->dir = dir;
 	c->ts = ts;
 	c->origin = origin;
-	if (c->layer[dir] == LAYER_DEFLATE)
+	if (c->layer[dir] == LAYER_DEFLATE) {
 		inflate_feed(c, dir, data, len);
+		return;
+	}
 	if (c->layer[dir] != LAYER_PLAIN)
 		return;
 	used = imap_framer_feed(c->framer[dir], data, len);

@@ -68,6 +68,8 @@ struct imap_conv_config {
 	imap_conv_event_cb *on_event; /* may be NULL; called with the observer's ctx */
 	imap_conv_bytes_cb *on_bytes; /* may be NULL; likewise */
 	bool rules;                   /* run the anomaly rules (IMAP_CONV_ANOMALY events) */
+	bool inflated_capture_ok;     /* offline: a COMPRESS stream may be there inflated
+					 already (imaptap's own pcap) */
 	struct imap_tracker_config thresholds; /* of the rules that wait; zeros: defaults */
 };
 

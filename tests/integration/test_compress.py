@@ -222,6 +222,7 @@ class CompressTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(literals, [msg])
         lines, _ = c.command(b"a5", b"LOGOUT")
         c.close()
+        px.wait_for_row(lambda r: "(LOGOUT " in r["text"])
         after = rows_after_compress(self, px)
         joined = "\n".join("%s %s" % (r["dir"], r["text"]) for r in after)
         self.assertRegex(joined, r"C> a2 APPEND INBOX \{1048576\}")

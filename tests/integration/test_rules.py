@@ -439,6 +439,9 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
                     break
                 time.sleep(0.1)
             rss.append(px_holder[0].rss_kib())
+            # stay stuck a while longer, so that the capture too shows a
+            # window closed for longer than --stall
+            time.sleep(1.5)
             stop.set()
 
         px_holder = []

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""No false alarms: long, varied sessions of real clients against a real
+Dovecot (Python imaplib, Node's imapflow with COMPRESS, mbsync syncing a
+few hundred messages with heavy pipelining) raise no warning-level
+anomaly, live or from the pcap.
+
+    python3 tests/integration/test_no_false_alarms.py [--imaptap build/imaptap] [-v]
+"""
+
+import imaplib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+
+from clients import make_message  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from node import ensure_node_clients, imapflow_session  # noqa: E402
+
+PASSWORD = "Quiet-S3cret-3"
+MESSAGES = 300
+ZLIB_CONF = ("mail_plugins = $mail_plugins zlib\n"
+             "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n")
+DC = None
+TMP = None
+
+
+def setUpModule():
+    global DC, TMP
+    check_binary()
+    ensure_node_clients()
+    if shutil.which("mbsync") is None:
+        raise RuntimeError("mbsync is needed: scripts/test installs it (apt-get install isync)")
+    TMP = tempfile.mkdtemp(prefix="imaptap-quiet-")
+    DC = Dovecot(users={"alice": PASSWORD}, extra_conf=ZLIB_CONF).start()
+    m = imaplib.IMAP4("127.0.0.1", DC.port)
+    m.login("alice", PASSWORD)
+    for i in range(MESSAGES):
+        m.append("INBOX", None, None, make_message(2000 + 37 * i, "quiet%d" % i))
+    m.create("Archive")
+    m.logout()
+
+
+def tearDownModule():
+    if DC is not None:
+        DC.stop()
+    if TMP is not None and not os.environ.get("KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
+    def start(self):
+        d = tempfile.mkdtemp(dir=TMP)
+        self.events = os.path.join(d, "events.jsonl")
+        self.pcap = os.path.join(d, "quiet.pcap")
+        return self.start_proxy(DC.port, extra_args=[
+            "--events", self.events, "--pcap", self.pcap, "--stall", "5", "--done-stall", "2"])
+
+    def assertQuiet(self, px, sessions):
+        px.wait_for_row(lambda r: len([x for x in px.timeline() if x["dir"] == "--"
+                                       and x["text"].startswith("close")]) >= sessions,
+                        timeout=20)
+        with open(self.events) as f:
+            recs = [json.loads(line) for line in f]
+        warnings = [r for r in recs if r["kind"] == "anomaly" and r["severity"] == "warning"]
+        self.assertEqual(warnings, [], px.stderr_tail(40))
+        completions = [r for r in recs if r["kind"] == "completion"]
+        self.assertGreater(len(completions), 5)
+        # and the same from the capture
+        r = run_imaptap(["analyze", self.pcap, "--quiet", "--stall", "5", "--done-stall", "2",
+                         "--fail-on", ",".join(WARNING_RULES)], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return recs
+
+    def test_imaplib_varied_session(self):
+        px = self.start()
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.login("alice", PASSWORD)
+        m.list()
+        m.select("INBOX")
+        typ, data = m.fetch("1:*", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
+        self.assertEqual(typ, "OK")
+        m.search(None, "ALL")
+        m.uid("SEARCH", None, "SUBJECT", "quiet1")
+        m.store("1:10", "+FLAGS", "(\\Seen)")
+        m.uid("FETCH", "1:50", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+        m.fetch("20", "(BODY.PEEK[])")
+        m.copy("1:5", "Archive")
+        m.select("Archive")
+        m.store("1", "+FLAGS", "(\\Deleted)")
+        m.expunge()
+        m.select("INBOX")
+        tag = m._new_tag()
+        m.send(tag + b" IDLE\r\n")
+        self.assertTrue(m.readline().startswith(b"+"))
+        m.send(b"DONE\r\n")
+        while not m.readline().startswith(tag):
+            pass
+        m.noop()
+        m.close()
+        m.logout()
+        recs = self.assertQuiet(px, 1)
+        names = {r["command"] for r in recs if r["kind"] == "completion"}
+        self.assertTrue({"FETCH", "SEARCH", "STORE", "COPY", "EXPUNGE", "IDLE"} <= names, names)
+
+    def test_imapflow_compressed(self):
+        px = self.start()
+        result = imapflow_session("127.0.0.1", px.port, "alice", PASSWORD)
+        self.assertTrue(result["compressed"])
+        self.assertGreaterEqual(len(result["subjects"]), MESSAGES)
+        self.assertQuiet(px, 1)
+
+    def test_mbsync_pipelined_sync(self):
+        px = self.start()
+        d = tempfile.mkdtemp(dir=TMP)
+        maildir = os.path.join(d, "mail") + "/"
+        os.makedirs(maildir)
+        rc = os.path.join(d, "mbsyncrc")
+        with open(rc, "w") as f:
+            f.write("IMAPAccount remote\nHost 127.0.0.1\nPort %d\nUser alice\nPass %s\n"
+                    "SSLType None\nAuthMechs LOGIN\nPipelineDepth 50\n\n"
+                    "IMAPStore remote\nAccount remote\n\n"
+                    "MaildirStore local\nPath %s\nInbox %sINBOX\n\n"
+                    "Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Archive\n"
+                    "Create Near\nSync Pull\nSyncState *\n"
+                    % (px.port, PASSWORD, maildir, maildir))
+        r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True,
+                           timeout=180)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        got = os.listdir(os.path.join(maildir, "INBOX", "cur")) + \
+            os.listdir(os.path.join(maildir, "INBOX", "new"))
+        self.assertGreaterEqual(len(got), MESSAGES - 10)
+        recs = self.assertQuiet(px, 1)
+        # mbsync pipelines: commands were in flight together
+        self.assertGreater(len([r for r in recs if r["kind"] == "completion"]), 3)
+
+
+WARNING_RULES = [
+    "command-stall", "done-stall", "done-before-continuation", "literal-before-continuation",
+    "command-during-idle", "idle-too-long", "client-not-reading", "server-not-reading",
+    "unknown-tag", "duplicate-tag", "expunge-during-fetch", "unexpected-continuation",
+    "data-after-bye", "parse-error", "completion-before-done", "stray-done", "pending-at-eof",
+    "starttls-trailing-data", "compress-stream-error", "keepalive-gap", "capture-gap"]
+
+
+if __name__ == "__main__":
+    main()
