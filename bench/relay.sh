@@ -283,8 +283,11 @@ start_imaptap "$FAST" fast; FAST_TAP=$RET
 # each run (its blocks freed) so a long benchmark cannot fill the disk
 PCAP=$WORK/bench.pcap
 start_imaptap "$FAST" fast-pcap --pcap "$PCAP"; FAST_PCAP=$RET
-RELAYS=(direct imaptap imaptap-pcap)
-declare -A PORT_FAST=([direct]=$FAST [imaptap]=$FAST_TAP [imaptap-pcap]=$FAST_PCAP)
+# framing only: what the tracker and the anomaly rules cost
+start_imaptap "$FAST" fast-norules --no-rules; FAST_NORULES=$RET
+RELAYS=(direct imaptap imaptap-pcap imaptap-norules)
+declare -A PORT_FAST=([direct]=$FAST [imaptap]=$FAST_TAP [imaptap-pcap]=$FAST_PCAP
+                      [imaptap-norules]=$FAST_NORULES)
 if [ "$WITH_SOCAT" = 1 ]; then
     start_socat "$FAST" fast; PORT_FAST[socat]=$RET
     start_socat "$FAST" fast-1m -b 1048576; PORT_FAST[socat-1m]=$RET
@@ -370,6 +373,8 @@ fp=$(median fast.imaptap-pcap); pratio=$(ratio "$fp" "$ft"); pw=$(median pcap.mb
 ddw=$(median dd.mbps)
 emit fast_pcap_mbps "$fp"; emit fast_pcap_ratio "$pratio"; emit pcap_write_mbps "$pw"
 emit dd_write_mbps "$ddw"; emit pcap_dd_ratio "$(ratio "$pw" "$ddw")"
+fnr=$(median fast.imaptap-norules); rratio=$(ratio "$ft" "$fnr")
+emit fast_norules_mbps "$fnr"; emit fast_rules_ratio "$rratio"
 if [ "$WITH_SOCAT" = 1 ]; then
     fs=$(median fast.socat); fs1=$(median fast.socat-1m)
     emit fast_socat_mbps "$fs"; emit fast_socat_ratio "$(ratio "$fs" "$fd")"
@@ -406,6 +411,7 @@ row "------------------------------" "----------" "----------" "---------" "----
 row "FETCH fastserver MB/s" "$fd" "$ft" "x$fratio" ">= x0.90" "$(verdict "$fratio" ">=" 0.9)"
 row "FETCH with --pcap MB/s" "$ft" "$fp" "x$pratio" ">= x0.90" "$(verdict "$pratio" ">=" 0.9)"
 row "  pcap written MB/s" "$ddw" "$pw" "x$(ratio "$pw" "$ddw")" "" "(direct: dd to the same file system)"
+row "FETCH rules vs --no-rules" "$fnr" "$ft" "x$rratio" ">= x0.95" "$(verdict "$rratio" ">=" 0.95)"
 if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
     row "FETCH Dovecot MB/s" "$dd" "$dt" "x$dratio" ">= x0.90" "$(verdict "$dratio" ">=" 0.9)"
 fi

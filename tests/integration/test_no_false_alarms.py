@@ -114,8 +114,12 @@ class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
         px = self.start()
         result = imapflow_session("127.0.0.1", px.port, "alice", PASSWORD)
         self.assertTrue(result["compressed"])
+        self.assertTrue(result["idled"])
         self.assertGreaterEqual(len(result["subjects"]), MESSAGES)
-        self.assertQuiet(px, 1)
+        recs = self.assertQuiet(px, 1)
+        idle = [r for r in recs if r["kind"] == "completion" and r["command"] == "IDLE"]
+        self.assertEqual(len(idle), 1, "imapflow's IDLE, seen through COMPRESS")
+        self.assertIsNotNone(idle[0]["done_to_ok_us"])
 
     def test_mbsync_pipelined_sync(self):
         px = self.start()

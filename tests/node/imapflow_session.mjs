@@ -39,7 +39,13 @@ try {
     } finally {
         lock.release();
     }
+    // IDLE, ended by the next command (imapflow sends DONE first)
+    await client.mailboxOpen('INBOX');
+    const idling = client.idle();
+    await new Promise((resolve) => setTimeout(resolve, 300));
     await client.noop();
+    await idling;
+    out.idled = true;
     await client.logout();
     process.stdout.write(JSON.stringify(out) + '\n');
 } catch (err) {
