@@ -175,11 +175,16 @@ class Tshark:
     packets still in the kernel's ring when SIGINT arrives are lost."""
 
     def __init__(self, path, iface, port, extra=(), host="127.0.0.1"):
+        """iface: an interface name or a list of them."""
         self.path = path
         self.port = port
         self.host = host
-        self.argv = [TSHARK, "-i", iface, "-B", "64", "-f", "tcp port %d" % port,
-                     "-w", path] + list(extra)
+        ifaces = [iface] if isinstance(iface, str) else iface
+        # -B and -f before the first -i apply to every interface
+        self.argv = [TSHARK, "-B", "64", "-f", "tcp port %d" % port]
+        for i in ifaces:
+            self.argv += ["-i", i]
+        self.argv += ["-w", path] + list(extra)
         self.proc = None
         self.probes = []
         self.stderr = b""
@@ -1004,6 +1009,25 @@ class BadInputTest(unittest.TestCase):
             f.write(b"\0" * 64)
         line = self.assertRefused(path, "damaged after packet 3")
         self.assertIn("the packets before it were read", line)
+
+    def test_mixed_link_types(self):
+        """tshark on two interfaces of different link types writes a pcapng
+        that libpcap cannot read: the message says so and what to do."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        path = os.path.join(self.dir, "mixed.pcapng")
+        t = Tshark(path, ["lo", "any"], srv.getsockname()[1])
+        try:
+            t.spawn()
+            t.wait_capturing()
+            t.stop()
+        finally:
+            t.kill()
+            srv.close()
+        line = self.assertRefused(path, "mixes interfaces of different link types",
+                                  "frame.interface_id")
+        self.assertNotIn("damaged", line)
 
     def test_usage(self):
         proc = subprocess.run([capture_dump_bin()], capture_output=True, text=True)
