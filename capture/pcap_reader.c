@@ -399,6 +399,13 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
 
 		if (strstr(why, "truncated") != NULL) {
 			stats.cut_records = 1; /* the writer stopped mid-record */
+		} else if (strstr(why, "different from the type of the first") != NULL) {
+			snprintf(err, errlen,
+				 "cannot read capture %s: it mixes interfaces of different link types "
+				 "(%s); keep one, e.g. tshark -r %s -Y frame.interface_id==0 -w "
+				 "one.pcapng",
+				 path, why, path);
+			ret = -1;
 		} else {
 			snprintf(err, errlen,
 				 "cannot read capture %s: damaged after packet %llu (%s); the packets "

@@ -30,8 +30,9 @@ struct capture_read_stats {
  * (capture_reassembly_finish). stats may be NULL.
  * Returns 0, or -1 with a one-line message in err that names the file,
  * what is wrong and what to do: not found, unreadable, a directory, empty,
- * not a pcap or pcapng file, an unsupported link type, a damaged record
- * (the events of the records before it were delivered), out of memory. */
+ * not a pcap or pcapng file, an unsupported link type, a pcapng mixing
+ * link types, a damaged record (the events of the records before it were
+ * delivered), out of memory. */
 int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
 		      struct capture_read_stats *stats, char *err, size_t errlen);
 

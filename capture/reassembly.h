@@ -59,7 +59,9 @@ struct capture_tcp_segment {
 };
 
 enum capture_stream_kind {
-	CAPTURE_STREAM_OPEN,  /* a connection: session, client, server; ts of its first packet */
+	CAPTURE_STREAM_OPEN,  /* a connection: session, client, server; ts of its first packet.
+				 Reported once client and server are known (a SYN, the port,
+				 the first payload), so sessions may open out of number order */
 	CAPTURE_STREAM_DATA,  /* in-order bytes of one direction */
 	CAPTURE_STREAM_GAP,   /* gap_len bytes of one direction that are not in the capture */
 	CAPTURE_STREAM_CLOSE, /* the connection is over: reason, bytes */
@@ -67,8 +69,9 @@ enum capture_stream_kind {
 };
 
 enum capture_close_reason {
-	CAPTURE_CLOSE_CLIENT_FIN,     /* both sides closed, the client first */
-	CAPTURE_CLOSE_SERVER_FIN,     /* both sides closed, the server first */
+	CAPTURE_CLOSE_CLIENT_FIN,     /* the client closed first; the server's FIN may be
+					 missing if the capture ended before it */
+	CAPTURE_CLOSE_SERVER_FIN,     /* the same, the server first */
 	CAPTURE_CLOSE_CLIENT_RST,     /* the client reset the connection */
 	CAPTURE_CLOSE_SERVER_RST,     /* the server reset the connection */
 	CAPTURE_CLOSE_END_OF_CAPTURE, /* still open when the capture ended */

@@ -175,11 +175,16 @@ class Tshark:
     packets still in the kernel's ring when SIGINT arrives are lost."""
 
     def __init__(self, path, iface, port, extra=(), host="127.0.0.1"):
+        """iface: an interface name or a list of them."""
         self.path = path
         self.port = port
         self.host = host
-        self.argv = [TSHARK, "-i", iface, "-B", "64", "-f", "tcp port %d" % port,
-                     "-w", path] + list(extra)
+        ifaces = [iface] if isinstance(iface, str) else iface
+        # -B and -f before the first -i apply to every interface
+        self.argv = [TSHARK, "-B", "64", "-f", "tcp port %d" % port]
+        for i in ifaces:
+            self.argv += ["-i", i]
+        self.argv += ["-w", path] + list(extra)
         self.proc = None
         self.probes = []
         self.stderr = b""
@@ -340,7 +345,7 @@ class Tcp:
     def __init__(self, frame):
         assert struct.unpack_from(">H", frame, 12)[0] == 0x0800
         ip = frame[14:]
-        ihl = (ip[0] & 15) * 4
+        ihl = self.ip_header_len = (ip[0] & 15) * 4
         total = struct.unpack_from(">H", ip, 2)[0]
         tcp = ip[ihl:total]
         (self.sport, self.dport, self.seq, self.ack, off,
@@ -355,6 +360,18 @@ class Tcp:
     def end(self):
         """Sequence number after this segment."""
         return (self.seq + len(self.payload) + self.syn + self.fin) & 0xffffffff
+
+
+def resegment(rec, start, end):
+    """A copy of an Ethernet/IPv4/TCP record carrying only payload bytes
+    [start, end) (no FIN)."""
+    t = Tcp(rec[4])
+    new = bytearray(rec[4][:t.header_len] + t.payload[start:end])
+    struct.pack_into(">H", new, 16, len(new) - 14)
+    tcp = 14 + t.ip_header_len
+    struct.pack_into(">I", new, tcp + 4, (t.seq + start) & 0xffffffff)
+    new[tcp + 13] &= ~1 & 0xff
+    return [rec[0], rec[1], len(new), len(new), bytes(new)]
 
 
 def acks_cover(ack, end):
@@ -428,7 +445,7 @@ def conversation(addrs, big=3000):
     [(is_client, tcp bytes)], and the two streams it carries."""
     csrc, ssrc = addrs
     cport, sport = 40123, 143
-    cseq, sseq = 0x7ffffff0, 0xfffff000   # the server's numbers wrap
+    cseq, sseq = 0x7ffffff0, 0xfffffa00   # the server's wrap mid-stream
     c2s = [b"a1 CAPABILITY\r\n", b"a2 LOGOUT\r\n"]
     reply = (b"* CAPABILITY IMAP4rev1 " + b"X" * big + b"\r\na1 OK done\r\n")
     s2c = [b"* OK ready\r\n", reply[:1400], reply[1400:], b"* BYE\r\na2 OK\r\n"]
@@ -652,11 +669,25 @@ class RewrittenCaptureTest(BytesAssertions, unittest.TestCase):
                               + SESSION["received"][offset + len(t.payload):], "s2c")
 
     def test_reordered_and_repeated_packets(self):
-        """Packets swapped at random (never an ACK before the data it
-        acknowledges, as no capture point can see) and some repeated
-        later: the same bytes come out, no gap."""
+        """Some segments split in two overlapping pieces, packets swapped at
+        random (never an ACK before the data it acknowledges, as no
+        capture point can see) and some repeated later: the same bytes
+        come out, no gap."""
         rnd = random.Random(20240611)
-        recs = [list(r) for r in self.recs]
+        recs = []
+        overlaps = 0
+        for r in self.recs:
+            t = Tcp(r[4])
+            n = len(t.payload)
+            if n > 300 and not t.fin and rnd.random() < 0.3:
+                pieces = [resegment(r, 0, 2 * n // 3), resegment(r, n // 3, n)]
+                if rnd.random() < 0.5:
+                    pieces.reverse()
+                recs += pieces
+                overlaps += 1
+            else:
+                recs.append(list(r))
+        self.assertGreater(overlaps, 5)
         info = [Tcp(r[4]) for r in recs]
         swaps = 0
         for _ in range(6):
@@ -699,6 +730,22 @@ class RewrittenCaptureTest(BytesAssertions, unittest.TestCase):
         d = self.dump_session(cut)
         self.assertEqual(d.stats["truncated"],
                          sum(1 for r in self.recs if r[2] > 200))
+        # each gap is reported by the packet that was cut, at its time
+        server_isn = next(Tcp(r[4]).seq for r in self.recs
+                          if Tcp(r[4]).syn and Tcp(r[4]).has_ack)
+        cuts = {}
+        for r in self.recs:
+            t = Tcp(r[4])
+            if r[2] > 200 and t.payload:
+                kept = 200 - t.header_len
+                client = t.sport == SESSION["port"]
+                isn = self.client_isn if client else server_isn
+                off = (t.seq - isn - 1 + kept) & 0xffffffff
+                cuts[("c2s" if client else "s2c", off)] = (
+                    r[0] * 1000000 + r[1], len(t.payload) - kept)
+        got = {(e["dir"], e["offset"]): (e["ts"], e["gap_len"])
+               for e in d.events if e["kind"] == "gap"}
+        self.assertEqual(got, cuts)
         for direction, want in (("c2s", SESSION["sent"]),
                                 ("s2c", SESSION["received"])):
             data, gaps = d.stream(1, direction)
@@ -962,6 +1009,25 @@ class BadInputTest(unittest.TestCase):
             f.write(b"\0" * 64)
         line = self.assertRefused(path, "damaged after packet 3")
         self.assertIn("the packets before it were read", line)
+
+    def test_mixed_link_types(self):
+        """tshark on two interfaces of different link types writes a pcapng
+        that libpcap cannot read: the message says so and what to do."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        path = os.path.join(self.dir, "mixed.pcapng")
+        t = Tshark(path, ["lo", "any"], srv.getsockname()[1])
+        try:
+            t.spawn()
+            t.wait_capturing()
+            t.stop()
+        finally:
+            t.kill()
+            srv.close()
+        line = self.assertRefused(path, "mixes interfaces of different link types",
+                                  "frame.interface_id")
+        self.assertNotIn("damaged", line)
 
     def test_usage(self):
         proc = subprocess.run([capture_dump_bin()], capture_output=True, text=True)
