@@ -47,6 +47,10 @@ static void on_event(void *ctx, const struct capture_stream_event *ev)
 			abort();
 		c->state[s] = 2;
 		break;
+	case CAPTURE_STREAM_WINDOW:
+		if (c->state[s] != 1) /* only between OPEN and CLOSE */
+			abort();
+		break;
 	}
 }
 
