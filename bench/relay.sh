@@ -48,35 +48,11 @@ while [ $# -gt 0 ]; do
 done
 RESULTS=${RESULTS:-$BUILD_DIR/relay-bench.kv}
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "relay.sh: $*"; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/imaptap-relay-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH=relay.sh
+# shellcheck source=lib.sh
+. "$ROOT/bench/lib.sh"
 
 # ----------------------------------------------------------- dependencies
-as_root_apt() {
-    # apt-get install PKG..., only as root and only when apt-get is there.
-    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
-    if [ -z "${APT_UPDATED:-}" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >"$WORK/apt.log" 2>&1 || return 1
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$WORK/apt.log" 2>&1
-}
 
 if [ "$WITH_SOCAT" = 1 ] && ! command -v socat >/dev/null; then
     log "installing socat ..."
@@ -93,79 +69,11 @@ if [ "$WITH_DOVECOT" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------ build
-find_tool() { # name -> path of an executable under BUILD_DIR, or nothing
-    local c
-    for c in "$BUILD_DIR/$1" "$BUILD_DIR/bench/$1" "$BUILD_DIR/bin/$1" \
-             "$BUILD_DIR/bench-standalone/$1"; do
-        [ -f "$c" ] && [ -x "$c" ] && { echo "$c"; return 0; }
-    done
-    find "$BUILD_DIR" -type f -name "$1" -perm -u+x 2>/dev/null | head -n 1
-}
-
-if [ "$DO_BUILD" = 1 ]; then
-    mkdir -p "$BUILD_DIR"
-    root_ok=0
-    if [ -f "$ROOT/CMakeLists.txt" ]; then
-        log "building $ROOT (Release) in $BUILD_DIR ..."
-        if cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 &&
-           cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)" >>"$WORK/cmake.log" 2>&1; then
-            root_ok=1
-        else
-            log "root build failed (tail of the log follows); building bench/ alone"
-            tail -n 15 "$WORK/cmake.log" >&2
-        fi
-    fi
-    if [ "$root_ok" = 0 ] || [ -z "$(find_tool fastserver)" ] || [ -z "$(find_tool imapbench)" ]; then
-        if ! { cmake -S "$ROOT/bench" -B "$BUILD_DIR/bench-standalone" -DCMAKE_BUILD_TYPE=Release &&
-               cmake --build "$BUILD_DIR/bench-standalone"; } >"$WORK/cmake-bench.log" 2>&1; then
-            cat "$WORK/cmake-bench.log" >&2
-            die "cannot build bench/"
-        fi
-    fi
-fi
-
-FASTSERVER=$(find_tool fastserver)
-IMAPBENCH=$(find_tool imapbench)
-if [ -z "$FASTSERVER" ] || [ -z "$IMAPBENCH" ]; then
-    die "fastserver/imapbench not found under $BUILD_DIR"
-fi
-IMAPTAP=${IMAPTAP:-$(find_tool imaptap)}
-if [ -z "$IMAPTAP" ] || [ ! -x "$IMAPTAP" ]; then
-    die "imaptap binary not found under $BUILD_DIR (set IMAPTAP=PATH)"
-fi
-read -r -a IMAPTAP_EXTRA <<<"${IMAPTAP_ARGS:-}"
+build_tools
 
 # ------------------------------------------------------- process helpers
 # The start_* helpers run in the main shell (never inside $(...), so that
 # the PIDs list stays complete) and leave the port they got in RET.
-RET=
-wait_port_file() { # file pid what -> RET=port; returns 1 on failure
-    local f=$1 pid=$2 what=$3 i
-    for ((i = 0; i < 300; i++)); do
-        if [ -s "$f" ] && [ -z "$(tail -c 1 "$f")" ]; then
-            RET=$(head -n 1 "$f" | tr -dc '0-9')
-            [ -n "$RET" ] && return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "relay.sh: $what exited before writing $f"
-            return 1
-        fi
-        sleep 0.05
-    done
-    log "relay.sh: $what did not write $f within 15 s"
-    return 1
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-is_listening() { # port: is something listening on 127.0.0.1:port (IPv4)?
-    local hex
-    hex=$(printf '%04X' "$1")
-    grep -qE "^ *[0-9]+: 0100007F:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null ||
-        grep -qE "^ *[0-9]+: 00000000:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null
-}
 
 start_fastserver() { # -> RET=port
     local f=$WORK/fast.port
