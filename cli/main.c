@@ -32,6 +32,10 @@ static const char usage[] =
 	"            capture file\n"
 	"            imaptap analyze FILE [--session N] [--events FILE|-]\n"
 	"                  [--fail-on RULE[,RULE...]|all] [--stall S] [--done-stall S]\n"
+	"  replay serve  play the server side of a recorded session to live clients\n"
+	"            imaptap replay serve FILE [--session N] [--listen ADDR:PORT]\n"
+	"                  [--speed X | --no-delay] [--ignore REGEX] [--timeout S]\n"
+	"                  [--loop] [-- COMMAND ARGS...]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -107,6 +111,8 @@ int main(int argc, char **argv)
 		return cli_proxy_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "analyze") == 0)
 		return cli_analyze_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "replay") == 0)
+		return cli_replay_main(argc - 1, argv + 1);
 	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
 	return CLI_EXIT_USAGE;
 }

@@ -1,0 +1,385 @@
+/* imaptap replay serve: a recorded server played to live clients. */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "proxy/addr.h"
+#include "replay/serve.h"
+
+static const char serve_usage[] =
+	"usage: imaptap replay serve FILE [OPTIONS] [-- COMMAND ARGS...]\n"
+	"\n"
+	"Plays the server side of a recorded session (a pcap: imaptap's --pcap, or a\n"
+	"tcpdump/tshark capture of plaintext IMAP) to live clients. Every recorded\n"
+	"client line must arrive: the client's own tags stand for the recorded ones,\n"
+	"masked passwords and --ignore spans match anything. The server's lines go\n"
+	"out at their recorded delays after the client line before them. When the\n"
+	"client does something else, imaptap prints the line expected, the line\n"
+	"received and the recording before it, and exits 1.\n"
+	"\n"
+	"options:\n"
+	"  --session N              the N-th session of FILE (default 1)\n"
+	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:0: a free\n"
+	"                           port, printed on stderr)\n"
+	"  --port-file FILE         write the port to FILE once listening\n"
+	"  --speed X                play X times faster (default 1)\n"
+	"  --no-delay               send the server's lines as soon as they are due\n"
+	"  --ignore REGEX           a volatile span (a date, a UID) that matches anything;\n"
+	"                           POSIX extended regex, repeatable\n"
+	"  --timeout SECONDS        bound on one whole replay (default: 60, or twice the\n"
+	"                           recording's length plus 30 when longer)\n"
+	"  --quiet-limit SECONDS    a client silent this long beyond the recorded pause\n"
+	"                           while a line is due is reported (default 10)\n"
+	"  --loop                   serve every new connection afresh until interrupted\n"
+	"  -- COMMAND ARGS...       run COMMAND with IMAPTAP_PORT set and serve until it\n"
+	"                           exits; the result is the worse of the two\n"
+	"  -h, --help               this text\n"
+	"\n"
+	"exit codes: 0 the client did what the recording did, 1 it diverged (or the\n"
+	"command failed), 2 usage error, 3 the file cannot be read or no listening\n";
+
+enum {
+	OPT_SESSION = 256,
+	OPT_LISTEN,
+	OPT_PORT_FILE,
+	OPT_SPEED,
+	OPT_NO_DELAY,
+	OPT_IGNORE,
+	OPT_TIMEOUT,
+	OPT_QUIET_LIMIT,
+	OPT_LOOP,
+};
+
+static const struct option serve_options[] = {
+	{"session", required_argument, NULL, OPT_SESSION},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"port-file", required_argument, NULL, OPT_PORT_FILE},
+	{"speed", required_argument, NULL, OPT_SPEED},
+	{"no-delay", no_argument, NULL, OPT_NO_DELAY},
+	{"ignore", required_argument, NULL, OPT_IGNORE},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"quiet-limit", required_argument, NULL, OPT_QUIET_LIMIT},
+	{"loop", no_argument, NULL, OPT_LOOP},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+#define IGNORE_MAX 32
+
+struct serve_args {
+	const char *file;
+	const char *listen;
+	const char *port_file;
+	unsigned session;
+	double speed;
+	imap_time_us timeout;
+	imap_time_us quiet;
+	bool loop;
+	regex_t ignore[IGNORE_MAX];
+	size_t ignore_count;
+	char **command; /* after "--", or NULL */
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static int parse_serve(int argc, char **argv, struct serve_args *a)
+{
+	unsigned long long v;
+	imap_time_us us;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+again:
+	/* "+": stop at the first operand, so "-- COMMAND --its-flags" stays whole */
+	while ((c = getopt_long(argc, argv, "+:h", serve_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_SESSION:
+			if (cli_number(optarg, 1, 1u << 30, &v) != 0)
+				return cli_usage_error("replay serve",
+						       "--session takes a number from 1, not '%s'", optarg);
+			a->session = (unsigned)v;
+			break;
+		case OPT_LISTEN:
+			a->listen = optarg;
+			break;
+		case OPT_PORT_FILE:
+			a->port_file = optarg;
+			break;
+		case OPT_SPEED:
+			if (cli_seconds(optarg, 0.01, 10000, &us) != 0)
+				return cli_usage_error("replay serve",
+						       "--speed takes a factor from 0.01 to 10000, not '%s'",
+						       optarg);
+			a->speed = (double)us / 1e6;
+			break;
+		case OPT_NO_DELAY:
+			a->speed = 0;
+			break;
+		case OPT_IGNORE: {
+			int rc;
+
+			if (a->ignore_count == IGNORE_MAX)
+				return cli_usage_error("replay serve", "at most %d --ignore patterns",
+						       IGNORE_MAX);
+			rc = regcomp(&a->ignore[a->ignore_count], optarg, REG_EXTENDED);
+			if (rc != 0) {
+				char msg[200];
+
+				regerror(rc, &a->ignore[a->ignore_count], msg, sizeof(msg));
+				return cli_usage_error("replay serve", "--ignore '%s': %s", optarg, msg);
+			}
+			a->ignore_count++;
+			break;
+		}
+		case OPT_TIMEOUT:
+			if (cli_seconds(optarg, 1, 7 * 24 * 3600.0, &a->timeout) != 0)
+				return cli_usage_error("replay serve",
+						       "--timeout takes seconds from 1, not '%s'", optarg);
+			break;
+		case OPT_QUIET_LIMIT:
+			if (cli_seconds(optarg, 0.1, 24 * 3600.0, &a->quiet) != 0)
+				return cli_usage_error("replay serve",
+						       "--quiet-limit takes seconds from 0.1, not '%s'", optarg);
+			break;
+		case OPT_LOOP:
+			a->loop = true;
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			return -1;
+		case ':':
+			return cli_usage_error("replay serve", "%s needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("replay serve", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc && strcmp(argv[optind], "--") != 0 && a->file == NULL &&
+	    strcmp(argv[optind - 1], "--") != 0) {
+		a->file = argv[optind++];
+		goto again; /* options may follow FILE */
+	}
+	if (optind < argc && strcmp(argv[optind - 1], "--") == 0 && argv[optind][0] != '\0' &&
+	    a->command == NULL) {
+		/* getopt consumed the "--" */
+		a->command = argv + optind;
+	} else if (optind < argc && strcmp(argv[optind], "--") == 0) {
+		optind++;
+		if (optind >= argc)
+			return cli_usage_error("replay serve", "'--' must be followed by a command");
+		a->command = argv + optind;
+	} else if (optind < argc) {
+		return cli_usage_error("replay serve", "unexpected argument '%s' (a command goes after '--')",
+				       argv[optind]);
+	} else if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
+		return cli_usage_error("replay serve", "'--' must be followed by a command");
+	}
+	if (a->file == NULL)
+		return cli_usage_error("replay serve", "which recording? imaptap replay serve FILE.pcap");
+	if (a->loop && a->command != NULL)
+		return cli_usage_error("replay serve", "--loop and a command do not go together");
+	return 0;
+}
+
+static int listen_on(const char *spec, char *bound, size_t size, unsigned *port_r)
+{
+	struct proxy_hostport hp;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char err[256], portstr[16];
+	int fd, one = 1, rc;
+
+	if (proxy_hostport_parse(spec, &hp, err, sizeof(err)) < 0) {
+		cli_usage_error("replay serve", "--listen %s", err);
+		return -2;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", hp.port);
+	rc = getaddrinfo(hp.host, portstr, &hints, &res);
+	if (rc != 0) {
+		cli_message("cannot resolve --listen %s: %s", spec, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		cli_message("cannot listen on %s: %s (pick another with --listen, or port 0 for any "
+			    "free one)",
+			    spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	proxy_sockaddr_str((struct sockaddr *)&ss, bound, size);
+	*port_r = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+					   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static int write_port(const char *path, unsigned port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%u\n", port);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		return -1;
+	return 0;
+}
+
+static imap_time_us recording_length(const struct replay_recording *rec)
+{
+	return rec->count > 0 ? rec->units[rec->count - 1].at : 0;
+}
+
+/* Serves one accepted connection; returns its outcome. */
+static int serve_one(int fd, const struct replay_recording *rec, const struct replay_options *opt,
+		     unsigned n)
+{
+	struct replay_result res;
+
+	replay_serve_fd(rec, fd, opt, &res);
+	shutdown(fd, SHUT_RDWR);
+	close(fd);
+	fprintf(stderr, "imaptap: connection %u: %s", n, res.report);
+	fflush(stderr);
+	return res.code;
+}
+
+int cli_replay_main(int argc, char **argv)
+{
+	struct serve_args a = {.listen = "127.0.0.1:0", .session = 1, .speed = 1,
+			       .quiet = 10 * 1000000LL};
+	struct replay_recording rec;
+	struct replay_options opt;
+	char err[4096], bound[64];
+	unsigned port, served = 0;
+	int code, lfd, rc, worst = 0;
+	pid_t child = -1;
+
+	if (argc < 2 || strcmp(argv[1], "serve") != 0) {
+		if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+			fputs(serve_usage, stdout);
+			return CLI_EXIT_OK;
+		}
+		return cli_usage_error("replay", "%s: replay takes 'serve' (imaptap replay serve FILE)",
+				       argc >= 2 ? argv[1] : "nothing");
+	}
+	rc = parse_serve(argc - 1, argv + 1, &a);
+	if (rc != 0)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (replay_recording_load(a.file, a.session, &rec, &code, err, sizeof(err)) != 0) {
+		cli_message("%s", err);
+		return code == 2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+	}
+	opt = (struct replay_options){
+		.speed = a.speed,
+		.timeout = a.timeout,
+		.quiet = a.quiet,
+		.ignore = a.ignore,
+		.ignore_count = a.ignore_count,
+	};
+	if (opt.timeout == 0) {
+		imap_time_us len = a.speed > 0 ? (imap_time_us)((double)recording_length(&rec) / a.speed)
+					      : 0;
+
+		opt.timeout = 2 * len + 30 * 1000000LL;
+		if (opt.timeout < 60 * 1000000LL)
+			opt.timeout = 60 * 1000000LL;
+	}
+	lfd = listen_on(a.listen, bound, sizeof(bound), &port);
+	if (lfd < 0) {
+		replay_recording_free(&rec);
+		return lfd == -2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+	}
+	if (a.port_file != NULL && write_port(a.port_file, port) != 0) {
+		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
+		close(lfd);
+		replay_recording_free(&rec);
+		return CLI_EXIT_RUNTIME;
+	}
+	cli_message("replaying session %u of %s (%zu units, %.3f s) on %s", a.session, a.file,
+		    rec.count, (double)recording_length(&rec) / 1e6, bound);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_stop);
+	signal(SIGTERM, on_stop);
+	if (a.command != NULL) {
+		char portstr[16];
+
+		snprintf(portstr, sizeof(portstr), "%u", port);
+		child = fork();
+		if (child == 0) {
+			close(lfd);
+			setenv("IMAPTAP_PORT", portstr, 1);
+			execvp(a.command[0], a.command);
+			fprintf(stderr, "imaptap: cannot run %s: %s\n", a.command[0], strerror(errno));
+			_exit(127);
+		}
+		if (child < 0) {
+			cli_message("cannot run %s: %s", a.command[0], strerror(errno));
+			close(lfd);
+			replay_recording_free(&rec);
+			return CLI_EXIT_RUNTIME;
+		}
+	}
+	while (!stopping) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		int status;
+
+		if (child > 0 && waitpid(child, &status, WNOHANG) == child) {
+			int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+			cli_message("%s exited with %d", a.command[0], exit_code);
+			child = -1;
+			if (exit_code != 0 && worst < 1)
+				worst = 1;
+			if (served == 0) {
+				cli_message("%s never connected to IMAPTAP_PORT: nothing was replayed",
+					    a.command[0]);
+				worst = 1;
+			}
+			break;
+		}
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		rc = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (rc < 0)
+			continue;
+		code = serve_one(rc, &rec, &opt, ++served);
+		if (code > worst)
+			worst = code;
+		if (!a.loop && a.command == NULL)
+			break;
+	}
+	if (child > 0) { /* interrupted: the command goes too */
+		kill(child, SIGTERM);
+		waitpid(child, NULL, 0);
+	}
+	close(lfd);
+	replay_recording_free(&rec);
+	for (size_t i = 0; i < a.ignore_count; i++)
+		regfree(&a.ignore[i]);
+	return worst == 3 ? CLI_EXIT_RUNTIME : worst == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
+}

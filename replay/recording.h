@@ -1,0 +1,47 @@
+/* One recorded session, read from a capture as the framer sees it: every
+ * line and literal chunk of both directions, in order, with its time. The
+ * replay harness plays one side of it and expects the other. */
+#ifndef REPLAY_RECORDING_H
+#define REPLAY_RECORDING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/framer.h"
+#include "imap/types.h"
+
+#define REPLAY_TAG_MAX 64
+
+struct replay_unit {
+	enum imap_dir dir;
+	imap_time_us at;            /* since the session opened */
+	enum imap_unit_kind kind;
+	uint8_t *data;              /* the bytes as recorded */
+	size_t len;
+	uint8_t *masked;            /* client units: credentials masked (what a live
+				       client's masked bytes are compared with) */
+	size_t masked_len;
+	char tag[REPLAY_TAG_MAX];   /* command or tagged response: its tag; else "" */
+	bool continuation;          /* a server "+" */
+	unsigned line_no;           /* 1-based position among the lines of its direction */
+};
+
+struct replay_recording {
+	struct replay_unit *units;
+	size_t count;
+	unsigned session;
+	unsigned sessions_in_file;
+	char client[64];
+	char server[64];
+	bool closed_by_server;      /* the server closed the connection at the end */
+};
+
+/* Loads session (1-based) of path. Returns 0, or -1 with a message in err
+ * (and *code_r: 2 for a session that is not there, 3 for a file that
+ * cannot be read). */
+int replay_recording_load(const char *path, unsigned session, struct replay_recording *rec,
+			  int *code_r, char *err, size_t errlen);
+void replay_recording_free(struct replay_recording *rec);
+
+#endif

@@ -1,0 +1,38 @@
+/* replay serve: the server side of a recorded session played to a live
+ * client on a connected socket. Each recorded client line must arrive
+ * (the live client's tags stand for the recorded ones, masked spans match
+ * any, --ignore patterns are wildcards); the server units that followed it
+ * go out at their recorded delays after it, scaled. */
+#ifndef REPLAY_SERVE_H
+#define REPLAY_SERVE_H
+
+#include <regex.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "replay/recording.h"
+
+struct replay_options {
+	double speed;                 /* 1 for the recorded pace; 0: no delays */
+	imap_time_us timeout;         /* the whole replay */
+	imap_time_us quiet;           /* a client silent this long while a line is due */
+	const regex_t *ignore;        /* volatile spans, matched on both sides */
+	size_t ignore_count;
+	FILE *log;                    /* where the progress rows go, or NULL */
+};
+
+#define REPLAY_REPORT_MAX 4096
+
+struct replay_result {
+	int code;                     /* 0 the client did what the recording did, 1 it
+					 diverged (or timed out), 3 an I/O error */
+	size_t client_lines;          /* client lines matched */
+	char report[REPLAY_REPORT_MAX];
+};
+
+/* Plays rec to the client on fd (connected, any mode; made non-blocking).
+ * Does not close fd. */
+void replay_serve_fd(const struct replay_recording *rec, int fd, const struct replay_options *options,
+		     struct replay_result *result);
+
+#endif

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""imaptap replay serve: a session recorded through the proxy against the
+real Dovecot (and one recorded by tshark, a foreign capture) played back to
+the same real client (Python imaplib), which passes; played to changed
+clients, which fail with the expected and received lines; timing at
+--speed 1, 3 and --no-delay; a hanging client cut off; bad input.
+
+    python3 tests/integration/test_replay.py [--imaptap build/imaptap] [-v]
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, HERE)
+
+from dovecot import Dovecot  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, imaptap_bin, main, run_imaptap  # noqa: E402
+from imaptap import sanitizer_env  # noqa: E402
+from test_pcap_reader import Tshark  # noqa: E402
+
+PASSWORD = "Replay-S3cret-8"
+DC = None
+TMP = None
+CLIENT = os.path.join(HERE, "..", "lib", "replay_client.py")
+
+
+def setUpModule():
+    global DC, TMP
+    check_binary()
+    TMP = tempfile.mkdtemp(prefix="imaptap-replay-")
+    DC = Dovecot(users={"alice": PASSWORD}).start()
+    r = subprocess.run([sys.executable, CLIENT, str(DC.port), "seed", PASSWORD],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def tearDownModule():
+    if DC is not None:
+        DC.stop()
+    if TMP is not None and not os.environ.get("KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def replay(pcap, *args, command=None, timeout=90):
+    argv = [imaptap_bin(), "replay", "serve", pcap] + list(args)
+    if command is not None:
+        argv += ["--"] + command
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       env=sanitizer_env())
+    return r, time.monotonic() - t0
+
+
+def client(variant, password=PASSWORD):
+    # IMAPTAP_PORT comes from replay serve
+    return [sys.executable, CLIENT, "env", variant, password]
+
+
+class ReplayTest(ProxyTestCase, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.recorded = None
+
+    def record(self):
+        """The client's session through the proxy to Dovecot, as a pcap."""
+        if ReplayTest.recorded is None:
+            pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "session.pcap")
+            px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+            r = subprocess.run([sys.executable, CLIENT, str(px.port), "same", PASSWORD],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            px.wait_for_row(lambda x: x["dir"] == "--" and x["text"].startswith("close"))
+            ReplayTest.recorded = pcap
+        return ReplayTest.recorded
+
+    def test_same_client_passes(self):
+        r, _ = replay(self.record(), command=client("same"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the client did what the recording did", r.stderr)
+
+    def test_changed_clients_fail_with_a_report(self):
+        pcap = self.record()
+        for variant, expected, received in [
+                ("mailbox", "SELECT INBOX", "SELECT Archive"),
+                ("extra", "LOGOUT", "NOOP"),
+                ("nologout", "LOGOUT", None)]:
+            r, _ = replay(pcap, "--quiet-limit", "2", command=client(variant))
+            self.assertEqual(r.returncode, 1, (variant, r.stderr))
+            self.assertRegex(r.stderr, r"expected: \S+ " + expected, variant)
+            if received:
+                self.assertRegex(r.stderr, r"received: \S+ " + received, variant)
+            else:
+                self.assertIn("the client closed the connection instead", r.stderr)
+            self.assertIn("the recording before it:", r.stderr)
+
+    def test_masked_password_matches_any(self):
+        # the recording masks the password: another one is fine for serve
+        r, _ = replay(self.record(), command=client("same", password="another-one"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_hanging_client_is_cut_off(self):
+        pcap = self.record()
+        port_file = os.path.join(tempfile.mkdtemp(dir=TMP), "port")
+        proc = subprocess.Popen([imaptap_bin(), "replay", "serve", pcap, "--port-file", port_file,
+                                 "--quiet-limit", "1"], stderr=subprocess.PIPE, text=True,
+                                env=sanitizer_env())
+        while not os.path.exists(port_file):
+            time.sleep(0.05)
+        s = socket.create_connection(("127.0.0.1", int(open(port_file).read())))
+        s.recv(4096)                  # the greeting, then nothing from us
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        s.close()
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertIn("the client sent nothing for", err)
+        self.assertLess(time.monotonic() - t0, 10)
+
+    def test_timing_follows_the_recording(self):
+        """A server that held IDLE's OK 1.5 s after DONE: played at speed 1,
+        3 and with no delay."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def fake():
+            c, _ = srv.accept()
+            f = c.makefile("rwb")
+            f.write(b"* OK fake\r\n")
+            f.flush()
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                tag = line.split()[0]
+                if b"IDLE" in line:
+                    f.write(b"+ idling\r\n")
+                    f.flush()
+                    f.readline()
+                    time.sleep(1.5)
+                    f.write(b"* 2 EXISTS\r\n" + tag + b" OK done\r\n")
+                elif b"CAPABILITY" in line:
+                    f.write(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + tag + b" OK done\r\n")
+                elif b"LOGOUT" in line:
+                    f.write(b"* BYE\r\n" + tag + b" OK bye\r\n")
+                    f.flush()
+                    break
+                else:
+                    f.write(tag + b" OK fine\r\n")
+                f.flush()
+            f.close()
+            c.close()
+
+        th = threading.Thread(target=fake, daemon=True)
+        th.start()
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "idle.pcap")
+        px = self.start_proxy(srv.getsockname()[1], extra_args=["--pcap", pcap])
+        r = subprocess.run([sys.executable, CLIENT, str(px.port), "idle", PASSWORD],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        px.wait_for_row(lambda x: x["dir"] == "--" and x["text"].startswith("close"))
+        th.join(10)
+        srv.close()
+        took = {}
+        for label, args in [("1", ["--speed", "1"]), ("3", ["--speed", "3"]),
+                            ("none", ["--no-delay"])]:
+            r, t = replay(pcap, *args, command=client("idle"))
+            self.assertEqual(r.returncode, 0, (label, r.stderr))
+            took[label] = t
+        self.assertGreater(took["1"], 1.4)
+        self.assertLess(took["3"], took["1"] - 0.6)
+        self.assertGreater(took["3"], 0.45)
+        self.assertLess(took["none"], took["3"])
+
+    def test_foreign_capture_replays(self):
+        """tshark's capture of the client talking to Dovecot directly."""
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "tshark.pcapng")
+        ts = Tshark(pcap, "lo", DC.port).spawn()
+        try:
+            ts.wait_capturing()
+            ts.sync()
+            r = subprocess.run([sys.executable, CLIENT, str(DC.port), "same", PASSWORD],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            ts.stop()
+        # the probes are sessions too; the real one is the one that logged in
+        session = None
+        for n in range(1, 20):
+            r = run_imaptap(["analyze", pcap, "--session", str(n), "--quiet", "--events", "-"])
+            if r.returncode != 0:
+                break
+            if '"LOGIN"' in r.stdout:
+                session = n
+                break
+        self.assertIsNotNone(session, "no LOGIN session in the tshark capture")
+        r, _ = replay(pcap, "--session", str(session), command=client("same"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, _ = replay(pcap, "--session", str(session), "--quiet-limit", "2",
+                      command=client("mailbox"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+
+    def test_bad_input(self):
+        d = tempfile.mkdtemp(dir=TMP)
+        junk = os.path.join(d, "junk.pcap")
+        with open(junk, "wb") as f:
+            f.write(os.urandom(300))
+        for args, code, words in [
+                ([junk], 3, "not a pcap or pcapng file"),
+                ([os.path.join(d, "none.pcap")], 3, "no such file"),
+                ([self.record(), "--session", "9"], 2, "there is no session 9"),
+                ([self.record(), "--ignore", "("], 2, "--ignore '('"),
+                ([self.record(), "--speed", "fast"], 2, "--speed takes"),
+                ([], 2, "which recording"),
+                ([self.record(), "--"], 2, "followed by a command")]:
+            r = run_imaptap(["replay", "serve"] + args)
+            self.assertEqual(r.returncode, code, (args, r.stderr))
+            self.assertIn(words, r.stderr)
+        r = run_imaptap(["replay", "play", "x"])
+        self.assertEqual(r.returncode, 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""The client under test in the replay tests: Python's imaplib doing a
+fixed session, or one changed in one way.
+
+    replay_client.py PORT|env VARIANT PASSWORD
+
+VARIANT: seed (put a message in INBOX and create Archive), same, mailbox
+(SELECT Archive instead of INBOX), extra (one more NOOP), nologout (close
+without LOGOUT), idle (an IDLE ended by DONE after 0.2 s)."""
+
+import imaplib
+import os
+import sys
+import time
+
+
+def main():
+    port = int(os.environ["IMAPTAP_PORT"] if sys.argv[1] == "env" else sys.argv[1])
+    variant, password = sys.argv[2], sys.argv[3]
+    m = imaplib.IMAP4("127.0.0.1", port)
+    if variant == "idle":
+        tag = m._new_tag()
+        m.send(tag + b" IDLE\r\n")
+        assert m.readline().startswith(b"+")
+        time.sleep(0.2)
+        m.send(b"DONE\r\n")
+        while not m.readline().startswith(tag):
+            pass
+        m.logout()
+        return
+    m.login("alice", password)
+    if variant == "seed":
+        m.append("INBOX", None, None, b"Subject: replay\r\n\r\nhello\r\n")
+        m.create("Archive")
+        m.logout()
+        return
+    m.select("Archive" if variant == "mailbox" else "INBOX")
+    m.fetch("1:*", "(FLAGS)")
+    if variant == "extra":
+        m.noop()
+    m.noop()
+    if variant == "nologout":
+        m.shutdown()
+        return
+    m.logout()
+
+
+if __name__ == "__main__":
+    main()
