@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 
 from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, imaptap_bin, main, run_imaptap  # noqa: E402
-from imaptap import sanitizer_env  # noqa: E402
+from imaptap import sanitizer_env, sanitizer_reports  # noqa: E402
 from test_pcap_reader import Tshark  # noqa: E402
 
 PASSWORD = "Replay-S3cret-8"
@@ -57,6 +57,7 @@ def replay(pcap, *args, command=None, timeout=90):
     t0 = time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                        env=sanitizer_env())
+    assert not sanitizer_reports(r.stderr), r.stderr
     return r, time.monotonic() - t0
 
 
