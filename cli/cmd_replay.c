@@ -10,8 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "cli/cli.h"
 #include "proxy/addr.h"
+#include "proxy/ca.h"
 #include "replay/serve.h"
 
 static const char serve_usage[] =
@@ -38,6 +41,14 @@ static const char serve_usage[] =
 	"                           recording's length plus 30 when longer)\n"
 	"  --quiet-limit SECONDS    a client silent this long beyond the recorded pause\n"
 	"                           while a line is due is reported (default 10)\n"
+	"  --client-tls none|implicit|starttls\n"
+	"                           what the client speaks (default none); starttls: the\n"
+	"                           handshake follows the recorded OK to its STARTTLS\n"
+	"  --ca DIR                 CA that signs the certificate shown to the client\n"
+	"                           (DIR/ca.crt, DIR/ca.key; created when missing)\n"
+	"  --cert FILE --key FILE   show this certificate instead\n"
+	"  --name NAME              a name the forged certificate carries (repeatable;\n"
+	"                           default localhost and 127.0.0.1)\n"
 	"  --loop                   serve every new connection afresh until interrupted\n"
 	"  -- COMMAND ARGS...       run COMMAND with IMAPTAP_PORT set and serve until it\n"
 	"                           exits; the result is the worse of the two\n"
@@ -56,6 +67,11 @@ enum {
 	OPT_TIMEOUT,
 	OPT_QUIET_LIMIT,
 	OPT_LOOP,
+	OPT_CLIENT_TLS,
+	OPT_CA,
+	OPT_CERT,
+	OPT_KEY,
+	OPT_NAME,
 };
 
 static const struct option serve_options[] = {
@@ -68,11 +84,17 @@ static const struct option serve_options[] = {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"quiet-limit", required_argument, NULL, OPT_QUIET_LIMIT},
 	{"loop", no_argument, NULL, OPT_LOOP},
+	{"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
+	{"ca", required_argument, NULL, OPT_CA},
+	{"cert", required_argument, NULL, OPT_CERT},
+	{"key", required_argument, NULL, OPT_KEY},
+	{"name", required_argument, NULL, OPT_NAME},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
 #define IGNORE_MAX 32
+#define NAMES_MAX 16
 
 struct serve_args {
 	const char *file;
@@ -86,6 +108,12 @@ struct serve_args {
 	regex_t ignore[IGNORE_MAX];
 	size_t ignore_count;
 	char **command; /* after "--", or NULL */
+	const char *client_tls;
+	const char *ca;
+	const char *cert;
+	const char *key;
+	const char *names[NAMES_MAX];
+	size_t name_count;
 };
 
 static volatile sig_atomic_t stopping;
@@ -159,6 +187,23 @@ again:
 		case OPT_LOOP:
 			a->loop = true;
 			break;
+		case OPT_CLIENT_TLS:
+			a->client_tls = optarg;
+			break;
+		case OPT_CA:
+			a->ca = optarg;
+			break;
+		case OPT_CERT:
+			a->cert = optarg;
+			break;
+		case OPT_KEY:
+			a->key = optarg;
+			break;
+		case OPT_NAME:
+			if (a->name_count == NAMES_MAX)
+				return cli_usage_error("replay serve", "at most %d --name", NAMES_MAX);
+			a->names[a->name_count++] = optarg;
+			break;
 		case 'h':
 			fputs(serve_usage, stdout);
 			return -1;
@@ -192,6 +237,16 @@ again:
 		return cli_usage_error("replay serve", "which recording? imaptap replay serve FILE.pcap");
 	if (a->loop && a->command != NULL)
 		return cli_usage_error("replay serve", "--loop and a command do not go together");
+	if (a->client_tls != NULL && strcmp(a->client_tls, "none") != 0 &&
+	    strcmp(a->client_tls, "implicit") != 0 && strcmp(a->client_tls, "starttls") != 0)
+		return cli_usage_error("replay serve", "--client-tls takes implicit, starttls or none, not '%s'",
+				       a->client_tls);
+	if ((a->cert == NULL) != (a->key == NULL))
+		return cli_usage_error("replay serve", "--cert and --key go together");
+	if (a->client_tls != NULL && strcmp(a->client_tls, "none") != 0 && a->ca == NULL &&
+	    a->cert == NULL)
+		return cli_usage_error("replay serve", "--client-tls %s needs --ca DIR or --cert FILE --key FILE",
+				       a->client_tls);
 	return 0;
 }
 
@@ -249,6 +304,50 @@ static int write_port(const char *path, unsigned port)
 	return 0;
 }
 
+/* The certificate shown to TLS clients: given, or forged by the CA. */
+static SSL_CTX *tls_context(const struct serve_args *a, struct proxy_ca **ca_r)
+{
+	static const char *const defaults[] = {"localhost", "127.0.0.1"};
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char err[600];
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (a->cert != NULL) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, a->cert) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(ctx, a->key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			cli_message("cannot use --cert %s --key %s: %s", a->cert, a->key,
+				    ERR_reason_error_string(ERR_get_error()));
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		return ctx;
+	}
+	*ca_r = proxy_ca_load(a->ca, err, sizeof(err));
+	if (*ca_r == NULL) {
+		cli_message("--ca %s: %s", a->ca, err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	{
+		X509 *leaf = proxy_ca_forge(*ca_r, a->name_count ? a->names : defaults,
+					    a->name_count ? a->name_count : 2, err, sizeof(err));
+
+		if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1 ||
+		    SSL_CTX_use_PrivateKey(ctx, proxy_ca_leaf_key(*ca_r)) != 1) {
+			cli_message("cannot forge a certificate with %s: %s", a->ca,
+				    leaf == NULL ? err : "OpenSSL refused it");
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	}
+	return ctx;
+}
+
 static imap_time_us recording_length(const struct replay_recording *rec)
 {
 	return rec->count > 0 ? rec->units[rec->count - 1].at : 0;
@@ -274,6 +373,7 @@ int cli_replay_main(int argc, char **argv)
 			       .quiet = 10 * 1000000LL};
 	struct replay_recording rec;
 	struct replay_options opt;
+	struct proxy_ca *ca = NULL;
 	char err[4096], bound[64];
 	unsigned port, served = 0;
 	int code, lfd, rc, worst = 0;
@@ -309,9 +409,19 @@ int cli_replay_main(int argc, char **argv)
 		if (opt.timeout < 60 * 1000000LL)
 			opt.timeout = 60 * 1000000LL;
 	}
+	if (a.client_tls != NULL && strcmp(a.client_tls, "none") != 0) {
+		opt.tls = tls_context(&a, &ca);
+		opt.implicit_tls = strcmp(a.client_tls, "implicit") == 0;
+		if (opt.tls == NULL) {
+			replay_recording_free(&rec);
+			return CLI_EXIT_RUNTIME;
+		}
+	}
 	lfd = listen_on(a.listen, bound, sizeof(bound), &port);
 	if (lfd < 0) {
 		replay_recording_free(&rec);
+		SSL_CTX_free(opt.tls);
+		proxy_ca_free(&ca);
 		return lfd == -2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
 	}
 	if (a.port_file != NULL && write_port(a.port_file, port) != 0) {
@@ -381,5 +491,7 @@ int cli_replay_main(int argc, char **argv)
 	replay_recording_free(&rec);
 	for (size_t i = 0; i < a.ignore_count; i++)
 		regfree(&a.ignore[i]);
+	SSL_CTX_free(opt.tls);
+	proxy_ca_free(&ca);
 	return worst == 3 ? CLI_EXIT_RUNTIME : worst == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
 }

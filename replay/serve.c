@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "imap/conversation.h"
 #include "imap/redact.h"
 
@@ -24,6 +26,7 @@ struct live_unit {
 	size_t len;
 	char tag[REPLAY_TAG_MAX];
 	imap_time_us at; /* arrival, live clock */
+	bool starttls;   /* a STARTTLS command */
 };
 
 struct tag_pair {
@@ -49,6 +52,8 @@ struct serve {
 	imap_time_us trigger_live;    /* when the last matched client unit arrived */
 	imap_time_us trigger_rec;     /* and when it was recorded */
 	size_t last_shown;            /* units shown in a report's context */
+	SSL *ssl;                     /* the client leg in TLS */
+	char starttls_tag[REPLAY_TAG_MAX]; /* recorded tag of a STARTTLS in flight */
 };
 
 static imap_time_us now_us(void)
@@ -163,6 +168,7 @@ static void on_live(void *ctx, const struct imap_observation *obs)
 	    !(obs->unit->flags & IMAP_UNIT_CONTINUED) && obs->info->tag.len < sizeof(l->tag)) {
 		memcpy(l->tag, obs->info->tag.p, obs->info->tag.len);
 		l->tag[obs->info->tag.len] = '\0';
+		l->starttls = strcmp(obs->info->name, "STARTTLS") == 0;
 	}
 	s->live_count++;
 }
@@ -298,6 +304,74 @@ static void send_unit(struct serve *s, const struct replay_unit *u)
 	}
 }
 
+static ssize_t io_send(struct serve *s, const uint8_t *p, size_t n)
+{
+	int r;
+
+	if (s->ssl == NULL)
+		return send(s->fd, p, n, MSG_NOSIGNAL);
+	r = SSL_write(s->ssl, p, (int)(n > 1 << 20 ? 1 << 20 : n));
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+static ssize_t io_recv(struct serve *s, uint8_t *p, size_t n)
+{
+	int r;
+
+	if (s->ssl == NULL)
+		return recv(s->fd, p, n, 0);
+	r = SSL_read(s->ssl, p, (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		return 0; /* a broken TLS session ends the client's side */
+	}
+}
+
+/* The TLS handshake with the client, within the quiet limit. */
+static bool handshake(struct serve *s)
+{
+	imap_time_us until = now_us() + s->opt->quiet;
+
+	s->ssl = SSL_new(s->opt->tls);
+	if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1)
+		return false;
+	while (now_us() < until) {
+		int r = SSL_accept(s->ssl), e;
+		struct pollfd p = {.fd = s->fd};
+
+		if (r == 1)
+			return true;
+		e = SSL_get_error(s->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			p.events = POLLIN;
+		else if (e == SSL_ERROR_WANT_WRITE)
+			p.events = POLLOUT;
+		else
+			break;
+		poll(&p, 1, 100);
+	}
+	ERR_clear_error();
+	return false;
+}
+
 /* One round of I/O: writes what is queued, reads what came, waits at most
  * wait_us. */
 static void pump(struct serve *s, imap_time_us wait_us)
@@ -318,10 +392,13 @@ static void pump(struct serve *s, imap_time_us wait_us)
 			poll(NULL, 0, ms);
 		return;
 	}
-	if (poll(&p, 1, ms) <= 0)
+	/* records OpenSSL decrypted already wake no poller */
+	if (!(s->ssl != NULL && SSL_pending(s->ssl) > 0) && poll(&p, 1, ms) <= 0)
 		return;
+	if (s->ssl != NULL && SSL_pending(s->ssl) > 0)
+		p.revents |= POLLIN;
 	if (p.revents & POLLOUT) {
-		ssize_t n = send(s->fd, s->out, s->out_len, MSG_NOSIGNAL);
+		ssize_t n = io_send(s, s->out, s->out_len);
 
 		if (n > 0) {
 			memmove(s->out, s->out + n, s->out_len - (size_t)n);
@@ -332,7 +409,7 @@ static void pump(struct serve *s, imap_time_us wait_us)
 		}
 	}
 	if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
+		ssize_t n = io_recv(s, buf, sizeof(buf));
 
 		if (n > 0)
 			imap_conv_feed(s->conv, IMAP_C2S, now_us(), IMAP_ORIGIN_PEER, buf, (size_t)n);
@@ -355,6 +432,18 @@ static imap_time_us due(const struct serve *s, const struct replay_unit *u)
 	if (s->opt->speed <= 0)
 		return s->trigger_live;
 	return s->trigger_live + (imap_time_us)((double)(u->at - s->trigger_rec) / s->opt->speed);
+}
+
+/* STARTTLS answered: the rest goes through TLS once what is queued is out. */
+static bool start_tls(struct serve *s, size_t i)
+{
+	while (s->out_len > 0 && !s->client_eof)
+		pump(s, 100000);
+	if (!s->client_eof && handshake(s))
+		return true;
+	diverged(s, i, "the TLS handshake after STARTTLS failed (does the client trust the CA?)",
+		 NULL);
+	return false;
 }
 
 static void run(struct serve *s)
@@ -383,6 +472,11 @@ static void run(struct serve *s)
 			}
 			send_unit(s, u);
 			i++;
+			if (s->starttls_tag[0] != '\0' && strcmp(u->tag, s->starttls_tag) == 0) {
+				s->starttls_tag[0] = '\0';
+				if (s->opt->tls != NULL && !start_tls(s, i - 1))
+					return;
+			}
 			continue;
 		}
 		if (s->live_count == 0) {
@@ -416,6 +510,8 @@ static void run(struct serve *s)
 		}
 		if (u->tag[0] != '\0')
 			map_tag(s, u->tag, s->live[s->live_head].tag);
+		if (s->live[s->live_head].starttls)
+			snprintf(s->starttls_tag, sizeof(s->starttls_tag), "%s", u->tag);
 		s->trigger_live = s->live[s->live_head].at;
 		s->trigger_rec = u->at;
 		if (u->kind != IMAP_UNIT_LITERAL_DATA)
@@ -468,13 +564,25 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 		s.start = now_us();
 		s.trigger_live = s.start;
 		s.trigger_rec = 0;
-		run(&s);
+		if (opt->tls != NULL && opt->implicit_tls && !handshake(&s)) {
+			res->code = 1;
+			report(&s, "replay: the client's TLS handshake failed (does it trust the CA? is "
+				   "it speaking TLS?)\n");
+		} else {
+			/* the handshake's time is not the recording's */
+			s.start = s.trigger_live = now_us();
+			run(&s);
+		}
 		if (res->code == 0)
 			report(&s, "replay: the client did what the recording did (%zu client lines)\n",
 			       res->client_lines);
 	}
 	while (s.live_count > 0)
 		drop_live(&s);
+	if (s.ssl != NULL) {
+		SSL_shutdown(s.ssl);
+		SSL_free(s.ssl);
+	}
 	imap_conv_free(&s.conv);
 	free(s.tags);
 	free(s.out);

@@ -6,7 +6,9 @@
 #ifndef REPLAY_SERVE_H
 #define REPLAY_SERVE_H
 
+#include <openssl/ssl.h>
 #include <regex.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -19,6 +21,8 @@ struct replay_options {
 	const regex_t *ignore;        /* volatile spans, matched on both sides */
 	size_t ignore_count;
 	FILE *log;                    /* where the progress rows go, or NULL */
+	SSL_CTX *tls;                 /* for a TLS client leg, else NULL */
+	bool implicit_tls;            /* TLS from the first byte; else after a STARTTLS */
 };
 
 #define REPLAY_REPORT_MAX 4096

@@ -25,6 +25,7 @@ sys.path.insert(0, HERE)
 from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, imaptap_bin, main, run_imaptap  # noqa: E402
 from imaptap import sanitizer_env, sanitizer_reports  # noqa: E402
+from node import imapflow_command  # noqa: E402
 from test_pcap_reader import Tshark  # noqa: E402
 
 PASSWORD = "Replay-S3cret-8"
@@ -208,6 +209,47 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         r, _ = replay(pcap, "--session", str(session), "--quiet-limit", "2",
                       command=client("mailbox"))
         self.assertEqual(r.returncode, 1, r.stderr)
+
+    def test_imapflow_over_tls(self):
+        """imapflow recorded through the proxy (COMPRESS, IDLE), then served
+        to imapflow over TLS with a certificate it trusts."""
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap = os.path.join(d, "imapflow.pcap")
+        env = dict(os.environ, IMAPFLOW_FIXED="1")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        r = subprocess.run(imapflow_command("127.0.0.1", px.port, "alice", PASSWORD),
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        px.wait_for_row(lambda x: x["dir"] == "--" and x["text"].startswith("close"))
+        ca = os.path.join(d, "ca")
+        script = os.path.join(d, "client.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nexec %s\n" % " ".join(
+                imapflow_command("127.0.0.1", "$IMAPTAP_PORT", "alice", PASSWORD,
+                                 tls_ca=os.path.join(ca, "ca.crt"), servername="localhost")))
+        os.chmod(script, 0o755)
+        old = os.environ.get("IMAPFLOW_FIXED")
+        os.environ["IMAPFLOW_FIXED"] = "1"
+        try:
+            r, _ = replay(pcap, "--client-tls", "implicit", "--ca", ca, command=[script])
+        finally:
+            if old is None:
+                del os.environ["IMAPFLOW_FIXED"]
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("the client did what the recording did", r.stderr)
+        # a client that does not trust the certificate is reported, not hung
+        script2 = os.path.join(d, "untrusting.sh")
+        other_ca = os.path.join(d, "other-ca")
+        run_imaptap(["ca", "init", other_ca])
+        with open(script2, "w") as f:
+            f.write("#!/bin/sh\nexec %s\n" % " ".join(
+                imapflow_command("127.0.0.1", "$IMAPTAP_PORT", "alice", PASSWORD,
+                                 tls_ca=os.path.join(other_ca, "ca.crt"), servername="localhost")))
+        os.chmod(script2, 0o755)
+        r, _ = replay(pcap, "--client-tls", "implicit", "--ca", ca, "--quiet-limit", "3",
+                      command=[script2])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("TLS handshake failed", r.stderr)
 
     def test_bad_input(self):
         d = tempfile.mkdtemp(dir=TMP)

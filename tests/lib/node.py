@@ -52,6 +52,16 @@ def ensure_node_clients():
     return d
 
 
+def imapflow_command(host, port, user, password, tls_ca=None, servername=None):
+    """argv running the imapflow session script (port may be "$IMAPTAP_PORT"
+    for a shell)."""
+    d = ensure_node_clients()
+    argv = ["node", os.path.join(d, "imapflow_session.mjs"), host, str(port), user, password]
+    if tls_ca:
+        argv += ["--tls", tls_ca, servername or host]
+    return argv
+
+
 def imapflow_session(host, port, user, password, tls_ca=None,
                      servername=None, timeout=60):
     """Run tests/node/imapflow_session.mjs; return its JSON result (dict),

@@ -26,7 +26,8 @@ try {
     await client.connect();
     out.compressed = Boolean(client._deflate);
     out.capabilities = [...client.capabilities.keys()];
-    const subject = `imaptap compress ${Date.now()}`;
+    // IMAPFLOW_FIXED: the same message every run, for replays
+    const subject = process.env.IMAPFLOW_FIXED ? 'imaptap fixed subject' : `imaptap compress ${Date.now()}`;
     const body = `Subject: ${subject}\r\nFrom: a@example.org\r\n\r\n` + 'line of text\r\n'.repeat(2000);
     const res = await client.append('INBOX', body);
     out.appended = { uid: res.uid, subject, length: body.length };
