@@ -1,20 +1,13 @@
 #include "replay/serve.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <openssl/err.h>
 
 #include "imap/conversation.h"
 #include "imap/redact.h"
+#include "replay/link.h"
 
 #define TAGS_MAX 4096
 #define LIVE_MAX 64 /* live client units read ahead of the recording */
@@ -38,31 +31,19 @@ struct serve {
 	const struct replay_recording *rec;
 	const struct replay_options *opt;
 	struct replay_result *res;
-	int fd;
+	struct replay_link link;
 	struct imap_conv *conv;       /* frames and masks the live client's bytes */
 	struct live_unit live[LIVE_MAX];
 	size_t live_head, live_count;
-	bool client_eof;
 	bool io_error;
-	uint8_t *out;                 /* bytes not yet written to the client */
-	size_t out_len, out_cap;
 	struct tag_pair *tags;
 	size_t tag_count;
 	imap_time_us start;
 	imap_time_us trigger_live;    /* when the last matched client unit arrived */
 	imap_time_us trigger_rec;     /* and when it was recorded */
 	size_t last_shown;            /* units shown in a report's context */
-	SSL *ssl;                     /* the client leg in TLS */
 	char starttls_tag[REPLAY_TAG_MAX]; /* recorded tag of a STARTTLS in flight */
 };
-
-static imap_time_us now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (imap_time_us)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
 
 /* Bytes as a person reads them: no CRLF, other controls as \xNN, cut. */
 static void printable(char *out, size_t size, const uint8_t *p, size_t n)
@@ -163,7 +144,7 @@ static void on_live(void *ctx, const struct imap_observation *obs)
 	}
 	memcpy(l->data, obs->data, obs->len);
 	l->len = obs->len;
-	l->at = now_us();
+	l->at = replay_now();
 	if (obs->info != NULL && obs->info->cls == IMAP_LINE_COMMAND &&
 	    !(obs->unit->flags & IMAP_UNIT_CONTINUED) && obs->info->tag.len < sizeof(l->tag)) {
 		memcpy(l->tag, obs->info->tag.p, obs->info->tag.len);
@@ -269,25 +250,10 @@ static void map_tag(struct serve *s, const char *recorded, const char *live)
 
 static void queue_out(struct serve *s, const uint8_t *p, size_t n)
 {
-	if (s->out_len + n > s->out_cap) {
-		size_t cap = s->out_cap ? s->out_cap : 65536;
-		uint8_t *q;
-
-		while (cap < s->out_len + n)
-			cap *= 2;
-		q = realloc(s->out, cap);
-		if (q == NULL) {
-			s->io_error = true;
-			return;
-		}
-		s->out = q;
-		s->out_cap = cap;
-	}
-	memcpy(s->out + s->out_len, p, n);
-	s->out_len += n;
+	replay_link_queue(&s->link, p, n);
 	/* the live conversation follows what the client is told, so its
 	 * literals and AUTHENTICATE are framed right */
-	imap_conv_feed(s->conv, IMAP_S2C, now_us(), IMAP_ORIGIN_PEER, p, n);
+	imap_conv_feed(s->conv, IMAP_S2C, replay_now(), IMAP_ORIGIN_PEER, p, n);
 }
 
 static void send_unit(struct serve *s, const struct replay_unit *u)
@@ -301,120 +267,6 @@ static void send_unit(struct serve *s, const struct replay_unit *u)
 		queue_out(s, u->data + skip, u->len - skip);
 	} else {
 		queue_out(s, u->data, u->len);
-	}
-}
-
-static ssize_t io_send(struct serve *s, const uint8_t *p, size_t n)
-{
-	int r;
-
-	if (s->ssl == NULL)
-		return send(s->fd, p, n, MSG_NOSIGNAL);
-	r = SSL_write(s->ssl, p, (int)(n > 1 << 20 ? 1 << 20 : n));
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		return -1;
-	default:
-		errno = EPIPE;
-		return -1;
-	}
-}
-
-static ssize_t io_recv(struct serve *s, uint8_t *p, size_t n)
-{
-	int r;
-
-	if (s->ssl == NULL)
-		return recv(s->fd, p, n, 0);
-	r = SSL_read(s->ssl, p, (int)n);
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		return 0; /* a broken TLS session ends the client's side */
-	}
-}
-
-/* The TLS handshake with the client, within the quiet limit. */
-static bool handshake(struct serve *s)
-{
-	imap_time_us until = now_us() + s->opt->quiet;
-
-	s->ssl = SSL_new(s->opt->tls);
-	if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1)
-		return false;
-	while (now_us() < until) {
-		int r = SSL_accept(s->ssl), e;
-		struct pollfd p = {.fd = s->fd};
-
-		if (r == 1)
-			return true;
-		e = SSL_get_error(s->ssl, r);
-		if (e == SSL_ERROR_WANT_READ)
-			p.events = POLLIN;
-		else if (e == SSL_ERROR_WANT_WRITE)
-			p.events = POLLOUT;
-		else
-			break;
-		poll(&p, 1, 100);
-	}
-	ERR_clear_error();
-	return false;
-}
-
-/* One round of I/O: writes what is queued, reads what came, waits at most
- * wait_us. */
-static void pump(struct serve *s, imap_time_us wait_us)
-{
-	struct pollfd p = {.fd = s->fd, .events = POLLIN};
-	uint8_t buf[65536];
-	int ms;
-
-	if (s->out_len > 0)
-		p.events |= POLLOUT;
-	if (s->client_eof)
-		p.events &= (short)~POLLIN;
-	ms = wait_us <= 0 ? 0 : (int)((wait_us + 999) / 1000);
-	if (ms > 1000)
-		ms = 1000;
-	if (p.events == 0) {
-		if (ms > 0)
-			poll(NULL, 0, ms);
-		return;
-	}
-	/* records OpenSSL decrypted already wake no poller */
-	if (!(s->ssl != NULL && SSL_pending(s->ssl) > 0) && poll(&p, 1, ms) <= 0)
-		return;
-	if (s->ssl != NULL && SSL_pending(s->ssl) > 0)
-		p.revents |= POLLIN;
-	if (p.revents & POLLOUT) {
-		ssize_t n = io_send(s, s->out, s->out_len);
-
-		if (n > 0) {
-			memmove(s->out, s->out + n, s->out_len - (size_t)n);
-			s->out_len -= (size_t)n;
-		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			s->client_eof = true;
-			s->out_len = 0;
-		}
-	}
-	if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-		ssize_t n = io_recv(s, buf, sizeof(buf));
-
-		if (n > 0)
-			imap_conv_feed(s->conv, IMAP_C2S, now_us(), IMAP_ORIGIN_PEER, buf, (size_t)n);
-		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			s->client_eof = true;
 	}
 }
 
@@ -437,9 +289,7 @@ static imap_time_us due(const struct serve *s, const struct replay_unit *u)
 /* STARTTLS answered: the rest goes through TLS once what is queued is out. */
 static bool start_tls(struct serve *s, size_t i)
 {
-	while (s->out_len > 0 && !s->client_eof)
-		pump(s, 100000);
-	if (!s->client_eof && handshake(s))
+	if (replay_link_start_tls(&s->link, s->opt->tls, true, NULL, s->opt->quiet))
 		return true;
 	diverged(s, i, "the TLS handshake after STARTTLS failed (does the client trust the CA?)",
 		 NULL);
@@ -453,9 +303,9 @@ static void run(struct serve *s)
 
 	for (size_t i = 0; i < rec->count;) {
 		const struct replay_unit *u = &rec->units[i];
-		imap_time_us now = now_us();
+		imap_time_us now = replay_now();
 
-		if (s->io_error) {
+		if (s->io_error || s->link.nomem) {
 			s->res->code = 3;
 			report(s, "replay: out of memory, or the client ran more than %d lines ahead\n",
 			       LIVE_MAX);
@@ -467,7 +317,7 @@ static void run(struct serve *s)
 		}
 		if (u->dir == IMAP_S2C) {
 			if (now < due(s, u)) {
-				pump(s, due(s, u) - now);
+				replay_link_pump(&s->link, due(s, u) - now);
 				continue;
 			}
 			send_unit(s, u);
@@ -483,7 +333,7 @@ static void run(struct serve *s)
 			imap_time_us waited = now - (s->trigger_live > s->start ? s->trigger_live : s->start);
 			char what[200];
 
-			if (s->client_eof) {
+			if (s->link.eof) {
 				diverged(s, i, "the client closed the connection instead", NULL);
 				return;
 			}
@@ -493,7 +343,7 @@ static void run(struct serve *s)
 			if (s->opt->speed > 0)
 				allowed += (imap_time_us)((double)(u->at - s->trigger_rec) /
 							  s->opt->speed);
-			if (waited > allowed && s->out_len == 0) {
+			if (waited > allowed && s->link.out_len == 0) {
 				snprintf(what, sizeof(what),
 					 "the client sent nothing for %" PRId64 ".%03d s while this line "
 					 "was due (is it waiting for something it did not ask for?)",
@@ -501,7 +351,7 @@ static void run(struct serve *s)
 				diverged(s, i, what, NULL);
 				return;
 			}
-			pump(s, 50000);
+			replay_link_pump(&s->link, 50000);
 			continue;
 		}
 		if (!unit_matches(s, u, &s->live[s->live_head])) {
@@ -520,8 +370,8 @@ static void run(struct serve *s)
 		i++;
 	}
 	/* all sent: let it reach the client */
-	while (s->out_len > 0 && !s->client_eof && now_us() < deadline)
-		pump(s, 100000);
+	while (s->link.out_len > 0 && !s->link.eof && replay_now() < deadline)
+		replay_link_pump(&s->link, 100000);
 	if (s->live_count > 0) {
 		char have[300];
 
@@ -532,10 +382,10 @@ static void run(struct serve *s)
 	}
 	if (!rec->closed_by_server) {
 		/* the client closed first in the recording: give it the time */
-		imap_time_us until = now_us() + s->opt->quiet;
+		imap_time_us until = replay_now() + s->opt->quiet;
 
-		while (!s->client_eof && now_us() < until && s->live_count == 0)
-			pump(s, 100000);
+		while (!s->link.eof && replay_now() < until && s->live_count == 0)
+			replay_link_pump(&s->link, 100000);
 		if (s->live_count > 0) {
 			char have[300];
 
@@ -547,30 +397,38 @@ static void run(struct serve *s)
 	}
 }
 
+static void on_received(void *ctx, const uint8_t *data, size_t len)
+{
+	struct serve *s = ctx;
+
+	imap_conv_feed(s->conv, IMAP_C2S, replay_now(), IMAP_ORIGIN_PEER, data, len);
+}
+
 void replay_serve_fd(const struct replay_recording *rec, int fd, const struct replay_options *opt,
 		     struct replay_result *res)
 {
 	struct imap_conv_config cc = {.redact_flags = IMAP_REDACT_CREDENTIALS};
-	struct serve s = {.rec = rec, .opt = opt, .res = res, .fd = fd};
+	struct serve s = {.rec = rec, .opt = opt, .res = res};
 
 	memset(res, 0, sizeof(*res));
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	replay_link_init(&s.link, fd, on_received, &s);
 	s.conv = imap_conv_new(&cc, on_live, &s);
 	s.tags = calloc(TAGS_MAX, sizeof(*s.tags));
 	if (s.conv == NULL || s.tags == NULL) {
 		res->code = 3;
 		report(&s, "replay: out of memory\n");
 	} else {
-		s.start = now_us();
+		s.start = replay_now();
 		s.trigger_live = s.start;
 		s.trigger_rec = 0;
-		if (opt->tls != NULL && opt->implicit_tls && !handshake(&s)) {
+		if (opt->tls != NULL && opt->implicit_tls &&
+		    !replay_link_start_tls(&s.link, opt->tls, true, NULL, opt->quiet)) {
 			res->code = 1;
 			report(&s, "replay: the client's TLS handshake failed (does it trust the CA? is "
 				   "it speaking TLS?)\n");
 		} else {
 			/* the handshake's time is not the recording's */
-			s.start = s.trigger_live = now_us();
+			s.start = s.trigger_live = replay_now();
 			run(&s);
 		}
 		if (res->code == 0)
@@ -579,11 +437,7 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 	}
 	while (s.live_count > 0)
 		drop_live(&s);
-	if (s.ssl != NULL) {
-		SSL_shutdown(s.ssl);
-		SSL_free(s.ssl);
-	}
+	replay_link_free(&s.link);
 	imap_conv_free(&s.conv);
 	free(s.tags);
-	free(s.out);
 }
