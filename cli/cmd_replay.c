@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "proxy/addr.h"
 #include "proxy/ca.h"
+#include "replay/client.h"
 #include "replay/serve.h"
 
 static const char serve_usage[] =
@@ -367,6 +368,231 @@ static int serve_one(int fd, const struct replay_recording *rec, const struct re
 	return res.code;
 }
 
+static imap_time_us recording_length(const struct replay_recording *rec);
+
+static const char client_usage[] =
+	"usage: imaptap replay client FILE --connect HOST:PORT [OPTIONS]\n"
+	"\n"
+	"Plays the client side of a recorded session to a live server: each command\n"
+	"when the recording sent it, waiting for continuations and completions as the\n"
+	"recording did. Passes when every command completes with its recorded status.\n"
+	"\n"
+	"options:\n"
+	"  --connect HOST:PORT      the server (required)\n"
+	"  --session N              the N-th session of FILE (default 1)\n"
+	"  --login USER:PASS        credentials for the masked ones in the recording\n"
+	"  --upstream-tls implicit|starttls|none\n"
+	"                           TLS to the server (default: implicit for port 993);\n"
+	"                           starttls follows the recorded STARTTLS\n"
+	"  --upstream-ca FILE       also trust this CA; --insecure-upstream: do not verify\n"
+	"  --sni NAME               name sent and verified (default: the host)\n"
+	"  --speed X | --no-delay   pace (default: as recorded)\n"
+	"  --strict                 untagged responses must match the recording too\n"
+	"  --timeout SECONDS        bound on the whole replay\n"
+	"  -h, --help               this text\n"
+	"\n"
+	"exit codes: 0 every command completed as recorded, 1 one did not, 2 usage\n"
+	"error, 3 the file cannot be read or the server cannot be reached\n";
+
+enum {
+	OPT_CONNECT = 512,
+	OPT_LOGIN,
+	OPT_UPSTREAM_TLS,
+	OPT_UPSTREAM_CA,
+	OPT_INSECURE,
+	OPT_SNI,
+	OPT_STRICT,
+};
+
+static const struct option client_options[] = {
+	{"connect", required_argument, NULL, OPT_CONNECT},
+	{"session", required_argument, NULL, OPT_SESSION},
+	{"login", required_argument, NULL, OPT_LOGIN},
+	{"upstream-tls", required_argument, NULL, OPT_UPSTREAM_TLS},
+	{"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+	{"insecure-upstream", no_argument, NULL, OPT_INSECURE},
+	{"sni", required_argument, NULL, OPT_SNI},
+	{"speed", required_argument, NULL, OPT_SPEED},
+	{"no-delay", no_argument, NULL, OPT_NO_DELAY},
+	{"strict", no_argument, NULL, OPT_STRICT},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static int connect_to(const struct proxy_hostport *hp)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL, *ai;
+	char port[16];
+	int fd = -1, rc;
+
+	snprintf(port, sizeof(port), "%u", hp->port);
+	rc = getaddrinfo(hp->host, port, &hints, &res);
+	if (rc != 0) {
+		cli_message("cannot resolve %s: %s (check the name, or give an IP address)", hp->host,
+			    gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		cli_message("cannot connect to %s:%u: %s", hp->host, hp->port, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int client_main(int argc, char **argv)
+{
+	struct replay_client_options opt = {.speed = 1, .quiet = 10 * 1000000LL,
+					    .timeout = 0};
+	const char *connect_spec = NULL, *file = NULL, *login = NULL, *upstream_tls = NULL,
+		   *upstream_ca = NULL, *sni = NULL;
+	struct proxy_hostport hp;
+	struct replay_recording rec;
+	struct replay_result res;
+	unsigned long long v;
+	unsigned session = 1;
+	bool insecure = false;
+	char err[4096], user[256] = "";
+	const char *colon;
+	imap_time_us us;
+	int c, code, fd;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", client_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONNECT:
+			connect_spec = optarg;
+			break;
+		case OPT_SESSION:
+			if (cli_number(optarg, 1, 1u << 30, &v) != 0)
+				return cli_usage_error("replay client",
+						       "--session takes a number from 1, not '%s'", optarg);
+			session = (unsigned)v;
+			break;
+		case OPT_LOGIN:
+			login = optarg;
+			break;
+		case OPT_UPSTREAM_TLS:
+			upstream_tls = optarg;
+			break;
+		case OPT_UPSTREAM_CA:
+			upstream_ca = optarg;
+			break;
+		case OPT_INSECURE:
+			insecure = true;
+			break;
+		case OPT_SNI:
+			sni = optarg;
+			break;
+		case OPT_SPEED:
+			if (cli_seconds(optarg, 0.01, 10000, &us) != 0)
+				return cli_usage_error("replay client",
+						       "--speed takes a factor from 0.01 to 10000, not '%s'",
+						       optarg);
+			opt.speed = (double)us / 1e6;
+			break;
+		case OPT_NO_DELAY:
+			opt.speed = 0;
+			break;
+		case OPT_STRICT:
+			opt.strict = true;
+			break;
+		case OPT_TIMEOUT:
+			if (cli_seconds(optarg, 1, 7 * 24 * 3600.0, &opt.timeout) != 0)
+				return cli_usage_error("replay client",
+						       "--timeout takes seconds from 1, not '%s'", optarg);
+			break;
+		case 'h':
+			fputs(client_usage, stdout);
+			return CLI_EXIT_OK;
+		case ':':
+			return cli_usage_error("replay client", "%s needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("replay client", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		file = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("replay client", "unexpected argument '%s'", argv[optind]);
+	if (file == NULL)
+		return cli_usage_error("replay client", "which recording? imaptap replay client FILE --connect HOST:PORT");
+	if (connect_spec == NULL)
+		return cli_usage_error("replay client", "--connect HOST:PORT is required");
+	if (proxy_hostport_parse(connect_spec, &hp, err, sizeof(err)) < 0 || hp.port == 0)
+		return cli_usage_error("replay client", "--connect %s", hp.port == 0 ? "needs a port" : err);
+	if (login != NULL) {
+		colon = strchr(login, ':');
+		if (colon == NULL || colon == login || (size_t)(colon - login) >= sizeof(user))
+			return cli_usage_error("replay client", "--login takes USER:PASS");
+		memcpy(user, login, (size_t)(colon - login));
+		user[colon - login] = '\0';
+		opt.user = user;
+		opt.pass = colon + 1;
+	}
+	if (upstream_tls == NULL)
+		upstream_tls = hp.port == 993 ? "implicit" : "none";
+	if (strcmp(upstream_tls, "none") != 0 && strcmp(upstream_tls, "implicit") != 0 &&
+	    strcmp(upstream_tls, "starttls") != 0)
+		return cli_usage_error("replay client", "--upstream-tls takes implicit, starttls or none, not '%s'",
+				       upstream_tls);
+	if (replay_recording_load(file, session, &rec, &code, err, sizeof(err)) != 0) {
+		cli_message("%s", err);
+		return code == 2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+	}
+	if (opt.timeout == 0) {
+		imap_time_us len = opt.speed > 0 ? (imap_time_us)((double)recording_length(&rec) / opt.speed) : 0;
+
+		opt.timeout = 2 * len + 30 * 1000000LL;
+		if (opt.timeout < 60 * 1000000LL)
+			opt.timeout = 60 * 1000000LL;
+	}
+	if (strcmp(upstream_tls, "none") != 0) {
+		opt.tls = SSL_CTX_new(TLS_client_method());
+		if (opt.tls == NULL) {
+			replay_recording_free(&rec);
+			return CLI_EXIT_RUNTIME;
+		}
+		SSL_CTX_set_min_proto_version(opt.tls, TLS1_2_VERSION);
+		SSL_CTX_set_options(opt.tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		SSL_CTX_set_mode(opt.tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		if (!insecure) {
+			SSL_CTX_set_verify(opt.tls, SSL_VERIFY_PEER, NULL);
+			SSL_CTX_set_default_verify_paths(opt.tls);
+			if (upstream_ca != NULL && SSL_CTX_load_verify_locations(opt.tls, upstream_ca, NULL) != 1) {
+				cli_message("--upstream-ca %s: cannot load it as PEM certificates", upstream_ca);
+				SSL_CTX_free(opt.tls);
+				replay_recording_free(&rec);
+				return CLI_EXIT_RUNTIME;
+			}
+		}
+		opt.implicit_tls = strcmp(upstream_tls, "implicit") == 0;
+		opt.sni = sni != NULL ? sni : hp.host;
+	}
+	fd = connect_to(&hp);
+	if (fd < 0) {
+		SSL_CTX_free(opt.tls);
+		replay_recording_free(&rec);
+		return CLI_EXIT_RUNTIME;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	replay_client_fd(&rec, fd, &opt, &res);
+	close(fd);
+	fputs(res.report, stderr);
+	SSL_CTX_free(opt.tls);
+	replay_recording_free(&rec);
+	return res.code == 3 ? CLI_EXIT_RUNTIME : res.code == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
+}
+
 int cli_replay_main(int argc, char **argv)
 {
 	struct serve_args a = {.listen = "127.0.0.1:0", .session = 1, .speed = 1,
@@ -379,12 +605,16 @@ int cli_replay_main(int argc, char **argv)
 	int code, lfd, rc, worst = 0;
 	pid_t child = -1;
 
+	if (argc >= 2 && strcmp(argv[1], "client") == 0)
+		return client_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "serve") != 0) {
 		if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 			fputs(serve_usage, stdout);
+			fputs("\n", stdout);
+			fputs(client_usage, stdout);
 			return CLI_EXIT_OK;
 		}
-		return cli_usage_error("replay", "%s: replay takes 'serve' (imaptap replay serve FILE)",
+		return cli_usage_error("replay", "%s: replay takes 'serve' or 'client' (imaptap replay serve FILE)",
 				       argc >= 2 ? argv[1] : "nothing");
 	}
 	rc = parse_serve(argc - 1, argv + 1, &a);

@@ -103,6 +103,9 @@ static void co_observe(void *self, unsigned session, const struct imap_observati
 			u->tag[info->tag.len] = '\0';
 		}
 		u->continuation = info->cls == IMAP_LINE_CONTINUATION;
+		u->untagged = info->cls == IMAP_LINE_UNTAGGED;
+		u->auth_response = info->cls == IMAP_LINE_AUTH_RESPONSE;
+		snprintf(u->name, sizeof(u->name), "%s", info->name);
 	}
 	if (obs->info != NULL)
 		u->line_no = ++c->lines[dir];

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "imap/classify.h"
 #include "imap/framer.h"
 #include "imap/types.h"
 
@@ -24,6 +25,9 @@ struct replay_unit {
 	size_t masked_len;
 	char tag[REPLAY_TAG_MAX];   /* command or tagged response: its tag; else "" */
 	bool continuation;          /* a server "+" */
+	bool untagged;              /* a server "*" line */
+	bool auth_response;         /* a client line inside AUTHENTICATE */
+	char name[32];              /* command, untagged keyword, or status of a tagged line */
 	unsigned line_no;           /* 1-based position among the lines of its direction */
 };
 

@@ -251,6 +251,27 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("TLS handshake failed", r.stderr)
 
+    def test_replay_client_against_dovecot(self):
+        pcap = self.record()
+        base = ["replay", "client", pcap, "--connect", "127.0.0.1:%d" % DC.port]
+        r = run_imaptap(base + ["--login", "alice:" + PASSWORD], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, r"\d+ command\(s\) completed as recorded")
+        r = run_imaptap(base + ["--login", "alice:" + PASSWORD, "--no-delay"],
+                        timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_imaptap(base + ["--login", "alice:not-the-password"], timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"\S+ completed NO, recorded OK: \S+ NO \[AUTHENTICATIONFAILED\]")
+        r = run_imaptap(base, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("masked credentials: give --login USER:PASS", r.stderr)
+        r = run_imaptap(["replay", "client", pcap, "--connect", "127.0.0.1:1"], timeout=60)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("cannot connect to 127.0.0.1:1", r.stderr)
+        r = run_imaptap(["replay", "client", pcap])
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_bad_input(self):
         d = tempfile.mkdtemp(dir=TMP)
         junk = os.path.join(d, "junk.pcap")
