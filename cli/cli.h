@@ -48,5 +48,6 @@ int cli_rules_option(const char *cmd, const char *flag, const char *value,
 int cli_proxy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_analyze_main(int argc, char **argv);
+int cli_compile_main(int argc, char **argv);
 
 #endif

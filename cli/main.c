@@ -32,6 +32,8 @@ static const char usage[] =
 	"            capture file\n"
 	"            imaptap analyze FILE [--session N] [--events FILE|-]\n"
 	"                  [--fail-on RULE[,RULE...]|all] [--stall S] [--done-stall S]\n"
+	"  compile   turn a transcript script (docs/script.md) into a pcap recording\n"
+	"            imaptap compile SCRIPT -o FILE.pcap [--start EPOCH]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -107,6 +109,8 @@ int main(int argc, char **argv)
 		return cli_proxy_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "analyze") == 0)
 		return cli_analyze_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "compile") == 0)
+		return cli_compile_main(argc - 1, argv + 1);
 	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
 	return CLI_EXIT_USAGE;
 }
