@@ -130,6 +130,10 @@ static int open_session(struct parser *p)
 		snprintf(p->client, sizeof(p->client), "127.0.0.1:%u", DEFAULT_CLIENT_PORT + p->session);
 	if (p->server[0] == '\0')
 		snprintf(p->server, sizeof(p->server), "%s", DEFAULT_SERVER);
+	/* one TCP stream has one IP version on both ends */
+	if ((p->client[0] == '[') != (p->server[0] == '['))
+		return fail(p, 1, "the session's client %s and server %s are of different IP "
+			    "versions", p->client, p->server);
 	memcpy(e->client, p->client, sizeof(e->client));
 	memcpy(e->server, p->server, sizeof(e->server));
 	p->opened = true;

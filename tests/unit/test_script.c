@@ -121,7 +121,7 @@ static void test_sessions_windows_addresses(void)
 {
 	struct replay_script *s = parse_ok("@expect client-not-reading\n"
 					   "=== session one\n"
-					   "@client 10.0.0.1:40000\n"
+					   "@client [::2]:40000\n"
 					   "@server [::1]:993\n"
 					   "S: * OK\n"
 					   "window client closed\n"
@@ -138,7 +138,7 @@ static void test_sessions_windows_addresses(void)
 		return;
 	CHECK(s->sessions == 2);
 	CHECK(s->count == 10);
-	CHECK(strcmp(s->events[0].client, "10.0.0.1:40000") == 0);
+	CHECK(strcmp(s->events[0].client, "[::2]:40000") == 0);
 	CHECK(strcmp(s->events[0].server, "[::1]:993") == 0);
 	CHECK(s->events[2].kind == REPLAY_SCRIPT_WINDOW && s->events[2].dir == IMAP_S2C);
 	CHECK(s->events[2].blocked);
@@ -198,6 +198,8 @@ static const struct error_case errors[] = {
 	{"@client 127.0.0.1:99999\n", "t.imap:1:9: '127.0.0.1:99999' is no ADDRESS:PORT"},
 	{"@server localhost:143\n", "t.imap:1:9: 'localhost:143' is no ADDRESS:PORT"},
 	{"@server\n", "t.imap:1:1: @server takes one ADDRESS:PORT"},
+	{"@server [::1]:143\nS: * OK\n",
+	 "t.imap:2:1: the session's client 127.0.0.1:50001 and server [::1]:143 are of different"},
 	{"S: * OK\nX: hello\n", "t.imap:2:1: expected 'C:', 'S:'"},
 	{"S: * OK\n  C: indented\n", "t.imap:2:1: a line starts in the first column"},
 	{"# nothing\n\n", "t.imap:2:1: the script has no session"},
