@@ -49,5 +49,6 @@ int cli_proxy_main(int argc, char **argv);
 int cli_ca_main(int argc, char **argv);
 int cli_analyze_main(int argc, char **argv);
 int cli_replay_main(int argc, char **argv);
+int cli_compile_main(int argc, char **argv);
 
 #endif

@@ -36,6 +36,8 @@ static const char usage[] =
 	"            imaptap replay serve FILE [--session N] [--listen ADDR:PORT]\n"
 	"                  [--speed X | --no-delay] [--ignore REGEX] [--timeout S]\n"
 	"                  [--loop] [-- COMMAND ARGS...]\n"
+	"  compile   turn a transcript script (docs/script.md) into a pcap recording\n"
+	"            imaptap compile SCRIPT -o FILE.pcap [--start EPOCH]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -113,6 +115,8 @@ int main(int argc, char **argv)
 		return cli_analyze_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "replay") == 0)
 		return cli_replay_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "compile") == 0)
+		return cli_compile_main(argc - 1, argv + 1);
 	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
 	return CLI_EXIT_USAGE;
 }

@@ -463,6 +463,11 @@ void imap_tracker_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_u
 		}
 		t->blocked_since[dir] = -1;
 		t->blocked_said[dir] = false;
+		/* a server held back by a client that did not read could not
+		 * answer: its command-stall clock starts again now, not from
+		 * its last byte before the window closed */
+		if (dir == IMAP_S2C && now > t->last_activity[IMAP_S2C])
+			t->last_activity[IMAP_S2C] = now;
 		return;
 	}
 	if (t->blocked_since[dir] < 0)
@@ -558,8 +563,9 @@ void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts)
 {
 	if (t->count == 0 || t->cb == NULL)
 		return;
-	/* LOGOUT answered, or the server said BYE: the rest is moot */
-	if (t->logout_done || (t->bye_at >= 0 && t->logout_sent))
+	/* LOGOUT answered, or the server said BYE (docs/rules.md): the rest
+	 * is moot, the server told why it goes */
+	if (t->logout_done || t->bye_at >= 0)
 		return;
 	say(t, IMAP_RULE_PENDING_AT_EOF, ts, &t->flight[0], -1, -1, false,
 	    "the connection ended with %zu command(s) unanswered, first %.*s %s", t->count,
