@@ -184,6 +184,28 @@ static char *normalised(const struct serve *s, const uint8_t *p, size_t n)
 	return text;
 }
 
+/* A masked password is a masked password, quoted or not: "****" -> *. */
+static void unquote_masks(char *t)
+{
+	char *w = t;
+
+	for (char *r = t; *r != '\0';) {
+		if (r[0] == '"' && r[1] == '*') {
+			char *e = r + 1;
+
+			while (*e == '*')
+				e++;
+			if (*e == '"') {
+				*w++ = '*';
+				r = e + 1;
+				continue;
+			}
+		}
+		*w++ = *r++;
+	}
+	*w = '\0';
+}
+
 /* Equal, where a run of '*' (a masked span) matches any other run. */
 static bool masked_equal(const char *a, const char *b)
 {
@@ -225,6 +247,10 @@ static bool unit_matches(struct serve *s, const struct replay_unit *u, const str
 	}
 	a = normalised(s, u->masked + rskip, u->masked_len - rskip);
 	b = normalised(s, l->data + lskip, l->len - lskip);
+	if (a != NULL && b != NULL) {
+		unquote_masks(a);
+		unquote_masks(b);
+	}
 	eq = a != NULL && b != NULL && masked_equal(a, b);
 	free(a);
 	free(b);

@@ -32,6 +32,7 @@ PASSWORD = "Replay-S3cret-8"
 DC = None
 TMP = None
 CLIENT = os.path.join(HERE, "..", "lib", "replay_client.py")
+SCENARIOS = os.path.join(HERE, "..", "scenarios")
 
 
 def setUpModule():
@@ -271,6 +272,48 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("cannot connect to 127.0.0.1:1", r.stderr)
         r = run_imaptap(["replay", "client", pcap])
         self.assertEqual(r.returncode, 2, r.stderr)
+
+    def test_every_scenario_replays(self):
+        """Each scenario in tests/scenarios/ compiles, and replay serve plays
+        it to replay client (both sides of the same recording)."""
+        d = tempfile.mkdtemp(dir=TMP)
+        names = sorted(f[:-5] for f in os.listdir(SCENARIOS) if f.endswith(".imap"))
+        self.assertGreaterEqual(len(names), 5)
+        for name in names:
+            pcap = os.path.join(d, name + ".pcap")
+            r = run_imaptap(["compile", os.path.join(SCENARIOS, name + ".imap"), "-o", pcap])
+            self.assertEqual(r.returncode, 0, (name, r.stderr))
+            peer = "exec %s replay client %s --connect 127.0.0.1:$IMAPTAP_PORT --no-delay " \
+                   "--login alice:secret" % (imaptap_bin(), pcap)
+            r, _ = replay(pcap, "--no-delay", command=["sh", "-c", peer])
+            self.assertEqual(r.returncode, 0, (name, r.stderr))
+            self.assertIn("the client did what the recording did", r.stderr, name)
+            self.assertIn("completed as recorded", r.stderr, name)
+
+    def test_gmail_scenario_to_imaplib(self):
+        """The stuck IDLE, played to a real client: its DONE gets the OK only
+        after the recorded 30 s (here at --speed 30: one second)."""
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "gmail.pcap")
+        r = run_imaptap(["compile", os.path.join(SCENARIOS, "gmail-ignores-done.imap"),
+                         "-o", pcap])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, took = replay(pcap, "--speed", "30", command=client("gmail", "secret"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(took, 2.5)   # 60 s of IDLE and 30 s after DONE, scaled
+
+    def test_whole_replay_timeout(self):
+        pcap = self.record()
+        port_file = os.path.join(tempfile.mkdtemp(dir=TMP), "port")
+        proc = subprocess.Popen([imaptap_bin(), "replay", "serve", pcap, "--port-file", port_file,
+                                 "--quiet-limit", "60", "--timeout", "2"],
+                                stderr=subprocess.PIPE, text=True, env=sanitizer_env())
+        while not os.path.exists(port_file):
+            time.sleep(0.05)
+        s = socket.create_connection(("127.0.0.1", int(open(port_file).read())))
+        _, err = proc.communicate(timeout=30)
+        s.close()
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertIn("the replay ran past --timeout", err)
 
     def test_bad_input(self):
         d = tempfile.mkdtemp(dir=TMP)

@@ -6,7 +6,8 @@ fixed session, or one changed in one way.
 
 VARIANT: seed (put a message in INBOX and create Archive), same, mailbox
 (SELECT Archive instead of INBOX), extra (one more NOOP), nologout (close
-without LOGOUT), idle (an IDLE ended by DONE after 0.2 s)."""
+without LOGOUT), idle (an IDLE ended by DONE after 0.2 s), gmail (the
+client of tests/scenarios/gmail-ignores-done.imap)."""
 
 import imaplib
 import os
@@ -18,6 +19,19 @@ def main():
     port = int(os.environ["IMAPTAP_PORT"] if sys.argv[1] == "env" else sys.argv[1])
     variant, password = sys.argv[2], sys.argv[3]
     m = imaplib.IMAP4("127.0.0.1", port)
+    if variant == "gmail":
+        # tests/scenarios/gmail-ignores-done.imap, as a client would do it
+        m.login("alice", password)
+        m.select("INBOX")
+        tag = m._new_tag()
+        m.send(tag + b" IDLE\r\n")
+        assert m.readline().startswith(b"+")
+        time.sleep(2)
+        m.send(b"DONE\r\n")
+        while not m.readline().startswith(tag):
+            pass
+        m.logout()
+        return
     if variant == "idle":
         tag = m._new_tag()
         m.send(tag + b" IDLE\r\n")
