@@ -9,7 +9,7 @@
 #include "imap/redact.h"
 #include "replay/link.h"
 
-#define TAGS_MAX 4096
+#define TAGS_MAX 4096 /* commands in flight at once */
 #define LIVE_MAX 64 /* live client units read ahead of the recording */
 
 /* A client unit as it arrived, masked like the recording. */
@@ -257,11 +257,11 @@ static bool unit_matches(struct serve *s, const struct replay_unit *u, const str
 	return eq;
 }
 
-static const char *live_tag_for(const struct serve *s, const char *recorded)
+static struct tag_pair *live_tag_for(struct serve *s, const char *recorded)
 {
 	for (size_t i = s->tag_count; i-- > 0;)
 		if (strcmp(s->tags[i].recorded, recorded) == 0)
-			return s->tags[i].live;
+			return &s->tags[i];
 	return NULL;
 }
 
@@ -284,13 +284,15 @@ static void queue_out(struct serve *s, const uint8_t *p, size_t n)
 
 static void send_unit(struct serve *s, const struct replay_unit *u)
 {
-	const char *live = u->tag[0] != '\0' ? live_tag_for(s, u->tag) : NULL;
+	struct tag_pair *pair = u->tag[0] != '\0' ? live_tag_for(s, u->tag) : NULL;
 
-	if (live != NULL) {
+	if (pair != NULL) {
 		size_t skip = strlen(u->tag);
 
-		queue_out(s, (const uint8_t *)live, strlen(live));
+		queue_out(s, (const uint8_t *)pair->live, strlen(pair->live));
 		queue_out(s, u->data + skip, u->len - skip);
+		/* a completion ends its command: only tags in flight are kept */
+		*pair = s->tags[--s->tag_count];
 	} else {
 		queue_out(s, u->data, u->len);
 	}
