@@ -105,6 +105,13 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
                 self.assertIn("the client closed the connection instead", r.stderr)
             self.assertIn("the recording before it:", r.stderr)
 
+    def test_ignore_makes_a_span_a_wildcard(self):
+        r, _ = replay(self.record(), "--ignore", "SELECT [A-Za-z]+", command=client("mailbox"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, _ = replay(self.record(), "--ignore", "FETCH [A-Za-z]+", "--quiet-limit", "2",
+                      command=client("mailbox"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+
     def test_masked_password_matches_any(self):
         # the recording masks the password: another one is fine for serve
         r, _ = replay(self.record(), command=client("same", password="another-one"))
