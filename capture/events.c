@@ -134,20 +134,6 @@ static void ev_tls(void *self, unsigned session, imap_time_us ts,
 	end(e);
 }
 
-/* The line without its CRLF, as the timeline shows it. */
-static size_t content_len(const struct imap_observation *obs)
-{
-	size_t n = obs->len;
-
-	if (obs->unit->wire_len == obs->len) {
-		if (n > 0 && obs->data[n - 1] == '\n')
-			n--;
-		if (n > 0 && obs->data[n - 1] == '\r')
-			n--;
-	}
-	return n;
-}
-
 static void ev_line(struct events *e, unsigned session, const struct imap_observation *obs)
 {
 	const struct imap_unit *u = obs->unit;
@@ -166,7 +152,7 @@ static void ev_line(struct events *e, unsigned session, const struct imap_observ
 		add(e, ",\"uid\":true", 11);
 	addf(e, ",\"offset\":%" PRIu64 ",\"length\":%" PRIu64, u->offset, u->wire_len);
 	add(e, ",\"text\":", 8);
-	add_string(e, obs->data, content_len(obs));
+	add_string(e, obs->data, capture_line_content(obs));
 	if (u->flags & IMAP_UNIT_TRUNCATED)
 		add(e, ",\"truncated\":true", 17);
 	if (obs->masked)

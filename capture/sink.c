@@ -1,5 +1,18 @@
 #include "capture/sink.h"
 
+size_t capture_line_content(const struct imap_observation *obs)
+{
+	size_t n = obs->len;
+
+	if (obs->unit->wire_len == obs->len) {
+		if (n > 0 && obs->data[n - 1] == '\n')
+			n--;
+		if (n > 0 && obs->data[n - 1] == '\r')
+			n--;
+	}
+	return n;
+}
+
 int capture_sinks_add(struct capture_sinks *s, struct capture_sink sink)
 {
 	if (s->count == CAPTURE_SINKS_MAX)

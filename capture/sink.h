@@ -70,6 +70,9 @@ struct capture_sink {
 
 #define CAPTURE_SINKS_MAX 4
 
+/* Bytes of an observed line without its CRLF (a cut line keeps all it has). */
+size_t capture_line_content(const struct imap_observation *obs);
+
 /* Fan-out to every sink in order. */
 struct capture_sinks {
 	struct capture_sink sink[CAPTURE_SINKS_MAX];

@@ -113,19 +113,6 @@ static const char *dir_color(const struct imap_observation *obs)
 	return obs->dir == IMAP_C2S ? C_CLIENT : C_SERVER;
 }
 
-static size_t line_content(const struct imap_observation *obs)
-{
-	size_t n = obs->len;
-
-	if (obs->unit->wire_len == obs->len) {
-		if (n > 0 && obs->data[n - 1] == '\n')
-			n--;
-		if (n > 0 && obs->data[n - 1] == '\r')
-			n--;
-	}
-	return n;
-}
-
 static void add_completion(const struct timeline *t, struct row *r,
 			   const struct imap_completion *c)
 {
@@ -159,7 +146,7 @@ static void tl_observe(void *self, unsigned session, const struct imap_observati
 		row_addf(&r, "%s ", dir_marker(obs));
 	if (obs->unit->flags & IMAP_UNIT_CONTINUED)
 		row_addf(&r, "   {%llu bytes}", (unsigned long long)obs->unit->after_literal);
-	content = line_content(obs);
+	content = capture_line_content(obs);
 	shown = content < t->max_text ? content : t->max_text;
 	capture_printable(text, sizeof(text), obs->data, shown);
 	if (t->color && obs->info != NULL && obs->info->cls == IMAP_LINE_TAGGED &&
