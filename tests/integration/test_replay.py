@@ -280,6 +280,27 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         r = run_imaptap(["replay", "client", pcap])
         self.assertEqual(r.returncode, 2, r.stderr)
 
+    def test_starttls_client_leg(self):
+        """Recorded through a proxy that answers the client's STARTTLS;
+        served back with the handshake after the recorded OK."""
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap = os.path.join(d, "starttls.pcap")
+        ca = os.path.join(d, "ca")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap, "--client-tls", "starttls",
+                                                   "--ca", ca])
+        env = dict(os.environ, REPLAY_CA=os.path.join(ca, "ca.crt"))
+        r = subprocess.run([sys.executable, CLIENT, str(px.port), "starttls", PASSWORD],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        px.wait_for_row(lambda x: x["dir"] == "--" and x["text"].startswith("close"))
+        os.environ["REPLAY_CA"] = os.path.join(ca, "ca.crt")
+        try:
+            r, _ = replay(pcap, "--client-tls", "starttls", "--ca", ca,
+                          command=client("starttls"))
+        finally:
+            del os.environ["REPLAY_CA"]
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_every_scenario_replays(self):
         """Each scenario in tests/scenarios/ compiles, and replay serve plays
         it to replay client (both sides of the same recording)."""

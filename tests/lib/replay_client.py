@@ -7,7 +7,8 @@ fixed session, or one changed in one way.
 VARIANT: seed (put a message in INBOX and create Archive), same, mailbox
 (SELECT Archive instead of INBOX), extra (one more NOOP), nologout (close
 without LOGOUT), idle (an IDLE ended by DONE after 0.2 s), gmail (the
-client of tests/scenarios/gmail-ignores-done.imap)."""
+client of tests/scenarios/gmail-ignores-done.imap), starttls (STARTTLS
+verified against $REPLAY_CA, then same)."""
 
 import imaplib
 import os
@@ -18,7 +19,12 @@ import time
 def main():
     port = int(os.environ["IMAPTAP_PORT"] if sys.argv[1] == "env" else sys.argv[1])
     variant, password = sys.argv[2], sys.argv[3]
-    m = imaplib.IMAP4("127.0.0.1", port)
+    m = imaplib.IMAP4("localhost" if variant == "starttls" else "127.0.0.1", port)
+    if variant == "starttls":
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.environ["REPLAY_CA"])
+        m.starttls(ssl_context=ctx)
+        variant = "same"
     if variant == "gmail":
         # tests/scenarios/gmail-ignores-done.imap, as a client would do it
         m.login("alice", password)
