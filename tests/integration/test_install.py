@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""cmake --install into a scratch prefix: the binary runs, the man page
+renders without warnings, the docs and the scenario library are there.
+
+    python3 tests/integration/test_install.py [--imaptap build/imaptap] [-v]
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+from imaptap import check_binary, main, sanitizer_env  # noqa: E402
+
+
+class InstallTest(unittest.TestCase):
+    def test_install_to_a_scratch_prefix(self):
+        build = os.path.dirname(check_binary())
+        prefix = tempfile.mkdtemp(prefix="imaptap-install-")
+        try:
+            r = subprocess.run(["cmake", "--install", build, "--prefix", prefix],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            binary = os.path.join(prefix, "bin", "imaptap")
+            r = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                               env=sanitizer_env(), timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"^imaptap \d+\.\d+\.\d+")
+            man = os.path.join(prefix, "share", "man", "man1", "imaptap.1")
+            r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", man], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stderr, "")
+            self.assertIn("replay serve", r.stdout)
+            doc = os.path.join(prefix, "share", "doc", "imaptap")
+            for name in ("rules.md", "events.md", "tls.md", "replay.md", "script.md",
+                         "scenarios/gmail-ignores-done.imap"):
+                self.assertTrue(os.path.isfile(os.path.join(doc, name)), name)
+        finally:
+            shutil.rmtree(prefix, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
