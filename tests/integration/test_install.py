@@ -44,5 +44,31 @@ class InstallTest(unittest.TestCase):
             shutil.rmtree(prefix, ignore_errors=True)
 
 
+    def test_debian_package(self):
+        """cpack -G DEB builds a package; unpacked into a scratch root its
+        binary runs and its metadata names the libraries it needs."""
+        build = os.path.dirname(check_binary())
+        out = tempfile.mkdtemp(prefix="imaptap-deb-")
+        try:
+            r = subprocess.run(["cpack", "-G", "DEB", "-B", out], cwd=build, capture_output=True,
+                               text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            debs = [f for f in os.listdir(out) if f.endswith(".deb")]
+            self.assertEqual(len(debs), 1, os.listdir(out))
+            deb = os.path.join(out, debs[0])
+            info = subprocess.run(["dpkg-deb", "-I", deb], capture_output=True, text=True).stdout
+            for lib in ("libssl3", "libpcap0.8", "libevent-core"):
+                self.assertIn(lib, info)
+            root = os.path.join(out, "root")
+            subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+            r = subprocess.run([os.path.join(root, "usr", "bin", "imaptap"), "--version"],
+                               capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(os.path.isfile(os.path.join(root, "usr", "share", "man", "man1",
+                                                        "imaptap.1")))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main()
