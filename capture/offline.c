@@ -37,6 +37,8 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 {
 	struct offline_session *s = ctx;
 
+	if (obs->info != NULL && obs->info->cls != IMAP_LINE_MALFORMED)
+		s->run->result->imap_lines++;
 	capture_sinks_observe(s->run->sinks, s->id, obs);
 }
 
@@ -187,6 +189,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 	case CAPTURE_STREAM_OPEN:
 		break;
 	case CAPTURE_STREAM_DATA:
+		o->result->data_bytes += ev->len;
 		imap_conv_feed((*p)->conv, ev->dir, ev->ts, IMAP_ORIGIN_PEER, ev->data, ev->len);
 		break;
 	case CAPTURE_STREAM_GAP:

@@ -24,6 +24,8 @@ struct capture_offline_result {
 	unsigned sessions;      /* sessions in the file */
 	unsigned shown;         /* sessions passed to the sinks */
 	uint64_t gaps;          /* bytes missing from the capture */
+	uint64_t imap_lines;    /* lines that parse as IMAP, in the sessions shown */
+	uint64_t data_bytes;    /* bytes of the sessions shown */
 	uint32_t fired[IMAP_RULE_COUNT]; /* findings by rule (resolutions not counted) */
 	struct capture_read_stats stats;
 };

@@ -250,6 +250,13 @@ int cli_analyze_main(int argc, char **argv)
 	if (result.sessions == 0)
 		cli_message("%s: no TCP sessions in %llu packet(s)", a.file,
 			    (unsigned long long)result.stats.packets);
+	if (result.data_bytes > 0 && result.imap_lines == 0) {
+		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
+			    "capture must be decrypted first (tshark with --keylog's file), or "
+			    "recorded by imaptap proxy --pcap",
+			    a.file, result.shown);
+		return CLI_EXIT_RUNTIME;
+	}
 	if (result.gaps > 0)
 		cli_message("%s: %llu byte(s) missing from the capture; see the capture-gap rows",
 			    a.file, (unsigned long long)result.gaps);

@@ -113,6 +113,18 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 		return;
 	pending = evbuffer_get_length(proxy_stream_output(st));
 	written = proxy_stream_written(st);
+	{
+		/* the kernel's view goes first: with an autotuned send buffer of
+		 * megabytes, the proxy's own writes go on long after the peer
+		 * stopped reading; what the peer acknowledges does not */
+		uint64_t acked;
+		size_t unsent;
+
+		if (proxy_stream_peer_progress(st, &acked, &unsent)) {
+			pending += unsent;
+			written = acked;
+		}
+	}
 	if (pending == 0 || written != s->seen_written[side] || s->progress_at[side] == 0) {
 		s->seen_written[side] = written;
 		s->progress_at[side] = now;

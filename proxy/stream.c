@@ -1,4 +1,5 @@
 #include "proxy/stream.h"
+#include "proxy/peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,6 +179,11 @@ const char *proxy_stream_error_text(const struct proxy_stream *s)
 uint64_t proxy_stream_written(const struct proxy_stream *s)
 {
 	return s->written;
+}
+
+bool proxy_stream_peer_progress(const struct proxy_stream *s, uint64_t *acked_r, size_t *unsent_r)
+{
+	return proxy_peer_progress(s->fd, acked_r, unsent_r);
 }
 
 SSL *proxy_stream_ssl(const struct proxy_stream *s)

@@ -89,4 +89,11 @@ SSL *proxy_stream_ssl(const struct proxy_stream *stream);
  * a queue whose count does not move is a peer that does not read. */
 uint64_t proxy_stream_written(const struct proxy_stream *stream);
 
+/* What the kernel knows of the peer: bytes it acknowledged, and bytes
+ * still in the socket's send queue. A queue that holds bytes while the
+ * acknowledged count stands still is a peer whose window is closed.
+ * Returns false when the kernel does not say. */
+bool proxy_stream_peer_progress(const struct proxy_stream *stream, uint64_t *acked_r,
+				size_t *unsent_r);
+
 #endif

@@ -179,6 +179,17 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
             self.assertEqual(r.returncode, 3, (path, r.stderr))
             self.assertIn(words, r.stderr)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        # TCP, but no IMAP: what an encrypted capture looks like
+        script = os.path.join(d, "tls.imap")
+        with open(script, "w") as f:
+            f.write("C= \\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03\\x8a\\x91\\r\\n\n"
+                    "S= \\x16\\x03\\x03\\x00\\x7a\\x02\\x00\\x00\\x76\\xee\\r\\n\n")
+        tls = os.path.join(d, "tls.pcap")
+        r = run_imaptap(["compile", script, "-o", tls])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_imaptap(["analyze", tls, "--quiet"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("but no IMAP in them", r.stderr)
         pcap = os.path.join(d, "one.pcap")
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
         c = RecordingIMAP4("127.0.0.1", px.port)
