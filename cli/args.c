@@ -1,7 +1,9 @@
 /* Option values shared by the subcommands. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -49,5 +51,24 @@ int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		config->idle_max = us;
 	else
 		config->keepalive_gap = us;
+	return 0;
+}
+
+int cli_write_port_file(const char *path, unsigned port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	/* written whole, then renamed: a reader never sees half a number */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return -1;
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%u\n", port);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
 	return 0;
 }

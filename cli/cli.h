@@ -34,6 +34,9 @@ int cli_seconds(const char *text, double lo, double hi, imap_time_us *out);
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		     struct imap_tracker_config *config);
 
+/* Writes "PORT\n" to path atomically: 0, or -1 with errno. */
+int cli_write_port_file(const char *path, unsigned port);
+
 /* The help lines of those options. */
 #define CLI_RULES_HELP                                                                    \
 	"  --stall SECONDS          command-stall and client/server-not-reading after\n"    \

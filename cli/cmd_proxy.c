@@ -184,24 +184,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	proxy_shutdown(run->proxy);
 }
 
-static int write_port_file(const char *path, unsigned port)
-{
-	char tmp[4096];
-	FILE *f;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return -1;
-	f = fopen(tmp, "w");
-	if (f == NULL)
-		return -1;
-	fprintf(f, "%u\n", port);
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
 static int parse_args(int argc, char **argv, struct proxy_args *a)
 {
 	int c, index = 0;
@@ -475,7 +457,7 @@ int cli_proxy_main(int argc, char **argv)
 		event_base_free(run.base);
 		return CLI_EXIT_RUNTIME;
 	}
-	if (a.port_file != NULL && write_port_file(a.port_file, proxy_listen_port(run.proxy)) < 0) {
+	if (a.port_file != NULL && cli_write_port_file(a.port_file, proxy_listen_port(run.proxy)) < 0) {
 		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
 		proxy_free(&run.proxy);
 		capture_sinks_destroy(&sinks);

@@ -290,21 +290,6 @@ static int listen_on(const char *spec, char *bound, size_t size, unsigned *port_
 	return fd;
 }
 
-static int write_port(const char *path, unsigned port)
-{
-	char tmp[4096];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
-	f = fopen(tmp, "w");
-	if (f == NULL)
-		return -1;
-	fprintf(f, "%u\n", port);
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
-		return -1;
-	return 0;
-}
-
 /* The certificate shown to TLS clients: given, or forged by the CA. */
 static SSL_CTX *tls_context(const struct serve_args *a, struct proxy_ca **ca_r)
 {
@@ -654,7 +639,7 @@ int cli_replay_main(int argc, char **argv)
 		proxy_ca_free(&ca);
 		return lfd == -2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
 	}
-	if (a.port_file != NULL && write_port(a.port_file, port) != 0) {
+	if (a.port_file != NULL && cli_write_port_file(a.port_file, port) != 0) {
 		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
 		close(lfd);
 		replay_recording_free(&rec);
