@@ -16,9 +16,11 @@ int cli_ca_main(int argc, char **argv)
 {
 	char err[1024];
 
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		fputs(ca_usage, stdout);
-		return CLI_EXIT_OK;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(ca_usage, stdout);
+			return CLI_EXIT_OK;
+		}
 	}
 	if (argc != 3 || strcmp(argv[1], "init") != 0)
 		return cli_usage_error("ca", "expected 'imaptap ca init DIR'");

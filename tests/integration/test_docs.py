@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Every imaptap command shown in README.md and docs/*.md uses real
+subcommands and options: each is run with --help appended (before any
+"-- COMMAND"), which parses all its options first, so a renamed or
+misspelt flag in the docs fails here.
+
+    python3 tests/integration/test_docs.py [--imaptap build/imaptap] [-v]
+"""
+
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+from imaptap import check_binary, main, sanitizer_env  # noqa: E402
+
+
+def doc_commands():
+    """(file, command line) for every `imaptap ...` line of a shell block."""
+    found = []
+    for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(path) as f:
+            text = f.read()
+        for block in re.findall(r"```(?:sh|bash|yaml)?\n(.*?)```", text, re.S):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            for line in joined.splitlines():
+                line = line.strip()
+                line = re.sub(r"^- run: ", "", line)
+                m = re.search(r"(?:^|[;&|]\s*|build/|\s)(imaptap (?:proxy|analyze|replay|compile|ca)\b[^#&|;]*)",
+                              line)
+                if m:
+                    found.append((os.path.relpath(path, ROOT), m.group(1).strip()))
+    return found
+
+
+class DocsTest(unittest.TestCase):
+    def test_every_documented_command_parses(self):
+        commands = doc_commands()
+        self.assertGreater(len(commands), 20)
+        failures = []
+        for path, cmd in commands:
+            argv = shlex.split(cmd.replace("~", "/tmp"))[1:]
+            if "--" in argv:
+                argv.insert(argv.index("--"), "--help")
+            else:
+                argv.append("--help")
+            r = subprocess.run([check_binary()] + argv, capture_output=True, text=True,
+                               env=sanitizer_env(), timeout=30)
+            if r.returncode != 0 or "usage:" not in r.stdout:
+                failures.append("%s: %s\n  -> exit %d: %s" % (path, cmd, r.returncode,
+                                                              r.stderr.strip()[:300]))
+        self.assertEqual(failures, [], "\n".join(failures))
+
+
+if __name__ == "__main__":
+    main()
