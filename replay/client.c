@@ -1,7 +1,6 @@
 #include "replay/client.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,18 +40,6 @@ struct client {
 	bool want_starttls;              /* a STARTTLS awaits its OK */
 	char starttls_tag[REPLAY_TAG_MAX];
 };
-
-static void note(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void note(struct client *c, const char *fmt, ...)
-{
-	size_t n = strlen(c->res->report);
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(c->res->report + n, sizeof(c->res->report) - n, fmt, ap);
-	va_end(ap);
-}
 
 static void on_live(void *ctx, const struct imap_observation *obs)
 {
@@ -123,7 +110,7 @@ static bool client_bytes(struct client *c, const struct replay_unit *u, char *bu
 		return true;
 	if (user == NULL) {
 		c->res->code = 1;
-		note(c, "replay client: client line %u carries masked credentials: give --login "
+		replay_report(c->res, "replay client: client line %u carries masked credentials: give --login "
 			"USER:PASS\n", u->line_no);
 		return false;
 	}
@@ -194,12 +181,12 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 				c->commands++;
 				if (strcmp(t->status, u->name) != 0) {
 					c->failures++;
-					note(c, "replay client: %s completed %s, recorded %s: %s\n", u->tag,
+					replay_report(c->res, "replay client: %s completed %s, recorded %s: %s\n", u->tag,
 					     t->status, u->name, t->text);
 				}
 				if (c->opt->strict && c->untagged_live != c->untagged_recorded) {
 					c->failures++;
-					note(c, "replay client: before %s the server sent %u untagged "
+					replay_report(c->res, "replay client: before %s the server sent %u untagged "
 						"response(s), the recording %u\n",
 					     u->tag, c->untagged_live, c->untagged_recorded);
 				}
@@ -212,14 +199,14 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 		}
 		if (c->link.eof) {
 			c->res->code = 1;
-			note(c, "replay client: the server closed the connection while %s was awaited "
+			replay_report(c->res, "replay client: the server closed the connection while %s was awaited "
 				"(server line %u of the recording)\n",
 			     u->continuation ? "a +" : u->tag, u->line_no);
 			return false;
 		}
 		if (now - start > allowed || now > deadline) {
 			c->res->code = 1;
-			note(c, "replay client: no %s from the server within %" PRId64 ".%03d s "
+			replay_report(c->res, "replay client: no %s from the server within %" PRId64 ".%03d s "
 				"(server line %u of the recording)\n",
 			     u->continuation ? "+" : "tagged completion", (now - start) / 1000000,
 			     (int)((now - start) % 1000000 / 1000), u->line_no);
@@ -240,7 +227,7 @@ static void walk(struct client *c)
 
 		if (c->link.nomem) {
 			c->res->code = 3;
-			note(c, "replay client: out of memory\n");
+			replay_report(c->res, "replay client: out of memory\n");
 			return;
 		}
 		if (u->dir == IMAP_S2C) {
@@ -258,7 +245,7 @@ static void walk(struct client *c)
 				    !replay_link_start_tls(&c->link, c->opt->tls, false, c->opt->sni,
 							   c->opt->quiet)) {
 					c->res->code = 1;
-					note(c, "replay client: the TLS handshake after STARTTLS failed\n");
+					replay_report(c->res, "replay client: the TLS handshake after STARTTLS failed\n");
 					return;
 				}
 			}
@@ -295,11 +282,11 @@ void replay_client_fd(const struct replay_recording *rec, int fd,
 	c.trigger_live = replay_now();
 	if (c.conv == NULL) {
 		res->code = 3;
-		note(&c, "replay client: out of memory\n");
+		replay_report(c.res, "replay client: out of memory\n");
 	} else if (opt->tls != NULL && opt->implicit_tls &&
 		   !replay_link_start_tls(&c.link, opt->tls, false, opt->sni, opt->quiet)) {
 		res->code = 1;
-		note(&c, "replay client: the TLS handshake with the server failed (certificate not "
+		replay_report(c.res, "replay client: the TLS handshake with the server failed (certificate not "
 			 "trusted? see --upstream-ca)\n");
 	} else {
 		c.trigger_live = replay_now();
@@ -308,9 +295,9 @@ void replay_client_fd(const struct replay_recording *rec, int fd,
 			res->code = 1;
 		res->client_lines = c.commands;
 		if (res->code == 0)
-			note(&c, "replay client: %u command(s) completed as recorded\n", c.commands);
+			replay_report(c.res, "replay client: %u command(s) completed as recorded\n", c.commands);
 		else if (c.failures > 0)
-			note(&c, "replay client: %u of %u command(s) differ from the recording\n",
+			replay_report(c.res, "replay client: %u of %u command(s) differ from the recording\n",
 			     c.failures, c.commands);
 	}
 	replay_link_free(&c.link);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/timeline.h"
 #include "imap/conversation.h"
 #include "imap/redact.h"
 #include "replay/link.h"
@@ -41,41 +42,33 @@ struct serve {
 	imap_time_us start;
 	imap_time_us trigger_live;    /* when the last matched client unit arrived */
 	imap_time_us trigger_rec;     /* and when it was recorded */
-	size_t last_shown;            /* units shown in a report's context */
 	char starttls_tag[REPLAY_TAG_MAX]; /* recorded tag of a STARTTLS in flight */
 };
 
-/* Bytes as a person reads them: no CRLF, other controls as \xNN, cut. */
+/* Bytes as a person reads them: no CRLF, the timeline's escapes, and
+ * "..." where they had to be cut. */
 static void printable(char *out, size_t size, const uint8_t *p, size_t n)
 {
-	size_t o = 0, i;
+	size_t need = 0;
 
 	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
 		n--;
-	for (i = 0; i < n && o + 8 < size; i++) {
-		if (p[i] >= 0x20 && p[i] < 0x7f) {
-			out[o++] = (char)p[i];
-		} else {
-			snprintf(out + o, size - o, "\\x%02x", p[i]);
-			o += 4;
-		}
+	for (size_t i = 0; i < n; i++)
+		need += p[i] >= 0x20 && p[i] < 0x7f ? 1 : 4;
+	if (need < size) {
+		capture_printable(out, size, p, n);
+		return;
 	}
-	if (i < n) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
+	memcpy(out + capture_printable(out, size - 3, p, n), "...", 4);
 }
 
-static void report(struct serve *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void report(struct serve *s, const char *fmt, ...)
+void replay_report(struct replay_result *res, const char *fmt, ...)
 {
-	size_t n = strlen(s->res->report);
+	size_t n = strlen(res->report);
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(s->res->report + n, sizeof(s->res->report) - n, fmt, ap);
+	vsnprintf(res->report + n, sizeof(res->report) - n, fmt, ap);
 	va_end(ap);
 }
 
@@ -87,7 +80,7 @@ static void report_context(struct serve *s, size_t i)
 
 	if (from >= i)
 		return;
-	report(s, "  the recording before it:\n");
+	replay_report(s->res, "  the recording before it:\n");
 	for (size_t k = from; k < i; k++) {
 		const struct replay_unit *u = &s->rec->units[k];
 
@@ -96,7 +89,7 @@ static void report_context(struct serve *s, size_t i)
 			  u->dir == IMAP_C2S ? u->masked_len : u->len);
 		if (u->kind == IMAP_UNIT_LITERAL_DATA)
 			snprintf(text, sizeof(text), "{%zu bytes}", u->len);
-		report(s, "    +%" PRId64 ".%03d s %s %s\n", u->at / 1000000,
+		replay_report(s->res, "    +%" PRId64 ".%03d s %s %s\n", u->at / 1000000,
 		       (int)(u->at % 1000000 / 1000), u->dir == IMAP_C2S ? "C>" : "S<", text);
 	}
 }
@@ -110,15 +103,15 @@ static void diverged(struct serve *s, size_t i, const char *what, const struct l
 	if (u->kind == IMAP_UNIT_LITERAL_DATA)
 		snprintf(want, sizeof(want), "{%zu literal bytes}", u->len);
 	s->res->code = 1;
-	report(s, "replay: the client diverged from the recording at client line %u "
+	replay_report(s->res, "replay: the client diverged from the recording at client line %u "
 		  "(recorded at +%" PRId64 ".%03d s): %s\n",
 	       u->line_no, u->at / 1000000, (int)(u->at % 1000000 / 1000), what);
-	report(s, "  expected: %s\n", want);
+	replay_report(s->res, "  expected: %s\n", want);
 	if (got != NULL) {
 		printable(have, sizeof(have), got->data, got->len);
 		if (got->kind == IMAP_UNIT_LITERAL_DATA)
 			snprintf(have, sizeof(have), "{%zu literal bytes}", got->len);
-		report(s, "  received: %s\n", have);
+		replay_report(s->res, "  received: %s\n", have);
 	}
 	report_context(s, i);
 }
@@ -335,7 +328,7 @@ static void run(struct serve *s)
 
 		if (s->io_error || s->link.nomem) {
 			s->res->code = 3;
-			report(s, "replay: out of memory, or the client ran more than %d lines ahead\n",
+			replay_report(s->res, "replay: out of memory, or the client ran more than %d lines ahead\n",
 			       LIVE_MAX);
 			return;
 		}
@@ -400,28 +393,20 @@ static void run(struct serve *s)
 	/* all sent: let it reach the client */
 	while (s->link.out_len > 0 && !s->link.eof && replay_now() < deadline)
 		replay_link_pump(&s->link, 100000);
-	if (s->live_count > 0) {
-		char have[300];
-
-		printable(have, sizeof(have), s->live[s->live_head].data, s->live[s->live_head].len);
-		s->res->code = 1;
-		report(s, "replay: the client sent more than the recording holds: %s\n", have);
-		return;
-	}
-	if (!rec->closed_by_server) {
+	if (!rec->closed_by_server && s->live_count == 0) {
 		/* the client closed first in the recording: give it the time */
 		imap_time_us until = replay_now() + s->opt->quiet;
 
 		while (!s->link.eof && replay_now() < until && s->live_count == 0)
 			replay_link_pump(&s->link, 100000);
-		if (s->live_count > 0) {
-			char have[300];
+	}
+	if (s->live_count > 0) {
+		char have[300];
 
-			printable(have, sizeof(have), s->live[s->live_head].data,
-				  s->live[s->live_head].len);
-			s->res->code = 1;
-			report(s, "replay: the client sent more than the recording holds: %s\n", have);
-		}
+		printable(have, sizeof(have), s->live[s->live_head].data, s->live[s->live_head].len);
+		s->res->code = 1;
+		replay_report(s->res, "replay: the client sent more than the recording holds: %s\n",
+			      have);
 	}
 }
 
@@ -444,7 +429,7 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 	s.tags = calloc(TAGS_MAX, sizeof(*s.tags));
 	if (s.conv == NULL || s.tags == NULL) {
 		res->code = 3;
-		report(&s, "replay: out of memory\n");
+		replay_report(s.res, "replay: out of memory\n");
 	} else {
 		s.start = replay_now();
 		s.trigger_live = s.start;
@@ -452,7 +437,7 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 		if (opt->tls != NULL && opt->implicit_tls &&
 		    !replay_link_start_tls(&s.link, opt->tls, true, NULL, opt->quiet)) {
 			res->code = 1;
-			report(&s, "replay: the client's TLS handshake failed (does it trust the CA? is "
+			replay_report(s.res, "replay: the client's TLS handshake failed (does it trust the CA? is "
 				   "it speaking TLS?)\n");
 		} else {
 			/* the handshake's time is not the recording's */
@@ -460,7 +445,7 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 			run(&s);
 		}
 		if (res->code == 0)
-			report(&s, "replay: the client did what the recording did (%zu client lines)\n",
+			replay_report(s.res, "replay: the client did what the recording did (%zu client lines)\n",
 			       res->client_lines);
 	}
 	while (s.live_count > 0)

@@ -34,6 +34,10 @@ struct replay_result {
 	char report[REPLAY_REPORT_MAX];
 };
 
+/* Appends to result->report, cut at its size. */
+void replay_report(struct replay_result *result, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Plays rec to the client on fd (connected, any mode; made non-blocking).
  * Does not close fd. */
 void replay_serve_fd(const struct replay_recording *rec, int fd, const struct replay_options *options,
