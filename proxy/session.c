@@ -54,6 +54,7 @@ struct proxy_session {
 	/* peers that stopped reading: by side, the output's written count
 	 * when last seen moving, and when */
 	uint64_t seen_written[2];
+	uint64_t written_drained[2]; /* output written when the kernel last held none of it */
 	imap_time_us progress_at[2];
 	bool blocked[2];
 	enum {
@@ -100,6 +101,24 @@ static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const u
 	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len);
 }
 
+/* The kernel's view goes first: with an autotuned send buffer of
+ * megabytes, the proxy's own writes go on long after the peer stopped
+ * reading; what the peer acknowledges does not. pending grows by what the
+ * kernel still holds; written becomes what the peer acknowledged. */
+static void kernel_view(struct proxy_session *s, enum side side, const struct proxy_stream *st,
+			size_t *pending, uint64_t *written)
+{
+	uint64_t app_written = *written, acked;
+	size_t unsent;
+
+	if (!proxy_stream_peer_progress(st, &acked, &unsent))
+		return;
+	*pending += unsent;
+	*written = acked;
+	if (*pending == 0)
+		s->written_drained[side] = app_written;
+}
+
 /* A side whose output holds bytes and whose written count has not moved
  * since the last look is not reading. */
 static void check_reading(struct proxy_session *s, enum side side, imap_time_us now)
@@ -113,18 +132,12 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 		return;
 	pending = evbuffer_get_length(proxy_stream_output(st));
 	written = proxy_stream_written(st);
-	{
-		/* the kernel's view goes first: with an autotuned send buffer of
-		 * megabytes, the proxy's own writes go on long after the peer
-		 * stopped reading; what the peer acknowledges does not */
-		uint64_t acked;
-		size_t unsent;
-
-		if (proxy_stream_peer_progress(st, &acked, &unsent)) {
-			pending += unsent;
-			written = acked;
-		}
-	}
+	/* Nothing written since the kernel last held nothing: nothing can be
+	 * waiting, and an idle session costs no system call. */
+	if (pending == 0 && written == s->written_drained[side])
+		written = s->seen_written[side];
+	else
+		kernel_view(s, side, st, &pending, &written);
 	if (pending == 0 || written != s->seen_written[side] || s->progress_at[side] == 0) {
 		s->seen_written[side] = written;
 		s->progress_at[side] = now;
