@@ -10,16 +10,17 @@ without LOGOUT), idle (an IDLE ended by DONE after 0.2 s), gmail (the
 client of tests/scenarios/gmail-ignores-done.imap), starttls (STARTTLS
 verified against $REPLAY_CA, then same)."""
 
-import imaplib
 import os
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clients import RecordingIMAP4  # noqa: E402
 
 
 def main():
     port = int(os.environ["IMAPTAP_PORT"] if sys.argv[1] == "env" else sys.argv[1])
     variant, password = sys.argv[2], sys.argv[3]
-    m = imaplib.IMAP4("localhost" if variant == "starttls" else "127.0.0.1", port)
+    m = RecordingIMAP4("localhost" if variant == "starttls" else "127.0.0.1", port)
     if variant == "starttls":
         import ssl
         ctx = ssl.create_default_context(cafile=os.environ["REPLAY_CA"])
@@ -29,23 +30,11 @@ def main():
         # tests/scenarios/gmail-ignores-done.imap, as a client would do it
         m.login("alice", password)
         m.select("INBOX")
-        tag = m._new_tag()
-        m.send(tag + b" IDLE\r\n")
-        assert m.readline().startswith(b"+")
-        time.sleep(2)
-        m.send(b"DONE\r\n")
-        while not m.readline().startswith(tag):
-            pass
+        m.idle_done(m._new_tag(), wait=2)
         m.logout()
         return
     if variant == "idle":
-        tag = m._new_tag()
-        m.send(tag + b" IDLE\r\n")
-        assert m.readline().startswith(b"+")
-        time.sleep(0.2)
-        m.send(b"DONE\r\n")
-        while not m.readline().startswith(tag):
-            pass
+        m.idle_done(m._new_tag(), wait=0.2)
         m.logout()
         return
     m.login("alice", password)
