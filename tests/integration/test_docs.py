@@ -7,9 +7,7 @@ misspelt flag in the docs fails here.
     python3 tests/integration/test_docs.py [--imaptap build/imaptap] [-v]
 """
 
-import glob
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -20,24 +18,7 @@ ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 from imaptap import check_binary, main, sanitizer_env  # noqa: E402
-
-
-def doc_commands():
-    """(file, command line) for every `imaptap ...` line of a shell block."""
-    found = []
-    for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
-        with open(path) as f:
-            text = f.read()
-        for block in re.findall(r"```(?:sh|bash|yaml)?\n(.*?)```", text, re.S):
-            joined = re.sub(r"\\\n\s*", " ", block)
-            for line in joined.splitlines():
-                line = line.strip()
-                line = re.sub(r"^- run: ", "", line)
-                m = re.search(r"(?:^|[;&|]\s*|build/|\s)(imaptap (?:proxy|analyze|replay|compile|ca)\b[^#&|;]*)",
-                              line)
-                if m:
-                    found.append((os.path.relpath(path, ROOT), m.group(1).strip()))
-    return found
+from doc_commands import doc_commands  # noqa: E402
 
 
 class DocsTest(unittest.TestCase):
