@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """cmake --install into a scratch prefix: the binary runs, the man page
-renders without warnings, the docs and the scenario library are there.
+renders without warnings (one page per command, each its --help), the docs and the scenario library are there.
 
     python3 tests/integration/test_install.py [--imaptap build/imaptap] [-v]
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from imaptap import check_binary, main, sanitizer_env  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 class InstallTest(unittest.TestCase):
@@ -30,12 +33,18 @@ class InstallTest(unittest.TestCase):
                                env=sanitizer_env(), timeout=30)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertRegex(r.stdout, r"^imaptap \d+\.\d+\.\d+")
-            man = os.path.join(prefix, "share", "man", "man1", "imaptap.1")
-            r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", man], capture_output=True,
-                               text=True, timeout=30)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(r.stderr, "")
-            self.assertIn("replay serve", r.stdout)
+            man1 = os.path.join(prefix, "share", "man", "man1")
+            pages = sorted(os.listdir(man1))
+            self.assertEqual(pages, sorted(["imaptap.1"] + ["imaptap-%s.1" % c for c in (
+                "proxy", "analyze", "replay-serve", "replay-client", "compile", "ca")]))
+            for name in pages:
+                r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", os.path.join(man1, name)],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual((r.returncode, r.stderr), (0, ""), name)
+                self.assertIn("imaptap", r.stdout)
+            r = subprocess.run(["groff", "-man", "-Tascii", os.path.join(man1, "imaptap-proxy.1")],
+                               capture_output=True, text=True, timeout=30)
+            self.assertIn("--done-stall", re.sub(".\b", "", r.stdout))
             doc = os.path.join(prefix, "share", "doc", "imaptap")
             for name in ("rules.md", "events.md", "tls.md", "replay.md", "script.md",
                          "scenarios/gmail-ignores-done.imap"):
@@ -43,6 +52,14 @@ class InstallTest(unittest.TestCase):
         finally:
             shutil.rmtree(prefix, ignore_errors=True)
 
+
+    def test_man_pages_match_help(self):
+        """Each command's page is its --help text: a flag added, renamed or
+        explained anew without rerunning scripts/man-pages fails here."""
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "man-pages"),
+                            check_binary(), "--check"], capture_output=True, text=True,
+                           env=sanitizer_env(), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_debian_package(self):
         """cpack -G DEB builds a package; dpkg installs it into a scratch
