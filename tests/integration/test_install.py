@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""cmake --install into a scratch prefix: the binary runs, the man page
-renders without warnings (one page per command, each its --help), the docs and the scenario library are there.
+"""cmake --install into a scratch prefix: the binary runs, the man pages
+(one per command, each its --help) render without warnings, the docs and
+the scenario library are there. The Debian package installs into a scratch
+root, and with apt on a minimal Debian 12, where it runs.
 
     python3 tests/integration/test_install.py [--imaptap build/imaptap] [-v]
 """
 
+import glob
 import os
 import re
 import shutil
@@ -95,6 +98,57 @@ class InstallTest(unittest.TestCase):
                                                         "imaptap.1")))
         finally:
             shutil.rmtree(out, ignore_errors=True)
+
+    def test_package_on_a_clean_debian_12(self):
+        """A plain (unsanitised) build packaged with cpack installs with apt
+        on a minimal Debian 12 made by mmdebstrap from this machine's Debian
+        sources, which pulls in exactly the libraries the package names;
+        there it runs, compiles a bundled scenario and finds its stall."""
+        work = tempfile.mkdtemp(prefix="imaptap-clean-debian-")
+        try:
+            build = os.path.join(work, "build")
+            for argv in (["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
+                          "-DIMAPTAP_TESTS=OFF"],
+                         ["cmake", "--build", build, "-j", "2", "--target", "imaptap"],
+                         ["cpack", "-G", "DEB", "-B", os.path.join(work, "deb")]):
+                r = subprocess.run(argv, cwd=build if argv[0] == "cpack" else ROOT,
+                                   capture_output=True, text=True, timeout=600)
+                self.assertEqual(r.returncode, 0, " ".join(argv) + "\n" + r.stdout + r.stderr)
+            deb = glob.glob(os.path.join(work, "deb", "*.deb"))
+            self.assertEqual(len(deb), 1)
+            sources = []
+            for f in glob.glob("/etc/apt/sources.list.d/*.sources") + glob.glob("/etc/apt/sources.list"):
+                with open(f) as text:
+                    if re.search(r"debian.*\n?.*bookworm", text.read()):
+                        sources.append(f)
+            self.assertTrue(sources, "no Debian 12 apt sources on this machine")
+            root = os.path.join(work, "root")
+            r = subprocess.run(["mmdebstrap", "--variant=apt", "--mode=root", "--quiet",
+                                "--customize-hook=copy-in %s /tmp" % deb[0],
+                                "--customize-hook=chroot \"$1\" apt-get install -y -q /tmp/%s"
+                                % os.path.basename(deb[0]),
+                                "bookworm", root] + sources,
+                               capture_output=True, text=True, timeout=900)
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+
+            def inside(*argv):
+                return subprocess.run(["chroot", root] + list(argv), capture_output=True,
+                                      text=True, timeout=60)
+            r = inside("imaptap", "--version")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"^imaptap \d+\.\d+\.\d+")
+            r = inside("imaptap", "compile",
+                       "/usr/share/doc/imaptap/scenarios/gmail-ignores-done.imap",
+                       "-o", "/tmp/gmail.pcap")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = inside("imaptap", "analyze", "/tmp/gmail.pcap", "--fail-on", "done-stall",
+                       "--color", "never")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("! done-stall", r.stdout + r.stderr)
+            self.assertTrue(os.path.isfile(os.path.join(root, "usr", "share", "man", "man1",
+                                                        "imaptap-proxy.1")))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
