@@ -36,6 +36,11 @@ static const char serve_usage[] =
 	"  --port-file FILE         write the port to FILE once listening\n"
 	"  --speed X                play X times faster (default 1)\n"
 	"  --no-delay               send the server's lines as soon as they are due\n"
+	"  --segment byte|random[:SEED]|coalesce\n"
+	"                           cut the server's bytes into other writes: one byte\n"
+	"                           each, random sizes from SEED (default 1), or a whole\n"
+	"                           server turn at once; byte and random pieces leave\n"
+	"                           as their own TCP segments and TLS records\n"
 	"  --ignore REGEX           a volatile span (a date, a UID) that matches anything;\n"
 	"                           POSIX extended regex, repeatable\n"
 	"  --timeout SECONDS        bound on one whole replay (default: 60, or twice the\n"
@@ -73,6 +78,7 @@ enum {
 	OPT_CERT,
 	OPT_KEY,
 	OPT_NAME,
+	OPT_SEGMENT,
 };
 
 static const struct option serve_options[] = {
@@ -90,6 +96,7 @@ static const struct option serve_options[] = {
 	{"cert", required_argument, NULL, OPT_CERT},
 	{"key", required_argument, NULL, OPT_KEY},
 	{"name", required_argument, NULL, OPT_NAME},
+	{"segment", required_argument, NULL, OPT_SEGMENT},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -115,6 +122,7 @@ struct serve_args {
 	const char *key;
 	const char *names[NAMES_MAX];
 	size_t name_count;
+	struct imap_split segment;
 };
 
 static volatile sig_atomic_t stopping;
@@ -205,6 +213,13 @@ again:
 				return cli_usage_error("replay serve", "at most %d --name", NAMES_MAX);
 			a->names[a->name_count++] = optarg;
 			break;
+		case OPT_SEGMENT: {
+			char msg[200];
+
+			if (imap_split_parse(optarg, strlen(optarg), &a->segment, msg, sizeof(msg)) != 0)
+				return cli_usage_error("replay serve", "--segment: %s", msg);
+			break;
+		}
 		case 'h':
 			fputs(serve_usage, stdout);
 			return -1;
@@ -615,6 +630,7 @@ int cli_replay_main(int argc, char **argv)
 		.quiet = a.quiet,
 		.ignore = a.ignore,
 		.ignore_count = a.ignore_count,
+		.segment = a.segment,
 	};
 	if (opt.timeout == 0) {
 		imap_time_us len = a.speed > 0 ? (imap_time_us)((double)recording_length(&rec) / a.speed)
@@ -645,8 +661,17 @@ int cli_replay_main(int argc, char **argv)
 		replay_recording_free(&rec);
 		return CLI_EXIT_RUNTIME;
 	}
-	cli_message("replaying session %u of %s (%zu units, %.3f s) on %s", a.session, a.file,
-		    rec.count, (double)recording_length(&rec) / 1e6, bound);
+	{
+		char mode[32], how[48] = "";
+
+		/* a CI log says how the bytes were cut */
+		if (a.segment.mode != IMAP_SPLIT_NONE) {
+			imap_split_describe(&a.segment, mode, sizeof(mode));
+			snprintf(how, sizeof(how), ", --segment %s", mode);
+		}
+		cli_message("replaying session %u of %s (%zu units, %.3f s%s) on %s", a.session, a.file,
+			    rec.count, (double)recording_length(&rec) / 1e6, how, bound);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_stop);
 	signal(SIGTERM, on_stop);

@@ -1,6 +1,8 @@
 /* One live connection of the replay harness: a socket, TLS when asked,
  * an output queue, and a poll round that writes what is queued and hands
- * what arrives to a callback. Both replay sides use it. */
+ * what arrives to a callback. Both replay sides use it. The queue can be
+ * cut into writes of other sizes (imap/split.h), so that a peer sees the
+ * same bytes in other TCP segments and TLS records. */
 #ifndef REPLAY_LINK_H
 #define REPLAY_LINK_H
 
@@ -10,6 +12,7 @@
 
 #include <openssl/ssl.h>
 
+#include "imap/split.h"
 #include "imap/types.h"
 
 typedef void replay_received_cb(void *ctx, const uint8_t *data, size_t len);
@@ -21,6 +24,9 @@ struct replay_link {
 	size_t out_len, out_cap;
 	bool eof;                /* the peer closed, or the connection broke */
 	bool nomem;
+	struct imap_split split;  /* how the queue is cut into writes */
+	size_t piece;            /* bytes left of the drawn piece (byte, random) */
+	size_t writes;           /* successful writes so far */
 	replay_received_cb *received;
 	void *ctx;
 };
@@ -31,6 +37,13 @@ imap_time_us replay_now(void);
 /* fd is made non-blocking; the link does not own it. */
 void replay_link_init(struct replay_link *link, int fd, replay_received_cb *received, void *ctx);
 void replay_link_free(struct replay_link *link);
+/* From now on, cut the queue as split says: byte and random write one
+ * piece at a time, with Nagle off, and only once the kernel has sent all
+ * of the previous one, so each piece leaves as its own TCP segment (and,
+ * over TLS, its own record). Piece boundaries fall at the same stream
+ * offsets for one seed; a write also ends where the queue runs dry.
+ * coalesce (Nagle off) and none write all that is queued at once. */
+void replay_link_set_split(struct replay_link *link, const struct imap_split *split);
 void replay_link_queue(struct replay_link *link, const uint8_t *data, size_t len);
 /* Writes, reads, waits at most wait_us (capped at one second). */
 void replay_link_pump(struct replay_link *link, imap_time_us wait_us);

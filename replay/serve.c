@@ -43,6 +43,7 @@ struct serve {
 	imap_time_us trigger_live;    /* when the last matched client unit arrived */
 	imap_time_us trigger_rec;     /* and when it was recorded */
 	char starttls_tag[REPLAY_TAG_MAX]; /* recorded tag of a STARTTLS in flight */
+	size_t burst_end;             /* coalesce: units before this index are due now */
 };
 
 /* Bytes as a person reads them: no CRLF, the timeline's escapes, and
@@ -317,6 +318,14 @@ static bool start_tls(struct serve *s, size_t i)
 	return false;
 }
 
+/* The index of the first client unit at or after i (count if none). */
+static size_t next_client_unit(const struct replay_recording *rec, size_t i)
+{
+	while (i < rec->count && rec->units[i].dir != IMAP_C2S)
+		i++;
+	return i;
+}
+
 static void run(struct serve *s)
 {
 	const struct replay_recording *rec = s->rec;
@@ -337,10 +346,16 @@ static void run(struct serve *s)
 			return;
 		}
 		if (u->dir == IMAP_S2C) {
-			if (now < due(s, u)) {
+			bool in_burst = i < s->burst_end;
+
+			if (!in_burst && now < due(s, u)) {
 				replay_link_pump(&s->link, due(s, u) - now);
 				continue;
 			}
+			/* coalesce: the rest of the server's turn goes with this
+			 * unit, in the same write */
+			if (!in_burst && s->opt->segment.mode == IMAP_SPLIT_COALESCE)
+				s->burst_end = next_client_unit(s->rec, i);
 			send_unit(s, u);
 			i++;
 			if (s->starttls_tag[0] != '\0' && strcmp(u->tag, s->starttls_tag) == 0) {
@@ -425,6 +440,7 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 
 	memset(res, 0, sizeof(*res));
 	replay_link_init(&s.link, fd, on_received, &s);
+	replay_link_set_split(&s.link, &opt->segment);
 	s.conv = imap_conv_new(&cc, on_live, &s);
 	s.tags = calloc(TAGS_MAX, sizeof(*s.tags));
 	if (s.conv == NULL || s.tags == NULL) {
@@ -444,9 +460,17 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 			s.start = s.trigger_live = replay_now();
 			run(&s);
 		}
-		if (res->code == 0)
+		if (res->code == 0 && opt->segment.mode == IMAP_SPLIT_NONE) {
 			replay_report(s.res, "replay: the client did what the recording did (%zu client lines)\n",
 			       res->client_lines);
+		} else if (res->code == 0) {
+			char how[48];
+
+			imap_split_describe(&opt->segment, how, sizeof(how));
+			replay_report(s.res, "replay: the client did what the recording did (%zu client "
+				      "lines; server bytes in %zu writes, --segment %s)\n",
+				      res->client_lines, s.link.writes, how);
+		}
 	}
 	while (s.live_count > 0)
 		drop_live(&s);

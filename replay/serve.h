@@ -2,7 +2,10 @@
  * client on a connected socket. Each recorded client line must arrive
  * (the live client's tags stand for the recorded ones, masked spans match
  * any, --ignore patterns are wildcards); the server units that followed it
- * go out at their recorded delays after it, scaled. */
+ * go out at their recorded delays after it, scaled, in writes cut as
+ * --segment says: one byte or random sizes each (replay/link.h), or, for
+ * coalesce, every server unit up to the next client unit in one write,
+ * when the first of them is due. */
 #ifndef REPLAY_SERVE_H
 #define REPLAY_SERVE_H
 
@@ -12,6 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "imap/split.h"
 #include "replay/recording.h"
 
 struct replay_options {
@@ -23,6 +27,8 @@ struct replay_options {
 	FILE *log;                    /* where the progress rows go, or NULL */
 	SSL_CTX *tls;                 /* for a TLS client leg, else NULL */
 	bool implicit_tls;            /* TLS from the first byte; else after a STARTTLS */
+	struct imap_split segment;    /* how server bytes are cut into writes; each
+					 connection starts from its seed afresh */
 };
 
 #define REPLAY_REPORT_MAX 4096

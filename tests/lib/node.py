@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
-FILES = ("package.json", "package-lock.json", "imapflow_session.mjs")
+FILES = ("package.json", "package-lock.json", "imapflow_session.mjs", "imapflow_literal.mjs")
 
 
 class NodeError(RuntimeError):
@@ -52,11 +52,12 @@ def ensure_node_clients():
     return d
 
 
-def imapflow_command(host, port, user, password, tls_ca=None, servername=None):
-    """argv running the imapflow session script (port may be "$IMAPTAP_PORT"
-    for a shell)."""
+def imapflow_command(host, port, user, password, tls_ca=None, servername=None,
+                     script="imapflow_session.mjs"):
+    """argv running an imapflow script of tests/node (port may be
+    "$IMAPTAP_PORT" for a shell)."""
     d = ensure_node_clients()
-    argv = ["node", os.path.join(d, "imapflow_session.mjs"), host, str(port), user, password]
+    argv = ["node", os.path.join(d, script), host, str(port), user, password]
     if tls_ca:
         argv += ["--tls", tls_ca, servername or host]
     return argv
