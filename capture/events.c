@@ -9,13 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capture/outfile.h"
 #include "capture/timefmt.h"
 
 #define RECORD_MAX (IMAP_FRAMER_DEFAULT_MAX_LINE * 6 + 4096)
 
 struct events {
 	FILE *out;
-	int own;    /* opened here (not stdout) */
+	int own;    /* opened here (not stdout): file holds it */
+	struct capture_outfile file;
 	int failed;
 	char *name;
 	capture_log_fn *log;
@@ -89,20 +91,26 @@ static void begin(struct events *e, const char *kind, unsigned session, imap_tim
 	     ts / 1000000, (int)(ts % 1000000), kind, session);
 }
 
+static void write_failed(struct events *e)
+{
+	char msg[4800];
+
+	if (e->own)
+		capture_outfile_rollback(&e->file); /* whole records only */
+	e->failed = 1;
+	snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
+		 "relaying goes on (SIGHUP tries again)", e->name, strerror(errno));
+	if (e->log != NULL)
+		e->log(e->log_ctx, msg);
+}
+
 static void end(struct events *e)
 {
 	add(e, "}\n", 2);
 	if (e->failed)
 		return;
-	if (fwrite(e->buf, 1, e->len, e->out) != e->len) {
-		char msg[4800];
-
-		e->failed = 1;
-		snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
-			 "relaying goes on", e->name, strerror(errno));
-		if (e->log != NULL)
-			e->log(e->log_ctx, msg);
-	}
+	if (fwrite(e->buf, 1, e->len, e->out) != e->len)
+		write_failed(e);
 }
 
 static void ev_open(void *self, const struct capture_session_info *info)
@@ -288,10 +296,39 @@ static void ev_flush(void *self)
 {
 	struct events *e = self;
 
-	if (!e->failed && fflush(e->out) != 0) {
-		e->len = 0;
-		end(e); /* reports the error once */
+	if (e->failed)
+		return;
+	if (e->own ? capture_outfile_commit(&e->file) != 0 : fflush(e->out) != 0)
+		write_failed(e);
+}
+
+static void ev_reopen(void *self)
+{
+	struct events *e = self;
+	struct capture_outfile file;
+
+	if (!e->own)
+		return;
+	if (!e->failed && !capture_outfile_moved(&e->file, e->name)) {
+		ev_flush(e);
+		return;
 	}
+	if (capture_outfile_open(&file, e->name, true, 0) != 0) {
+		if (e->log != NULL) {
+			char msg[4400];
+
+			snprintf(msg, sizeof(msg), "cannot reopen the event log %s: %s; %s", e->name,
+				 strerror(errno),
+				 e->failed ? "it stays stopped" : "writing goes on to the old file");
+			e->log(e->log_ctx, msg);
+		}
+		return;
+	}
+	ev_flush(e);
+	capture_outfile_close(&e->file);
+	e->file = file;
+	e->out = file.fp;
+	e->failed = 0;
 }
 
 static void ev_destroy(void *self)
@@ -300,7 +337,7 @@ static void ev_destroy(void *self)
 
 	ev_flush(e);
 	if (e->own)
-		fclose(e->out);
+		capture_outfile_close(&e->file);
 	free(e->name);
 	free(e->buf);
 	free(e);
@@ -315,6 +352,7 @@ static const struct capture_sink_ops events_ops = {
 	.summary = ev_summary,
 	.close = ev_close,
 	.flush = ev_flush,
+	.reopen = ev_reopen,
 	.destroy = ev_destroy,
 };
 
@@ -322,7 +360,6 @@ int capture_events_new(const struct capture_events_config *config, struct captur
 		       char *err, size_t errlen)
 {
 	struct events *e = calloc(1, sizeof(*e));
-	int fd;
 
 	if (e == NULL || (e->buf = malloc(RECORD_MAX)) == NULL ||
 	    (e->name = strdup(strcmp(config->path, "-") == 0 ? "(stdout)" : config->path)) == NULL) {
@@ -338,17 +375,15 @@ int capture_events_new(const struct capture_events_config *config, struct captur
 	if (strcmp(config->path, "-") == 0) {
 		e->out = stdout;
 	} else {
-		fd = open(config->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd < 0 || (e->out = fdopen(fd, "a")) == NULL) {
+		if (capture_outfile_open(&e->file, config->path, true, 0) != 0) {
 			snprintf(err, errlen, "cannot open the event log %s: %s", config->path,
 				 strerror(errno));
-			if (fd >= 0)
-				close(fd);
 			free(e->name);
 			free(e->buf);
 			free(e);
 			return -1;
 		}
+		e->out = e->file.fp;
 		e->own = 1;
 	}
 	sink_r->ops = &events_ops;

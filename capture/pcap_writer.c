@@ -10,6 +10,8 @@
 
 #include <pcap/pcap.h>
 
+#include "capture/outfile.h"
+
 #define ETH_LEN 14
 #define IP4_LEN 20
 #define IP6_LEN 40
@@ -53,7 +55,8 @@ struct pcap_writer {
 	uint64_t max_bytes;
 	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
 	pcap_t *dead;
-	pcap_dumper_t *dumper;
+	pcap_dumper_t *dumper;      /* NULL while stopped by an error */
+	struct capture_outfile file; /* the dumper's stream */
 	uint64_t written;
 	imap_time_us last_ts;
 	int failed;
@@ -168,41 +171,53 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-static void report(struct pcap_writer *w, const char *what)
+static void log_error(struct pcap_writer *w, const char *what, const char *then)
 {
 	char msg[4800];
 	char name[4096];
 
+	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	snprintf(msg, sizeof(msg), "%s the pcap %s: %s; %s", what, name, strerror(errno), then);
+	if (w->log != NULL)
+		w->log(w->log_ctx, msg);
+}
+
+/* The file ends with the last batch written whole, and writing stops
+ * until SIGHUP; sequence numbers go on, so a reader sees the gap. */
+static void report(struct pcap_writer *w, const char *what)
+{
 	if (w->failed)
 		return;
 	w->failed = 1;
-	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	snprintf(msg, sizeof(msg), "%s the pcap %s: %s; the capture stops here, relaying goes on",
-		 what, name, strerror(errno));
-	if (w->log != NULL)
-		w->log(w->log_ctx, msg);
+	log_error(w, what, "the capture stops here, relaying goes on (SIGHUP tries again)");
+	if (w->dumper != NULL) {
+		capture_outfile_rollback(&w->file);
+		pcap_dump_close(w->dumper);
+		w->dumper = NULL;
+	}
 }
 
 static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 {
 	char name[4096];
-	FILE *fp;
-	int fd;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || (fp = fdopen(fd, "wb")) == NULL) {
+	/* small segments (lines) go out in big writes */
+	if (capture_outfile_open(&w->file, name, false, 1024 * 1024) != 0) {
 		snprintf(err, errlen, "cannot create the pcap %.3000s: %s", name, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
-	/* small segments (lines) go out in big writes */
-	setvbuf(fp, NULL, _IOFBF, 1024 * 1024);
-	w->dumper = pcap_dump_fopen(w->dead, fp);
+	w->dumper = pcap_dump_fopen(w->dead, w->file.fp);
 	if (w->dumper == NULL) {
 		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, pcap_geterr(w->dead));
-		fclose(fp);
+		fclose(w->file.fp);
+		return -1;
+	}
+	/* the header on disk now: a file that cannot take it fails here */
+	if (capture_outfile_commit(&w->file) != 0) {
+		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, strerror(errno));
+		pcap_dump_close(w->dumper);
+		w->dumper = NULL;
 		return -1;
 	}
 	w->written = 24; /* the file header */
@@ -221,8 +236,6 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	struct pcap_pkthdr hdr;
 	uint64_t sum;
 
-	if (w->dumper == NULL)
-		return;
 	/* Ethernet: locally administered addresses, 02:..:01 client, 02:..:02 server */
 	memset(eth, 0, 12);
 	eth[0] = eth[6] = 0x02;
@@ -280,8 +293,10 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	hdr.ts.tv_sec = (time_t)(ts / 1000000);
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
-	pcap_dump((u_char *)w->dumper, &hdr, w->packet);
-	w->written += 16 + hdr.caplen;
+	if (w->dumper != NULL) {
+		pcap_dump((u_char *)w->dumper, &hdr, w->packet);
+		w->written += 16 + hdr.caplen;
+	}
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 
@@ -312,12 +327,21 @@ static struct pcap_session **slot(struct pcap_writer *w, unsigned id)
 
 /* Continues the file set in a new file: every open session gets a fresh
  * handshake there so each file decodes on its own. */
+static void close_file(struct pcap_writer *w)
+{
+	if (w->dumper == NULL)
+		return;
+	if (capture_outfile_commit(&w->file) != 0)
+		log_error(w, "cannot write", "its end is lost");
+	pcap_dump_close(w->dumper);
+	w->dumper = NULL;
+}
+
 static void rotate(struct pcap_writer *w)
 {
 	char err[600];
 
-	pcap_dump_close(w->dumper);
-	w->dumper = NULL;
+	close_file(w);
 	w->file_no++;
 	if (open_file(w, err, sizeof(err)) != 0) {
 		errno = errno ? errno : EIO;
@@ -494,8 +518,46 @@ static void pw_flush(void *self)
 
 	if (w->dumper == NULL || w->failed)
 		return;
-	if (pcap_dump_flush(w->dumper) != 0)
+	if (capture_outfile_commit(&w->file) != 0)
 		report(w, "cannot write");
+}
+
+/* SIGHUP: a file moved away is started anew at its name (every open
+ * session with a fresh handshake, as after a rotation); a file stopped by
+ * an error and still in place is appended to. */
+static void pw_reopen(void *self)
+{
+	struct pcap_writer *w = self;
+	char name[4096], err[600];
+	bool moved;
+
+	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	moved = w->dumper != NULL ? capture_outfile_moved(&w->file, name) : access(name, F_OK) != 0;
+	if (w->dumper != NULL && !moved) {
+		pw_flush(w);
+		return;
+	}
+	close_file(w);
+	if (!moved) {
+		w->dumper = pcap_dump_open_append(w->dead, name);
+		if (w->dumper == NULL) {
+			errno = errno ? errno : EIO;
+			log_error(w, "cannot reopen", "it stays stopped");
+			return;
+		}
+		capture_outfile_adopt(&w->file, pcap_dump_file(w->dumper));
+		w->written = (uint64_t)w->file.good;
+	} else {
+		if (open_file(w, err, sizeof(err)) != 0) {
+			if (w->log != NULL)
+				w->log(w->log_ctx, err);
+			return;
+		}
+		for (unsigned b = 0; b < BUCKETS; b++)
+			for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
+				handshake(w, s, w->last_ts);
+	}
+	w->failed = 0;
 }
 
 static void pw_destroy(void *self)
@@ -512,10 +574,7 @@ static void pw_destroy(void *self)
 			free(s);
 		}
 	}
-	if (w->dumper != NULL) {
-		pw_flush(w);
-		pcap_dump_close(w->dumper);
-	}
+	close_file(w);
 	if (w->dead != NULL)
 		pcap_close(w->dead);
 	free(w->path);
@@ -529,6 +588,7 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.flow = pw_flow,
 	.close = pw_close,
 	.flush = pw_flush,
+	.reopen = pw_reopen,
 	.destroy = pw_destroy,
 };
 

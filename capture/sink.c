@@ -81,6 +81,13 @@ void capture_sinks_close(const struct capture_sinks *s, const struct capture_clo
 	EACH(s, close, info);
 }
 
+void capture_sinks_reopen(const struct capture_sinks *s)
+{
+	for (unsigned i = 0; i < s->count; i++)
+		if (s->sink[i].ops->reopen != NULL)
+			s->sink[i].ops->reopen(s->sink[i].self);
+}
+
 void capture_sinks_flush(const struct capture_sinks *s)
 {
 	for (unsigned i = 0; i < s->count; i++)

@@ -60,6 +60,9 @@ struct capture_sink_ops {
 			const struct imap_summary *summary);
 	void (*close)(void *self, const struct capture_close_info *info);
 	void (*flush)(void *self);
+	/* SIGHUP: a file moved away (log rotation) is started anew at its
+	 * path, and an output stopped by an error is tried again */
+	void (*reopen)(void *self);
 	void (*destroy)(void *self);
 };
 
@@ -98,6 +101,7 @@ void capture_sinks_summary(const struct capture_sinks *sinks, unsigned session, 
 			   const struct imap_summary *summary);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);
 void capture_sinks_flush(const struct capture_sinks *sinks);
+void capture_sinks_reopen(const struct capture_sinks *sinks);
 void capture_sinks_destroy(struct capture_sinks *sinks);
 
 #endif

@@ -37,6 +37,14 @@ int cli_rules_option(const char *cmd, const char *flag, const char *value,
 /* Writes "PORT\n" to path atomically: 0, or -1 with errno. */
 int cli_write_port_file(const char *path, unsigned port);
 
+/* Raises the descriptor limit to the hard limit, warns when it is too
+ * low for want_sessions (0: any number); returns the sessions it allows. */
+unsigned cli_raise_descriptor_limit(unsigned want_sessions);
+
+/* Started as root: hands files (NULL or "-" entries skipped) to user and
+ * becomes user for good. Returns 0, or -1 after saying why. */
+int cli_drop_privileges(const char *user, const char *const *files, size_t nfiles);
+
 /* The help lines of those options. */
 #define CLI_RULES_HELP                                                                    \
 	"  --stall SECONDS          command-stall and client/server-not-reading after\n"    \

@@ -52,6 +52,12 @@ static const char proxy_usage[] =
 	"                           give up on an upstream TCP connect or a TLS handshake\n"
 	"                           on either leg after SECONDS (default 10)\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
+	"  --allow-remote           allow a --listen address other than loopback (anyone\n"
+	"                           who connects is relayed and recorded)\n"
+	"  --max-sessions N         refuse clients beyond N open sessions with a BYE\n"
+	"                           (default: as many as descriptors allow)\n"
+	"  --user NAME              started as root: drop to NAME's privileges once\n"
+	"                           listening and with every output file open\n"
 	"  --pcap FILE              write every session's client leg as plain IMAP over\n"
 	"                           TCP (server port 143) to FILE, mode 0600; Wireshark\n"
 	"                           and 'imaptap analyze' read it\n"
@@ -74,6 +80,8 @@ static const char proxy_usage[] =
 	"  -h, --help               this text\n"
 	"\n"
 	"SIGINT or SIGTERM stops accepting, flushes open sessions and exits 0.\n"
+	"SIGHUP reopens the pcap and the event log (after log rotation moved them,\n"
+	"or after a write error stopped them).\n"
 	"exit codes: 0 stopped cleanly, 2 usage error, 3 cannot listen or resolve\n";
 
 enum {
@@ -100,6 +108,9 @@ enum {
 	OPT_REDACT_BODIES,
 	OPT_RULE_THRESHOLD,
 	OPT_NO_RULES,
+	OPT_ALLOW_REMOTE,
+	OPT_MAX_SESSIONS,
+	OPT_USER,
 };
 
 static const struct option proxy_options[] = {
@@ -129,6 +140,9 @@ static const struct option proxy_options[] = {
 	{"idle-max", required_argument, NULL, OPT_RULE_THRESHOLD},
 	{"keepalive-gap", required_argument, NULL, OPT_RULE_THRESHOLD},
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
+	{"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+	{"user", required_argument, NULL, OPT_USER},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -156,6 +170,9 @@ struct proxy_args {
 	const char *events;
 	int redact_bodies;
 	int no_rules;
+	int allow_remote;
+	unsigned max_sessions;
+	const char *user;
 	struct imap_tracker_config thresholds;
 };
 
@@ -169,6 +186,17 @@ static void log_message(void *ctx, const char *message)
 {
 	(void)ctx;
 	cli_message("%s", message);
+}
+
+/* Log rotation moved the outputs away, or a full disk stopped them. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	const struct capture_sinks *sinks = arg;
+
+	(void)sig;
+	(void)what;
+	capture_sinks_reopen(sinks);
+	cli_message("SIGHUP: the pcap and the event log reopened");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -204,6 +232,23 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		}
 		case OPT_NO_RULES:
 			a->no_rules = 1;
+			break;
+		case OPT_ALLOW_REMOTE:
+			a->allow_remote = 1;
+			break;
+		case OPT_MAX_SESSIONS: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 1000000)
+				return cli_usage_error("proxy",
+						       "--max-sessions takes a number from 1 to 1000000, not '%s'",
+						       optarg);
+			a->max_sessions = (unsigned)v;
+			break;
+		}
+		case OPT_USER:
+			a->user = optarg;
 			break;
 		case OPT_UPSTREAM:
 			a->upstream = optarg;
@@ -366,7 +411,7 @@ int cli_proxy_main(int argc, char **argv)
 	struct proxy_config config = {0};
 	struct capture_sinks sinks = {0};
 	struct run run = {0};
-	struct event *sigint = NULL, *sigterm = NULL;
+	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL;
 	enum proxy_error code;
 	char err[512];
 	int color, rc;
@@ -420,6 +465,7 @@ int cli_proxy_main(int argc, char **argv)
 	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.log = log_message;
+	config.max_sessions = a.max_sessions;
 	if (a.pcap_max_mib > 0 && a.pcap == NULL)
 		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
 
@@ -439,6 +485,7 @@ int cli_proxy_main(int argc, char **argv)
 		capture_sinks_destroy(&sinks);
 		return CLI_EXIT_RUNTIME;
 	}
+	cli_raise_descriptor_limit(a.max_sessions);
 	run.base = event_base_new();
 	if (run.base == NULL) {
 		cli_message("cannot start the event loop: %s", strerror(errno));
@@ -464,10 +511,26 @@ int cli_proxy_main(int argc, char **argv)
 		event_base_free(run.base);
 		return CLI_EXIT_RUNTIME;
 	}
+	if (!proxy_listen_is_loopback(run.proxy) && !a.allow_remote) {
+		rc = cli_usage_error("proxy",
+				     "--listen %s is reachable from other hosts: anyone who connects "
+				     "would be relayed to the upstream and recorded; add --allow-remote "
+				     "if that is what you want, or listen on 127.0.0.1",
+				     proxy_listen_str(run.proxy));
+		goto out;
+	}
 	if (!proxy_listen_is_loopback(run.proxy))
 		cli_message("warning: listening on %s, reachable from other hosts: anyone who connects "
 			    "is relayed to the upstream and recorded",
 			    proxy_listen_str(run.proxy));
+	if (a.user != NULL) {
+		const char *files[] = {a.pcap, a.events, a.keylog};
+
+		if (cli_drop_privileges(a.user, files, sizeof(files) / sizeof(files[0])) != 0) {
+			rc = CLI_EXIT_RUNTIME;
+			goto out;
+		}
+	}
 	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run.proxy),
 		    config.client_tls == PROXY_TLS_IMPLICIT   ? "TLS"
 		    : config.client_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
@@ -481,8 +544,9 @@ int cli_proxy_main(int argc, char **argv)
 
 	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
 	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);
-	if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
-	    evsignal_add(sigterm, NULL) < 0) {
+	sighup = evsignal_new(run.base, SIGHUP, on_sighup, &sinks);
+	if (sigint == NULL || sigterm == NULL || sighup == NULL || evsignal_add(sigint, NULL) < 0 ||
+	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
 		cli_message("cannot install signal handlers");
 		rc = CLI_EXIT_RUNTIME;
 	} else {
@@ -493,6 +557,9 @@ int cli_proxy_main(int argc, char **argv)
 		event_free(sigint);
 	if (sigterm != NULL)
 		event_free(sigterm);
+	if (sighup != NULL)
+		event_free(sighup);
+out:
 	proxy_free(&run.proxy);
 	capture_sinks_destroy(&sinks);
 	event_base_free(run.base);

@@ -34,6 +34,9 @@ struct proxy {
 	char upstream_str[CAPTURE_ADDR_MAX];
 	unsigned next_id;
 	unsigned session_count;
+	uint64_t refused;          /* clients turned away by max_sessions */
+	uint64_t refused_reported; /* of those, already in a log line */
+	imap_time_us refused_logged;
 	int shutting_down;
 	TAILQ_HEAD(, proxy_session) sessions;
 };
@@ -47,6 +50,9 @@ int proxy_session_start(struct proxy *proxy, int fd, const struct sockaddr *clie
 			socklen_t client_len);
 /* Begins closing every session on behalf of the proxy. */
 void proxy_session_stop_all(struct proxy *proxy, const char *reason);
+/* For an errno of running out of descriptors or memory: pauses accepting
+ * for a while (once) and returns true; false for any other errno. */
+bool proxy_out_of_resources(struct proxy *proxy, int err);
 /* Called by session.c when a session is gone. */
 void proxy_session_gone(struct proxy *proxy);
 

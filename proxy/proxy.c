@@ -1,6 +1,7 @@
 #include "proxy/proxy.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +65,40 @@ static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo
 	return 0;
 }
 
+/* One more client than --max-sessions: told why where it can read it (a
+ * TLS client cannot), closed, and logged at most once a second. */
+static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	char bye[200], who[CAPTURE_ADDR_MAX];
+	imap_time_us now = proxy_now();
+	int n;
+
+	if (p->config.client_tls != PROXY_TLS_IMPLICIT) {
+		n = snprintf(bye, sizeof(bye),
+			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
+			     "allows; try again later\r\n",
+			     p->session_count);
+		/* a fresh socket has room for one line; never wait for it */
+		if (send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* the client is gone already: nothing to tell */
+		}
+	}
+	close(fd);
+	p->refused++;
+	if (p->refused_reported != 0 && now - p->refused_logged < 1000000)
+		return;
+	proxy_sockaddr_str(sa, who, sizeof(who));
+	if (p->refused - p->refused_reported > 1)
+		proxy_log(p, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
+			  "--max-sessions %u", who, p->refused - p->refused_reported - 1,
+			  p->session_count, p->config.max_sessions);
+	else
+		proxy_log(p, "refused %s: %u sessions open, --max-sessions %u", who,
+			  p->session_count, p->config.max_sessions);
+	p->refused_reported = p->refused;
+	p->refused_logged = now;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
@@ -72,6 +107,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)l;
 	if (p->shutting_down) {
 		close(fd);
+		return;
+	}
+	if (p->config.max_sessions > 0 && p->session_count >= p->config.max_sessions) {
+		refuse(p, fd, sa);
 		return;
 	}
 	proxy_session_start(p, fd, sa, (socklen_t)salen);
@@ -100,22 +139,33 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(p->listener);
 }
 
+bool proxy_out_of_resources(struct proxy *p, int err)
+{
+	struct timeval again = {ACCEPT_RETRY_S, 0};
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return false;
+	if (p->listener == NULL || evtimer_pending(p->accept_retry, NULL))
+		return true;
+	/* stop accepting for a while instead of spinning on a listener that
+	 * stays readable, or taking clients that cannot be served */
+	proxy_log(p, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
+		  "descriptor limit or lower --max-sessions",
+		  err == EMFILE || err == ENFILE ? "descriptors" : "memory", strerror(err),
+		  ACCEPT_RETRY_S, p->session_count);
+	evconnlistener_disable(p->listener);
+	evtimer_add(p->accept_retry, &again);
+	return true;
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	struct proxy *p = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval again = {ACCEPT_RETRY_S, 0};
 
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* out of descriptors: stop accepting for a while instead of
-		 * spinning on a listener that stays readable */
-		proxy_log(p, "cannot accept new clients: %s; pausing accepts for %d s (%u sessions open)",
-			  strerror(err), ACCEPT_RETRY_S, p->session_count);
-		evconnlistener_disable(l);
-		evtimer_add(p->accept_retry, &again);
-		return;
-	}
-	proxy_log(p, "accept failed: %s", strerror(err));
+	(void)l;
+	if (!proxy_out_of_resources(p, err))
+		proxy_log(p, "accept failed: %s", strerror(err));
 }
 
 static int start_listening(struct proxy *p, char *err, size_t errlen)

@@ -39,6 +39,7 @@ struct proxy_config {
 	const char *key_file;
 	const char *keylog_file; /* NSS key log of both legs, or NULL */
 	bool no_rules;           /* framing only: no anomaly rules */
+	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */
 	/* process-level messages (not tied to one session) */
 	void (*log)(void *ctx, const char *message);

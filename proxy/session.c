@@ -624,8 +624,10 @@ static int connect_upstream(struct proxy_session *s)
 	s->stream[SIDE_UPSTREAM] =
 		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],
 				     p->upstream_addr_len[s->addr_index], on_upstream, s, &err);
-	if (s->stream[SIDE_UPSTREAM] == NULL)
+	if (s->stream[SIDE_UPSTREAM] == NULL) {
+		proxy_out_of_resources(p, err);
 		return connect_failed(s, "cannot be reached", err ? err : ECONNREFUSED);
+	}
 	return 0;
 }
 

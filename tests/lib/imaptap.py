@@ -173,11 +173,12 @@ class Proxy:
 
     def __init__(self, upstream_port=None, upstream_host="127.0.0.1",
                  upstream=None, extra_args=(), listen="127.0.0.1:0",
-                 env=None, workdir=None):
+                 env=None, workdir=None, preexec=None):
         self.upstream = upstream or "%s:%d" % (upstream_host, upstream_port)
         self.listen = listen
         self.extra_args = list(extra_args)
         self.env = env
+        self.preexec = preexec  # also run in the child before exec (limits, users)
         self._own_dir = workdir is None
         self.dir = workdir
         self.proc = None
@@ -209,7 +210,7 @@ class Proxy:
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=self._stdout, stderr=self._stderr,
                                      env=self.env or sanitizer_env(),
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=self._preexec)
         _running.add(self)
         deadline = time.monotonic() + timeout
         while True:
@@ -232,6 +233,11 @@ class Proxy:
                                  "(content %r)\n%s"
                                  % (timeout, text, self.stderr_text()))
             time.sleep(0.02)
+
+    def _preexec(self):
+        _die_with_parent()
+        if self.preexec is not None:
+            self.preexec()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,43 @@
+/* Output files that stay readable when the disk fills: created mode 0600
+ * (they hold mail), written through stdio, and when a write fails cut back
+ * to the end of the last batch that reached the file whole, so a reader
+ * never meets half a record. */
+#ifndef CAPTURE_OUTFILE_H
+#define CAPTURE_OUTFILE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct capture_outfile {
+	FILE *fp;
+	off_t good; /* bytes known to be in the file whole */
+};
+
+/* Opens path for writing (truncated, or appended to with append), mode
+ * 0600, with a stdio buffer of buffer_size bytes (0: stdio's). Returns 0,
+ * or -1 with errno set. */
+int capture_outfile_open(struct capture_outfile *out, const char *path, bool append,
+			 size_t buffer_size);
+
+/* Takes over a stream opened elsewhere (the pcap writer's, after libpcap
+ * wrote its header into it). */
+void capture_outfile_adopt(struct capture_outfile *out, FILE *fp);
+
+/* Flushes. On failure the unwritten rest is dropped, the file is cut back
+ * to the last good end, errno is kept, and -1 returned. */
+int capture_outfile_commit(struct capture_outfile *out);
+
+/* Drops what is buffered and cuts the file back to the last good end: for
+ * a write error found elsewhere (fwrite). Keeps errno. */
+void capture_outfile_rollback(struct capture_outfile *out);
+
+/* True when path no longer names the open file (moved away by log
+ * rotation, or removed). */
+bool capture_outfile_moved(const struct capture_outfile *out, const char *path);
+
+/* Closes; buffered bytes are committed first, or rolled back if that
+ * fails. Returns 0, or -1 when they could not be written. */
+int capture_outfile_close(struct capture_outfile *out);
+
+#endif
