@@ -205,7 +205,8 @@ static void rule(struct imap_conv *c, enum imap_rule r, const uint8_t *tag, size
 		return;
 	if (tag_len >= sizeof(a.tag))
 		tag_len = sizeof(a.tag) - 1;
-	memcpy(a.tag, tag, tag_len);
+	if (tag_len > 0)
+		memcpy(a.tag, tag, tag_len);
 	a.tag[tag_len] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
