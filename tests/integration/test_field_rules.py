@@ -293,7 +293,7 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
                                                            "--ca", ca], offline=False)
         self.assertEqual(got, [b"a3 NOOP\r\n"], "the injected command reached the server")
         self.assertFired(px, an, "starttls-trailing-data",
-                         words="33 byte(s) from the client after STARTTLS and before TLS; "
+                         words="27 byte(s) from the client after STARTTLS and before TLS; "
                                "dropped, never passed on")
         self.assertOnly(an, "starttls-trailing-data")
         # The pcap holds the conversation the server had: STARTTLS, the

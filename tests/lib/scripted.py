@@ -162,6 +162,8 @@ class RuleScenarios:
     def analyze(self, extra=()):
         """The anomaly events of `imaptap analyze` on the scenario's pcap."""
         events = self.pcap + ".jsonl"
+        if os.path.exists(events):      # the event log is appended to
+            os.unlink(events)
         r = run_imaptap(["analyze", self.pcap, "--quiet", "--events", events] + list(extra),
                         timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -182,7 +184,7 @@ class RuleScenarios:
         session, when given); its detail must hold words. The timeline has
         a `!` row with the same detail."""
         found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")
-                 and (tag is None or a.get("tag") == tag)
+                 and (tag is None or a.get("tag", "") == tag)
                  and (session is None or a["session"] == session)]
         self.assertTrue(found, "%s (tag %r) did not fire; anomalies: %r\n%s"
                         % (rule, tag, anomalies, px.stderr_tail(30)))
