@@ -164,15 +164,8 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
             c.send(b"a1 IDLE\r\n")
             c.until(b"+ ")
             # the client's own keepalive timer, much shorter here
-            holder[0].wait_for_row(lambda r: r["text"].startswith("keepalive-gap"), timeout=10)
+            self.px.wait_for_row(lambda r: r["text"].startswith("keepalive-gap"), timeout=10)
 
-        holder = []
-        start = self.start_proxy
-
-        def start_and_keep(*a, **kw):
-            holder.append(start(*a, **kw))
-            return holder[0]
-        self.start_proxy = start_and_keep
         px, an = self.scenario(server, client, ["--keepalive-gap", "1"])
         gap = self.assertFired(px, an, "keepalive-gap", "a1", "no byte from the server for 1.")
         self.assertGreaterEqual(gap["waited_us"], 1000000)
@@ -237,20 +230,13 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
             greeted(p)
             p.line()                                    # a1 UID FETCH
             p.send(b"* 1 FETCH (UID 7 BODY[] {1000}\r\n" + b"y" * 300)
-            holder[0].wait_for_row(lambda r: r["text"].startswith("command-stall"), timeout=10)
+            self.px.wait_for_row(lambda r: r["text"].startswith("command-stall"), timeout=10)
 
         def client(c):
             c.line()
             c.send(b"a1 UID FETCH 7 BODY.PEEK[]\r\n")
             c.read_all()
 
-        holder = []
-        start = self.start_proxy
-
-        def start_and_keep(*a, **kw):
-            holder.append(start(*a, **kw))
-            return holder[0]
-        self.start_proxy = start_and_keep
         px, an = self.scenario(server, client, ["--stall", "1"])
         self.assertFired(px, an, "command-stall", "a1",
                          "the server stopped mid-response, inside a {1000} literal with 700 of "

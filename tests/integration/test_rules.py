@@ -290,23 +290,15 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
             c.send(b"a1 EXPUNGE\r\n")
             deadline = time.time() + 15
             while time.time() < deadline:
-                if "client-not-reading" in px_holder[0].stderr_text():
+                if "client-not-reading" in self.px.stderr_text():
                     break
                 time.sleep(0.1)
-            rss.append(px_holder[0].rss_kib())
+            rss.append(self.px.rss_kib())
             # stay stuck a while longer, so that the capture too shows a
             # window closed for longer than --stall
             time.sleep(1.5)
             stop.set()
 
-        px_holder = []
-        orig = self.start_proxy
-
-        def start_and_keep(*a, **kw):
-            px = orig(*a, **kw)
-            px_holder.append(px)
-            return px
-        self.start_proxy = start_and_keep
         px, an = self.scenario(server, client, ["--stall", "1"])
         a = self.assertFired(px, an, "client-not-reading", words="KiB pending toward the client")
         self.assertGreaterEqual(a["waited_us"], 1000000)

@@ -145,6 +145,7 @@ class RuleScenarios:
         srv = ScriptedServer(*server_scripts)
         px = self.start_proxy(srv.port, extra_args=["--events", events, "--pcap", self.pcap]
                               + list(extra) + list(proxy_args))
+        self.px = px    # for scripts that wait on the timeline
         for n, script in enumerate(client_scripts, 1):
             client = Peer(socket.create_connection(("127.0.0.1", px.port)))
             try:

@@ -300,32 +300,36 @@ static void feed_at(struct imap_conv *c, enum imap_dir dir, imap_time_us ts, con
  * of the n bytes never came. */
 static void test_eof_inside_a_literal(void)
 {
+	static const struct {
+		const char *c2s, *s2c, *c2s_after, *s2c_after; /* before and after the + */
+		const char *tag, *want;
+	} cases[] = {
+		{"a1 APPEND INBOX (\\Seen) {100}\r\n", "+ go ahead\r\n",
+		 "0123456789012345678901234567890123456789", "", "a1",
+		 "the connection ended inside the client's {100} literal of a1 APPEND: 60 of its 100 "
+		 "byte(s) never came; 1 command(s) unanswered: a1 APPEND"},
+		{"a1 NOOP\r\na2 UID FETCH 7 BODY.PEEK[]\r\n",
+		 "a1 OK done\r\n* 3 FETCH (UID 7 BODY[] {1000}\r\n", "", "0123456789", "a2",
+		 "the connection ended inside the server's {1000} literal of * FETCH: 990 of its 1000 "
+		 "byte(s) never came; 1 command(s) unanswered: a2 UID FETCH"},
+	};
 	struct ruled r;
-	struct imap_conv *c = ruled_conv(&r);
+	struct imap_conv *c;
 
-	feed_at(c, IMAP_C2S, 0, "a1 APPEND INBOX (\\Seen) {100}\r\n");
-	feed_at(c, IMAP_S2C, 1, "+ go ahead\r\n");
-	feed_at(c, IMAP_C2S, 2, "0123456789012345678901234567890123456789");
-	imap_conv_eof(c, 3, true);
-	CHECK(r.count[IMAP_RULE_PENDING_AT_EOF] == 1);
-	CHECK(strcmp(r.tag[IMAP_RULE_PENDING_AT_EOF], "a1") == 0);
-	CHECK_MSG(strcmp(r.detail[IMAP_RULE_PENDING_AT_EOF],
-			 "the connection ended inside the client's {100} literal of a1 APPEND: 60 of "
-			 "its 100 byte(s) never came; 1 command(s) unanswered: a1 APPEND") == 0,
-		  "detail %s", r.detail[IMAP_RULE_PENDING_AT_EOF]);
-	imap_conv_free(&c);
-
-	c = ruled_conv(&r);
-	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\na2 UID FETCH 7 BODY.PEEK[]\r\n");
-	feed_at(c, IMAP_S2C, 1, "a1 OK done\r\n* 3 FETCH (UID 7 BODY[] {1000}\r\n");
-	feed_at(c, IMAP_S2C, 2, "0123456789");
-	imap_conv_eof(c, 3, true);
-	CHECK(strcmp(r.tag[IMAP_RULE_PENDING_AT_EOF], "a2") == 0);
-	CHECK_MSG(strcmp(r.detail[IMAP_RULE_PENDING_AT_EOF],
-			 "the connection ended inside the server's {1000} literal of * FETCH: 990 of "
-			 "its 1000 byte(s) never came; 1 command(s) unanswered: a2 UID FETCH") == 0,
-		  "detail %s", r.detail[IMAP_RULE_PENDING_AT_EOF]);
-	imap_conv_free(&c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		c = ruled_conv(&r);
+		feed_at(c, IMAP_C2S, 0, cases[i].c2s);
+		feed_at(c, IMAP_S2C, 1, cases[i].s2c);
+		feed_at(c, IMAP_C2S, 2, cases[i].c2s_after);
+		feed_at(c, IMAP_S2C, 2, cases[i].s2c_after);
+		imap_conv_eof(c, 3, true);
+		CHECK_MSG(r.count[IMAP_RULE_PENDING_AT_EOF] == 1, "case %zu", i);
+		CHECK_MSG(strcmp(r.tag[IMAP_RULE_PENDING_AT_EOF], cases[i].tag) == 0, "case %zu: tag %s",
+			  i, r.tag[IMAP_RULE_PENDING_AT_EOF]);
+		CHECK_MSG(strcmp(r.detail[IMAP_RULE_PENDING_AT_EOF], cases[i].want) == 0,
+			  "case %zu: detail %s", i, r.detail[IMAP_RULE_PENDING_AT_EOF]);
+		imap_conv_free(&c);
+	}
 
 	/* a capture that merely ends says nothing */
 	c = ruled_conv(&r);
@@ -336,35 +340,33 @@ static void test_eof_inside_a_literal(void)
 }
 
 /* The conversation tells the tracker what the server's framer holds, so
- * that a stall says where the server stopped. */
-static void test_stall_inside_a_server_literal_and_line(void)
+ * that a stall says where the server stopped: table of what the server
+ * sent 0.1 s after the command, and what the stall must say at 1.2 s
+ * (and not yet at 0.95 s). */
+static void test_stall_says_where_the_server_stopped(void)
 {
-	struct ruled r;
-	struct imap_conv *c = ruled_conv(&r);
+	static const struct {
+		const char *command, *server, *want;
+	} cases[] = {
+		{"a1 FETCH 1 BODY[]\r\n", "* 1 FETCH (BODY[] {300}\r\nabc",
+		 "inside a {300} literal with 297 of its bytes still to come"},
+		{"a1 NOOP\r\n", "* 1 EXISTS\r\na1 O", "stopped mid-response, 4 byte(s) into a line"},
+		{"a1 NOOP\r\n", "", "the server never started answering"},
+	};
 
-	feed_at(c, IMAP_C2S, 0, "a1 FETCH 1 BODY[]\r\n");
-	feed_at(c, IMAP_S2C, 100000, "* 1 FETCH (BODY[] {300}\r\nabc");
-	imap_conv_tick(c, 1200000);
-	CHECK_MSG(strstr(r.detail[IMAP_RULE_COMMAND_STALL], "inside a {300} literal with 297 of its "
-		  "bytes still to come") != NULL, "detail %s", r.detail[IMAP_RULE_COMMAND_STALL]);
-	imap_conv_free(&c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ruled r;
+		struct imap_conv *c = ruled_conv(&r);
 
-	c = ruled_conv(&r);
-	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\n");
-	feed_at(c, IMAP_S2C, 100000, "* 1 EXISTS\r\na1 O");
-	imap_conv_tick(c, 1000000);
-	CHECK(r.count[IMAP_RULE_COMMAND_STALL] == 0);
-	imap_conv_tick(c, 1200000);
-	CHECK_MSG(strstr(r.detail[IMAP_RULE_COMMAND_STALL], "stopped mid-response, 4 byte(s) into "
-		  "a line") != NULL, "detail %s", r.detail[IMAP_RULE_COMMAND_STALL]);
-	imap_conv_free(&c);
-
-	c = ruled_conv(&r);
-	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\n");
-	imap_conv_tick(c, 1200000);
-	CHECK_MSG(strstr(r.detail[IMAP_RULE_COMMAND_STALL], "never started answering") != NULL,
-		  "detail %s", r.detail[IMAP_RULE_COMMAND_STALL]);
-	imap_conv_free(&c);
+		feed_at(c, IMAP_C2S, 0, cases[i].command);
+		feed_at(c, IMAP_S2C, 100000, cases[i].server);
+		imap_conv_tick(c, 950000);
+		CHECK_MSG(r.count[IMAP_RULE_COMMAND_STALL] == 0, "case %zu: too early", i);
+		imap_conv_tick(c, 1200000);
+		CHECK_MSG(strstr(r.detail[IMAP_RULE_COMMAND_STALL], cases[i].want) != NULL,
+			  "case %zu: detail %s", i, r.detail[IMAP_RULE_COMMAND_STALL]);
+		imap_conv_free(&c);
+	}
 }
 
 /* Untagged data before the + to a synchronising literal: info, said once,
@@ -409,7 +411,7 @@ static void test_zlib_stream_goes_to_capture_raw(void)
 int main(void)
 {
 	test_eof_inside_a_literal();
-	test_stall_inside_a_server_literal_and_line();
+	test_stall_says_where_the_server_stopped();
 	test_untagged_before_literal_continuation();
 	test_zlib_stream_goes_to_capture_raw();
 	test_refused_sync_literal();
