@@ -236,8 +236,9 @@ static void check_parse(struct imap_conv *c, const struct imap_unit *unit,
 	if (c->parse_bad[c->dir])
 		return;
 	c->parse_bad[c->dir] = true;
-	rule(c, IMAP_RULE_PARSE_ERROR, NULL, 0, "%s line at byte %llu: %s; the relay is unaffected, what "
-	     "is shown until the next good line may be wrong",
+	rule(c, IMAP_RULE_PARSE_ERROR, NULL, 0,
+	     "%s line at byte %llu: %s; the relay is unaffected, what is shown until the next "
+	     "good line may be wrong",
 	     c->dir == IMAP_C2S ? "client" : "server", (unsigned long long)unit->offset, what);
 }
 
@@ -286,8 +287,8 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		if (c->dir == IMAP_C2S && c->sync_tag_len > 0 && !c->sync_early_said) {
 			c->sync_early_said = true;
 			rule(c, IMAP_RULE_LITERAL_BEFORE_CONTINUATION, c->sync_tag, c->sync_tag_len,
-			     "%.*s: literal bytes sent before "
-			     "the server's + (a synchronising {%llu}); a server may take them as commands",
+			     "%.*s: literal bytes sent before the server's + (a synchronising {%llu}); "
+			     "a server may take them as commands",
 			     (int)c->sync_tag_len, (const char *)c->sync_tag,
 			     (unsigned long long)unit->literal_len);
 		}
