@@ -39,6 +39,12 @@ struct imap_conv {
 	size_t line_tag_len;
 	bool sync_plus;        /* the "+" for the pending literal came */
 	bool sync_early_said;  /* literal-before-continuation said for it */
+	bool sync_untagged_said; /* untagged-before-continuation said for it */
+	/* per direction: the logical line being framed, and the literal it
+	 * announced last, for saying where a stream was cut */
+	char line_desc[2][IMAP_TAG_SHOW + IMAP_NAME_MAX + 2];
+	char literal_desc[2][IMAP_TAG_SHOW + IMAP_NAME_MAX + 2];
+	uint64_t literal_len[2];
 	bool parse_bad[2];     /* parse-error said; quiet until a good line */
 	/* findings about a unit wait until the unit itself is out */
 	struct imap_anomaly held[4];
@@ -52,6 +58,8 @@ struct imap_conv {
 
 static void on_unit(void *ctx, const struct imap_unit *unit);
 static void on_anomaly(void *ctx, const struct imap_anomaly *a);
+static void rule(struct imap_conv *c, enum imap_rule r, const uint8_t *tag, size_t tag_len,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
 {
@@ -134,6 +142,7 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 			c->sync_tag_len = c->line_tag_len;
 			c->sync_plus = false;
 			c->sync_early_said = false;
+			c->sync_untagged_said = false;
 		}
 		return;
 	}
@@ -141,6 +150,13 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 		imap_tracker_continuation(c->tracker, c->ts, c->sync_tag_len > 0);
 	if (c->sync_tag_len == 0)
 		return;
+	if (info->cls == IMAP_LINE_UNTAGGED && !c->sync_untagged_said) {
+		c->sync_untagged_said = true;
+		rule(c, IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION, c->sync_tag, c->sync_tag_len,
+		     "untagged %s before the + to the synchronising literal of %.*s: legal, but a "
+		     "client that waits for the + first may hang",
+		     info->name, (int)c->sync_tag_len, (const char *)c->sync_tag);
+	}
 	if (info->cls == IMAP_LINE_CONTINUATION) {
 		c->sync_plus = true;
 		c->sync_tag_len = 0;
@@ -171,11 +187,10 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 	}
 }
 
-static void rule(struct imap_conv *c, enum imap_rule r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* A finding of the conversation's own (framing, literals). */
-static void rule(struct imap_conv *c, enum imap_rule r, const char *fmt, ...)
+/* A finding of the conversation's own (framing, literals), about the
+ * command tagged tag (tag_len 0: none). */
+static void rule(struct imap_conv *c, enum imap_rule r, const uint8_t *tag, size_t tag_len,
+		 const char *fmt, ...)
 {
 	struct imap_anomaly a = {
 		.rule = r,
@@ -188,6 +203,11 @@ static void rule(struct imap_conv *c, enum imap_rule r, const char *fmt, ...)
 
 	if (!c->rules)
 		return;
+	if (tag_len >= sizeof(a.tag))
+		tag_len = sizeof(a.tag) - 1;
+	if (tag_len > 0)
+		memcpy(a.tag, tag, tag_len);
+	a.tag[tag_len] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
 	va_end(ap);
@@ -216,9 +236,34 @@ static void check_parse(struct imap_conv *c, const struct imap_unit *unit,
 	if (c->parse_bad[c->dir])
 		return;
 	c->parse_bad[c->dir] = true;
-	rule(c, IMAP_RULE_PARSE_ERROR, "%s line at byte %llu: %s; the relay is unaffected, what "
-	     "is shown until the next good line may be wrong",
+	rule(c, IMAP_RULE_PARSE_ERROR, NULL, 0,
+	     "%s line at byte %llu: %s; the relay is unaffected, what is shown until the next "
+	     "good line may be wrong",
 	     c->dir == IMAP_C2S ? "client" : "server", (unsigned long long)unit->offset, what);
+}
+
+/* Names the logical line ("a1 APPEND", "* FETCH") and the literal it
+ * announces, for a report of a stream cut inside that literal. */
+static void remember_line(struct imap_conv *c, const struct imap_unit *unit,
+			  const struct imap_line_info *info)
+{
+	char *desc = c->line_desc[c->dir];
+	size_t size = sizeof(c->line_desc[c->dir]);
+
+	if (!(unit->flags & IMAP_UNIT_CONTINUED)) {
+		if (info->cls == IMAP_LINE_COMMAND || info->cls == IMAP_LINE_TAGGED)
+			snprintf(desc, size, "%.*s %s%s",
+				 (int)(info->tag.len < IMAP_TAG_SHOW - 1 ? info->tag.len : IMAP_TAG_SHOW - 1),
+				 (const char *)info->tag.p, info->uid ? "UID " : "", info->name);
+		else if (info->cls == IMAP_LINE_UNTAGGED)
+			snprintf(desc, size, "* %s", info->name);
+		else
+			snprintf(desc, size, "a %s line", imap_line_class_str(info->cls));
+	}
+	if (unit->kind == IMAP_UNIT_LITERAL_HEAD) {
+		memcpy(c->literal_desc[c->dir], desc, size);
+		c->literal_len[c->dir] = unit->literal_len;
+	}
 }
 
 static void on_unit(void *ctx, const struct imap_unit *unit)
@@ -241,8 +286,9 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		imap_tracker_activity(c->tracker, c->dir, c->ts);
 		if (c->dir == IMAP_C2S && c->sync_tag_len > 0 && !c->sync_early_said) {
 			c->sync_early_said = true;
-			rule(c, IMAP_RULE_LITERAL_BEFORE_CONTINUATION, "%.*s: literal bytes sent before "
-			     "the server's + (a synchronising {%llu}); a server may take them as commands",
+			rule(c, IMAP_RULE_LITERAL_BEFORE_CONTINUATION, c->sync_tag, c->sync_tag_len,
+			     "%.*s: literal bytes sent before the server's + (a synchronising {%llu}); "
+			     "a server may take them as commands",
 			     (int)c->sync_tag_len, (const char *)c->sync_tag,
 			     (unsigned long long)unit->literal_len);
 		}
@@ -251,6 +297,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 			      (unit->flags & IMAP_UNIT_CONTINUED) != 0,
 			      imap_tracker_auth_pending(c->tracker), &info);
 		obs.info = &info;
+		remember_line(c, unit, &info);
 		check_parse(c, unit, &info);
 		follow_sync_literal(c, unit, &info);
 		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion)) {
@@ -361,6 +408,9 @@ static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *
 {
 	z_stream *z = c->inflate[dir];
 	uint8_t out[INFLATE_OUT];
+	const uint8_t *const all = data;
+	const size_t all_len = len;
+	const uLong out_before = z->total_out;
 	/* avail_in is an uInt: whatever is over 1 GiB goes in a later round */
 	size_t piece = len < (1u << 30) ? len : (1u << 30);
 
@@ -395,6 +445,14 @@ static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *
 		if (r == Z_DATA_ERROR || r == Z_NEED_DICT || r == Z_MEM_ERROR ||
 		    r == Z_STREAM_ERROR) {
 			inflate_failed(c, dir, z->msg != NULL ? z->msg : zError(r));
+			/* the capture holds the direction from here as received,
+			 * so that a reader of it can tell the same (capture.md):
+			 * this read whole when none of it inflated */
+			if (c->on_bytes != NULL && z->total_out == out_before)
+				c->on_bytes(c->ctx, dir, c->ts, all, all_len);
+			else if (c->on_bytes != NULL)
+				c->on_bytes(c->ctx, dir, c->ts, z->next_in,
+					    all_len - (size_t)(z->next_in - all));
 			break;
 		}
 		if (z->avail_in == 0 && z->avail_out > 0) {
@@ -417,10 +475,15 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 	c->dir = dir;
 	c->ts = ts;
 	c->origin = origin;
+	/* any byte is progress, also one of a line that has not ended */
+	if (len > 0)
+		imap_tracker_activity(c->tracker, dir, ts);
 	if (c->layer[dir] == LAYER_DEFLATE) {
 		inflate_feed(c, dir, data, len);
 		return;
 	}
+	if (c->layer[dir] == LAYER_BROKEN && c->on_bytes != NULL)
+		c->on_bytes(c->ctx, dir, ts, data, len);
 	if (c->layer[dir] != LAYER_PLAIN)
 		return;
 	used = imap_framer_feed(c->framer[dir], data, len);
@@ -432,9 +495,26 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 	}
 }
 
+/* Tells the tracker what the server's framer holds unfinished. */
+static void update_server_partial(struct imap_conv *c)
+{
+	const struct imap_framer *f = c->framer[IMAP_S2C];
+	struct imap_server_partial p = {0};
+
+	if (c->layer[IMAP_S2C] != LAYER_BROKEN) {
+		p.literal_left = imap_framer_literal_left(f);
+		if (p.literal_left > 0)
+			p.literal_len = c->literal_len[IMAP_S2C];
+		else
+			p.line_bytes = imap_framer_pending(f);
+	}
+	imap_tracker_server_partial(c->tracker, &p);
+}
+
 void imap_conv_tick(struct imap_conv *c, imap_time_us now)
 {
 	c->ts = now;
+	update_server_partial(c);
 	imap_tracker_tick(c->tracker, now);
 }
 
@@ -448,13 +528,34 @@ void imap_conv_blocked(struct imap_conv *c, enum imap_dir dir, imap_time_us sinc
 void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 {
 	c->ts = ts;
+	update_server_partial(c);
 	imap_tracker_tick(c->tracker, ts);
-	if (closed)
-		imap_tracker_eof(c->tracker, ts);
-	if (closed && c->rules && imap_framer_literal_left(c->framer[IMAP_C2S]) > 0 &&
-	    imap_tracker_in_flight(c->tracker) == 0)
-		rule(c, IMAP_RULE_PENDING_AT_EOF, "the connection ended inside a client literal, %llu "
-		     "byte(s) short", (unsigned long long)imap_framer_literal_left(c->framer[IMAP_C2S]));
+	if (closed) {
+		struct imap_literal_cut cut = {0};
+		bool cut_short = false;
+
+		/* the client's literal first: its command is the one cut short */
+		static const enum imap_dir order[2] = {IMAP_C2S, IMAP_S2C};
+
+		for (int i = 0; i < 2 && !cut_short; i++) {
+			enum imap_dir d = order[i];
+			uint64_t left = c->layer[d] == LAYER_BROKEN
+						? 0 : imap_framer_literal_left(c->framer[d]);
+
+			if (left == 0)
+				continue;
+			cut_short = true;
+			cut.dir = d;
+			cut.line = c->literal_desc[d];
+			cut.len = c->literal_len[d];
+			cut.missing = left;
+			if (d == IMAP_C2S) {
+				cut.tag.p = c->line_tag;
+				cut.tag.len = c->line_tag_len;
+			}
+		}
+		imap_tracker_eof(c->tracker, ts, cut_short ? &cut : NULL);
+	}
 	if (c->on_event != NULL) {
 		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts,
 					    .summary = imap_summary_get(c->summary)};

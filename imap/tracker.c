@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct command {
 	uint8_t *tag;
@@ -46,6 +47,8 @@ struct imap_tracker {
 	uint64_t blocked_pending[2];
 	bool blocked_said[2];
 	imap_time_us keepalive_said; /* activity time a keepalive gap was said for */
+	bool stray_done;    /* a stray DONE awaits the server's "DONE BAD" */
+	struct imap_server_partial server_partial;
 };
 
 struct imap_tracker *imap_tracker_new(void)
@@ -240,6 +243,10 @@ static void done_seen(struct imap_tracker *t, imap_time_us ts)
 {
 	struct command *idle = idle_command(t);
 
+	/* a server reads a stray DONE as a command tagged DONE and answers
+	 * "DONE BAD": that answer is expected, not an unknown tag */
+	if (idle == NULL || idle->done_at >= 0)
+		t->stray_done = true;
 	if (idle == NULL) {
 		say(t, IMAP_RULE_STRAY_DONE, ts, NULL, -1, -1, false,
 		    "DONE sent while no IDLE is active; the server will answer it as a bad command");
@@ -293,6 +300,11 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 		t->auth_tag_len = 0;
 	}
 	c = find_tag(t, info->tag, &i);
+	if (c == NULL && t->stray_done && info->tag.len == 4 &&
+	    strncasecmp((const char *)info->tag.p, "DONE", 4) == 0) {
+		t->stray_done = false;
+		return false;
+	}
 	if (c == NULL) {
 		if (t->bye_at < 0)
 			say(t, IMAP_RULE_UNKNOWN_TAG, ts, NULL, -1, -1, false,
@@ -499,9 +511,39 @@ static void check_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_u
 		    "%s not reading: its TCP window has been closed for %s", peer, waited);
 }
 
+void imap_tracker_server_partial(struct imap_tracker *t, const struct imap_server_partial *partial)
+{
+	t->server_partial = *partial;
+}
+
+/* Which side is silent for a stalled command: the server stopped inside a
+ * response (a line or literal cut short), or after whole responses, or it
+ * never started answering. */
+static void server_silence(const struct imap_tracker *t, const struct command *c, imap_time_us now,
+			   char *out, size_t size)
+{
+	const struct imap_server_partial *p = &t->server_partial;
+	char quiet[32];
+	imap_time_us last = t->last_activity[IMAP_S2C];
+
+	secs(quiet, sizeof(quiet), now - (last > c->clock ? last : c->clock));
+	if (p->literal_left > 0)
+		snprintf(out, size, "the server stopped mid-response, inside a {%" PRIu64 "} literal "
+			 "with %" PRIu64 " of its bytes still to come, and has sent nothing for %s",
+			 p->literal_len, p->literal_left, quiet);
+	else if (p->line_bytes > 0)
+		snprintf(out, size, "the server stopped mid-response, %" PRIu64 " byte(s) into a line "
+			 "that has no CRLF yet, and has sent nothing for %s", p->line_bytes, quiet);
+	else if (c->untagged > 0)
+		snprintf(out, size, "the server sent %" PRIu64 " untagged response(s), then nothing "
+			 "for %s", c->untagged, quiet);
+	else
+		snprintf(out, size, "the server never started answering (nothing from it since)");
+}
+
 void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 {
-	char waited[32];
+	char waited[32], where[200];
 
 	if (t->cb == NULL)
 		return;
@@ -551,23 +593,60 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 			continue; /* the client does not read: the server is held back */
 		c->stalled = true;
 		secs(waited, sizeof(waited), now - c->clock);
+		server_silence(t, c, now, where, sizeof(where));
 		say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,
-		    "%.*s %s sent %s ago, no tagged completion and nothing from the server since",
-		    (int)c->tag_len, (const char *)c->tag, c->name, waited);
+		    "%.*s %s sent %s ago, no tagged completion: %s", (int)c->tag_len,
+		    (const char *)c->tag, c->name, waited, where);
 	}
 	check_blocked(t, IMAP_S2C, now);
 	check_blocked(t, IMAP_C2S, now);
 }
 
-void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts)
+#define EOF_TAGS_LISTED 4
+
+void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts, const struct imap_literal_cut *cut)
 {
-	if (t->count == 0 || t->cb == NULL)
+	char list[200] = "", inside[200] = "";
+	const struct command *about = t->count > 0 ? &t->flight[0] : NULL;
+	size_t used = 0;
+
+	if ((t->count == 0 && cut == NULL) || t->cb == NULL)
 		return;
 	/* LOGOUT answered, or the server said BYE (docs/rules.md): the rest
 	 * is moot, the server told why it goes */
 	if (t->logout_done || t->bye_at >= 0)
 		return;
-	say(t, IMAP_RULE_PENDING_AT_EOF, ts, &t->flight[0], -1, -1, false,
-	    "the connection ended with %zu command(s) unanswered, first %.*s %s", t->count,
-	    (int)t->flight[0].tag_len, (const char *)t->flight[0].tag, t->flight[0].name);
+	for (size_t i = 0; i < t->count && i < EOF_TAGS_LISTED; i++) {
+		const struct command *c = &t->flight[i];
+		int n = snprintf(list + used, sizeof(list) - used, "%s%.*s %s%s", i > 0 ? ", " : "",
+				 (int)(c->tag_len < 24 ? c->tag_len : 24), (const char *)c->tag,
+				 c->uid ? "UID " : "", c->name);
+
+		if (n < 0 || (size_t)n >= sizeof(list) - used)
+			break;
+		used += (size_t)n;
+	}
+	if (t->count > EOF_TAGS_LISTED)
+		snprintf(list + used, sizeof(list) - used, " and %zu more",
+			 t->count - EOF_TAGS_LISTED);
+	if (cut != NULL) {
+		struct command *owner = cut->tag.len > 0 ? find_tag(t, cut->tag, NULL) : NULL;
+
+		if (owner != NULL)
+			about = owner;
+		snprintf(inside, sizeof(inside),
+			 "inside the %s's {%" PRIu64 "} literal of %s: %" PRIu64 " of its %" PRIu64
+			 " byte(s) never came",
+			 cut->dir == IMAP_C2S ? "client" : "server", cut->len, cut->line, cut->missing,
+			 cut->len);
+	}
+	if (t->count > 0 && cut != NULL)
+		say(t, IMAP_RULE_PENDING_AT_EOF, ts, about, -1, -1, false,
+		    "the connection ended %s; %zu command(s) unanswered: %s", inside, t->count, list);
+	else if (t->count > 0)
+		say(t, IMAP_RULE_PENDING_AT_EOF, ts, about, -1, -1, false,
+		    "the connection ended with %zu command(s) unanswered: %s", t->count, list);
+	else
+		say(t, IMAP_RULE_PENDING_AT_EOF, ts, about, -1, -1, false, "the connection ended %s",
+		    inside);
 }

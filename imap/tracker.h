@@ -68,8 +68,34 @@ void imap_tracker_activity(struct imap_tracker *tracker, enum imap_dir dir, imap
 void imap_tracker_blocked(struct imap_tracker *tracker, enum imap_dir dir, imap_time_us since,
 			  uint64_t pending, imap_time_us now);
 
-/* The connection ended at ts: commands still unanswered are reported. */
-void imap_tracker_eof(struct imap_tracker *tracker, imap_time_us ts);
+/* What the server's stream holds unfinished, as its framer sees it: the
+ * stall rules say whether the server stopped in the middle of a response
+ * or never started one. */
+struct imap_server_partial {
+	uint64_t line_bytes;   /* bytes of a line whose CRLF has not come */
+	uint64_t literal_len;  /* n of the literal being received, 0 when none */
+	uint64_t literal_left; /* its bytes still to come */
+};
+
+/* Updates what the server's stream holds unfinished (zeros: nothing). */
+void imap_tracker_server_partial(struct imap_tracker *tracker,
+				 const struct imap_server_partial *partial);
+
+/* A literal the connection ended inside of. */
+struct imap_literal_cut {
+	enum imap_dir dir;     /* whose literal */
+	const char *line;      /* the line that announced it, short: "a1 APPEND", "* FETCH" */
+	struct imap_slice tag; /* client literal: its command's tag; else empty */
+	uint64_t len;          /* n announced */
+	uint64_t missing;      /* bytes of the n that never came */
+};
+
+/* The connection ended at ts: commands still unanswered are reported, by
+ * tag (the first few), and with them the literal the stream was cut
+ * inside of, if cut is not NULL. Nothing is said after LOGOUT completed
+ * or a BYE. */
+void imap_tracker_eof(struct imap_tracker *tracker, imap_time_us ts,
+		      const struct imap_literal_cut *cut);
 void imap_tracker_free(struct imap_tracker **tracker);
 
 /* Feeds one classified line seen at ts. Returns true and fills

@@ -7,12 +7,9 @@ timeline and the JSONL log must name it, and a clean session must not.
     python3 tests/integration/test_rules.py [--imaptap build/imaptap] [-v]
 """
 
-import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -21,158 +18,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 import pcapfile  # noqa: E402
-from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
-
-TMP = None
+from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+from scripted import RuleScenarios  # noqa: E402
 
 
 def setUpModule():
-    global TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-rules-")
 
 
-def tearDownModule():
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-class Peer:
-    """One side of a scripted conversation on a real socket."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.sock.settimeout(20)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("peer closed; have %r" % self.buf[-100:])
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line + b"\n"
-
-    def until(self, prefix):
-        lines = []
-        while True:
-            ln = self.line()
-            lines.append(ln)
-            if ln.startswith(prefix):
-                return lines
-
-    def read_all(self):
-        self.sock.settimeout(10)
-        data = self.buf
-        self.buf = b""
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class ScriptedServer:
-    """Accepts one connection and runs script(peer) on it in a thread."""
-
-    def __init__(self, script):
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(1)
-        self.port = self.srv.getsockname()[1]
-        self.error = None
-        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
-        self.thread.start()
-
-    def _run(self, script):
-        try:
-            conn, _ = self.srv.accept()
-            peer = Peer(conn)
-            try:
-                script(peer)
-            finally:
-                peer.close()
-        except Exception as e:  # reported by join()
-            self.error = e
-
-    def join(self):
-        self.thread.join(30)
-        self.srv.close()
-        if self.error is not None and not isinstance(self.error, (EOFError, OSError)):
-            raise self.error
-
-
-def echo_ok(peer, tag_line):
-    tag = tag_line.split(b" ", 1)[0]
-    peer.send(tag + b" OK done\r\n")
-
-
-class RulesTest(ProxyTestCase, unittest.TestCase):
-    def scenario(self, server_script, client_script, extra=()):
-        """Runs a scripted server and client through a proxy with --events
-        and --pcap; returns (proxy, anomaly events)."""
-        d = tempfile.mkdtemp(dir=TMP)
-        events = os.path.join(d, "events.jsonl")
-        self.pcap = os.path.join(d, "session.pcap")
-        srv = ScriptedServer(server_script)
-        px = self.start_proxy(srv.port, extra_args=["--events", events, "--pcap", self.pcap]
-                              + list(extra))
-        client = Peer(socket.create_connection(("127.0.0.1", px.port)))
-        try:
-            client_script(client)
-        finally:
-            client.close()
-        srv.join()
-        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"),
-                        timeout=15)
-        with open(events) as f:
-            recs = [json.loads(line) for line in f if '"kind":"anomaly"' in line]
-        self.assertSameOffline(recs, extra)
-        return px, recs
-
-    def assertSameOffline(self, live, extra):
-        """analyze of the proxy's pcap, with the same thresholds, names the
-        same rules as the live proxy did."""
-        events = self.pcap + ".jsonl"
-        r = run_imaptap(["analyze", self.pcap, "--quiet", "--events", events] + list(extra),
-                        timeout=120)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        with open(events) as f:
-            offline = [json.loads(line) for line in f if '"kind":"anomaly"' in line]
-        key = lambda a: (a["rule"], a.get("tag", ""), bool(a.get("resolved")))  # noqa: E731
-        self.assertEqual(sorted(set(map(key, offline))), sorted(set(map(key, live))),
-                         "live and offline verdicts differ")
-
-    def assertFired(self, px, anomalies, rule, tag=None, words=None):
-        found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")]
-        self.assertTrue(found, "%s did not fire; anomalies: %r\n%s"
-                        % (rule, anomalies, px.stderr_tail(30)))
-        if tag is not None:
-            self.assertEqual(found[0].get("tag"), tag)
-        if words is not None:
-            self.assertIn(words, found[0]["detail"])
-        rows = [r for r in px.timeline() if r["dir"] == "!" and r["text"].startswith(rule)]
-        self.assertTrue(rows, "no ! %s row" % rule)
-        return found[0]
-
-    def assertOnly(self, anomalies, *rules):
-        self.assertEqual(sorted({a["rule"] for a in anomalies}), sorted(set(rules)),
-                         anomalies)
-
+class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
     # -- IDLE -------------------------------------------------------------
 
     def test_done_stall_then_resolved(self):
@@ -280,7 +134,8 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
             c.until(b"a1 ")
 
         px, an = self.scenario(server, client, ["--stall", "1"])
-        self.assertFired(px, an, "command-stall", "a1", "a1 NOOP sent 1.")
+        a = self.assertFired(px, an, "command-stall", "a1", "a1 NOOP sent 1.")
+        self.assertIn("the server never started answering", a["detail"])
         self.assertTrue([x for x in an if x["rule"] == "command-stall" and x.get("resolved")])
 
     def test_literal_before_continuation(self):
@@ -435,23 +290,15 @@ class RulesTest(ProxyTestCase, unittest.TestCase):
             c.send(b"a1 EXPUNGE\r\n")
             deadline = time.time() + 15
             while time.time() < deadline:
-                if "client-not-reading" in px_holder[0].stderr_text():
+                if "client-not-reading" in self.px.stderr_text():
                     break
                 time.sleep(0.1)
-            rss.append(px_holder[0].rss_kib())
+            rss.append(self.px.rss_kib())
             # stay stuck a while longer, so that the capture too shows a
             # window closed for longer than --stall
             time.sleep(1.5)
             stop.set()
 
-        px_holder = []
-        orig = self.start_proxy
-
-        def start_and_keep(*a, **kw):
-            px = orig(*a, **kw)
-            px_holder.append(px)
-            return px
-        self.start_proxy = start_and_keep
         px, an = self.scenario(server, client, ["--stall", "1"])
         a = self.assertFired(px, an, "client-not-reading", words="KiB pending toward the client")
         self.assertGreaterEqual(a["waited_us"], 1000000)

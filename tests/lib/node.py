@@ -64,14 +64,14 @@ def imapflow_command(host, port, user, password, tls_ca=None, servername=None,
 
 
 def imapflow_session(host, port, user, password, tls_ca=None,
-                     servername=None, timeout=60):
+                     servername=None, timeout=60, starttls=False):
     """Run tests/node/imapflow_session.mjs; return its JSON result (dict),
-    raising NodeError when it fails."""
+    raising NodeError when it fails. With tls_ca the connection is TLS,
+    implicit or, with starttls, upgraded by STARTTLS."""
     d = ensure_node_clients()
-    argv = ["node", os.path.join(d, "imapflow_session.mjs"), host, str(port),
-            user, password]
-    if tls_ca:
-        argv += ["--tls", tls_ca, servername or host]
+    argv = imapflow_command(host, port, user, password, tls_ca, servername)
+    if starttls:
+        argv[argv.index("--tls")] = "--starttls"
     r = subprocess.run(argv, cwd=d, capture_output=True, text=True,
                        timeout=timeout)
     try:

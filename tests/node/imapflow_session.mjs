@@ -2,7 +2,7 @@
 // negotiate COMPRESS=DEFLATE when offered, append a message, fetch it back,
 // and print what the client saw as one JSON object on stdout.
 //
-//   node imapflow_session.mjs HOST PORT USER PASS [--tls CAFILE SERVERNAME]
+//   node imapflow_session.mjs HOST PORT USER PASS [--tls|--starttls CAFILE SERVERNAME]
 import { ImapFlow } from 'imapflow';
 import fs from 'node:fs';
 
@@ -15,8 +15,10 @@ const options = {
     logger: false,
     disableAutoIdle: true,
 };
-if (rest[0] === '--tls') {
-    options.secure = true;
+if (rest[0] === '--tls' || rest[0] === '--starttls') {
+    // --starttls: a plain connection that must be upgraded with STARTTLS
+    options.secure = rest[0] === '--tls';
+    options.doSTARTTLS = rest[0] === '--starttls' ? true : undefined;
     options.tls = { ca: [fs.readFileSync(rest[1])], servername: rest[2], rejectUnauthorized: true };
 }
 
@@ -25,6 +27,7 @@ const out = { compressed: false, subjects: [], appended: null, bodyLength: null 
 try {
     await client.connect();
     out.compressed = Boolean(client._deflate);
+    out.secure = Boolean(client.secureConnection);
     out.capabilities = [...client.capabilities.keys()];
     // IMAPFLOW_FIXED: the same message every run, for replays
     const subject = process.env.IMAPFLOW_FIXED ? 'imaptap fixed subject' : `imaptap compress ${Date.now()}`;

@@ -243,8 +243,177 @@ static void test_compress_refused_and_broken(void)
 	imap_conv_free(&c);
 }
 
+/* Findings of the rules, by rule, and the bytes handed to on_bytes. */
+struct ruled {
+	int count[IMAP_RULE_COUNT];
+	char tag[IMAP_RULE_COUNT][IMAP_ANOMALY_TAG_MAX];
+	char detail[IMAP_RULE_COUNT][IMAP_ANOMALY_DETAIL_MAX];
+	uint8_t bytes[2][512];
+	size_t bytes_len[2];
+};
+
+static void on_ruled_event(void *ctx, const struct imap_conv_event *e)
+{
+	struct ruled *r = ctx;
+
+	if (e->kind != IMAP_CONV_ANOMALY || e->anomaly->resolved)
+		return;
+	r->count[e->anomaly->rule]++;
+	memcpy(r->tag[e->anomaly->rule], e->anomaly->tag, sizeof(e->anomaly->tag));
+	memcpy(r->detail[e->anomaly->rule], e->anomaly->detail, sizeof(e->anomaly->detail));
+}
+
+static void on_ruled_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
+			   size_t len)
+{
+	struct ruled *r = ctx;
+
+	(void)ts;
+	if (r->bytes_len[dir] + len <= sizeof(r->bytes[dir])) {
+		memcpy(r->bytes[dir] + r->bytes_len[dir], data, len);
+		r->bytes_len[dir] += len;
+	}
+}
+
+static void on_nothing(void *ctx, const struct imap_observation *obs)
+{
+	(void)ctx;
+	(void)obs;
+}
+
+static struct imap_conv *ruled_conv(struct ruled *r)
+{
+	struct imap_conv_config cfg = {.rules = true, .on_event = on_ruled_event,
+				       .on_bytes = on_ruled_bytes,
+				       .thresholds = {.stall = 1000000}};
+
+	memset(r, 0, sizeof(*r));
+	return imap_conv_new(&cfg, on_nothing, r);
+}
+
+static void feed_at(struct imap_conv *c, enum imap_dir dir, imap_time_us ts, const char *s)
+{
+	imap_conv_feed(c, dir, ts, IMAP_ORIGIN_PEER, (const uint8_t *)s, strlen(s));
+}
+
+/* A connection cut inside a literal: which side, which command, how many
+ * of the n bytes never came. */
+static void test_eof_inside_a_literal(void)
+{
+	static const struct {
+		const char *c2s, *s2c, *c2s_after, *s2c_after; /* before and after the + */
+		const char *tag, *want;
+	} cases[] = {
+		{"a1 APPEND INBOX (\\Seen) {100}\r\n", "+ go ahead\r\n",
+		 "0123456789012345678901234567890123456789", "", "a1",
+		 "the connection ended inside the client's {100} literal of a1 APPEND: 60 of its 100 "
+		 "byte(s) never came; 1 command(s) unanswered: a1 APPEND"},
+		{"a1 NOOP\r\na2 UID FETCH 7 BODY.PEEK[]\r\n",
+		 "a1 OK done\r\n* 3 FETCH (UID 7 BODY[] {1000}\r\n", "", "0123456789", "a2",
+		 "the connection ended inside the server's {1000} literal of * FETCH: 990 of its 1000 "
+		 "byte(s) never came; 1 command(s) unanswered: a2 UID FETCH"},
+	};
+	struct ruled r;
+	struct imap_conv *c;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		c = ruled_conv(&r);
+		feed_at(c, IMAP_C2S, 0, cases[i].c2s);
+		feed_at(c, IMAP_S2C, 1, cases[i].s2c);
+		feed_at(c, IMAP_C2S, 2, cases[i].c2s_after);
+		feed_at(c, IMAP_S2C, 2, cases[i].s2c_after);
+		imap_conv_eof(c, 3, true);
+		CHECK_MSG(r.count[IMAP_RULE_PENDING_AT_EOF] == 1, "case %zu", i);
+		CHECK_MSG(strcmp(r.tag[IMAP_RULE_PENDING_AT_EOF], cases[i].tag) == 0, "case %zu: tag %s",
+			  i, r.tag[IMAP_RULE_PENDING_AT_EOF]);
+		CHECK_MSG(strcmp(r.detail[IMAP_RULE_PENDING_AT_EOF], cases[i].want) == 0,
+			  "case %zu: detail %s", i, r.detail[IMAP_RULE_PENDING_AT_EOF]);
+		imap_conv_free(&c);
+	}
+
+	/* a capture that merely ends says nothing */
+	c = ruled_conv(&r);
+	feed_at(c, IMAP_C2S, 0, "a1 APPEND INBOX {100}\r\n");
+	imap_conv_eof(c, 3, false);
+	CHECK(r.count[IMAP_RULE_PENDING_AT_EOF] == 0);
+	imap_conv_free(&c);
+}
+
+/* The conversation tells the tracker what the server's framer holds, so
+ * that a stall says where the server stopped: table of what the server
+ * sent 0.1 s after the command, and what the stall must say at 1.2 s
+ * (and not yet at 0.95 s). */
+static void test_stall_says_where_the_server_stopped(void)
+{
+	static const struct {
+		const char *command, *server, *want;
+	} cases[] = {
+		{"a1 FETCH 1 BODY[]\r\n", "* 1 FETCH (BODY[] {300}\r\nabc",
+		 "inside a {300} literal with 297 of its bytes still to come"},
+		{"a1 NOOP\r\n", "* 1 EXISTS\r\na1 O", "stopped mid-response, 4 byte(s) into a line"},
+		{"a1 NOOP\r\n", "", "the server never started answering"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ruled r;
+		struct imap_conv *c = ruled_conv(&r);
+
+		feed_at(c, IMAP_C2S, 0, cases[i].command);
+		feed_at(c, IMAP_S2C, 100000, cases[i].server);
+		imap_conv_tick(c, 950000);
+		CHECK_MSG(r.count[IMAP_RULE_COMMAND_STALL] == 0, "case %zu: too early", i);
+		imap_conv_tick(c, 1200000);
+		CHECK_MSG(strstr(r.detail[IMAP_RULE_COMMAND_STALL], cases[i].want) != NULL,
+			  "case %zu: detail %s", i, r.detail[IMAP_RULE_COMMAND_STALL]);
+		imap_conv_free(&c);
+	}
+}
+
+/* Untagged data before the + to a synchronising literal: info, said once,
+ * about the command waiting. */
+static void test_untagged_before_literal_continuation(void)
+{
+	struct ruled r;
+	struct imap_conv *c = ruled_conv(&r);
+
+	feed_at(c, IMAP_C2S, 0, "a1 APPEND INBOX {5}\r\n");
+	feed_at(c, IMAP_S2C, 1, "* 4 EXISTS\r\n* 1 RECENT\r\n+ go\r\n");
+	feed_at(c, IMAP_C2S, 2, "hello\r\n");
+	feed_at(c, IMAP_S2C, 3, "a1 OK appended\r\n");
+	CHECK(r.count[IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION] == 1);
+	CHECK(strcmp(r.tag[IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION], "a1") == 0);
+	CHECK(strstr(r.detail[IMAP_RULE_UNTAGGED_BEFORE_CONTINUATION], "untagged EXISTS") != NULL);
+	imap_conv_free(&c);
+}
+
+/* A zlib header where raw DEFLATE belongs: reported, and the bytes go to
+ * the capture as received so that a reader of it can tell the same. */
+static void test_zlib_stream_goes_to_capture_raw(void)
+{
+	static const uint8_t zlib_noop[] = {0x78, 0x9c, 0x4b, 0x34, 0x56, 0xf0, 0xf3, 0xf7,
+					    0x0f, 0xe0, 0xe5, 0x02, 0x00};
+	struct ruled r;
+	struct imap_conv *c = ruled_conv(&r);
+
+	feed_at(c, IMAP_C2S, 0, "a1 COMPRESS DEFLATE\r\n");
+	feed_at(c, IMAP_S2C, 1, "a1 OK DEFLATE active\r\n");
+	imap_conv_feed(c, IMAP_C2S, 2, IMAP_ORIGIN_PEER, zlib_noop, sizeof(zlib_noop));
+	imap_conv_feed(c, IMAP_C2S, 3, IMAP_ORIGIN_PEER, (const uint8_t *)"more", 4);
+	CHECK(r.count[IMAP_RULE_COMPRESS_STREAM_ERROR] == 1);
+	CHECK_MSG(strstr(r.detail[IMAP_RULE_COMPRESS_STREAM_ERROR], "the client's stream") != NULL,
+		  "detail %s", r.detail[IMAP_RULE_COMPRESS_STREAM_ERROR]);
+	CHECK(r.bytes_len[IMAP_C2S] == strlen("a1 COMPRESS DEFLATE\r\n") + sizeof(zlib_noop) + 4);
+	CHECK(memcmp(r.bytes[IMAP_C2S] + strlen("a1 COMPRESS DEFLATE\r\n"), zlib_noop,
+		     sizeof(zlib_noop)) == 0);
+	imap_conv_free(&c);
+}
+
 int main(void)
 {
+	test_eof_inside_a_literal();
+	test_stall_says_where_the_server_stopped();
+	test_untagged_before_literal_continuation();
+	test_zlib_stream_goes_to_capture_raw();
 	test_refused_sync_literal();
 	test_accepted_sync_literal();
 	test_nonsync_literal_not_cancelled();

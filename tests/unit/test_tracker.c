@@ -96,8 +96,161 @@ static void test_flight_is_bounded(void)
 	imap_tracker_free(&t);
 }
 
+/* The findings of one run, by rule, last detail kept. */
+struct findings {
+	int count[IMAP_RULE_COUNT];
+	char tag[IMAP_RULE_COUNT][IMAP_ANOMALY_TAG_MAX];
+	char detail[IMAP_RULE_COUNT][IMAP_ANOMALY_DETAIL_MAX];
+};
+
+static void on_anomaly(void *ctx, const struct imap_anomaly *a)
+{
+	struct findings *f = ctx;
+
+	if (a->resolved)
+		return;
+	f->count[a->rule]++;
+	memcpy(f->tag[a->rule], a->tag, sizeof(a->tag));
+	memcpy(f->detail[a->rule], a->detail, sizeof(a->detail));
+}
+
+static struct imap_tracker *ruled(struct findings *f)
+{
+	struct imap_tracker *t = imap_tracker_new();
+	struct imap_tracker_config cfg = {.stall = 1000000};
+
+	memset(f, 0, sizeof(*f));
+	imap_tracker_set_rules(t, &cfg, on_anomaly, f);
+	return t;
+}
+
+/* pending-at-eof names the unanswered commands, a few of them, and the
+ * literal the connection was cut inside of. */
+static void test_pending_at_eof_names_tags_and_literal(void)
+{
+	struct findings f;
+	struct imap_tracker *t = ruled(&f);
+	struct imap_completion c;
+	struct imap_literal_cut cut = {.dir = IMAP_C2S, .line = "b3 APPEND", .len = 100,
+				       .missing = 60, .tag = {(const uint8_t *)"b3", 2}};
+	char line[32];
+
+	for (int i = 1; i <= 6; i++) {
+		snprintf(line, sizeof(line), i == 3 ? "b%d APPEND INBOX {100}\r\n" : "b%d NOOP\r\n", i);
+		feed(t, IMAP_C2S, i, line, &c);
+	}
+	imap_tracker_eof(t, 10, &cut);
+	CHECK(f.count[IMAP_RULE_PENDING_AT_EOF] == 1);
+	CHECK_MSG(strcmp(f.tag[IMAP_RULE_PENDING_AT_EOF], "b3") == 0, "tag %s",
+		  f.tag[IMAP_RULE_PENDING_AT_EOF]);
+	CHECK_MSG(strcmp(f.detail[IMAP_RULE_PENDING_AT_EOF],
+			 "the connection ended inside the client's {100} literal of b3 APPEND: 60 of "
+			 "its 100 byte(s) never came; 6 command(s) unanswered: b1 NOOP, b2 NOOP, "
+			 "b3 APPEND, b4 NOOP and 2 more") == 0,
+		  "detail %s", f.detail[IMAP_RULE_PENDING_AT_EOF]);
+	imap_tracker_free(&t);
+
+	t = ruled(&f);
+	feed(t, IMAP_C2S, 1, "a1 NOOP\r\n", &c);
+	imap_tracker_eof(t, 10, NULL);
+	CHECK_MSG(strcmp(f.detail[IMAP_RULE_PENDING_AT_EOF],
+			 "the connection ended with 1 command(s) unanswered: a1 NOOP") == 0,
+		  "detail %s", f.detail[IMAP_RULE_PENDING_AT_EOF]);
+	imap_tracker_free(&t);
+
+	/* after BYE the server told why it goes */
+	t = ruled(&f);
+	feed(t, IMAP_C2S, 1, "a1 NOOP\r\n", &c);
+	feed(t, IMAP_S2C, 2, "* BYE shutting down\r\n", &c);
+	imap_tracker_eof(t, 10, NULL);
+	CHECK(f.count[IMAP_RULE_PENDING_AT_EOF] == 0);
+	imap_tracker_free(&t);
+
+	/* a tag as long as allowed stays bounded */
+	t = ruled(&f);
+	for (int i = 0; i < 8; i++) {
+		char tag_line[200];
+
+		snprintf(tag_line, sizeof(tag_line), "%0120d NOOP\r\n", i);
+		feed(t, IMAP_C2S, i, tag_line, &c);
+	}
+	imap_tracker_eof(t, 10, &cut);
+	CHECK(f.count[IMAP_RULE_PENDING_AT_EOF] == 1);
+	CHECK(strstr(f.detail[IMAP_RULE_PENDING_AT_EOF], "never came; 8 command(s) unanswered") !=
+	      NULL);
+	imap_tracker_free(&t);
+}
+
+/* command-stall says which side is silent and where the server stopped. */
+static void test_command_stall_says_where_the_server_stopped(void)
+{
+	static const struct {
+		struct imap_server_partial partial;
+		const char *untagged; /* a whole response first, or NULL */
+		const char *want;
+	} cases[] = {
+		{{0, 0, 0}, NULL, "a1 FETCH sent 2.000 s ago, no tagged completion: the server never "
+				  "started answering (nothing from it since)"},
+		{{0, 0, 0}, "* 1 FETCH (FLAGS ())\r\n",
+		 "a1 FETCH sent 2.000 s ago, no tagged completion: the server sent 1 untagged "
+		 "response(s), then nothing for 1.500 s"},
+		{{17, 0, 0}, NULL, "a1 FETCH sent 2.000 s ago, no tagged completion: the server "
+				   "stopped mid-response, 17 byte(s) into a line that has no CRLF yet, "
+				   "and has sent nothing for 1.500 s"},
+		{{0, 4096, 1000}, NULL, "a1 FETCH sent 2.000 s ago, no tagged completion: the server "
+					"stopped mid-response, inside a {4096} literal with 1000 of "
+					"its bytes still to come, and has sent nothing for 1.500 s"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct findings f;
+		struct imap_tracker *t = ruled(&f);
+		struct imap_completion c;
+
+		feed(t, IMAP_C2S, 0, "a1 FETCH 1:* BODY[]\r\n", &c);
+		if (cases[i].untagged != NULL)
+			feed(t, IMAP_S2C, 500000, cases[i].untagged, &c);
+		else if (cases[i].partial.line_bytes > 0 || cases[i].partial.literal_len > 0)
+			imap_tracker_activity(t, IMAP_S2C, 500000);
+		imap_tracker_server_partial(t, &cases[i].partial);
+		imap_tracker_tick(t, 900000);
+		CHECK(f.count[IMAP_RULE_COMMAND_STALL] == 0);
+		imap_tracker_tick(t, 2000000);
+		CHECK_MSG(f.count[IMAP_RULE_COMMAND_STALL] == 1, "case %zu: %d", i,
+			  f.count[IMAP_RULE_COMMAND_STALL]);
+		CHECK_MSG(strcmp(f.detail[IMAP_RULE_COMMAND_STALL], cases[i].want) == 0,
+			  "case %zu: %s", i, f.detail[IMAP_RULE_COMMAND_STALL]);
+		imap_tracker_free(&t);
+	}
+}
+
+/* A client that sends DONE after the server ended IDLE gets "DONE BAD":
+ * stray-done says it, and that answer is no unknown tag. */
+static void test_stray_done_answered_by_done_bad(void)
+{
+	struct findings f;
+	struct imap_tracker *t = ruled(&f);
+	struct imap_completion c;
+
+	feed(t, IMAP_C2S, 0, "a1 IDLE\r\n", &c);
+	feed(t, IMAP_S2C, 1, "+ idling\r\n", &c);
+	CHECK(feed(t, IMAP_S2C, 2, "a1 OK IDLE terminated\r\n", &c));
+	CHECK(f.count[IMAP_RULE_COMPLETION_BEFORE_DONE] == 1);
+	feed(t, IMAP_C2S, 3, "DONE\r\n", &c);
+	CHECK(f.count[IMAP_RULE_STRAY_DONE] == 1);
+	CHECK(!feed(t, IMAP_S2C, 4, "DONE BAD Error in IMAP command received by server.\r\n", &c));
+	CHECK(f.count[IMAP_RULE_UNKNOWN_TAG] == 0);
+	/* only one such answer is expected */
+	CHECK(!feed(t, IMAP_S2C, 5, "DONE BAD again\r\n", &c));
+	CHECK(f.count[IMAP_RULE_UNKNOWN_TAG] == 1);
+	imap_tracker_free(&t);
+}
+
 int main(void)
 {
+	test_pending_at_eof_names_tags_and_literal();
+	test_command_stall_says_where_the_server_stopped();
+	test_stray_done_answered_by_done_bad();
 	test_latency();
 	test_idle_done_to_ok();
 	test_pipelined_out_of_order_and_uid();
