@@ -110,12 +110,13 @@ class Dovecot:
 
     def __init__(self, users=None, rawlog=False, ssl=False, ssl_cert=None,
                  ssl_key=None, workdir=None, keep=False, extra_conf="",
-                 host="127.0.0.1"):
+                 host="127.0.0.1", auth_mechanisms="plain login"):
         self.users = dict(users if users is not None else {"alice": "secret"})
         for name, pw in self.users.items():
             if not name or ":" in name or "\n" in name or "\n" in pw:
                 raise ValueError("bad user name or password: %r" % name)
         self.rawlog = rawlog
+        self.auth_mechanisms = auth_mechanisms
         self.ssl = ssl
         self.ssl_cert = ssl_cert
         self.ssl_key = ssl_key
@@ -179,7 +180,7 @@ class Dovecot:
             "protocols = imap",
             "listen = %s" % self.host,
             "disable_plaintext_auth = no",
-            "auth_mechanisms = plain login",
+            "auth_mechanisms = %s" % self.auth_mechanisms,
             "log_path = %s" % self.log_path,
             "default_login_user = dovenull",
             "default_internal_user = dovecot",
