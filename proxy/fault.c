@@ -64,6 +64,7 @@ struct fault_dir {
 	struct imap_split split;
 	bool split_on;
 	bool view_lost;     /* COMPRESS: the framer stops after this unit */
+	bool cancel_literal; /* a refused synchronising literal: no bytes follow */
 	uint64_t cut_at;    /* bye in-literal: where to cut; 0 none */
 	const struct fault_state *cut_fault;
 	bool cut_done;      /* nothing after the cut is ever released */
@@ -210,7 +211,10 @@ static void cover(struct fault_dir *d, uint64_t end)
 		d->cut_done = true;
 		return;
 	}
-	new_piece(d, end, due(d, d->now));
+	p = new_piece(d, end, due(d, d->now));
+	/* the literals and the rest of a command the fault answers */
+	if (p != NULL && d->dir == IMAP_C2S && d->owner->swallowing)
+		p->drop = true;
 }
 
 /* ---- the IMAP view ----------------------------------------------------- */
@@ -332,9 +336,12 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 			p->after = AFTER_ANSWER;
 			p->fault = st;
 			snprintf(p->text, sizeof(p->text), "%s", answer);
-			/* a synchronising literal refused before its "+": no bytes follow */
-			if (u->kind == IMAP_UNIT_LITERAL_HEAD)
-				imap_framer_cancel_literal(d->framer);
+			/* a synchronising literal refused before its "+": no bytes
+			 * follow, which the framer learns once this unit is done */
+			if (u->kind == IMAP_UNIT_LITERAL_HEAD) {
+				d->cancel_literal = true;
+				imap_framer_stop(d->framer);
+			}
 			return;
 		}
 	}
@@ -688,6 +695,26 @@ void proxy_faults_start(struct proxy_faults *fs, imap_time_us now)
 	}
 }
 
+/* Feeds the framer; returns the bytes it took (all of them, unless the
+ * IMAP view ended: the framer is then gone and the rest goes raw). */
+static size_t feed(struct fault_dir *d, const uint8_t *data, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len && d->framer != NULL) {
+		done += imap_framer_feed(d->framer, data + done, len - done);
+		if (d->view_lost) {
+			imap_framer_free(&d->framer); /* COMPRESS: the rest goes raw */
+			break;
+		}
+		if (d->cancel_literal) {
+			d->cancel_literal = false;
+			imap_framer_cancel_literal(d->framer);
+		}
+	}
+	return done;
+}
+
 void proxy_faults_take(struct proxy_faults *fs, enum imap_dir dir, enum imap_origin origin,
 		       struct evbuffer *from, size_t len, imap_time_us now)
 {
@@ -711,13 +738,8 @@ void proxy_faults_take(struct proxy_faults *fs, enum imap_dir dir, enum imap_ori
 			break;
 		for (int i = 0; i < n && i < 16 && done < left && d->framer != NULL; i++) {
 			size_t piece = vec[i].iov_len < left - done ? vec[i].iov_len : left - done;
-			size_t fed = imap_framer_feed(d->framer, vec[i].iov_base, piece);
 
-			done += fed;
-			if (fed < piece || d->view_lost) {
-				/* the IMAP view ends here (COMPRESS): the rest goes raw */
-				imap_framer_free(&d->framer);
-			}
+			done += feed(d, vec[i].iov_base, piece);
 		}
 		left -= done;
 		if (d->framer == NULL || left == 0 ||

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
-FILES = ("package.json", "package-lock.json", "imapflow_session.mjs")
+FILES = ("package.json", "package-lock.json", "imapflow_session.mjs",
+         "imapflow_idle.mjs")
 
 
 class NodeError(RuntimeError):
@@ -63,11 +64,12 @@ def imapflow_command(host, port, user, password, tls_ca=None, servername=None):
 
 
 def imapflow_session(host, port, user, password, tls_ca=None,
-                     servername=None, timeout=60):
-    """Run tests/node/imapflow_session.mjs; return its JSON result (dict),
-    raising NodeError when it fails."""
+                     servername=None, timeout=60, script="imapflow_session.mjs"):
+    """Run tests/node/imapflow_session.mjs (or another script of the same
+    arguments); return its JSON result (dict), raising NodeError when it
+    fails."""
     d = ensure_node_clients()
-    argv = ["node", os.path.join(d, "imapflow_session.mjs"), host, str(port),
+    argv = ["node", os.path.join(d, script), host, str(port),
             user, password]
     if tls_ca:
         argv += ["--tls", tls_ca, servername or host]
