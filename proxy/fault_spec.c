@@ -267,8 +267,10 @@ int proxy_fault_parse(const char *spec, size_t len, struct proxy_fault *out, cha
 	memset(&f, 0, sizeof(f));
 	if (len == 0)
 		FAIL("empty fault");
-	if (memchr(spec, '\0', len) != NULL)
-		FAIL("a NUL byte in the fault");
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)spec[i] < 0x21 || (unsigned char)spec[i] > 0x7e)
+			FAIL("byte %zu of the fault is a space, a control character or not ASCII;"
+			     " a fault is printable ASCII without spaces", i + 1);
 	part = cut(&w, ',', &more);
 	if (parse_action(part, &f, err, err_size) != 0)
 		return -1;
