@@ -11,7 +11,7 @@ import imaplib
 import json
 import os
 import shutil
-import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 import tshark  # noqa: E402
 from clients import RawIMAP, RecordingIMAP4, make_message  # noqa: E402
+from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, completion_of, main,  # noqa: E402
                      run_imaptap)
@@ -321,8 +322,6 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual((len(start), len(release)), (1, 1), px.stderr_tail())
         self.assertGreaterEqual(clock_seconds(release[0]) - clock_seconds(start[0]), 1.45)
 
-    # ---- TLS legs ----------------------------------------------------------
-
     # ---- the spec and its absence -------------------------------------------
 
     def test_bad_specs_are_usage_errors(self):
@@ -356,6 +355,67 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
             self.assertNotIn(b"imaptap fault", f.read())
         if shutil.which("tshark") is not None:
             self.assertEqual(tshark.fields(self.pcap, "syslog", "frame.number"), [])
+
+
+class FaultTLSTest(ProxyTestCase, unittest.TestCase):
+    """Faults act on the plaintext whatever the legs run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=TMP)
+        cls.pki = TestPKI(os.path.join(cls.tmp, "pki"))
+        crt, key = cls.pki.server("localhost", "127.0.0.1")
+        cls.dc = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt,
+                         ssl_key=key).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dc.stop()
+
+    def client_context(self, ca):
+        return ssl.create_default_context(cafile=os.path.join(ca, "ca.crt"))
+
+    def test_split_and_held_idle_over_implicit_tls_both_legs(self):
+        ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
+        px = self.start_proxy(self.dc.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", self.pki.ca_cert,
+            "--client-tls", "implicit", "--ca", ca, "--done-stall", "0.5",
+            "--fault", "split:s2c:random:3", "--fault", "hold-idle-completion:1s"])
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=self.client_context(ca))
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        body = make_message(30000, tag="tls-split")
+        m.append("INBOX", None, None, body)
+        typ, data = m.fetch("*", "(BODY.PEEK[])")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data[0][1], body)
+        m.send(b"i1 IDLE\r\n")
+        while not m.readline().startswith(b"+"):
+            pass
+        m.send(b"DONE\r\n")
+        t0 = time.monotonic()
+        while not m.readline().startswith(b"i1 "):
+            pass
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        m.logout()
+        px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith("done-stall i1 (resolved)"))
+        self.assertIn("(client TLS, upstream TLS)", px.stderr_text())
+
+    def test_answer_bad_with_starttls_on_both_legs(self):
+        ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
+        px = self.start_proxy(self.dc.port, extra_args=[
+            "--upstream-tls", "starttls", "--upstream-ca", self.pki.ca_cert,
+            "--client-tls", "starttls", "--ca", ca, "--fault", "answer:CREATE:BAD"])
+        m = imaplib.IMAP4("localhost", px.port)
+        m.starttls(self.client_context(ca))
+        m.login("alice", PASSWORD)
+        with self.assertRaises(imaplib.IMAP4.error) as caught:
+            m.create("Refused")
+        self.assertIn("imaptap fault injected", str(caught.exception))
+        typ, _ = m.noop()
+        self.assertEqual(typ, "OK")
+        m.logout()
+        px.wait_for_row(lambda r: r["dir"] == "P<" and "BAD imaptap fault injected" in r["text"])
 
 
 class LoopbackCapture:
