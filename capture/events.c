@@ -246,6 +246,20 @@ static void ev_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	end(e);
 }
 
+static void ev_fault(void *self, unsigned session, const struct capture_fault_mark *m)
+{
+	struct events *e = self;
+
+	begin(e, "fault", session, m->ts);
+	add_text(e, "action", m->action);
+	add_text(e, "phase", m->phase);
+	add_text(e, "dir", imap_dir_str(m->dir));
+	add_text(e, "spec", m->spec);
+	add_text(e, "detail", m->detail);
+	add(e, ",\"injected\":true", 16);
+	end(e);
+}
+
 static void ev_summary(void *self, unsigned session, imap_time_us ts,
 		       const struct imap_summary *sum)
 {
@@ -349,6 +363,7 @@ static const struct capture_sink_ops events_ops = {
 	.tls = ev_tls,
 	.notice = ev_notice,
 	.anomaly = ev_anomaly,
+	.fault = ev_fault,
 	.summary = ev_summary,
 	.close = ev_close,
 	.flush = ev_flush,

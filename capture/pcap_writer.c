@@ -11,8 +11,12 @@
 #include <pcap/pcap.h>
 
 #include "capture/outfile.h"
+#include "capture/timefmt.h"
 
 #define ETH_LEN 14
+#define UDP_LEN 8
+#define SYSLOG_PORT 514
+#define MARK_MAX 1024    /* syslog text of one fault mark */
 #define IP4_LEN 20
 #define IP6_LEN 40
 #define TCP_LEN 20
@@ -306,6 +310,67 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 		s->unacked[!dir] = 0;
 }
 
+/* A fault mark: one UDP syslog datagram (RFC 5424, port 514) from the
+ * server's address to the client's, between the session's segments, so
+ * Wireshark shows the injected action in place and TCP readers skip it. */
+static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts,
+		       const uint8_t *text, size_t len)
+{
+	const struct endpoint *src = &s->end[IMAP_S2C], *dst = &s->end[IMAP_C2S];
+	const size_t ip_len = s->family == AF_INET ? IP4_LEN : IP6_LEN;
+	const size_t addr_len = s->family == AF_INET ? 4 : 16;
+	uint8_t *eth = w->packet, *ip = eth + ETH_LEN, *udp = ip + ip_len;
+	struct pcap_pkthdr hdr;
+	uint64_t sum;
+	uint16_t check;
+
+	if (w->dumper == NULL)
+		return;
+	memset(eth, 0, 12);
+	eth[0] = eth[6] = 0x02;
+	eth[5] = 1;
+	eth[11] = 2;
+	put16(eth + 12, s->family == AF_INET ? 0x0800 : 0x86dd);
+	if (s->family == AF_INET) {
+		memset(ip, 0, IP4_LEN);
+		ip[0] = 0x45;
+		put16(ip + 2, (uint16_t)(IP4_LEN + UDP_LEN + len));
+		put16(ip + 4, s->ip_id[IMAP_S2C]++);
+		put16(ip + 6, 0x4000);
+		ip[8] = 64;
+		ip[9] = 17;
+		memcpy(ip + 12, src->addr, 4);
+		memcpy(ip + 16, dst->addr, 4);
+		put16(ip + 10, fold(sum16(ip, IP4_LEN, 0)));
+	} else {
+		memset(ip, 0, IP6_LEN);
+		ip[0] = 0x60;
+		put16(ip + 4, (uint16_t)(UDP_LEN + len));
+		ip[6] = 17;
+		ip[7] = 64;
+		memcpy(ip + 8, src->addr, 16);
+		memcpy(ip + 24, dst->addr, 16);
+	}
+	put16(udp, SYSLOG_PORT);
+	put16(udp + 2, SYSLOG_PORT);
+	put16(udp + 4, (uint16_t)(UDP_LEN + len));
+	put16(udp + 6, 0);
+	memcpy(udp + UDP_LEN, text, len);
+	sum = sum16(ip + (s->family == AF_INET ? 12 : 8), 2 * addr_len, 0);
+	sum += 17 + (uint64_t)(UDP_LEN + len);
+	sum = sum16(udp, UDP_LEN + len, sum);
+	check = fold(sum);
+	put16(udp + 6, check == 0 ? 0xffff : check);
+
+	hdr.ts.tv_sec = (time_t)(ts / 1000000);
+	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
+	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + UDP_LEN + len);
+	pcap_dump((u_char *)w->dumper, &hdr, w->packet);
+	w->written += 16 + hdr.caplen;
+	if (ts > w->last_ts)
+		w->last_ts = ts;
+}
+
 static void handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts)
 {
 	/* the SYNs take the sequence numbers right before the data */
@@ -480,6 +545,31 @@ static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir
 	write_segment(w, s, !dir, ts, TH_ACK, NULL, 0);
 }
 
+/* Bytes the fault released are already in the stream; what is pending
+ * goes first, so the mark sits where the action happened. */
+static void pw_fault(void *self, unsigned session, const struct capture_fault_mark *m)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+	char when[40], text[MARK_MAX];
+	int n;
+
+	if (s == NULL)
+		return;
+	flush_pending(w, s, IMAP_C2S, m->ts);
+	flush_pending(w, s, IMAP_S2C, m->ts);
+	capture_format_rfc3339(when, sizeof(when), m->ts);
+	/* PRI 133: facility local0, severity notice */
+	n = snprintf(text, sizeof(text),
+		     "<133>1 %s imaptap imaptap - fault - injected fault session=%u action=%s "
+		     "phase=%s dir=%s spec=%s: %s",
+		     when, session, m->action, m->phase, imap_dir_str(m->dir), m->spec, m->detail);
+	if (n < 0)
+		return;
+	write_mark(w, s, m->ts, (const uint8_t *)text,
+		   (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
 static int clean_close(const char *reason)
 {
 	return strcmp(reason, "EOF") == 0 || strcmp(reason, "shutdown") == 0 ||
@@ -586,6 +676,7 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.bytes = pw_bytes,
 	.observe = pw_observe,
 	.flow = pw_flow,
+	.fault = pw_fault,
 	.close = pw_close,
 	.flush = pw_flush,
 	.reopen = pw_reopen,

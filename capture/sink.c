@@ -70,6 +70,12 @@ void capture_sinks_flow(const struct capture_sinks *s, unsigned session, imap_ti
 	EACH(s, flow, session, ts, dir, blocked, pending);
 }
 
+void capture_sinks_fault(const struct capture_sinks *s, unsigned session,
+			 const struct capture_fault_mark *mark)
+{
+	EACH(s, fault, session, mark);
+}
+
 void capture_sinks_summary(const struct capture_sinks *s, unsigned session, imap_time_us ts,
 			   const struct imap_summary *summary)
 {

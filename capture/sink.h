@@ -38,6 +38,17 @@ struct capture_close_info {
 	uint64_t bytes[2];  /* relayed, indexed by enum imap_dir */
 };
 
+/* A fault asked for with --fault acted: it began holding, released,
+ * wrote bytes of its own, closed, or stopped. */
+struct capture_fault_mark {
+	imap_time_us ts;
+	const char *action; /* "hold-idle-completion", "delay", "split", ... */
+	const char *phase;  /* "active", "start", "release", "inject", "close", "off" */
+	enum imap_dir dir;  /* the direction it acts on */
+	const char *spec;   /* the fault as given, canonical ("delay:s2c:2s") */
+	const char *detail; /* what it did, in words */
+};
+
 /* Every op may be NULL: a sink implements what it uses. */
 struct capture_sink_ops {
 	void (*open)(void *self, const struct capture_session_info *info);
@@ -55,6 +66,8 @@ struct capture_sink_ops {
 	 * toward it) or takes them again */
 	void (*flow)(void *self, unsigned session, imap_time_us ts, enum imap_dir dir, bool blocked,
 		     uint64_t pending);
+	/* an injected fault acted (never called without --fault) */
+	void (*fault)(void *self, unsigned session, const struct capture_fault_mark *mark);
 	/* the session in numbers, right before it closes */
 	void (*summary)(void *self, unsigned session, imap_time_us ts,
 			const struct imap_summary *summary);
@@ -97,6 +110,8 @@ void capture_sinks_anomaly(const struct capture_sinks *sinks, unsigned session,
 			   const struct imap_anomaly *anomaly);
 void capture_sinks_flow(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 			enum imap_dir dir, bool blocked, uint64_t pending);
+void capture_sinks_fault(const struct capture_sinks *sinks, unsigned session,
+			 const struct capture_fault_mark *mark);
 void capture_sinks_summary(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 			   const struct imap_summary *summary);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);

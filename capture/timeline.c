@@ -221,6 +221,23 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	row_end(t, &r);
 }
 
+/* "~ fault hold-idle-completion s2c start: ..." in its own colour, so an
+ * injected fault never reads as something the peers did. */
+static void tl_fault(void *self, unsigned session, const struct capture_fault_mark *m)
+{
+	const struct timeline *t = self;
+	struct row r;
+
+	row_start(t, &r, m->ts, session);
+	if (t->color)
+		row_add(&r, C_PROXY C_BOLD);
+	row_addf(&r, "~ fault %s %s %s", m->action, imap_dir_str(m->dir), m->phase);
+	if (t->color)
+		row_add(&r, C_RESET);
+	row_addf(&r, ": %s [%s]", m->detail, m->spec);
+	row_end(t, &r);
+}
+
 static void tl_summary(void *self, unsigned session, imap_time_us ts,
 		       const struct imap_summary *sum)
 {
@@ -310,6 +327,7 @@ static const struct capture_sink_ops timeline_ops = {
 	.notice = tl_notice,
 	.tls = tl_tls,
 	.anomaly = tl_anomaly,
+	.fault = tl_fault,
 	.summary = tl_summary,
 	.close = tl_close,
 	.flush = tl_flush,

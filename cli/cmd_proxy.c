@@ -14,6 +14,7 @@
 #include "capture/timeline.h"
 #include "cli/cli.h"
 #include "imap/redact.h"
+#include "proxy/fault.h"
 #include "proxy/proxy.h"
 
 static const char proxy_usage[] =
@@ -73,6 +74,16 @@ static const char proxy_usage[] =
 	CLI_RULES_HELP
 	"  --no-rules               framing, timeline and outputs only, no rules\n"
 	"\n"
+	"faults, on purpose and only when asked for (docs/faults.md); every action\n"
+	"is marked as injected in the timeline (~ rows), the event log and the pcap:\n"
+	"  --fault SPEC             repeatable; SPEC is one of\n"
+	"                             hold-idle-completion:D   delay:c2s|s2c:D\n"
+	"                             split:c2s|s2c:byte|random[:SEED]|coalesce\n"
+	"                             stop-reading:client|server:D\n"
+	"                             bye:after-idle-continuation|in-literal[:c2s|s2c]\n"
+	"                             answer:COMMAND:NO|BAD\n"
+	"                           then ,session=N ,nth=N ,after=COMMAND; D as 500ms, 2s\n"
+	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
 	"  --quiet                  no timeline rows, only errors and session problems\n"
@@ -111,6 +122,7 @@ enum {
 	OPT_ALLOW_REMOTE,
 	OPT_MAX_SESSIONS,
 	OPT_USER,
+	OPT_FAULT,
 };
 
 static const struct option proxy_options[] = {
@@ -143,6 +155,7 @@ static const struct option proxy_options[] = {
 	{"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"user", required_argument, NULL, OPT_USER},
+	{"fault", required_argument, NULL, OPT_FAULT},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -174,6 +187,8 @@ struct proxy_args {
 	unsigned max_sessions;
 	const char *user;
 	struct imap_tracker_config thresholds;
+	struct proxy_fault faults[PROXY_FAULTS_MAX];
+	size_t fault_count;
 };
 
 struct run {
@@ -250,6 +265,18 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		case OPT_USER:
 			a->user = optarg;
 			break;
+		case OPT_FAULT: {
+			char why[300];
+
+			if (a->fault_count == PROXY_FAULTS_MAX)
+				return cli_usage_error("proxy", "at most %d --fault options", PROXY_FAULTS_MAX);
+			if (proxy_fault_parse(optarg, strlen(optarg), &a->faults[a->fault_count], why,
+					      sizeof(why)) != 0)
+				return cli_usage_error("proxy", "--fault '%.200s': %s; SPEC is %s", optarg,
+						       why, proxy_fault_grammar);
+			a->fault_count++;
+			break;
+		}
 		case OPT_UPSTREAM:
 			a->upstream = optarg;
 			break;
@@ -462,6 +489,8 @@ int cli_proxy_main(int argc, char **argv)
 	config.connect_timeout_s = a.handshake_timeout;
 	config.no_rules = a.no_rules;
 	config.thresholds = a.thresholds;
+	config.faults = a.faults;
+	config.fault_count = a.fault_count;
 	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.log = log_message;
@@ -541,6 +570,14 @@ int cli_proxy_main(int argc, char **argv)
 		    : config.upstream_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
 								: "plain",
 		    config.insecure_upstream ? ", certificate NOT verified" : "");
+
+	for (size_t i = 0; i < a.fault_count; i++) {
+		char spec[128], how[300];
+
+		proxy_fault_spec_str(&a.faults[i], spec, sizeof(spec));
+		proxy_fault_explain(&a.faults[i], how, sizeof(how));
+		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
+	}
 
 	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
 	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);

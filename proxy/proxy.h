@@ -12,6 +12,7 @@
 #include "capture/sink.h"
 #include "imap/tracker.h"
 #include "proxy/addr.h"
+#include "proxy/fault_spec.h"
 
 /* Bytes queued toward one peer before the other peer stops being read. */
 #define PROXY_HIGH_WATER (512u * 1024u)
@@ -41,6 +42,8 @@ struct proxy_config {
 	bool no_rules;           /* framing only: no anomaly rules */
 	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */
+	const struct proxy_fault *faults; /* --fault; none unless asked for */
+	size_t fault_count;
 	/* process-level messages (not tied to one session) */
 	void (*log)(void *ctx, const char *message);
 	void *log_ctx;

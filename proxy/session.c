@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "imap/capability.h"
+#include "proxy/fault.h"
 #include "proxy/internal.h"
 #include "proxy/stream.h"
 
@@ -70,6 +71,8 @@ struct proxy_session {
 	int client_tls_on;      /* the client leg runs TLS */
 	imap_time_us greeting_ts;
 	struct capture_session_info info;
+	struct proxy_faults *faults; /* NULL unless a --fault applies to this session */
+	bool eof_deferred[2];        /* by side: its FIN waits behind a fault's queue */
 	TAILQ_ENTRY(proxy_session) link;
 };
 
@@ -220,6 +223,7 @@ static void session_free(struct proxy_session *s)
 	close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
 		event_free(s->timer);
+	proxy_faults_free(&s->faults);
 	imap_conv_eof(s->conv, close.ts, true);
 	capture_sinks_close(p->sinks, &close);
 	capture_sinks_flush(p->sinks);
@@ -277,12 +281,13 @@ static int finish(struct proxy_session *s)
 	return 0;
 }
 
+/* Shows the first len bytes of input to the conversation. */
 static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer *input,
-		    imap_time_us ts)
+		    size_t len, enum imap_origin origin, imap_time_us ts)
 {
 	struct evbuffer_iovec vec[16];
 	struct evbuffer_ptr pos;
-	size_t left = evbuffer_get_length(input);
+	size_t left = len;
 
 	evbuffer_ptr_set(input, &pos, 0, EVBUFFER_PTR_SET);
 	while (left > 0) {
@@ -294,10 +299,10 @@ static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer 
 		if (n > 16)
 			n = 16;
 		for (int i = 0; i < n && done < left; i++) {
-			size_t len = vec[i].iov_len < left - done ? vec[i].iov_len : left - done;
+			size_t chunk = vec[i].iov_len < left - done ? vec[i].iov_len : left - done;
 
-			imap_conv_feed(s->conv, dir, ts, IMAP_ORIGIN_PEER, vec[i].iov_base, len);
-			done += len;
+			imap_conv_feed(s->conv, dir, ts, origin, vec[i].iov_base, chunk);
+			done += chunk;
 		}
 		left -= done;
 		if (left > 0 && evbuffer_ptr_set(input, &pos, done, EVBUFFER_PTR_ADD) < 0)
@@ -456,6 +461,29 @@ static bool in_line_mode(const struct proxy_session *s, enum side side)
 	return s->line_mode[side] && !s->authenticated && !imap_conv_compressed(s->conv);
 }
 
+/* One line read in line mode goes on: observed and queued for the other
+ * side, or handed to the session's faults. */
+static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_origin origin,
+		      const uint8_t *line, size_t n, struct evbuffer *out)
+{
+	struct evbuffer *one;
+
+	if (s->faults == NULL) {
+		imap_conv_feed(s->conv, dir, proxy_now(), origin, line, n);
+		evbuffer_add(out, line, n);
+		s->bytes[dir] += n;
+		return;
+	}
+	one = evbuffer_new();
+	if (one == NULL || evbuffer_add(one, line, n) != 0) {
+		if (one != NULL)
+			evbuffer_free(one);
+		return;
+	}
+	proxy_faults_take(s->faults, dir, origin, one, n, proxy_now());
+	evbuffer_free(one);
+}
+
 /* Before authentication, passes complete lines one at a time so the
  * proxy can edit capability lists and answer the client's STARTTLS.
  * Returns 1 when the session's client leg switched to TLS (the rest of
@@ -490,20 +518,35 @@ static int relay_lines(struct proxy_session *s, enum side side)
 		m = side == SIDE_UPSTREAM ? imap_capability_edit(line, n, capability_edits(s), edited,
 								 sizeof(edited))
 					  : 0;
-		if (m > 0) {
-			imap_conv_feed(s->conv, dir, proxy_now(), IMAP_ORIGIN_PROXY, edited, m);
-			evbuffer_add(out, edited, m);
-			s->bytes[dir] += m;
-		} else {
-			imap_conv_feed(s->conv, dir, proxy_now(), IMAP_ORIGIN_PEER, line, n);
-			evbuffer_add(out, line, n);
-			s->bytes[dir] += n;
-		}
+		if (m > 0)
+			pass_line(s, dir, IMAP_ORIGIN_PROXY, edited, m, out);
+		else
+			pass_line(s, dir, IMAP_ORIGIN_PEER, line, n, out);
 		/* a literal follows: its bytes are no line; relay raw from here */
 		if (n >= 3 && line[n - 1] == '\n' && (line[n - 2] == '}' || (line[n - 2] == '\r' && line[n - 3] == '}')))
 			s->line_mode[side] = 0;
 	}
 	return 0;
+}
+
+/* Bytes waiting to reach side: its output, and what a fault still holds. */
+static size_t queued_toward(struct proxy_session *s, enum side side)
+{
+	size_t n = s->stream[side] != NULL ? evbuffer_get_length(proxy_stream_output(s->stream[side]))
+					   : 0;
+
+	if (s->faults != NULL)
+		n += proxy_faults_queued(s->faults, dir_from(!side));
+	return n;
+}
+
+/* Whether side may be read now: not paused for backpressure, not closed,
+ * not stopped by a fault. */
+static bool may_read(struct proxy_session *s, enum side side)
+{
+	return s->stream[side] != NULL && !s->throttled[side] && !s->read_eof[side] &&
+	       (s->faults == NULL ||
+		!proxy_faults_reading_stopped(s->faults, side == SIDE_CLIENT));
 }
 
 static void relay(struct proxy_session *s, enum side side)
@@ -529,12 +572,16 @@ static void relay(struct proxy_session *s, enum side side)
 		n = evbuffer_get_length(input);
 	}
 	if (n > 0 && !in_line_mode(s, side)) {
-		observe(s, dir, input, proxy_now());
-		evbuffer_add_buffer(proxy_stream_output(dst), input);
-		s->bytes[dir] += n;
+		if (s->faults != NULL) {
+			proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, input, n, proxy_now());
+		} else {
+			observe(s, dir, input, n, IMAP_ORIGIN_PEER, proxy_now());
+			evbuffer_add_buffer(proxy_stream_output(dst), input);
+			s->bytes[dir] += n;
+		}
 	}
 	proxy_stream_flush(dst);
-	if (evbuffer_get_length(proxy_stream_output(dst)) >= PROXY_HIGH_WATER) {
+	if (queued_toward(s, !side) >= PROXY_HIGH_WATER) {
 		/* the other side does not keep up: stop reading this one until
 		 * its queue is half drained */
 		proxy_stream_set_reading(s->stream[side], false);
@@ -553,10 +600,10 @@ static void drained(struct proxy_session *s, enum side side)
 		reap(s);
 		return;
 	}
-	if (s->throttled[src] && s->stream[src] != NULL) {
+	if (s->throttled[src] && s->stream[src] != NULL && queued_toward(s, side) <= PROXY_HIGH_WATER / 2) {
 		s->throttled[src] = 0;
 		proxy_stream_set_low_water(s->stream[side], 0);
-		if (!s->read_eof[src])
+		if (may_read(s, src))
 			proxy_stream_set_reading(s->stream[src], true);
 	}
 }
@@ -657,6 +704,8 @@ static void relaying(struct proxy_session *s)
 	s->state = SESSION_RELAYING;
 	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
+	if (s->faults != NULL)
+		proxy_faults_start(s->faults, proxy_now());
 }
 
 static void tls_report(struct proxy_session *s, enum side side)
@@ -843,6 +892,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void pass_eof(struct proxy_session *s, enum side side);
+
 static void side_eof(struct proxy_session *s, enum side side)
 {
 	s->read_eof[side] = 1;
@@ -851,6 +902,18 @@ static void side_eof(struct proxy_session *s, enum side side)
 		return;
 	}
 	set_closed_by(s, side_name[side], "EOF");
+	if (s->faults != NULL && proxy_faults_queued(s->faults, dir_from(side)) > 0) {
+		/* a fault still holds bytes of this side: the FIN follows them */
+		s->eof_deferred[side] = true;
+		proxy_faults_eof(s->faults, dir_from(side));
+		return;
+	}
+	pass_eof(s, side);
+}
+
+/* side's FIN goes on to the other side once everything before it did. */
+static void pass_eof(struct proxy_session *s, enum side side)
+{
 	if (s->read_eof[!side] || s->stream[!side] == NULL) {
 		finish(s);
 		return;
@@ -951,6 +1014,125 @@ static void on_upstream(struct proxy_stream *stream, enum proxy_stream_event eve
 	on_event(arg, SIDE_UPSTREAM, event);
 }
 
+/* ---- what the session does for its faults (proxy/fault.h) ---- */
+
+static enum side receiver(enum imap_dir dir)
+{
+	return dir == IMAP_C2S ? SIDE_UPSTREAM : SIDE_CLIENT;
+}
+
+static void fault_release(void *ctx, enum imap_dir dir, enum imap_origin origin,
+			  struct evbuffer *from, size_t len, bool forward)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *dst = s->stream[receiver(dir)];
+
+	if (len == 0)
+		return;
+	observe(s, dir, from, len, origin, proxy_now());
+	s->bytes[dir] += len;
+	if (forward && dst != NULL)
+		evbuffer_remove_buffer(from, proxy_stream_output(dst), len);
+	else
+		evbuffer_drain(from, len);
+}
+
+static void fault_inject(void *ctx, const char *text, size_t len)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+
+	/* plain text inside a compressed stream would corrupt it */
+	if (client == NULL || imap_conv_compressed(s->conv))
+		return;
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
+	evbuffer_add(proxy_stream_output(client), text, len);
+	s->bytes[IMAP_S2C] += len;
+	proxy_stream_flush(client);
+}
+
+static void fault_flush(void *ctx, enum imap_dir dir)
+{
+	struct proxy_session *s = ctx;
+	enum side dst = receiver(dir), src = !dst;
+
+	if (s->stream[dst] != NULL)
+		proxy_stream_flush(s->stream[dst]);
+	if (s->state == SESSION_RELAYING && s->throttled[src] &&
+	    queued_toward(s, dst) <= PROXY_HIGH_WATER / 2) {
+		s->throttled[src] = 0;
+		if (s->stream[dst] != NULL)
+			proxy_stream_set_low_water(s->stream[dst], 0);
+		if (may_read(s, src))
+			proxy_stream_set_reading(s->stream[src], true);
+	}
+	imap_conv_trim(s->conv);
+	capture_sinks_flush(s->proxy->sinks);
+}
+
+static void fault_set_reading(void *ctx, bool client, bool on)
+{
+	struct proxy_session *s = ctx;
+	enum side side = client ? SIDE_CLIENT : SIDE_UPSTREAM;
+
+	if (s->stream[side] == NULL)
+		return;
+	if (!on)
+		proxy_stream_set_reading(s->stream[side], false);
+	else if (s->state == SESSION_RELAYING && may_read(s, side))
+		proxy_stream_set_reading(s->stream[side], true);
+}
+
+static void fault_set_split(void *ctx, enum imap_dir dir, struct imap_split *split)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *dst = s->stream[receiver(dir)];
+
+	if (dst != NULL)
+		proxy_stream_set_split(dst, split);
+}
+
+static void fault_eof(void *ctx, enum imap_dir dir)
+{
+	struct proxy_session *s = ctx;
+	enum side side = dir == IMAP_C2S ? SIDE_CLIENT : SIDE_UPSTREAM;
+
+	if (!s->eof_deferred[side])
+		return;
+	s->eof_deferred[side] = false;
+	if (s->state == SESSION_CLOSING)
+		reap(s);
+	else
+		pass_eof(s, side);
+}
+
+static void fault_close(void *ctx, const char *why)
+{
+	struct proxy_session *s = ctx;
+
+	set_closed_by(s, "proxy", "%s", why);
+	finish(s);
+}
+
+static void fault_mark(void *ctx, const struct capture_fault_mark *mark)
+{
+	struct proxy_session *s = ctx;
+
+	capture_sinks_fault(s->proxy->sinks, s->id, mark);
+	capture_sinks_flush(s->proxy->sinks);
+}
+
+static const struct proxy_fault_host fault_host = {
+	.release = fault_release,
+	.inject = fault_inject,
+	.flush = fault_flush,
+	.set_reading = fault_set_reading,
+	.set_split = fault_set_split,
+	.eof = fault_eof,
+	.close = fault_close,
+	.mark = fault_mark,
+};
+
 /* Where the client connected: the server's address as the client saw it. */
 static void local_address(int fd, char *out, size_t size)
 {
@@ -979,6 +1161,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		.rules = !p->config.no_rules,
 		.thresholds = p->config.thresholds,
 	};
+	bool fault_oom = false;
 	SSL *ssl;
 
 	(void)client_len;
@@ -992,12 +1175,20 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->state = SESSION_CONNECTING;
 	s->conv = imap_conv_new(&conv, on_observation, s);
 	s->stream[SIDE_CLIENT] = proxy_stream_new(p->base, fd, on_client, s);
-	if (s->conv == NULL || s->stream[SIDE_CLIENT] == NULL) {
+	if (p->config.fault_count > 0) {
+		bool none;
+
+		s->faults = proxy_faults_new(p->base, p->config.faults, p->config.fault_count, s->id,
+					     &fault_host, s, &none);
+		fault_oom = s->faults == NULL && !none;
+	}
+	if (s->conv == NULL || s->stream[SIDE_CLIENT] == NULL || fault_oom) {
 		proxy_log(p, "out of memory for session #%u; closing the client", s->id);
 		if (s->stream[SIDE_CLIENT] == NULL)
 			evutil_closesocket(fd);
 		close_side(s, SIDE_CLIENT);
 		imap_conv_free(&s->conv);
+		proxy_faults_free(&s->faults);
 		free(s);
 		return -1;
 	}

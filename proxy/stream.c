@@ -44,6 +44,8 @@ struct proxy_stream {
 	enum tls_state tls;
 	char error_text[256];
 	uint64_t written; /* application bytes taken by the socket or TLS */
+	struct imap_split *split; /* NULL: writes as large as the socket takes */
+	size_t split_left;        /* bytes left of the piece being written */
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -259,11 +261,22 @@ static bool write_some_tls(struct proxy_stream *s)
 		if (evbuffer_peek(s->output, -1, NULL, &v, 1) < 1)
 			break;
 		len = v.iov_len < TLS_WRITE_MAX ? v.iov_len : TLS_WRITE_MAX;
+		if (s->split != NULL) {
+			/* one record per piece; a retry keeps the piece's size */
+			if (s->split_left == 0)
+				s->split_left = imap_split_next(s->split, evbuffer_get_length(s->output));
+			len = s->split_left < TLS_WRITE_MAX ? s->split_left : TLS_WRITE_MAX;
+			v.iov_base = evbuffer_pullup(s->output, (ev_ssize_t)len);
+			if (v.iov_base == NULL)
+				break;
+		}
 		ERR_clear_error();
 		n = SSL_write(s->ssl, v.iov_base, (int)len);
 		if (n > 0) {
 			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
+			if (s->split != NULL)
+				s->split_left -= (size_t)n < s->split_left ? (size_t)n : s->split_left;
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, n)) {
@@ -293,7 +306,17 @@ static bool write_some(struct proxy_stream *s)
 	if (s->tls == TLS_ON)
 		return write_some_tls(s);
 	while (evbuffer_get_length(s->output) > 0) {
-		int n = evbuffer_write(s->output, s->fd);
+		int n;
+
+		if (s->split != NULL) {
+			if (s->split_left == 0)
+				s->split_left = imap_split_next(s->split, evbuffer_get_length(s->output));
+			n = evbuffer_write_atmost(s->output, s->fd, (ev_ssize_t)s->split_left);
+			if (n > 0)
+				s->split_left -= (size_t)n;
+		} else {
+			n = evbuffer_write(s->output, s->fd);
+		}
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -324,6 +347,12 @@ void proxy_stream_flush(struct proxy_stream *s)
 		event_del(s->ev_write);
 	else if (!s->error_pending)
 		event_add(s->ev_write, NULL);
+}
+
+void proxy_stream_set_split(struct proxy_stream *s, struct imap_split *split)
+{
+	s->split = split;
+	s->split_left = 0;
 }
 
 void proxy_stream_shutdown_write(struct proxy_stream *s)

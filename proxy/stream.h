@@ -19,6 +19,8 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "imap/split.h"
+
 #define PROXY_STREAM_MAX_READ (256u * 1024u)
 
 enum proxy_stream_event {
@@ -65,6 +67,11 @@ void proxy_stream_set_low_water(struct proxy_stream *stream, size_t low);
  * waits for the socket for the rest. Never calls the callback; a write
  * error is reported by an ERROR event from the loop. */
 void proxy_stream_flush(struct proxy_stream *stream);
+
+/* Cuts what is written from now on at the sizes split draws, each piece
+ * its own send() or TLS record (a fault re-splitting the stream); NULL
+ * writes as much as the socket takes. split must stay valid while set. */
+void proxy_stream_set_split(struct proxy_stream *stream, struct imap_split *split);
 
 /* Sends FIN once the output is empty. */
 void proxy_stream_shutdown_write(struct proxy_stream *stream);

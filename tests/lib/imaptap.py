@@ -30,10 +30,10 @@ SANITIZER_PATTERNS = (
     "WARNING: ThreadSanitizer",
 )
 
-# One timeline row: "HH:MM:SS.uuuuuu #N DIR text".
+# One timeline row: "HH:MM:SS.uuuuuu #N DIR text" (DIR "~" for a fault).
 ROW_RE = re.compile(
     r"^(?P<ts>\d\d:\d\d:\d\d\.\d{6}) #(?P<session>\d+) "
-    r"(?P<dir>C>|S<|P<|--|!)(?: (?P<text>.*))?$")
+    r"(?P<dir>C>|S<|P<|--|!|~)(?: (?P<text>.*))?$")
 
 # The latency note that ends a tagged completion row.
 _DUR = r"(\d+(?:\.\d+)?) (us|ms|s)"

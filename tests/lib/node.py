@@ -13,7 +13,8 @@ import shutil
 import subprocess
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
-FILES = ("package.json", "package-lock.json", "imapflow_session.mjs", "imapflow_literal.mjs")
+FILES = ("package.json", "package-lock.json", "imapflow_session.mjs",
+         "imapflow_literal.mjs", "imapflow_idle.mjs")
 
 
 class NodeError(RuntimeError):
@@ -64,12 +65,14 @@ def imapflow_command(host, port, user, password, tls_ca=None, servername=None,
 
 
 def imapflow_session(host, port, user, password, tls_ca=None,
-                     servername=None, timeout=60, starttls=False):
-    """Run tests/node/imapflow_session.mjs; return its JSON result (dict),
-    raising NodeError when it fails. With tls_ca the connection is TLS,
-    implicit or, with starttls, upgraded by STARTTLS."""
+                     servername=None, timeout=60, starttls=False,
+                     script="imapflow_session.mjs"):
+    """Run tests/node/imapflow_session.mjs (or another script of the same
+    arguments); return its JSON result (dict), raising NodeError when it
+    fails. With tls_ca the connection is TLS, implicit or, with starttls,
+    upgraded by STARTTLS."""
     d = ensure_node_clients()
-    argv = imapflow_command(host, port, user, password, tls_ca, servername)
+    argv = imapflow_command(host, port, user, password, tls_ca, servername, script=script)
     if starttls:
         argv[argv.index("--tls")] = "--starttls"
     r = subprocess.run(argv, cwd=d, capture_output=True, text=True,
