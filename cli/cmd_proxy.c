@@ -533,12 +533,21 @@ int cli_proxy_main(int argc, char **argv)
 		event_base_free(run.base);
 		return CLI_EXIT_RUNTIME;
 	}
+	/* before anything says the proxy listens: a signal from then on
+	 * stops it cleanly */
+	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
+	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);
+	sighup = evsignal_new(run.base, SIGHUP, on_sighup, &sinks);
+	if (sigint == NULL || sigterm == NULL || sighup == NULL || evsignal_add(sigint, NULL) < 0 ||
+	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
+		cli_message("cannot install signal handlers");
+		rc = CLI_EXIT_RUNTIME;
+		goto out;
+	}
 	if (a.port_file != NULL && cli_write_port_file(a.port_file, proxy_listen_port(run.proxy)) < 0) {
 		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
-		proxy_free(&run.proxy);
-		capture_sinks_destroy(&sinks);
-		event_base_free(run.base);
-		return CLI_EXIT_RUNTIME;
+		rc = CLI_EXIT_RUNTIME;
+		goto out;
 	}
 	if (!proxy_listen_is_loopback(run.proxy) && !a.allow_remote) {
 		rc = cli_usage_error("proxy",
@@ -579,24 +588,15 @@ int cli_proxy_main(int argc, char **argv)
 		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
 	}
 
-	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
-	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);
-	sighup = evsignal_new(run.base, SIGHUP, on_sighup, &sinks);
-	if (sigint == NULL || sigterm == NULL || sighup == NULL || evsignal_add(sigint, NULL) < 0 ||
-	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
-		cli_message("cannot install signal handlers");
-		rc = CLI_EXIT_RUNTIME;
-	} else {
-		event_base_dispatch(run.base);
-		rc = CLI_EXIT_OK;
-	}
+	event_base_dispatch(run.base);
+	rc = CLI_EXIT_OK;
+out:
 	if (sigint != NULL)
 		event_free(sigint);
 	if (sigterm != NULL)
 		event_free(sigterm);
 	if (sighup != NULL)
 		event_free(sighup);
-out:
 	proxy_free(&run.proxy);
 	capture_sinks_destroy(&sinks);
 	event_base_free(run.base);
