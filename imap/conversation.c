@@ -518,6 +518,11 @@ void imap_conv_tick(struct imap_conv *c, imap_time_us now)
 	imap_tracker_tick(c->tracker, now);
 }
 
+imap_time_us imap_conv_next_deadline(const struct imap_conv *c)
+{
+	return imap_tracker_next_deadline(c->tracker);
+}
+
 void imap_conv_blocked(struct imap_conv *c, enum imap_dir dir, imap_time_us since,
 		       uint64_t pending, imap_time_us now)
 {

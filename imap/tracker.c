@@ -541,6 +541,44 @@ static void server_silence(const struct imap_tracker *t, const struct command *c
 		snprintf(out, size, "the server never started answering (nothing from it since)");
 }
 
+static void sooner(imap_time_us *next, imap_time_us at)
+{
+	if (*next < 0 || at < *next)
+		*next = at;
+}
+
+/* Mirrors the conditions of imap_tracker_tick: each rule's time. */
+imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
+{
+	imap_time_us next = -1, heard = t->last_activity[IMAP_S2C];
+
+	if (t->cb == NULL)
+		return -1;
+	for (size_t i = 0; i < t->count; i++) {
+		const struct command *c = &t->flight[i];
+
+		if (c->stalled)
+			continue;
+		if (c->idle) {
+			if (c->done_at >= 0)
+				sooner(&next, c->done_at + t->config.done_stall);
+			else if (!c->too_long)
+				sooner(&next, c->started + t->config.idle_max);
+			if (c->done_at < 0 && t->config.keepalive_gap > 0 && c->plus_at >= 0 &&
+			    t->keepalive_said != heard)
+				sooner(&next, heard + t->config.keepalive_gap);
+			continue;
+		}
+		if (c->clock < 0 || t->client_turn)
+			continue;
+		sooner(&next, (heard > c->clock ? heard : c->clock) + t->config.stall);
+	}
+	for (int dir = 0; dir < 2; dir++)
+		if (t->blocked_since[dir] >= 0 && !t->blocked_said[dir])
+			sooner(&next, t->blocked_since[dir] + t->config.stall);
+	return next;
+}
+
 void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 {
 	char waited[32], where[200];

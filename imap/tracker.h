@@ -59,6 +59,11 @@ void imap_tracker_continuation(struct imap_tracker *tracker, imap_time_us ts, bo
 /* Time passed with no line: fires the rules that wait (stalls). */
 void imap_tracker_tick(struct imap_tracker *tracker, imap_time_us now);
 
+/* The earliest time a tick could fire a rule, as things stand; -1 when no
+ * rule waits. New lines and bytes only move it later or add to it, so a
+ * caller arms one timer per session and looks again when it fires. */
+imap_time_us imap_tracker_next_deadline(const struct imap_tracker *tracker);
+
 /* Any byte of dir seen at ts (lines and literal data): progress. */
 void imap_tracker_activity(struct imap_tracker *tracker, enum imap_dir dir, imap_time_us ts);
 

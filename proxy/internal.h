@@ -24,7 +24,6 @@ struct proxy {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *shutdown_deadline;
-	struct event *rules_timer; /* time for the rules that wait (stalls) */
 	struct sockaddr_storage upstream_addr[8];
 	socklen_t upstream_addr_len[8];
 	unsigned upstream_addr_count;
@@ -56,8 +55,6 @@ bool proxy_out_of_resources(struct proxy *proxy, int err);
 /* Called by session.c when a session is gone. */
 void proxy_session_gone(struct proxy *proxy);
 
-/* Time passes for every session: stalls and peers that stopped reading. */
-void proxy_sessions_tick(struct proxy *proxy, imap_time_us now);
 
 imap_time_us proxy_now(void);
 

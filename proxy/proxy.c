@@ -116,19 +116,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	proxy_session_start(p, fd, sa, (socklen_t)salen);
 }
 
-/* Rules that wait fire within a quarter second of their threshold. */
-#define RULES_TICK_US 250000
-
-static void on_rules_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct proxy *p = arg;
-
-	(void)fd;
-	(void)what;
-	proxy_sessions_tick(p, proxy_now());
-	capture_sinks_flush(p->sinks);
-}
-
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *p = arg;
@@ -269,13 +256,6 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	TAILQ_INIT(&p->sessions);
 	p->keylog_fd = -1;
 	p->accept_retry = evtimer_new(base, on_accept_retry, p);
-	if (!p->config.no_rules) {
-		struct timeval tick = {0, RULES_TICK_US};
-
-		p->rules_timer = event_new(base, -1, EV_PERSIST, on_rules_tick, p);
-		if (p->rules_timer != NULL)
-			evtimer_add(p->rules_timer, &tick);
-	}
 	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
 		proxy_free(&p);
@@ -407,8 +387,6 @@ void proxy_free(struct proxy **proxy)
 		event_free(p->accept_retry);
 	if (p->shutdown_deadline != NULL)
 		event_free(p->shutdown_deadline);
-	if (p->rules_timer != NULL)
-		event_free(p->rules_timer);
 	if (p->keylog_fd >= 0)
 		close(p->keylog_fd);
 	SSL_CTX_free(p->upstream_ctx);

@@ -43,6 +43,8 @@ struct proxy_session {
 	unsigned addr_index;            /* upstream address being tried */
 	struct imap_conv *conv;
 	struct event *timer;            /* connect timeout, then linger guard */
+	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
+	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */
 	uint64_t bytes[2];              /* relayed, by enum imap_dir */
 	const char *closed_by;
 	char reason[192];
@@ -85,6 +87,8 @@ static enum imap_dir dir_from(enum side side)
 	return side == SIDE_CLIENT ? IMAP_C2S : IMAP_S2C;
 }
 
+static void arm_rules(struct proxy_session *s, imap_time_us now);
+
 static void on_observation(void *ctx, const struct imap_observation *obs)
 {
 	struct proxy_session *s = ctx;
@@ -94,6 +98,7 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	    (strcmp(c->command, "LOGIN") == 0 || strcmp(c->command, "AUTHENTICATE") == 0))
 		s->authenticated = 1;
 	capture_sinks_observe(s->proxy->sinks, s->id, obs);
+	arm_rules(s, obs->ts);
 }
 
 static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
@@ -157,17 +162,59 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 	imap_conv_blocked(s->conv, toward, s->progress_at[side], pending, now);
 }
 
-void proxy_sessions_tick(struct proxy *p, imap_time_us now)
-{
-	struct proxy_session *s;
+/* While bytes may wait toward a peer, look every quarter second whether
+ * it still reads. */
+#define READING_CHECK_US 250000
 
-	TAILQ_FOREACH(s, &p->sessions, link) {
-		if (s->state != SESSION_RELAYING)
-			continue;
-		check_reading(s, SIDE_CLIENT, now);
-		check_reading(s, SIDE_UPSTREAM, now);
-		imap_conv_tick(s->conv, now);
+static bool may_be_waiting(struct proxy_session *s, enum side side)
+{
+	struct proxy_stream *st = s->stream[side];
+
+	return st != NULL && (s->blocked[side] || evbuffer_get_length(proxy_stream_output(st)) > 0 ||
+			      proxy_stream_written(st) != s->written_drained[side]);
+}
+
+/* One timer per session, armed for the earliest time a rule could fire
+ * (or a peer be found not reading): an idle session costs nothing until
+ * then, however many there are. Armed earlier than needed is harmless: it
+ * looks and arms again. */
+static void arm_rules(struct proxy_session *s, imap_time_us now)
+{
+	imap_time_us at;
+	struct timeval tv;
+
+	if (s->rules_timer == NULL || s->state != SESSION_RELAYING)
+		return;
+	at = imap_conv_next_deadline(s->conv);
+	if (may_be_waiting(s, SIDE_CLIENT) || may_be_waiting(s, SIDE_UPSTREAM)) {
+		if (at < 0 || now + READING_CHECK_US < at)
+			at = now + READING_CHECK_US;
 	}
+	if (at < 0 || (s->rules_at >= 0 && s->rules_at <= at))
+		return;
+	if (at < now)
+		at = now;
+	tv.tv_sec = (time_t)((at - now) / 1000000);
+	tv.tv_usec = (suseconds_t)((at - now) % 1000000);
+	evtimer_add(s->rules_timer, &tv);
+	s->rules_at = at;
+}
+
+static void on_rules_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_session *s = arg;
+	imap_time_us now = proxy_now();
+
+	(void)fd;
+	(void)what;
+	s->rules_at = -1;
+	if (s->state != SESSION_RELAYING)
+		return;
+	check_reading(s, SIDE_CLIENT, now);
+	check_reading(s, SIDE_UPSTREAM, now);
+	imap_conv_tick(s->conv, now);
+	capture_sinks_flush(s->proxy->sinks);
+	arm_rules(s, now);
 }
 
 static void on_conv_event(void *ctx, const struct imap_conv_event *e)
@@ -223,6 +270,8 @@ static void session_free(struct proxy_session *s)
 	close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
 		event_free(s->timer);
+	if (s->rules_timer != NULL)
+		event_free(s->rules_timer);
 	proxy_faults_free(&s->faults);
 	imap_conv_eof(s->conv, close.ts, true);
 	capture_sinks_close(p->sinks, &close);
@@ -590,6 +639,7 @@ static void relay(struct proxy_session *s, enum side side)
 	}
 	imap_conv_trim(s->conv);
 	capture_sinks_flush(s->proxy->sinks);
+	arm_rules(s, proxy_now());
 }
 
 static void drained(struct proxy_session *s, enum side side)
@@ -706,6 +756,7 @@ static void relaying(struct proxy_session *s)
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 	if (s->faults != NULL)
 		proxy_faults_start(s->faults, proxy_now());
+	arm_rules(s, proxy_now());
 }
 
 static void tls_report(struct proxy_session *s, enum side side)
@@ -1035,6 +1086,7 @@ static void fault_release(void *ctx, enum imap_dir dir, enum imap_origin origin,
 		evbuffer_remove_buffer(from, proxy_stream_output(dst), len);
 	else
 		evbuffer_drain(from, len);
+	arm_rules(s, proxy_now());
 }
 
 static void fault_inject(void *ctx, const char *text, size_t len)
@@ -1174,6 +1226,9 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->id = ++p->next_id;
 	s->state = SESSION_CONNECTING;
 	s->conv = imap_conv_new(&conv, on_observation, s);
+	s->rules_at = -1;
+	if (!p->config.no_rules)
+		s->rules_timer = evtimer_new(p->base, on_rules_timer, s);
 	s->stream[SIDE_CLIENT] = proxy_stream_new(p->base, fd, on_client, s);
 	if (p->config.fault_count > 0) {
 		bool none;

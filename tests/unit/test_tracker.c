@@ -246,8 +246,52 @@ static void test_stray_done_answered_by_done_bad(void)
 	imap_tracker_free(&t);
 }
 
+/* The next deadline is exactly when a tick fires the rule: a session timer
+ * armed for it misses nothing and wakes for nothing. */
+static void test_next_deadline_is_when_rules_fire(void)
+{
+	struct findings f;
+	struct imap_tracker *t = imap_tracker_new();
+	struct imap_completion c;
+
+	CHECK(imap_tracker_next_deadline(t) == -1); /* rules off */
+	imap_tracker_free(&t);
+
+	t = ruled(&f); /* stall 1 s, done-stall 5 s */
+	CHECK(imap_tracker_next_deadline(t) == -1);
+	feed(t, IMAP_C2S, 100, "a1 NOOP\r\n", &c);
+	CHECK(imap_tracker_next_deadline(t) == 1000100);
+	imap_tracker_tick(t, 1000099);
+	CHECK(f.count[IMAP_RULE_COMMAND_STALL] == 0);
+	imap_tracker_tick(t, 1000100);
+	CHECK(f.count[IMAP_RULE_COMMAND_STALL] == 1);
+	CHECK(imap_tracker_next_deadline(t) == -1); /* said once */
+	feed(t, IMAP_S2C, 1200000, "a1 OK done\r\n", &c);
+
+	feed(t, IMAP_C2S, 2000000, "a2 IDLE\r\n", &c);
+	feed(t, IMAP_S2C, 2000001, "+ idling\r\n", &c);
+	CHECK(imap_tracker_next_deadline(t) == 2000000 + IMAP_TRACKER_DEFAULT_IDLE_MAX);
+	feed(t, IMAP_C2S, 3000000, "DONE\r\n", &c);
+	CHECK(imap_tracker_next_deadline(t) == 3000000 + IMAP_TRACKER_DEFAULT_DONE_STALL);
+	imap_tracker_tick(t, 3000000 + IMAP_TRACKER_DEFAULT_DONE_STALL - 1);
+	CHECK(f.count[IMAP_RULE_DONE_STALL] == 0);
+	imap_tracker_tick(t, 3000000 + IMAP_TRACKER_DEFAULT_DONE_STALL);
+	CHECK(f.count[IMAP_RULE_DONE_STALL] == 1);
+	feed(t, IMAP_S2C, 9000000, "a2 OK IDLE done\r\n", &c);
+	CHECK(imap_tracker_next_deadline(t) == -1);
+
+	/* a peer that stopped reading */
+	imap_tracker_blocked(t, IMAP_S2C, 9500000, 4096, 9600000);
+	CHECK(imap_tracker_next_deadline(t) == 10500000);
+	imap_tracker_tick(t, 10500000);
+	CHECK(f.count[IMAP_RULE_CLIENT_NOT_READING] == 1);
+	CHECK(imap_tracker_next_deadline(t) == -1);
+	imap_tracker_free(&t);
+}
+
 int main(void)
 {
+	test_next_deadline_is_when_rules_fire();
 	test_pending_at_eof_names_tags_and_literal();
 	test_command_stall_says_where_the_server_stopped();
 	test_stray_done_answered_by_done_bad();
