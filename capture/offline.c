@@ -106,6 +106,8 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 		free(s);
 		return;
 	}
+	if (!ev->midstream)
+		imap_conv_connected(s->conv, ev->ts);
 	s->next = o->open;
 	o->open = s;
 	o->result->shown++;

@@ -47,8 +47,8 @@ int cli_drop_privileges(const char *user, const char *const *files, size_t nfile
 
 /* The help lines of those options. */
 #define CLI_RULES_HELP                                                                    \
-	"  --stall SECONDS          command-stall and client/server-not-reading after\n"    \
-	"                           SECONDS (default 10)\n"                                 \
+	"  --stall SECONDS          command-stall, greeting-stall and client/server-not-\n" \
+	"                           reading after SECONDS (default 10)\n"                   \
 	"  --done-stall SECONDS     done-stall: DONE with no tagged completion after\n"     \
 	"                           SECONDS (default 5)\n"                                  \
 	"  --idle-max SECONDS       idle-too-long: one IDLE longer than SECONDS\n"          \

@@ -30,6 +30,7 @@ static const struct {
 	[IMAP_RULE_STARTTLS_TRAILING_DATA] = {"starttls-trailing-data", IMAP_SEVERITY_WARNING},
 	[IMAP_RULE_COMPRESS_STREAM_ERROR] = {"compress-stream-error", IMAP_SEVERITY_WARNING},
 	[IMAP_RULE_KEEPALIVE_GAP] = {"keepalive-gap", IMAP_SEVERITY_WARNING},
+	[IMAP_RULE_GREETING_STALL] = {"greeting-stall", IMAP_SEVERITY_WARNING},
 	[IMAP_RULE_CAPTURE_GAP] = {"capture-gap", IMAP_SEVERITY_WARNING},
 };
 

@@ -518,6 +518,11 @@ void imap_conv_tick(struct imap_conv *c, imap_time_us now)
 	imap_tracker_tick(c->tracker, now);
 }
 
+void imap_conv_connected(struct imap_conv *c, imap_time_us ts)
+{
+	imap_tracker_connected(c->tracker, ts);
+}
+
 imap_time_us imap_conv_next_deadline(const struct imap_conv *c)
 {
 	return imap_tracker_next_deadline(c->tracker);

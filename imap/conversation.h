@@ -89,6 +89,9 @@ void imap_conv_feed(struct imap_conv *conv, enum imap_dir dir, imap_time_us ts,
  * not when the next byte comes. now is live time or packet time. */
 void imap_conv_tick(struct imap_conv *conv, imap_time_us now);
 
+/* The connection to the server is up: its greeting is due. */
+void imap_conv_connected(struct imap_conv *conv, imap_time_us ts);
+
 /* When imap_conv_tick should run next (imap_tracker_next_deadline); -1
  * when no rule waits. */
 imap_time_us imap_conv_next_deadline(const struct imap_conv *conv);

@@ -47,6 +47,8 @@ struct imap_tracker {
 	uint64_t blocked_pending[2];
 	bool blocked_said[2];
 	imap_time_us keepalive_said; /* activity time a keepalive gap was said for */
+	imap_time_us greeting_since; /* connected, no byte from the server yet; -1 */
+	bool greeting_said;
 	bool stray_done;    /* a stray DONE awaits the server's "DONE BAD" */
 	struct imap_server_partial server_partial;
 };
@@ -61,6 +63,7 @@ struct imap_tracker *imap_tracker_new(void)
 	t->blocked_since[0] = t->blocked_since[1] = -1;
 	t->last_completion = -1;
 	t->keepalive_said = -1;
+	t->greeting_since = -1;
 	return t;
 }
 
@@ -451,8 +454,25 @@ void imap_tracker_continuation(struct imap_tracker *t, imap_time_us ts, bool lit
 	continuation(t, ts, literal_waits);
 }
 
+void imap_tracker_connected(struct imap_tracker *t, imap_time_us ts)
+{
+	if (t->last_activity[IMAP_S2C] == 0)
+		t->greeting_since = ts;
+}
+
 void imap_tracker_activity(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts)
 {
+	if (dir == IMAP_S2C && t->greeting_since >= 0) {
+		if (t->greeting_said) {
+			char waited[32];
+
+			secs(waited, sizeof(waited), ts - t->greeting_since);
+			say(t, IMAP_RULE_GREETING_STALL, ts, NULL, t->config.stall,
+			    ts - t->greeting_since, true, "the server spoke first %s after the connection",
+			    waited);
+		}
+		t->greeting_since = -1;
+	}
 	if (dir == IMAP_C2S)
 		t->client_turn = false;
 	if (ts > t->last_activity[dir])
@@ -573,6 +593,8 @@ imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
 			continue;
 		sooner(&next, (heard > c->clock ? heard : c->clock) + t->config.stall);
 	}
+	if (t->greeting_since >= 0 && !t->greeting_said)
+		sooner(&next, t->greeting_since + t->config.stall);
 	for (int dir = 0; dir < 2; dir++)
 		if (t->blocked_since[dir] >= 0 && !t->blocked_said[dir])
 			sooner(&next, t->blocked_since[dir] + t->config.stall);
@@ -635,6 +657,14 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 		say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,
 		    "%.*s %s sent %s ago, no tagged completion: %s", (int)c->tag_len,
 		    (const char *)c->tag, c->name, waited, where);
+	}
+	if (t->greeting_since >= 0 && !t->greeting_said &&
+	    now - t->greeting_since >= t->config.stall) {
+		t->greeting_said = true;
+		secs(waited, sizeof(waited), now - t->greeting_since);
+		say(t, IMAP_RULE_GREETING_STALL, now, NULL, t->config.stall, now - t->greeting_since,
+		    false, "the server accepted the connection %s ago and has sent no greeting; the "
+		    "client waits for it", waited);
 	}
 	check_blocked(t, IMAP_S2C, now);
 	check_blocked(t, IMAP_C2S, now);

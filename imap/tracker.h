@@ -64,6 +64,10 @@ void imap_tracker_tick(struct imap_tracker *tracker, imap_time_us now);
  * caller arms one timer per session and looks again when it fires. */
 imap_time_us imap_tracker_next_deadline(const struct imap_tracker *tracker);
 
+/* The connection to the server is up at ts: its greeting is due
+ * (greeting-stall). */
+void imap_tracker_connected(struct imap_tracker *tracker, imap_time_us ts);
+
 /* Any byte of dir seen at ts (lines and literal data): progress. */
 void imap_tracker_activity(struct imap_tracker *tracker, enum imap_dir dir, imap_time_us ts);
 

@@ -731,6 +731,7 @@ static int connect_upstream(struct proxy_session *s)
 static void relaying(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
+	imap_conv_connected(s->conv, proxy_now());
 	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
 		/* the greeting read before STARTTLS goes to the client first */
 		size_t len = evbuffer_get_length(s->greeting), m;

@@ -32,7 +32,7 @@ WARNINGS = ("command-stall", "done-stall", "done-before-continuation",
             "expunge-during-fetch", "unexpected-continuation", "data-after-bye",
             "parse-error", "completion-before-done", "stray-done", "pending-at-eof",
             "starttls-trailing-data", "compress-stream-error", "keepalive-gap",
-            "capture-gap")
+            "greeting-stall", "capture-gap")
 
 IDLE_SCRIPT = """\
 # the server holds DONE's OK for 30 s, until new mail

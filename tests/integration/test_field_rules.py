@@ -175,6 +175,29 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         offline = self.offline_finding("keepalive-gap", "a1", ["--keepalive-gap", "1"])
         self.assertIn("no byte from the server for 1.", offline["detail"])
 
+    def test_server_accepts_and_never_greets(self):
+        """A server whose listener still accepts while the process behind it
+        hangs (an overloaded or wedged imap-login, a load balancer with no
+        healthy backend): TCP connects, no greeting ever comes, and the
+        client waits in silence. Then the greeting comes after all."""
+        def server(p):
+            self.px.wait_for_row(lambda r: r["text"].startswith("greeting-stall"), timeout=10)
+            greeted(p)
+            logout(p)
+
+        def client(c):
+            c.line()                                    # the greeting, late
+            client_logout(c)
+
+        px, an = self.scenario(server, client, ["--stall", "1"])
+        stall = self.assertFired(px, an, "greeting-stall", "",
+                                 "the server accepted the connection 1.")
+        self.assertIn("and has sent no greeting; the client waits for it", stall["detail"])
+        resolved = [a for a in an if a["rule"] == "greeting-stall" and a.get("resolved")]
+        self.assertEqual(len(resolved), 1, an)
+        self.assertIn("the server spoke first", resolved[0]["detail"])
+        self.assertOnly(an, "greeting-stall")
+
     # -- connections cut short ----------------------------------------------
 
     def test_reconnect_after_literal_cut_off(self):
