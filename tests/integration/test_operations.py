@@ -16,12 +16,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from clients import RawIMAP, RecordingIMAP4, make_message  # noqa: E402
+from scripted import Peer, ScriptedServer  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap, sanitizer_env  # noqa: E402
 
@@ -246,6 +248,112 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
                            preexec_fn=become_nobody)
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("--user nobody: imaptap is not running as root", r.stderr)
+
+
+def steady_server(p):
+    """Answers every command OK until LOGOUT: the session that must not
+    notice what happens to the others."""
+    p.send(b"* OK steady server\r\n")
+    while True:
+        line = p.line()
+        tag, _, rest = line.partition(b" ")
+        if rest.upper().startswith(b"LOGOUT"):
+            p.send(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+            return
+        p.send(tag + b" OK done\r\n")
+
+
+def reset(sock):
+    """Close with RST (SO_LINGER 0), as a crashed peer's kernel would."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class PeerFailureTest(ProxyTestCase, unittest.TestCase):
+    """A peer that fails in the middle of a literal: the bytes before the
+    failure arrive exactly, the session ends with pending-at-eof naming the
+    cut literal, and another session of the same proxy goes on."""
+
+    def steady_client(self, port):
+        c = Peer(socket.create_connection(("127.0.0.1", port)))
+        c.line()
+        c.send(b"s1 NOOP\r\n")
+        self.assertEqual(c.line(), b"s1 OK done\r\n")
+        return c
+
+    def still_steady(self, c):
+        c.send(b"s2 NOOP\r\n")
+        self.assertEqual(c.line(), b"s2 OK done\r\n")
+        c.send(b"s3 LOGOUT\r\n")
+        self.assertTrue(c.until(b"s3 OK")[-1].startswith(b"s3 OK"))
+        c.close()
+
+    def test_upstream_resets_inside_a_literal(self):
+        sent = {}
+
+        def resetting(p):
+            p.send(b"* OK flaky server\r\n")
+            p.line()                                     # a1 FETCH
+            data = b"* 1 FETCH (BODY[] {100000}\r\n" + b"x" * 40000
+            p.send(data)
+            sent["bytes"] = b"* OK flaky server\r\n" + data
+            reset(p.sock)
+
+        srv = ScriptedServer(steady_server, resetting, concurrent=True)
+        px = self.start_proxy(srv.port, extra_args=["--color", "never"])
+        steady = self.steady_client(px.port)
+        c = Peer(socket.create_connection(("127.0.0.1", px.port)))
+        c.send(b"a1 FETCH 1 BODY[]\r\n")
+        got = c.read_all()
+        c.close()
+        self.assertEqual(got, sent["bytes"], "the bytes before the reset were not all relayed")
+        row = px.wait_for_row(lambda r: r["session"] == 2 and r["text"].startswith(
+            "pending-at-eof"))
+        self.assertIn("inside the server's {100000} literal of * FETCH: 60000 of its 100000 "
+                      "byte(s) never came", row["text"])
+        px.wait_for_row(lambda r: r["session"] == 2 and r["text"].startswith("close"))
+        self.still_steady(steady)
+        srv.join()
+
+    def test_client_vanishes_inside_an_append(self):
+        got = {}
+        part = os.urandom(15000).hex().encode()          # 30000 bytes
+        arrived = threading.Event()
+
+        def appending(p):
+            p.send(b"* OK server\r\n")
+            line = p.line()
+            p.send(b"+ go ahead\r\n")
+            first = p.exactly(len(part))
+            arrived.set()
+            got["bytes"] = line + first + p.read_all()
+
+        srv = ScriptedServer(steady_server, appending, concurrent=True)
+        px = self.start_proxy(srv.port, extra_args=["--color", "never"])
+        steady = self.steady_client(px.port)
+        c = Peer(socket.create_connection(("127.0.0.1", px.port)))
+        c.line()
+        command = b"a1 APPEND INBOX {100000}\r\n"
+        c.send(command)
+        c.line()                                         # + go ahead
+        c.send(part)
+        # gone once the proxy has passed it all on: an RST would otherwise
+        # discard what the proxy's kernel still held for it
+        self.assertTrue(arrived.wait(20))
+        reset(c.sock)
+        px.wait_for_row(lambda r: r["session"] == 2 and r["text"].startswith("close"))
+        srv.thread.join(20)
+        for t in srv.workers[1:]:
+            t.join(20)
+        self.assertEqual(got.get("bytes"), command + part,
+                         "the server did not get exactly what the client sent")
+        row = px.wait_for_row(lambda r: r["session"] == 2 and r["text"].startswith(
+            "pending-at-eof"))
+        self.assertIn("inside the client's {100000} literal of a1 APPEND: 70000 of its 100000 "
+                      "byte(s) never came", row["text"])
+        self.still_steady(steady)
+        srv.join()
 
 
 class ListenTest(unittest.TestCase):

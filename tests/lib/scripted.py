@@ -79,31 +79,46 @@ class Peer:
 
 class ScriptedServer:
     """Accepts one connection per script, in order, and runs script(peer)
-    on each in a thread."""
+    on each in a thread: one after the other, or with concurrent each in
+    its own thread as soon as it connects."""
 
-    def __init__(self, *scripts):
+    def __init__(self, *scripts, concurrent=False):
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(len(scripts))
         self.port = self.srv.getsockname()[1]
         self.error = None
+        self.concurrent = concurrent
+        self.workers = []
         self.thread = threading.Thread(target=self._run, args=(scripts,), daemon=True)
         self.thread.start()
+
+    def _serve(self, script, conn):
+        peer = Peer(conn)
+        try:
+            script(peer)
+        except Exception as e:  # reported by join()
+            self.error = self.error or e
+        finally:
+            peer.close()
 
     def _run(self, scripts):
         try:
             for script in scripts:
                 conn, _ = self.srv.accept()
-                peer = Peer(conn)
-                try:
-                    script(peer)
-                finally:
-                    peer.close()
+                if self.concurrent:
+                    t = threading.Thread(target=self._serve, args=(script, conn), daemon=True)
+                    self.workers.append(t)
+                    t.start()
+                else:
+                    self._serve(script, conn)
         except Exception as e:  # reported by join()
-            self.error = e
+            self.error = self.error or e
 
     def join(self):
         self.thread.join(30)
+        for t in self.workers:
+            t.join(30)
         self.srv.close()
         if self.error is not None and not isinstance(self.error, (EOFError, OSError)):
             raise self.error
