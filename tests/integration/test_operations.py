@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Running imaptap proxy as a service: --max-sessions, running out of
 descriptors, SIGHUP after log rotation, a disk that fills up while the
-pcap and event log are written, non-loopback listening, --user. After each
-fault another session, opened before it, must still work.
+pcap and event log are written, non-loopback listening, --user, a peer
+that resets inside a literal either way. After each fault another session,
+opened before it, must still work.
 
     python3 tests/integration/test_operations.py [--imaptap build/imaptap] [-v]
 """
