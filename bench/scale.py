@@ -2,7 +2,7 @@
 """Scale: thousands of concurrent IDLE sessions through one imaptap proxy,
 TLS on both legs, against a real Dovecot on loopback.
 
-    bench/scale.py [--sessions 10000] [--rate 400] [--hold 30] [--build-dir build-rel]
+    bench/scale.py [--sessions 10000] [--rate 400] [--hold 30] [--build-dir build-rel] [--plain]
 
 Measures, in one run:
 - new TLS sessions per second through the proxy (connect, TLS, LOGIN,
@@ -118,8 +118,9 @@ def parse(line):
 def run_load(idleload, port, args, hold, watch=None):
     """Runs idleload; watch(proc) is called once every session idles.
     Returns (setup dict, done dict)."""
-    proc = subprocess.Popen([idleload, "--connect", "127.0.0.1:%d" % port, "--tls",
-                             "--login", "alice:secret", "--sessions", str(args.sessions),
+    proc = subprocess.Popen([idleload, "--connect", "127.0.0.1:%d" % port]
+                            + ([] if args.plain else ["--tls"]) +
+                            ["--login", "alice:secret", "--sessions", str(args.sessions),
                              "--rate", str(args.rate), "--parallel", str(args.parallel),
                              "--hold", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -148,6 +149,7 @@ def main():
     ap.add_argument("--hold", type=int, default=30, help="seconds every session idles")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-rel"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--plain", action="store_true", help="plain IMAP on both legs instead of TLS")
     args = ap.parse_args()
 
     limit = raise_limits(2 * args.sessions + 1000)
@@ -164,14 +166,16 @@ def main():
     log("dovecot on 127.0.0.1:%d (imaps), descriptor limit %d" % (dc.imaps_port, limit))
     try:
         log("direct to Dovecot: %d sessions ..." % args.sessions)
-        direct, direct_done = run_load(idleload, dc.imaps_port, args, 2)
+        server_port = dc.port if args.plain else dc.imaps_port
+        direct, direct_done = run_load(idleload, server_port, args, 2)
         log("  ", direct, direct_done)
 
         port_file = os.path.join(work, "proxy.port")
-        proxy = subprocess.Popen([imaptap, "proxy", "--upstream", "127.0.0.1:%d" % dc.imaps_port,
-                                  "--upstream-tls", "implicit", "--upstream-ca", pki.ca_cert,
-                                  "--client-tls", "implicit", "--ca", os.path.join(work, "ca"),
-                                  "--listen", "127.0.0.1:0", "--port-file", port_file,
+        legs = [] if args.plain else [
+            "--upstream-tls", "implicit", "--upstream-ca", pki.ca_cert,
+            "--client-tls", "implicit", "--ca", os.path.join(work, "ca")]
+        proxy = subprocess.Popen([imaptap, "proxy", "--upstream", "127.0.0.1:%d" % server_port]
+                                 + legs + ["--listen", "127.0.0.1:0", "--port-file", port_file,
                                   "--quiet", "--max-sessions", str(args.sessions + 100)],
                                  stderr=open(os.path.join(work, "proxy.log"), "w"))
         port = wait_file(port_file, proxy, "imaptap")
@@ -195,7 +199,8 @@ def main():
         dc.stop()
     n = args.sessions - int(via["failed"])
     per_session = (samples["rss_all"] - empty) / max(n, 1)
-    print("scale: %d sessions, TLS both legs, Dovecot on loopback" % args.sessions)
+    print("scale: %d sessions, %s, Dovecot on loopback"
+          % (args.sessions, "plain IMAP" if args.plain else "TLS both legs"))
     print("  new sessions/s    direct %8.1f   through imaptap %8.1f   ratio %.2f"
           % (float(direct["per_second"]), float(via["per_second"]),
              float(via["per_second"]) / float(direct["per_second"])))
