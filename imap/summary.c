@@ -4,10 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Latencies are kept in an array that grows with use up to
+ * IMAP_SUMMARY_SAMPLES: most sessions send a few commands of each name,
+ * and thousands of idle sessions should not each hold 2 KiB per name. */
 struct name_log {
 	struct imap_command_stats stats;
-	imap_time_us samples[IMAP_SUMMARY_SAMPLES];
+	imap_time_us *samples;
 	size_t kept;
+	size_t cap;
 };
 
 struct imap_summary_builder {
@@ -35,6 +39,8 @@ void imap_summary_free(struct imap_summary_builder **builder)
 
 	if (b == NULL)
 		return;
+	for (size_t i = 0; i < b->count; i++)
+		free(b->names[i].samples);
 	free(b->names);
 	free(b->out);
 	free(b);
@@ -72,9 +78,18 @@ void imap_summary_completion(struct imap_summary_builder *b, const struct imap_c
 	log->stats.count++;
 	if (c->latency > log->stats.max)
 		log->stats.max = c->latency;
-	if (log->kept < IMAP_SUMMARY_SAMPLES)
+	if (log->kept == log->cap && log->cap < IMAP_SUMMARY_SAMPLES) {
+		size_t cap = log->cap ? log->cap * 2 : 4;
+		imap_time_us *grown = realloc(log->samples, cap * sizeof(*grown));
+
+		if (grown != NULL) {
+			log->samples = grown;
+			log->cap = cap;
+		}
+	}
+	if (log->kept < log->cap)
 		log->samples[log->kept++] = c->latency;
-	else /* a deterministic spread over the whole session */
+	else if (log->kept == IMAP_SUMMARY_SAMPLES) /* a deterministic spread over the session */
 		log->samples[(log->stats.count * 2654435761u) % IMAP_SUMMARY_SAMPLES] = c->latency;
 	if (c->idle) {
 		b->summary.idles++;
@@ -112,7 +127,8 @@ const struct imap_summary *imap_summary_get(struct imap_summary_builder *b)
 		struct name_log *log = &b->names[i];
 		imap_time_us sorted[IMAP_SUMMARY_SAMPLES];
 
-		memcpy(sorted, log->samples, log->kept * sizeof(sorted[0]));
+		if (log->kept > 0)
+			memcpy(sorted, log->samples, log->kept * sizeof(sorted[0]));
 		qsort(sorted, log->kept, sizeof(sorted[0]), by_value);
 		b->out[i] = log->stats;
 		if (log->kept > 0) {
