@@ -273,8 +273,7 @@ class HostileTest(ProxyTestCase, unittest.TestCase):
         for s in slow:
             s.close()
         slow.clear()
-        wait_until(lambda: px.alive(), 1, "the proxy")
-        self.assertGreaterEqual(workload(), 0)
+        workload()          # and a new one after them
 
     # -- a line that never ends ---------------------------------------------
 
@@ -326,6 +325,7 @@ class HostileTest(ProxyTestCase, unittest.TestCase):
               % (total >> 20, rss_start, peak, len(noops), 1000 * max(noops)), file=sys.stderr)
         self.assertLess(peak - rss_start, LINE_RSS_MIB * 1024)
         self.assertGreater(len(noops), 0)
+        self.assertLess(max(noops), 2.0, "a NOOP waited behind the endless line")
 
         self.wait_closed(px, 2, timeout=60)
         cut = self.rows(px, 2, "parse-error", "!")
