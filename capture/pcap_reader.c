@@ -322,6 +322,25 @@ static void open_error(const char *path, const char *why, char *err, size_t errl
 		snprintf(err, errlen, "cannot read capture %s: %s (%s)", path, why, HOW_TO_CAPTURE);
 }
 
+/* Latest second a packet may carry: pcapng times are 64-bit counts of the
+ * file's own unit, so a damaged one names seconds no microsecond count
+ * holds (and whose differences would overflow later); such times are
+ * clamped, about 35,000 years after 1970. */
+#define PACKET_SEC_MAX (1ll << 40)
+
+static imap_time_us packet_time(const struct timeval *tv)
+{
+	int64_t sec = tv->tv_sec, usec = tv->tv_usec;
+
+	if (sec < 0)
+		sec = 0;
+	if (sec > PACKET_SEC_MAX)
+		sec = PACKET_SEC_MAX;
+	if (usec < 0 || usec > 999999)
+		usec = usec < 0 ? 0 : 999999;
+	return sec * 1000000 + usec;
+}
+
 int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
 		      struct capture_read_stats *stats_r, char *err, size_t errlen)
 {
@@ -374,7 +393,7 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
 		if (hdr->caplen < hdr->len)
 			stats.truncated++;
 		memset(&seg, 0, sizeof(seg));
-		seg.ts = (imap_time_us)hdr->ts.tv_sec * 1000000 + hdr->ts.tv_usec;
+		seg.ts = packet_time(&hdr->ts);
 		switch (parse_link(linktype, &p, &seg)) {
 		case PARSE_TCP:
 			stats.tcp_segments++;

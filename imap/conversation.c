@@ -564,6 +564,23 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 				cut.tag.len = c->line_tag_len;
 			}
 		}
+		/* a line the connection ended inside of was never shown: say so,
+		 * however long it grew (a client that never sends CRLF) */
+		for (int d = 0; d < 2; d++) {
+			const struct imap_framer *f = c->framer[d];
+			uint64_t held = imap_framer_pending(f);
+
+			if (c->layer[d] == LAYER_BROKEN || imap_framer_literal_left(f) > 0 ||
+			    held == 0)
+				continue;
+			c->dir = (enum imap_dir)d;
+			rule(c, IMAP_RULE_PARSE_ERROR, NULL, 0,
+			     "%s line at byte %llu cut by the end of the connection: %llu byte(s) "
+			     "with no CRLF, relayed as they came and never shown",
+			     d == IMAP_C2S ? "client" : "server",
+			     (unsigned long long)(imap_framer_offset(f) - held),
+			     (unsigned long long)held);
+		}
 		imap_tracker_eof(c->tracker, ts, cut_short ? &cut : NULL);
 	}
 	if (c->on_event != NULL) {

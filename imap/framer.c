@@ -400,13 +400,92 @@ static bool end_line(struct imap_framer *f, const uint8_t *seg, size_t seg_len)
 }
 
 /* Consumes line bytes from p[0..n). Returns how many were used. */
+/* Bytes that can change the line state, by the state they matter in: a
+ * run of other bytes is skipped at once, so a long line (or one that never
+ * ends) costs a scan, not the state machine per byte. */
+enum {
+	SIG_TEXT = 1,  /* HEAD_TEXT */
+	SIG_BODY = 2,  /* HEAD_BODY outside quotes, no marker begun */
+	SIG_QUOTE = 4, /* inside a quoted string, no escape pending */
+};
+static const uint8_t line_signal[256] = {
+	['\n'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
+	['\0'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
+	['\r'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
+	['"'] = SIG_BODY | SIG_QUOTE,
+	['\\'] = SIG_QUOTE,
+	['{'] = SIG_BODY,
+	['~'] = SIG_BODY,
+};
+
+#define BYTES_01 0x0101010101010101ull
+#define BYTES_80 0x8080808080808080ull
+
+/* True when one of the 8 bytes in v is b. */
+static bool word_has(uint64_t v, uint8_t b)
+{
+	uint64_t x = v ^ (BYTES_01 * b);
+
+	return ((x - BYTES_01) & ~x & BYTES_80) != 0;
+}
+
+/* True when one of the 8 bytes in v matters in the state of mask. */
+static bool word_signals(uint64_t v, uint8_t mask)
+{
+	if (word_has(v, '\n') || word_has(v, '\0') || word_has(v, '\r'))
+		return true;
+	if (mask == SIG_TEXT)
+		return false;
+	if (word_has(v, '"'))
+		return true;
+	if (mask == SIG_QUOTE)
+		return word_has(v, '\\');
+	return word_has(v, '{') || word_has(v, '~');
+}
+
+/* How many bytes from p on leave the line state as it is. */
+static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
+{
+	uint8_t mask;
+	size_t k = 0;
+
+	if (f->head == HEAD_TEXT)
+		mask = SIG_TEXT;
+	else if (f->head != HEAD_BODY)
+		return 0;
+	else if (f->in_quote && !f->quote_escape)
+		mask = SIG_QUOTE;
+	else if (!f->in_quote && f->marker == MK_NONE && !f->marker_cr)
+		mask = SIG_BODY;
+	else
+		return 0;
+	/* eight bytes at a time while none of them matters */
+	for (uint64_t v; n - k >= 8; k += 8) {
+		memcpy(&v, p + k, sizeof(v));
+		if (word_signals(v, mask))
+			break;
+	}
+	while (k < n && !(line_signal[p[k]] & mask))
+		k++;
+	return k;
+}
+
 static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	const bool fresh = f->unit_wire == 0;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		uint8_t c = p[i];
+		uint8_t c;
+		size_t run = quiet_run(f, p + i, n - i);
+
+		if (run > 0) {
+			f->prev_cr = false;
+			i += run;
+			if (i == n)
+				break;
+		}
+		c = p[i];
 
 		if (c == '\n') {
 			if (f->tap != NULL)

@@ -25,9 +25,13 @@ struct command {
 };
 
 struct imap_tracker {
-	struct command *flight; /* in issue order */
+	/* in issue order, a ring from head: the oldest leaves in O(1) when
+	 * a pipelining client keeps IMAP_TRACKER_MAX_FLIGHT in flight */
+	struct command *flight;
+	size_t head;
 	size_t count;
-	size_t cap;
+	size_t cap; /* a power of two */
+	size_t idles; /* IDLE commands among them: most lines need not look */
 	uint64_t dropped;
 	uint8_t *auth_tag; /* tag of a pending AUTHENTICATE, or NULL */
 	size_t auth_tag_len;
@@ -82,10 +86,26 @@ void imap_tracker_set_rules(struct imap_tracker *t, const struct imap_tracker_co
 	t->ctx = ctx;
 }
 
+/* The i-th command in flight, from the oldest. */
+static struct command *in_flight(const struct imap_tracker *t, size_t i)
+{
+	return &t->flight[(t->head + i) & (t->cap - 1)];
+}
+
+/* Removes the i-th command, moving whichever side of it is shorter. */
 static void forget(struct imap_tracker *t, size_t i)
 {
-	free(t->flight[i].tag);
-	memmove(&t->flight[i], &t->flight[i + 1], (t->count - i - 1) * sizeof(t->flight[0]));
+	free(in_flight(t, i)->tag);
+	if (in_flight(t, i)->idle)
+		t->idles--;
+	if (i < t->count / 2) {
+		for (size_t j = i; j > 0; j--)
+			*in_flight(t, j) = *in_flight(t, j - 1);
+		t->head = (t->head + 1) & (t->cap - 1);
+	} else {
+		for (size_t j = i; j + 1 < t->count; j++)
+			*in_flight(t, j) = *in_flight(t, j + 1);
+	}
 	t->count--;
 }
 
@@ -162,10 +182,10 @@ static void say(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,
 static struct command *find_tag(struct imap_tracker *t, struct imap_slice tag, size_t *index)
 {
 	for (size_t i = 0; i < t->count; i++) {
-		if (t->flight[i].tag_len == tag.len && memcmp(t->flight[i].tag, tag.p, tag.len) == 0) {
+		if (in_flight(t, i)->tag_len == tag.len && memcmp(in_flight(t, i)->tag, tag.p, tag.len) == 0) {
 			if (index != NULL)
 				*index = i;
-			return &t->flight[i];
+			return in_flight(t, i);
 		}
 	}
 	return NULL;
@@ -174,9 +194,11 @@ static struct command *find_tag(struct imap_tracker *t, struct imap_slice tag, s
 /* The IDLE in flight, if any. */
 static struct command *idle_command(struct imap_tracker *t)
 {
+	if (t->idles == 0)
+		return NULL;
 	for (size_t i = t->count; i-- > 0;)
-		if (t->flight[i].idle)
-			return &t->flight[i];
+		if (in_flight(t, i)->idle)
+			return in_flight(t, i);
 	return NULL;
 }
 
@@ -202,16 +224,20 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 	}
 	if (t->count == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 4;
-		struct command *n = realloc(t->flight, cap * sizeof(*n));
+		struct command *n = malloc(cap * sizeof(*n));
 
 		if (n == NULL) {
 			t->dropped++;
 			return;
 		}
+		for (size_t i = 0; i < t->count; i++)
+			n[i] = *in_flight(t, i);
+		free(t->flight);
 		t->flight = n;
+		t->head = 0;
 		t->cap = cap;
 	}
-	c = &t->flight[t->count];
+	c = in_flight(t, t->count);
 	memset(c, 0, sizeof(*c));
 	c->tag = malloc(info->tag.len ? info->tag.len : 1);
 	if (c->tag == NULL) {
@@ -229,6 +255,8 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 	c->done_at = -1;
 	c->plus_at = -1;
 	c->idle = strcmp(info->name, "IDLE") == 0;
+	if (c->idle)
+		t->idles++;
 	t->count++;
 	if (strcmp(info->name, "LOGOUT") == 0)
 		t->logout_sent = true;
@@ -324,8 +352,8 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 	if (i > 0)
 		say(t, IMAP_RULE_OUT_OF_ORDER_COMPLETION, ts, c, -1, -1, false,
 		    "%.*s %s completed before %.*s %s, sent earlier", (int)c->tag_len,
-		    (const char *)c->tag, c->name, (int)t->flight[0].tag_len,
-		    (const char *)t->flight[0].tag, t->flight[0].name);
+		    (const char *)c->tag, c->name, (int)in_flight(t, 0)->tag_len,
+		    (const char *)in_flight(t, 0)->tag, in_flight(t, 0)->name);
 	if (c->idle && c->done_at < 0 && info->status == IMAP_STATUS_OK)
 		say(t, IMAP_RULE_COMPLETION_BEFORE_DONE, ts, c, -1, -1, false,
 		    "the server ended IDLE %.*s before the client sent DONE; a client that then "
@@ -350,8 +378,8 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 	forget(t, i);
 	t->last_completion = ts;
 	/* the next command in line starts waiting now */
-	if (t->count > 0 && t->flight[0].clock < 0)
-		t->flight[0].clock = ts;
+	if (t->count > 0 && in_flight(t, 0)->clock < 0)
+		in_flight(t, 0)->clock = ts;
 	return true;
 }
 
@@ -362,7 +390,7 @@ static bool only_sequence_commands(const struct imap_tracker *t)
 	if (t->count == 0)
 		return false;
 	for (size_t i = 0; i < t->count; i++) {
-		const struct command *c = &t->flight[i];
+		const struct command *c = in_flight(t, i);
 
 		if (c->uid || (strcmp(c->name, "FETCH") != 0 && strcmp(c->name, "STORE") != 0 &&
 			       strcmp(c->name, "SEARCH") != 0))
@@ -376,7 +404,7 @@ static void untagged(struct imap_tracker *t, imap_time_us ts, const struct imap_
 	struct command *idle = idle_command(t);
 
 	for (size_t i = 0; i < t->count; i++)
-		t->flight[i].untagged++;
+		in_flight(t, i)->untagged++;
 	if (info->status == IMAP_STATUS_BYE) {
 		if (t->bye_at < 0)
 			t->bye_at = ts;
@@ -399,11 +427,11 @@ static void untagged(struct imap_tracker *t, imap_time_us ts, const struct imap_
 	     (strcmp(info->name, "VANISHED") == 0 && !imap_slice_eq(info->code, "EARLIER") &&
 	      !(info->args.len >= 9 && memcmp(info->args.p, "(EARLIER)", 9) == 0))) &&
 	    only_sequence_commands(t))
-		say(t, IMAP_RULE_EXPUNGE_DURING_FETCH, ts, &t->flight[0], -1, -1, false,
+		say(t, IMAP_RULE_EXPUNGE_DURING_FETCH, ts, in_flight(t, 0), -1, -1, false,
 		    "%s while only sequence-number commands are in flight (%.*s %s): the message "
 		    "numbers they use shift under them",
-		    info->name, (int)t->flight[0].tag_len, (const char *)t->flight[0].tag,
-		    t->flight[0].name);
+		    info->name, (int)in_flight(t, 0)->tag_len, (const char *)in_flight(t, 0)->tag,
+		    in_flight(t, 0)->name);
 }
 
 static void continuation(struct imap_tracker *t, imap_time_us ts, bool literal_waits)
@@ -575,7 +603,7 @@ imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
 	if (t->cb == NULL)
 		return -1;
 	for (size_t i = 0; i < t->count; i++) {
-		const struct command *c = &t->flight[i];
+		const struct command *c = in_flight(t, i);
 
 		if (c->stalled)
 			continue;
@@ -608,7 +636,7 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 	if (t->cb == NULL)
 		return;
 	for (size_t i = 0; i < t->count; i++) {
-		struct command *c = &t->flight[i];
+		struct command *c = in_flight(t, i);
 
 		if (c->stalled)
 			continue;
@@ -675,7 +703,7 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts, const struct imap_literal_cut *cut)
 {
 	char list[200] = "", inside[200] = "";
-	const struct command *about = t->count > 0 ? &t->flight[0] : NULL;
+	const struct command *about = t->count > 0 ? in_flight(t, 0) : NULL;
 	size_t used = 0;
 
 	if ((t->count == 0 && cut == NULL) || t->cb == NULL)
@@ -685,7 +713,7 @@ void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts, const struct imap
 	if (t->logout_done || t->bye_at >= 0)
 		return;
 	for (size_t i = 0; i < t->count && i < EOF_TAGS_LISTED; i++) {
-		const struct command *c = &t->flight[i];
+		const struct command *c = in_flight(t, i);
 		int n = snprintf(list + used, sizeof(list) - used, "%s%.*s %s%s", i > 0 ? ", " : "",
 				 (int)(c->tag_len < 24 ? c->tag_len : 24), (const char *)c->tag,
 				 c->uid ? "UID " : "", c->name);

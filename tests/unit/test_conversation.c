@@ -339,6 +339,42 @@ static void test_eof_inside_a_literal(void)
 	imap_conv_free(&c);
 }
 
+/* A connection cut inside a line no row showed (a client that never sends
+ * CRLF) says so once, with where the line started and its size, however
+ * far past the observation limit it went; a capture that merely ends, or
+ * a line that ended, says nothing. */
+static void test_eof_inside_a_line(void)
+{
+	static const char fill[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+	struct ruled r;
+	struct imap_conv *c = ruled_conv(&r);
+
+	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\na2 SEARCH TEXT ");
+	for (int i = 0; i < 2000; i++) /* 126,000 bytes: past the 64 KiB limit */
+		feed_at(c, IMAP_C2S, 1, fill);
+	imap_conv_eof(c, 3, true);
+	CHECK(r.count[IMAP_RULE_PARSE_ERROR] == 1);
+	CHECK_MSG(strcmp(r.detail[IMAP_RULE_PARSE_ERROR],
+			 "client line at byte 9 cut by the end of the connection: 126015 byte(s) "
+			 "with no CRLF, relayed as they came and never shown") == 0,
+		  "detail %s", r.detail[IMAP_RULE_PARSE_ERROR]);
+	imap_conv_free(&c);
+
+	c = ruled_conv(&r);
+	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\na2 SEARCH TEXT ");
+	imap_conv_eof(c, 3, false);
+	feed_at(c, IMAP_S2C, 0, "* OK hi\r\n");
+	imap_conv_eof(c, 3, true);
+	CHECK_MSG(r.count[IMAP_RULE_PARSE_ERROR] == 1, "one for the client's line only");
+	imap_conv_free(&c);
+
+	c = ruled_conv(&r);
+	feed_at(c, IMAP_C2S, 0, "a1 NOOP\r\n");
+	imap_conv_eof(c, 3, true);
+	CHECK(r.count[IMAP_RULE_PARSE_ERROR] == 0);
+	imap_conv_free(&c);
+}
+
 /* The conversation tells the tracker what the server's framer holds, so
  * that a stall says where the server stopped: table of what the server
  * sent 0.1 s after the command, and what the stall must say at 1.2 s
@@ -411,6 +447,7 @@ static void test_zlib_stream_goes_to_capture_raw(void)
 int main(void)
 {
 	test_eof_inside_a_literal();
+	test_eof_inside_a_line();
 	test_stall_says_where_the_server_stopped();
 	test_untagged_before_literal_continuation();
 	test_zlib_stream_goes_to_capture_raw();

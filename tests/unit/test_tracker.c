@@ -96,6 +96,45 @@ static void test_flight_is_bounded(void)
 	imap_tracker_free(&t);
 }
 
+/* With the flight full and wrapped around its ring, completions from the
+ * front, the back and the middle pair with the right commands, and an IDLE
+ * forgotten for lack of room no longer takes a DONE. */
+static void test_full_flight_pairs_after_wrapping(void)
+{
+	struct imap_tracker *t = imap_tracker_new();
+	struct imap_completion c;
+	const int total = IMAP_TRACKER_MAX_FLIGHT + 100;
+	const int forgotten = total - IMAP_TRACKER_MAX_FLIGHT;
+	char line[32];
+
+	feed(t, IMAP_C2S, 0, "i0 IDLE\r\n", &c);
+	for (int i = 1; i < total; i++) {
+		snprintf(line, sizeof(line), "t%d NOOP\r\n", i);
+		feed(t, IMAP_C2S, i, line, &c);
+	}
+	CHECK(imap_tracker_dropped(t) == (uint64_t)forgotten);
+	snprintf(line, sizeof(line), "t%d OK\r\n", forgotten);
+	CHECK(feed(t, IMAP_S2C, total, line, &c) && c.started == forgotten);
+	snprintf(line, sizeof(line), "t%d OK\r\n", total - 1);
+	CHECK(feed(t, IMAP_S2C, total, line, &c) && c.started == total - 1);
+	snprintf(line, sizeof(line), "t%d OK\r\n", forgotten + 5);
+	CHECK(feed(t, IMAP_S2C, total, line, &c) && c.started == forgotten + 5);
+	snprintf(line, sizeof(line), "t%d OK\r\n", total - 300);
+	CHECK(feed(t, IMAP_S2C, total, line, &c) && c.started == total - 300);
+	snprintf(line, sizeof(line), "t%d OK\r\n", forgotten + 1);
+	CHECK(feed(t, IMAP_S2C, total, line, &c) && c.started == forgotten + 1);
+	CHECK(imap_tracker_in_flight(t) == IMAP_TRACKER_MAX_FLIGHT - 5);
+	CHECK_MSG(!feed(t, IMAP_S2C, total, "i0 OK\r\n", &c), "the IDLE was forgotten");
+	for (int i = total - 2; i > forgotten + 1; i--) {
+		if (i == forgotten + 5 || i == total - 300)
+			continue;
+		snprintf(line, sizeof(line), "t%d OK\r\n", i);
+		CHECK(feed(t, IMAP_S2C, total + i, line, &c) && c.started == i);
+	}
+	CHECK(imap_tracker_in_flight(t) == 0);
+	imap_tracker_free(&t);
+}
+
 /* The findings of one run, by rule, last detail kept. */
 struct findings {
 	int count[IMAP_RULE_COUNT];
@@ -300,5 +339,6 @@ int main(void)
 	test_pipelined_out_of_order_and_uid();
 	test_auth_pending();
 	test_flight_is_bounded();
+	test_full_flight_pairs_after_wrapping();
 	return check_finish("tracker");
 }
