@@ -42,6 +42,7 @@ struct proxy_stream {
 	bool want_shut;
 	bool shut;
 	bool error_pending; /* an error to report from the loop */
+	bool streaming;      /* the last read filled what it reserved */
 	int in_callback;    /* depth of callbacks on the stack */
 	bool dead;          /* freed while a callback was running */
 	SSL *ssl;
@@ -677,7 +678,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (ioctl(fd, FIONREAD, &avail) < 0 || avail < MIN_READ)
+	/* Asking the kernel how much is queued costs a system call: worth it
+	 * only while data streams in; a line or two fits in MIN_READ. */
+	if (!s->streaming || ioctl(fd, FIONREAD, &avail) < 0 || avail < MIN_READ)
 		avail = MIN_READ;
 	want = (size_t)avail < PROXY_STREAM_MAX_READ ? (size_t)avail : PROXY_STREAM_MAX_READ;
 	nvec = evbuffer_reserve_space(s->input, (ev_ssize_t)want, vec, 2);
@@ -707,6 +710,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		notify(s, PROXY_STREAM_EOF);
 		return;
 	}
+	s->streaming = (size_t)n >= want;
 	for (int i = 0; i < nvec; i++) {
 		size_t take = (size_t)n < vec[i].iov_len ? (size_t)n : vec[i].iov_len;
 
