@@ -17,7 +17,7 @@ bench_cleanup() {
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    if [ "${KEEP_WORK:-0}" = 1 ]; then log "$BENCH: work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM

@@ -125,7 +125,7 @@ start_imaptap() { # name upstream_port plain|tls off|on -> RET=port
 
 # Ports for the relays that cannot write a port file, chosen at once so
 # that none repeats.
-mapfile -t PORT_POOL < <(free_ports 32)
+mapfile -t PORT_POOL < <(free_ports 64)
 take_port() { # -> TP=a port from the pool
     TP=${PORT_POOL[0]:?out of ports}
     PORT_POOL=("${PORT_POOL[@]:1}")
@@ -198,7 +198,7 @@ start_stunnel() { # upstream names and ports as "name:port ..." -> STUNNEL_PORT[
 # and mode ("tcp" for plain, "ssl" for TLS on both legs); with capture on
 # it writes the content as packets to one pcap file (-X). It forges with
 # the imaptap CA, so its client checks the same ca.crt as imaptap's.
-declare -A SSLSPLIT_PORT=()
+declare -A SSLSPLIT_PORT=() SSLSPLIT_PID=()
 start_sslsplit() { # off|on "name:plain|tls:port" ... -> SSLSPLIT_PORT[name]
     local cap=$1 spec name mode up port pid specs=() opts=() ports=()
     shift
@@ -217,6 +217,7 @@ start_sslsplit() { # off|on "name:plain|tls:port" ... -> SSLSPLIT_PORT[name]
         "${specs[@]}" </dev/null >"$WORK/sslsplit-$cap.out" 2>"$WORK/sslsplit-$cap.log" &
     pid=$!
     PIDS+=("$pid")
+    SSLSPLIT_PID[$cap]=$pid
     for port in "${ports[@]}"; do
         wait_listening "$port" "$pid" sslsplit ||
             die "sslsplit ($cap) is not listening: $(tail -n 5 "$WORK/sslsplit-$cap.log")"
@@ -254,8 +255,27 @@ empty_pcaps() { # the relays write on at their offsets: sparse files, no disk us
     return 0
 }
 
+# sslsplit has been seen to exit in the middle of a large FETCH; it is
+# started again (new ports), so that its later runs count, and the end of
+# its log is kept for the summary.
+SSLSPLIT_EXITS=0
+restart_sslsplit_if_gone() { # capture
+    local c=$1 w m rc
+    kill -0 "${SSLSPLIT_PID[$c]}" 2>/dev/null && return 0
+    wait "${SSLSPLIT_PID[$c]}" 2>/dev/null && rc=0 || rc=$?
+    SSLSPLIT_EXITS=$((SSLSPLIT_EXITS + 1))
+    { echo "sslsplit (capture $c) exited with status $rc; the end of its log:"
+      tail -n 3 "$WORK/sslsplit-$c.log" | sed 's/^/    /'; } >>"$WORK/sslsplit-exits.txt"
+    log "  sslsplit (capture $c) exited (status $rc); starting it again"
+    start_sslsplit "$c" "${SSLSPLIT_SPECS[@]}"
+    for w in "${WORKLOADS[@]}"; do
+        for m in plain tls; do PORT[$w.$m.$c.sslsplit]=${SSLSPLIT_PORT[$w-$m]}; done
+    done
+}
+
 measure() { # kind(fetch|noop) workload mode capture tool
     local kind=$1 w=$2 m=$3 c=$4 t=$5 key="$1.$2.$3.$4.$5" port out args mib
+    [ "$t" = sslsplit ] && [ -n "${SSLSPLIT_PID[$c]:-}" ] && restart_sslsplit_if_gone "$c"
     port=${PORT[$w.$m.$c.$t]:-}
     [ -n "$port" ] || return 0
     read -r -a args <<<"$(client_args "$w" "$m" "$t" "$port")"
@@ -266,6 +286,7 @@ measure() { # kind(fetch|noop) workload mode capture tool
         if ! out=$("$IMAPBENCH" fetch "${args[@]}" --total-mib "$mib" --timeout 600 \
                      2>"$WORK/last.err"); then
             log "  $key: FAILED: $(tail -n 3 "$WORK/last.err")"
+            echo "$key: FAILED:" >>"$WORK/measure.log"
             return 0
         fi
         record "$key" "$(kv "$out" mbps)"
@@ -274,6 +295,7 @@ measure() { # kind(fetch|noop) workload mode capture tool
         if ! out=$("$IMAPBENCH" noop "${args[@]}" --count "$NOOP_COUNT" --timeout 300 \
                      2>"$WORK/last.err"); then
             log "  $key: FAILED: $(tail -n 3 "$WORK/last.err")"
+            echo "$key: FAILED:" >>"$WORK/measure.log"
             return 0
         fi
         record "$key.p50" "$(kv "$out" p50_us)"
@@ -480,6 +502,12 @@ done
 echo "negotiated, client leg as imapbench saw it:$(for t in "${!CLIENT_TLS[@]}"; do printf ' %s=%s;' "$t" "${CLIENT_TLS[$t]// /\/}"; done)"
 echo "negotiated, fastserver's side of every TLS leg: $(upstream_tls "$WORK/fastserver-tls.log")"
 echo "targets: $MET met, $MISSED missed; imaptap behind a peer on $AHEAD_NO row(s)"
+if [ "$SSLSPLIT_EXITS" -gt 0 ]; then
+    echo "sslsplit exited $SSLSPLIT_EXITS time(s) during the run and was started again:"
+    sed 's/^/  /' "$WORK/sslsplit-exits.txt"
+fi
+failed=$(grep -c ': FAILED:' "$WORK/measure.log" 2>/dev/null || true)
+[ "${failed:-0}" -gt 0 ] && echo "failed measurements: $failed (on stderr, marked FAILED)"
 echo
 echo "key=value results: $RESULTS"
 echo "RESULT $(tr '\n' ' ' <"$RESULTS" | sed 's/ $//')"
