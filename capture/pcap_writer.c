@@ -228,7 +228,6 @@ static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 	return 0;
 }
 
-/* One TCP segment from dir's sender. */
 /* One pcap record: the headers built in w->packet, then the payload from
  * where it is. The same bytes as pcap_dump() of the whole packet (record
  * header in host order, as libpcap writes it), without first copying the
@@ -248,6 +247,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 	w->written += sizeof(record) + hdr->caplen;
 }
 
+/* One TCP segment from dir's sender. */
 static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len)
 {
