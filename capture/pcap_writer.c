@@ -25,7 +25,9 @@
 #define PENDING_MAX (256u * 1024u) /* a longer unit goes out in pieces */
 #define ACK_EVERY (1024u * 1024u)  /* a pure ACK after this much one-way data */
 #define BUCKETS 1024
-#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS) /* headers only */
+/* TCP segments build only their headers here (the payload is written
+ * from where it is); a fault mark builds its text behind the UDP header */
+#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + MARK_MAX)
 
 enum {
 	TH_FIN = 0x01,

@@ -376,8 +376,12 @@ static bool write_some_tls(struct proxy_stream *s)
 		if (n > 0) {
 			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
-			if (s->split != NULL)
+			if (s->split != NULL) {
 				s->split_left -= (size_t)n < s->split_left ? (size_t)n : s->split_left;
+				/* a re-split stream: each record its own write */
+				if (!send_tls_out(s))
+					return false;
+			}
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, n)) {
