@@ -1,5 +1,6 @@
 # Shared by the bench scripts: messages, the work directory and process
-# cleanup, Debian packages, building the tools, waiting for port files.
+# cleanup, Debian packages, building the tools, waiting for port files,
+# test certificates, key=value output and the AES-GCM speed of one core.
 # Source it after setting BENCH (the script's name), ROOT, BUILD_DIR and
 # DO_BUILD; it defines WORK and PIDS.
 
@@ -16,7 +17,7 @@ bench_cleanup() {
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    if [ "${KEEP_WORK:-0}" = 1 ]; then log "$BENCH: work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -101,9 +102,64 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# N distinct free ports, all held open while they are chosen: ports picked
+# one at a time can repeat, since a port closed is free again at once.
+free_ports() { # n -> one port per line
+    python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
 is_listening() { # port: is something listening on 127.0.0.1:port (IPv4)?
     local hex
     hex=$(printf '%04X' "$1")
     grep -qE "^ *[0-9]+: 0100007F:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null ||
         grep -qE "^ *[0-9]+: 00000000:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null
+}
+
+kv() { # "line of key=value" key -> value
+    local k
+    for k in $1; do
+        case "$k" in "$2="*) echo "${k#*=}"; return 0 ;; esac
+    done
+    return 1
+}
+
+# A throwaway test CA and a server certificate for localhost / 127.0.0.1
+# signed by it (testca.crt, server.crt, server.key), EC P-256 like the
+# leaves imaptap forges; an EC key for the leaves sslsplit forges
+# (sslsplit-leaf.key); and an imaptap CA directory (imaptap-ca/), which
+# sslsplit uses to forge as well. Needs IMAPTAP.
+make_test_pki() { # dir
+    local d=$1
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/testca.key" -out "$d/testca.crt" -days 2 \
+        -subj "/CN=imaptap bench test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" &&
+    printf '%s\n' "basicConstraints=CA:FALSE" \
+        "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" \
+        "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$d/server.ext" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/testca.crt" -CAkey "$d/testca.key" \
+        -CAcreateserial -days 2 -extfile "$d/server.ext" -out "$d/server.crt" &&
+    openssl verify -CAfile "$d/testca.crt" "$d/server.crt" &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/sslsplit-leaf.key" &&
+    "$IMAPTAP" ca init "$d/imaptap-ca"
+}
+
+# What one core encrypts with CIPHER in 16 KiB blocks, in 10^6 bytes/s;
+# prints nothing when openssl speed fails.
+aes_gcm_mbps() { # cipher seconds
+    local out bps
+    out=$(openssl speed -evp "$1" -seconds "$2" -bytes 16384 -mr 2>&1) || return 0
+    # -mr: "+F:<n>:<cipher>:<bytes per second for each block size>"
+    bps=$(echo "$out" | awk -F: '/^\+F:/ { print $NF; exit }')
+    [ -n "$bps" ] && awk -v b="$bps" 'BEGIN { printf "%.1f", b / 1e6 }'
+    return 0
 }

@@ -124,14 +124,6 @@ start_dovecot() { # -> RET=port
 # Results are kept as files $WORK/r/<key> holding one value per line.
 mkdir -p "$WORK/r"
 
-kv() { # "line of key=value" key -> value
-    local k
-    for k in $1; do
-        case "$k" in "$2="*) echo "${k#*=}"; return 0 ;; esac
-    done
-    return 1
-}
-
 record() { echo "$2" >>"$WORK/r/$1"; }
 
 median() { # key -> median of the recorded values, or "-"

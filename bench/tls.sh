@@ -79,26 +79,7 @@ read -r -a SSLSPLIT_EXTRA <<<"${SSLSPLIT_ARGS:-}"
 # imaptap CA directory, used by imaptap and (same key) by sslsplit to forge
 # the certificates the client sees.
 PKI=$WORK/pki
-mkdir -p "$PKI"
-make_pki() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$PKI/testca.key" -out "$PKI/testca.crt" -days 2 \
-        -subj "/CN=imaptap TLS bench test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" &&
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$PKI/server.key" -out "$PKI/server.csr" -subj "/CN=localhost" &&
-    printf '%s\n' "basicConstraints=CA:FALSE" \
-        "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" \
-        "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$PKI/server.ext" &&
-    openssl x509 -req -in "$PKI/server.csr" -CA "$PKI/testca.crt" -CAkey "$PKI/testca.key" \
-        -CAcreateserial -days 2 -extfile "$PKI/server.ext" -out "$PKI/server.crt" &&
-    openssl verify -CAfile "$PKI/testca.crt" "$PKI/server.crt" &&
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/sslsplit-leaf.key" &&
-    "$IMAPTAP" ca init "$PKI/imaptap-ca"
-}
-make_pki >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log" >&2; die "cannot make the test certificates"; }
+make_test_pki "$PKI" >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log" >&2; die "cannot make the test certificates"; }
 TAPCA=$PKI/imaptap-ca
 
 # ------------------------------------------------------- process helpers
@@ -192,14 +173,6 @@ cpu_of() { # pid
 # Results are kept as files $WORK/r/<key> holding one value per line.
 mkdir -p "$WORK/r"
 
-kv() { # "line of key=value" key -> value
-    local k
-    for k in $1; do
-        case "$k" in "$2="*) echo "${k#*=}"; return 0 ;; esac
-    done
-    return 1
-}
-
 declare -A CUR=() # this run's values, for the ratios within one run
 record() { echo "$2" >>"$WORK/r/$1"; CUR[$1]=$2; }
 
@@ -231,16 +204,11 @@ spread() { # key -> (max - min) / median in %, or "-"
 }
 
 run_speed() { # cipher
-    local c=$1 out bps
-    if ! out=$(openssl speed -evp "$c" -seconds "$SPEED_SECONDS" -bytes 16384 -mr 2>&1); then
-        log "  speed $c: FAILED: $(echo "$out" | tail -n 2)"
-        return 0
-    fi
-    # -mr: "+F:<n>:<cipher>:<bytes per second for each block size>"
-    bps=$(echo "$out" | awk -F: '/^\+F:/ { print $NF; exit }')
-    [ -n "$bps" ] || { log "  speed $c: no +F line in the output"; return 0; }
-    record "speed.$c" "$(awk -v b="$bps" 'BEGIN { printf "%.1f", b / 1e6 }')"
-    log "  $(printf '%-22s %9s MB/s' "speed.$c" "$(tail -n 1 "$WORK/r/speed.$c")")"
+    local c=$1 v
+    v=$(aes_gcm_mbps "$c" "$SPEED_SECONDS")
+    [ -n "$v" ] || { log "  speed $c: FAILED"; return 0; }
+    record "speed.$c" "$v"
+    log "  $(printf '%-22s %9s MB/s' "speed.$c" "$v")"
 }
 
 declare -A PORT=() CLIENT_TLS=() RELAY_PID=()

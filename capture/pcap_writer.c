@@ -25,7 +25,9 @@
 #define PENDING_MAX (256u * 1024u) /* a longer unit goes out in pieces */
 #define ACK_EVERY (1024u * 1024u)  /* a pure ACK after this much one-way data */
 #define BUCKETS 1024
-#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + CAPTURE_PCAP_SEGMENT_MAX)
+/* TCP segments build only their headers here (the payload is written
+ * from where it is); a fault mark builds its text behind the UDP header */
+#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + MARK_MAX)
 
 enum {
 	TH_FIN = 0x01,
@@ -228,6 +230,25 @@ static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 	return 0;
 }
 
+/* One pcap record: the headers built in w->packet, then the payload from
+ * where it is. The same bytes as pcap_dump() of the whole packet (record
+ * header in host order, as libpcap writes it), without first copying the
+ * payload behind the headers. */
+static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, size_t head_len,
+			 const uint8_t *payload, size_t len)
+{
+	FILE *fp = pcap_dump_file(w->dumper);
+	const uint32_t record[4] = {
+		(uint32_t)hdr->ts.tv_sec, (uint32_t)hdr->ts.tv_usec, hdr->caplen, hdr->len,
+	};
+
+	fwrite(record, sizeof(record), 1, fp);
+	fwrite(w->packet, 1, head_len, fp);
+	if (len > 0)
+		fwrite(payload, 1, len, fp);
+	w->written += sizeof(record) + hdr->caplen;
+}
+
 /* One TCP segment from dir's sender. */
 static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len)
@@ -286,21 +307,20 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 		tcp[26] = 3;
 		tcp[27] = WINDOW_SHIFT;
 	}
-	if (len > 0)
-		memcpy(tcp + tcp_len, payload, len);
-	/* pseudo-header: addresses, protocol, TCP length */
+	/* pseudo-header: addresses, protocol, TCP length; the header length
+	 * is even, so the payload's sum continues it */
 	sum = sum16(ip + (s->family == AF_INET ? 12 : 8), 2 * addr_len, 0);
 	sum += 6 + (uint64_t)(tcp_len + len);
-	sum = sum16(tcp, tcp_len + len, sum);
+	sum = sum16(tcp, tcp_len, sum);
+	if (len > 0)
+		sum = sum16(payload, len, sum);
 	put16(tcp + 16, fold(sum));
 
 	hdr.ts.tv_sec = (time_t)(ts / 1000000);
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
-	if (w->dumper != NULL) {
-		pcap_dump((u_char *)w->dumper, &hdr, w->packet);
-		w->written += 16 + hdr.caplen;
-	}
+	if (w->dumper != NULL)
+		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - eth), payload, len);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 

@@ -452,6 +452,10 @@ int cli_proxy_main(int argc, char **argv)
 	 * 64 MiB of freed memory instead. */
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
+	/* Setting the trim threshold turns off glibc's sliding mmap threshold:
+	 * every read buffer of 128 KiB or more was then a fresh mapping, a
+	 * page fault per 4 KiB relayed. Such buffers come from the heap too. */
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	if (proxy_hostport_parse(a.upstream, &config.upstream, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--upstream %s", err);
 	if (config.upstream.port == 0)

@@ -290,8 +290,7 @@ static void session_free(struct proxy_session *s)
 static int reap(struct proxy_session *s)
 {
 	for (int i = 0; i < 2; i++)
-		if (s->stream[i] != NULL &&
-		    evbuffer_get_length(proxy_stream_output(s->stream[i])) == 0)
+		if (s->stream[i] != NULL && proxy_stream_pending(s->stream[i]) == 0)
 			close_side(s, (enum side)i);
 	if (s->stream[0] == NULL && s->stream[1] == NULL) {
 		session_free(s);

@@ -15,6 +15,10 @@
 
 #define MIN_READ 4096
 #define TLS_WRITE_MAX (64 * 1024)
+/* TLS records are gathered in tls_out up to this much before the socket
+ * gets them: one write(2) per 16 KiB record made fifteen times as many
+ * write calls on a bulk transfer. */
+#define TLS_OUT_MAX (256 * 1024)
 
 enum tls_state {
 	TLS_OFF,
@@ -38,10 +42,13 @@ struct proxy_stream {
 	bool want_shut;
 	bool shut;
 	bool error_pending; /* an error to report from the loop */
+	bool streaming;      /* the last read filled what it reserved */
 	int in_callback;    /* depth of callbacks on the stack */
 	bool dead;          /* freed while a callback was running */
 	SSL *ssl;
 	enum tls_state tls;
+	struct evbuffer *tls_out; /* records OpenSSL wrote, not yet sent */
+	bool close_notify_sent;
 	char error_text[256];
 	uint64_t written; /* application bytes taken by the socket or TLS */
 	struct imap_split *split; /* NULL: writes as large as the socket takes */
@@ -54,6 +61,8 @@ static void on_writable(evutil_socket_t fd, short what, void *arg);
 static void destroy(struct proxy_stream *s)
 {
 	SSL_free(s->ssl);
+	if (s->tls_out != NULL)
+		evbuffer_free(s->tls_out);
 	if (s->ev_read != NULL)
 		event_free(s->ev_read);
 	if (s->ev_write != NULL)
@@ -178,6 +187,12 @@ const char *proxy_stream_error_text(const struct proxy_stream *s)
 	return strerror(s->error);
 }
 
+size_t proxy_stream_pending(const struct proxy_stream *s)
+{
+	return evbuffer_get_length(s->output) +
+	       (s->tls_out != NULL ? evbuffer_get_length(s->tls_out) : 0);
+}
+
 uint64_t proxy_stream_written(const struct proxy_stream *s)
 {
 	return s->written;
@@ -250,7 +265,90 @@ static void fail_later(struct proxy_stream *s, int err)
 	event_active(s->ev_write, EV_WRITE, 1);
 }
 
-/* TLS: encrypts what the output holds, record by record. */
+/* Sends the records gathered in tls_out; true when none is left. */
+static bool send_tls_out(struct proxy_stream *s)
+{
+	if (s->tls_out == NULL)
+		return true; /* socket BIOs (out of memory at the start of TLS) */
+	while (evbuffer_get_length(s->tls_out) > 0) {
+		int n = evbuffer_write(s->tls_out, s->fd);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return false;
+			if (errno == EINTR)
+				continue;
+			fail_later(s, errno);
+			return false;
+		}
+		if (n == 0)
+			return false;
+	}
+	return true;
+}
+
+/* OpenSSL's write side of a stream: records are appended to tls_out, and
+ * send_tls_out() gives them to the socket in large writes. */
+static int tls_out_write(BIO *bio, const char *data, int len)
+{
+	struct proxy_stream *s = BIO_get_data(bio);
+
+	if (len <= 0)
+		return 0;
+	if (evbuffer_add(s->tls_out, data, (size_t)len) < 0)
+		return -1;
+	return len;
+}
+
+static long tls_out_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	struct proxy_stream *s = BIO_get_data(bio);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1; /* the stream sends after each step */
+	case BIO_CTRL_WPENDING:
+		return (long)evbuffer_get_length(s->tls_out);
+	default:
+		return 0;
+	}
+}
+
+static int tls_out_create(BIO *bio)
+{
+	BIO_set_init(bio, 1);
+	return 1;
+}
+
+static BIO_METHOD *tls_out_method(void)
+{
+	static BIO_METHOD *method; /* one for the process, never freed */
+
+	if (method == NULL) {
+		method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "imaptap tls_out");
+		if (method != NULL &&
+		    (!BIO_meth_set_write(method, tls_out_write) ||
+		     !BIO_meth_set_ctrl(method, tls_out_ctrl) ||
+		     !BIO_meth_set_create(method, tls_out_create))) {
+			BIO_meth_free(method);
+			method = NULL;
+		}
+	}
+	return method;
+}
+
+/* After an OpenSSL call that may have written: sends, and waits for the
+ * socket if it did not take everything. */
+static void send_tls_out_or_wait(struct proxy_stream *s)
+{
+	if (!send_tls_out(s) && !s->error_pending)
+		event_add(s->ev_write, NULL);
+}
+
+/* TLS: encrypts what the output holds, record by record, and sends the
+ * records in writes of up to TLS_OUT_MAX. */
 static bool write_some_tls(struct proxy_stream *s)
 {
 	while (evbuffer_get_length(s->output) > 0) {
@@ -258,6 +356,9 @@ static bool write_some_tls(struct proxy_stream *s)
 		size_t len;
 		int n;
 
+		if (proxy_stream_pending(s) - evbuffer_get_length(s->output) >= TLS_OUT_MAX &&
+		    !send_tls_out(s))
+			return false;
 		if (evbuffer_peek(s->output, -1, NULL, &v, 1) < 1)
 			break;
 		len = v.iov_len < TLS_WRITE_MAX ? v.iov_len : TLS_WRITE_MAX;
@@ -275,8 +376,12 @@ static bool write_some_tls(struct proxy_stream *s)
 		if (n > 0) {
 			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
-			if (s->split != NULL)
+			if (s->split != NULL) {
 				s->split_left -= (size_t)n < s->split_left ? (size_t)n : s->split_left;
+				/* a re-split stream: each record its own write */
+				if (!send_tls_out(s))
+					return false;
+			}
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, n)) {
@@ -292,8 +397,15 @@ static bool write_some_tls(struct proxy_stream *s)
 			return false;
 		}
 	}
+	if (!send_tls_out(s))
+		return false;
 	if (s->want_shut && !s->shut) {
-		SSL_shutdown(s->ssl); /* close_notify, then FIN */
+		if (!s->close_notify_sent) {
+			SSL_shutdown(s->ssl); /* close_notify, then FIN */
+			s->close_notify_sent = true;
+			if (!send_tls_out(s))
+				return false;
+		}
 		shutdown(s->fd, SHUT_WR);
 		s->shut = true;
 	}
@@ -368,6 +480,10 @@ static void handshake(struct proxy_stream *s)
 
 	ERR_clear_error();
 	r = SSL_do_handshake(s->ssl);
+	/* a flight is sent whole or the rest waits for the socket; a failed
+	 * handshake's alert gets one try */
+	if (!send_tls_out(s) && !s->error_pending && r != 1)
+		event_add(s->ev_write, NULL);
 	if (r == 1) {
 		s->tls = TLS_ON;
 		event_del(s->ev_write);
@@ -386,7 +502,8 @@ static void handshake(struct proxy_stream *s)
 	switch (err) {
 	case SSL_ERROR_WANT_READ:
 		event_add(s->ev_read, NULL);
-		event_del(s->ev_write);
+		if (s->tls_out == NULL || evbuffer_get_length(s->tls_out) == 0)
+			event_del(s->ev_write);
 		return;
 	case SSL_ERROR_WANT_WRITE:
 		event_add(s->ev_write, NULL);
@@ -408,9 +525,22 @@ static void handshake(struct proxy_stream *s)
 
 void proxy_stream_start_tls(struct proxy_stream *s, SSL *ssl, bool server)
 {
+	BIO *rbio = BIO_new_socket(s->fd, BIO_NOCLOSE);
+	BIO *wbio = tls_out_method() != NULL ? BIO_new(tls_out_method()) : NULL;
+
 	SSL_free(s->ssl);
 	s->ssl = ssl;
-	SSL_set_fd(ssl, s->fd);
+	if (s->tls_out == NULL)
+		s->tls_out = evbuffer_new();
+	if (rbio == NULL || wbio == NULL || s->tls_out == NULL) {
+		/* out of memory: plain socket BIOs, one write per record */
+		BIO_free(rbio);
+		BIO_free(wbio);
+		SSL_set_fd(ssl, s->fd);
+	} else {
+		BIO_set_data(wbio, s);
+		SSL_set_bio(ssl, rbio, wbio);
+	}
 	if (server)
 		SSL_set_accept_state(ssl);
 	else
@@ -468,7 +598,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 		event_del(s->ev_write);
 	if (s->error_pending)
 		return;
-	if (evbuffer_get_length(s->output) <= s->low_water)
+	if (proxy_stream_pending(s) <= s->low_water)
 		notify(s, PROXY_STREAM_DRAINED);
 }
 
@@ -519,6 +649,8 @@ static void read_tls(struct proxy_stream *s)
 		}
 		break;
 	}
+	if (s->tls_out != NULL && evbuffer_get_length(s->tls_out) > 0)
+		send_tls_out_or_wait(s);
 	if (total > 0 && !notify(s, PROXY_STREAM_READ))
 		return;
 	if (failed || eof) {
@@ -550,7 +682,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (ioctl(fd, FIONREAD, &avail) < 0 || avail < MIN_READ)
+	/* Asking the kernel how much is queued costs a system call: worth it
+	 * only while data streams in; a line or two fits in MIN_READ. */
+	if (!s->streaming || ioctl(fd, FIONREAD, &avail) < 0 || avail < MIN_READ)
 		avail = MIN_READ;
 	want = (size_t)avail < PROXY_STREAM_MAX_READ ? (size_t)avail : PROXY_STREAM_MAX_READ;
 	nvec = evbuffer_reserve_space(s->input, (ev_ssize_t)want, vec, 2);
@@ -580,6 +714,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		notify(s, PROXY_STREAM_EOF);
 		return;
 	}
+	s->streaming = (size_t)n >= want;
 	for (int i = 0; i < nvec; i++) {
 		size_t take = (size_t)n < vec[i].iov_len ? (size_t)n : vec[i].iov_len;
 

@@ -92,6 +92,11 @@ void proxy_stream_tls_resume(struct proxy_stream *stream);
 /* The stream's SSL, or NULL while it is plain. */
 SSL *proxy_stream_ssl(const struct proxy_stream *stream);
 
+/* Bytes still to send: the output, and with TLS the records made of it
+ * that the socket has not taken yet. A stream may be freed without loss
+ * when this is 0. */
+size_t proxy_stream_pending(const struct proxy_stream *stream);
+
 /* Bytes of the output written so far (taken by the kernel, or by TLS):
  * a queue whose count does not move is a peer that does not read. */
 uint64_t proxy_stream_written(const struct proxy_stream *stream);
