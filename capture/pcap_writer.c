@@ -249,6 +249,44 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 	w->written += sizeof(record) + hdr->caplen;
 }
 
+/* Ethernet and IP headers of a packet from dir's sender carrying
+ * transport_len bytes of protocol (6 TCP, 17 UDP) into w->packet; returns
+ * where the transport header goes. Ethernet addresses are locally
+ * administered: 02:..:01 the client, 02:..:02 the server. */
+static uint8_t *put_ip_headers(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			       uint8_t protocol, size_t transport_len)
+{
+	const struct endpoint *src = &s->end[dir], *dst = &s->end[!dir];
+	uint8_t *eth = w->packet, *ip = eth + ETH_LEN;
+
+	memset(eth, 0, 12);
+	eth[0] = eth[6] = 0x02;
+	eth[5] = dir == IMAP_C2S ? 2 : 1;
+	eth[11] = dir == IMAP_C2S ? 1 : 2;
+	put16(eth + 12, s->family == AF_INET ? 0x0800 : 0x86dd);
+	if (s->family == AF_INET) {
+		memset(ip, 0, IP4_LEN);
+		ip[0] = 0x45;
+		put16(ip + 2, (uint16_t)(IP4_LEN + transport_len));
+		put16(ip + 4, s->ip_id[dir]++);
+		put16(ip + 6, 0x4000); /* don't fragment */
+		ip[8] = 64;
+		ip[9] = protocol;
+		memcpy(ip + 12, src->addr, 4);
+		memcpy(ip + 16, dst->addr, 4);
+		put16(ip + 10, fold(sum16(ip, IP4_LEN, 0)));
+		return ip + IP4_LEN;
+	}
+	memset(ip, 0, IP6_LEN);
+	ip[0] = 0x60;
+	put16(ip + 4, (uint16_t)transport_len);
+	ip[6] = protocol;
+	ip[7] = 64;
+	memcpy(ip + 8, src->addr, 16);
+	memcpy(ip + 24, dst->addr, 16);
+	return ip + IP6_LEN;
+}
+
 /* One TCP segment from dir's sender. */
 static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len)
@@ -257,37 +295,9 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	const size_t ip_len = s->family == AF_INET ? IP4_LEN : IP6_LEN;
 	const size_t tcp_len = TCP_LEN + ((flags & TH_SYN) ? SYN_OPTIONS : 0);
 	const size_t addr_len = s->family == AF_INET ? 4 : 16;
-	uint8_t *eth = w->packet, *ip = eth + ETH_LEN, *tcp = ip + ip_len;
+	uint8_t *ip = w->packet + ETH_LEN, *tcp = put_ip_headers(w, s, dir, 6, tcp_len + len);
 	struct pcap_pkthdr hdr;
 	uint64_t sum;
-
-	/* Ethernet: locally administered addresses, 02:..:01 client, 02:..:02 server */
-	memset(eth, 0, 12);
-	eth[0] = eth[6] = 0x02;
-	eth[5] = dir == IMAP_C2S ? 2 : 1;
-	eth[11] = dir == IMAP_C2S ? 1 : 2;
-	put16(eth + 12, s->family == AF_INET ? 0x0800 : 0x86dd);
-
-	if (s->family == AF_INET) {
-		memset(ip, 0, IP4_LEN);
-		ip[0] = 0x45;
-		put16(ip + 2, (uint16_t)(IP4_LEN + tcp_len + len));
-		put16(ip + 4, s->ip_id[dir]++);
-		put16(ip + 6, 0x4000); /* don't fragment */
-		ip[8] = 64;
-		ip[9] = 6;
-		memcpy(ip + 12, src->addr, 4);
-		memcpy(ip + 16, dst->addr, 4);
-		put16(ip + 10, fold(sum16(ip, IP4_LEN, 0)));
-	} else {
-		memset(ip, 0, IP6_LEN);
-		ip[0] = 0x60;
-		put16(ip + 4, (uint16_t)(tcp_len + len));
-		ip[6] = 6;
-		ip[7] = 64;
-		memcpy(ip + 8, src->addr, 16);
-		memcpy(ip + 24, dst->addr, 16);
-	}
 
 	memset(tcp, 0, tcp_len);
 	put16(tcp, src->port);
@@ -320,7 +330,7 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
 	if (w->dumper != NULL)
-		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - eth), payload, len);
+		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 
@@ -336,41 +346,16 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts,
 		       const uint8_t *text, size_t len)
 {
-	const struct endpoint *src = &s->end[IMAP_S2C], *dst = &s->end[IMAP_C2S];
 	const size_t ip_len = s->family == AF_INET ? IP4_LEN : IP6_LEN;
 	const size_t addr_len = s->family == AF_INET ? 4 : 16;
-	uint8_t *eth = w->packet, *ip = eth + ETH_LEN, *udp = ip + ip_len;
+	uint8_t *ip = w->packet + ETH_LEN, *udp;
 	struct pcap_pkthdr hdr;
 	uint64_t sum;
 	uint16_t check;
 
 	if (w->dumper == NULL)
 		return;
-	memset(eth, 0, 12);
-	eth[0] = eth[6] = 0x02;
-	eth[5] = 1;
-	eth[11] = 2;
-	put16(eth + 12, s->family == AF_INET ? 0x0800 : 0x86dd);
-	if (s->family == AF_INET) {
-		memset(ip, 0, IP4_LEN);
-		ip[0] = 0x45;
-		put16(ip + 2, (uint16_t)(IP4_LEN + UDP_LEN + len));
-		put16(ip + 4, s->ip_id[IMAP_S2C]++);
-		put16(ip + 6, 0x4000);
-		ip[8] = 64;
-		ip[9] = 17;
-		memcpy(ip + 12, src->addr, 4);
-		memcpy(ip + 16, dst->addr, 4);
-		put16(ip + 10, fold(sum16(ip, IP4_LEN, 0)));
-	} else {
-		memset(ip, 0, IP6_LEN);
-		ip[0] = 0x60;
-		put16(ip + 4, (uint16_t)(UDP_LEN + len));
-		ip[6] = 17;
-		ip[7] = 64;
-		memcpy(ip + 8, src->addr, 16);
-		memcpy(ip + 24, dst->addr, 16);
-	}
+	udp = put_ip_headers(w, s, IMAP_S2C, 17, UDP_LEN + len);
 	put16(udp, SYSLOG_PORT);
 	put16(udp + 2, SYSLOG_PORT);
 	put16(udp + 4, (uint16_t)(UDP_LEN + len));
