@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
-FILES = ("package.json", "package-lock.json", "imapflow_session.mjs",
+FILES = ("package.json", "package-lock.json", "options.mjs", "imapflow_session.mjs",
          "imapflow_literal.mjs", "imapflow_idle.mjs")
 
 

@@ -5,16 +5,9 @@
 //
 //   node imapflow_idle.mjs HOST PORT USER PASS
 import { ImapFlow } from 'imapflow';
+import { clientOptions } from './options.mjs';
 
-const [host, port, user, pass] = process.argv.slice(2);
-const client = new ImapFlow({
-    host,
-    port: Number(port),
-    secure: false,
-    auth: { user, pass },
-    logger: false,
-    disableAutoIdle: true,
-});
+const client = new ImapFlow(clientOptions(process.argv.slice(2)));
 const out = { idleEndMs: null, messagesAfter: null };
 try {
     await client.connect();

@@ -4,21 +4,9 @@
 //
 //   node imapflow_literal.mjs HOST PORT USER PASS [--tls CAFILE SERVERNAME]
 import { ImapFlow } from 'imapflow';
-import fs from 'node:fs';
+import { clientOptions } from './options.mjs';
 
-const [host, port, user, pass, ...rest] = process.argv.slice(2);
-const options = {
-    host,
-    port: Number(port),
-    secure: false,
-    auth: { user, pass },
-    logger: false,
-    disableAutoIdle: true,
-};
-if (rest[0] === '--tls') {
-    options.secure = true;
-    options.tls = { ca: [fs.readFileSync(rest[1])], servername: rest[2], rejectUnauthorized: true };
-}
+const options = clientOptions(process.argv.slice(2));
 
 const message = 'Subject: segment {5}\r\nFrom: a@example.org\r\n\r\n' +
     'a line with a literal-looking {12}\r\n'.repeat(8) + 'the end\r\n';

@@ -4,25 +4,9 @@
 //
 //   node imapflow_session.mjs HOST PORT USER PASS [--tls|--starttls CAFILE SERVERNAME]
 import { ImapFlow } from 'imapflow';
-import fs from 'node:fs';
+import { clientOptions } from './options.mjs';
 
-const [host, port, user, pass, ...rest] = process.argv.slice(2);
-const options = {
-    host,
-    port: Number(port),
-    secure: false,
-    auth: { user, pass },
-    logger: false,
-    disableAutoIdle: true,
-};
-if (rest[0] === '--tls' || rest[0] === '--starttls') {
-    // --starttls: a plain connection that must be upgraded with STARTTLS
-    options.secure = rest[0] === '--tls';
-    options.doSTARTTLS = rest[0] === '--starttls' ? true : undefined;
-    options.tls = { ca: [fs.readFileSync(rest[1])], servername: rest[2], rejectUnauthorized: true };
-}
-
-const client = new ImapFlow(options);
+const client = new ImapFlow(clientOptions(process.argv.slice(2)));
 const out = { compressed: false, subjects: [], appended: null, bodyLength: null };
 try {
     await client.connect();
