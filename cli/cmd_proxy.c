@@ -229,6 +229,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static int parse_args(int argc, char **argv, struct proxy_args *a)
 {
+	unsigned long long v;
 	int c, index = 0;
 
 	optind = 1;
@@ -251,17 +252,13 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		case OPT_ALLOW_REMOTE:
 			a->allow_remote = 1;
 			break;
-		case OPT_MAX_SESSIONS: {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 1000000)
+		case OPT_MAX_SESSIONS:
+			if (cli_number(optarg, 1, 1000000, &v) != 0)
 				return cli_usage_error("proxy",
 						       "--max-sessions takes a number from 1 to 1000000, not '%s'",
 						       optarg);
 			a->max_sessions = (unsigned)v;
 			break;
-		}
 		case OPT_USER:
 			a->user = optarg;
 			break;
@@ -292,42 +289,30 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		case OPT_NO_REDACT:
 			a->no_redact = 1;
 			break;
-		case OPT_MAX_LINE: {
-			char *end;
-			unsigned long long v = strtoull(optarg, &end, 10);
-
-			if (*end != '\0' || optarg[0] == '-' || v < 64 || v > 64ull * 1024 * 1024)
+		case OPT_MAX_LINE:
+			if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
 				return cli_usage_error("proxy",
 						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
 						       optarg);
 			a->max_line = (size_t)v;
 			break;
-		}
-		case OPT_HANDSHAKE_TIMEOUT: {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 3600)
+		case OPT_HANDSHAKE_TIMEOUT:
+			if (cli_number(optarg, 1, 3600, &v) != 0)
 				return cli_usage_error("proxy",
 						       "--handshake-timeout takes seconds from 1 to 3600, not '%s'",
 						       optarg);
 			a->handshake_timeout = (unsigned)v;
 			break;
-		}
 		case OPT_PCAP:
 			a->pcap = optarg;
 			break;
-		case OPT_PCAP_MAX_SIZE: {
-			char *end;
-			unsigned long long v = strtoull(optarg, &end, 10);
-
-			if (*end != '\0' || optarg[0] == '-' || v < 1 || v > 1024ull * 1024)
+		case OPT_PCAP_MAX_SIZE:
+			if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
 				return cli_usage_error("proxy",
 						       "--pcap-max-size takes MiB from 1 to 1048576, not '%s'",
 						       optarg);
 			a->pcap_max_mib = v;
 			break;
-		}
 		case OPT_EVENTS:
 			a->events = optarg;
 			break;
