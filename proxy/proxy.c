@@ -78,10 +78,9 @@ static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *s
 			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
 			     "allows; try again later\r\n",
 			     p->session_count);
-		/* a fresh socket has room for one line; never wait for it */
-		if (send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-			/* the client is gone already: nothing to tell */
-		}
+		/* a fresh socket has room for one line; never wait for it, and
+		 * a client already gone needs no telling */
+		(void)send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	close(fd);
 	p->refused++;
