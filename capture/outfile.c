@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "capture/writebehind.h"
+
 int capture_outfile_open(struct capture_outfile *out, const char *path, bool append,
 			 size_t buffer_size)
 {
@@ -15,27 +17,29 @@ int capture_outfile_open(struct capture_outfile *out, const char *path, bool app
 
 	if (fd < 0)
 		return -1;
-	fp = fdopen(fd, append ? "a" : "w");
-	if (fp == NULL) {
-		int saved = errno;
+	out->behind = NULL;
+	if (buffer_size == CAPTURE_OUTFILE_BEHIND) {
+		fp = capture_writebehind_open(fd, &out->behind);
+		if (fp == NULL)
+			return -1;
+	} else {
+		fp = fdopen(fd, append ? "a" : "w");
+		if (fp == NULL) {
+			int saved = errno;
 
-		close(fd);
-		errno = saved;
-		return -1;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (buffer_size > 0)
+			setvbuf(fp, NULL, _IOFBF, buffer_size);
 	}
-	if (buffer_size > 0)
-		setvbuf(fp, NULL, _IOFBF, buffer_size);
-	capture_outfile_adopt(out, fp);
-	return 0;
-}
-
-void capture_outfile_adopt(struct capture_outfile *out, FILE *fp)
-{
-	off_t end = lseek(fileno(fp), 0, SEEK_END);
-
 	out->fp = fp;
-	/* what stdio holds is not in the file yet */
-	out->good = end < 0 ? 0 : end;
+	out->fd = fd;
+	out->good = out->behind != NULL ? capture_writebehind_good(out->behind) : lseek(fd, 0, SEEK_END);
+	if (out->good < 0)
+		out->good = 0;
+	return 0;
 }
 
 void capture_outfile_rollback(struct capture_outfile *out)
@@ -45,8 +49,11 @@ void capture_outfile_rollback(struct capture_outfile *out)
 	/* the buffer would be written again at close: drop it */
 	__fpurge(out->fp);
 	clearerr(out->fp);
-	if (ftruncate(fileno(out->fp), out->good) == 0)
-		lseek(fileno(out->fp), out->good, SEEK_SET);
+	if (out->behind != NULL) {
+		capture_writebehind_discard(out->behind);
+	} else if (ftruncate(out->fd, out->good) == 0) {
+		lseek(out->fd, out->good, SEEK_SET);
+	}
 	errno = saved;
 }
 
@@ -54,15 +61,29 @@ int capture_outfile_commit(struct capture_outfile *out)
 {
 	off_t end;
 
-	if (fflush(out->fp) != 0 || ferror(out->fp)) {
+	if (fflush(out->fp) != 0 || ferror(out->fp) ||
+	    (out->behind != NULL && capture_writebehind_commit(out->behind) != 0)) {
 		if (errno == 0)
 			errno = EIO;
 		capture_outfile_rollback(out);
 		return -1;
 	}
-	end = lseek(fileno(out->fp), 0, SEEK_END);
+	end = out->behind != NULL ? capture_writebehind_good(out->behind) : lseek(out->fd, 0, SEEK_END);
 	if (end >= 0)
 		out->good = end;
+	return 0;
+}
+
+int capture_outfile_sync(struct capture_outfile *out)
+{
+	if (capture_outfile_commit(out) != 0)
+		return -1;
+	if (out->behind != NULL && capture_writebehind_drain(out->behind) != 0) {
+		capture_outfile_rollback(out);
+		return -1;
+	}
+	if (out->behind != NULL)
+		out->good = capture_writebehind_good(out->behind);
 	return 0;
 }
 
@@ -70,7 +91,7 @@ bool capture_outfile_moved(const struct capture_outfile *out, const char *path)
 {
 	struct stat open_st, path_st;
 
-	if (fstat(fileno(out->fp), &open_st) != 0 || stat(path, &path_st) != 0)
+	if (fstat(out->fd, &open_st) != 0 || stat(path, &path_st) != 0)
 		return true;
 	return open_st.st_dev != path_st.st_dev || open_st.st_ino != path_st.st_ino;
 }
@@ -81,9 +102,12 @@ int capture_outfile_close(struct capture_outfile *out)
 
 	if (out->fp == NULL)
 		return 0;
-	if (capture_outfile_commit(out) != 0)
+	if (capture_outfile_sync(out) != 0)
 		rc = -1;
-	fclose(out->fp);
+	if (fclose(out->fp) != 0)
+		rc = -1;
 	out->fp = NULL;
+	out->behind = NULL;
+	out->fd = -1;
 	return rc;
 }

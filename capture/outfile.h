@@ -9,24 +9,35 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+struct capture_writebehind;
+
 struct capture_outfile {
 	FILE *fp;
+	int fd;
 	off_t good; /* bytes known to be in the file whole */
+	struct capture_writebehind *behind; /* NULL: written by stdio on the caller's thread */
 };
 
+/* buffer_size for a file written by a thread of its own (capture/writebehind.h):
+ * the caller never waits for the disk, a commit only hands the batch over. */
+#define CAPTURE_OUTFILE_BEHIND ((size_t)-1)
+
 /* Opens path for writing (truncated, or appended to with append), mode
- * 0600, with a stdio buffer of buffer_size bytes (0: stdio's). Returns 0,
+ * 0600, with a stdio buffer of buffer_size bytes (0: stdio's), or written
+ * behind with CAPTURE_OUTFILE_BEHIND. Returns 0,
  * or -1 with errno set. */
 int capture_outfile_open(struct capture_outfile *out, const char *path, bool append,
 			 size_t buffer_size);
 
-/* Takes over a stream opened elsewhere (the pcap writer's, after libpcap
- * wrote its header into it). */
-void capture_outfile_adopt(struct capture_outfile *out, FILE *fp);
-
-/* Flushes. On failure the unwritten rest is dropped, the file is cut back
- * to the last good end, errno is kept, and -1 returned. */
+/* Ends a batch: flushes (written behind: hands the batch over, and fails
+ * when an earlier write of the thread did). On failure the unwritten rest
+ * is dropped, the file is cut back to the last good end, errno is kept,
+ * and -1 returned. */
 int capture_outfile_commit(struct capture_outfile *out);
+
+/* Commits, then waits until the file holds every committed byte (write-
+ * behind files; the same as commit otherwise). Returns 0 or -1 as commit. */
+int capture_outfile_sync(struct capture_outfile *out);
 
 /* Drops what is buffered and cuts the file back to the last good end: for
  * a write error found elsewhere (fwrite). Keeps errno. */

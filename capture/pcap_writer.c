@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pcap/pcap.h>
@@ -61,8 +62,9 @@ struct pcap_writer {
 	uint64_t max_bytes;
 	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
 	pcap_t *dead;
-	pcap_dumper_t *dumper;      /* NULL while stopped by an error */
-	struct capture_outfile file; /* the dumper's stream */
+	/* written behind, by a thread of its own: the relay never waits for
+	 * the disk; file.fp NULL while stopped by an error */
+	struct capture_outfile file;
 	uint64_t written;
 	imap_time_us last_ts;
 	int failed;
@@ -196,10 +198,9 @@ static void report(struct pcap_writer *w, const char *what)
 		return;
 	w->failed = 1;
 	log_error(w, what, "the capture stops here, relaying goes on (SIGHUP tries again)");
-	if (w->dumper != NULL) {
+	if (w->file.fp != NULL) {
 		capture_outfile_rollback(&w->file);
-		pcap_dump_close(w->dumper);
-		w->dumper = NULL;
+		capture_outfile_close(&w->file);
 	}
 }
 
@@ -209,21 +210,21 @@ static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
 	/* small segments (lines) go out in big writes */
-	if (capture_outfile_open(&w->file, name, false, 1024 * 1024) != 0) {
+	if (capture_outfile_open(&w->file, name, false, CAPTURE_OUTFILE_BEHIND) != 0) {
 		snprintf(err, errlen, "cannot create the pcap %.3000s: %s", name, strerror(errno));
 		return -1;
 	}
-	w->dumper = pcap_dump_fopen(w->dead, w->file.fp);
-	if (w->dumper == NULL) {
+	/* libpcap writes the file header; its dumper is the stream itself
+	 * (pcap_dump_close() is fclose()), which the outfile closes */
+	if (pcap_dump_fopen(w->dead, w->file.fp) == NULL) {
 		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, pcap_geterr(w->dead));
-		fclose(w->file.fp);
+		capture_outfile_close(&w->file);
 		return -1;
 	}
 	/* the header on disk now: a file that cannot take it fails here */
-	if (capture_outfile_commit(&w->file) != 0) {
+	if (capture_outfile_sync(&w->file) != 0) {
 		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, strerror(errno));
-		pcap_dump_close(w->dumper);
-		w->dumper = NULL;
+		capture_outfile_close(&w->file);
 		return -1;
 	}
 	w->written = 24; /* the file header */
@@ -237,7 +238,7 @@ static int open_file(struct pcap_writer *w, char *err, size_t errlen)
 static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, size_t head_len,
 			 const uint8_t *payload, size_t len)
 {
-	FILE *fp = pcap_dump_file(w->dumper);
+	FILE *fp = w->file.fp;
 	const uint32_t record[4] = {
 		(uint32_t)hdr->ts.tv_sec, (uint32_t)hdr->ts.tv_usec, hdr->caplen, hdr->len,
 	};
@@ -329,7 +330,7 @@ static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum im
 	hdr.ts.tv_sec = (time_t)(ts / 1000000);
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
-	if (w->dumper != NULL)
+	if (w->file.fp != NULL)
 		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
@@ -353,7 +354,7 @@ static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_
 	uint64_t sum;
 	uint16_t check;
 
-	if (w->dumper == NULL)
+	if (w->file.fp == NULL)
 		return;
 	udp = put_ip_headers(w, s, IMAP_S2C, 17, UDP_LEN + len);
 	put16(udp, SYSLOG_PORT);
@@ -370,8 +371,7 @@ static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_
 	hdr.ts.tv_sec = (time_t)(ts / 1000000);
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + UDP_LEN + len);
-	pcap_dump((u_char *)w->dumper, &hdr, w->packet);
-	w->written += 16 + hdr.caplen;
+	dump_segment(w, &hdr, hdr.caplen, NULL, 0);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 }
@@ -399,12 +399,10 @@ static struct pcap_session **slot(struct pcap_writer *w, unsigned id)
  * handshake there so each file decodes on its own. */
 static void close_file(struct pcap_writer *w)
 {
-	if (w->dumper == NULL)
+	if (w->file.fp == NULL)
 		return;
-	if (capture_outfile_commit(&w->file) != 0)
+	if (capture_outfile_close(&w->file) != 0)
 		log_error(w, "cannot write", "its end is lost");
-	pcap_dump_close(w->dumper);
-	w->dumper = NULL;
 }
 
 static void rotate(struct pcap_writer *w)
@@ -611,7 +609,7 @@ static void pw_flush(void *self)
 {
 	struct pcap_writer *w = self;
 
-	if (w->dumper == NULL || w->failed)
+	if (w->file.fp == NULL || w->failed)
 		return;
 	if (capture_outfile_commit(&w->file) != 0)
 		report(w, "cannot write");
@@ -627,20 +625,30 @@ static void pw_reopen(void *self)
 	bool moved;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	moved = w->dumper != NULL ? capture_outfile_moved(&w->file, name) : access(name, F_OK) != 0;
-	if (w->dumper != NULL && !moved) {
+	moved = w->file.fp != NULL ? capture_outfile_moved(&w->file, name) : access(name, F_OK) != 0;
+	if (w->file.fp != NULL && !moved) {
 		pw_flush(w);
 		return;
 	}
 	close_file(w);
 	if (!moved) {
-		w->dumper = pcap_dump_open_append(w->dead, name);
-		if (w->dumper == NULL) {
-			errno = errno ? errno : EIO;
+		/* still ours (same file, cut back to its last whole batch):
+		 * records go on after its header, or it starts anew when even
+		 * the header was cut */
+		struct stat st;
+		bool fresh = stat(name, &st) != 0 || st.st_size < 24;
+
+		if (capture_outfile_open(&w->file, name, !fresh, CAPTURE_OUTFILE_BEHIND) != 0) {
 			log_error(w, "cannot reopen", "it stays stopped");
 			return;
 		}
-		capture_outfile_adopt(&w->file, pcap_dump_file(w->dumper));
+		if (fresh && (pcap_dump_fopen(w->dead, w->file.fp) == NULL ||
+			      capture_outfile_sync(&w->file) != 0)) {
+			errno = errno ? errno : EIO;
+			capture_outfile_close(&w->file);
+			log_error(w, "cannot reopen", "it stays stopped");
+			return;
+		}
 		w->written = (uint64_t)w->file.good;
 	} else {
 		if (open_file(w, err, sizeof(err)) != 0) {
