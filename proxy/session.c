@@ -127,6 +127,16 @@ static void kernel_view(struct proxy_session *s, enum side side, const struct pr
 		s->written_drained[side] = app_written;
 }
 
+/* Nothing written toward side since the kernel last held nothing for it,
+ * and nothing queued: no byte can be waiting there. */
+static bool all_delivered(const struct proxy_session *s, enum side side)
+{
+	struct proxy_stream *st = s->stream[side];
+
+	return evbuffer_get_length(proxy_stream_output(st)) == 0 &&
+	       proxy_stream_written(st) == s->written_drained[side];
+}
+
 /* A side whose output holds bytes and whose written count has not moved
  * since the last look is not reading. */
 static void check_reading(struct proxy_session *s, enum side side, imap_time_us now)
@@ -138,14 +148,15 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 
 	if (st == NULL)
 		return;
-	pending = evbuffer_get_length(proxy_stream_output(st));
-	written = proxy_stream_written(st);
-	/* Nothing written since the kernel last held nothing: nothing can be
-	 * waiting, and an idle session costs no system call. */
-	if (pending == 0 && written == s->written_drained[side])
+	/* an idle session costs no system call */
+	if (all_delivered(s, side)) {
+		pending = 0;
 		written = s->seen_written[side];
-	else
+	} else {
+		pending = evbuffer_get_length(proxy_stream_output(st));
+		written = proxy_stream_written(st);
 		kernel_view(s, side, st, &pending, &written);
+	}
 	if (pending == 0 || written != s->seen_written[side] || s->progress_at[side] == 0) {
 		s->seen_written[side] = written;
 		s->progress_at[side] = now;
@@ -168,10 +179,7 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 
 static bool may_be_waiting(struct proxy_session *s, enum side side)
 {
-	struct proxy_stream *st = s->stream[side];
-
-	return st != NULL && (s->blocked[side] || evbuffer_get_length(proxy_stream_output(st)) > 0 ||
-			      proxy_stream_written(st) != s->written_drained[side]);
+	return s->stream[side] != NULL && (s->blocked[side] || !all_delivered(s, side));
 }
 
 /* One timer per session, armed for the earliest time a rule could fire
