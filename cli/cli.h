@@ -21,6 +21,10 @@ void cli_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "imaptap CMD: message" and a hint to --help; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The end of every getopt_long loop: getopt's ':' (an option without its
+ * value) or '?' (an unknown option) as a usage error of cmd. */
+int cli_option_error(const char *cmd, int c, char **argv);
+
 /* Resolves --color auto|always|never for a stream; -1 for a bad word. */
 int cli_color_choice(const char *word, FILE *stream);
 

@@ -170,9 +170,8 @@ static int parse_args(int argc, char **argv, struct analyze_args *a)
 			fputs(analyze_usage, stdout);
 			return -1;
 		case ':':
-			return cli_usage_error("analyze", "%s needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("analyze", "unknown option '%s'", argv[optind - 1]);
+			return cli_option_error("analyze", c, argv);
 		}
 	}
 	if (optind >= argc)

@@ -72,9 +72,8 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
 			fputs(compile_usage, stdout);
 			return -1;
 		case ':':
-			return cli_usage_error("compile", "%s needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("compile", "unknown option '%s'", argv[optind - 1]);
+			return cli_option_error("compile", c, argv);
 		}
 	}
 	if (optind >= argc)

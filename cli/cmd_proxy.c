@@ -353,9 +353,8 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 			fputs(proxy_usage, stdout);
 			return -1;
 		case ':':
-			return cli_usage_error("proxy", "%s needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
+			return cli_option_error("proxy", c, argv);
 		}
 	}
 	if (optind < argc)

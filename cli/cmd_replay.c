@@ -224,9 +224,8 @@ again:
 			fputs(serve_usage, stdout);
 			return -1;
 		case ':':
-			return cli_usage_error("replay serve", "%s needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("replay serve", "unknown option '%s'", argv[optind - 1]);
+			return cli_option_error("replay serve", c, argv);
 		}
 	}
 	if (optind < argc && strcmp(argv[optind], "--") != 0 && a->file == NULL &&
@@ -515,9 +514,8 @@ static int client_main(int argc, char **argv)
 			fputs(client_usage, stdout);
 			return CLI_EXIT_OK;
 		case ':':
-			return cli_usage_error("replay client", "%s needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error("replay client", "unknown option '%s'", argv[optind - 1]);
+			return cli_option_error("replay client", c, argv);
 		}
 	}
 	if (optind < argc)
