@@ -8,7 +8,6 @@ proxy's own pcap, gaps reported, --fail-on, bad files.
 
 import os
 import re
-import shutil
 import struct
 import sys
 import tempfile
@@ -19,9 +18,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, main, parse_timeline,  # noqa: E402
                      run_imaptap)
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from test_pcap_reader import Dump, Tshark  # noqa: E402
 
 PASSWORD = "Analyze-S3cret-5"
@@ -32,15 +31,9 @@ TMP = None
 def setUpModule():
     global DC, TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-analyze-")
-    DC = Dovecot(users={"alice": PASSWORD}).start()
+    TMP = module_tmpdir("imaptap-analyze-")
+    DC = module_dovecot(users={"alice": PASSWORD})
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def session(port, size=100000):

@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import unittest
@@ -20,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import tshark  # noqa: E402
 from imaptap import check_binary, main, parse_timeline, run_imaptap  # noqa: E402
+from imaptap import module_tmpdir  # noqa: E402
 
 SCENARIOS = os.path.join(HERE, "..", "scenarios")
 TMP = None
@@ -76,12 +76,8 @@ S: a2 OK done
 def setUpModule():
     global TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-compile-")
+    TMP = module_tmpdir("imaptap-compile-")
 
-
-def tearDownModule():
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def expected_rules(text):

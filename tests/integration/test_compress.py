@@ -13,7 +13,6 @@ which no real server does on demand.
 
 import os
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -27,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import tshark  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from clients import make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from node import ensure_node_clients, imapflow_session  # noqa: E402
 
 PASSWORD = "Zlib-S3cret-7"
@@ -43,18 +42,12 @@ def setUpModule():
     global DC, PKI, TMP
     check_binary()
     ensure_node_clients()
-    TMP = tempfile.mkdtemp(prefix="imaptap-compress-")
+    TMP = module_tmpdir("imaptap-compress-")
     PKI = TestPKI(os.path.join(TMP, "pki"))
     crt, key = PKI.server("localhost", "127.0.0.1")
-    DC = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt,
-                 ssl_key=key, extra_conf=ZLIB_CONF).start()
+    DC = module_dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt,
+                        ssl_key=key, extra_conf=ZLIB_CONF)
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 class DeflateClient:

@@ -16,9 +16,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from clients import RawIMAP, RecordingIMAP4, appenduid, make_message  # noqa: E402
-from dovecot import Dovecot, free_port  # noqa: E402
+from dovecot import free_port  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, main,  # noqa: E402
                      run_imaptap, sanitizer_reports)
+from imaptap import module_dovecot  # noqa: E402
 
 PASSWORD = "S3cr3t-pa55w0rd!"
 MIB = 1024 * 1024
@@ -31,12 +32,8 @@ DC = None
 def setUpModule():
     global DC
     check_binary()
-    DC = Dovecot(users={"alice": PASSWORD}).start()
+    DC = module_dovecot(users={"alice": PASSWORD})
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
 
 
 def nonempty_lines(text):

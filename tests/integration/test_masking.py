@@ -25,8 +25,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from clients import RawIMAP  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import module_dovecot  # noqa: E402
 
 PASSWORD = "Pa55-w0rd.for+masking"
 DC = None
@@ -35,13 +35,9 @@ DC = None
 def setUpModule():
     global DC
     check_binary()
-    DC = Dovecot(users={"alice": PASSWORD},
-                 auth_mechanisms="plain login cram-md5 scram-sha-1 scram-sha-256").start()
+    DC = module_dovecot(users={"alice": PASSWORD},
+                        auth_mechanisms="plain login cram-md5 scram-sha-1 scram-sha-256")
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
 
 
 class Scram:

@@ -6,17 +6,16 @@ and what to do, with the documented exit code (docs/exit-codes.md).
 """
 
 import os
-import shutil
 import socket
 import ssl
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from dovecot import free_port  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import module_tmpdir  # noqa: E402
 
 TMP = None
 
@@ -24,11 +23,8 @@ TMP = None
 def setUpModule():
     global TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-newcomer-")
+    TMP = module_tmpdir("imaptap-newcomer-")
 
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
 
 
 def one_line(test, text):

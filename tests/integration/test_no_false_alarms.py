@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 from certs import TestPKI  # noqa: E402
 from clients import make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from node import ensure_node_clients, imapflow_session  # noqa: E402
 
 PASSWORD = "Quiet-S3cret-3"
@@ -44,11 +44,11 @@ def setUpModule():
     ensure_node_clients()
     if shutil.which("mbsync") is None:
         raise RuntimeError("mbsync is needed: scripts/test installs it (apt-get install isync)")
-    TMP = tempfile.mkdtemp(prefix="imaptap-quiet-")
+    TMP = module_tmpdir("imaptap-quiet-")
     PKI = TestPKI(os.path.join(TMP, "pki"))
     crt, key = PKI.server("localhost", "127.0.0.1")
-    DC = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key,
-                 extra_conf=ZLIB_CONF).start()
+    DC = module_dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key,
+                        extra_conf=ZLIB_CONF)
     m = imaplib.IMAP4("127.0.0.1", DC.port)
     m.login("alice", PASSWORD)
     for i in range(MESSAGES):
@@ -56,12 +56,6 @@ def setUpModule():
     m.create("Archive")
     m.logout()
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def client_context(cafile):

@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from clients import RawIMAP, RecordingIMAP4, make_message  # noqa: E402
 from scripted import Peer, ScriptedServer  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap, sanitizer_env  # noqa: E402
+from imaptap import module_dovecot  # noqa: E402
 
 PASSWORD = "S3cr3t-pa55w0rd!"
 DC = None
@@ -35,12 +35,8 @@ DC = None
 def setUpModule():
     global DC
     check_binary()
-    DC = Dovecot(users={"alice": PASSWORD}).start()
+    DC = module_dovecot(users={"alice": PASSWORD})
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
 
 
 def logged_in(port):

@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import imaptap_bin, main, sanitizer_env, sanitizer_reports  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 
 PASSWORD = "pcap-Pa55-reader"
 MIB = 1024 * 1024
@@ -251,8 +251,8 @@ class Tshark:
 def setUpModule():
     global WORK, DC, SESSION
     capture_dump_bin()
-    WORK = tempfile.mkdtemp(prefix="imaptap-pcap-reader-")
-    DC = Dovecot(users={"alice": PASSWORD}, rawlog=True).start()
+    WORK = module_tmpdir("imaptap-pcap-reader-")
+    DC = module_dovecot(users={"alice": PASSWORD}, rawlog=True)
     specs = {
         "lo.pcapng": ("lo", ()),
         "lo.pcap": ("lo", ("-F", "pcap")),
@@ -301,12 +301,6 @@ def setUpModule():
         "probes": [p for t in tsharks for p in t.probes],
     }
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if WORK is not None:
-        shutil.rmtree(WORK, ignore_errors=True)
 
 
 # ---- classic pcap, parsed and written here ---------------------------------

@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from clients import RawIMAP, RecordingIMAP4, appenduid, make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, completion_of,  # noqa: E402
                      main, sanitizer_env)
+from imaptap import module_dovecot  # noqa: E402
 
 PASSWORD = "S3cr3t-pa55w0rd!"
 BOB_PASSWORD = "b0b-Pa55-4921"
@@ -35,12 +35,8 @@ DC = None
 def setUpModule():
     global DC
     check_binary()
-    DC = Dovecot(users=USERS, rawlog=True).start()
+    DC = module_dovecot(users=USERS, rawlog=True)
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
 
 
 def first_diff(a, b):

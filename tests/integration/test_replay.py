@@ -9,7 +9,6 @@ clients, which fail with the expected and received lines; timing at
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, imaptap_bin, main, run_imaptap  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from imaptap import sanitizer_env, sanitizer_reports  # noqa: E402
 from node import imapflow_command  # noqa: E402
 from test_pcap_reader import Tshark  # noqa: E402
@@ -38,18 +37,12 @@ SCENARIOS = os.path.join(HERE, "..", "scenarios")
 def setUpModule():
     global DC, TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-replay-")
-    DC = Dovecot(users={"alice": PASSWORD}).start()
+    TMP = module_tmpdir("imaptap-replay-")
+    DC = module_dovecot(users={"alice": PASSWORD})
     r = subprocess.run([sys.executable, CLIENT, str(DC.port), "seed", PASSWORD],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def replay(pcap, *args, command=None, timeout=90):

@@ -13,7 +13,6 @@ through the proxy from the real Dovecot, replayed with `--segment byte` and
 
 import os
 import re
-import shutil
 import socket
 import ssl
 import struct
@@ -26,8 +25,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, imaptap_bin, main, run_imaptap  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from imaptap import sanitizer_env, sanitizer_reports  # noqa: E402
 from node import imapflow_command  # noqa: E402
 
@@ -47,21 +46,15 @@ DATA_SEGS_IN_AT = 152
 def setUpModule():
     global DC, TMP, CA
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-segment-")
+    TMP = module_tmpdir("imaptap-segment-")
     CA = os.path.join(TMP, "ca")
     r = run_imaptap(["ca", "init", CA])
     assert r.returncode == 0, r.stderr
-    DC = Dovecot(users={"alice": PASSWORD}).start()
+    DC = module_dovecot(users={"alice": PASSWORD})
     r = subprocess.run([sys.executable, CLIENT, str(DC.port), "seed", PASSWORD],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def compiled(name, text):

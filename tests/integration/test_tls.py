@@ -7,7 +7,6 @@ certificates with hostname checking on.
 """
 
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,8 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 from certs import TestPKI  # noqa: E402
 from clients import make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 
 PASSWORD = "Tls-S3cret-99"
 DC = None
@@ -34,18 +33,11 @@ TMP = None
 def setUpModule():
     global DC, PKI, TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-tls-")
+    TMP = module_tmpdir("imaptap-tls-")
     PKI = TestPKI(os.path.join(TMP, "pki"))
     crt, key = PKI.server("localhost", "127.0.0.1")
-    DC = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key).start()
+    DC = module_dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key)
 
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None:
-        if not os.environ.get("KEEP_TMP"):
-            shutil.rmtree(TMP, ignore_errors=True)
 
 
 def client_context(cafile):

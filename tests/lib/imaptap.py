@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -64,6 +65,24 @@ def take_imaptap_arg(argv=None):
         else:
             i += 1
     return argv
+
+
+def module_dovecot(**kwargs):
+    """A private Dovecot (tests/lib/dovecot.py) for a whole test module, from
+    its setUpModule: stopped after the module's last test."""
+    from dovecot import Dovecot
+    dc = Dovecot(**kwargs).start()
+    unittest.addModuleCleanup(dc.stop)
+    return dc
+
+
+def module_tmpdir(prefix):
+    """A scratch directory for a whole test module, from its setUpModule:
+    removed after the module's last test unless KEEP_TMP is set."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("KEEP_TMP"):
+        unittest.addModuleCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def imaptap_bin():
