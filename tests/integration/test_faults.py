@@ -242,11 +242,10 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
     def test_split_byte_relays_identical_bytes_one_byte_per_write(self):
         sizes = self.split_roundtrip("split:s2c:byte", "alice")
         if sizes is not None:
-            # one-byte writes: the kernel joins some when its congestion
-            # window is full, but most segments carry one byte, where
-            # without the fault the FETCH of 20 kB takes a handful
+            # one-byte writes, each its own segment, where without the
+            # fault the FETCH of 20 kB takes a handful
             self.assertGreater(len(sizes), 1000, sizes[:50])
-            self.assertGreater(sizes.count(1), len(sizes) // 2, sizes[:50])
+            self.assertEqual(set(sizes), {1}, sizes[:50])
 
     def test_split_random_relays_identical_bytes_in_seeded_pieces(self):
         sizes = self.split_roundtrip("split:s2c:random:7", "bob")
