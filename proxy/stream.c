@@ -1,4 +1,5 @@
 #include "proxy/stream.h"
+#include "net/split_pacer.h"
 #include "proxy/peer.h"
 
 #include <errno.h>
@@ -51,8 +52,7 @@ struct proxy_stream {
 	bool close_notify_sent;
 	char error_text[256];
 	uint64_t written; /* application bytes taken by the socket or TLS */
-	struct imap_split *split; /* NULL: writes as large as the socket takes */
-	size_t split_left;        /* bytes left of the piece being written */
+	struct split_pacer pacer; /* a re-split stream: one piece per write, paced */
 };
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -348,9 +348,12 @@ static void send_tls_out_or_wait(struct proxy_stream *s)
 }
 
 /* TLS: encrypts what the output holds, record by record, and sends the
- * records in writes of up to TLS_OUT_MAX. */
+ * records in writes of up to TLS_OUT_MAX. A re-split stream makes one
+ * record of one piece per call, once the kernel has sent the last one. */
 static bool write_some_tls(struct proxy_stream *s)
 {
+	const bool cuts = split_pacer_cuts(&s->pacer);
+
 	while (evbuffer_get_length(s->output) > 0) {
 		struct evbuffer_iovec v;
 		size_t len;
@@ -362,11 +365,14 @@ static bool write_some_tls(struct proxy_stream *s)
 		if (evbuffer_peek(s->output, -1, NULL, &v, 1) < 1)
 			break;
 		len = v.iov_len < TLS_WRITE_MAX ? v.iov_len : TLS_WRITE_MAX;
-		if (s->split != NULL) {
-			/* one record per piece; a retry keeps the piece's size */
-			if (s->split_left == 0)
-				s->split_left = imap_split_next(s->split, evbuffer_get_length(s->output));
-			len = s->split_left < TLS_WRITE_MAX ? s->split_left : TLS_WRITE_MAX;
+		if (cuts) {
+			/* the last record all in the kernel, and sent by it */
+			if (!send_tls_out(s))
+				return false;
+			len = split_pacer_next(&s->pacer, s->fd, evbuffer_get_length(s->output));
+			if (len == 0)
+				return false;
+			len = len < TLS_WRITE_MAX ? len : TLS_WRITE_MAX;
 			v.iov_base = evbuffer_pullup(s->output, (ev_ssize_t)len);
 			if (v.iov_base == NULL)
 				break;
@@ -376,11 +382,11 @@ static bool write_some_tls(struct proxy_stream *s)
 		if (n > 0) {
 			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
-			if (s->split != NULL) {
-				s->split_left -= (size_t)n < s->split_left ? (size_t)n : s->split_left;
-				/* a re-split stream: each record its own write */
-				if (!send_tls_out(s))
-					return false;
+			if (cuts) {
+				split_pacer_wrote(&s->pacer, (size_t)n);
+				/* the next piece on a later turn of the loop */
+				send_tls_out(s);
+				return false;
 			}
 			continue;
 		}
@@ -412,20 +418,24 @@ static bool write_some_tls(struct proxy_stream *s)
 	return true;
 }
 
-/* Writes what it can; true when the output is now empty. */
+/* Writes what it can; true when the output is now empty. A re-split
+ * stream writes one piece per call, once the kernel has sent the last
+ * one: the socket's next writable event brings the next piece, and the
+ * loop serves everything else in between. */
 static bool write_some(struct proxy_stream *s)
 {
 	if (s->tls == TLS_ON)
 		return write_some_tls(s);
 	while (evbuffer_get_length(s->output) > 0) {
+		const bool cuts = split_pacer_cuts(&s->pacer);
 		int n;
 
-		if (s->split != NULL) {
-			if (s->split_left == 0)
-				s->split_left = imap_split_next(s->split, evbuffer_get_length(s->output));
-			n = evbuffer_write_atmost(s->output, s->fd, (ev_ssize_t)s->split_left);
-			if (n > 0)
-				s->split_left -= (size_t)n;
+		if (cuts) {
+			size_t len = split_pacer_next(&s->pacer, s->fd, evbuffer_get_length(s->output));
+
+			if (len == 0)
+				return false;
+			n = evbuffer_write_atmost(s->output, s->fd, (ev_ssize_t)len);
 		} else {
 			n = evbuffer_write(s->output, s->fd);
 		}
@@ -441,6 +451,10 @@ static bool write_some(struct proxy_stream *s)
 		if (n == 0)
 			break;
 		s->written += (uint64_t)n;
+		if (cuts) {
+			split_pacer_wrote(&s->pacer, (size_t)n);
+			break;
+		}
 	}
 	if (evbuffer_get_length(s->output) > 0)
 		return false;
@@ -463,8 +477,7 @@ void proxy_stream_flush(struct proxy_stream *s)
 
 void proxy_stream_set_split(struct proxy_stream *s, struct imap_split *split)
 {
-	s->split = split;
-	s->split_left = 0;
+	split_pacer_set(&s->pacer, s->fd, split);
 }
 
 void proxy_stream_shutdown_write(struct proxy_stream *s)

@@ -68,9 +68,12 @@ void proxy_stream_set_low_water(struct proxy_stream *stream, size_t low);
  * error is reported by an ERROR event from the loop. */
 void proxy_stream_flush(struct proxy_stream *stream);
 
-/* Cuts what is written from now on at the sizes split draws, each piece
- * its own send() or TLS record (a fault re-splitting the stream); NULL
- * writes as much as the socket takes. split must stay valid while set. */
+/* Cuts what is written from now on at the sizes split draws (a fault
+ * re-splitting the stream): with byte and random each piece is its own
+ * send() or TLS record and its own TCP segment, written once the kernel
+ * has sent the previous one (net/split_pacer.h), one piece per turn of
+ * the loop. NULL, none and coalesce write as much as the socket takes.
+ * split must stay valid while set. */
 void proxy_stream_set_split(struct proxy_stream *stream, struct imap_split *split);
 
 /* Sends FIN once the output is empty. */

@@ -2,14 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -46,50 +41,9 @@ void replay_link_free(struct replay_link *l)
 
 void replay_link_set_split(struct replay_link *l, const struct imap_split *split)
 {
-	int one = 1;
-
 	l->split = *split;
-	l->piece = 0;
 	l->writes = 0;
-	if (split->mode == IMAP_SPLIT_NONE)
-		return;
-	/* a write leaves at once instead of waiting for the last one's ACK */
-	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* POLLOUT only once the kernel has sent everything: the moment the
-	 * next piece may go without joining the last one */
-	if (split->mode == IMAP_SPLIT_BYTE || split->mode == IMAP_SPLIT_RANDOM)
-		setsockopt(l->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &one, sizeof(one));
-}
-
-/* Bytes written that the kernel has not sent yet (0 when it cannot say:
- * not a TCP socket). */
-static int kernel_unsent(int fd)
-{
-	int n = 0;
-
-	if (ioctl(fd, SIOCOUTQNSD, &n) != 0)
-		return 0;
-	return n;
-}
-
-static bool cuts_pieces(const struct replay_link *l)
-{
-	return l->split.mode == IMAP_SPLIT_BYTE || l->split.mode == IMAP_SPLIT_RANDOM;
-}
-
-/* How much of the queue the next write takes; 0: not now, the previous
- * piece is still in the kernel. */
-static size_t next_write_size(struct replay_link *l)
-{
-	if (!cuts_pieces(l))
-		return l->out_len;
-	if (kernel_unsent(l->fd) > 0)
-		return 0;
-	/* drawn against no limit, so the cuts sit at the same offsets
-	 * whatever the queue holds at the moment */
-	if (l->piece == 0)
-		l->piece = imap_split_next(&l->split, SIZE_MAX);
-	return l->piece < l->out_len ? l->piece : l->out_len;
+	split_pacer_set(&l->pacer, l->fd, &l->split);
 }
 
 void replay_link_queue(struct replay_link *l, const uint8_t *p, size_t n)
@@ -175,15 +129,14 @@ void replay_link_pump(struct replay_link *l, imap_time_us wait_us)
 	if (pending)
 		p.revents |= POLLIN;
 	if (p.revents & POLLOUT) {
-		size_t size = next_write_size(l);
+		size_t size = split_pacer_next(&l->pacer, l->fd, l->out_len);
 		ssize_t n = size > 0 ? link_send(l, l->out, size) : 0;
 
 		if (n > 0) {
 			memmove(l->out, l->out + n, l->out_len - (size_t)n);
 			l->out_len -= (size_t)n;
 			l->writes++;
-			if (cuts_pieces(l))
-				l->piece -= (size_t)n;
+			split_pacer_wrote(&l->pacer, (size_t)n);
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			l->eof = true;
 			l->out_len = 0;

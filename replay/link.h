@@ -14,6 +14,7 @@
 
 #include "imap/split.h"
 #include "imap/types.h"
+#include "net/split_pacer.h"
 
 typedef void replay_received_cb(void *ctx, const uint8_t *data, size_t len);
 
@@ -25,7 +26,7 @@ struct replay_link {
 	bool eof;                /* the peer closed, or the connection broke */
 	bool nomem;
 	struct imap_split split;  /* how the queue is cut into writes */
-	size_t piece;            /* bytes left of the drawn piece (byte, random) */
+	struct split_pacer pacer; /* when each piece of split may go */
 	size_t writes;           /* successful writes so far */
 	replay_received_cb *received;
 	void *ctx;
@@ -37,12 +38,11 @@ imap_time_us replay_now(void);
 /* fd is made non-blocking; the link does not own it. */
 void replay_link_init(struct replay_link *link, int fd, replay_received_cb *received, void *ctx);
 void replay_link_free(struct replay_link *link);
-/* From now on, cut the queue as split says: byte and random write one
- * piece at a time, with Nagle off, and only once the kernel has sent all
- * of the previous one, so each piece leaves as its own TCP segment (and,
- * over TLS, its own record). Piece boundaries fall at the same stream
- * offsets for one seed; a write also ends where the queue runs dry.
- * coalesce (Nagle off) and none write all that is queued at once. */
+/* From now on, cut the queue as split says (net/split_pacer.h): byte and
+ * random write one piece per poll round, each once the kernel has sent
+ * all of the previous one, so each piece leaves as its own TCP segment
+ * (and, over TLS, its own record). coalesce (Nagle off) and none write
+ * all that is queued at once. */
 void replay_link_set_split(struct replay_link *link, const struct imap_split *split);
 void replay_link_queue(struct replay_link *link, const uint8_t *data, size_t len);
 /* Writes, reads, waits at most wait_us (capped at one second). */

@@ -2,7 +2,9 @@
 """Injected faults (`imaptap proxy --fault SPEC`) over real sockets, against
 a real Dovecot and real clients: each fault must make its bug happen, be
 marked as injected in the timeline, the event log and the pcap, and leave
-everything else as it was; without --fault nothing is marked.
+everything else as it was; without --fault nothing is marked. A split's
+pieces are counted at the receiving socket (TCP_INFO data segments): one
+segment per piece, plain and over TLS, in both directions.
 
     python3 tests/integration/test_faults.py [--imaptap build/imaptap] [-v]
 """
@@ -10,8 +12,11 @@ everything else as it was; without --fault nothing is marked.
 import imaplib
 import json
 import os
+import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,17 +33,25 @@ from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, completion_of, main,  # noqa: E402
                      run_imaptap)
 from node import NodeError, ensure_node_clients, imapflow_session  # noqa: E402
+from scripted import ScriptedServer  # noqa: E402
 
 PASSWORD = "fault-secret"
 DC = None
 TMP = None
+# users whose sessions count segments, each with a mailbox of its own
+PACED_USERS = ["carol", "dave", "erin", "frank"]
+
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_in
+TCP_INFO_SIZE = 232
+DATA_SEGS_IN_AT = 152
 
 
 def setUpModule():
     global DC, TMP
     check_binary()
     TMP = tempfile.mkdtemp(prefix="imaptap-faults-")
-    DC = Dovecot(users={"alice": PASSWORD, "bob": PASSWORD}, rawlog=True).start()
+    users = {name: PASSWORD for name in ["alice", "bob"] + PACED_USERS}
+    DC = Dovecot(users=users, rawlog=True).start()
 
 
 def tearDownModule():
@@ -62,6 +75,54 @@ def wait_for(predicate, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("no %s within %.0f s" % (what, timeout))
         time.sleep(0.02)
+
+
+def split_pieces(seed, total):
+    """How many pieces split:DIR:random:SEED cuts total bytes into (the
+    generator of imap/split.c)."""
+    mask = (1 << 64) - 1
+    state = (seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) & mask or 1
+    pieces = done = 0
+    while done < total:
+        state ^= state >> 12
+        state ^= (state << 25) & mask
+        state ^= state >> 27
+        r = (state * 0x2545F4914F6CDD1D) & mask
+        done += 1 + (r >> 8) % 16 if r & 3 else 1 + (r >> 8) % 4096
+        pieces += 1
+    return pieces
+
+
+def segmented_session(port, user, body, ca=None):
+    """LOGIN, SELECT, APPEND of body, FETCH of it and LOGOUT to the
+    server's close on a raw socket (over TLS from the first byte when ca is
+    a CA directory). Returns the client (sent, received: plaintext) and the
+    data segments its socket received, TLS handshake included."""
+    im = RawIMAP(port, timeout=60)
+    if ca is not None:
+        ctx = ssl.create_default_context(cafile=os.path.join(ca, "ca.crt"))
+        im.sock = ctx.wrap_socket(im.sock, server_hostname="localhost")
+    try:
+        im.read_greeting()
+        im.login_at = (len(im.sent), len(im.received))
+        _, status = im.command("a1", "LOGIN %s %s" % (user, PASSWORD))
+        assert status == "OK", im.received
+        im.command("a2", "SELECT INBOX")
+        im.send(b"a3 APPEND INBOX {%d}\r\n" % len(body))
+        im.expect_continuation()
+        im.send(body + b"\r\n")
+        assert im.read_until_tagged("a3")[-1].startswith(b"a3 OK"), im.received[-300:]
+        resps, status = im.command("a5", "FETCH * (BODY.PEEK[])")
+        assert status == "OK" and body in b"".join(resps), resps[-1]
+        im.send(b"a6 LOGOUT\r\n")
+        try:
+            im.read_until_eof(timeout=30)
+        except (ssl.SSLEOFError, ConnectionResetError):
+            pass
+        info = im.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+        return im, struct.unpack_from("I", info, DATA_SEGS_IN_AT)[0]
+    finally:
+        im.close()
 
 
 def clock_seconds(row):
@@ -181,11 +242,10 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
     def test_split_byte_relays_identical_bytes_one_byte_per_write(self):
         sizes = self.split_roundtrip("split:s2c:byte", "alice")
         if sizes is not None:
-            # one-byte writes: the kernel joins some when its congestion
-            # window is full, but most segments carry one byte, where
-            # without the fault the FETCH of 20 kB takes a handful
+            # one-byte writes, each its own segment, where without the
+            # fault the FETCH of 20 kB takes a handful
             self.assertGreater(len(sizes), 1000, sizes[:50])
-            self.assertGreater(sizes.count(1), len(sizes) // 2, sizes[:50])
+            self.assertEqual(set(sizes), {1}, sizes[:50])
 
     def test_split_random_relays_identical_bytes_in_seeded_pieces(self):
         sizes = self.split_roundtrip("split:s2c:random:7", "bob")
@@ -193,6 +253,53 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
             # mostly short pieces (1-16 bytes), some long ones
             self.assertGreater(len(sizes), 30, sizes[:50])
             self.assertGreater(len([n for n in sizes if n <= 16]), len(sizes) // 2, sizes[:50])
+
+    # ---- split: each piece its own TCP segment ---------------------------
+
+    def paced_session(self, spec, user, tls=False, size=3000):
+        """segmented_session through a proxy with the fault (over TLS on
+        the client leg when tls), checked byte for byte against what
+        Dovecot's rawlog says it got and sent. Returns (bytes the client
+        received, data segments its socket received)."""
+        extra = []
+        if tls:
+            ca = tempfile.mkdtemp(prefix="ca-", dir=TMP)
+            extra = ["--client-tls", "implicit", "--ca", ca]
+        px = self.proxy(spec, extra=extra)
+        body = make_message(size, tag="paced")
+        im, segments = segmented_session(px.port, user, body, ca=ca if tls else None)
+        self.closed(px)
+        s0, r0 = im.login_at
+        sent = bytes(im.sent[s0:])
+        sent = sent[sent.index(b"\r\n") + 2:]
+        received = bytes(im.received)
+        sess = DC.wait_rawlog_session(user, lambda x: x["in"] == sent)
+        self.assertTrue(received[r0:].endswith(sess["out"]),
+                        "the client did not get the bytes the server sent")
+        self.assertGreater(len(sess["out"]), len(body))
+        if spec.startswith("split"):
+            self.assertEqual(self.fault_rows(px, "split", "active")[0]["session"], 1)
+        return received, segments
+
+    def test_split_byte_sends_each_byte_in_a_segment_of_its_own(self):
+        received, segments = self.paced_session("split:s2c:byte", "carol")
+        self.assertGreaterEqual(segments, len(received))
+
+    def test_split_byte_over_tls_sends_each_byte_in_a_record_and_segment_of_its_own(self):
+        received, segments = self.paced_session("split:s2c:byte", "dave", tls=True)
+        # a TLS record per byte, a segment per record
+        self.assertGreaterEqual(segments, len(received))
+
+    def test_split_random_sends_each_piece_in_a_segment_of_its_own(self):
+        received, segments = self.paced_session("split:s2c:random:1", "erin", size=60000)
+        # at least the seed's pieces (more where nothing was queued)
+        self.assertGreaterEqual(segments, split_pieces(1, len(received)))
+        self.assertLess(segments, len(received) / 100)
+
+    def test_split_random_over_tls_sends_each_piece_in_a_record_and_segment_of_its_own(self):
+        received, segments = self.paced_session("split:s2c:random:1", "frank", tls=True,
+                                                size=60000)
+        self.assertGreaterEqual(segments, split_pieces(1, len(received)))
 
     # ---- bye -------------------------------------------------------------
 
@@ -416,6 +523,134 @@ class FaultTLSTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(typ, "OK")
         m.logout()
         px.wait_for_row(lambda r: r["dir"] == "P<" and "BAD imaptap fault injected" in r["text"])
+
+
+def data_segments_in(sock):
+    """Data segments the socket received so far (TCP_INFO)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+    return struct.unpack_from("I", info, DATA_SEGS_IN_AT)[0]
+
+
+class SplitScriptedTest(ProxyTestCase, unittest.TestCase):
+    """split toward a scripted server that counts the data segments it
+    got (plain and over TLS), and coalesce from one that writes each
+    answer in three pieces."""
+
+    COMMANDS = [b"a1 CAPABILITY", b"a2 NOOP", b"a3 SELECT INBOX", b"a4 NOOP", b"a5 LOGOUT"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=TMP)
+        cls.pki = TestPKI(os.path.join(cls.tmp, "pki"))
+        cls.crt, cls.key = cls.pki.server("localhost", "127.0.0.1")
+
+    def counting_server(self, result, tls=False):
+        """Greets, answers each command with OK (LOGOUT with BYE and OK,
+        then closes), and puts what it received and the data segments of
+        its socket into result."""
+        def script(peer):
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(self.crt, self.key)
+                peer.sock = ctx.wrap_socket(peer.sock, server_side=True)
+            peer.send(b"* OK scripted server ready\r\n")
+            got = bytearray()
+            while True:
+                line = peer.line()
+                got += line
+                literal = re.search(rb"\{(\d+)\+\}\r\n$", line)
+                if literal:  # a non-synchronising literal and the line's end
+                    got += peer.exactly(int(literal.group(1)))
+                    got += peer.line()
+                tag = line.split(b" ", 1)[0]
+                if line.startswith(tag + b" LOGOUT"):
+                    peer.send(b"* BYE scripted server logging out\r\n" + tag + b" OK LOGOUT\r\n")
+                    break
+                peer.send(tag + b" OK done\r\n")
+            result["received"] = bytes(got)
+            result["segments"] = data_segments_in(peer.sock)
+        return ScriptedServer(script)
+
+    def client(self, port):
+        """Sends commands one at a time, each after the last one's answer
+        (an APPEND of 3000 bytes in one write among them), and reads to
+        the close. Returns (sent, received)."""
+        body = make_message(3000, tag="c2s")
+        im = RawIMAP(port, timeout=60)
+        try:
+            im.read_greeting()
+            for command in [b"a1 NOOP", b"a2 APPEND INBOX {%d+}\r\n%s" % (len(body), body),
+                            b"a3 NOOP", b"a4 LOGOUT"]:
+                tag = command.split(b" ", 1)[0]
+                im.send(command + b"\r\n")
+                im.read_until_tagged(tag)
+            im.read_until_eof(timeout=30)
+            return bytes(im.sent), bytes(im.received)
+        finally:
+            im.close()
+
+    def c2s_byte(self, tls):
+        result = {}
+        srv = self.counting_server(result, tls=tls)
+        extra = ["--fault", "split:c2s:byte"]
+        if tls:
+            extra += ["--upstream-tls", "implicit", "--upstream-ca", self.pki.ca_cert]
+        px = self.start_proxy(srv.port, extra_args=extra)
+        sent, _ = self.client(px.port)
+        srv.join()
+        self.assertEqual(result["received"], sent)
+        return result
+
+    def test_split_c2s_byte_sends_each_byte_in_a_segment_of_its_own(self):
+        result = self.c2s_byte(tls=False)
+        self.assertGreaterEqual(result["segments"], len(result["received"]))
+
+    def test_split_c2s_byte_over_tls_sends_each_byte_in_a_record_and_segment_of_its_own(self):
+        result = self.c2s_byte(tls=True)
+        self.assertGreaterEqual(result["segments"], len(result["received"]))
+
+    def test_split_coalesce_gathers_a_turn_written_in_pieces(self):
+        pieces = [b"* OK ", b"scripted server ", b"ready\r\n"]
+
+        def script(peer):
+            peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def in_pieces(answer):
+                for piece in answer:  # three writes 1 ms apart
+                    peer.send(piece)
+                    time.sleep(0.001)
+            in_pieces(pieces)
+            for i in range(1, 5):
+                peer.line()
+                in_pieces([b"* 1 EXISTS\r\n", b"* 0 RECENT\r\n", b"a%d OK done\r\n" % i])
+            peer.line()
+            peer.send(b"* BYE bye\r\na5 OK LOGOUT\r\n")
+
+        def session(spec):
+            srv = ScriptedServer(script)
+            px = self.start_proxy(srv.port, extra_args=["--fault", spec] if spec else [])
+            im = RawIMAP(px.port, timeout=60)
+            try:
+                im.read_greeting()
+                for command in self.COMMANDS:
+                    tag = command.split(b" ", 1)[0]
+                    im.send(command + b"\r\n")
+                    im.read_until_tagged(tag)
+                im.read_until_eof(timeout=30)
+                segments = data_segments_in(im.sock)
+            finally:
+                im.close()
+            srv.join()
+            return bytes(im.received), segments
+
+        plain, apart = session(None)
+        coalesced, together = session("split:s2c:coalesce")
+        self.assertEqual(coalesced, plain)
+        self.assertTrue(plain.startswith(b"* OK scripted server ready\r\n"), plain)
+        turns = len(self.COMMANDS) + 1
+        # one segment per turn (a turn cut by the 20 ms window at most once)
+        self.assertLessEqual(together, turns + 1, (together, apart))
+        self.assertGreater(apart, together, (together, apart))
 
 
 class LoopbackCapture:
