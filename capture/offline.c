@@ -4,12 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/fault_mark.h"
+#include "capture/timefmt.h"
 #include "imap/conversation.h"
 
 struct offline_session {
 	unsigned id;
 	struct imap_conv *conv;
 	imap_time_us opened;
+	struct capture_endpoint client, server; /* where its fault marks go and come from */
 	struct offline_session *next;
 	struct offline *run;
 };
@@ -101,6 +104,8 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 	s->id = ev->session;
 	s->run = o;
 	s->opened = ev->ts;
+	s->client = *ev->client_ep;
+	s->server = *ev->server_ep;
 	s->conv = imap_conv_new(&cc, on_observation, s);
 	if (s->conv == NULL) {
 		free(s);
@@ -218,6 +223,72 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 	capture_sinks_flush(o->sinks);
 }
 
+static bool same_address(const struct capture_endpoint *a, const struct capture_endpoint *b)
+{
+	return a->version == b->version && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* The writer sends a mark from the server's address to the client's and
+ * names the client's port in it; a mark without the port (older pcaps)
+ * goes by the session number the proxy gave, which is the capture's
+ * order too. */
+static struct offline_session *mark_session(struct offline *o, const struct capture_datagram *dg,
+					    const struct capture_fault_mark_read *m)
+{
+	for (struct offline_session *s = o->open; s != NULL; s = s->next) {
+		if (!same_address(&s->server, &dg->src) || !same_address(&s->client, &dg->dst))
+			continue;
+		if (m->client_known ? same_address(&s->client, &m->client) &&
+					      s->client.port == m->client.port
+				    : s->id == m->session)
+			return s;
+	}
+	return NULL;
+}
+
+static void mark_damaged(struct offline *o, const struct capture_datagram *dg, const char *why)
+{
+	char clock[32];
+
+	if (o->result->damaged_marks++ > 0)
+		return;
+	capture_format_clock(clock, sizeof(clock), dg->ts);
+	snprintf(o->result->damaged_mark, sizeof(o->result->damaged_mark), "at %s: %s", clock,
+		 why);
+}
+
+/* imaptap's fault marks become the same fault rows and records as live;
+ * any other datagram is none of analyze's business. */
+static void on_datagram(void *ctx, const struct capture_datagram *dg)
+{
+	struct offline *o = ctx;
+	struct capture_fault_mark_read m;
+	enum capture_fault_mark_parse_result rc;
+	struct offline_session *s;
+	char why[120];
+
+	if (dg->src.port != CAPTURE_FAULT_MARK_PORT || dg->dst.port != CAPTURE_FAULT_MARK_PORT)
+		return;
+	rc = capture_fault_mark_parse(dg->payload, dg->len, &m, why, sizeof(why));
+	if (rc == CAPTURE_FAULT_MARK_NONE)
+		return;
+	if (dg->cut || rc == CAPTURE_FAULT_MARK_DAMAGED) {
+		mark_damaged(o, dg, dg->cut ? "the capture cut it short" : why);
+		return;
+	}
+	/* a mark is a packet: capture time passes as with any other, so a
+	 * rule that fired while a fault held bytes shows before its release */
+	tick_all(o, dg->ts);
+	s = mark_session(o, dg, &m);
+	if (s == NULL)
+		return; /* a session not shown (--session), or not in the capture */
+	imap_conv_tick(s->conv, dg->ts);
+	m.mark.ts = dg->ts;
+	o->result->fault_marks++;
+	capture_sinks_fault(o->sinks, s->id, &m.mark);
+	capture_sinks_flush(o->sinks);
+}
+
 int capture_offline_run(const char *path, const struct capture_offline_config *config,
 			const struct capture_sinks *sinks, struct capture_offline_result *result,
 			char *err, size_t errlen)
@@ -226,7 +297,7 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 	int rc;
 
 	memset(result, 0, sizeof(*result));
-	rc = capture_pcap_read(path, on_stream, &o, &result->stats, err, errlen);
+	rc = capture_pcap_read(path, on_stream, on_datagram, &o, &result->stats, err, errlen);
 	/* the reader closes every session at the end of the file; anything
 	 * left is freed here */
 	while (o.open != NULL) {

@@ -1,6 +1,8 @@
 /* Offline observation: the sessions of a capture file go through the same
  * conversation (framer, masking, tracker) and the same sinks as live
- * traffic, so `imaptap analyze` shows what the proxy would have shown. */
+ * traffic, so `imaptap analyze` shows what the proxy would have shown.
+ * The fault marks of a pcap written by `imaptap proxy --fault` reach the
+ * sinks as the live marks did; other UDP is ignored. */
 #ifndef CAPTURE_OFFLINE_H
 #define CAPTURE_OFFLINE_H
 
@@ -27,6 +29,9 @@ struct capture_offline_result {
 	uint64_t imap_lines;    /* lines that parse as IMAP, in the sessions shown */
 	uint64_t data_bytes;    /* bytes of the sessions shown */
 	uint32_t fired[IMAP_RULE_COUNT]; /* findings by rule (resolutions not counted) */
+	uint64_t fault_marks;   /* imaptap's fault marks passed to the sinks */
+	uint64_t damaged_marks; /* fault marks that do not read: left out */
+	char damaged_mark[200]; /* the first of them: when, and what is wrong */
 	struct capture_read_stats stats;
 };
 

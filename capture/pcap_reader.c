@@ -16,6 +16,7 @@
 #define ETH_QINQ_OLD 0x9100
 
 #define IPPROTO_TCP_NUM 6
+#define IPPROTO_UDP_NUM 17
 #define VLAN_TAGS_MAX 4
 
 /* A packet narrowed down as its headers are peeled off: data..data+caplen
@@ -26,8 +27,11 @@ struct packet {
 	size_t wire_len;
 };
 
+/* seg: a TCP segment, or for PARSE_UDP the datagram's addresses, ports
+ * and payload (its other fields unused) */
 enum parse_result {
 	PARSE_TCP,      /* seg filled */
+	PARSE_UDP,      /* seg holds a UDP datagram */
 	PARSE_SKIP,     /* not TCP, or too malformed to read */
 	PARSE_FRAGMENT, /* an IP fragment after the first */
 };
@@ -86,10 +90,45 @@ static enum parse_result parse_tcp(struct packet *p, struct capture_tcp_segment 
 	return PARSE_TCP;
 }
 
+static enum parse_result parse_udp(struct packet *p, struct capture_tcp_segment *seg)
+{
+	size_t len;
+
+	if (p->caplen < 8)
+		return PARSE_SKIP;
+	seg->src.port = get16(p->data);
+	seg->dst.port = get16(p->data + 2);
+	len = get16(p->data + 4);
+	if (len < 8)
+		return PARSE_SKIP;
+	limit(p, len);
+	pull(p, 8);
+	seg->payload = p->data;
+	seg->len = p->caplen;
+	/* the UDP length counts what the snapshot length or a fragment cut off */
+	seg->missing = len - 8 > p->caplen ? len - 8 - p->caplen : 0;
+	return PARSE_UDP;
+}
+
+/* TCP or UDP after the IP headers. */
+static enum parse_result parse_transport(struct packet *p, uint8_t protocol,
+					 struct capture_tcp_segment *seg)
+{
+	switch (protocol) {
+	case IPPROTO_TCP_NUM:
+		return parse_tcp(p, seg);
+	case IPPROTO_UDP_NUM:
+		return parse_udp(p, seg);
+	default:
+		return PARSE_SKIP;
+	}
+}
+
 static enum parse_result parse_ipv4(struct packet *p, struct capture_tcp_segment *seg)
 {
 	size_t ihl, total;
 	uint16_t frag;
+	uint8_t protocol;
 
 	if (p->caplen < 20 || (p->data[0] >> 4) != 4)
 		return PARSE_SKIP;
@@ -102,7 +141,8 @@ static enum parse_result parse_ipv4(struct packet *p, struct capture_tcp_segment
 		return PARSE_SKIP;
 	if ((frag & 0x1fff) != 0)
 		return PARSE_FRAGMENT;
-	if (p->data[9] != IPPROTO_TCP_NUM)
+	protocol = p->data[9];
+	if (protocol != IPPROTO_TCP_NUM && protocol != IPPROTO_UDP_NUM)
 		return PARSE_SKIP;
 	seg->src.version = seg->dst.version = 4;
 	memset(seg->src.addr, 0, sizeof(seg->src.addr));
@@ -112,7 +152,7 @@ static enum parse_result parse_ipv4(struct packet *p, struct capture_tcp_segment
 	limit(p, total);
 	if (!pull(p, ihl))
 		return PARSE_SKIP;
-	return parse_tcp(p, seg);
+	return parse_transport(p, protocol, seg);
 }
 
 static enum parse_result parse_ipv6(struct packet *p, struct capture_tcp_segment *seg)
@@ -136,7 +176,8 @@ static enum parse_result parse_ipv6(struct packet *p, struct capture_tcp_segment
 
 		switch (next) {
 		case IPPROTO_TCP_NUM:
-			return parse_tcp(p, seg);
+		case IPPROTO_UDP_NUM:
+			return parse_transport(p, next, seg);
 		case 0:  /* hop-by-hop options */
 		case 43: /* routing */
 		case 60: /* destination options */
@@ -156,7 +197,7 @@ static enum parse_result parse_ipv6(struct packet *p, struct capture_tcp_segment
 				return PARSE_SKIP;
 			len = ((size_t)p->data[1] + 2) * 4;
 			break;
-		default: /* ESP, no next header, not TCP */
+		default: /* ESP, no next header, not TCP or UDP */
 			return PARSE_SKIP;
 		}
 		next = p->data[0];
@@ -341,8 +382,26 @@ static imap_time_us packet_time(const struct timeval *tv)
 	return sec * 1000000 + usec;
 }
 
-int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
-		      struct capture_read_stats *stats_r, char *err, size_t errlen)
+/* Passes a parsed UDP datagram on; it stays counted as skipped, since
+ * the reassembly never sees it. */
+static void datagram(capture_datagram_cb *on_datagram, void *ctx,
+		     const struct capture_tcp_segment *seg)
+{
+	struct capture_datagram dg = {
+		.ts = seg->ts,
+		.src = seg->src,
+		.dst = seg->dst,
+		.payload = seg->payload,
+		.len = seg->len,
+		.cut = seg->missing > 0,
+	};
+
+	if (on_datagram != NULL)
+		on_datagram(ctx, &dg);
+}
+
+int capture_pcap_read(const char *path, capture_stream_cb *cb, capture_datagram_cb *on_datagram,
+		      void *ctx, struct capture_read_stats *stats_r, char *err, size_t errlen)
 {
 	char pcap_err[PCAP_ERRBUF_SIZE] = "";
 	struct capture_read_stats stats;
@@ -404,6 +463,10 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, void *ctx,
 				ret = -1;
 				goto out;
 			}
+			break;
+		case PARSE_UDP:
+			datagram(on_datagram, ctx, &seg);
+			stats.skipped++;
 			break;
 		case PARSE_FRAGMENT:
 			stats.fragments++;

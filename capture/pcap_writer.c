@@ -11,13 +11,11 @@
 
 #include <pcap/pcap.h>
 
+#include "capture/fault_mark.h"
 #include "capture/outfile.h"
-#include "capture/timefmt.h"
 
 #define ETH_LEN 14
 #define UDP_LEN 8
-#define SYSLOG_PORT 514
-#define MARK_MAX 1024    /* syslog text of one fault mark */
 #define IP4_LEN 20
 #define IP6_LEN 40
 #define TCP_LEN 20
@@ -28,7 +26,7 @@
 #define BUCKETS 1024
 /* TCP segments build only their headers here (the payload is written
  * from where it is); a fault mark builds its text behind the UDP header */
-#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + MARK_MAX)
+#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + CAPTURE_FAULT_MARK_TEXT_MAX)
 
 enum {
 	TH_FIN = 0x01,
@@ -357,8 +355,8 @@ static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_
 	if (w->file.fp == NULL)
 		return;
 	udp = put_ip_headers(w, s, IMAP_S2C, 17, UDP_LEN + len);
-	put16(udp, SYSLOG_PORT);
-	put16(udp + 2, SYSLOG_PORT);
+	put16(udp, CAPTURE_FAULT_MARK_PORT);
+	put16(udp + 2, CAPTURE_FAULT_MARK_PORT);
 	put16(udp + 4, (uint16_t)(UDP_LEN + len));
 	put16(udp + 6, 0);
 	memcpy(udp + UDP_LEN, text, len);
@@ -554,23 +552,21 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 {
 	struct pcap_writer *w = self;
 	struct pcap_session *s = *slot(w, session);
-	char when[40], text[MARK_MAX];
-	int n;
+	struct capture_endpoint client = {0};
+	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
+	size_t n;
 
 	if (s == NULL)
 		return;
 	flush_pending(w, s, IMAP_C2S, m->ts);
 	flush_pending(w, s, IMAP_S2C, m->ts);
-	capture_format_rfc3339(when, sizeof(when), m->ts);
-	/* PRI 133: facility local0, severity notice */
-	n = snprintf(text, sizeof(text),
-		     "<133>1 %s imaptap imaptap - fault - injected fault session=%u action=%s "
-		     "phase=%s dir=%s spec=%s: %s",
-		     when, session, m->action, m->phase, imap_dir_str(m->dir), m->spec, m->detail);
-	if (n < 0)
-		return;
-	write_mark(w, s, m->ts, (const uint8_t *)text,
-		   (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+	/* the client as the TCP headers show it, so a reader finds the session */
+	client.version = s->family == AF_INET ? 4 : 6;
+	memcpy(client.addr, s->end[IMAP_C2S].addr, sizeof(client.addr));
+	client.port = s->end[IMAP_C2S].port;
+	n = capture_fault_mark_format(text, sizeof(text), session, &client, m);
+	if (n > 0)
+		write_mark(w, s, m->ts, (const uint8_t *)text, n);
 }
 
 static int clean_close(const char *reason)

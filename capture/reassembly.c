@@ -273,6 +273,8 @@ static void event_init(const struct conn *c, struct capture_stream_event *ev,
 	ev->ts = ts;
 	ev->client = c->name[c->client];
 	ev->server = c->name[1 - c->client];
+	ev->client_ep = &c->ep[c->client];
+	ev->server_ep = &c->ep[1 - c->client];
 }
 
 /* Client and server, when nothing better decides before the connection

@@ -89,6 +89,8 @@ struct capture_stream_event {
 	uint64_t gap_len;      /* GAP */
 	const char *client;    /* every kind: "127.0.0.1:43210", "[::1]:143" */
 	const char *server;
+	const struct capture_endpoint *client_ep; /* every kind: the same as numbers */
+	const struct capture_endpoint *server_ep;
 	bool midstream;        /* OPEN: the handshake is not in the capture: offset 0 is
 				  the first byte seen, maybe not the stream's first */
 	bool blocked;          /* WINDOW: a zero window toward dir's sender */

@@ -256,6 +256,9 @@ int cli_analyze_main(int argc, char **argv)
 			    a.file, result.shown);
 		return CLI_EXIT_RUNTIME;
 	}
+	if (result.damaged_marks > 0)
+		cli_message("%s: %llu fault mark(s) do not read and are left out; the first %s",
+			    a.file, (unsigned long long)result.damaged_marks, result.damaged_mark);
 	if (result.gaps > 0)
 		cli_message("%s: %llu byte(s) missing from the capture; see the capture-gap rows",
 			    a.file, (unsigned long long)result.gaps);

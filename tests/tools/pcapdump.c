@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: capture_dump FILE.pcap\n");
 		return 2;
 	}
-	if (capture_pcap_read(argv[1], on_event, NULL, &st, err, sizeof(err)) < 0) {
+	if (capture_pcap_read(argv[1], on_event, NULL, NULL, &st, err, sizeof(err)) < 0) {
 		fflush(stdout);
 		fprintf(stderr, "capture_dump: %s\n", err);
 		return 3;

@@ -1,0 +1,183 @@
+#include "capture/fault_mark.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture/timefmt.h"
+
+/* PRI 133: facility local0, severity notice; version 1 */
+#define HEAD "<133>1 "
+/* after the timestamp: host, app, no procid, msgid, no structured data */
+#define AFTER_TIME " imaptap imaptap - fault - injected fault "
+
+size_t capture_fault_mark_format(char *out, size_t size, unsigned session,
+				 const struct capture_endpoint *client,
+				 const struct capture_fault_mark *m)
+{
+	char when[40], ip[INET6_ADDRSTRLEN] = "";
+	int n;
+
+	if (size == 0)
+		return 0;
+	capture_format_rfc3339(when, sizeof(when), m->ts);
+	inet_ntop(client->version == 6 ? AF_INET6 : AF_INET, client->addr, ip, sizeof(ip));
+	n = snprintf(out, size,
+		     HEAD "%s" AFTER_TIME "session=%u client=%s%s%s:%u action=%s phase=%s dir=%s "
+			  "spec=%s: %s",
+		     when, session, client->version == 6 ? "[" : "", ip,
+		     client->version == 6 ? "]" : "", client->port, m->action, m->phase,
+		     imap_dir_str(m->dir), m->spec, m->detail);
+	if (n < 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/* The text still to read: p[0..len). */
+struct cursor {
+	const uint8_t *p;
+	size_t len;
+};
+
+static bool take(struct cursor *c, const char *literal)
+{
+	size_t n = strlen(literal);
+
+	if (c->len < n || memcmp(c->p, literal, n) != 0)
+		return false;
+	c->p += n;
+	c->len -= n;
+	return true;
+}
+
+/* A run of printable ASCII without spaces, copied into out; false when
+ * empty or longer than out holds. */
+static bool token(struct cursor *c, char *out, size_t size)
+{
+	size_t n = 0;
+
+	while (n < c->len && c->p[n] > 0x20 && c->p[n] < 0x7f)
+		n++;
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(out, c->p, n);
+	out[n] = '\0';
+	c->p += n;
+	c->len -= n;
+	return true;
+}
+
+/* "127.0.0.1:50432" or "[::1]:50432" */
+static bool endpoint(const char *text, struct capture_endpoint *e)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon, *start = text;
+	unsigned long port;
+	size_t n;
+	char *end;
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL || close[1] != ':')
+			return false;
+		start = text + 1;
+		n = (size_t)(close - start);
+		colon = close + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL)
+			return false;
+		n = (size_t)(colon - text);
+	}
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, start, n);
+	host[n] = '\0';
+	memset(e, 0, sizeof(*e));
+	if (text[0] != '[' && inet_pton(AF_INET, host, e->addr) == 1)
+		e->version = 4;
+	else if (text[0] == '[' && inet_pton(AF_INET6, host, e->addr) == 1)
+		e->version = 6;
+	else
+		return false;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || port > 65535)
+		return false;
+	e->port = (uint16_t)port;
+	return true;
+}
+
+static enum capture_fault_mark_parse_result damaged(char *why, size_t size, const char *what)
+{
+	snprintf(why, size, "%s", what);
+	return CAPTURE_FAULT_MARK_DAMAGED;
+}
+
+enum capture_fault_mark_parse_result
+capture_fault_mark_parse(const uint8_t *text, size_t len, struct capture_fault_mark_read *r,
+			 char *why, size_t why_size)
+{
+	struct cursor c = {text, len};
+	char number[16], client[CAPTURE_ADDR_MAX], dir[8];
+	unsigned long session;
+	char *end;
+	size_t n;
+
+	if (why_size > 0)
+		why[0] = '\0';
+	/* the header decides whether the datagram is a mark at all */
+	if (!take(&c, HEAD))
+		return CAPTURE_FAULT_MARK_NONE;
+	while (c.len > 0 && c.p[0] != ' ') { /* the timestamp: the packet's time counts */
+		c.p++;
+		c.len--;
+	}
+	if (!take(&c, AFTER_TIME))
+		return CAPTURE_FAULT_MARK_NONE;
+
+	memset(r, 0, sizeof(*r));
+	if (!take(&c, "session=") || !token(&c, number, sizeof(number)))
+		return damaged(why, why_size, "no session=N");
+	session = strtoul(number, &end, 10);
+	if (number[0] < '1' || number[0] > '9' || *end != '\0' || session > 0xffffffffu)
+		return damaged(why, why_size, "session= is not a session number");
+	r->session = (unsigned)session;
+	if (take(&c, " client=")) {
+		if (!token(&c, client, sizeof(client)) || !endpoint(client, &r->client))
+			return damaged(why, why_size, "client= is not an address and port");
+		r->client_known = true;
+	}
+	if (!take(&c, " action=") || !token(&c, r->action, sizeof(r->action)))
+		return damaged(why, why_size, "no action=");
+	if (!take(&c, " phase=") || !token(&c, r->phase, sizeof(r->phase)))
+		return damaged(why, why_size, "no phase=");
+	if (!take(&c, " dir=") || !token(&c, dir, sizeof(dir)) ||
+	    (strcmp(dir, "c2s") != 0 && strcmp(dir, "s2c") != 0))
+		return damaged(why, why_size, "no dir=c2s or dir=s2c");
+	/* a spec has no spaces, and its text ends with the colon before the
+	 * detail's space */
+	if (!take(&c, " spec=") || !token(&c, r->spec, sizeof(r->spec)))
+		return damaged(why, why_size, "no spec=");
+	n = strlen(r->spec);
+	if (n < 2 || r->spec[n - 1] != ':' || !take(&c, " "))
+		return damaged(why, why_size, "the text ends before the detail");
+	r->spec[n - 1] = '\0';
+	/* the detail is a C string where it was written */
+	if (memchr(c.p, '\0', c.len) != NULL)
+		return damaged(why, why_size, "a NUL byte in the detail");
+	if (c.len >= sizeof(r->detail))
+		return damaged(why, why_size, "the detail is too long");
+	memcpy(r->detail, c.p, c.len);
+	r->detail[c.len] = '\0';
+
+	r->mark.action = r->action;
+	r->mark.phase = r->phase;
+	r->mark.dir = strcmp(dir, "c2s") == 0 ? IMAP_C2S : IMAP_S2C;
+	r->mark.spec = r->spec;
+	r->mark.detail = r->detail;
+	return CAPTURE_FAULT_MARK_OK;
+}
