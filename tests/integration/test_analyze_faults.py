@@ -10,7 +10,6 @@ and a damaged mark is left out with a note. Real Dovecot, real client
 """
 
 import imaplib
-import json
 import os
 import shutil
 import struct
@@ -23,9 +22,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 import tshark  # noqa: E402
 from clients import make_message  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, main, parse_timeline,  # noqa: E402
                      run_imaptap)
+from imaptap import module_dovecot, module_tmpdir, read_events  # noqa: E402
 
 PASSWORD = "marks-secret"
 DC = None
@@ -42,20 +41,8 @@ STREAM_DIRS = {"C>": "C>", "S<": "S<", "P<": "S<", "~": "~"}
 def setUpModule():
     global DC, TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-analyze-faults-")
-    DC = Dovecot(users={"alice": PASSWORD, "bob": PASSWORD}).start()
-
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-def read_events(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    TMP = module_tmpdir("imaptap-analyze-faults-")
+    DC = module_dovecot(users={"alice": PASSWORD, "bob": PASSWORD})
 
 
 # ---- classic pcap records, read and written with struct ----------------

@@ -10,7 +10,6 @@ segment per piece, plain and over TLS, in both directions.
 """
 
 import imaplib
-import json
 import os
 import re
 import shutil
@@ -29,9 +28,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import tshark  # noqa: E402
 from clients import RawIMAP, RecordingIMAP4, make_message  # noqa: E402
 from certs import TestPKI  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, completion_of, main,  # noqa: E402
                      run_imaptap)
+from dovecot import Dovecot  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir, read_events  # noqa: E402
 from node import NodeError, ensure_node_clients, imapflow_session  # noqa: E402
 from scripted import ScriptedServer  # noqa: E402
 
@@ -49,21 +49,9 @@ DATA_SEGS_IN_AT = 152
 def setUpModule():
     global DC, TMP
     check_binary()
-    TMP = tempfile.mkdtemp(prefix="imaptap-faults-")
+    TMP = module_tmpdir("imaptap-faults-")
     users = {name: PASSWORD for name in ["alice", "bob"] + PACED_USERS}
-    DC = Dovecot(users=users, rawlog=True).start()
-
-
-def tearDownModule():
-    if DC is not None:
-        DC.stop()
-    if TMP is not None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-def read_events(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    DC = module_dovecot(users=users, rawlog=True)
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

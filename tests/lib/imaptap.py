@@ -10,6 +10,7 @@ IMAPTAP_BIN environment variable, or build/imaptap under the repository root.
 """
 
 import atexit
+import json
 import os
 import re
 import shutil
@@ -83,6 +84,12 @@ def module_tmpdir(prefix):
     if not os.environ.get("KEEP_TMP"):
         unittest.addModuleCleanup(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def read_events(path):
+    """The records of an event log (JSON lines)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def imaptap_bin():
