@@ -10,16 +10,17 @@
 #include <unistd.h>
 
 enum {
-	BLOCK_SIZE = 1024 * 1024, /* one write(2) */
-	QUEUE_MAX = 16,           /* blocks waiting: the writer of the stream waits beyond */
-	SPARE_MAX = 4,            /* written blocks kept for reuse */
+	BLOCK_SIZE = 1024 * 1024,        /* one write(2) */
+	SMALL_BATCH = BLOCK_SIZE / 16,   /* a batch this small goes in a block of its size */
+	QUEUE_MAX = 16 * BLOCK_SIZE,     /* bytes waiting: the writer of the stream waits beyond */
+	SPARE_MAX = 4,                   /* written full-size blocks kept for reuse */
 };
 
 struct block {
 	struct block *next;
-	size_t len;
+	size_t len, cap;
 	bool batch_end; /* a batch ends with this block's last byte */
-	uint8_t data[BLOCK_SIZE];
+	uint8_t data[];
 };
 
 struct capture_writebehind {
@@ -31,7 +32,7 @@ struct capture_writebehind {
 
 	/* under lock */
 	struct block *head, *tail;
-	unsigned queued;
+	size_t queued; /* bytes in the queue */
 	bool busy; /* the thread is writing a block it took */
 	bool stop;
 	int error;     /* errno of the write that failed; 0 none */
@@ -65,7 +66,7 @@ static int write_all(int fd, const uint8_t *data, size_t len)
 
 static void recycle(struct capture_writebehind *wb, struct block *b)
 {
-	if (wb->spare_count < SPARE_MAX) {
+	if (b->cap == BLOCK_SIZE && wb->spare_count < SPARE_MAX) {
 		b->next = wb->spare;
 		wb->spare = b;
 		wb->spare_count++;
@@ -109,7 +110,7 @@ static void *writer_main(void *arg)
 		wb->head = b->next;
 		if (wb->head == NULL)
 			wb->tail = NULL;
-		wb->queued--;
+		wb->queued -= b->len;
 		wb->busy = true;
 		pthread_mutex_unlock(&wb->lock);
 
@@ -133,16 +134,31 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-/* Hands the current block to the thread, waiting while the queue is full. */
+/* Hands the current block to the thread, waiting while the queue is full.
+ * A small batch is copied into a block of its own size, so that many of
+ * them queued cost what they hold; the current block is kept. */
 static void push(struct capture_writebehind *wb, bool batch_end)
 {
 	struct block *b = wb->current;
 
-	wb->current = NULL;
+	if (batch_end && b->len < SMALL_BATCH) {
+		struct block *small = malloc(sizeof(*small) + b->len);
+
+		if (small != NULL) {
+			small->cap = small->len = b->len;
+			memcpy(small->data, b->data, b->len);
+			b->len = 0;
+			b = small;
+		} else {
+			wb->current = NULL;
+		}
+	} else {
+		wb->current = NULL;
+	}
 	b->batch_end = batch_end;
 	b->next = NULL;
 	pthread_mutex_lock(&wb->lock);
-	while (wb->queued >= QUEUE_MAX && wb->error == 0)
+	while (wb->queued > 0 && wb->queued + b->len > QUEUE_MAX && wb->error == 0)
 		pthread_cond_wait(&wb->done, &wb->lock);
 	if (wb->error != 0) {
 		recycle(wb, b); /* the file stopped at its last whole batch */
@@ -152,7 +168,7 @@ static void push(struct capture_writebehind *wb, bool batch_end)
 		else
 			wb->head = b;
 		wb->tail = b;
-		wb->queued++;
+		wb->queued += b->len;
 		pthread_cond_signal(&wb->work);
 	}
 	pthread_mutex_unlock(&wb->lock);
@@ -170,8 +186,8 @@ static struct block *take_block(struct capture_writebehind *wb)
 		wb->spare_count--;
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (b == NULL)
-		b = malloc(sizeof(*b));
+	if (b == NULL && (b = malloc(sizeof(*b) + BLOCK_SIZE)) != NULL)
+		b->cap = BLOCK_SIZE;
 	if (b != NULL)
 		b->len = 0;
 	return b;
