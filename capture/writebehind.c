@@ -7,12 +7,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 enum {
 	BLOCK_SIZE = 1024 * 1024,        /* one write(2) */
 	SMALL_BATCH = BLOCK_SIZE / 16,   /* a batch this small goes in a block of its size */
-	QUEUE_MAX = 16 * BLOCK_SIZE,     /* bytes waiting: the writer of the stream waits beyond */
+	QUEUE_MAX = 8 * BLOCK_SIZE,      /* bytes waiting: the writer of the stream waits beyond */
 	SPARE_MAX = 4,                   /* written full-size blocks kept for reuse */
 };
 
@@ -64,6 +65,37 @@ static int write_all(int fd, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* Full-size blocks are mappings of their own: what a burst queued goes
+ * back to the system once written (the heap keeps what it is given). */
+static struct block *block_new(size_t cap)
+{
+	struct block *b;
+
+	if (cap < BLOCK_SIZE) {
+		b = malloc(sizeof(*b) + cap);
+	} else {
+		b = mmap(NULL, sizeof(*b) + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+		if (b == MAP_FAILED)
+			b = NULL;
+	}
+	if (b != NULL) {
+		b->cap = cap;
+		b->len = 0;
+	}
+	return b;
+}
+
+static void block_free(struct block *b)
+{
+	if (b == NULL)
+		return;
+	if (b->cap < BLOCK_SIZE)
+		free(b);
+	else
+		munmap(b, sizeof(*b) + b->cap);
+}
+
 static void recycle(struct capture_writebehind *wb, struct block *b)
 {
 	if (b->cap == BLOCK_SIZE && wb->spare_count < SPARE_MAX) {
@@ -71,7 +103,7 @@ static void recycle(struct capture_writebehind *wb, struct block *b)
 		wb->spare = b;
 		wb->spare_count++;
 	} else {
-		free(b);
+		block_free(b);
 	}
 }
 
@@ -142,10 +174,10 @@ static void push(struct capture_writebehind *wb, bool batch_end)
 	struct block *b = wb->current;
 
 	if (batch_end && b->len < SMALL_BATCH) {
-		struct block *small = malloc(sizeof(*small) + b->len);
+		struct block *small = block_new(b->len);
 
 		if (small != NULL) {
-			small->cap = small->len = b->len;
+			small->len = b->len;
 			memcpy(small->data, b->data, b->len);
 			b->len = 0;
 			b = small;
@@ -186,10 +218,9 @@ static struct block *take_block(struct capture_writebehind *wb)
 		wb->spare_count--;
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (b == NULL && (b = malloc(sizeof(*b) + BLOCK_SIZE)) != NULL)
-		b->cap = BLOCK_SIZE;
-	if (b != NULL)
-		b->len = 0;
+	if (b == NULL)
+		return block_new(BLOCK_SIZE);
+	b->len = 0;
 	return b;
 }
 
@@ -273,12 +304,12 @@ off_t capture_writebehind_good(struct capture_writebehind *wb)
 
 static void destroy(struct capture_writebehind *wb)
 {
-	free(wb->current);
+	block_free(wb->current);
 	while (wb->spare != NULL) {
 		struct block *b = wb->spare;
 
 		wb->spare = b->next;
-		free(b);
+		block_free(b);
 	}
 	pthread_cond_destroy(&wb->done);
 	pthread_cond_destroy(&wb->work);
