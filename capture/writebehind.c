@@ -8,13 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
 	BLOCK_SIZE = 1024 * 1024,        /* one write(2) */
 	SMALL_BATCH = BLOCK_SIZE / 16,   /* a batch this small goes in a block of its size */
 	QUEUE_MAX = 8 * BLOCK_SIZE,      /* bytes waiting: the writer of the stream waits beyond */
-	SPARE_MAX = 4,                   /* written full-size blocks kept for reuse */
+	SPARE_MAX = QUEUE_MAX / BLOCK_SIZE + 2, /* written full-size blocks kept: as many as can be alive */
+	SPARE_IDLE = 1,                  /* ... and once idle for IDLE_TRIM_S */
+	IDLE_TRIM_S = 1,
 };
 
 struct block {
@@ -66,7 +69,9 @@ static int write_all(int fd, const uint8_t *data, size_t len)
 }
 
 /* Full-size blocks are mappings of their own: what a burst queued goes
- * back to the system once written (the heap keeps what it is given). */
+ * back to the system once the queue has been idle a while (the heap
+ * would keep it); a steady stream keeps reusing the same blocks, since a
+ * fresh mapping costs a page fault per page. */
 static struct block *block_new(size_t cap)
 {
 	struct block *b;
@@ -134,8 +139,24 @@ static void *writer_main(void *arg)
 		struct block *b;
 		int err;
 
-		while (wb->head == NULL && !wb->stop)
-			pthread_cond_wait(&wb->work, &wb->lock);
+		while (wb->head == NULL && !wb->stop) {
+			struct timespec at;
+
+			if (wb->spare_count <= SPARE_IDLE) {
+				pthread_cond_wait(&wb->work, &wb->lock);
+				continue;
+			}
+			clock_gettime(CLOCK_MONOTONIC, &at);
+			at.tv_sec += IDLE_TRIM_S;
+			if (pthread_cond_timedwait(&wb->work, &wb->lock, &at) != ETIMEDOUT)
+				continue;
+			while (wb->spare_count > SPARE_IDLE) {
+				b = wb->spare;
+				wb->spare = b->next;
+				wb->spare_count--;
+				block_free(b);
+			}
+		}
 		if (wb->head == NULL)
 			break;
 		b = wb->head;
@@ -350,7 +371,14 @@ FILE *capture_writebehind_open(int fd, struct capture_writebehind **wb_r)
 	wb->fd = fd;
 	wb->written = wb->good = end < 0 ? 0 : end;
 	pthread_mutex_init(&wb->lock, NULL);
-	pthread_cond_init(&wb->work, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&wb->work, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	pthread_cond_init(&wb->done, NULL);
 	{
 		/* signals are the event loop's: the thread must never take one */
