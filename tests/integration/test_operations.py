@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Running imaptap proxy as a service: --max-sessions, running out of
 descriptors, SIGHUP after log rotation, a disk that fills up while the
-pcap and event log are written, non-loopback listening, --user, a peer
+pcap and event log are written, a capture file nobody reads (the relay
+must not wait for it), non-loopback listening, --user, a peer
 that resets inside a literal either way. After each fault another session,
 opened before it, must still work.
 
@@ -23,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from clients import RawIMAP, RecordingIMAP4, make_message  # noqa: E402
+from clients import RawIMAP, RecordingIMAP4, appenduid, make_message  # noqa: E402
 from scripted import Peer, ScriptedServer  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap, sanitizer_env  # noqa: E402
 from imaptap import module_dovecot  # noqa: E402
@@ -166,6 +167,52 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
         self.assertIn('"session":2', old_events)
         self.assertNotIn('"session":3', old_events)
         self.assertIn('"session":3', new_events)
+
+    def test_a_stalled_capture_file_does_not_stall_the_relay(self):
+        """The pcap is a FIFO nobody reads: the pipe holds 64 KiB, the
+        session moves 1.2 MiB. The relay must not wait for the file; the
+        file gets everything once it is read."""
+        fifo = os.path.join(self.dir, "stalled.pcap")
+        os.mkfifo(fifo, 0o600)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the proxy open it
+        try:
+            px = self.start_proxy(DC.port, extra_args=["--pcap", fifo, "--quiet"])
+            m = logged_in(px.port)
+            m.sock.settimeout(20)
+            body = make_message(600 * 1024, "stalled")
+            uid = appenduid(m.append("INBOX", None, None, body))
+            m.select("INBOX")
+            typ, data = m.uid("FETCH", str(uid), "(BODY.PEEK[])")
+            self.assertEqual(typ, "OK")
+            self.assertEqual([part[1] for part in data if isinstance(part, tuple)], [body])
+            m.logout()
+
+            captured = []
+
+            def read_all():
+                os.set_blocking(rfd, True)
+                while True:
+                    chunk = os.read(rfd, 1 << 20)
+                    if not chunk:
+                        break
+                    captured.append(chunk)
+
+            reader = threading.Thread(target=read_all)
+            reader.start()
+            self.assertEqual(px.stop(signal.SIGTERM), 0)
+            reader.join(30)
+            self.assertFalse(reader.is_alive(), "the proxy never finished the file")
+        finally:
+            os.close(rfd)
+        pcap = os.path.join(self.dir, "read.pcap")
+        with open(pcap, "wb") as f:
+            f.write(b"".join(captured))
+        self.assertGreater(os.path.getsize(pcap), 2 * 600 * 1024)
+        r = analyze(pcap)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("LOGIN alice", r.stdout)
+        self.assertIn("APPEND INBOX", r.stdout)
+        self.assertIn("LOGOUT", r.stdout)
 
     def test_disk_full_stops_the_capture_not_the_relay(self):
         mnt = os.path.join(self.dir, "small")
