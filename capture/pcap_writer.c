@@ -202,15 +202,25 @@ static void report(struct pcap_writer *w, const char *what)
 	}
 }
 
-static int open_file(struct pcap_writer *w, char *err, size_t errlen)
+/* Opens the current file of the set. With append, a file that still holds
+ * its header whole (cut back to its last batch after an error) is written
+ * on after it; otherwise the file is created anew, header first. */
+static int open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 {
 	char name[4096];
+	struct stat st;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	append = append && stat(name, &st) == 0 && st.st_size >= 24;
 	/* small segments (lines) go out in big writes */
-	if (capture_outfile_open(&w->file, name, false, CAPTURE_OUTFILE_BEHIND) != 0) {
-		snprintf(err, errlen, "cannot create the pcap %.3000s: %s", name, strerror(errno));
+	if (capture_outfile_open(&w->file, name, append, CAPTURE_OUTFILE_BEHIND) != 0) {
+		snprintf(err, errlen, "cannot %s the pcap %.3000s: %s", append ? "reopen" : "create",
+			 name, strerror(errno));
 		return -1;
+	}
+	if (append) {
+		w->written = (uint64_t)w->file.good;
+		return 0;
 	}
 	/* libpcap writes the file header; its dumper is the stream itself
 	 * (pcap_dump_close() is fclose()), which the outfile closes */
@@ -409,7 +419,7 @@ static void rotate(struct pcap_writer *w)
 
 	close_file(w);
 	w->file_no++;
-	if (open_file(w, err, sizeof(err)) != 0) {
+	if (open_file(w, false, err, sizeof(err)) != 0) {
 		errno = errno ? errno : EIO;
 		report(w, "cannot rotate");
 		return;
@@ -627,35 +637,18 @@ static void pw_reopen(void *self)
 		return;
 	}
 	close_file(w);
-	if (!moved) {
-		/* still ours (same file, cut back to its last whole batch):
-		 * records go on after its header, or it starts anew when even
-		 * the header was cut */
-		struct stat st;
-		bool fresh = stat(name, &st) != 0 || st.st_size < 24;
-
-		if (capture_outfile_open(&w->file, name, !fresh, CAPTURE_OUTFILE_BEHIND) != 0) {
-			log_error(w, "cannot reopen", "it stays stopped");
-			return;
-		}
-		if (fresh && (pcap_dump_fopen(w->dead, w->file.fp) == NULL ||
-			      capture_outfile_sync(&w->file) != 0)) {
-			errno = errno ? errno : EIO;
-			capture_outfile_close(&w->file);
-			log_error(w, "cannot reopen", "it stays stopped");
-			return;
-		}
-		w->written = (uint64_t)w->file.good;
-	} else {
-		if (open_file(w, err, sizeof(err)) != 0) {
-			if (w->log != NULL)
-				w->log(w->log_ctx, err);
-			return;
-		}
+	/* not moved: still ours, written on after its last whole batch */
+	if (open_file(w, !moved, err, sizeof(err)) != 0) {
+		if (!moved)
+			snprintf(err + strlen(err), sizeof(err) - strlen(err), "; it stays stopped");
+		if (w->log != NULL)
+			w->log(w->log_ctx, err);
+		return;
+	}
+	if (moved)
 		for (unsigned b = 0; b < BUCKETS; b++)
 			for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
 				handshake(w, s, w->last_ts);
-	}
 	w->failed = 0;
 }
 
@@ -707,7 +700,7 @@ int capture_pcap_writer_new(const struct capture_pcap_config *config,
 	w->log_ctx = config->log_ctx;
 	w->dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, 262144,
 						      PCAP_TSTAMP_PRECISION_MICRO);
-	if (w->dead == NULL || open_file(w, err, errlen) != 0) {
+	if (w->dead == NULL || open_file(w, false, err, errlen) != 0) {
 		if (w->dead == NULL)
 			snprintf(err, errlen, "libpcap cannot write Ethernet captures");
 		pw_destroy(w);
