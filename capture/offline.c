@@ -223,11 +223,6 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 	capture_sinks_flush(o->sinks);
 }
 
-static bool same_address(const struct capture_endpoint *a, const struct capture_endpoint *b)
-{
-	return a->version == b->version && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
-}
-
 /* The writer sends a mark from the server's address to the client's and
  * names the client's port in it; a mark without the port (older pcaps)
  * goes by the session number the proxy gave, which is the capture's
@@ -236,10 +231,10 @@ static struct offline_session *mark_session(struct offline *o, const struct capt
 					    const struct capture_fault_mark_read *m)
 {
 	for (struct offline_session *s = o->open; s != NULL; s = s->next) {
-		if (!same_address(&s->server, &dg->src) || !same_address(&s->client, &dg->dst))
+		if (!capture_endpoint_same_host(&s->server, &dg->src) ||
+		    !capture_endpoint_same_host(&s->client, &dg->dst))
 			continue;
-		if (m->client_known ? same_address(&s->client, &m->client) &&
-					      s->client.port == m->client.port
+		if (m->client_known ? capture_endpoint_equal(&s->client, &m->client)
 				    : s->id == m->session)
 			return s;
 	}

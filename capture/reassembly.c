@@ -112,10 +112,14 @@ const char *capture_stream_kind_str(enum capture_stream_kind kind)
 
 /* ---- endpoints and the connection table ---- */
 
-static bool endpoint_eq(const struct capture_endpoint *a, const struct capture_endpoint *b)
+bool capture_endpoint_same_host(const struct capture_endpoint *a, const struct capture_endpoint *b)
 {
-	return a->version == b->version && a->port == b->port &&
-	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+	return a->version == b->version && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+bool capture_endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b)
+{
+	return a->port == b->port && capture_endpoint_same_host(a, b);
 }
 
 static int endpoint_cmp(const struct capture_endpoint *a, const struct capture_endpoint *b)
@@ -184,11 +188,11 @@ static struct conn *table_find(const struct capture_reassembly *r,
 	struct conn *c = r->table[tuple_hash(&seg->src, &seg->dst, r->table_size)];
 
 	for (; c != NULL; c = c->hnext) {
-		if (endpoint_eq(&c->ep[0], &seg->src) && endpoint_eq(&c->ep[1], &seg->dst)) {
+		if (capture_endpoint_equal(&c->ep[0], &seg->src) && capture_endpoint_equal(&c->ep[1], &seg->dst)) {
 			*side_r = 0;
 			return c;
 		}
-		if (endpoint_eq(&c->ep[1], &seg->src) && endpoint_eq(&c->ep[0], &seg->dst)) {
+		if (capture_endpoint_equal(&c->ep[1], &seg->src) && capture_endpoint_equal(&c->ep[0], &seg->dst)) {
 			*side_r = 1;
 			return c;
 		}

@@ -39,6 +39,11 @@ struct capture_endpoint {
 	uint16_t port;
 };
 
+/* The same host (version and address), whatever the port. */
+bool capture_endpoint_same_host(const struct capture_endpoint *a, const struct capture_endpoint *b);
+/* The same host and port. */
+bool capture_endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b);
+
 /* TCP header flag bits, as on the wire. */
 enum capture_tcp_flag {
 	CAPTURE_TCP_FIN = 0x01,
