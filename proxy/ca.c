@@ -157,12 +157,17 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 	static const int ca_usage[] = {5 /* keyCertSign */, 6 /* cRLSign */, -1};
 	X509 *x = X509_new();
 	X509_NAME *name;
-	char cn[128], host[64] = "localhost";
+	char cn[65], stamp[32], host[256] = "localhost";
+	int room;
 
 	if (x == NULL)
 		return NULL;
 	gethostname(host, sizeof(host) - 1);
-	snprintf(cn, sizeof(cn), "imaptap interception CA (%s, %ld)", host, (long)time(NULL));
+	/* a CN holds at most 64 bytes: a long host name is cut to fit (an
+	 * EC2 name alone is 40) */
+	snprintf(stamp, sizeof(stamp), ", %ld)", (long)time(NULL));
+	room = 64 - (int)strlen("imaptap interception CA (") - (int)strlen(stamp);
+	snprintf(cn, sizeof(cn), "imaptap interception CA (%.*s%s", room > 0 ? room : 0, host, stamp);
 	name = X509_get_subject_name(x);
 	if (!X509_set_version(x, 2) || !set_serial(x) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
