@@ -172,8 +172,10 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 	if (!X509_set_version(x, 2) || !set_serial(x) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), (long)CA_DAYS * 86400) ||
-	    !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"imaptap", -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_ASC,
+					(const unsigned char *)"imaptap", -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+					(const unsigned char *)cn, -1, -1, 0) ||
 	    !X509_set_issuer_name(x, name) || !X509_set_pubkey(x, key) ||
 	    !add_basic_constraints(x, true) || !add_key_usage(x, ca_usage) ||
 	    !add_subject_key_id(x) ||
