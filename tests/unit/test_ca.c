@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "capture/timeline.h"
 #include "check.h"
 #include "proxy/ca.h"
 
@@ -119,10 +120,13 @@ static void check_sans(X509 *leaf, const struct want_name *want, int count, cons
 							       : NULL;
 		const unsigned char *data = v ? ASN1_STRING_get0_data(v) : NULL;
 		int len = v ? ASN1_STRING_length(v) : -1;
+		char shown[4 * 300 + 1] = "";
 
+		if (data != NULL && len > 0)
+			capture_printable(shown, sizeof(shown), data, (size_t)len);
 		if (i >= count) {
-			CHECK_MSG(0, "%s: entry %d type %d %.*s is not expected", what, i, gn->type,
-				  gn->type == GEN_DNS ? len : 0, data ? (const char *)data : "");
+			CHECK_MSG(0, "%s: entry %d type %d '%s' is not expected", what, i, gn->type,
+				  shown);
 			continue;
 		}
 		CHECK_MSG(gn->type == want[i].type, "%s: entry %d has type %d, want %d", what, i,
@@ -130,8 +134,7 @@ static void check_sans(X509 *leaf, const struct want_name *want, int count, cons
 		if (want[i].type == GEN_DNS)
 			CHECK_MSG(len == (int)strlen(want[i].text) &&
 					  memcmp(data, want[i].text, (size_t)len) == 0,
-				  "%s: entry %d is '%.*s', want '%s'", what, i, len > 0 ? len : 0,
-				  data ? (const char *)data : "", want[i].text);
+				  "%s: entry %d is '%s', want '%s'", what, i, shown, want[i].text);
 		else
 			CHECK_MSG(len == want[i].len && memcmp(data, want[i].ip, (size_t)len) == 0,
 				  "%s: entry %d is an address of %d bytes, not the one wanted", what,
