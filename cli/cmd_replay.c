@@ -12,6 +12,7 @@
 
 #include <openssl/err.h>
 
+#include "capture/timeline.h"
 #include "cli/cli.h"
 #include "proxy/addr.h"
 #include "proxy/ca.h"
@@ -53,8 +54,8 @@ static const char serve_usage[] =
 	"  --ca DIR                 CA that signs the certificate shown to the client\n"
 	"                           (DIR/ca.crt, DIR/ca.key; created when missing)\n"
 	"  --cert FILE --key FILE   show this certificate instead\n"
-	"  --name NAME              a name the forged certificate carries (repeatable;\n"
-	"                           default localhost and 127.0.0.1)\n"
+	"  --name NAME              a host name or IP address the forged certificate\n"
+	"                           carries (repeatable; default localhost and 127.0.0.1)\n"
 	"  --loop                   serve every new connection afresh until interrupted\n"
 	"  -- COMMAND ARGS...       run COMMAND with IMAPTAP_PORT set and serve until it\n"
 	"                           exits; the result is the worse of the two\n"
@@ -208,11 +209,22 @@ again:
 		case OPT_KEY:
 			a->key = optarg;
 			break;
-		case OPT_NAME:
+		case OPT_NAME: {
+			const char *why = NULL;
+			char shown[4 * 96 + 1];
+
 			if (a->name_count == NAMES_MAX)
 				return cli_usage_error("replay serve", "at most %d --name", NAMES_MAX);
+			if (proxy_ca_name_check(optarg, &why) == PROXY_CA_NAME_BAD) {
+				capture_printable(shown, sizeof(shown), (const uint8_t *)optarg,
+						  strnlen(optarg, 96));
+				return cli_usage_error("replay serve",
+						       "--name '%s' is not a host name or IP address: %s",
+						       shown, why);
+			}
 			a->names[a->name_count++] = optarg;
 			break;
+		}
 		case OPT_SEGMENT: {
 			char msg[200];
 
@@ -334,8 +346,10 @@ static SSL_CTX *tls_context(const struct serve_args *a, struct proxy_ca **ca_r)
 		return NULL;
 	}
 	{
+		/* every --name was checked already: nothing is left out */
 		X509 *leaf = proxy_ca_forge(*ca_r, a->name_count ? a->names : defaults,
-					    a->name_count ? a->name_count : 2, err, sizeof(err));
+					    a->name_count ? a->name_count : 2, NULL, 0, err,
+					    sizeof(err));
 
 		if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1 ||
 		    SSL_CTX_use_PrivateKey(ctx, proxy_ca_leaf_key(*ca_r)) != 1) {

@@ -24,11 +24,27 @@ void proxy_ca_free(struct proxy_ca **ca);
 /* Path of the CA certificate, for messages telling users what to trust. */
 const char *proxy_ca_cert_path(const struct proxy_ca *ca);
 
-/* A leaf certificate for names[0..count) (DNS names or IP addresses; the
- * first becomes the subject CN), signed by the CA. Cached per name set for
- * the life of the CA. The caller does not own the result. */
-X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count, char *err,
-		     size_t errlen);
+/* What a name is to a forged certificate. */
+enum proxy_ca_name {
+	PROXY_CA_NAME_BAD,      /* neither a host name nor an address: left out */
+	PROXY_CA_NAME_DNS,      /* a host name: RFC 1123 labels, no trailing dot */
+	PROXY_CA_NAME_WILDCARD, /* "*." and a host name of two labels or more */
+	PROXY_CA_NAME_IP,       /* an IPv4 or IPv6 address (inet_pton) */
+};
+
+/* Classifies name; for a BAD one, why_r (may be NULL) gets why, in words. */
+enum proxy_ca_name proxy_ca_name_check(const char *name, const char **why_r);
+
+/* A leaf certificate signed by the CA for the names of names[0..count)
+ * that proxy_ca_name_check accepts, one subjectAltName entry each (DNS
+ * name or IP address, built as ASN.1, never parsed from text); the first
+ * of them of at most 64 bytes is the subject CN. Names it does not accept
+ * are left out, and notice (notice_size > 0) says which and why, every
+ * name made printable; "" when none was. Cached per accepted name set for
+ * the life of the CA; the caller does not own the result. Returns NULL
+ * with err when no name is left or OpenSSL fails. */
+X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count, char *notice,
+		     size_t notice_size, char *err, size_t errlen);
 EVP_PKEY *proxy_ca_leaf_key(const struct proxy_ca *ca);
 
 #endif

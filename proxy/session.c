@@ -795,22 +795,30 @@ static void resume_client_tls(struct proxy_session *s)
 {
 	struct proxy *p = s->proxy;
 	SSL *ssl = proxy_stream_ssl(s->stream[SIDE_CLIENT]);
-	char *names[16];
+	char *names[17];
 	size_t n = 0;
-	char err[512] = "";
+	char err[512] = "", notice[1024];
 
 	if (p->ca != NULL) {
 		X509 *cert;
+		bool usable = false;
 
-		if (s->client_sni[0] != '\0')
-			names[n++] = strdup(s->client_sni);
+		if (s->client_sni[0] != '\0' && (names[n] = strdup(s->client_sni)) != NULL)
+			n++;
 		if (s->stream[SIDE_UPSTREAM] != NULL &&
 		    proxy_stream_ssl(s->stream[SIDE_UPSTREAM]) != NULL)
 			n += proxy_tls_peer_names(proxy_stream_ssl(s->stream[SIDE_UPSTREAM]),
 						  names + n, 16 - n);
-		if (n == 0)
-			names[n++] = strdup(p->config.sni ? p->config.sni : p->config.upstream.host);
-		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, err, sizeof(err));
+		for (size_t i = 0; i < n && !usable; i++)
+			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
+		if (!usable && (names[n] = strdup(p->config.sni ? p->config.sni
+							       : p->config.upstream.host)) != NULL)
+			n++;
+		/* peer names a certificate cannot carry are left out, and said */
+		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
+				      err, sizeof(err));
+		if (notice[0] != '\0')
+			capture_sinks_notice(p->sinks, s->id, proxy_now(), notice);
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
 		if (cert == NULL || SSL_use_certificate(ssl, cert) != 1 ||
@@ -858,11 +866,14 @@ static void start_upstream_tls(struct proxy_session *s)
 {
 	struct proxy *p = s->proxy;
 	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
+	const char *sni = name;
 	SSL *ssl;
 
-	/* the client's SNI goes upstream when it gave one */
-	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, s->client_sni[0] ? s->client_sni : name, name,
-				     p->config.insecure_upstream);
+	/* the client's SNI goes upstream when it is a host name */
+	if (s->client_sni[0] != '\0' &&
+	    proxy_ca_name_check(s->client_sni, NULL) == PROXY_CA_NAME_DNS)
+		sni = s->client_sni;
+	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, sni, name, p->config.insecure_upstream);
 	if (ssl == NULL) {
 		upstream_failed(s, "TLS", "out of memory");
 		return;

@@ -8,6 +8,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "capture/timeline.h"
+
 static void ssl_error(char *err, size_t errlen, const char *what)
 {
 	unsigned long e = ERR_get_error();
@@ -161,34 +163,51 @@ static void add_name(char **names, size_t *n, size_t max, const char *name)
 		(*n)++;
 }
 
+/* A name from the certificate as text: bytes outside printable ASCII (a
+ * NUL, an escape, UTF-8) as \xNN, and a cut name ends in "...", so what
+ * was not a host name never becomes one. */
+static void add_asn1_name(char **names, size_t *n, size_t max, const unsigned char *s, int len)
+{
+	char text[4 * 256 + 4];
+	size_t shown = len < 256 ? (size_t)len : 256;
+
+	if (len <= 0)
+		return;
+	capture_printable(text, 4 * 256 + 1, s, shown);
+	if (shown < (size_t)len)
+		strcat(text, "...");
+	add_name(names, n, max, text);
+}
+
 size_t proxy_tls_peer_names(SSL *ssl, char **names, size_t max)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
+	const X509_NAME *subject;
 	GENERAL_NAMES *sans;
-	char cn[256];
 	size_t n = 0;
 
 	if (cert == NULL)
 		return 0;
-	if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-				      sizeof(cn)) > 0)
-		add_name(names, &n, max, cn);
+	subject = X509_get_subject_name(cert);
+	for (int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); i >= 0;
+	     i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) {
+		const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+		unsigned char *utf8 = NULL;
+		int len = ASN1_STRING_to_UTF8(&utf8, cn);
+
+		if (len < 0)
+			ERR_clear_error();
+		add_asn1_name(names, &n, max, utf8, len);
+		OPENSSL_free(utf8);
+	}
 	sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 	for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
 		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
 		char buf[INET6_ADDRSTRLEN];
 
 		if (gn->type == GEN_DNS) {
-			const unsigned char *s = ASN1_STRING_get0_data(gn->d.dNSName);
-			int len = ASN1_STRING_length(gn->d.dNSName);
-
-			if (len > 0 && len < 256 && memchr(s, 0, (size_t)len) == NULL) {
-				char name[256];
-
-				memcpy(name, s, (size_t)len);
-				name[len] = '\0';
-				add_name(names, &n, max, name);
-			}
+			add_asn1_name(names, &n, max, ASN1_STRING_get0_data(gn->d.dNSName),
+				      ASN1_STRING_length(gn->d.dNSName));
 		} else if (gn->type == GEN_IPADD) {
 			int len = ASN1_STRING_length(gn->d.iPAddress);
 			const unsigned char *ip = ASN1_STRING_get0_data(gn->d.iPAddress);

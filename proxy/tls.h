@@ -27,8 +27,12 @@ SSL_CTX *proxy_tls_client_ctx(const char *cert_file, const char *key_file, char 
 /* The server name a paused ClientHello asks for; "" when none. */
 void proxy_tls_hello_sni(SSL *ssl, char *out, size_t size);
 
-/* Subject CN and every DNS/IP SAN of the peer's certificate, as strings
- * the caller frees. Returns how many were written to names. */
+/* Every subject CN and DNS/IP SAN of the peer's certificate, as strings
+ * the caller frees: as sent, except bytes outside printable ASCII shown
+ * as \xNN and names over 256 bytes cut (then ending in "..."), so a name
+ * is a host name only when the original was. Whether one may go into a
+ * certificate is proxy_ca_name_check's to say. Returns how many were
+ * written to names. */
 size_t proxy_tls_peer_names(SSL *ssl, char **names, size_t max);
 
 /* Subject and issuer of the peer certificate, "" when none. */

@@ -43,3 +43,28 @@ class TestPKI:
               "-CAcreateserial", "-out", crt, "-days", "30", "-extfile", ext], self.dir)
         os.chmod(key, 0o644)  # Dovecot's processes read it
         return crt, key
+
+    def crafted(self, cn, dns=(), ips=(), stem="crafted"):
+        """A leaf with names as a hostile server would make them: the
+        subject CN and each DNS name written byte for byte (commas,
+        control bytes), one subjectAltName entry each; then ips."""
+        key = os.path.join(self.dir, stem + ".key")
+        csr = os.path.join(self.dir, stem + ".csr")
+        crt = os.path.join(self.dir, stem + ".crt")
+        conf = os.path.join(self.dir, stem + ".cnf")
+        lines = ["[req]", "distinguished_name = dn", "prompt = no",
+                 "string_mask = utf8only", "utf8 = yes", "[dn]", "CN = " + cn,
+                 "[ext]", "subjectAltName = @alt", "basicConstraints = CA:FALSE",
+                 "extendedKeyUsage = serverAuth", "[alt]"]
+        # a section entry is one name whole: no splitting at commas
+        lines += ["DNS.%d = %s" % (i + 1, n) for i, n in enumerate(dns)]
+        lines += ["IP.%d = %s" % (i + 1, n) for i, n in enumerate(ips)]
+        with open(conf, "w", encoding="utf-8", newline="\n") as f:
+            f.write("\n".join(lines) + "\n")
+        _run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+              "-nodes", "-keyout", key, "-out", csr, "-config", conf], self.dir)
+        _run(["x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+              "-CAcreateserial", "-out", crt, "-days", "30", "-extfile", conf,
+              "-extensions", "ext"], self.dir)
+        os.chmod(key, 0o644)  # Dovecot's processes read it
+        return crt, key
