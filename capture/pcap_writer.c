@@ -52,6 +52,8 @@ struct pcap_session {
 	uint8_t *pending[2];        /* framed bytes not yet written */
 	size_t pending_len[2];
 	size_t pending_cap[2];
+	uint64_t unit_off[2];       /* bytes of the unit in pending written already */
+	uint64_t secret_from[2];    /* of that unit, as its start tells */
 	struct pcap_session *next;  /* bucket chain */
 };
 
@@ -446,10 +448,19 @@ static void write_data(struct pcap_writer *w, struct pcap_session *s, enum imap_
 		write_segment(w, s, !dir, ts, TH_ACK, NULL, 0);
 }
 
+/* Writes what is pending of a unit before its observation (a unit longer
+ * than pending holds, a fault mark, the end of the session): masked from
+ * where its start says it may hold a secret, since the observation that
+ * would say exactly where has not come. */
 static void flush_pending(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts)
 {
+	if (s->pending_len[dir] == 0)
+		return;
+	imap_redact_fill_from(s->pending[dir], s->pending_len[dir], s->unit_off[dir],
+			      s->secret_from[dir], false);
 	write_data(w, s, dir, ts, s->pending[dir], s->pending_len[dir]);
+	s->unit_off[dir] += s->pending_len[dir];
 	s->pending_len[dir] = 0;
 }
 
@@ -463,6 +474,7 @@ static void pw_open(void *self, const struct capture_session_info *info)
 	if (s == NULL)
 		return;
 	s->id = info->id;
+	s->secret_from[IMAP_C2S] = s->secret_from[IMAP_S2C] = IMAP_REDACT_NONE;
 	if (parse_endpoint(info->client, &cf, &s->end[IMAP_C2S]) != 0 ||
 	    (parse_endpoint(info->upstream, &sf, &s->end[IMAP_S2C]) != 0 || sf != cf)) {
 		/* the upstream is of another family: show the address the
@@ -486,22 +498,27 @@ static void pw_open(void *self, const struct capture_session_info *info)
 	handshake(w, s, info->ts);
 }
 
-static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
-		     const uint8_t *data, size_t len)
+/* Out of memory for holding a unit: its bytes go out masked whole in
+ * small pieces, as nothing can say they hold no secret. */
+static void write_filled(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			 imap_time_us ts, const uint8_t *data, size_t len)
 {
-	struct pcap_writer *w = self;
-	struct pcap_session *s = *slot(w, session);
+	uint8_t piece[4096];
 
-	if (s == NULL)
-		return;
-	if (s->pending_len[dir] + len > PENDING_MAX) {
-		/* a unit longer than anyone masks: out it goes in pieces */
-		flush_pending(w, s, dir, ts);
-		if (len > PENDING_MAX) {
-			write_data(w, s, dir, ts, data, len);
-			return;
-		}
+	while (len > 0) {
+		size_t n = len < sizeof(piece) ? len : sizeof(piece);
+
+		memcpy(piece, data, n);
+		imap_redact_fill_from(piece, n, 0, 0, false);
+		write_data(w, s, dir, ts, piece, n);
+		s->unit_off[dir] += n;
+		data += n;
+		len -= n;
 	}
+}
+
+static bool hold(struct pcap_session *s, enum imap_dir dir, const uint8_t *data, size_t len)
+{
 	if (s->pending_len[dir] + len > s->pending_cap[dir]) {
 		size_t cap = s->pending_cap[dir] ? s->pending_cap[dir] : 4096;
 		uint8_t *p;
@@ -509,16 +526,43 @@ static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 		while (cap < s->pending_len[dir] + len)
 			cap *= 2;
 		p = realloc(s->pending[dir], cap);
-		if (p == NULL) {
-			flush_pending(w, s, dir, ts);
-			write_data(w, s, dir, ts, data, len);
-			return;
-		}
+		if (p == NULL)
+			return false;
 		s->pending[dir] = p;
 		s->pending_cap[dir] = cap;
 	}
 	memcpy(s->pending[dir] + s->pending_len[dir], data, len);
 	s->pending_len[dir] += len;
+	return true;
+}
+
+static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
+		     const uint8_t *data, size_t len, uint64_t secret_from)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+
+	if (s == NULL)
+		return;
+	s->secret_from[dir] = secret_from;
+	/* a unit longer than pending holds goes out in pieces, each masked
+	 * as far as the unit's start tells */
+	while (len > 0) {
+		size_t n;
+
+		if (s->pending_len[dir] >= PENDING_MAX)
+			flush_pending(w, s, dir, ts);
+		n = PENDING_MAX - s->pending_len[dir];
+		if (n > len)
+			n = len;
+		if (!hold(s, dir, data, n)) {
+			flush_pending(w, s, dir, ts);
+			write_filled(w, s, dir, ts, data, len);
+			return;
+		}
+		data += n;
+		len -= n;
+	}
 }
 
 static void pw_observe(void *self, unsigned session, const struct imap_observation *obs)
@@ -529,10 +573,15 @@ static void pw_observe(void *self, unsigned session, const struct imap_observati
 
 	if (s == NULL)
 		return;
-	/* the pending bytes are exactly this unit unless it was too long */
-	if (obs->masked && obs->len == s->pending_len[dir])
-		memcpy(s->pending[dir], obs->data, obs->len);
-	flush_pending(w, s, dir, obs->ts);
+	/* pending holds the unit's wire bytes, or its rest when some went
+	 * out already: lay the observation's masking over them */
+	if (s->pending_len[dir] > 0)
+		imap_observation_mask_wire(obs, s->pending[dir], s->pending_len[dir],
+					   s->unit_off[dir]);
+	write_data(w, s, dir, obs->ts, s->pending[dir], s->pending_len[dir]);
+	s->pending_len[dir] = 0;
+	s->unit_off[dir] = 0;
+	s->secret_from[dir] = IMAP_REDACT_NONE;
 	/* idle sessions hold no buffers */
 	if (s->pending_cap[dir] > 65536) {
 		free(s->pending[dir]);

@@ -35,9 +35,9 @@ void capture_sinks_open(const struct capture_sinks *s, const struct capture_sess
 }
 
 void capture_sinks_bytes(const struct capture_sinks *s, unsigned session, enum imap_dir dir,
-			 imap_time_us ts, const uint8_t *data, size_t len)
+			 imap_time_us ts, const uint8_t *data, size_t len, uint64_t secret_from)
 {
-	EACH(s, bytes, session, dir, ts, data, len);
+	EACH(s, bytes, session, dir, ts, data, len, secret_from);
 }
 
 void capture_sinks_observe(const struct capture_sinks *s, unsigned session,

@@ -53,9 +53,10 @@ struct capture_fault_mark {
 struct capture_sink_ops {
 	void (*open)(void *self, const struct capture_session_info *info);
 	/* the stream as the client saw it (after inflating, before masking),
-	 * handed over before the observation of the unit it completes */
+	 * handed over before the observation of the unit it completes;
+	 * secret_from as imap_conv_bytes_cb's */
 	void (*bytes)(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
-		      const uint8_t *data, size_t len);
+		      const uint8_t *data, size_t len, uint64_t secret_from);
 	void (*observe)(void *self, unsigned session, const struct imap_observation *obs);
 	void (*tls)(void *self, unsigned session, imap_time_us ts, const struct capture_tls_info *info);
 	/* a session event in words ("upstream refused the connection") */
@@ -99,7 +100,7 @@ struct capture_sinks {
 int capture_sinks_add(struct capture_sinks *sinks, struct capture_sink sink);
 void capture_sinks_open(const struct capture_sinks *sinks, const struct capture_session_info *info);
 void capture_sinks_bytes(const struct capture_sinks *sinks, unsigned session, enum imap_dir dir,
-			 imap_time_us ts, const uint8_t *data, size_t len);
+			 imap_time_us ts, const uint8_t *data, size_t len, uint64_t secret_from);
 void capture_sinks_tls(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 		       const struct capture_tls_info *info);
 void capture_sinks_observe(const struct capture_sinks *sinks, unsigned session,

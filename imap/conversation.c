@@ -46,6 +46,10 @@ struct imap_conv {
 	char literal_desc[2][IMAP_TAG_SHOW + IMAP_NAME_MAX + 2];
 	uint64_t literal_len[2];
 	bool parse_bad[2];     /* parse-error said; quiet until a good line */
+	/* the start of the unit being framed, and what it tells of secrets */
+	uint8_t prefix[2][256];
+	size_t prefix_len[2];
+	uint64_t secret_from[2];
 	/* findings about a unit wait until the unit itself is out */
 	struct imap_anomaly held[4];
 	unsigned held_count;
@@ -61,11 +65,36 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a);
 static void rule(struct imap_conv *c, enum imap_rule r, const uint8_t *tag, size_t tag_len,
 		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Bytes of the unit being framed: its start tells whether, and from
+ * where, it may hold a secret, for outputs that write before it ends. */
 static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
 {
 	struct imap_conv *c = ctx;
+	enum imap_dir dir = c->dir;
 
-	c->on_bytes(c->ctx, c->dir, c->ts, data, len);
+	if (c->redact_flags != 0 && c->prefix_len[dir] < sizeof(c->prefix[dir])) {
+		size_t n = sizeof(c->prefix[dir]) - c->prefix_len[dir];
+
+		if (n > len)
+			n = len;
+		memcpy(c->prefix[dir] + c->prefix_len[dir], data, n);
+		c->prefix_len[dir] += n;
+		c->secret_from[dir] = imap_redact_secret_from(
+			c->redact, dir, imap_framer_literal_left(c->framer[dir]) > 0,
+			imap_tracker_auth_pending(c->tracker), c->prefix[dir], c->prefix_len[dir]);
+	}
+	c->on_bytes(c->ctx, dir, c->ts, data, len, c->secret_from[dir]);
+}
+
+void imap_observation_mask_wire(const struct imap_observation *obs, uint8_t *p, size_t len,
+				uint64_t unit_off)
+{
+	if (obs->masked)
+		for (uint64_t i = unit_off; i < obs->len && i - unit_off < len; i++)
+			p[i - unit_off] = obs->data[i];
+	if (obs->secret_rest)
+		imap_redact_fill_from(p, len, unit_off, obs->len,
+				      obs->unit->kind == IMAP_UNIT_LITERAL_HEAD);
 }
 
 struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_observe_cb *cb,
@@ -78,6 +107,7 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->cb = cb;
 	c->ctx = ctx;
 	c->redact_flags = config->redact_flags;
+	c->secret_from[IMAP_C2S] = c->secret_from[IMAP_S2C] = IMAP_REDACT_NONE;
 	c->on_event = config->on_event;
 	c->on_bytes = config->on_bytes;
 	c->inflated_ok = config->inflated_capture_ok;
@@ -316,10 +346,22 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	if (c->redact_flags != 0 && unit->len > 0 &&
 	    (c->dir == IMAP_C2S || (c->redact_flags & IMAP_REDACT_BODIES)))
 		masked = malloc(unit->len);
-	if (masked != NULL && imap_redact_unit(c->redact, c->dir, unit, obs.info, masked)) {
-		obs.data = masked;
-		obs.masked = true;
+	if (masked != NULL) {
+		enum imap_redact_result r = imap_redact_unit(c->redact, c->dir, unit, obs.info, masked);
+
+		if (r != IMAP_REDACT_CLEAR) {
+			obs.data = masked;
+			obs.masked = true;
+			obs.secret_rest = r == IMAP_REDACT_MASKED_REST;
+		}
+	} else if (c->redact_flags != 0 && unit->len > 0 && c->dir == IMAP_C2S) {
+		/* cannot tell what to mask: show nothing of it */
+		obs.len = 0;
+		obs.secret_rest = true;
 	}
+	/* the next unit's start decides for its bytes */
+	c->prefix_len[c->dir] = 0;
+	c->secret_from[c->dir] = IMAP_REDACT_NONE;
 	c->cb(c->ctx, &obs);
 	free(masked);
 	c->in_unit = false;
@@ -449,10 +491,10 @@ static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *
 			 * so that a reader of it can tell the same (capture.md):
 			 * this read whole when none of it inflated */
 			if (c->on_bytes != NULL && z->total_out == out_before)
-				c->on_bytes(c->ctx, dir, c->ts, all, all_len);
+				c->on_bytes(c->ctx, dir, c->ts, all, all_len, IMAP_REDACT_NONE);
 			else if (c->on_bytes != NULL)
 				c->on_bytes(c->ctx, dir, c->ts, z->next_in,
-					    all_len - (size_t)(z->next_in - all));
+					    all_len - (size_t)(z->next_in - all), IMAP_REDACT_NONE);
 			break;
 		}
 		if (z->avail_in == 0 && z->avail_out > 0) {
@@ -483,7 +525,7 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 		return;
 	}
 	if (c->layer[dir] == LAYER_BROKEN && c->on_bytes != NULL)
-		c->on_bytes(c->ctx, dir, ts, data, len);
+		c->on_bytes(c->ctx, dir, ts, data, len, IMAP_REDACT_NONE);
 	if (c->layer[dir] != LAYER_PLAIN)
 		return;
 	used = imap_framer_feed(c->framer[dir], data, len);
@@ -594,6 +636,7 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)
 {
 	imap_framer_reset(c->framer[dir]);
+	c->prefix_len[dir] = 0;
 	if (dir == IMAP_C2S)
 		c->sync_tag_len = 0;
 	if (c->layer[dir] == LAYER_DEFLATE)

@@ -33,6 +33,8 @@ struct imap_observation {
 	const uint8_t *data;                /* the observed bytes, masked */
 	size_t len;
 	bool masked;                        /* data differs from unit->data */
+	bool secret_rest;                   /* the unit's wire bytes past len (a cut
+					       line) are secret too */
 	const struct imap_completion *completion; /* set when the line completed a command */
 };
 
@@ -58,9 +60,14 @@ typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);
 
 /* The stream as framed: every byte of one direction, after inflating,
  * before masking, handed over before the observation of the unit it
- * completes. */
+ * completes. secret_from: from which offset of the unit these bytes
+ * belong to its bytes may be secret, as far as the unit's start and the
+ * session so far tell (IMAP_REDACT_NONE: none); an output that writes
+ * bytes before their unit's observation masks them by it
+ * (imap_redact_fill_from), and the rest by the observation
+ * (imap_observation_mask_wire). */
 typedef void imap_conv_bytes_cb(void *ctx, enum imap_dir dir, imap_time_us ts,
-				 const uint8_t *data, size_t len);
+				 const uint8_t *data, size_t len, uint64_t secret_from);
 
 struct imap_conv_config {
 	size_t max_line;       /* observation limit per line, 0 for the default */
@@ -74,6 +81,14 @@ struct imap_conv_config {
 };
 
 struct imap_conv;
+
+/* Lays obs's masking over wire bytes of its unit, p[0..len) from unit
+ * offset unit_off on, for an output that holds the unit's wire bytes (all
+ * of a cut line, or what is left of one written in part already): the
+ * masked observed bytes where they reach, and with secret_rest every byte
+ * past them but CR, LF and a literal announcement ending the line. */
+void imap_observation_mask_wire(const struct imap_observation *obs, uint8_t *p, size_t len,
+				uint64_t unit_off);
 
 struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_observe_cb *cb,
 				void *ctx);

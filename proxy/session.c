@@ -102,11 +102,11 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 }
 
 static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
-			  size_t len)
+			  size_t len, uint64_t secret_from)
 {
 	struct proxy_session *s = ctx;
 
-	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len);
+	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len, secret_from);
 }
 
 /* The kernel's view goes first: with an autotuned send buffer of

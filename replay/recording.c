@@ -29,12 +29,13 @@ static void co_open(void *self, const struct capture_session_info *info)
 }
 
 static void co_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,
-		     const uint8_t *data, size_t len)
+		     const uint8_t *data, size_t len, uint64_t secret_from)
 {
 	struct collector *c = self;
 
 	(void)session;
 	(void)ts;
+	(void)secret_from; /* the whole unit is here when its observation comes */
 	if (c->pending_len[dir] + len > c->pending_cap[dir]) {
 		size_t cap = c->pending_cap[dir] ? c->pending_cap[dir] : 4096;
 		uint8_t *p;
@@ -85,15 +86,16 @@ static void co_observe(void *self, unsigned session, const struct imap_observati
 	}
 	memcpy(u->data, c->pending[dir], u->len);
 	c->pending_len[dir] = 0;
-	/* a truncated observation keeps the wire bytes */
-	u->masked_len = obs->len == u->len ? obs->len : u->len;
+	/* the wire bytes, as masked as every other output shows them */
+	u->masked_len = u->len;
 	u->masked = malloc(u->masked_len ? u->masked_len : 1);
 	if (u->masked == NULL) {
 		free(u->data);
 		c->failed = true;
 		return;
 	}
-	memcpy(u->masked, obs->len == u->len ? obs->data : u->data, u->masked_len);
+	memcpy(u->masked, u->data, u->masked_len);
+	imap_observation_mask_wire(obs, u->masked, u->masked_len, 0);
 	if (obs->info != NULL && !(obs->unit->flags & IMAP_UNIT_CONTINUED)) {
 		const struct imap_line_info *info = obs->info;
 

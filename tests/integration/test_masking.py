@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import imaplib
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -275,6 +276,188 @@ class ScriptedMechanismsTest(MaskingCase):
                 self.exchange(p, first, responses)
                 return sent
             self.check_masked(name, port, session)
+
+
+class CutServer:
+    """A scripted server that takes any command: it answers "+" to each
+    synchronising literal, runs an AUTHENTICATE without initial response
+    for the given rounds, and completes everything with OK. Lines of any
+    length, over a real socket."""
+
+    def __init__(self, test, rounds=1):
+        self.rounds = rounds
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        test.addCleanup(self.listener.close)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN] cut\r\n")
+            while True:
+                first = None
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    first = first or line
+                    m = re.search(rb"\{(\d+)(\+?)\}\r\n$", line)
+                    if not m:
+                        break
+                    if not m.group(2):
+                        conn.sendall(b"+ go on\r\n")
+                    f.read(int(m.group(1)))
+                words = first.split()
+                tag = words[0]
+                if len(words) > 1 and words[1].upper() == b"LOGOUT":
+                    conn.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                    return
+                if len(words) == 3 and words[1].upper() == b"AUTHENTICATE":
+                    for _ in range(self.rounds):
+                        conn.sendall(b"+ \r\n")
+                        if not f.readline():
+                            return
+                conn.sendall(tag + b" OK done\r\n")
+
+
+def fragments(secret, size=24):
+    """Pieces of secret, spread over it and at its end: a part of it that
+    leaked (the rest of a cut line) shows as one of them."""
+    if len(secret) <= size:
+        return [secret]
+    step = max(size, len(secret) // 64)
+    out = [secret[i:i + size] for i in range(0, len(secret) - size, step)]
+    return out + [secret[-size:]]
+
+
+class CutLineTest(MaskingCase):
+    """Every credential form at line lengths around the observation limit
+    and far past it, with the limit at its smallest and at its default:
+    the secret (and its base64) shows in no output, the pcap included,
+    where a cut line used to be written as it came."""
+
+    def token(self, n):
+        """n bytes of base64, different every call."""
+        raw = base64.b64encode(os.urandom(n)).replace(b"=", b"A")
+        return raw[:n]
+
+    def cases(self, max_line):
+        """(name, rounds, client lines sent in order, secrets)."""
+        out = []
+        for target in (24, max_line - 1, max_line, max_line + 1, max_line + 2, 300 * 1024):
+            def pad(prefix, suffix=b"\r\n", target=target):
+                return max(8, target - len(prefix) - len(suffix))
+            pw = self.token(pad(b"a1 LOGIN alice "))
+            out.append(("LOGIN atom %d" % target, 1, [b"a1 LOGIN alice " + pw + b"\r\n"], [pw]))
+            pw = self.token(pad(b'a1 LOGIN "alice" "', b'"\r\n'))
+            out.append(("LOGIN quoted %d" % target, 1,
+                        [b'a1 LOGIN "alice" "' + pw + b'"\r\n'], [pw]))
+            pw = self.token(target)
+            out.append(("LOGIN literal %d" % target, 1,
+                        [b"a1 LOGIN alice {%d}\r\n" % len(pw), pw + b"\r\n"], [pw]))
+            out.append(("LOGIN literal+ %d" % target, 1,
+                        [b"a1 LOGIN alice {%d+}\r\n" % len(pw) + pw + b"\r\n"], [pw]))
+            pw = self.token(16)
+            user = self.token(pad(b"a1 LOGIN ", b" " + pw + b"\r\n"))
+            out.append(("LOGIN long user %d" % target, 1,
+                        [b"a1 LOGIN " + user + b" " + pw + b"\r\n"], [pw]))
+            plain = base64.b64encode(b"\0alice\0" + self.token(max(8, target * 3 // 4 - 10)))
+            out.append(("AUTHENTICATE PLAIN %d" % target, 1,
+                        [b"a1 AUTHENTICATE PLAIN\r\n", plain + b"\r\n"], [plain]))
+            u, p = self.token(target), self.token(target)
+            out.append(("AUTHENTICATE LOGIN %d" % target, 2,
+                        [b"a1 AUTHENTICATE LOGIN\r\n", u + b"\r\n", p + b"\r\n"], [u, p]))
+            for mech in (b"XOAUTH2", b"OAUTHBEARER"):
+                tok = self.token(pad(b"a1 AUTHENTICATE " + mech + b" "))
+                out.append(("%s SASL-IR %d" % (mech.decode(), target), 1,
+                            [b"a1 AUTHENTICATE " + mech + b" " + tok + b"\r\n"], [tok]))
+            tok = self.token(target)
+            out.append(("GSSAPI token %d" % target, 1,
+                        [b"a1 AUTHENTICATE GSSAPI\r\n", tok + b"\r\n"], [tok]))
+        # the GSSAPI token size seen in the field
+        tok = self.token(69 * 1024)
+        out.append(("GSSAPI 69 KB", 1, [b"a1 AUTHENTICATE GSSAPI\r\n", tok + b"\r\n"], [tok]))
+        return out
+
+    def drive(self, port, lines):
+        with RawIMAP(port) as c:
+            c.read_greeting()
+            for ln in lines:
+                c.send(ln)
+                if re.search(rb"\{\d+\}\r\n$", ln) or ln.upper().startswith(b"A1 AUTHENTICATE") \
+                        and ln.count(b" ") == 2 or ln is not lines[-1] and lines[0].upper().startswith(
+                            b"A1 AUTHENTICATE LOGIN"):
+                    c.expect_continuation()
+            c.read_until_tagged(b"a1")
+            c.send(b"a2 LOGOUT\r\n")
+            c.read_until_eof()
+
+    def run_all(self, max_line, no_redact):
+        pcap, events = self.outputs()
+        extra = ["--pcap", pcap, "--events", events, "--color", "never"]
+        if max_line is not None:
+            extra += ["--max-line", str(max_line)]
+        if no_redact:
+            extra.append("--no-redact")
+        cases = self.cases(max_line or 65536)
+        servers = {1: CutServer(self, 1), 2: CutServer(self, 2)}
+        # one proxy per upstream; each case is a session of its own
+        outputs = {"timeline": b"", "pcap": b"", "events": b"", "analyze": b""}
+        for rounds, server in servers.items():
+            px = self.start_proxy(server.port, extra_args=extra)
+            mine = [c for c in cases if c[1] == rounds]
+            for name, _r, lines, _s in mine:
+                self.drive(px.port, lines)
+            px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close")
+                            and r["session"] == len(mine), timeout=20)
+            self.assertEqual(px.stop(), 0)
+            r = run_imaptap(["analyze", pcap, "--color", "never", "--events", "-"]
+                            + (["--max-line", str(max_line)] if max_line else []), timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            outputs["timeline"] += px.stderr_bytes()
+            outputs["pcap"] += self.read(pcap)
+            outputs["events"] += self.read(events)
+            outputs["analyze"] += (r.stdout + r.stderr).encode()
+            os.unlink(pcap)
+            os.unlink(events)
+        return cases, outputs
+
+    def check_limit(self, max_line):
+        cases, outputs = self.run_all(max_line, no_redact=False)
+        for name, _r, _lines, secrets in cases:
+            for secret in secrets:
+                for piece in fragments(secret):
+                    for where, data in outputs.items():
+                        self.assertFalse(piece in data, "%s (--max-line %s): %r shows in the %s"
+                                         % (name, max_line, piece, where))
+        # the pcap keeps every byte: same length as without masking
+        cases2, clear = self.run_all(max_line, no_redact=True)
+        for name, _r, _lines, secrets in cases2:
+            for secret in secrets:
+                self.assertTrue(secret[:24] in clear["pcap"],
+                                "%s: not in clear in a --no-redact pcap" % name)
+        # analyze masks a capture that holds them in clear
+        for name, _r, _lines, secrets in cases2:
+            for secret in secrets:
+                for piece in fragments(secret):
+                    self.assertFalse(piece in clear["analyze"],
+                                     "%s: analyze showed %r" % (name, piece))
+
+    def test_smallest_limit(self):
+        self.check_limit(64)
+
+    def test_default_limit(self):
+        self.check_limit(None)
 
 
 if __name__ == "__main__":

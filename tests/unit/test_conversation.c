@@ -264,8 +264,9 @@ static void on_ruled_event(void *ctx, const struct imap_conv_event *e)
 }
 
 static void on_ruled_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
-			   size_t len)
+			   size_t len, uint64_t secret_from)
 {
+	(void)secret_from;
 	struct ruled *r = ctx;
 
 	(void)ts;
