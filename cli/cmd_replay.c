@@ -12,6 +12,7 @@
 
 #include <openssl/err.h>
 
+#include "capture/escape.h"
 #include "cli/cli.h"
 #include "proxy/addr.h"
 #include "proxy/ca.h"
@@ -362,7 +363,8 @@ static int serve_one(int fd, const struct replay_recording *rec, const struct re
 	replay_serve_fd(rec, fd, opt, &res);
 	shutdown(fd, SHUT_RDWR);
 	close(fd);
-	fprintf(stderr, "imaptap: connection %u: %s", n, res.report);
+	fprintf(stderr, "imaptap: connection %u: ", n);
+	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
 	fflush(stderr);
 	return res.code;
 }
@@ -585,7 +587,7 @@ static int client_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	replay_client_fd(&rec, fd, &opt, &res);
 	close(fd);
-	fputs(res.report, stderr);
+	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
 	SSL_CTX_free(opt.tls);
 	replay_recording_free(&rec);
 	return res.code == 3 ? CLI_EXIT_RUNTIME : res.code == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
@@ -682,7 +684,7 @@ int cli_replay_main(int argc, char **argv)
 			close(lfd);
 			setenv("IMAPTAP_PORT", portstr, 1);
 			execvp(a.command[0], a.command);
-			fprintf(stderr, "imaptap: cannot run %s: %s\n", a.command[0], strerror(errno));
+			cli_message("cannot run %s: %s", a.command[0], strerror(errno));
 			_exit(127);
 		}
 		if (child < 0) {
