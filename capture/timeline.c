@@ -37,7 +37,8 @@ struct row {
 
 static void row_bytes(struct row *r, const void *data, size_t len)
 {
-	r->len += capture_escape(r->buf + r->len, ROW_MAX - r->len, data, len, 0, NULL);
+	if (r->len < ROW_MAX)
+		r->len += capture_escape(r->buf + r->len, ROW_MAX - r->len, data, len, 0, NULL);
 }
 
 static void row_text(struct row *r, const char *s)
@@ -114,7 +115,7 @@ static void add_completion(const struct timeline *t, struct row *r,
 	row_color(t, r, C_DIM);
 	if (c->idle && c->done_to_ok >= 0)
 		row_textf(r, "  (%s%s %s, DONE->OK %s)", c->uid ? "UID " : "", c->command, lat,
-			 capture_format_duration(done, sizeof(done), c->done_to_ok));
+			  capture_format_duration(done, sizeof(done), c->done_to_ok));
 	else
 		row_textf(r, "  (%s%s %s)", c->uid ? "UID " : "", c->command, lat);
 	row_color(t, r, C_RESET);
@@ -159,7 +160,7 @@ static void tl_open(void *self, const struct capture_session_info *info)
 
 	row_start(t, &r, info->ts, info->id);
 	row_textf(&r, "-- open %s -> %s (%s)", info->client, info->upstream,
-		 info->upstream_tls ? info->upstream_tls : "plain");
+		  info->upstream_tls ? info->upstream_tls : "plain");
 	row_end(t, &r);
 }
 
@@ -205,7 +206,7 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	row_textf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
 	row_color(t, &r, C_RESET);
 	row_textf(&r, "%s%s: %s", info ? " (info)" : "", a->resolved ? " (resolved)" : "",
-		 a->detail);
+		  a->detail);
 	row_end(t, &r);
 }
 
@@ -240,13 +241,13 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 
 		if (st->count == 1)
 			row_textf(&r, "%s %s 1 (%s)", i ? "," : "", st->name,
-				 capture_format_duration(a, sizeof(a), st->max));
+				  capture_format_duration(a, sizeof(a), st->max));
 		else
 			row_textf(&r, "%s %s %llu (p50 %s, p95 %s, max %s)", i ? "," : "", st->name,
-				 (unsigned long long)st->count,
-				 capture_format_duration(a, sizeof(a), st->p50),
-				 capture_format_duration(b, sizeof(b), st->p95),
-				 capture_format_duration(c, sizeof(c), st->max));
+				  (unsigned long long)st->count,
+				  capture_format_duration(a, sizeof(a), st->p50),
+				  capture_format_duration(b, sizeof(b), st->p95),
+				  capture_format_duration(c, sizeof(c), st->max));
 	}
 	row_end(t, &r);
 	if (sum->idles == 0 && sum->anomaly_total == 0)
@@ -255,10 +256,10 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 	row_text(&r, "-- summary:");
 	if (sum->idles > 0) {
 		row_textf(&r, " IDLE %llu, longest %s", (unsigned long long)sum->idles,
-			 capture_format_duration(a, sizeof(a), sum->longest_idle));
+			  capture_format_duration(a, sizeof(a), sum->longest_idle));
 		if (sum->worst_done_to_ok >= 0)
 			row_textf(&r, ", worst DONE->OK %s",
-				 capture_format_duration(b, sizeof(b), sum->worst_done_to_ok));
+				  capture_format_duration(b, sizeof(b), sum->worst_done_to_ok));
 		row_text(&r, ";");
 	}
 	if (sum->anomaly_total == 0) {
@@ -271,7 +272,7 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 			if (sum->anomalies[i] == 0)
 				continue;
 			row_textf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
-				 sum->anomalies[i]);
+				  sum->anomalies[i]);
 			first = false;
 		}
 	}
@@ -286,9 +287,9 @@ static void tl_close(void *self, const struct capture_close_info *info)
 
 	row_start(t, &r, info->ts, info->id);
 	row_textf(&r, "-- close by %s (%s) after %s; c2s %s, s2c %s", info->by, info->reason,
-		 capture_format_duration(dur, sizeof(dur), info->ts - info->opened),
-		 capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
-		 capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));
+		  capture_format_duration(dur, sizeof(dur), info->ts - info->opened),
+		  capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
+		  capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));
 	row_end(t, &r);
 }
 

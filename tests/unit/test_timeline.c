@@ -162,10 +162,42 @@ static void hostile_rows(bool color)
 	fclose(out);
 }
 
+/* A row longer than the row buffer (a summary of many hostile command
+ * names, an anomaly detail of escapes) is cut between whole escapes, and
+ * still resets its colour and ends its line. */
+static void long_rows(void)
+{
+	static struct imap_command_stats st[200];
+	FILE *out = tmpfile();
+	struct capture_timeline_config tc = {.out = out, .color = true};
+	struct imap_summary sum = {.commands = st, .command_count = 200, .anomaly_total = 0};
+	struct imap_anomaly a = {.rule = (enum imap_rule)0, .severity = IMAP_SEVERITY_WARNING};
+	char *text;
+
+	for (size_t i = 0; i < 200; i++) {
+		st[i].count = 1;
+		memset(st[i].name, 0x9b, sizeof(st[i].name) - 1);
+	}
+	memset(a.detail, 0x1b, sizeof(a.detail) - 1);
+	capture_sinks_add(&sinks, capture_timeline_new(&tc));
+	capture_sinks_summary(&sinks, 7, 0, &sum);
+	capture_sinks_anomaly(&sinks, 7, &a);
+	capture_sinks_destroy(&sinks);
+	text = read_all(out);
+	CHECK(terminal_unsafe_at(text, strlen(text)) < 0);
+	CHECK_MSG(strlen(text) > 8192 && strlen(text) < 2 * 8192 + 256, "%zu", strlen(text));
+	CHECK(text[strlen(text) - 1] == '\n');
+	CHECK_MSG(strstr(text, "\\\n") == NULL && strstr(text, "\\x\n") == NULL &&
+		  strstr(text, "\\x9\n") == NULL, "an escape is never cut");
+	free(text);
+	fclose(out);
+}
+
 int main(void)
 {
 	test_rows();
 	hostile_rows(false);
 	hostile_rows(true);
+	long_rows();
 	return check_finish("timeline");
 }
