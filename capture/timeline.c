@@ -1,11 +1,14 @@
 #include "capture/timeline.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/escape.h"
 #include "capture/timefmt.h"
 
-#define ROW_MAX 8192
+#define ROW_MAX 8192    /* text of a row, escaped */
+#define ROW_RESERVE 64 /* colour codes and the newline */
 
 #define C_RESET "\033[0m"
 #define C_DIM "\033[2m"
@@ -22,62 +25,52 @@ struct timeline {
 	size_t max_text;
 };
 
-size_t capture_printable(char *out, size_t out_size, const uint8_t *data, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (out_size == 0)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		uint8_t c = data[i];
-
-		if (c >= 0x20 && c < 0x7f) {
-			if (o + 1 >= out_size)
-				break;
-			out[o++] = (char)c;
-		} else {
-			if (o + 4 >= out_size)
-				break;
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-	return o;
-}
-
+/* Every byte of a row comes from row_text (through the escaping gate,
+ * capture/escape.h) or from row_color (imaptap's own SGR codes), so no
+ * byte a peer or a capture file chose reaches the terminal raw. Colour
+ * codes and the newline have room of their own: a row cut for length
+ * still resets its colour and ends its line. */
 struct row {
-	char buf[ROW_MAX];
+	char buf[ROW_MAX + ROW_RESERVE];
 	size_t len;
 };
 
-static void row_add(struct row *r, const char *s)
+static void row_bytes(struct row *r, const void *data, size_t len)
 {
-	size_t n = strlen(s);
-
-	if (n > sizeof(r->buf) - 1 - r->len)
-		n = sizeof(r->buf) - 1 - r->len;
-	memcpy(r->buf + r->len, s, n);
-	r->len += n;
-	r->buf[r->len] = '\0';
+	if (r->len < ROW_MAX)
+		r->len += capture_escape(r->buf + r->len, ROW_MAX - r->len, data, len, 0, NULL);
 }
 
-static void row_addf(struct row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-#include <stdarg.h>
-static void row_addf(struct row *r, const char *fmt, ...)
+static void row_text(struct row *r, const char *s)
 {
+	row_bytes(r, s, strlen(s));
+}
+
+static void row_textf(struct row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void row_textf(struct row *r, const char *fmt, ...)
+{
+	char text[ROW_MAX];
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(r->buf + r->len, sizeof(r->buf) - r->len, fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		r->len += (size_t)n < sizeof(r->buf) - r->len ? (size_t)n : sizeof(r->buf) - 1 - r->len;
+		row_bytes(r, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
+/* sgr is one of the C_ codes above, never anything read from outside */
+static void row_color(const struct timeline *t, struct row *r, const char *sgr)
+{
+	size_t n = strlen(sgr);
+
+	if (!t->color || r->len + n >= sizeof(r->buf) - 1)
+		return;
+	memcpy(r->buf + r->len, sgr, n);
+	r->len += n;
+	r->buf[r->len] = '\0';
 }
 
 static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, unsigned session)
@@ -87,15 +80,15 @@ static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, 
 	r->len = 0;
 	r->buf[0] = '\0';
 	capture_format_clock(clock, sizeof(clock), ts);
-	if (t->color)
-		row_addf(r, C_DIM "%s" C_RESET " #%u ", clock, session);
-	else
-		row_addf(r, "%s #%u ", clock, session);
+	row_color(t, r, C_DIM);
+	row_text(r, clock);
+	row_color(t, r, C_RESET);
+	row_textf(r, " #%u ", session);
 }
 
 static void row_end(const struct timeline *t, struct row *r)
 {
-	row_add(r, "\n");
+	r->buf[r->len++] = '\n';
 	fwrite(r->buf, 1, r->len, t->out);
 }
 
@@ -119,15 +112,13 @@ static void add_completion(const struct timeline *t, struct row *r,
 	char lat[32], done[32];
 
 	capture_format_duration(lat, sizeof(lat), c->latency);
-	if (t->color)
-		row_add(r, C_DIM);
+	row_color(t, r, C_DIM);
 	if (c->idle && c->done_to_ok >= 0)
-		row_addf(r, "  (%s%s %s, DONE->OK %s)", c->uid ? "UID " : "", c->command, lat,
-			 capture_format_duration(done, sizeof(done), c->done_to_ok));
+		row_textf(r, "  (%s%s %s, DONE->OK %s)", c->uid ? "UID " : "", c->command, lat,
+			  capture_format_duration(done, sizeof(done), c->done_to_ok));
 	else
-		row_addf(r, "  (%s%s %s)", c->uid ? "UID " : "", c->command, lat);
-	if (t->color)
-		row_add(r, C_RESET);
+		row_textf(r, "  (%s%s %s)", c->uid ? "UID " : "", c->command, lat);
+	row_color(t, r, C_RESET);
 }
 
 static void tl_observe(void *self, unsigned session, const struct imap_observation *obs)
@@ -135,28 +126,28 @@ static void tl_observe(void *self, unsigned session, const struct imap_observati
 	const struct timeline *t = self;
 	struct row r;
 	size_t content, shown;
-	char text[ROW_MAX / 2];
 
 	if (obs->unit->kind == IMAP_UNIT_LITERAL_DATA)
 		return; /* summarised on the row that resumes the line */
 	row_start(t, &r, obs->ts, session);
-	if (t->color)
-		row_addf(&r, "%s%s" C_RESET " ", dir_color(obs), dir_marker(obs));
-	else
-		row_addf(&r, "%s ", dir_marker(obs));
+	row_color(t, &r, dir_color(obs));
+	row_text(&r, dir_marker(obs));
+	row_color(t, &r, C_RESET);
+	row_text(&r, " ");
 	if (obs->unit->flags & IMAP_UNIT_CONTINUED)
-		row_addf(&r, "   {%llu bytes}", (unsigned long long)obs->unit->after_literal);
+		row_textf(&r, "   {%llu bytes}", (unsigned long long)obs->unit->after_literal);
 	content = capture_line_content(obs);
 	shown = content < t->max_text ? content : t->max_text;
-	capture_printable(text, sizeof(text), obs->data, shown);
-	if (t->color && obs->info != NULL && obs->info->cls == IMAP_LINE_TAGGED &&
-	    obs->info->status != IMAP_STATUS_OK)
-		row_addf(&r, "%s%s" C_RESET, obs->info->status == IMAP_STATUS_BAD ? C_BAD : C_WARN,
-			 text);
-	else
-		row_add(&r, text);
+	if (obs->info != NULL && obs->info->cls == IMAP_LINE_TAGGED &&
+	    obs->info->status != IMAP_STATUS_OK) {
+		row_color(t, &r, obs->info->status == IMAP_STATUS_BAD ? C_BAD : C_WARN);
+		row_bytes(&r, obs->data, shown);
+		row_color(t, &r, C_RESET);
+	} else {
+		row_bytes(&r, obs->data, shown);
+	}
 	if (obs->unit->wire_len > shown + (obs->len - content))
-		row_addf(&r, "... (%llu bytes)", (unsigned long long)obs->unit->wire_len);
+		row_textf(&r, "... (%llu bytes)", (unsigned long long)obs->unit->wire_len);
 	if (obs->completion != NULL)
 		add_completion(t, &r, obs->completion);
 	row_end(t, &r);
@@ -168,8 +159,8 @@ static void tl_open(void *self, const struct capture_session_info *info)
 	struct row r;
 
 	row_start(t, &r, info->ts, info->id);
-	row_addf(&r, "-- open %s -> %s (%s)", info->client, info->upstream,
-		 info->upstream_tls ? info->upstream_tls : "plain");
+	row_textf(&r, "-- open %s -> %s (%s)", info->client, info->upstream,
+		  info->upstream_tls ? info->upstream_tls : "plain");
 	row_end(t, &r);
 }
 
@@ -179,10 +170,10 @@ static void tl_notice(void *self, unsigned session, imap_time_us ts, const char 
 	struct row r;
 
 	row_start(t, &r, ts, session);
-	if (t->color)
-		row_addf(&r, C_BOLD "-- %s" C_RESET, text);
-	else
-		row_addf(&r, "-- %s", text);
+	row_color(t, &r, C_BOLD);
+	row_text(&r, "-- ");
+	row_text(&r, text);
+	row_color(t, &r, C_RESET);
 	row_end(t, &r);
 }
 
@@ -211,13 +202,11 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	struct row r;
 
 	row_start(t, &r, a->ts, session);
-	if (t->color)
-		row_add(&r, info ? C_WARN : C_BAD C_BOLD);
-	row_addf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
-	if (t->color)
-		row_add(&r, C_RESET);
-	row_addf(&r, "%s%s: %s", info ? " (info)" : "", a->resolved ? " (resolved)" : "",
-		 a->detail);
+	row_color(t, &r, info ? C_WARN : C_BAD C_BOLD);
+	row_textf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
+	row_color(t, &r, C_RESET);
+	row_textf(&r, "%s%s: %s", info ? " (info)" : "", a->resolved ? " (resolved)" : "",
+		  a->detail);
 	row_end(t, &r);
 }
 
@@ -229,12 +218,10 @@ static void tl_fault(void *self, unsigned session, const struct capture_fault_ma
 	struct row r;
 
 	row_start(t, &r, m->ts, session);
-	if (t->color)
-		row_add(&r, C_PROXY C_BOLD);
-	row_addf(&r, "~ fault %s %s %s", m->action, imap_dir_str(m->dir), m->phase);
-	if (t->color)
-		row_add(&r, C_RESET);
-	row_addf(&r, ": %s [%s]", m->detail, m->spec);
+	row_color(t, &r, C_PROXY C_BOLD);
+	row_textf(&r, "~ fault %s %s %s", m->action, imap_dir_str(m->dir), m->phase);
+	row_color(t, &r, C_RESET);
+	row_textf(&r, ": %s [%s]", m->detail, m->spec);
 	row_end(t, &r);
 }
 
@@ -246,46 +233,46 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 	struct row r;
 
 	row_start(t, &r, ts, session);
-	row_add(&r, "-- summary:");
+	row_text(&r, "-- summary:");
 	if (sum->command_count == 0)
-		row_add(&r, " no command completed");
+		row_text(&r, " no command completed");
 	for (size_t i = 0; i < sum->command_count; i++) {
 		const struct imap_command_stats *st = &sum->commands[i];
 
 		if (st->count == 1)
-			row_addf(&r, "%s %s 1 (%s)", i ? "," : "", st->name,
-				 capture_format_duration(a, sizeof(a), st->max));
+			row_textf(&r, "%s %s 1 (%s)", i ? "," : "", st->name,
+				  capture_format_duration(a, sizeof(a), st->max));
 		else
-			row_addf(&r, "%s %s %llu (p50 %s, p95 %s, max %s)", i ? "," : "", st->name,
-				 (unsigned long long)st->count,
-				 capture_format_duration(a, sizeof(a), st->p50),
-				 capture_format_duration(b, sizeof(b), st->p95),
-				 capture_format_duration(c, sizeof(c), st->max));
+			row_textf(&r, "%s %s %llu (p50 %s, p95 %s, max %s)", i ? "," : "", st->name,
+				  (unsigned long long)st->count,
+				  capture_format_duration(a, sizeof(a), st->p50),
+				  capture_format_duration(b, sizeof(b), st->p95),
+				  capture_format_duration(c, sizeof(c), st->max));
 	}
 	row_end(t, &r);
 	if (sum->idles == 0 && sum->anomaly_total == 0)
 		return;
 	row_start(t, &r, ts, session);
-	row_add(&r, "-- summary:");
+	row_text(&r, "-- summary:");
 	if (sum->idles > 0) {
-		row_addf(&r, " IDLE %llu, longest %s", (unsigned long long)sum->idles,
-			 capture_format_duration(a, sizeof(a), sum->longest_idle));
+		row_textf(&r, " IDLE %llu, longest %s", (unsigned long long)sum->idles,
+			  capture_format_duration(a, sizeof(a), sum->longest_idle));
 		if (sum->worst_done_to_ok >= 0)
-			row_addf(&r, ", worst DONE->OK %s",
-				 capture_format_duration(b, sizeof(b), sum->worst_done_to_ok));
-		row_add(&r, ";");
+			row_textf(&r, ", worst DONE->OK %s",
+				  capture_format_duration(b, sizeof(b), sum->worst_done_to_ok));
+		row_text(&r, ";");
 	}
 	if (sum->anomaly_total == 0) {
-		row_add(&r, " no anomalies");
+		row_text(&r, " no anomalies");
 	} else {
 		bool first = true;
 
-		row_add(&r, " anomalies:");
+		row_text(&r, " anomalies:");
 		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
 			if (sum->anomalies[i] == 0)
 				continue;
-			row_addf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
-				 sum->anomalies[i]);
+			row_textf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
+				  sum->anomalies[i]);
 			first = false;
 		}
 	}
@@ -299,10 +286,10 @@ static void tl_close(void *self, const struct capture_close_info *info)
 	char dur[32], up[32], down[32];
 
 	row_start(t, &r, info->ts, info->id);
-	row_addf(&r, "-- close by %s (%s) after %s; c2s %s, s2c %s", info->by, info->reason,
-		 capture_format_duration(dur, sizeof(dur), info->ts - info->opened),
-		 capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
-		 capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));
+	row_textf(&r, "-- close by %s (%s) after %s; c2s %s, s2c %s", info->by, info->reason,
+		  capture_format_duration(dur, sizeof(dur), info->ts - info->opened),
+		  capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
+		  capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));
 	row_end(t, &r);
 }
 

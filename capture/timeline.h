@@ -4,7 +4,10 @@
  *   09:17:35.124001 #1 S< a1 OK Logged in  (LOGIN 545 us)
  *
  * Literal bytes are summarised as "{N bytes}" at the start of the row that
- * resumes their line. Rows show masked data only. */
+ * resumes their line. Rows show masked data only, and every string in
+ * them (peer bytes, names from certificates and capture files, notices
+ * quoting either) passes capture/escape.h: the only raw ESC bytes a row
+ * holds are its own colour codes (SGR 0, 1, 2, 31, 32, 33, 35, 36). */
 #ifndef CAPTURE_TIMELINE_H
 #define CAPTURE_TIMELINE_H
 
@@ -24,10 +27,5 @@ struct capture_timeline_config {
 
 /* Returns a sink whose ops are NULL when out of memory. */
 struct capture_sink capture_timeline_new(const struct capture_timeline_config *config);
-
-/* Appends the printable form of data[0..len) to out (at most max bytes of
- * input shown): printable ASCII as is, everything else as \xNN. Returns the
- * number of characters written, excluding the NUL. */
-size_t capture_printable(char *out, size_t out_size, const uint8_t *data, size_t len);
 
 #endif

@@ -15,7 +15,15 @@ enum cli_exit {
 	CLI_EXIT_RUNTIME = 3, /* I/O, TLS, network */
 };
 
-/* "imaptap: message" on stderr, flushed. */
+/* Every message and report a subcommand writes passes the escaping gate
+ * (capture/escape.h): the values it quotes (flags, file contents, peer
+ * lines, certificate names) cannot reach the terminal raw. */
+
+/* text[0..len) escaped to f; flags CAPTURE_ESCAPE_KEEP_NEWLINE keeps the
+ * lines of a multi-line report. */
+void cli_write_escaped(FILE *f, const char *text, size_t len, unsigned flags);
+
+/* "imaptap: message" on stderr, escaped and flushed. */
 void cli_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Prints "imaptap CMD: message" and a hint to --help; returns CLI_EXIT_USAGE. */

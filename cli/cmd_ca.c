@@ -28,7 +28,11 @@ int cli_ca_main(int argc, char **argv)
 		cli_message("ca init: %s", err);
 		return CLI_EXIT_RUNTIME;
 	}
-	printf("wrote %s/ca.crt (trust this in the client) and %s/ca.key (private, mode 0600)\n",
-	       argv[2], argv[2]);
+	/* the directory as given, escaped like every value imaptap quotes */
+	fputs("wrote ", stdout);
+	cli_write_escaped(stdout, argv[2], strlen(argv[2]), 0);
+	fputs("/ca.crt (trust this in the client) and ", stdout);
+	cli_write_escaped(stdout, argv[2], strlen(argv[2]), 0);
+	fputs("/ca.key (private, mode 0600)\n", stdout);
 	return CLI_EXIT_OK;
 }

@@ -204,6 +204,13 @@ static void log_message(void *ctx, const char *message)
 	cli_message("%s", message);
 }
 
+/* libevent's own warnings, which it would print raw, through the gate */
+static void libevent_message(int severity, const char *message)
+{
+	if (severity != EVENT_LOG_DEBUG)
+		cli_message("libevent: %s", message);
+}
+
 /* Log rotation moved the outputs away, or a full disk stopped them. */
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
@@ -504,6 +511,7 @@ int cli_proxy_main(int argc, char **argv)
 		return CLI_EXIT_RUNTIME;
 	}
 	cli_raise_descriptor_limit(a.max_sessions);
+	event_set_log_callback(libevent_message);
 	run.base = event_base_new();
 	if (run.base == NULL) {
 		cli_message("cannot start the event loop: %s", strerror(errno));

@@ -12,7 +12,7 @@
 
 #include <openssl/err.h>
 
-#include "capture/timeline.h"
+#include "capture/escape.h"
 #include "cli/cli.h"
 #include "proxy/addr.h"
 #include "proxy/ca.h"
@@ -216,8 +216,8 @@ again:
 			if (a->name_count == NAMES_MAX)
 				return cli_usage_error("replay serve", "at most %d --name", NAMES_MAX);
 			if (proxy_ca_name_check(optarg, &why) == PROXY_CA_NAME_BAD) {
-				capture_printable(shown, sizeof(shown), (const uint8_t *)optarg,
-						  strnlen(optarg, 96));
+				capture_escape(shown, sizeof(shown), (const uint8_t *)optarg,
+						  strnlen(optarg, 96), 0, NULL);
 				return cli_usage_error("replay serve",
 						       "--name '%s' is not a host name or IP address: %s",
 						       shown, why);
@@ -376,7 +376,8 @@ static int serve_one(int fd, const struct replay_recording *rec, const struct re
 	replay_serve_fd(rec, fd, opt, &res);
 	shutdown(fd, SHUT_RDWR);
 	close(fd);
-	fprintf(stderr, "imaptap: connection %u: %s", n, res.report);
+	fprintf(stderr, "imaptap: connection %u: ", n);
+	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
 	fflush(stderr);
 	return res.code;
 }
@@ -599,7 +600,7 @@ static int client_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	replay_client_fd(&rec, fd, &opt, &res);
 	close(fd);
-	fputs(res.report, stderr);
+	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
 	SSL_CTX_free(opt.tls);
 	replay_recording_free(&rec);
 	return res.code == 3 ? CLI_EXIT_RUNTIME : res.code == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
@@ -696,7 +697,7 @@ int cli_replay_main(int argc, char **argv)
 			close(lfd);
 			setenv("IMAPTAP_PORT", portstr, 1);
 			execvp(a.command[0], a.command);
-			fprintf(stderr, "imaptap: cannot run %s: %s\n", a.command[0], strerror(errno));
+			cli_message("cannot run %s: %s", a.command[0], strerror(errno));
 			_exit(127);
 		}
 		if (child < 0) {

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capture/escape.h"
 #include "cli/cli.h"
 
 #ifndef IMAPTAP_VERSION
@@ -47,13 +48,42 @@ static const char usage[] =
 	"\n"
 	"exit codes: 0 success, 1 a check failed, 2 usage error, 3 runtime error\n";
 
+void cli_write_escaped(FILE *f, const char *text, size_t len, unsigned flags)
+{
+	char out[1024];
+
+	while (len > 0) {
+		size_t used, n = capture_escape(out, sizeof(out), text, len, flags, &used);
+
+		fwrite(out, 1, n, f);
+		text += used;
+		len -= used;
+	}
+}
+
+/* fmt with its arguments, escaped, to stderr. */
+static void write_message(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+static void write_message(const char *fmt, va_list ap)
+{
+	char *text = NULL;
+	int n = vasprintf(&text, fmt, ap);
+
+	if (n < 0) {
+		fputs("(out of memory for a message)", stderr);
+		return;
+	}
+	cli_write_escaped(stderr, text, (size_t)n, 0);
+	free(text);
+}
+
 void cli_message(const char *fmt, ...)
 {
 	va_list ap;
 
 	fputs("imaptap: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	write_message(fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
@@ -65,7 +95,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 	fprintf(stderr, "imaptap %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	write_message(fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nrun 'imaptap %s --help' for the options\n", cmd);
 	fflush(stderr);
@@ -124,6 +154,8 @@ int main(int argc, char **argv)
 		return cli_replay_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "compile") == 0)
 		return cli_compile_main(argc - 1, argv + 1);
-	fprintf(stderr, "imaptap: unknown command '%s'\n\n%s", cmd, usage);
+	cli_message("unknown command '%s'", cmd);
+	fputc('\n', stderr);
+	fputs(usage, stderr);
 	return CLI_EXIT_USAGE;
 }

@@ -16,7 +16,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "capture/timeline.h"
+#include "capture/escape.h"
 
 #define CA_DAYS 3650
 #define LEAF_DAYS 397 /* what browsers and most clients accept at most */
@@ -506,7 +506,7 @@ static void note_left_out(char *notice, size_t size, const char *name, const cha
 
 	if (size == 0)
 		return;
-	capture_printable(shown, sizeof(shown), (const uint8_t *)name, len < 96 ? len : 96);
+	capture_escape(shown, sizeof(shown), (const uint8_t *)name, len < 96 ? len : 96, 0, NULL);
 	snprintf(notice + used, size - used, "%s'%s%s' (%s)", used == 0 ? head : ", ", shown,
 		 len > 96 ? "..." : "", why);
 }

@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "capture/timeline.h"
+#include "capture/escape.h"
 
 static void ssl_error(char *err, size_t errlen, const char *what)
 {
@@ -173,7 +173,7 @@ static void add_asn1_name(char **names, size_t *n, size_t max, const unsigned ch
 
 	if (len <= 0)
 		return;
-	capture_printable(text, 4 * 256 + 1, s, shown);
+	capture_escape(text, 4 * 256 + 1, s, shown, 0, NULL);
 	if (shown < (size_t)len)
 		strcat(text, "...");
 	add_name(names, n, max, text);

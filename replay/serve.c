@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture/timeline.h"
+#include "capture/escape.h"
 #include "imap/conversation.h"
 #include "imap/redact.h"
 #include "replay/link.h"
@@ -46,21 +46,20 @@ struct serve {
 	size_t burst_end;             /* coalesce: units before this index are due now */
 };
 
-/* Bytes as a person reads them: no CRLF, the timeline's escapes, and
+/* Bytes as a person reads them: no CRLF, the escapes of capture/escape.h, and
  * "..." where they had to be cut. */
 static void printable(char *out, size_t size, const uint8_t *p, size_t n)
 {
-	size_t need = 0;
+	size_t need;
 
 	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
 		n--;
-	for (size_t i = 0; i < n; i++)
-		need += p[i] >= 0x20 && p[i] < 0x7f ? 1 : 4;
+	need = capture_escaped_len(p, n, 0);
 	if (need < size) {
-		capture_printable(out, size, p, n);
+		capture_escape(out, size, p, n, 0, NULL);
 		return;
 	}
-	memcpy(out + capture_printable(out, size - 3, p, n), "...", 4);
+	memcpy(out + capture_escape(out, size - 3, p, n, 0, NULL), "...", 4);
 }
 
 void replay_report(struct replay_result *res, const char *fmt, ...)

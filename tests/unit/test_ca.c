@@ -11,7 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "capture/timeline.h"
+#include "capture/escape.h"
 #include "check.h"
 #include "proxy/ca.h"
 
@@ -123,7 +123,7 @@ static void check_sans(X509 *leaf, const struct want_name *want, int count, cons
 		char shown[4 * 300 + 1] = "";
 
 		if (data != NULL && len > 0)
-			capture_printable(shown, sizeof(shown), data, (size_t)len);
+			capture_escape(shown, sizeof(shown), data, (size_t)len, 0, NULL);
 		if (i >= count) {
 			CHECK_MSG(0, "%s: entry %d type %d '%s' is not expected", what, i, gn->type,
 				  shown);

@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/escape.h"
 #include "capture/timeline.h"
 #include "check.h"
+#include "tests/lib/terminal_safe.h"
 
 static struct capture_sinks sinks;
 
@@ -87,21 +89,115 @@ static void test_rows(void)
 	fclose(out);
 }
 
-static void test_printable(void)
-{
-	char out[64];
+/* Hostile bytes in every string a row shows, with and without colour:
+ * the rows hold no control byte but '\n' and no ESC but the timeline's
+ * own colour codes (tests/lib/terminal_safe.h). */
+static const char HOSTILE[] = "\x1b[31m\x1b]0;title\x07\x1b]8;;http://x\x1b\\\x1b]52;c;Zm9v\x07"
+			      "\x9b" "31m\xc2\x9b\x07\x08\r\xff\xe2\x80\xa8\xe2\x80\xae";
 
-	capture_printable(out, sizeof(out), (const uint8_t *)"a\r\n\0\xff", 5);
-	CHECK(strcmp(out, "a\\x0d\\x0a\\x00\\xff") == 0);
-	capture_printable(out, 6, (const uint8_t *)"abcdefgh", 8);
-	CHECK(strcmp(out, "abcde") == 0);
-	capture_printable(out, 6, (const uint8_t *)"ab\x01", 3);
-	CHECK_MSG(strcmp(out, "ab") == 0, "an escape that does not fit is left out whole");
+/* src cut to what dst holds */
+static void fill(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src) < size - 1 ? strlen(src) : size - 1;
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static void hostile_rows(bool color)
+{
+	FILE *out = tmpfile();
+	struct capture_timeline_config tc = {.out = out, .color = color};
+	struct imap_conv_config cc = {.redact_flags = IMAP_REDACT_CREDENTIALS};
+	struct imap_conv *conv;
+	struct capture_session_info info = {.id = 7, .ts = 0, .upstream_tls = HOSTILE};
+	struct capture_close_info close = {.id = 7, .ts = 2500000, .by = HOSTILE, .reason = HOSTILE};
+	struct capture_tls_info tls = {.leg = "client", .version = HOSTILE, .cipher = HOSTILE,
+				       .sni = HOSTILE, .peer = HOSTILE};
+	struct capture_tls_info up = {.leg = "upstream", .version = "TLSv1.3", .cipher = HOSTILE,
+				      .sni = HOSTILE, .peer = HOSTILE};
+	struct capture_fault_mark mark = {.ts = 1, .action = HOSTILE, .phase = HOSTILE,
+					  .dir = IMAP_S2C, .spec = HOSTILE, .detail = HOSTILE};
+	struct imap_anomaly a = {.rule = (enum imap_rule)(IMAP_RULE_COUNT - 1), .severity = IMAP_SEVERITY_INFO};
+	struct imap_command_stats st[2] = {{.count = 1}, {.count = 3}};
+	struct imap_summary sum = {.commands = st, .command_count = 2, .idles = 1,
+				   .anomaly_total = 1};
+	char line[512], shown[256], *text;
+	long bad;
+	int n;
+
+	snprintf(info.client, sizeof(info.client), "%.40s", HOSTILE);
+	snprintf(info.upstream, sizeof(info.upstream), "%.40s", HOSTILE);
+	fill(a.tag, sizeof(a.tag), HOSTILE);
+	snprintf(a.detail, sizeof(a.detail), "untagged %s before the continuation", HOSTILE);
+	fill(st[0].name, sizeof(st[0].name), HOSTILE);
+	fill(st[1].name, sizeof(st[1].name), HOSTILE + 8);
+	sum.anomalies[0] = 1;
+	capture_sinks_add(&sinks, capture_timeline_new(&tc));
+	conv = imap_conv_new(&cc, on_obs, NULL);
+	capture_sinks_open(&sinks, &info);
+	n = snprintf(line, sizeof(line), "%s X%s\r\n", HOSTILE, HOSTILE);
+	imap_conv_feed(conv, IMAP_C2S, 1, IMAP_ORIGIN_PEER, (const uint8_t *)line, (size_t)n);
+	n = snprintf(line, sizeof(line), "%s BAD [%s] no\r\n", HOSTILE, HOSTILE);
+	imap_conv_feed(conv, IMAP_S2C, 2, IMAP_ORIGIN_PEER, (const uint8_t *)line, (size_t)n);
+	imap_conv_feed(conv, IMAP_S2C, 3, IMAP_ORIGIN_PEER, (const uint8_t *)"a\0b\x1b\r\n", 6);
+	capture_sinks_notice(&sinks, 7, 4, HOSTILE);
+	capture_sinks_tls(&sinks, 7, 5, &tls);
+	capture_sinks_tls(&sinks, 7, 5, &up);
+	capture_sinks_anomaly(&sinks, 7, &a);
+	capture_sinks_fault(&sinks, 7, &mark);
+	capture_sinks_summary(&sinks, 7, 6, &sum);
+	capture_sinks_close(&sinks, &close);
+	capture_sinks_destroy(&sinks);
+	imap_conv_free(&conv);
+	text = read_all(out);
+	bad = terminal_unsafe_at(text, strlen(text));
+	/* the failure message itself goes through the gate */
+	capture_escape(shown, sizeof(shown), text + (bad > 0 ? bad : 0),
+		       strnlen(text + (bad > 0 ? bad : 0), 60), 0, NULL);
+	CHECK_MSG(bad < 0, "colour %d: unsafe byte at %ld: %s", color, bad, shown);
+	CHECK_MSG(strstr(text, "\\x1b[31m") != NULL, "the escaped form is not shown");
+	CHECK_MSG(color == (strchr(text, '\033') != NULL), "colour codes only with colour");
+	free(text);
+	fclose(out);
+}
+
+/* A row longer than the row buffer (a summary of many hostile command
+ * names, an anomaly detail of escapes) is cut between whole escapes, and
+ * still resets its colour and ends its line. */
+static void long_rows(void)
+{
+	static struct imap_command_stats st[200];
+	FILE *out = tmpfile();
+	struct capture_timeline_config tc = {.out = out, .color = true};
+	struct imap_summary sum = {.commands = st, .command_count = 200, .anomaly_total = 0};
+	struct imap_anomaly a = {.rule = (enum imap_rule)0, .severity = IMAP_SEVERITY_WARNING};
+	char *text;
+
+	for (size_t i = 0; i < 200; i++) {
+		st[i].count = 1;
+		memset(st[i].name, 0x9b, sizeof(st[i].name) - 1);
+	}
+	memset(a.detail, 0x1b, sizeof(a.detail) - 1);
+	capture_sinks_add(&sinks, capture_timeline_new(&tc));
+	capture_sinks_summary(&sinks, 7, 0, &sum);
+	capture_sinks_anomaly(&sinks, 7, &a);
+	capture_sinks_destroy(&sinks);
+	text = read_all(out);
+	CHECK(terminal_unsafe_at(text, strlen(text)) < 0);
+	CHECK_MSG(strlen(text) > 8192 && strlen(text) < 2 * 8192 + 256, "%zu", strlen(text));
+	CHECK(text[strlen(text) - 1] == '\n');
+	CHECK_MSG(strstr(text, "\\\n") == NULL && strstr(text, "\\x\n") == NULL &&
+		  strstr(text, "\\x9\n") == NULL, "an escape is never cut");
+	free(text);
+	fclose(out);
 }
 
 int main(void)
 {
 	test_rows();
-	test_printable();
+	hostile_rows(false);
+	hostile_rows(true);
+	long_rows();
 	return check_finish("timeline");
 }
