@@ -356,7 +356,7 @@ static void test_secret_from(void)
 	static const struct {
 		const char *prefix;
 		uint64_t from;
-	} cases[] = {
+	} prefixes[] = {
 		{"a1 LOGIN alice", 9},
 		{"a1 login alice pw", 9},
 		{"a1 LOG", 0},                      /* cannot tell yet */
@@ -369,13 +369,13 @@ static void test_secret_from(void)
 		{"* OK\r\n", IMAP_REDACT_NONE},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
 		uint64_t got = imap_redact_secret_from(r, IMAP_C2S, false, false,
-						       (const uint8_t *)cases[i].prefix,
-						       strlen(cases[i].prefix));
+						       (const uint8_t *)prefixes[i].prefix,
+						       strlen(prefixes[i].prefix));
 
-		CHECK_MSG(got == cases[i].from, "%s: %llu, not %llu", cases[i].prefix,
-			  (unsigned long long)got, (unsigned long long)cases[i].from);
+		CHECK_MSG(got == prefixes[i].from, "%s: %llu, not %llu", prefixes[i].prefix,
+			  (unsigned long long)got, (unsigned long long)prefixes[i].from);
 	}
 	/* inside an exchange every line is secret; the server's never */
 	CHECK(imap_redact_secret_from(r, IMAP_C2S, false, true, (const uint8_t *)"a2 NOOP", 7) == 0);
