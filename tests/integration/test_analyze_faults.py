@@ -25,6 +25,7 @@ from clients import make_message  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, main, parse_timeline,  # noqa: E402
                      run_imaptap)
 from imaptap import module_dovecot, module_tmpdir, read_events  # noqa: E402
+from pcapfile import checksum  # noqa: E402
 
 PASSWORD = "marks-secret"
 DC = None
@@ -68,15 +69,6 @@ def write_pcap(path, header, records):
         for sec, usec, pkt in records:
             f.write(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)))
             f.write(pkt)
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def udp4_frame(src, dst, sport, dport, payload):

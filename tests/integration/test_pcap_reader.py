@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
 from imaptap import imaptap_bin, main, sanitizer_env, sanitizer_reports  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
+from pcapfile import checksum  # noqa: E402
 
 PASSWORD = "pcap-Pa55-reader"
 MIB = 1024 * 1024
@@ -385,15 +386,6 @@ def session_records(port):
 
 
 # ---- hand-made packets -----------------------------------------------------
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-
 
 def tcp_segment(src, dst, sport, dport, seq, ack, flags, payload=b""):
     hdr = struct.pack(">HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags,

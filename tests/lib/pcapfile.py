@@ -49,7 +49,8 @@ def write_pcap(path, records):
             f.write(frame)
 
 
-def _checksum(data):
+def checksum(data):
+    """The Internet checksum (RFC 1071) of data."""
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
@@ -61,7 +62,7 @@ def _checksum(data):
 def _ipv4_frame(src, dst, proto, payload):
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0x4000, 64, proto, 0,
                       src, dst)
-    hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return b"\x02\0\0\0\0\x02" + b"\x02\0\0\0\0\x01" + b"\x08\x00" + hdr + payload
 
 
@@ -69,7 +70,7 @@ def udp4_frame(src, dst, sport, dport, payload):
     """An Ethernet frame with an IPv4 UDP datagram (src, dst: 4 bytes)."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     pseudo = src + dst + struct.pack("!BBH", 0, 17, len(udp))
-    csum = _checksum(pseudo + udp) or 0xFFFF
+    csum = checksum(pseudo + udp) or 0xFFFF
     return _ipv4_frame(src, dst, 17, udp[:6] + struct.pack("!H", csum) + udp[8:])
 
 
@@ -78,7 +79,7 @@ def tcp4_frame(src, dst, sport, dport, seq, ack, flags, payload=b""):
     hdr = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
                       5 << 4, flags, 65535, 0, 0)
     pseudo = src + dst + struct.pack("!BBH", 0, 6, len(hdr) + len(payload))
-    c = _checksum(pseudo + hdr + payload)
+    c = checksum(pseudo + hdr + payload)
     return _ipv4_frame(src, dst, 6, hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload)
 
 
