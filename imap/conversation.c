@@ -73,15 +73,21 @@ static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
 	enum imap_dir dir = c->dir;
 
 	if (c->redact_flags != 0 && c->prefix_len[dir] < sizeof(c->prefix[dir])) {
-		size_t n = sizeof(c->prefix[dir]) - c->prefix_len[dir];
+		bool literal = imap_framer_literal_left(c->framer[dir]) > 0;
 
-		if (n > len)
-			n = len;
-		memcpy(c->prefix[dir] + c->prefix_len[dir], data, n);
-		c->prefix_len[dir] += n;
+		/* only a client line's start says anything: literal data and
+		 * server lines are decided by the session's state alone */
+		if (dir == IMAP_C2S && !literal) {
+			size_t n = sizeof(c->prefix[dir]) - c->prefix_len[dir];
+
+			if (n > len)
+				n = len;
+			memcpy(c->prefix[dir] + c->prefix_len[dir], data, n);
+			c->prefix_len[dir] += n;
+		}
 		c->secret_from[dir] = imap_redact_secret_from(
-			c->redact, dir, imap_framer_literal_left(c->framer[dir]) > 0,
-			imap_tracker_auth_pending(c->tracker), c->prefix[dir], c->prefix_len[dir]);
+			c->redact, dir, literal, imap_tracker_auth_pending(c->tracker), c->prefix[dir],
+			c->prefix_len[dir]);
 	}
 	c->on_bytes(c->ctx, dir, c->ts, data, len, c->secret_from[dir]);
 }

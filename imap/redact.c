@@ -110,16 +110,17 @@ static size_t content_len(const struct imap_unit *u)
  * starts; len when there is none. */
 static size_t literal_marker_at(const uint8_t *p, size_t len)
 {
-	size_t i;
+	size_t i, digits;
 
 	if (len < 3 || p[len - 1] != '}')
 		return len;
 	i = len - 1;
 	if (p[i - 1] == '+')
 		i--;
+	digits = i;
 	while (i > 0 && p[i - 1] >= '0' && p[i - 1] <= '9')
 		i--;
-	if (i == 0 || i == len - 1 || p[i - 1] != '{')
+	if (i == 0 || i == digits || p[i - 1] != '{')
 		return len;
 	i--;
 	return i > 0 && p[i - 1] == '~' ? i - 1 : i;
