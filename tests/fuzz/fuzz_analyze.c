@@ -9,13 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "capture/escape.h"
 #include "capture/offline.h"
 #include "capture/timeline.h"
 #include "imap/redact.h"
+#include "tests/fuzz/fuzz_input.h"
 #include "tests/lib/terminal_safe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,8 +45,7 @@ static void check_message(const char *message)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static int fd = -1;
-	static char path[64];
+	const char *path = fuzz_input_path(data, size);
 	struct capture_offline_config config = {.redact_flags = IMAP_REDACT_CREDENTIALS};
 	struct capture_offline_result result;
 	struct capture_sinks sinks = {0};
@@ -56,14 +54,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = 0;
 	FILE *out;
 
-	if (fd < 0) {
-		fd = memfd_create("capture", 0);
-		if (fd < 0)
-			abort();
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	}
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
 	out = open_memstream(&text, &len);
 	if (out == NULL)
 		abort();

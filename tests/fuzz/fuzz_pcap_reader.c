@@ -5,11 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "capture/fault_mark.h"
 #include "capture/pcap_reader.h"
+#include "tests/fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,20 +44,11 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static int fd = -1;
-	static char path[64];
+	const char *path = fuzz_input_path(data, size);
 	struct capture_read_stats st;
 	unsigned opened = 0;
 	char err[512] = "";
 
-	if (fd < 0) {
-		fd = memfd_create("capture", 0);
-		if (fd < 0)
-			abort();
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	}
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
 	if (capture_pcap_read(path, on_event, on_datagram, &opened, &st, err, sizeof(err)) < 0 &&
 	    err[0] == '\0')
 		abort();
