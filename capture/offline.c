@@ -176,12 +176,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 {
 	struct offline *o = ctx;
 	struct offline_session **p;
-	struct imap_anomaly gap = {
-		.rule = IMAP_RULE_CAPTURE_GAP,
-		.severity = imap_rule_severity(IMAP_RULE_CAPTURE_GAP),
-		.threshold = -1,
-		.waited = -1,
-	};
+	struct imap_anomaly gap;
 
 	tick_all(o, ev->ts);
 	if (ev->kind == CAPTURE_STREAM_OPEN) {
@@ -201,8 +196,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		break;
 	case CAPTURE_STREAM_GAP:
 		o->result->gaps += ev->gap_len;
-		gap.ts = ev->ts;
-		snprintf(gap.detail, sizeof(gap.detail),
+		imap_anomaly_make(&gap, IMAP_RULE_CAPTURE_GAP, ev->ts, NULL, 0,
 			 "%llu byte(s) of the %s's stream are missing from the capture at offset %llu; "
 			 "lines around them may be misread",
 			 (unsigned long long)ev->gap_len, ev->dir == IMAP_C2S ? "client" : "server",

@@ -3,8 +3,10 @@
 #ifndef IMAP_ANOMALY_H
 #define IMAP_ANOMALY_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "imap/types.h"
 
@@ -41,6 +43,15 @@ enum imap_severity {
 	IMAP_SEVERITY_WARNING,
 };
 
+/* Whose behaviour a rule is about (docs/rules.md). EITHER: the finding
+ * names the side itself (a stream that does not parse, a connection that
+ * ended with commands unanswered). */
+enum imap_blame {
+	IMAP_BLAME_CLIENT,
+	IMAP_BLAME_SERVER,
+	IMAP_BLAME_EITHER,
+};
+
 #define IMAP_ANOMALY_TAG_MAX 64
 #define IMAP_ANOMALY_DETAIL_MAX 320
 
@@ -55,10 +66,24 @@ struct imap_anomaly {
 	char detail[IMAP_ANOMALY_DETAIL_MAX]; /* for a person */
 };
 
+/* Builds a finding of rule at ts about the command tagged tag (tag_len 0:
+ * none; cut at IMAP_ANOMALY_TAG_MAX - 1 bytes), its detail from fmt. The
+ * rule's severity comes from the rule table; threshold and waited are -1
+ * and resolved false until the caller says otherwise. */
+void imap_anomaly_make(struct imap_anomaly *anomaly, enum imap_rule rule, imap_time_us ts,
+		       const uint8_t *tag, size_t tag_len, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+void imap_anomaly_vmake(struct imap_anomaly *anomaly, enum imap_rule rule, imap_time_us ts,
+			const uint8_t *tag, size_t tag_len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 6, 0)));
+
 /* "command-stall" ... */
 const char *imap_rule_id(enum imap_rule rule);
 enum imap_severity imap_rule_severity(enum imap_rule rule);
+enum imap_blame imap_rule_blame(enum imap_rule rule);
 const char *imap_severity_str(enum imap_severity severity);
+/* "client", "server", "either" */
+const char *imap_blame_str(enum imap_blame blame);
 /* Returns true and sets *rule for a known id. */
 bool imap_rule_parse(const char *id, size_t len, enum imap_rule *rule);
 

@@ -228,24 +228,13 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 static void rule(struct imap_conv *c, enum imap_rule r, const uint8_t *tag, size_t tag_len,
 		 const char *fmt, ...)
 {
-	struct imap_anomaly a = {
-		.rule = r,
-		.severity = imap_rule_severity(r),
-		.ts = c->ts,
-		.threshold = -1,
-		.waited = -1,
-	};
+	struct imap_anomaly a;
 	va_list ap;
 
 	if (!c->rules)
 		return;
-	if (tag_len >= sizeof(a.tag))
-		tag_len = sizeof(a.tag) - 1;
-	if (tag_len > 0)
-		memcpy(a.tag, tag, tag_len);
-	a.tag[tag_len] = '\0';
 	va_start(ap, fmt);
-	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
+	imap_anomaly_vmake(&a, r, c->ts, tag, tag_len, fmt, ap);
 	va_end(ap);
 	on_anomaly(c, &a);
 }
@@ -386,16 +375,10 @@ static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)
 
 static void stream_error(struct imap_conv *c, enum imap_dir dir, const char *text)
 {
-	struct imap_anomaly a = {
-		.rule = IMAP_RULE_COMPRESS_STREAM_ERROR,
-		.severity = imap_rule_severity(IMAP_RULE_COMPRESS_STREAM_ERROR),
-		.ts = c->ts,
-		.threshold = -1,
-		.waited = -1,
-	};
+	struct imap_anomaly a;
 	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = dir, .ts = c->ts, .anomaly = &a};
 
-	snprintf(a.detail, sizeof(a.detail), "%s", text);
+	imap_anomaly_make(&a, IMAP_RULE_COMPRESS_STREAM_ERROR, c->ts, NULL, 0, "%s", text);
 	c->layer[dir] = LAYER_BROKEN;
 	if (c->on_event != NULL)
 		c->on_event(c->ctx, &e);

@@ -155,27 +155,18 @@ static void say(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,
 		const struct command *c, imap_time_us threshold, imap_time_us waited, bool resolved,
 		const char *fmt, ...)
 {
-	struct imap_anomaly a = {
-		.rule = rule,
-		.severity = imap_rule_severity(rule),
-		.ts = ts,
-		.threshold = threshold,
-		.waited = waited,
-		.resolved = resolved,
-	};
+	struct imap_anomaly a;
 	va_list ap;
 
 	if (t->cb == NULL)
 		return;
-	if (c != NULL) {
-		size_t n = c->tag_len < sizeof(a.tag) - 1 ? c->tag_len : sizeof(a.tag) - 1;
-
-		memcpy(a.tag, c->tag, n);
-		a.tag[n] = '\0';
-	}
 	va_start(ap, fmt);
-	vsnprintf(a.detail, sizeof(a.detail), fmt, ap);
+	imap_anomaly_vmake(&a, rule, ts, c != NULL ? c->tag : NULL, c != NULL ? c->tag_len : 0, fmt,
+			   ap);
 	va_end(ap);
+	a.threshold = threshold;
+	a.waited = waited;
+	a.resolved = resolved;
 	t->cb(t->ctx, &a);
 }
 
@@ -535,30 +526,6 @@ void imap_tracker_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_u
 	t->blocked_pending[dir] = pending;
 }
 
-static void check_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_us now)
-{
-	char waited[32];
-	const char *peer = dir == IMAP_S2C ? "client" : "server";
-
-	if (t->blocked_since[dir] < 0 || t->blocked_said[dir] ||
-	    now - t->blocked_since[dir] < t->config.stall)
-		return;
-	/* a peer that was told BYE may stop reading */
-	if (dir == IMAP_S2C && t->bye_at >= 0)
-		return;
-	t->blocked_said[dir] = true;
-	secs(waited, sizeof(waited), now - t->blocked_since[dir]);
-	if (t->blocked_pending[dir] > 0)
-		say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING,
-		    now, NULL, t->config.stall, now - t->blocked_since[dir], false,
-		    "%s not reading: %" PRIu64 " KiB pending toward the %s for %s", peer,
-		    (t->blocked_pending[dir] + 1023) / 1024, peer, waited);
-	else /* from a capture: the window it closed */
-		say(t, dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING,
-		    now, NULL, t->config.stall, now - t->blocked_since[dir], false,
-		    "%s not reading: its TCP window has been closed for %s", peer, waited);
-}
-
 void imap_tracker_server_partial(struct imap_tracker *t, const struct imap_server_partial *partial)
 {
 	t->server_partial = *partial;
@@ -591,111 +558,228 @@ static void server_silence(const struct imap_tracker *t, const struct command *c
 
 static void sooner(imap_time_us *next, imap_time_us at)
 {
-	if (*next < 0 || at < *next)
+	if (at >= 0 && (*next < 0 || at < *next))
 		*next = at;
 }
 
-/* Mirrors the conditions of imap_tracker_tick: each rule's time. */
+/* The rules that wait. Each says when it is due (-1: it waits for nothing
+ * now) and what it says then; imap_tracker_tick fires what is due and
+ * imap_tracker_next_deadline arms the caller's timer for the earliest due
+ * time, both from this one table, so they cannot disagree. A fire() may
+ * still stay silent for a reason that no time can change (a client told
+ * BYE may stop reading). */
+struct waiting_rule {
+	imap_time_us (*due)(const struct imap_tracker *t, const struct command *c);
+	void (*fire)(struct imap_tracker *t, struct command *c, imap_time_us now);
+};
+
+static imap_time_us done_stall_due(const struct imap_tracker *t, const struct command *c)
+{
+	return c->idle && c->done_at >= 0 ? c->done_at + t->config.done_stall : -1;
+}
+
+static void done_stall_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	char waited[32];
+
+	c->stalled = true;
+	secs(waited, sizeof(waited), now - c->done_at);
+	say(t, IMAP_RULE_DONE_STALL, now, c, t->config.done_stall, now - c->done_at, false,
+	    "DONE sent %s ago, no tagged completion for %.*s IDLE", waited, (int)c->tag_len,
+	    (const char *)c->tag);
+}
+
+static imap_time_us idle_too_long_due(const struct imap_tracker *t, const struct command *c)
+{
+	return c->idle && c->done_at < 0 && !c->too_long ? c->started + t->config.idle_max : -1;
+}
+
+static void idle_too_long_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	char waited[32];
+
+	c->too_long = true;
+	secs(waited, sizeof(waited), now - c->started);
+	say(t, IMAP_RULE_IDLE_TOO_LONG, now, c, t->config.idle_max, now - c->started, false,
+	    "IDLE %.*s has lasted %s without DONE; servers log out idle clients after 30 minutes",
+	    (int)c->tag_len, (const char *)c->tag, waited);
+}
+
+static imap_time_us keepalive_gap_due(const struct imap_tracker *t, const struct command *c)
+{
+	imap_time_us heard = t->last_activity[IMAP_S2C];
+
+	if (!c->idle || c->done_at >= 0 || t->config.keepalive_gap <= 0 || c->plus_at < 0 ||
+	    t->keepalive_said == heard)
+		return -1;
+	return heard + t->config.keepalive_gap;
+}
+
+static void keepalive_gap_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	char waited[32];
+	imap_time_us heard = t->last_activity[IMAP_S2C];
+
+	t->keepalive_said = heard;
+	secs(waited, sizeof(waited), now - heard);
+	say(t, IMAP_RULE_KEEPALIVE_GAP, now, c, t->config.keepalive_gap, now - heard, false,
+	    "no byte from the server for %s during IDLE %.*s", waited, (int)c->tag_len,
+	    (const char *)c->tag);
+}
+
+/* Due when both the command and the server have been quiet for the
+ * threshold; after a "+" (AUTHENTICATE, a literal) the client owes the
+ * next byte and nothing is due. */
+static imap_time_us command_stall_due(const struct imap_tracker *t, const struct command *c)
+{
+	imap_time_us heard = t->last_activity[IMAP_S2C];
+
+	if (c->idle || c->clock < 0 || t->client_turn)
+		return -1;
+	return (heard > c->clock ? heard : c->clock) + t->config.stall;
+}
+
+static void command_stall_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	char waited[32], where[200];
+
+	if (t->blocked_since[IMAP_S2C] >= 0)
+		return; /* the client does not read: the server is held back */
+	c->stalled = true;
+	secs(waited, sizeof(waited), now - c->clock);
+	server_silence(t, c, now, where, sizeof(where));
+	say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,
+	    "%.*s %s sent %s ago, no tagged completion: %s", (int)c->tag_len, (const char *)c->tag,
+	    c->name, waited, where);
+}
+
+static imap_time_us greeting_stall_due(const struct imap_tracker *t, const struct command *c)
+{
+	(void)c;
+	return t->greeting_since >= 0 && !t->greeting_said ? t->greeting_since + t->config.stall
+							   : -1;
+}
+
+static void greeting_stall_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	char waited[32];
+
+	(void)c;
+	t->greeting_said = true;
+	secs(waited, sizeof(waited), now - t->greeting_since);
+	say(t, IMAP_RULE_GREETING_STALL, now, NULL, t->config.stall, now - t->greeting_since, false,
+	    "the server accepted the connection %s ago and has sent no greeting; the client "
+	    "waits for it",
+	    waited);
+}
+
+static imap_time_us not_reading_due(const struct imap_tracker *t, enum imap_dir dir)
+{
+	return t->blocked_since[dir] >= 0 && !t->blocked_said[dir]
+		       ? t->blocked_since[dir] + t->config.stall
+		       : -1;
+}
+
+static void not_reading_fire(struct imap_tracker *t, enum imap_dir dir, imap_time_us now)
+{
+	char waited[32];
+	const char *peer = dir == IMAP_S2C ? "client" : "server";
+	enum imap_rule rule =
+		dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING;
+
+	/* a peer that was told BYE may stop reading */
+	if (dir == IMAP_S2C && t->bye_at >= 0)
+		return;
+	t->blocked_said[dir] = true;
+	secs(waited, sizeof(waited), now - t->blocked_since[dir]);
+	if (t->blocked_pending[dir] > 0)
+		say(t, rule, now, NULL, t->config.stall, now - t->blocked_since[dir], false,
+		    "%s not reading: %" PRIu64 " KiB pending toward the %s for %s", peer,
+		    (t->blocked_pending[dir] + 1023) / 1024, peer, waited);
+	else /* from a capture: the window it closed */
+		say(t, rule, now, NULL, t->config.stall, now - t->blocked_since[dir], false,
+		    "%s not reading: its TCP window has been closed for %s", peer, waited);
+}
+
+static imap_time_us client_not_reading_due(const struct imap_tracker *t, const struct command *c)
+{
+	(void)c;
+	return not_reading_due(t, IMAP_S2C);
+}
+
+static void client_not_reading_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	(void)c;
+	not_reading_fire(t, IMAP_S2C, now);
+}
+
+static imap_time_us server_not_reading_due(const struct imap_tracker *t, const struct command *c)
+{
+	(void)c;
+	return not_reading_due(t, IMAP_C2S);
+}
+
+static void server_not_reading_fire(struct imap_tracker *t, struct command *c, imap_time_us now)
+{
+	(void)c;
+	not_reading_fire(t, IMAP_C2S, now);
+}
+
+/* Per command in flight, in this order; a command that stalled waits for
+ * its completion and nothing more. */
+static const struct waiting_rule command_rules[] = {
+	{done_stall_due, done_stall_fire},
+	{idle_too_long_due, idle_too_long_fire},
+	{keepalive_gap_due, keepalive_gap_fire},
+	{command_stall_due, command_stall_fire},
+};
+
+/* Per session, after the commands. */
+static const struct waiting_rule session_rules[] = {
+	{greeting_stall_due, greeting_stall_fire},
+	{client_not_reading_due, client_not_reading_fire},
+	{server_not_reading_due, server_not_reading_fire},
+};
+
+#define RULES_IN(table) (sizeof(table) / sizeof((table)[0]))
+
 imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
 {
-	imap_time_us next = -1, heard = t->last_activity[IMAP_S2C];
+	imap_time_us next = -1;
 
 	if (t->cb == NULL)
 		return -1;
 	for (size_t i = 0; i < t->count; i++) {
 		const struct command *c = in_flight(t, i);
 
-		if (c->stalled)
-			continue;
-		if (c->idle) {
-			if (c->done_at >= 0)
-				sooner(&next, c->done_at + t->config.done_stall);
-			else if (!c->too_long)
-				sooner(&next, c->started + t->config.idle_max);
-			if (c->done_at < 0 && t->config.keepalive_gap > 0 && c->plus_at >= 0 &&
-			    t->keepalive_said != heard)
-				sooner(&next, heard + t->config.keepalive_gap);
-			continue;
-		}
-		if (c->clock < 0 || t->client_turn)
-			continue;
-		sooner(&next, (heard > c->clock ? heard : c->clock) + t->config.stall);
+		for (size_t r = 0; r < RULES_IN(command_rules) && !c->stalled; r++)
+			sooner(&next, command_rules[r].due(t, c));
 	}
-	if (t->greeting_since >= 0 && !t->greeting_said)
-		sooner(&next, t->greeting_since + t->config.stall);
-	for (int dir = 0; dir < 2; dir++)
-		if (t->blocked_since[dir] >= 0 && !t->blocked_said[dir])
-			sooner(&next, t->blocked_since[dir] + t->config.stall);
+	for (size_t r = 0; r < RULES_IN(session_rules); r++)
+		sooner(&next, session_rules[r].due(t, NULL));
 	return next;
 }
 
 void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 {
-	char waited[32], where[200];
+	imap_time_us due;
 
 	if (t->cb == NULL)
 		return;
 	for (size_t i = 0; i < t->count; i++) {
 		struct command *c = in_flight(t, i);
 
-		if (c->stalled)
-			continue;
-		if (c->idle) {
-			if (c->done_at >= 0 && now - c->done_at >= t->config.done_stall) {
-				c->stalled = true;
-				secs(waited, sizeof(waited), now - c->done_at);
-				say(t, IMAP_RULE_DONE_STALL, now, c, t->config.done_stall,
-				    now - c->done_at, false,
-				    "DONE sent %s ago, no tagged completion for %.*s IDLE", waited,
-				    (int)c->tag_len, (const char *)c->tag);
-			} else if (c->done_at < 0 && !c->too_long &&
-				   now - c->started >= t->config.idle_max) {
-				c->too_long = true;
-				secs(waited, sizeof(waited), now - c->started);
-				say(t, IMAP_RULE_IDLE_TOO_LONG, now, c, t->config.idle_max,
-				    now - c->started, false,
-				    "IDLE %.*s has lasted %s without DONE; servers log out idle "
-				    "clients after 30 minutes",
-				    (int)c->tag_len, (const char *)c->tag, waited);
-			}
-			if (c->done_at < 0 && t->config.keepalive_gap > 0 && c->plus_at >= 0) {
-				imap_time_us last = t->last_activity[IMAP_S2C];
-
-				if (now - last >= t->config.keepalive_gap && t->keepalive_said != last) {
-					t->keepalive_said = last;
-					secs(waited, sizeof(waited), now - last);
-					say(t, IMAP_RULE_KEEPALIVE_GAP, now, c, t->config.keepalive_gap,
-					    now - last, false,
-					    "no byte from the server for %s during IDLE %.*s", waited,
-					    (int)c->tag_len, (const char *)c->tag);
-				}
-			}
-			continue;
+		for (size_t r = 0; r < RULES_IN(command_rules) && !c->stalled; r++) {
+			due = command_rules[r].due(t, c);
+			if (due >= 0 && now >= due)
+				command_rules[r].fire(t, c, now);
 		}
-		/* after a "+" (AUTHENTICATE, a literal) the client owes the next byte */
-		if (c->clock < 0 || now - c->clock < t->config.stall || t->client_turn)
-			continue;
-		if (now - t->last_activity[IMAP_S2C] < t->config.stall)
-			continue; /* the server is busy answering, if slowly */
-		if (t->blocked_since[IMAP_S2C] >= 0)
-			continue; /* the client does not read: the server is held back */
-		c->stalled = true;
-		secs(waited, sizeof(waited), now - c->clock);
-		server_silence(t, c, now, where, sizeof(where));
-		say(t, IMAP_RULE_COMMAND_STALL, now, c, t->config.stall, now - c->clock, false,
-		    "%.*s %s sent %s ago, no tagged completion: %s", (int)c->tag_len,
-		    (const char *)c->tag, c->name, waited, where);
 	}
-	if (t->greeting_since >= 0 && !t->greeting_said &&
-	    now - t->greeting_since >= t->config.stall) {
-		t->greeting_said = true;
-		secs(waited, sizeof(waited), now - t->greeting_since);
-		say(t, IMAP_RULE_GREETING_STALL, now, NULL, t->config.stall, now - t->greeting_since,
-		    false, "the server accepted the connection %s ago and has sent no greeting; the "
-		    "client waits for it", waited);
+	for (size_t r = 0; r < RULES_IN(session_rules); r++) {
+		due = session_rules[r].due(t, NULL);
+		if (due >= 0 && now >= due)
+			session_rules[r].fire(t, NULL, now);
 	}
-	check_blocked(t, IMAP_S2C, now);
-	check_blocked(t, IMAP_C2S, now);
 }
 
 #define EOF_TAGS_LISTED 4

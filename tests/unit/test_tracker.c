@@ -325,12 +325,71 @@ static void test_next_deadline_is_when_rules_fire(void)
 	imap_tracker_tick(t, 10500000);
 	CHECK(f.count[IMAP_RULE_CLIENT_NOT_READING] == 1);
 	CHECK(imap_tracker_next_deadline(t) == -1);
+	imap_tracker_blocked(t, IMAP_C2S, 11000000, 0, 11000000);
+	CHECK(imap_tracker_next_deadline(t) == 12000000);
+	imap_tracker_tick(t, 11999999);
+	CHECK(f.count[IMAP_RULE_SERVER_NOT_READING] == 0);
+	imap_tracker_tick(t, 12000000);
+	CHECK(f.count[IMAP_RULE_SERVER_NOT_READING] == 1);
+	CHECK(imap_tracker_next_deadline(t) == -1);
 	imap_tracker_free(&t);
+
+	/* a server that never greets */
+	t = ruled(&f);
+	imap_tracker_connected(t, 500);
+	CHECK(imap_tracker_next_deadline(t) == 1000500);
+	imap_tracker_tick(t, 1000499);
+	CHECK(f.count[IMAP_RULE_GREETING_STALL] == 0);
+	imap_tracker_tick(t, 1000500);
+	CHECK(f.count[IMAP_RULE_GREETING_STALL] == 1);
+	CHECK(imap_tracker_next_deadline(t) == -1);
+	imap_tracker_free(&t);
+
+	/* keepalive-gap during IDLE, once per silence */
+	{
+		struct imap_tracker_config cfg = {.stall = 1000000, .keepalive_gap = 3000000};
+
+		t = imap_tracker_new();
+		memset(&f, 0, sizeof(f));
+		imap_tracker_set_rules(t, &cfg, on_anomaly, &f);
+	}
+	feed(t, IMAP_C2S, 100, "a1 IDLE\r\n", &c);
+	imap_tracker_continuation(t, 200, false);
+	CHECK(imap_tracker_next_deadline(t) == 3000200);
+	imap_tracker_tick(t, 3000199);
+	CHECK(f.count[IMAP_RULE_KEEPALIVE_GAP] == 0);
+	imap_tracker_tick(t, 3000200);
+	CHECK(f.count[IMAP_RULE_KEEPALIVE_GAP] == 1);
+	CHECK(imap_tracker_next_deadline(t) == 100 + IMAP_TRACKER_DEFAULT_IDLE_MAX);
+	imap_tracker_tick(t, 100 + IMAP_TRACKER_DEFAULT_IDLE_MAX);
+	CHECK(f.count[IMAP_RULE_IDLE_TOO_LONG] == 1 && f.count[IMAP_RULE_KEEPALIVE_GAP] == 1);
+	CHECK(imap_tracker_next_deadline(t) == -1);
+	imap_tracker_free(&t);
+}
+
+/* One constructor for every finding: the table's severity, no threshold
+ * or wait until the caller sets them, the tag cut to fit. */
+static void test_anomaly_make(void)
+{
+	struct imap_anomaly a;
+	uint8_t tag[100];
+
+	memset(tag, 't', sizeof(tag));
+	imap_anomaly_make(&a, IMAP_RULE_OUT_OF_ORDER_COMPLETION, 42, tag, sizeof(tag), "n=%d", 7);
+	CHECK(a.rule == IMAP_RULE_OUT_OF_ORDER_COMPLETION && a.ts == 42);
+	CHECK(a.severity == IMAP_SEVERITY_INFO && a.threshold == -1 && a.waited == -1 && !a.resolved);
+	CHECK(strlen(a.tag) == IMAP_ANOMALY_TAG_MAX - 1 && strcmp(a.detail, "n=7") == 0);
+	imap_anomaly_make(&a, IMAP_RULE_DONE_STALL, 1, NULL, 0, "x");
+	CHECK(a.tag[0] == '\0' && a.severity == IMAP_SEVERITY_WARNING);
+	CHECK(imap_rule_blame(IMAP_RULE_DONE_STALL) == IMAP_BLAME_SERVER);
+	CHECK(imap_rule_blame(IMAP_RULE_STRAY_DONE) == IMAP_BLAME_CLIENT);
+	CHECK(strcmp(imap_blame_str(imap_rule_blame(IMAP_RULE_PARSE_ERROR)), "either") == 0);
 }
 
 int main(void)
 {
 	test_next_deadline_is_when_rules_fire();
+	test_anomaly_make();
 	test_pending_at_eof_names_tags_and_literal();
 	test_command_stall_says_where_the_server_stopped();
 	test_stray_done_answered_by_done_bad();
