@@ -276,6 +276,29 @@ static void classify_server(const uint8_t *line, size_t len, struct imap_line_in
 	info->args.len = len - pos;
 }
 
+static const char *const keyword_names[] = {
+	[IMAP_KW_AUTHENTICATE] = "AUTHENTICATE",
+	[IMAP_KW_CAPABILITY] = "CAPABILITY",
+	[IMAP_KW_COMPRESS] = "COMPRESS",
+	[IMAP_KW_EXPUNGE] = "EXPUNGE",
+	[IMAP_KW_FETCH] = "FETCH",
+	[IMAP_KW_IDLE] = "IDLE",
+	[IMAP_KW_LOGIN] = "LOGIN",
+	[IMAP_KW_LOGOUT] = "LOGOUT",
+	[IMAP_KW_SEARCH] = "SEARCH",
+	[IMAP_KW_STARTTLS] = "STARTTLS",
+	[IMAP_KW_STORE] = "STORE",
+	[IMAP_KW_VANISHED] = "VANISHED",
+};
+
+enum imap_keyword imap_keyword_of(const char *name)
+{
+	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keyword_names) / sizeof(keyword_names[0]); i++)
+		if (name[0] == keyword_names[i][0] && strcmp(name, keyword_names[i]) == 0)
+			return (enum imap_keyword)i;
+	return IMAP_KW_OTHER;
+}
+
 void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool continued,
 		   bool auth_pending, struct imap_line_info *info_r)
 {
@@ -291,4 +314,6 @@ void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool cont
 		classify_client(line, len, auth_pending, info_r);
 	else
 		classify_server(line, len, info_r);
+	if (info_r->cls == IMAP_LINE_COMMAND || info_r->cls == IMAP_LINE_UNTAGGED)
+		info_r->keyword = imap_keyword_of(info_r->name);
 }

@@ -32,6 +32,24 @@ enum imap_status {
 	IMAP_STATUS_PREAUTH,
 };
 
+/* The commands and untagged keywords imaptap has rules about, as ids, so
+ * no module compares names as strings. */
+enum imap_keyword {
+	IMAP_KW_OTHER, /* every other word */
+	IMAP_KW_AUTHENTICATE,
+	IMAP_KW_CAPABILITY,
+	IMAP_KW_COMPRESS,
+	IMAP_KW_EXPUNGE,
+	IMAP_KW_FETCH,
+	IMAP_KW_IDLE,
+	IMAP_KW_LOGIN,
+	IMAP_KW_LOGOUT,
+	IMAP_KW_SEARCH,
+	IMAP_KW_STARTTLS,
+	IMAP_KW_STORE,
+	IMAP_KW_VANISHED,
+};
+
 /* A slice of the caller's line: valid as long as the line is. */
 struct imap_slice {
 	const uint8_t *p;
@@ -43,6 +61,7 @@ struct imap_line_info {
 	struct imap_slice tag;    /* COMMAND, TAGGED */
 	char name[IMAP_NAME_MAX]; /* upper case: command (after UID), untagged keyword
 				     (EXISTS, FETCH, CAPABILITY, OK...), status of TAGGED */
+	enum imap_keyword keyword; /* COMMAND and UNTAGGED: name as an id */
 	bool uid;                 /* COMMAND: "UID FETCH" and the like */
 	bool has_number;          /* UNTAGGED: "* 5 EXISTS" */
 	uint64_t number;
@@ -62,6 +81,9 @@ bool imap_is_tag_char(uint8_t c);
 
 bool imap_slice_eq(struct imap_slice s, const char *str);
 bool imap_slice_eq_slice(struct imap_slice a, struct imap_slice b);
+
+/* The id of an upper-case name; IMAP_KW_OTHER for names without one. */
+enum imap_keyword imap_keyword_of(const char *name);
 
 const char *imap_line_class_str(enum imap_line_class cls);
 const char *imap_status_str(enum imap_status status);

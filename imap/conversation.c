@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <zlib.h>
 
@@ -330,7 +329,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 			imap_summary_completion(c->summary, &completion);
 			/* the rest of this read is compressed already */
 			if (c->dir == IMAP_S2C && completion.status == IMAP_STATUS_OK &&
-			    strcasecmp(completion.command, "COMPRESS") == 0 &&
+			    completion.keyword == IMAP_KW_COMPRESS &&
 			    c->layer[IMAP_S2C] == LAYER_PLAIN) {
 				c->compress_ok = true;
 				imap_framer_stop(c->framer[IMAP_S2C]);

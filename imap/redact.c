@@ -263,9 +263,9 @@ static enum imap_redact_result command_line(struct imap_redact *r, const struct 
 
 	if (!name_complete(u, info))
 		return mask_rest(r, u, 0, out);
-	if (strcmp(info->name, "LOGIN") == 0)
+	if (info->keyword == IMAP_KW_LOGIN)
 		return login_line(r, u, args, out);
-	if (strcmp(info->name, "AUTHENTICATE") == 0)
+	if (info->keyword == IMAP_KW_AUTHENTICATE)
 		return authenticate_line(r, u, args, out);
 	return IMAP_REDACT_CLEAR;
 }

@@ -11,6 +11,7 @@ struct command {
 	uint8_t *tag;
 	size_t tag_len;
 	char name[IMAP_NAME_MAX];
+	enum imap_keyword keyword;
 	bool uid;
 	imap_time_us started;
 	imap_time_us clock;    /* when its stall clock started: behind pipelined
@@ -238,6 +239,7 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 	memcpy(c->tag, info->tag.p, info->tag.len);
 	c->tag_len = info->tag.len;
 	memcpy(c->name, info->name, sizeof(c->name));
+	c->keyword = info->keyword;
 	c->uid = info->uid;
 	c->started = ts;
 	/* a pipelined command waits its turn: its clock starts when the one
@@ -245,13 +247,13 @@ static void command_started(struct imap_tracker *t, imap_time_us ts,
 	c->clock = t->count > 0 ? -1 : ts;
 	c->done_at = -1;
 	c->plus_at = -1;
-	c->idle = strcmp(info->name, "IDLE") == 0;
+	c->idle = info->keyword == IMAP_KW_IDLE;
 	if (c->idle)
 		t->idles++;
 	t->count++;
-	if (strcmp(info->name, "LOGOUT") == 0)
+	if (info->keyword == IMAP_KW_LOGOUT)
 		t->logout_sent = true;
-	if (strcmp(info->name, "AUTHENTICATE") == 0) {
+	if (info->keyword == IMAP_KW_AUTHENTICATE) {
 		free(t->auth_tag);
 		t->auth_tag = malloc(info->tag.len ? info->tag.len : 1);
 		if (t->auth_tag != NULL) {
@@ -335,7 +337,7 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 			    imap_status_str(info->status), (int)info->tag.len, (const char *)info->tag.p);
 		return false;
 	}
-	if (t->bye_at >= 0 && strcmp(c->name, "LOGOUT") != 0 && !t->after_bye_said) {
+	if (t->bye_at >= 0 && c->keyword != IMAP_KW_LOGOUT && !t->after_bye_said) {
 		t->after_bye_said = true;
 		say(t, IMAP_RULE_DATA_AFTER_BYE, ts, c, -1, -1, false,
 		    "tagged %s for %s after the server's BYE", imap_status_str(info->status), c->name);
@@ -356,6 +358,7 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 	memcpy(out->tag, c->tag, n);
 	out->tag[n] = '\0';
 	memcpy(out->command, c->name, sizeof(out->command));
+	out->keyword = c->keyword;
 	out->uid = c->uid;
 	out->status = info->status;
 	out->started = c->started;
@@ -364,7 +367,7 @@ static bool completed(struct imap_tracker *t, imap_time_us ts, const struct imap
 	out->idle = c->idle;
 	out->done_at = c->done_at;
 	out->done_to_ok = c->done_at >= 0 ? ts - c->done_at : -1;
-	if (strcmp(c->name, "LOGOUT") == 0)
+	if (c->keyword == IMAP_KW_LOGOUT)
 		t->logout_done = true;
 	forget(t, i);
 	t->last_completion = ts;
@@ -383,8 +386,8 @@ static bool only_sequence_commands(const struct imap_tracker *t)
 	for (size_t i = 0; i < t->count; i++) {
 		const struct command *c = in_flight(t, i);
 
-		if (c->uid || (strcmp(c->name, "FETCH") != 0 && strcmp(c->name, "STORE") != 0 &&
-			       strcmp(c->name, "SEARCH") != 0))
+		if (c->uid || (c->keyword != IMAP_KW_FETCH && c->keyword != IMAP_KW_STORE &&
+			       c->keyword != IMAP_KW_SEARCH))
 			return false;
 	}
 	return true;
@@ -414,8 +417,8 @@ static void untagged(struct imap_tracker *t, imap_time_us ts, const struct imap_
 		    "the + first may hang",
 		    info->name, (int)idle->tag_len, (const char *)idle->tag);
 	}
-	if ((strcmp(info->name, "EXPUNGE") == 0 ||
-	     (strcmp(info->name, "VANISHED") == 0 && !imap_slice_eq(info->code, "EARLIER") &&
+	if ((info->keyword == IMAP_KW_EXPUNGE ||
+	     (info->keyword == IMAP_KW_VANISHED && !imap_slice_eq(info->code, "EARLIER") &&
 	      !(info->args.len >= 9 && memcmp(info->args.p, "(EARLIER)", 9) == 0))) &&
 	    only_sequence_commands(t))
 		say(t, IMAP_RULE_EXPUNGE_DURING_FETCH, ts, in_flight(t, 0), -1, -1, false,

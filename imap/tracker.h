@@ -20,6 +20,7 @@
 struct imap_completion {
 	char tag[IMAP_TAG_SHOW]; /* NUL-terminated, cut at IMAP_TAG_SHOW - 1 bytes */
 	char command[IMAP_NAME_MAX];
+	enum imap_keyword keyword; /* the command as an id */
 	bool uid;
 	enum imap_status status;
 	imap_time_us started;   /* when the command line was seen */

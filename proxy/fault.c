@@ -287,13 +287,13 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 	}
 	if (info->cls != IMAP_LINE_COMMAND)
 		return;
-	if (strcmp(info->name, "IDLE") == 0) {
+	if (info->keyword == IMAP_KW_IDLE) {
 		keep_tag(fs->idle_tag, &fs->idle_tag_len, info->tag);
 		fs->idle_done = false;
 		fs->idle_plus = false;
-	} else if (strcmp(info->name, "AUTHENTICATE") == 0) {
+	} else if (info->keyword == IMAP_KW_AUTHENTICATE) {
 		keep_tag(fs->auth_tag, &fs->auth_tag_len, info->tag);
-	} else if (strcmp(info->name, "COMPRESS") == 0) {
+	} else if (info->keyword == IMAP_KW_COMPRESS) {
 		keep_tag(fs->compress_tag, &fs->compress_tag_len, info->tag);
 		/* the client compresses from its next byte once the server agrees */
 		cover(d, end);

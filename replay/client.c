@@ -116,11 +116,11 @@ static bool client_bytes(struct client *c, const struct replay_unit *u, char *bu
 	}
 	len = snprintf(plain, sizeof(plain), "%c%s%c%s", 0, user, 0, pass);
 	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, len);
-	if (strcmp(u->name, "LOGIN") == 0) {
+	if (u->keyword == IMAP_KW_LOGIN) {
 		put_astring(a, sizeof(a), user);
 		put_astring(b, sizeof(b), pass);
 		snprintf(buf, size, "%s LOGIN %s %s\r\n", u->tag, a, b);
-	} else if (strcmp(u->name, "AUTHENTICATE") == 0) {
+	} else if (u->keyword == IMAP_KW_AUTHENTICATE) {
 		/* SASL-IR: the initial response is the masked part */
 		snprintf(buf, size, "%s AUTHENTICATE PLAIN %s\r\n", u->tag, b64);
 	} else if (u->auth_response) {
@@ -259,7 +259,7 @@ static void walk(struct client *c)
 
 			if (!client_bytes(c, u, buf, sizeof(buf), &p, &n))
 				return;
-			if (strcmp(u->name, "STARTTLS") == 0 && u->tag[0] != '\0') {
+			if (u->keyword == IMAP_KW_STARTTLS && u->tag[0] != '\0') {
 				c->want_starttls = true;
 				snprintf(c->starttls_tag, sizeof(c->starttls_tag), "%s", u->tag);
 			}

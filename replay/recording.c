@@ -108,6 +108,7 @@ static void co_observe(void *self, unsigned session, const struct imap_observati
 		u->untagged = info->cls == IMAP_LINE_UNTAGGED;
 		u->auth_response = info->cls == IMAP_LINE_AUTH_RESPONSE;
 		snprintf(u->name, sizeof(u->name), "%s", info->name);
+		u->keyword = info->keyword;
 	}
 	if (obs->info != NULL)
 		u->line_no = ++c->lines[dir];

@@ -28,6 +28,7 @@ struct replay_unit {
 	bool untagged;              /* a server "*" line */
 	bool auth_response;         /* a client line inside AUTHENTICATE */
 	char name[32];              /* command, untagged keyword, or status of a tagged line */
+	enum imap_keyword keyword;  /* command or untagged keyword as an id */
 	unsigned line_no;           /* 1-based position among the lines of its direction */
 };
 

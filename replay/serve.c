@@ -142,7 +142,7 @@ static void on_live(void *ctx, const struct imap_observation *obs)
 	    !(obs->unit->flags & IMAP_UNIT_CONTINUED) && obs->info->tag.len < sizeof(l->tag)) {
 		memcpy(l->tag, obs->info->tag.p, obs->info->tag.len);
 		l->tag[obs->info->tag.len] = '\0';
-		l->starttls = strcmp(obs->info->name, "STARTTLS") == 0;
+		l->starttls = obs->info->keyword == IMAP_KW_STARTTLS;
 	}
 	s->live_count++;
 }

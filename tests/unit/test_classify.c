@@ -100,8 +100,36 @@ static void test_server_lines(void)
 	CHECK(i.cls == IMAP_LINE_CONTINUED && i.args.len == 1);
 }
 
+/* Commands and untagged keywords come with an id; names that look alike
+ * do not get one, nor does a tagged status. */
+static void test_keywords(void)
+{
+	struct imap_line_info i;
+
+	i = cls(IMAP_C2S, "a1 uid Fetch 1:* FLAGS\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_FETCH && i.uid);
+	i = cls(IMAP_C2S, "a2 idle\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_IDLE);
+	i = cls(IMAP_C2S, "a3 IDLER\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_OTHER);
+	i = cls(IMAP_C2S, "a4 LOGI alice x\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_OTHER);
+	i = cls(IMAP_C2S, "a5 STARTTLS\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_STARTTLS);
+	i = cls(IMAP_C2S, "DONE\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_OTHER);
+	i = cls(IMAP_S2C, "* 3 EXPUNGE\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_EXPUNGE);
+	i = cls(IMAP_S2C, "* CAPABILITY IMAP4rev1\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_CAPABILITY);
+	i = cls(IMAP_S2C, "a1 OK LOGIN done\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_OTHER);
+	CHECK(imap_keyword_of("VANISHED") == IMAP_KW_VANISHED && imap_keyword_of("") == IMAP_KW_OTHER);
+}
+
 int main(void)
 {
+	test_keywords();
 	test_client_lines();
 	test_auth_responses();
 	test_server_lines();
