@@ -68,10 +68,4 @@ int cli_drop_privileges(const char *user, const char *const *files, size_t nfile
 	"  --keepalive-gap SECONDS  keepalive-gap: no byte from the server for SECONDS\n"   \
 	"                           during IDLE (off by default)\n"
 
-int cli_proxy_main(int argc, char **argv);
-int cli_ca_main(int argc, char **argv);
-int cli_analyze_main(int argc, char **argv);
-int cli_replay_main(int argc, char **argv);
-int cli_compile_main(int argc, char **argv);
-
 #endif

@@ -8,6 +8,7 @@
 #include "capture/offline.h"
 #include "capture/timeline.h"
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "imap/redact.h"
 
 static const char analyze_usage[] =

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "proxy/ca.h"
 
 static const char ca_usage[] =

@@ -8,6 +8,7 @@
 #include "capture/pcap_writer.h"
 #include "capture/sink.h"
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "imap/conversation.h"
 #include "replay/script.h"
 

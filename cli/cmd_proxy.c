@@ -13,6 +13,7 @@
 #include "capture/pcap_writer.h"
 #include "capture/timeline.h"
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "imap/redact.h"
 #include "proxy/fault.h"
 #include "proxy/proxy.h"
