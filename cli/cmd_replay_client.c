@@ -65,7 +65,7 @@ static const struct option client_options[] = {
 struct client_args {
 	const char *file;
 	const char *connect;
-	const char *login;
+	char *login;            /* in argv: its password is wiped once copied */
 	const char *upstream_tls;
 	const char *upstream_ca;
 	const char *sni;
@@ -74,7 +74,7 @@ struct client_args {
 	struct cli_replay_pace pace;
 	struct proxy_hostport server;
 	char user[USER_MAX];
-	const char *pass;
+	char pass[USER_MAX];
 };
 
 /* One option: 0, -1 after --help, or the usage error's exit code. */
@@ -130,9 +130,14 @@ static int client_check(struct client_args *a)
 		colon = strchr(a->login, ':');
 		if (colon == NULL || colon == a->login || (size_t)(colon - a->login) >= sizeof(a->user))
 			return cli_usage_error(CMD, "--login takes USER:PASS");
+		if (strlen(colon + 1) >= sizeof(a->pass))
+			return cli_usage_error(CMD, "--login: the password is longer than %d bytes",
+					       USER_MAX - 1);
 		memcpy(a->user, a->login, (size_t)(colon - a->login));
 		a->user[colon - a->login] = '\0';
-		a->pass = colon + 1;
+		strcpy(a->pass, colon + 1);
+		/* the copy is what is used: the command line that ps shows loses it */
+		explicit_bzero((char *)colon + 1, strlen(colon + 1));
 	}
 	if (a->upstream_tls == NULL)
 		a->upstream_tls = a->server.port == 993 ? "implicit" : "none";
@@ -191,21 +196,24 @@ int cli_replay_client_main(int argc, char **argv)
 
 	rc = parse_client(argc, argv, &a);
 	if (rc != 0) {
-		explicit_bzero(a.user, sizeof(a.user));
+		explicit_bzero(a.pass, sizeof(a.pass));
 		return rc < 0 ? CLI_EXIT_OK : rc; /* -1: --help */
 	}
 	rc = cli_replay_load(a.file, &a.pace, &rec);
-	if (rc != CLI_EXIT_OK)
+	if (rc != CLI_EXIT_OK) {
+		explicit_bzero(a.pass, sizeof(a.pass));
 		return rc;
+	}
 	opt.speed = a.pace.speed;
 	opt.timeout = cli_replay_timeout(&a.pace, &rec);
 	opt.strict = a.strict;
 	opt.user = a.login != NULL ? a.user : NULL;
-	opt.pass = a.pass;
+	opt.pass = a.login != NULL ? a.pass : NULL;
 	if (strcmp(a.upstream_tls, "none") != 0) {
 		opt.tls = replay_tls_client(a.upstream_ca, a.insecure, err, sizeof(err));
 		if (opt.tls == NULL) {
 			cli_message("%s", err);
+			explicit_bzero(a.pass, sizeof(a.pass));
 			replay_recording_free(&rec);
 			return CLI_EXIT_RUNTIME;
 		}
@@ -213,7 +221,7 @@ int cli_replay_client_main(int argc, char **argv)
 		opt.sni = a.sni != NULL ? a.sni : a.server.host;
 	}
 	rc = play(&a, &rec, &opt);
-	explicit_bzero(a.user, sizeof(a.user));
+	explicit_bzero(a.pass, sizeof(a.pass));
 	SSL_CTX_free(opt.tls);
 	replay_recording_free(&rec);
 	return rc == 3 ? CLI_EXIT_RUNTIME : rc == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;

@@ -273,6 +273,32 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         r = run_imaptap(["replay", "client", pcap])
         self.assertEqual(r.returncode, 2, r.stderr)
 
+    def test_login_password_leaves_the_command_line(self):
+        """ps and /proc show the command line: --login's password is wiped
+        from it once copied, while the replay runs."""
+        pcap = self.record()
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        secret = "pw-" + "q7" * 20
+        p = subprocess.Popen([imaptap_bin(), "replay", "client", pcap, "--connect",
+                              "127.0.0.1:%d" % silent.getsockname()[1], "--login",
+                              "alice:" + secret, "--timeout", "30"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=sanitizer_env())
+        try:
+            conn, _ = silent.accept()  # connected: the options are parsed
+            with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                cmdline = f.read()
+            self.assertIn(b"--login", cmdline)
+            self.assertIn(b"alice:", cmdline)
+            self.assertNotIn(secret.encode(), cmdline)
+            conn.close()
+        finally:
+            p.kill()
+            p.communicate()
+            silent.close()
+
     def test_starttls_client_leg(self):
         """Recorded through a proxy that answers the client's STARTTLS;
         served back with the handshake after the recorded OK."""
