@@ -1,6 +1,9 @@
 /* libFuzzer target: the framer and the conversation behind it, fed the
  * input in pieces whose sizes the input itself chooses. Checks that the
- * units tile the stream exactly. */
+ * units tile the stream exactly: the wire bytes while the client's
+ * direction is plain, the inflated ones after a COMPRESS the input itself
+ * may negotiate (both directions get the same bytes), where the wire
+ * count no longer applies. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		imap_conv_feed(conv, IMAP_S2C, (imap_time_us)at, IMAP_ORIGIN_PEER, data + 1 + at, piece);
 		at += piece;
 	}
-	if (t.next + imap_framer_pending(imap_conv_framer(conv, IMAP_C2S)) != size - 1)
+	if (!imap_conv_compressed(conv) &&
+	    t.next + imap_framer_pending(imap_conv_framer(conv, IMAP_C2S)) != size - 1)
 		abort();
 	imap_conv_free(&conv);
 	return 0;
