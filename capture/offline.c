@@ -201,8 +201,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			 "lines around them may be misread",
 			 (unsigned long long)ev->gap_len, ev->dir == IMAP_C2S ? "client" : "server",
 			 (unsigned long long)ev->offset);
-		o->result->fired[IMAP_RULE_CAPTURE_GAP]++;
-		capture_sinks_anomaly(o->sinks, (*p)->id, &gap);
+		imap_conv_anomaly((*p)->conv, ev->dir, &gap);
 		imap_conv_gap((*p)->conv, ev->dir);
 		break;
 	case CAPTURE_STREAM_CLOSE:

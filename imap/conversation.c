@@ -202,9 +202,11 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 	}
 }
 
-static void emit_anomaly(struct imap_conv *c, const struct imap_anomaly *a)
+/* The one way out for every finding, whoever made it: counted in the
+ * summary, then handed to the caller. */
+static void emit_anomaly(struct imap_conv *c, enum imap_dir dir, const struct imap_anomaly *a)
 {
-	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = c->dir, .ts = a->ts, .anomaly = a};
+	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = dir, .ts = a->ts, .anomaly = a};
 
 	imap_summary_anomaly(c->summary, a);
 	if (c->on_event != NULL)
@@ -216,7 +218,7 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 	struct imap_conv *c = ctx;
 
 	if (!c->in_unit) {
-		emit_anomaly(c, a);
+		emit_anomaly(c, c->dir, a);
 	} else if (c->held_count < sizeof(c->held) / sizeof(c->held[0])) {
 		c->held[c->held_count++] = *a;
 	}
@@ -360,7 +362,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	free(masked);
 	c->in_unit = false;
 	for (unsigned i = 0; i < c->held_count; i++)
-		emit_anomaly(c, &c->held[i]);
+		emit_anomaly(c, c->dir, &c->held[i]);
 	c->held_count = 0;
 }
 
@@ -375,12 +377,15 @@ static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)
 static void stream_error(struct imap_conv *c, enum imap_dir dir, const char *text)
 {
 	struct imap_anomaly a;
-	struct imap_conv_event e = {.kind = IMAP_CONV_ANOMALY, .dir = dir, .ts = c->ts, .anomaly = &a};
 
 	imap_anomaly_make(&a, IMAP_RULE_COMPRESS_STREAM_ERROR, c->ts, NULL, 0, "%s", text);
 	c->layer[dir] = LAYER_BROKEN;
-	if (c->on_event != NULL)
-		c->on_event(c->ctx, &e);
+	emit_anomaly(c, dir, &a);
+}
+
+void imap_conv_anomaly(struct imap_conv *c, enum imap_dir dir, const struct imap_anomaly *a)
+{
+	emit_anomaly(c, dir, a);
 }
 
 static void inflate_failed(struct imap_conv *c, enum imap_dir dir, const char *why)

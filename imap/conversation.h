@@ -126,6 +126,12 @@ void imap_conv_eof(struct imap_conv *conv, imap_time_us ts, bool closed);
  * is no longer observed. */
 void imap_conv_gap(struct imap_conv *conv, enum imap_dir dir);
 
+/* A finding made outside the conversation (bytes the proxy dropped
+ * around STARTTLS, a gap in a capture), about the stream of dir: counted
+ * in the session's summary and handed out as IMAP_CONV_ANOMALY, like
+ * the conversation's own. */
+void imap_conv_anomaly(struct imap_conv *conv, enum imap_dir dir, const struct imap_anomaly *anomaly);
+
 /* Frees memory held by idle framers. */
 void imap_conv_trim(struct imap_conv *conv);
 

@@ -250,14 +250,22 @@ struct ruled {
 	char detail[IMAP_RULE_COUNT][IMAP_ANOMALY_DETAIL_MAX];
 	uint8_t bytes[2][512];
 	size_t bytes_len[2];
+	bool summarised;
+	uint32_t summary[IMAP_RULE_COUNT]; /* the summary's count by rule */
+	enum imap_dir last_dir;            /* of the last finding */
 };
 
 static void on_ruled_event(void *ctx, const struct imap_conv_event *e)
 {
 	struct ruled *r = ctx;
 
+	if (e->kind == IMAP_CONV_SUMMARY) {
+		r->summarised = true;
+		memcpy(r->summary, e->summary->anomalies, sizeof(r->summary));
+	}
 	if (e->kind != IMAP_CONV_ANOMALY || e->anomaly->resolved)
 		return;
+	r->last_dir = e->dir;
 	r->count[e->anomaly->rule]++;
 	memcpy(r->tag[e->anomaly->rule], e->anomaly->tag, sizeof(e->anomaly->tag));
 	memcpy(r->detail[e->anomaly->rule], e->anomaly->detail, sizeof(e->anomaly->detail));
@@ -442,6 +450,31 @@ static void test_zlib_stream_goes_to_capture_raw(void)
 	CHECK(r.bytes_len[IMAP_C2S] == strlen("a1 COMPRESS DEFLATE\r\n") + sizeof(zlib_noop) + 4);
 	CHECK(memcmp(r.bytes[IMAP_C2S] + strlen("a1 COMPRESS DEFLATE\r\n"), zlib_noop,
 		     sizeof(zlib_noop)) == 0);
+	CHECK(r.last_dir == IMAP_C2S);
+	imap_conv_eof(c, 4, true);
+	CHECK_MSG(r.summarised && r.summary[IMAP_RULE_COMPRESS_STREAM_ERROR] == 1,
+		  "the session's summary counts the stream error");
+	imap_conv_free(&c);
+}
+
+/* Findings made outside the conversation (STARTTLS trailing data, a
+ * capture gap) go out the same way and are counted in the summary. */
+static void test_outside_findings_counted(void)
+{
+	struct ruled r;
+	struct imap_conv *c = ruled_conv(&r);
+	struct imap_anomaly a;
+
+	feed_at(c, IMAP_S2C, 0, "* OK ready\r\n");
+	imap_anomaly_make(&a, IMAP_RULE_STARTTLS_TRAILING_DATA, 1, NULL, 0, "3 byte(s)");
+	imap_conv_anomaly(c, IMAP_S2C, &a);
+	imap_anomaly_make(&a, IMAP_RULE_CAPTURE_GAP, 2, NULL, 0, "gap");
+	imap_conv_anomaly(c, IMAP_C2S, &a);
+	CHECK(r.count[IMAP_RULE_STARTTLS_TRAILING_DATA] == 1 && r.count[IMAP_RULE_CAPTURE_GAP] == 1);
+	CHECK(r.last_dir == IMAP_C2S);
+	imap_conv_eof(c, 3, true);
+	CHECK(r.summarised && r.summary[IMAP_RULE_STARTTLS_TRAILING_DATA] == 1 &&
+	      r.summary[IMAP_RULE_CAPTURE_GAP] == 1);
 	imap_conv_free(&c);
 }
 
@@ -452,6 +485,7 @@ int main(void)
 	test_stall_says_where_the_server_stopped();
 	test_untagged_before_literal_continuation();
 	test_zlib_stream_goes_to_capture_raw();
+	test_outside_findings_counted();
 	test_refused_sync_literal();
 	test_accepted_sync_literal();
 	test_nonsync_literal_not_cancelled();
