@@ -379,7 +379,7 @@ static imap_time_us packet_time(const struct timeval *tv)
 		sec = PACKET_SEC_MAX;
 	if (usec < 0 || usec > 999999)
 		usec = usec < 0 ? 0 : 999999;
-	return sec * 1000000 + usec;
+	return sec * IMAP_US_PER_S + usec;
 }
 
 /* Passes a parsed UDP datagram on; it stays counted as skipped, since

@@ -29,7 +29,7 @@
 /* A closed connection's 4-tuple absorbs late packets (the last ACK, a
  * retransmitted FIN) for this long in capture time, unless a new SYN
  * starts a new connection on it. */
-#define CAPTURE_REASSEMBLY_LINGER_US (120 * 1000000LL)
+#define CAPTURE_REASSEMBLY_LINGER_US (120 * IMAP_US_PER_S)
 
 #define CAPTURE_ENDPOINT_STR_MAX 64 /* "[v6 address]:port" */
 

@@ -9,7 +9,7 @@ char *capture_format_duration(char *out, size_t size, imap_time_us us)
 		us = 0;
 	if (us < 1000)
 		snprintf(out, size, "%lld us", (long long)us);
-	else if (us < 1000000)
+	else if (us < IMAP_US_PER_S)
 		snprintf(out, size, "%.3f ms", (double)us / 1e3);
 	else
 		snprintf(out, size, "%.3f s", (double)us / 1e6);
@@ -18,10 +18,10 @@ char *capture_format_duration(char *out, size_t size, imap_time_us us)
 
 static void split(imap_time_us ts, time_t *sec, long *usec)
 {
-	*sec = (time_t)(ts / 1000000);
-	*usec = (long)(ts % 1000000);
+	*sec = (time_t)(ts / IMAP_US_PER_S);
+	*usec = (long)(ts % IMAP_US_PER_S);
 	if (*usec < 0) {
-		*usec += 1000000;
+		*usec += IMAP_US_PER_S;
 		(*sec)--;
 	}
 }

@@ -13,7 +13,7 @@
 #include "replay/script.h"
 
 /* 2026-01-01T00:00:00Z: the same script always makes the same file */
-#define DEFAULT_START_US (1767225600ll * 1000000)
+#define DEFAULT_START_US (1767225600ll * IMAP_US_PER_S)
 #define SCRIPT_MAX (1024ull * 1024 * 1024 + 1024 * 1024)
 
 static const char compile_usage[] =

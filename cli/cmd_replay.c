@@ -36,8 +36,8 @@ int cli_replay_pace_option(const char *cmd, int c, const char *value, struct cli
 	}
 }
 
-#define TIMEOUT_FLOOR (60 * 1000000LL)
-#define TIMEOUT_SLACK (30 * 1000000LL)
+#define TIMEOUT_FLOOR (60 * IMAP_US_PER_S)
+#define TIMEOUT_SLACK (30 * IMAP_US_PER_S)
 
 imap_time_us cli_replay_timeout(const struct cli_replay_pace *pace,
 				const struct replay_recording *rec)

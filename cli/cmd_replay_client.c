@@ -189,7 +189,7 @@ static int play(const struct client_args *a, const struct replay_recording *rec,
 int cli_replay_client_main(int argc, char **argv)
 {
 	struct client_args a = {.pace = {.session = 1, .speed = 1}};
-	struct replay_client_options opt = {.quiet = 10 * 1000000LL};
+	struct replay_client_options opt = {.quiet = 10 * IMAP_US_PER_S};
 	struct replay_recording rec;
 	char err[512];
 	int rc;

@@ -468,7 +468,7 @@ static void serve_end(struct serve_args *a, struct serve_run *run)
 int cli_replay_serve_main(int argc, char **argv)
 {
 	struct serve_args a = {.listen = "127.0.0.1:0", .pace = {.session = 1, .speed = 1},
-			       .quiet = 10 * 1000000LL};
+			       .quiet = 10 * IMAP_US_PER_S};
 	struct serve_run run = {.lfd = -1, .child = {.pid = -1}};
 	int rc, worst;
 

@@ -142,10 +142,10 @@ uint64_t imap_tracker_dropped(const struct imap_tracker *t)
 /* "12.004 s", "850 ms" */
 static void secs(char *out, size_t size, imap_time_us us)
 {
-	if (us < 1000000)
+	if (us < IMAP_US_PER_S)
 		snprintf(out, size, "%" PRId64 " ms", us / 1000);
 	else
-		snprintf(out, size, "%" PRId64 ".%03d s", us / 1000000, (int)(us % 1000000 / 1000));
+		snprintf(out, size, "%" PRId64 ".%03d s", us / IMAP_US_PER_S, (int)(us % IMAP_US_PER_S / 1000));
 }
 
 static void say(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,

@@ -39,9 +39,9 @@ struct imap_tracker_config {
 	imap_time_us keepalive_gap; /* keepalive-gap; 0 off */
 };
 
-#define IMAP_TRACKER_DEFAULT_STALL (10 * 1000000LL)
-#define IMAP_TRACKER_DEFAULT_DONE_STALL (5 * 1000000LL)
-#define IMAP_TRACKER_DEFAULT_IDLE_MAX (29 * 60 * 1000000LL)
+#define IMAP_TRACKER_DEFAULT_STALL (10 * IMAP_US_PER_S)
+#define IMAP_TRACKER_DEFAULT_DONE_STALL (5 * IMAP_US_PER_S)
+#define IMAP_TRACKER_DEFAULT_IDLE_MAX (29 * 60 * IMAP_US_PER_S)
 
 typedef void imap_anomaly_cb(void *ctx, const struct imap_anomaly *anomaly);
 

@@ -111,7 +111,7 @@ static imap_time_us now_us(void)
 	struct timeval tv;
 
 	evutil_gettimeofday(&tv, NULL);
-	return (imap_time_us)tv.tv_sec * 1000000 + tv.tv_usec;
+	return (imap_time_us)tv.tv_sec * IMAP_US_PER_S + tv.tv_usec;
 }
 
 static void mark(struct proxy_faults *fs, const struct fault_state *st, imap_time_us ts,
@@ -497,7 +497,7 @@ static void pump(struct fault_dir *d, imap_time_us now)
 
 		if (p->not_before > now) {
 			imap_time_us wait = p->not_before - now;
-			struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+			struct timeval tv = {(time_t)(wait / IMAP_US_PER_S), (suseconds_t)(wait % IMAP_US_PER_S)};
 
 			evtimer_add(d->timer, &tv);
 			break;
@@ -562,8 +562,8 @@ static void stop_reading(struct fault_state *st, imap_time_us now)
 {
 	struct proxy_faults *fs = st->owner;
 	const bool client = st->f->read_client;
-	struct timeval tv = {(time_t)(st->f->duration / 1000000),
-			     (suseconds_t)(st->f->duration % 1000000)};
+	struct timeval tv = {(time_t)(st->f->duration / IMAP_US_PER_S),
+			     (suseconds_t)(st->f->duration % IMAP_US_PER_S)};
 	char a[32];
 
 	if (fs->stopped[client] || st->timer == NULL)

@@ -11,7 +11,7 @@ const char proxy_fault_grammar[] =
 	" | answer:COMMAND:NO|BAD, then optionally ,session=N ,nth=N ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
-#define DURATION_MAX (24 * 3600 * INT64_C(1000000))
+#define DURATION_MAX (24 * 3600 * IMAP_US_PER_S)
 
 /* A slice of the spec being parsed. */
 struct word {
@@ -47,7 +47,7 @@ static struct word cut(struct word *w, char c, bool *found)
 /* "500ms", "2s", "1.5m", "3" (seconds): microseconds in (0, 24 h]. */
 static int parse_duration(struct word w, imap_time_us *out)
 {
-	int64_t whole = 0, frac = 0, frac_scale = 1, unit = 1000000;
+	int64_t whole = 0, frac = 0, frac_scale = 1, unit = IMAP_US_PER_S;
 	size_t i = 0, digits = 0;
 
 	while (i < w.len && w.p[i] >= '0' && w.p[i] <= '9') {
@@ -60,7 +60,7 @@ static int parse_duration(struct word w, imap_time_us *out)
 	if (i < w.len && w.p[i] == '.') {
 		i++;
 		while (i < w.len && w.p[i] >= '0' && w.p[i] <= '9') {
-			if (frac_scale < 1000000) {
+			if (frac_scale < IMAP_US_PER_S) {
 				frac = frac * 10 + (w.p[i] - '0');
 				frac_scale *= 10;
 			}
@@ -71,11 +71,11 @@ static int parse_duration(struct word w, imap_time_us *out)
 	if (digits == 0)
 		return -1;
 	if (i == w.len || (w.len - i == 1 && w.p[i] == 's'))
-		unit = 1000000;
+		unit = IMAP_US_PER_S;
 	else if (w.len - i == 2 && w.p[i] == 'm' && w.p[i + 1] == 's')
 		unit = 1000;
 	else if (w.len - i == 1 && w.p[i] == 'm')
-		unit = 60 * 1000000;
+		unit = 60 * IMAP_US_PER_S;
 	else
 		return -1;
 	if (whole > DURATION_MAX / unit)
@@ -321,12 +321,12 @@ bool proxy_fault_needs_imap(const struct proxy_fault *f)
 /* "2s", "1.5s", "250ms": the shortest exact form. */
 static void duration_str(imap_time_us d, char *buf, size_t size)
 {
-	if (d % 1000000 == 0)
-		snprintf(buf, size, "%" PRId64 "s", d / 1000000);
+	if (d % IMAP_US_PER_S == 0)
+		snprintf(buf, size, "%" PRId64 "s", d / IMAP_US_PER_S);
 	else if (d % 1000 == 0)
 		snprintf(buf, size, "%" PRId64 "ms", d / 1000);
 	else
-		snprintf(buf, size, "%" PRId64 ".%06" PRId64 "s", d / 1000000, d % 1000000);
+		snprintf(buf, size, "%" PRId64 ".%06" PRId64 "s", d / IMAP_US_PER_S, d % IMAP_US_PER_S);
 }
 
 void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)

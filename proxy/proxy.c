@@ -23,7 +23,7 @@ imap_time_us proxy_now(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (imap_time_us)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (imap_time_us)ts.tv_sec * IMAP_US_PER_S + ts.tv_nsec / 1000;
 }
 
 void proxy_log(const struct proxy *p, const char *fmt, ...)
@@ -84,7 +84,7 @@ static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *s
 	}
 	close(fd);
 	p->refused++;
-	if (p->refused_reported != 0 && now - p->refused_logged < 1000000)
+	if (p->refused_reported != 0 && now - p->refused_logged < IMAP_US_PER_S)
 		return;
 	proxy_sockaddr_str(sa, who, sizeof(who));
 	if (p->refused - p->refused_reported > 1)

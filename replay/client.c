@@ -208,8 +208,8 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 			c->res->code = 1;
 			replay_report(c->res, "replay client: no %s from the server within %" PRId64 ".%03d s "
 				"(server line %u of the recording)\n",
-			     u->continuation ? "+" : "tagged completion", (now - start) / 1000000,
-			     (int)((now - start) % 1000000 / 1000), u->line_no);
+			     u->continuation ? "+" : "tagged completion", (now - start) / IMAP_US_PER_S,
+			     (int)((now - start) % IMAP_US_PER_S / 1000), u->line_no);
 			return false;
 		}
 		replay_link_pump(&c->link, 50000);

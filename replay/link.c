@@ -15,7 +15,7 @@ imap_time_us replay_now(void)
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (imap_time_us)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+	return (imap_time_us)t.tv_sec * IMAP_US_PER_S + t.tv_nsec / 1000;
 }
 
 void replay_link_init(struct replay_link *l, int fd, replay_received_cb *received, void *ctx)

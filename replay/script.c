@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define STEP_US 1000                            /* between lines without a delay */
-#define DELAY_MAX_US (30ll * 24 * 3600 * 1000000) /* one delay or offset: 30 days */
+#define DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S) /* one delay or offset: 30 days */
 #define LITERAL_MAX (1ull << 30)                /* a literal a script can spell out */
 #define DEFAULT_CLIENT_PORT 50000
 #define DEFAULT_SERVER "127.0.0.1:143"
@@ -222,7 +222,7 @@ static int parse_duration(const char *t, size_t n, imap_time_us *out)
 	else if (n - i == 2 && memcmp(t + i, "ms", 2) == 0)
 		unit = 1000;
 	else if (n - i == 1 && t[i] == 's')
-		unit = 1000000;
+		unit = IMAP_US_PER_S;
 	else if (n - i == 1 && t[i] == 'm')
 		unit = 60000000;
 	else

@@ -89,8 +89,8 @@ static void report_context(struct serve *s, size_t i)
 			  u->dir == IMAP_C2S ? u->masked_len : u->len);
 		if (u->kind == IMAP_UNIT_LITERAL_DATA)
 			snprintf(text, sizeof(text), "{%zu bytes}", u->len);
-		replay_report(s->res, "    +%" PRId64 ".%03d s %s %s\n", u->at / 1000000,
-		       (int)(u->at % 1000000 / 1000), u->dir == IMAP_C2S ? "C>" : "S<", text);
+		replay_report(s->res, "    +%" PRId64 ".%03d s %s %s\n", u->at / IMAP_US_PER_S,
+		       (int)(u->at % IMAP_US_PER_S / 1000), u->dir == IMAP_C2S ? "C>" : "S<", text);
 	}
 }
 
@@ -105,7 +105,7 @@ static void diverged(struct serve *s, size_t i, const char *what, const struct l
 	s->res->code = 1;
 	replay_report(s->res, "replay: the client diverged from the recording at client line %u "
 		  "(recorded at +%" PRId64 ".%03d s): %s\n",
-	       u->line_no, u->at / 1000000, (int)(u->at % 1000000 / 1000), what);
+	       u->line_no, u->at / IMAP_US_PER_S, (int)(u->at % IMAP_US_PER_S / 1000), what);
 	replay_report(s->res, "  expected: %s\n", want);
 	if (got != NULL) {
 		printable(have, sizeof(have), got->data, got->len);
@@ -382,7 +382,7 @@ static void run(struct serve *s)
 				snprintf(what, sizeof(what),
 					 "the client sent nothing for %" PRId64 ".%03d s while this line "
 					 "was due (is it waiting for something it did not ask for?)",
-					 waited / 1000000, (int)(waited % 1000000 / 1000));
+					 waited / IMAP_US_PER_S, (int)(waited % IMAP_US_PER_S / 1000));
 				diverged(s, i, what, NULL);
 				return;
 			}
