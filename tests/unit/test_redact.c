@@ -230,12 +230,16 @@ static void run_wire(const uint8_t *c2s, size_t len, size_t max_line, unsigned f
 	imap_conv_free(&conv);
 }
 
-/* Does any 8 bytes of secret show in hay? */
+/* Does any 8 bytes of secret show in hay? A long secret is looked for
+ * at 256 places spread over it (every place would take quadratic time),
+ * its last 8 bytes among them. */
 static bool shows(const uint8_t *hay, size_t hay_len, const char *secret)
 {
-	size_t n = strlen(secret);
+	size_t n = strlen(secret), step = n / 256 > 0 ? n / 256 : 1;
 
-	for (size_t i = 0; i + 8 <= n; i++)
+	if (n >= 8 && memmem(hay, hay_len, secret + n - 8, 8) != NULL)
+		return true;
+	for (size_t i = 0; i + 8 <= n; i += step)
 		if (memmem(hay, hay_len, secret + i, 8) != NULL)
 			return true;
 	return false;
