@@ -359,6 +359,11 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	c->prefix_len[c->dir] = 0;
 	c->secret_from[c->dir] = IMAP_REDACT_NONE;
 	c->cb(c->ctx, &obs);
+	if (obs.masked && c->dir == IMAP_C2S) {
+		/* the credential's clear bytes are not kept past their report */
+		imap_framer_wipe(c->framer[c->dir]);
+		explicit_bzero(c->prefix[c->dir], sizeof(c->prefix[c->dir]));
+	}
 	free(masked);
 	c->in_unit = false;
 	for (unsigned i = 0; i < c->held_count; i++)

@@ -126,6 +126,7 @@ void imap_framer_free(struct imap_framer **framer)
 {
 	if (*framer == NULL)
 		return;
+	imap_framer_wipe(*framer);
 	free((*framer)->buf);
 	free(*framer);
 	*framer = NULL;
@@ -164,9 +165,16 @@ uint64_t imap_framer_literal_left(const struct imap_framer *f)
 	return f->state == ST_LITERAL ? f->lit_len - f->lit_pos - f->unit_wire : 0;
 }
 
+void imap_framer_wipe(struct imap_framer *f)
+{
+	if (f->buf != NULL)
+		explicit_bzero(f->buf, f->buf_cap);
+}
+
 void imap_framer_trim(struct imap_framer *f)
 {
 	if (f->buf_len == 0 && f->buf != NULL) {
+		imap_framer_wipe(f);
 		free(f->buf);
 		f->buf = NULL;
 		f->buf_cap = 0;
@@ -190,10 +198,16 @@ static void keep(struct imap_framer *f, const uint8_t *p, size_t n, size_t limit
 			cap *= 2;
 		if (cap > limit)
 			cap = limit;
-		nb = realloc(f->buf, cap);
+		/* not realloc: the old block may hold a credential, wiped first */
+		nb = malloc(cap);
 		if (nb == NULL) {
 			f->flags |= IMAP_UNIT_TRUNCATED;
 			return;
+		}
+		if (f->buf != NULL) {
+			memcpy(nb, f->buf, f->buf_len);
+			imap_framer_wipe(f);
+			free(f->buf);
 		}
 		f->buf = nb;
 		f->buf_cap = cap;
