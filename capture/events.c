@@ -299,7 +299,8 @@ static void ev_close(void *self, const struct capture_close_info *info)
 	struct events *e = self;
 
 	begin(e, "session-close", info->id, info->ts);
-	add_text(e, "by", info->by);
+	add_text(e, "by", capture_side_str(info->by));
+	add_text(e, "end", capture_end_str(info->end));
 	add_text(e, "reason", info->reason);
 	addf(e, ",\"duration_us\":%" PRId64 ",\"bytes_c2s\":%" PRIu64 ",\"bytes_s2c\":%" PRIu64,
 	     info->ts - info->opened, info->bytes[IMAP_C2S], info->bytes[IMAP_S2C]);

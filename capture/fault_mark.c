@@ -11,29 +11,59 @@
 #define HEAD "<133>1 "
 /* after the timestamp: host, app, no procid, msgid, no structured data */
 #define AFTER_TIME " imaptap imaptap - fault - injected fault "
+#define AFTER_TIME_CLOSE " imaptap imaptap - close - session ended "
 
-size_t capture_fault_mark_format(char *out, size_t size, unsigned session,
-				 const struct capture_endpoint *client,
-				 const struct capture_fault_mark *m)
+/* "127.0.0.1:50432" or "[::1]:50432" */
+static void endpoint_str(const struct capture_endpoint *e, char *out, size_t size)
 {
-	char when[40], ip[INET6_ADDRSTRLEN] = "";
-	int n;
+	char ip[INET6_ADDRSTRLEN] = "";
 
-	if (size == 0)
-		return 0;
-	capture_format_rfc3339(when, sizeof(when), m->ts);
-	inet_ntop(client->version == 6 ? AF_INET6 : AF_INET, client->addr, ip, sizeof(ip));
-	n = snprintf(out, size,
-		     HEAD "%s" AFTER_TIME "session=%u client=%s%s%s:%u action=%s phase=%s dir=%s "
-			  "spec=%s: %s",
-		     when, session, client->version == 6 ? "[" : "", ip,
-		     client->version == 6 ? "]" : "", client->port, m->action, m->phase,
-		     imap_dir_str(m->dir), m->spec, m->detail);
+	inet_ntop(e->version == 6 ? AF_INET6 : AF_INET, e->addr, ip, sizeof(ip));
+	snprintf(out, size, "%s%s%s:%u", e->version == 6 ? "[" : "", ip, e->version == 6 ? "]" : "",
+		 e->port);
+}
+
+static size_t written(char *out, size_t size, int n)
+{
 	if (n < 0) {
 		out[0] = '\0';
 		return 0;
 	}
 	return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+size_t capture_fault_mark_format(char *out, size_t size, unsigned session,
+				 const struct capture_endpoint *client,
+				 const struct capture_fault_mark *m)
+{
+	char when[40], at[CAPTURE_ADDR_MAX];
+
+	if (size == 0)
+		return 0;
+	capture_format_rfc3339(when, sizeof(when), m->ts);
+	endpoint_str(client, at, sizeof(at));
+	return written(out, size,
+		       snprintf(out, size,
+				HEAD "%s" AFTER_TIME "session=%u client=%s action=%s phase=%s dir=%s "
+				     "spec=%s: %s",
+				when, session, at, m->action, m->phase, imap_dir_str(m->dir), m->spec,
+				m->detail));
+}
+
+size_t capture_close_mark_format(char *out, size_t size, unsigned session,
+				 const struct capture_endpoint *client,
+				 const struct capture_close_info *info)
+{
+	char when[40], at[CAPTURE_ADDR_MAX];
+
+	if (size == 0)
+		return 0;
+	capture_format_rfc3339(when, sizeof(when), info->ts);
+	endpoint_str(client, at, sizeof(at));
+	return written(out, size,
+		       snprintf(out, size, HEAD "%s" AFTER_TIME_CLOSE "session=%u client=%s by=%s end=%s: %s",
+				when, session, at, capture_side_str(info->by),
+				capture_end_str(info->end), info->reason));
 }
 
 /* The text still to read: p[0..len). */
@@ -117,40 +147,67 @@ static enum capture_fault_mark_parse_result damaged(char *why, size_t size, cons
 	return CAPTURE_FAULT_MARK_DAMAGED;
 }
 
+/* The part every mark shares: the header with its msgid text (after),
+ * session= and client=. NONE when the header is not imaptap's. */
+static enum capture_fault_mark_parse_result
+read_head(struct cursor *c, const char *after, unsigned *session_r, bool *client_known_r,
+	  struct capture_endpoint *client_r, char *why, size_t why_size)
+{
+	char number[16], client[CAPTURE_ADDR_MAX];
+	unsigned long session;
+	char *end;
+
+	if (why_size > 0)
+		why[0] = '\0';
+	/* the header decides whether the datagram is a mark at all */
+	if (!take(c, HEAD))
+		return CAPTURE_FAULT_MARK_NONE;
+	while (c->len > 0 && c->p[0] != ' ') { /* the timestamp: the packet's time counts */
+		c->p++;
+		c->len--;
+	}
+	if (!take(c, after))
+		return CAPTURE_FAULT_MARK_NONE;
+	if (!take(c, "session=") || !token(c, number, sizeof(number)))
+		return damaged(why, why_size, "no session=N");
+	session = strtoul(number, &end, 10);
+	if (number[0] < '1' || number[0] > '9' || *end != '\0' || session > 0xffffffffu)
+		return damaged(why, why_size, "session= is not a session number");
+	*session_r = (unsigned)session;
+	if (take(c, " client=")) {
+		if (!token(c, client, sizeof(client)) || !endpoint(client, client_r))
+			return damaged(why, why_size, "client= is not an address and port");
+		*client_known_r = true;
+	}
+	return CAPTURE_FAULT_MARK_OK;
+}
+
+/* The free text after ": ", a C string where it was written. */
+static enum capture_fault_mark_parse_result read_text(struct cursor *c, char *out, size_t size,
+						      char *why, size_t why_size)
+{
+	if (memchr(c->p, '\0', c->len) != NULL)
+		return damaged(why, why_size, "a NUL byte in the detail");
+	if (c->len >= size)
+		return damaged(why, why_size, "the detail is too long");
+	memcpy(out, c->p, c->len);
+	out[c->len] = '\0';
+	return CAPTURE_FAULT_MARK_OK;
+}
+
 enum capture_fault_mark_parse_result
 capture_fault_mark_parse(const uint8_t *text, size_t len, struct capture_fault_mark_read *r,
 			 char *why, size_t why_size)
 {
 	struct cursor c = {text, len};
-	char number[16], client[CAPTURE_ADDR_MAX], dir[8];
-	unsigned long session;
-	char *end;
+	char dir[8];
+	enum capture_fault_mark_parse_result rc;
 	size_t n;
 
-	if (why_size > 0)
-		why[0] = '\0';
-	/* the header decides whether the datagram is a mark at all */
-	if (!take(&c, HEAD))
-		return CAPTURE_FAULT_MARK_NONE;
-	while (c.len > 0 && c.p[0] != ' ') { /* the timestamp: the packet's time counts */
-		c.p++;
-		c.len--;
-	}
-	if (!take(&c, AFTER_TIME))
-		return CAPTURE_FAULT_MARK_NONE;
-
 	memset(r, 0, sizeof(*r));
-	if (!take(&c, "session=") || !token(&c, number, sizeof(number)))
-		return damaged(why, why_size, "no session=N");
-	session = strtoul(number, &end, 10);
-	if (number[0] < '1' || number[0] > '9' || *end != '\0' || session > 0xffffffffu)
-		return damaged(why, why_size, "session= is not a session number");
-	r->session = (unsigned)session;
-	if (take(&c, " client=")) {
-		if (!token(&c, client, sizeof(client)) || !endpoint(client, &r->client))
-			return damaged(why, why_size, "client= is not an address and port");
-		r->client_known = true;
-	}
+	rc = read_head(&c, AFTER_TIME, &r->session, &r->client_known, &r->client, why, why_size);
+	if (rc != CAPTURE_FAULT_MARK_OK)
+		return rc;
 	if (!take(&c, " action=") || !token(&c, r->action, sizeof(r->action)))
 		return damaged(why, why_size, "no action=");
 	if (!take(&c, " phase=") || !token(&c, r->phase, sizeof(r->phase)))
@@ -166,18 +223,55 @@ capture_fault_mark_parse(const uint8_t *text, size_t len, struct capture_fault_m
 	if (n < 2 || r->spec[n - 1] != ':' || !take(&c, " "))
 		return damaged(why, why_size, "the text ends before the detail");
 	r->spec[n - 1] = '\0';
-	/* the detail is a C string where it was written */
-	if (memchr(c.p, '\0', c.len) != NULL)
-		return damaged(why, why_size, "a NUL byte in the detail");
-	if (c.len >= sizeof(r->detail))
-		return damaged(why, why_size, "the detail is too long");
-	memcpy(r->detail, c.p, c.len);
-	r->detail[c.len] = '\0';
-
+	rc = read_text(&c, r->detail, sizeof(r->detail), why, why_size);
+	if (rc != CAPTURE_FAULT_MARK_OK)
+		return rc;
 	r->mark.action = r->action;
 	r->mark.phase = r->phase;
 	r->mark.dir = strcmp(dir, "c2s") == 0 ? IMAP_C2S : IMAP_S2C;
 	r->mark.spec = r->spec;
 	r->mark.detail = r->detail;
 	return CAPTURE_FAULT_MARK_OK;
+}
+
+enum capture_fault_mark_parse_result
+capture_close_mark_parse(const uint8_t *text, size_t len, struct capture_close_mark_read *r,
+			 char *why, size_t why_size)
+{
+	struct cursor c = {text, len};
+	char by[16], end[24];
+	enum capture_fault_mark_parse_result rc;
+	size_t n;
+	bool found = false;
+
+	memset(r, 0, sizeof(*r));
+	rc = read_head(&c, AFTER_TIME_CLOSE, &r->session, &r->client_known, &r->client, why,
+		       why_size);
+	if (rc != CAPTURE_FAULT_MARK_OK)
+		return rc;
+	if (!take(&c, " by=") || !token(&c, by, sizeof(by)))
+		return damaged(why, why_size, "no by=");
+	for (int i = CAPTURE_SIDE_CLIENT; i <= CAPTURE_SIDE_CAPTURE && !found; i++)
+		if (strcmp(by, capture_side_str((enum capture_side)i)) == 0) {
+			r->by = (enum capture_side)i;
+			found = true;
+		}
+	if (!found)
+		return damaged(why, why_size, "by= names no side");
+	/* the end's word is followed by the colon before the reason */
+	if (!take(&c, " end=") || !token(&c, end, sizeof(end)))
+		return damaged(why, why_size, "no end=");
+	n = strlen(end);
+	if (n < 2 || end[n - 1] != ':' || !take(&c, " "))
+		return damaged(why, why_size, "the text ends before the reason");
+	end[n - 1] = '\0';
+	found = false;
+	for (int i = CAPTURE_END_EOF; i <= CAPTURE_END_UNSEEN && !found; i++)
+		if (strcmp(end, capture_end_str((enum capture_end)i)) == 0) {
+			r->end = (enum capture_end)i;
+			found = true;
+		}
+	if (!found)
+		return damaged(why, why_size, "end= names no way a session ends");
+	return read_text(&c, r->reason, sizeof(r->reason), why, why_size);
 }

@@ -58,4 +58,29 @@ enum capture_fault_mark_parse_result
 capture_fault_mark_parse(const uint8_t *text, size_t len, struct capture_fault_mark_read *read_r,
 			 char *why_r, size_t why_size);
 
+/* The close mark, the same kind of datagram for how a session ended where
+ * its TCP packets cannot say it (the proxy shut down with it open: FINs,
+ * which alone would read as a close by the server):
+ *
+ *   <133>1 2024-05-01T14:02:11.503318Z imaptap imaptap - close - session ended
+ *   session=1 client=127.0.0.1:50432 by=proxy end=shutdown: proxy shutting down
+ */
+size_t capture_close_mark_format(char *out, size_t size, unsigned session,
+				 const struct capture_endpoint *client,
+				 const struct capture_close_info *info);
+
+struct capture_close_mark_read {
+	unsigned session;
+	bool client_known;
+	struct capture_endpoint client;
+	enum capture_side by;
+	enum capture_end end;
+	char reason[CAPTURE_FAULT_MARK_TEXT_MAX];
+};
+
+/* As capture_fault_mark_parse, for a close mark. */
+enum capture_fault_mark_parse_result
+capture_close_mark_parse(const uint8_t *text, size_t len, struct capture_close_mark_read *read_r,
+			 char *why_r, size_t why_size);
+
 #endif

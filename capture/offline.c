@@ -13,6 +13,8 @@ struct offline_session {
 	struct imap_conv *conv;
 	imap_time_us opened;
 	struct capture_endpoint client, server; /* where its fault marks go and come from */
+	bool marked_end;                        /* a close mark said how it ended */
+	struct capture_close_mark_read marked;
 	struct offline_session *next;
 	struct offline *run;
 };
@@ -139,29 +141,41 @@ static void close_session(struct offline *o, struct offline_session **p,
 
 	switch (ev->reason) {
 	case CAPTURE_CLOSE_CLIENT_FIN:
-		info.by = "client";
+		info.by = CAPTURE_SIDE_CLIENT;
+		info.end = CAPTURE_END_EOF;
 		info.reason = "EOF";
 		break;
 	case CAPTURE_CLOSE_SERVER_FIN:
-		info.by = "server";
+		info.by = CAPTURE_SIDE_SERVER;
+		info.end = CAPTURE_END_EOF;
 		info.reason = "EOF";
 		break;
 	case CAPTURE_CLOSE_CLIENT_RST:
-		info.by = "client";
+		info.by = CAPTURE_SIDE_CLIENT;
+		info.end = CAPTURE_END_RESET;
 		info.reason = "reset";
 		break;
 	case CAPTURE_CLOSE_SERVER_RST:
-		info.by = "server";
+		info.by = CAPTURE_SIDE_SERVER;
+		info.end = CAPTURE_END_RESET;
 		info.reason = "reset";
 		break;
 	case CAPTURE_CLOSE_END_OF_CAPTURE:
-		info.by = "capture";
+		info.by = CAPTURE_SIDE_CAPTURE;
+		info.end = CAPTURE_END_OPEN;
 		info.reason = "still open at the end of the capture";
 		break;
 	case CAPTURE_CLOSE_REUSED:
-		info.by = "capture";
+		info.by = CAPTURE_SIDE_CAPTURE;
+		info.end = CAPTURE_END_UNSEEN;
 		info.reason = "its end is not in the capture (the ports were reused)";
 		break;
+	}
+	/* the proxy said how it ended where TCP cannot: its shutdown */
+	if (s->marked_end && (info.end == CAPTURE_END_EOF || info.end == CAPTURE_END_RESET)) {
+		info.by = s->marked.by;
+		info.end = s->marked.end;
+		info.reason = s->marked.reason;
 	}
 
 	imap_conv_eof(s->conv, ev->ts,
@@ -221,14 +235,14 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
  * goes by the session number the proxy gave, which is the capture's
  * order too. */
 static struct offline_session *mark_session(struct offline *o, const struct capture_datagram *dg,
-					    const struct capture_fault_mark_read *m)
+					    unsigned session, bool client_known,
+					    const struct capture_endpoint *client)
 {
 	for (struct offline_session *s = o->open; s != NULL; s = s->next) {
 		if (!capture_endpoint_same_host(&s->server, &dg->src) ||
 		    !capture_endpoint_same_host(&s->client, &dg->dst))
 			continue;
-		if (m->client_known ? capture_endpoint_equal(&s->client, &m->client)
-				    : s->id == m->session)
+		if (client_known ? capture_endpoint_equal(&s->client, client) : s->id == session)
 			return s;
 	}
 	return NULL;
@@ -245,6 +259,30 @@ static void mark_damaged(struct offline *o, const struct capture_datagram *dg, c
 		 why);
 }
 
+/* A close mark: kept for the session's close, which TCP alone would
+ * misreport. Returns false when the datagram is no close mark. */
+static bool close_mark(struct offline *o, const struct capture_datagram *dg)
+{
+	struct capture_close_mark_read m;
+	struct offline_session *s;
+	char why[120];
+	enum capture_fault_mark_parse_result rc =
+		capture_close_mark_parse(dg->payload, dg->len, &m, why, sizeof(why));
+
+	if (rc == CAPTURE_FAULT_MARK_NONE)
+		return false;
+	if (dg->cut || rc == CAPTURE_FAULT_MARK_DAMAGED) {
+		mark_damaged(o, dg, dg->cut ? "the capture cut it short" : why);
+		return true;
+	}
+	s = mark_session(o, dg, m.session, m.client_known, &m.client);
+	if (s != NULL) {
+		s->marked = m;
+		s->marked_end = true;
+	}
+	return true;
+}
+
 /* imaptap's fault marks become the same fault rows and records as live;
  * any other datagram is none of analyze's business. */
 static void on_datagram(void *ctx, const struct capture_datagram *dg)
@@ -257,6 +295,8 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 
 	if (dg->src.port != CAPTURE_FAULT_MARK_PORT || dg->dst.port != CAPTURE_FAULT_MARK_PORT)
 		return;
+	if (close_mark(o, dg))
+		return;
 	rc = capture_fault_mark_parse(dg->payload, dg->len, &m, why, sizeof(why));
 	if (rc == CAPTURE_FAULT_MARK_NONE)
 		return;
@@ -267,7 +307,7 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 	/* a mark is a packet: capture time passes as with any other, so a
 	 * rule that fired while a fault held bytes shows before its release */
 	tick_all(o, dg->ts);
-	s = mark_session(o, dg, &m);
+	s = mark_session(o, dg, m.session, m.client_known, &m.client);
 	if (s == NULL)
 		return; /* a session not shown (--session), or not in the capture */
 	imap_conv_tick(s->conv, dg->ts);

@@ -607,11 +607,23 @@ static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir
 
 /* Bytes the fault released are already in the stream; what is pending
  * goes first, so the mark sits where the action happened. */
+/* The client as the TCP headers show it, so a reader finds the session
+ * a mark is about. */
+static struct capture_endpoint mark_client(const struct pcap_session *s)
+{
+	struct capture_endpoint client = {0};
+
+	client.version = s->family == AF_INET ? 4 : 6;
+	memcpy(client.addr, s->end[IMAP_C2S].addr, sizeof(client.addr));
+	client.port = s->end[IMAP_C2S].port;
+	return client;
+}
+
 static void pw_fault(void *self, unsigned session, const struct capture_fault_mark *m)
 {
 	struct pcap_writer *w = self;
 	struct pcap_session *s = *slot(w, session);
-	struct capture_endpoint client = {0};
+	struct capture_endpoint client;
 	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
 	size_t n;
 
@@ -619,19 +631,21 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 		return;
 	flush_pending(w, s, IMAP_C2S, m->ts);
 	flush_pending(w, s, IMAP_S2C, m->ts);
-	/* the client as the TCP headers show it, so a reader finds the session */
-	client.version = s->family == AF_INET ? 4 : 6;
-	memcpy(client.addr, s->end[IMAP_C2S].addr, sizeof(client.addr));
-	client.port = s->end[IMAP_C2S].port;
+	client = mark_client(s);
 	n = capture_fault_mark_format(text, sizeof(text), session, &client, m);
 	if (n > 0)
 		write_mark(w, s, m->ts, (const uint8_t *)text, n);
 }
 
-static int clean_close(const char *reason)
+static void write_close_mark(struct pcap_writer *w, struct pcap_session *s,
+			     const struct capture_close_info *info)
 {
-	return strcmp(reason, "EOF") == 0 || strcmp(reason, "shutdown") == 0 ||
-	       strncmp(reason, "half-closed", 11) == 0;
+	struct capture_endpoint client = mark_client(s);
+	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
+	size_t n = capture_close_mark_format(text, sizeof(text), info->id, &client, info);
+
+	if (n > 0)
+		write_mark(w, s, info->ts, (const uint8_t *)text, n);
 }
 
 static void pw_close(void *self, const struct capture_close_info *info)
@@ -646,8 +660,11 @@ static void pw_close(void *self, const struct capture_close_info *info)
 	flush_pending(w, s, IMAP_C2S, info->ts);
 	flush_pending(w, s, IMAP_S2C, info->ts);
 	/* the proxy stands for the server on the client leg */
-	closer = strcmp(info->by, "client") == 0 ? IMAP_C2S : IMAP_S2C;
-	if (clean_close(info->reason)) {
+	closer = info->by == CAPTURE_SIDE_CLIENT ? IMAP_C2S : IMAP_S2C;
+	/* TCP cannot tell a shutdown from a server's close: a mark says it */
+	if (info->end == CAPTURE_END_SHUTDOWN)
+		write_close_mark(w, s, info);
+	if (capture_end_is_clean(info->end)) {
 		write_segment(w, s, closer, info->ts, TH_FIN | TH_ACK, NULL, 0);
 		write_segment(w, s, !closer, info->ts, TH_FIN | TH_ACK, NULL, 0);
 		write_segment(w, s, closer, info->ts, TH_ACK, NULL, 0);

@@ -13,6 +13,27 @@ size_t capture_line_content(const struct imap_observation *obs)
 	return n;
 }
 
+const char *capture_side_str(enum capture_side side)
+{
+	static const char *const names[] = {"client", "server", "proxy", "capture"};
+
+	return (unsigned)side < sizeof(names) / sizeof(names[0]) ? names[side] : "side?";
+}
+
+const char *capture_end_str(enum capture_end end)
+{
+	static const char *const names[] = {"eof",   "half-closed", "shutdown", "reset",
+					    "error", "open",        "unseen"};
+
+	return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "end?";
+}
+
+bool capture_end_is_clean(enum capture_end end)
+{
+	return end == CAPTURE_END_EOF || end == CAPTURE_END_HALF_CLOSED ||
+	       end == CAPTURE_END_SHUTDOWN;
+}
+
 int capture_sinks_add(struct capture_sinks *s, struct capture_sink sink)
 {
 	if (s->count == CAPTURE_SINKS_MAX)

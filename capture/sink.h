@@ -29,14 +29,42 @@ struct capture_tls_info {
 	const char *peer;    /* upstream: "subject ..., issuer ..."; client: "" */
 };
 
+/* Who ended a session. */
+enum capture_side {
+	CAPTURE_SIDE_CLIENT,
+	CAPTURE_SIDE_SERVER,
+	CAPTURE_SIDE_PROXY,   /* imaptap itself (a timeout, an error, its shutdown) */
+	CAPTURE_SIDE_CAPTURE, /* offline: the capture ends before the session does */
+};
+
+/* How it ended: what the pcap writer draws (FINs or a reset) and what a
+ * reader of the pcap reports, as facts, not words. */
+enum capture_end {
+	CAPTURE_END_EOF,         /* the side closed its stream */
+	CAPTURE_END_HALF_CLOSED, /* one side closed, the other did not follow within --linger */
+	CAPTURE_END_SHUTDOWN,    /* the proxy stopped (SIGINT, SIGTERM) with the session open */
+	CAPTURE_END_RESET,       /* the side reset the connection */
+	CAPTURE_END_ERROR,       /* a failure the reason names: TLS, a connection, a timeout */
+	CAPTURE_END_OPEN,        /* offline: still open at the end of the capture */
+	CAPTURE_END_UNSEEN,      /* offline: its end is not in the capture */
+};
+
 struct capture_close_info {
 	unsigned id;
 	imap_time_us ts;
 	imap_time_us opened;
-	const char *by;     /* "client", "server" or "proxy" */
-	const char *reason; /* "EOF", "reset", "shutdown", an error text */
+	enum capture_side by;
+	enum capture_end end;
+	const char *reason; /* for a person: "EOF", "reset", an error text */
 	uint64_t bytes[2];  /* relayed, indexed by enum imap_dir */
 };
+
+/* "client", "server", "proxy", "capture" */
+const char *capture_side_str(enum capture_side side);
+/* "eof", "half-closed", "shutdown", "reset", "error", "open", "unseen" */
+const char *capture_end_str(enum capture_end end);
+/* Ends drawn in a pcap with FINs, not a reset. */
+bool capture_end_is_clean(enum capture_end end);
 
 /* A fault asked for with --fault acted: it began holding, released,
  * wrote bytes of its own, closed, or stopped. */

@@ -286,7 +286,8 @@ static void tl_close(void *self, const struct capture_close_info *info)
 	char dur[32], up[32], down[32];
 
 	row_start(t, &r, info->ts, info->id);
-	row_textf(&r, "-- close by %s (%s) after %s; c2s %s, s2c %s", info->by, info->reason,
+	row_textf(&r, "-- close by %s (%s) after %s; c2s %s, s2c %s", capture_side_str(info->by),
+		  info->reason,
 		  capture_format_duration(dur, sizeof(dur), info->ts - info->opened),
 		  capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
 		  capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));

@@ -25,7 +25,7 @@ enum side {
 	SIDE_UPSTREAM = 1,
 };
 
-static const char *const side_name[2] = {"client", "server"};
+static const enum capture_side side_party[2] = {CAPTURE_SIDE_CLIENT, CAPTURE_SIDE_SERVER};
 
 enum session_state {
 	SESSION_CONNECTING, /* waiting for the upstream TCP connection */
@@ -46,7 +46,9 @@ struct proxy_session {
 	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
 	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */
 	uint64_t bytes[2];              /* relayed, by enum imap_dir */
-	const char *closed_by;
+	bool closed;                    /* how it ends is decided: */
+	enum capture_side closed_by;
+	enum capture_end end;
 	char reason[192];
 	int tcp_up;             /* the upstream TCP connection is established */
 	int upstream_ready;     /* the upstream leg carries IMAP (TLS done if any) */
@@ -242,16 +244,20 @@ static void on_conv_event(void *ctx, const struct imap_conv_event *e)
 	}
 }
 
-static void set_closed_by(struct proxy_session *s, const char *by, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* The first word on how the session ends is the one that stands. */
+static void set_closed_by(struct proxy_session *s, enum capture_side by, enum capture_end end,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void set_closed_by(struct proxy_session *s, const char *by, const char *fmt, ...)
+static void set_closed_by(struct proxy_session *s, enum capture_side by, enum capture_end end,
+			  const char *fmt, ...)
 {
 	va_list ap;
 
-	if (s->closed_by != NULL)
+	if (s->closed)
 		return;
+	s->closed = true;
 	s->closed_by = by;
+	s->end = end;
 	va_start(ap, fmt);
 	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
 	va_end(ap);
@@ -269,8 +275,9 @@ static void session_free(struct proxy_session *s)
 		.id = s->id,
 		.ts = proxy_now(),
 		.opened = s->info.ts,
-		.by = s->closed_by ? s->closed_by : "proxy",
-		.reason = s->closed_by ? s->reason : "closed",
+		.by = s->closed ? s->closed_by : CAPTURE_SIDE_PROXY,
+		.end = s->closed ? s->end : CAPTURE_END_ERROR,
+		.reason = s->closed ? s->reason : "closed",
 		.bytes = {s->bytes[0], s->bytes[1]},
 	};
 
@@ -500,7 +507,7 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	ssl = SSL_new(s->proxy->client_ctx);
 	if (ssl == NULL || evbuffer_get_length(proxy_stream_output(client)) > 0) {
 		SSL_free(ssl);
-		set_closed_by(s, "proxy", "could not start TLS with the client");
+		set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "could not start TLS with the client");
 		finish(s);
 		return;
 	}
@@ -691,7 +698,7 @@ static void upstream_failed(struct proxy_session *s, const char *what, const cha
 	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
 		 s->proxy->upstream_str, what, why);
 	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
-	set_closed_by(s, "proxy", "upstream %s: %s", what, why);
+	set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
 	close_side(s, SIDE_UPSTREAM);
 	if (s->stream[SIDE_CLIENT] != NULL && !s->client_ready) {
 		/* the client waits in its TLS handshake: finish it first */
@@ -825,7 +832,7 @@ static void resume_client_tls(struct proxy_session *s)
 		    SSL_use_PrivateKey(ssl, proxy_ca_leaf_key(p->ca)) != 1) {
 			capture_sinks_notice(p->sinks, s->id, proxy_now(),
 					     "cannot make a certificate for the client");
-			set_closed_by(s, "proxy", "no certificate for the client: %s", err);
+			set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "no certificate for the client: %s", err);
 			close_side(s, SIDE_CLIENT);
 			finish(s);
 			return;
@@ -894,7 +901,7 @@ static void client_tls_failed(struct proxy_session *s)
 	else
 		snprintf(notice, sizeof(notice), "client TLS handshake failed: %s", why);
 	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
-	set_closed_by(s, "client", "TLS handshake failed: %s", why);
+	set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake failed: %s", why);
 	close_side(s, SIDE_CLIENT);
 	close_side(s, SIDE_UPSTREAM);
 	finish(s);
@@ -909,7 +916,7 @@ static void client_handshake_timed_out(struct proxy_session *s)
 		 "handshake; is it speaking TLS to this port?",
 		 s->proxy->config.connect_timeout_s);
 	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
-	set_closed_by(s, "client", "TLS handshake timed out");
+	set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake timed out");
 	close_side(s, SIDE_CLIENT);
 	close_side(s, SIDE_UPSTREAM);
 	finish(s);
@@ -950,7 +957,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		/* one side left and the other has not followed */
-		set_closed_by(s, "proxy", "half-closed for %u s", s->proxy->config.linger_s);
+		set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_HALF_CLOSED, "half-closed for %u s", s->proxy->config.linger_s);
 		finish(s);
 		return;
 	case SESSION_CLOSING:
@@ -971,7 +978,7 @@ static void side_eof(struct proxy_session *s, enum side side)
 		reap(s);
 		return;
 	}
-	set_closed_by(s, side_name[side], "EOF");
+	set_closed_by(s, side_party[side], CAPTURE_END_EOF, "EOF");
 	if (s->faults != NULL && proxy_faults_queued(s->faults, dir_from(side)) > 0) {
 		/* a fault still holds bytes of this side: the FIN follows them */
 		s->eof_deferred[side] = true;
@@ -995,7 +1002,8 @@ static void pass_eof(struct proxy_session *s, enum side side)
 
 static void side_error(struct proxy_session *s, enum side side, int err)
 {
-	set_closed_by(s, side_name[side], "%s",
+	set_closed_by(s, side_party[side], err == ECONNRESET ? CAPTURE_END_RESET : CAPTURE_END_ERROR,
+		      "%s",
 		      err == ECONNRESET ? "reset" : err ? strerror(err) : "error");
 	close_side(s, side);
 	finish(s);
@@ -1181,7 +1189,7 @@ static void fault_close(void *ctx, const char *why)
 {
 	struct proxy_session *s = ctx;
 
-	set_closed_by(s, "proxy", "%s", why);
+	set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "%s", why);
 	finish(s);
 }
 
@@ -1292,7 +1300,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	}
 	ssl = SSL_new(p->client_ctx);
 	if (ssl == NULL) {
-		set_closed_by(s, "proxy", "out of memory for TLS");
+		set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "out of memory for TLS");
 		finish(s);
 		return -1;
 	}
@@ -1308,11 +1316,11 @@ void proxy_session_stop_all(struct proxy *p, const char *reason)
 	for (s = TAILQ_FIRST(&p->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		if (reason == NULL) {
-			set_closed_by(s, "proxy", "stopped");
+			set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_SHUTDOWN, "stopped");
 			session_free(s);
 			continue;
 		}
-		set_closed_by(s, "proxy", "%s", reason);
+		set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_SHUTDOWN, "%s", reason);
 		if (s->state == SESSION_CONNECTING)
 			close_side(s, SIDE_UPSTREAM);
 		finish(s);

@@ -119,7 +119,8 @@ static void co_close(void *self, const struct capture_close_info *info)
 {
 	struct collector *c = self;
 
-	c->rec->closed_by_server = strcmp(info->by, "server") == 0;
+	/* the proxy stood on the server's side of the client's connection */
+	c->rec->closed_by_server = info->by == CAPTURE_SIDE_SERVER || info->by == CAPTURE_SIDE_PROXY;
 }
 
 static const struct capture_sink_ops collector_ops = {

@@ -9,6 +9,7 @@ opened before it, must still work.
     python3 tests/integration/test_operations.py [--imaptap build/imaptap] [-v]
 """
 
+import json
 import os
 import pwd
 import re
@@ -25,6 +26,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from clients import RawIMAP, RecordingIMAP4, appenduid, make_message  # noqa: E402
+from pcapfile import tcp_packets  # noqa: E402
 from scripted import Peer, ScriptedServer  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap, sanitizer_env  # noqa: E402
 from imaptap import module_dovecot  # noqa: E402
@@ -64,6 +66,41 @@ def wait_for(predicate, what, timeout=10.0):
 
 def analyze(path):
     return run_imaptap(["analyze", path, "--color", "never"], timeout=60)
+
+
+def close_records(path):
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if r.get("kind") == "session-close"]
+
+
+class ShutdownTest(ProxyTestCase, unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.dir = tempfile.mkdtemp(prefix="imaptap-ops-")
+
+    def test_shutdown_with_a_session_open_is_recorded_as_a_shutdown(self):
+        """SIGTERM with a session open: the event log, the pcap and analyze
+        all say the proxy shut down, not that the server reset."""
+        pcap, events = os.path.join(self.dir, "s.pcap"), os.path.join(self.dir, "s.jsonl")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap, "--events", events])
+        m = logged_in(px.port)
+        self.assertEqual(m.noop()[0], "OK")
+        self.assertEqual(px.stop(signal.SIGTERM), 0)
+        m.shutdown()
+        live = close_records(events)
+        self.assertEqual(len(live), 1, live)
+        self.assertEqual((live[0]["by"], live[0]["end"]), ("proxy", "shutdown"), live[0])
+        offline = os.path.join(self.dir, "a.jsonl")
+        r = run_imaptap(["analyze", pcap, "--color", "never", "--events", offline], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("-- close by proxy (proxy shutting down)", r.stdout)
+        self.assertNotIn("reset", r.stdout)
+        got = close_records(offline)
+        self.assertEqual((got[0]["by"], got[0]["end"]), ("proxy", "shutdown"), got)
+        # drawn with FINs: a reset in the pcap would be a lie about the server
+        flags = [p[3] for p in tcp_packets(pcap) if 514 not in (p[1], p[2])]
+        self.assertFalse([f for f in flags if f & 0x04], "a reset in the pcap")
+        self.assertEqual(len([f for f in flags if f & 0x01]), 2, "a FIN each way")
 
 
 class SessionLimitTest(ProxyTestCase, unittest.TestCase):

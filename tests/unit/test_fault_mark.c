@@ -128,8 +128,53 @@ static void test_nul_in_detail(void)
 	CHECK(strcmp(why, "a NUL byte in the detail") == 0);
 }
 
+/* The close mark reads back as written; a fault mark is not one, nor the
+ * other way round; a word that names nothing is damage. */
+static void test_close_mark(void)
+{
+	struct capture_endpoint client = {.version = 4, .port = 50432};
+	struct capture_close_info info = {.id = 3, .ts = 1714572131503318, .by = CAPTURE_SIDE_PROXY,
+					  .end = CAPTURE_END_SHUTDOWN,
+					  .reason = "proxy shutting down"};
+	struct capture_close_mark_read r;
+	struct capture_fault_mark_read f;
+	char text[CAPTURE_FAULT_MARK_TEXT_MAX], why[120], bad[CAPTURE_FAULT_MARK_TEXT_MAX];
+	size_t n;
+
+	inet_pton(AF_INET, "127.0.0.1", client.addr);
+	n = capture_close_mark_format(text, sizeof(text), 3, &client, &info);
+	CHECK_MSG(strcmp(text, "<133>1 2024-05-01T14:02:11.503318Z imaptap imaptap - close - session "
+			       "ended session=3 client=127.0.0.1:50432 by=proxy end=shutdown: proxy "
+			       "shutting down") == 0,
+		  "%s", text);
+	CHECK(capture_close_mark_parse((const uint8_t *)text, n, &r, why, sizeof(why)) ==
+	      CAPTURE_FAULT_MARK_OK);
+	CHECK(r.session == 3 && r.client_known && r.client.port == 50432);
+	CHECK(r.by == CAPTURE_SIDE_PROXY && r.end == CAPTURE_END_SHUTDOWN);
+	CHECK(strcmp(r.reason, "proxy shutting down") == 0);
+	CHECK(capture_fault_mark_parse((const uint8_t *)text, n, &f, why, sizeof(why)) ==
+	      CAPTURE_FAULT_MARK_NONE);
+	capture_fault_mark_format(bad, sizeof(bad), 2, &client, &MARK);
+	CHECK(capture_close_mark_parse((const uint8_t *)bad, strlen(bad), &r, why, sizeof(why)) ==
+	      CAPTURE_FAULT_MARK_NONE);
+	snprintf(bad, sizeof(bad), "%.*s", (int)(strstr(text, "by=") - text), text);
+	strcat(bad, "by=mallory end=shutdown: x");
+	CHECK(capture_close_mark_parse((const uint8_t *)bad, strlen(bad), &r, why, sizeof(why)) ==
+	      CAPTURE_FAULT_MARK_DAMAGED);
+	CHECK_MSG(strstr(why, "by=") != NULL, "%s", why);
+	snprintf(bad, sizeof(bad), "%.*s", (int)(strstr(text, "end=") - text), text);
+	strcat(bad, "end=exploded: x");
+	CHECK(capture_close_mark_parse((const uint8_t *)bad, strlen(bad), &r, why, sizeof(why)) ==
+	      CAPTURE_FAULT_MARK_DAMAGED);
+	/* every cut of it reads as damage or as no mark, never as a mark */
+	for (size_t cut = 0; cut + 1 < n; cut++)
+		CHECK(capture_close_mark_parse((const uint8_t *)text, cut, &r, why, sizeof(why)) !=
+		      CAPTURE_FAULT_MARK_OK || cut >= strlen(text) - strlen("proxy shutting down"));
+}
+
 int main(void)
 {
+	test_close_mark();
 	test_round_trip(4, "127.0.0.1", " client=127.0.0.1:50432 action=hold-idle-completion ");
 	test_round_trip(6, "2001:db8::7", " client=[2001:db8::7]:50432 action=");
 	test_every_cut();

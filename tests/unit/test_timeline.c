@@ -38,7 +38,7 @@ static void test_rows(void)
 	struct imap_conv *conv;
 	struct capture_session_info info = {.id = 7, .ts = 0, .client = "127.0.0.1:5000",
 					     .upstream = "127.0.0.1:143", .upstream_tls = "plain"};
-	struct capture_close_info close = {.id = 7, .ts = 2500000, .opened = 0, .by = "client",
+	struct capture_close_info close = {.id = 7, .ts = 2500000, .opened = 0, .by = CAPTURE_SIDE_CLIENT,
 					   .reason = "EOF", .bytes = {100, 2048}};
 	const char *body = "0123456789";
 	char *text;
@@ -111,7 +111,7 @@ static void hostile_rows(bool color)
 	struct imap_conv_config cc = {.redact_flags = IMAP_REDACT_CREDENTIALS};
 	struct imap_conv *conv;
 	struct capture_session_info info = {.id = 7, .ts = 0, .upstream_tls = HOSTILE};
-	struct capture_close_info close = {.id = 7, .ts = 2500000, .by = HOSTILE, .reason = HOSTILE};
+	struct capture_close_info close = {.id = 7, .ts = 2500000, .by = CAPTURE_SIDE_CLIENT, .reason = HOSTILE};
 	struct capture_tls_info tls = {.leg = "client", .version = HOSTILE, .cipher = HOSTILE,
 				       .sni = HOSTILE, .peer = HOSTILE};
 	struct capture_tls_info up = {.leg = "upstream", .version = "TLSv1.3", .cipher = HOSTILE,
