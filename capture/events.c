@@ -116,11 +116,18 @@ static void end(struct events *e)
 static void ev_open(void *self, const struct capture_session_info *info)
 {
 	struct events *e = self;
+	char at[CAPTURE_ADDR_MAX];
 
 	begin(e, "session-open", info->id, info->ts);
-	add_text(e, "client", info->client);
-	add_text(e, "upstream", info->upstream);
-	add_text(e, "local", info->local);
+	capture_endpoint_format(&info->client, at, sizeof(at));
+	add_text(e, "client", at);
+	capture_endpoint_format(&info->upstream, at, sizeof(at));
+	add_text(e, "upstream", at);
+	if (info->local.version != 0)
+		capture_endpoint_format(&info->local, at, sizeof(at));
+	else
+		at[0] = '\0';
+	add_text(e, "local", at);
 	add_text(e, "legs", info->upstream_tls);
 	end(e);
 }

@@ -13,16 +13,6 @@
 #define AFTER_TIME " imaptap imaptap - fault - injected fault "
 #define AFTER_TIME_CLOSE " imaptap imaptap - close - session ended "
 
-/* "127.0.0.1:50432" or "[::1]:50432" */
-static void endpoint_str(const struct capture_endpoint *e, char *out, size_t size)
-{
-	char ip[INET6_ADDRSTRLEN] = "";
-
-	inet_ntop(e->version == 6 ? AF_INET6 : AF_INET, e->addr, ip, sizeof(ip));
-	snprintf(out, size, "%s%s%s:%u", e->version == 6 ? "[" : "", ip, e->version == 6 ? "]" : "",
-		 e->port);
-}
-
 static size_t written(char *out, size_t size, int n)
 {
 	if (n < 0) {
@@ -41,7 +31,7 @@ size_t capture_fault_mark_format(char *out, size_t size, unsigned session,
 	if (size == 0)
 		return 0;
 	capture_format_rfc3339(when, sizeof(when), m->ts);
-	endpoint_str(client, at, sizeof(at));
+	capture_endpoint_format(client, at, sizeof(at));
 	return written(out, size,
 		       snprintf(out, size,
 				HEAD "%s" AFTER_TIME "session=%u client=%s action=%s phase=%s dir=%s "
@@ -59,7 +49,7 @@ size_t capture_close_mark_format(char *out, size_t size, unsigned session,
 	if (size == 0)
 		return 0;
 	capture_format_rfc3339(when, sizeof(when), info->ts);
-	endpoint_str(client, at, sizeof(at));
+	capture_endpoint_format(client, at, sizeof(at));
 	return written(out, size,
 		       snprintf(out, size, HEAD "%s" AFTER_TIME_CLOSE "session=%u client=%s by=%s end=%s: %s",
 				when, session, at, capture_side_str(info->by),
@@ -100,46 +90,6 @@ static bool token(struct cursor *c, char *out, size_t size)
 	return true;
 }
 
-/* "127.0.0.1:50432" or "[::1]:50432" */
-static bool endpoint(const char *text, struct capture_endpoint *e)
-{
-	char host[INET6_ADDRSTRLEN];
-	const char *colon, *start = text;
-	unsigned long port;
-	size_t n;
-	char *end;
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (close == NULL || close[1] != ':')
-			return false;
-		start = text + 1;
-		n = (size_t)(close - start);
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL)
-			return false;
-		n = (size_t)(colon - text);
-	}
-	if (n == 0 || n >= sizeof(host))
-		return false;
-	memcpy(host, start, n);
-	host[n] = '\0';
-	memset(e, 0, sizeof(*e));
-	if (text[0] != '[' && inet_pton(AF_INET, host, e->addr) == 1)
-		e->version = 4;
-	else if (text[0] == '[' && inet_pton(AF_INET6, host, e->addr) == 1)
-		e->version = 6;
-	else
-		return false;
-	port = strtoul(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || port > 65535)
-		return false;
-	e->port = (uint16_t)port;
-	return true;
-}
 
 static enum capture_fault_mark_parse_result damaged(char *why, size_t size, const char *what)
 {
@@ -175,7 +125,7 @@ read_head(struct cursor *c, const char *after, unsigned *session_r, bool *client
 		return damaged(why, why_size, "session= is not a session number");
 	*session_r = (unsigned)session;
 	if (take(c, " client=")) {
-		if (!token(c, client, sizeof(client)) || !endpoint(client, client_r))
+		if (!token(c, client, sizeof(client)) || !capture_endpoint_parse(client, client_r))
 			return damaged(why, why_size, "client= is not an address and port");
 		*client_known_r = true;
 	}

@@ -118,9 +118,9 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 	s->next = o->open;
 	o->open = s;
 	o->result->shown++;
-	snprintf(info.client, sizeof(info.client), "%s", ev->client);
-	snprintf(info.upstream, sizeof(info.upstream), "%s", ev->server);
-	snprintf(info.local, sizeof(info.local), "%s", ev->server);
+	info.client = *ev->client_ep;
+	info.upstream = *ev->server_ep;
+	info.local = *ev->server_ep;
 	capture_sinks_open(o->sinks, &info);
 	if (ev->midstream)
 		capture_sinks_notice(o->sinks, s->id, ev->ts,

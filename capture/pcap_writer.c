@@ -36,15 +36,10 @@ enum {
 	TH_ACK = 0x10,
 };
 
-struct endpoint {
-	uint8_t addr[16];
-	uint16_t port;
-};
-
 struct pcap_session {
 	unsigned id;
 	int family;                 /* AF_INET or AF_INET6 */
-	struct endpoint end[2];     /* by sender: [IMAP_C2S] client, [IMAP_S2C] server */
+	struct capture_endpoint end[2];     /* by sender: [IMAP_C2S] client, [IMAP_S2C] server */
 	uint32_t next_seq[2];       /* by sender */
 	uint64_t unacked[2];        /* sent by one side, not yet acknowledged by the other */
 	uint16_t ip_id[2];
@@ -86,42 +81,6 @@ void capture_pcap_rotated_name(const char *path, unsigned n, char *out, size_t s
 	} else {
 		snprintf(out, size, "%s.%u", path, n);
 	}
-}
-
-/* "1.2.3.4:143" or "[::1]:143" */
-static int parse_endpoint(const char *text, int *family, struct endpoint *e)
-{
-	char host[64];
-	const char *colon;
-	size_t n;
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -1;
-		n = (size_t)(close - text - 1);
-		colon = close + 1;
-		text++;
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL)
-			return -1;
-		n = (size_t)(colon - text);
-	}
-	if (n >= sizeof(host))
-		return -1;
-	memcpy(host, text, n);
-	host[n] = '\0';
-	memset(e->addr, 0, sizeof(e->addr));
-	if (inet_pton(AF_INET, host, e->addr) == 1)
-		*family = AF_INET;
-	else if (inet_pton(AF_INET6, host, e->addr) == 1)
-		*family = AF_INET6;
-	else
-		return -1;
-	e->port = (uint16_t)strtoul(colon + 1, NULL, 10);
-	return 0;
 }
 
 /* The Internet checksum (RFC 1071) of p[0..n) added to sum, taken 32 bits
@@ -267,7 +226,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 static uint8_t *put_ip_headers(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			       uint8_t protocol, size_t transport_len)
 {
-	const struct endpoint *src = &s->end[dir], *dst = &s->end[!dir];
+	const struct capture_endpoint *src = &s->end[dir], *dst = &s->end[!dir];
 	uint8_t *eth = w->packet, *ip = eth + ETH_LEN;
 
 	memset(eth, 0, 12);
@@ -302,7 +261,7 @@ static uint8_t *put_ip_headers(struct pcap_writer *w, struct pcap_session *s, en
 static void write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len)
 {
-	const struct endpoint *src = &s->end[dir], *dst = &s->end[!dir];
+	const struct capture_endpoint *src = &s->end[dir], *dst = &s->end[!dir];
 	const size_t ip_len = s->family == AF_INET ? IP4_LEN : IP6_LEN;
 	const size_t tcp_len = TCP_LEN + ((flags & TH_SYN) ? SYN_OPTIONS : 0);
 	const size_t addr_len = s->family == AF_INET ? 4 : 16;
@@ -468,23 +427,24 @@ static void pw_open(void *self, const struct capture_session_info *info)
 {
 	struct pcap_writer *w = self;
 	struct pcap_session *s = calloc(1, sizeof(*s));
-	int cf = 0, sf = 0;
 	struct pcap_session **p;
 
 	if (s == NULL)
 		return;
 	s->id = info->id;
 	s->secret_from[IMAP_C2S] = s->secret_from[IMAP_S2C] = IMAP_REDACT_NONE;
-	if (parse_endpoint(info->client, &cf, &s->end[IMAP_C2S]) != 0 ||
-	    (parse_endpoint(info->upstream, &sf, &s->end[IMAP_S2C]) != 0 || sf != cf)) {
+	s->end[IMAP_C2S] = info->client;
+	s->end[IMAP_S2C] = info->upstream;
+	if (info->upstream.version != info->client.version) {
 		/* the upstream is of another family: show the address the
 		 * client connected to instead */
-		if (cf == 0 || parse_endpoint(info->local, &sf, &s->end[IMAP_S2C]) != 0 || sf != cf) {
-			free(s);
-			return;
-		}
+		s->end[IMAP_S2C] = info->local;
 	}
-	s->family = cf;
+	if (info->client.version == 0 || s->end[IMAP_S2C].version != info->client.version) {
+		free(s);
+		return;
+	}
+	s->family = info->client.version == 6 ? AF_INET6 : AF_INET;
 	s->end[IMAP_S2C].port = CAPTURE_PCAP_SERVER_PORT;
 	/* fixed initial sequence numbers keep captures reproducible */
 	s->next_seq[IMAP_C2S] = 0x10000000u + s->id * 0x10000u + 1;
@@ -607,23 +567,10 @@ static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir
 
 /* Bytes the fault released are already in the stream; what is pending
  * goes first, so the mark sits where the action happened. */
-/* The client as the TCP headers show it, so a reader finds the session
- * a mark is about. */
-static struct capture_endpoint mark_client(const struct pcap_session *s)
-{
-	struct capture_endpoint client = {0};
-
-	client.version = s->family == AF_INET ? 4 : 6;
-	memcpy(client.addr, s->end[IMAP_C2S].addr, sizeof(client.addr));
-	client.port = s->end[IMAP_C2S].port;
-	return client;
-}
-
 static void pw_fault(void *self, unsigned session, const struct capture_fault_mark *m)
 {
 	struct pcap_writer *w = self;
 	struct pcap_session *s = *slot(w, session);
-	struct capture_endpoint client;
 	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
 	size_t n;
 
@@ -631,8 +578,8 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 		return;
 	flush_pending(w, s, IMAP_C2S, m->ts);
 	flush_pending(w, s, IMAP_S2C, m->ts);
-	client = mark_client(s);
-	n = capture_fault_mark_format(text, sizeof(text), session, &client, m);
+	/* the client as the TCP headers show it, so a reader finds the session */
+	n = capture_fault_mark_format(text, sizeof(text), session, &s->end[IMAP_C2S], m);
 	if (n > 0)
 		write_mark(w, s, m->ts, (const uint8_t *)text, n);
 }
@@ -640,9 +587,8 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 static void write_close_mark(struct pcap_writer *w, struct pcap_session *s,
 			     const struct capture_close_info *info)
 {
-	struct capture_endpoint client = mark_client(s);
 	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
-	size_t n = capture_close_mark_format(text, sizeof(text), info->id, &client, info);
+	size_t n = capture_close_mark_format(text, sizeof(text), info->id, &s->end[IMAP_C2S], info);
 
 	if (n > 0)
 		write_mark(w, s, info->ts, (const uint8_t *)text, n);

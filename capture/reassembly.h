@@ -22,6 +22,8 @@
 
 #include "imap/types.h"
 
+struct sockaddr;
+
 /* Out-of-order data held per direction before the hole in front of it is
  * declared lost. */
 #define CAPTURE_REASSEMBLY_QUEUE_MAX (4u * 1024u * 1024u)
@@ -38,6 +40,14 @@ struct capture_endpoint {
 	uint8_t addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
 	uint16_t port;
 };
+
+/* "127.0.0.1:143" or "[::1]:143"; "?" for an endpoint not known
+ * (version 0). */
+void capture_endpoint_format(const struct capture_endpoint *e, char *out, size_t size);
+/* Reads that form back (numbers only, no names): true when it is one. */
+bool capture_endpoint_parse(const char *text, struct capture_endpoint *e);
+/* An AF_INET or AF_INET6 socket address; another family: version 0. */
+void capture_endpoint_from_sockaddr(const struct sockaddr *sa, struct capture_endpoint *e);
 
 /* The same host (version and address), whatever the port. */
 bool capture_endpoint_same_host(const struct capture_endpoint *a, const struct capture_endpoint *b);

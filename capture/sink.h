@@ -6,17 +6,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "capture/reassembly.h"
 #include "imap/conversation.h"
 
-#define CAPTURE_ADDR_MAX 64 /* "[v6 address]:port" */
+#define CAPTURE_ADDR_MAX CAPTURE_ENDPOINT_STR_MAX /* "[v6 address]:port" */
 
+/* Endpoints as numbers; version 0: not known. */
 struct capture_session_info {
 	unsigned id;
 	imap_time_us ts;
-	char client[CAPTURE_ADDR_MAX];   /* the client's address and port */
-	char upstream[CAPTURE_ADDR_MAX]; /* the server's address and port */
-	char local[CAPTURE_ADDR_MAX];    /* where the client connected (the proxy), "" unknown */
-	const char *upstream_tls;        /* "plain" */
+	struct capture_endpoint client;   /* the client's address and port */
+	struct capture_endpoint upstream; /* the server's address and port */
+	struct capture_endpoint local;    /* where the client connected (the proxy) */
+	const char *upstream_tls;         /* "plain" */
 };
 
 /* A TLS handshake that completed on one leg. */

@@ -157,9 +157,12 @@ static void tl_open(void *self, const struct capture_session_info *info)
 {
 	const struct timeline *t = self;
 	struct row r;
+	char client[CAPTURE_ADDR_MAX], upstream[CAPTURE_ADDR_MAX];
 
 	row_start(t, &r, info->ts, info->id);
-	row_textf(&r, "-- open %s -> %s (%s)", info->client, info->upstream,
+	capture_endpoint_format(&info->client, client, sizeof(client));
+	capture_endpoint_format(&info->upstream, upstream, sizeof(upstream));
+	row_textf(&r, "-- open %s -> %s (%s)", client, upstream,
 		  info->upstream_tls ? info->upstream_tls : "plain");
 	row_end(t, &r);
 }

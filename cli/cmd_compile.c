@@ -193,9 +193,9 @@ static int play(const struct replay_script *script, imap_time_us start,
 			s.conv = imap_conv_new(&cc, on_observation, &s);
 			if (s.conv == NULL)
 				return -1;
-			snprintf(info.client, sizeof(info.client), "%s", e->client);
-			snprintf(info.upstream, sizeof(info.upstream), "%s", e->server);
-			snprintf(info.local, sizeof(info.local), "%s", e->server);
+			capture_endpoint_parse(e->client, &info.client);
+			capture_endpoint_parse(e->server, &info.upstream);
+			info.local = info.upstream;
 			capture_sinks_open(sinks, &info);
 			break;
 		}

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/reassembly.h"
+
 int proxy_hostport_parse(const char *text, struct proxy_hostport *out, char *err, size_t errlen)
 {
 	const char *colon, *host = text;
@@ -53,21 +55,13 @@ int proxy_hostport_parse(const char *text, struct proxy_hostport *out, char *err
 
 char *proxy_sockaddr_str(const struct sockaddr *sa, char *out, size_t size)
 {
-	char ip[INET6_ADDRSTRLEN];
+	struct capture_endpoint e;
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		snprintf(out, size, "%s:%u", ip, ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		snprintf(out, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
-	} else {
+	capture_endpoint_from_sockaddr(sa, &e);
+	if (e.version == 0)
 		snprintf(out, size, "(family %d)", sa->sa_family);
-	}
+	else
+		capture_endpoint_format(&e, out, size);
 	return out;
 }
 

@@ -1213,14 +1213,14 @@ static const struct proxy_fault_host fault_host = {
 };
 
 /* Where the client connected: the server's address as the client saw it. */
-static void local_address(int fd, char *out, size_t size)
+static void local_address(int fd, struct capture_endpoint *e)
 {
 	struct sockaddr_storage local;
 	socklen_t len = sizeof(local);
 
-	out[0] = '\0';
+	memset(e, 0, sizeof(*e));
 	if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
-		proxy_sockaddr_str((struct sockaddr *)&local, out, size);
+		capture_endpoint_from_sockaddr((struct sockaddr *)&local, e);
 }
 
 static const char *leg_name(bool tls, enum proxy_tls_mode mode)
@@ -1280,9 +1280,10 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	p->session_count++;
 	s->info.id = s->id;
 	s->info.ts = proxy_now();
-	proxy_sockaddr_str(client, s->info.client, sizeof(s->info.client));
-	snprintf(s->info.upstream, sizeof(s->info.upstream), "%s", p->upstream_str);
-	local_address(fd, s->info.local, sizeof(s->info.local));
+	capture_endpoint_from_sockaddr(client, &s->info.client);
+	capture_endpoint_from_sockaddr((const struct sockaddr *)&p->upstream_addr[0],
+				       &s->info.upstream);
+	local_address(fd, &s->info.local);
 	if (p->client_ctx == NULL && p->upstream_ctx == NULL)
 		snprintf(s->legs, sizeof(s->legs), "plain");
 	else

@@ -24,8 +24,8 @@ static void co_open(void *self, const struct capture_session_info *info)
 	struct collector *c = self;
 
 	c->opened = info->ts;
-	snprintf(c->rec->client, sizeof(c->rec->client), "%s", info->client);
-	snprintf(c->rec->server, sizeof(c->rec->server), "%s", info->upstream);
+	capture_endpoint_format(&info->client, c->rec->client, sizeof(c->rec->client));
+	capture_endpoint_format(&info->upstream, c->rec->server, sizeof(c->rec->server));
 }
 
 static void co_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_us ts,

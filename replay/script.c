@@ -1,10 +1,11 @@
 #include "replay/script.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "capture/reassembly.h"
 
 #define STEP_US 1000                            /* between lines without a delay */
 #define DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S) /* one delay or offset: 30 days */
@@ -305,47 +306,17 @@ static int offset_line(struct parser *p, const char *line, size_t len)
 }
 
 /* "127.0.0.1:143" or "[::1]:143" */
+/* ADDRESS:PORT in numbers, the port not 0. */
 static bool valid_endpoint(const char *t, size_t n)
 {
-	char host[REPLAY_SCRIPT_ADDR_MAX];
-	uint8_t addr[16];
-	const char *colon;
-	size_t hn;
-	unsigned long port = 0;
-	int family = AF_INET;
+	char text[REPLAY_SCRIPT_ADDR_MAX];
+	struct capture_endpoint e;
 
-	if (n == 0 || n >= sizeof(host))
+	if (n == 0 || n >= sizeof(text))
 		return false;
-	if (t[0] == '[') {
-		const char *close = memchr(t, ']', n);
-
-		if (close == NULL || (size_t)(close - t) + 1 >= n || close[1] != ':')
-			return false;
-		hn = (size_t)(close - t - 1);
-		memcpy(host, t + 1, hn);
-		colon = close + 1;
-		family = AF_INET6;
-	} else {
-		colon = NULL;
-		for (size_t i = 0; i < n; i++)
-			if (t[i] == ':')
-				colon = t + i;
-		if (colon == NULL)
-			return false;
-		hn = (size_t)(colon - t);
-		memcpy(host, t, hn);
-	}
-	host[hn] = '\0';
-	if (inet_pton(family, host, addr) != 1)
-		return false;
-	if (colon + 1 == t + n)
-		return false;
-	for (const char *c = colon + 1; c < t + n; c++) {
-		if (*c < '0' || *c > '9' || port > 65535)
-			return false;
-		port = port * 10 + (unsigned long)(*c - '0');
-	}
-	return port >= 1 && port <= 65535;
+	memcpy(text, t, n);
+	text[n] = '\0';
+	return capture_endpoint_parse(text, &e) && e.port != 0;
 }
 
 /* "@expect done-stall, command-stall", "@expect none" */
