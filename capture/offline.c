@@ -27,11 +27,15 @@ struct offline {
 	imap_time_us ticked;          /* packet time all sessions last saw */
 };
 
+/* How often, in capture time, every open session is told time passed:
+ * finer than any threshold a rule takes. */
+#define TICK_EVERY_US (IMAP_US_PER_S / 10)
+
 /* Capture time passes for every open session: stalls fire at the packet
  * time that passes their threshold, as the live timer would. */
 static void tick_all(struct offline *o, imap_time_us now)
 {
-	if (now - o->ticked < 100000)
+	if (now - o->ticked < TICK_EVERY_US)
 		return;
 	o->ticked = now;
 	for (struct offline_session *s = o->open; s != NULL; s = s->next)

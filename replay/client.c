@@ -212,7 +212,7 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 			     (int)((now - start) % IMAP_US_PER_S / 1000), u->line_no);
 			return false;
 		}
-		replay_link_pump(&c->link, 50000);
+		replay_link_pump(&c->link, REPLAY_LINK_SHORT_POLL_US);
 	}
 }
 
@@ -267,7 +267,7 @@ static void walk(struct client *c)
 		}
 	}
 	while (c->link.out_len > 0 && !c->link.eof && replay_now() < deadline)
-		replay_link_pump(&c->link, 100000);
+		replay_link_pump(&c->link, REPLAY_LINK_POLL_US);
 }
 
 void replay_client_fd(const struct replay_recording *rec, int fd,

@@ -158,7 +158,7 @@ bool replay_link_start_tls(struct replay_link *l, SSL_CTX *ctx, bool server, con
 	imap_time_us until = replay_now() + limit_us;
 
 	while (l->out_len > 0 && !l->eof && replay_now() < until)
-		replay_link_pump(l, 100000);
+		replay_link_pump(l, REPLAY_LINK_POLL_US);
 	if (l->eof)
 		return false;
 	l->ssl = SSL_new(ctx);

@@ -47,6 +47,11 @@ void replay_link_set_split(struct replay_link *link, const struct imap_split *sp
 void replay_link_queue(struct replay_link *link, const uint8_t *data, size_t len);
 /* Writes, reads, waits at most wait_us (capped at one second). */
 void replay_link_pump(struct replay_link *link, imap_time_us wait_us);
+
+/* How long a loop that waits for something of its own (a line, the
+ * peer's close) lets one pump wait before it looks again. */
+#define REPLAY_LINK_POLL_US (IMAP_US_PER_S / 10)
+#define REPLAY_LINK_SHORT_POLL_US (IMAP_US_PER_S / 20)
 /* Flushes the queue, then runs the TLS handshake (as the server, or the
  * client with sni) within limit_us. Returns false when it fails. */
 bool replay_link_start_tls(struct replay_link *link, SSL_CTX *ctx, bool server, const char *sni,

@@ -386,7 +386,7 @@ static void run(struct serve *s)
 				diverged(s, i, what, NULL);
 				return;
 			}
-			replay_link_pump(&s->link, 50000);
+			replay_link_pump(&s->link, REPLAY_LINK_SHORT_POLL_US);
 			continue;
 		}
 		if (!unit_matches(s, u, &s->live[s->live_head])) {
@@ -406,13 +406,13 @@ static void run(struct serve *s)
 	}
 	/* all sent: let it reach the client */
 	while (s->link.out_len > 0 && !s->link.eof && replay_now() < deadline)
-		replay_link_pump(&s->link, 100000);
+		replay_link_pump(&s->link, REPLAY_LINK_POLL_US);
 	if (!rec->closed_by_server && s->live_count == 0) {
 		/* the client closed first in the recording: give it the time */
 		imap_time_us until = replay_now() + s->opt->quiet;
 
 		while (!s->link.eof && replay_now() < until && s->live_count == 0)
-			replay_link_pump(&s->link, 100000);
+			replay_link_pump(&s->link, REPLAY_LINK_POLL_US);
 	}
 	if (s->live_count > 0) {
 		char have[300];
