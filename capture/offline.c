@@ -31,10 +31,26 @@ struct offline {
  * finer than any threshold a rule takes. */
 #define TICK_EVERY_US (IMAP_US_PER_S / 10)
 
+/* Rules whose threshold passed before now fire at the instant it passed,
+ * as the live timer fires them, with the same waited time: not at the
+ * packet that shows time has passed. A due rule always fires (or its
+ * deadline moves); the loop still ends should one not. */
+static void tick_due(struct imap_conv *conv, imap_time_us now)
+{
+	imap_time_us at, last = -1;
+
+	while ((at = imap_conv_next_deadline(conv)) >= 0 && at <= now && at != last) {
+		imap_conv_tick(conv, at);
+		last = at;
+	}
+}
+
 /* Capture time passes for every open session: stalls fire at the packet
  * time that passes their threshold, as the live timer would. */
 static void tick_all(struct offline *o, imap_time_us now)
 {
+	for (struct offline_session *s = o->open; s != NULL; s = s->next)
+		tick_due(s->conv, now);
 	if (now - o->ticked < TICK_EVERY_US)
 		return;
 	o->ticked = now;

@@ -568,9 +568,9 @@ static void sooner(imap_time_us *next, imap_time_us at)
 /* The rules that wait. Each says when it is due (-1: it waits for nothing
  * now) and what it says then; imap_tracker_tick fires what is due and
  * imap_tracker_next_deadline arms the caller's timer for the earliest due
- * time, both from this one table, so they cannot disagree. A fire() may
- * still stay silent for a reason that no time can change (a client told
- * BYE may stop reading). */
+ * time, both from this one table, so they cannot disagree. A rule that
+ * cannot fire for now (a server held back by a client that does not read)
+ * is not due at all: a due rule always fires. */
 struct waiting_rule {
 	imap_time_us (*due)(const struct imap_tracker *t, const struct command *c);
 	void (*fire)(struct imap_tracker *t, struct command *c, imap_time_us now);
@@ -632,12 +632,14 @@ static void keepalive_gap_fire(struct imap_tracker *t, struct command *c, imap_t
 
 /* Due when both the command and the server have been quiet for the
  * threshold; after a "+" (AUTHENTICATE, a literal) the client owes the
- * next byte and nothing is due. */
+ * next byte, and while the client does not read the server is held back:
+ * nothing is due (when the client reads again, the server's quiet starts
+ * anew, imap_tracker_blocked). */
 static imap_time_us command_stall_due(const struct imap_tracker *t, const struct command *c)
 {
 	imap_time_us heard = t->last_activity[IMAP_S2C];
 
-	if (c->idle || c->clock < 0 || t->client_turn)
+	if (c->idle || c->clock < 0 || t->client_turn || t->blocked_since[IMAP_S2C] >= 0)
 		return -1;
 	return (heard > c->clock ? heard : c->clock) + t->config.stall;
 }
@@ -646,8 +648,6 @@ static void command_stall_fire(struct imap_tracker *t, struct command *c, imap_t
 {
 	char waited[32], where[200];
 
-	if (t->blocked_since[IMAP_S2C] >= 0)
-		return; /* the client does not read: the server is held back */
 	c->stalled = true;
 	secs(waited, sizeof(waited), now - c->clock);
 	server_silence(t, c, now, where, sizeof(where));
@@ -676,11 +676,12 @@ static void greeting_stall_fire(struct imap_tracker *t, struct command *c, imap_
 	    waited);
 }
 
+/* A client that was told BYE may stop reading: nothing is due then. */
 static imap_time_us not_reading_due(const struct imap_tracker *t, enum imap_dir dir)
 {
-	return t->blocked_since[dir] >= 0 && !t->blocked_said[dir]
-		       ? t->blocked_since[dir] + t->config.stall
-		       : -1;
+	if (t->blocked_since[dir] < 0 || t->blocked_said[dir] || (dir == IMAP_S2C && t->bye_at >= 0))
+		return -1;
+	return t->blocked_since[dir] + t->config.stall;
 }
 
 static void not_reading_fire(struct imap_tracker *t, enum imap_dir dir, imap_time_us now)
@@ -690,9 +691,6 @@ static void not_reading_fire(struct imap_tracker *t, enum imap_dir dir, imap_tim
 	enum imap_rule rule =
 		dir == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING : IMAP_RULE_SERVER_NOT_READING;
 
-	/* a peer that was told BYE may stop reading */
-	if (dir == IMAP_S2C && t->bye_at >= 0)
-		return;
 	t->blocked_said[dir] = true;
 	secs(waited, sizeof(waited), now - t->blocked_since[dir]);
 	if (t->blocked_pending[dir] > 0)

@@ -75,6 +75,39 @@ def drop_packet(src, dst, predicate):
     return dropped
 
 
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios")
+
+
+class RuleTimingTest(unittest.TestCase):
+    """A waiting rule fires at the packet time its threshold passes, with
+    the threshold's wait, as the live timer fires it: not at the next
+    packet, with however long that came later."""
+
+    def rows(self, scenario):
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap = os.path.join(d, "s.pcap")
+        r = run_imaptap(["compile", os.path.join(SCENARIOS, scenario), "-o", pcap])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_imaptap(["analyze", pcap, "--color", "never"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def test_done_stall_at_its_threshold(self):
+        out = self.rows("gmail-ignores-done.imap")
+        done = re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) #1 C> DONE$", out, re.M)
+        stall = re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) #1 ! done-stall \S+: DONE sent "
+                          r"(\S+) s ago", out, re.M)
+        self.assertTrue(done and stall, out)
+        at = lambda m: int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))  # noqa
+        self.assertAlmostEqual(at(stall) - at(done), 5.0, places=3)
+        self.assertEqual(stall.group(4), "5.000")
+
+    def test_client_not_reading_at_its_threshold(self):
+        out = self.rows("client-stops-reading.imap")
+        self.assertIn("! client-not-reading: client not reading: its TCP window has been "
+                      "closed for 10.000 s", out)
+
+
 class AnalyzeTest(ProxyTestCase, unittest.TestCase):
     def analyze(self, path, *args, rc=0):
         r = run_imaptap(["analyze", path, "--color", "never"] + list(args), timeout=120)

@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 
 from imaptap import run_imaptap
 
@@ -129,6 +130,25 @@ def read_anomalies(path):
         return [json.loads(line) for line in f if '"kind":"anomaly"' in line]
 
 
+def wait_for_record(path, session, kind, timeout=10.0):
+    """Waits until the event log at path holds a record of kind for session."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                for line in f:
+                    try:
+                        r = json.loads(line)
+                    except ValueError:
+                        continue  # a record still being written
+                    if r.get("session") == session and r.get("kind") == kind:
+                        return r
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no %s record for session %d in %s" % (kind, session, path))
+
+
 class RuleScenarios:
     """Mixin for a ProxyTestCase: scripted peers through a proxy, and
     assertions on the anomalies it reports. Put it first among the bases."""
@@ -169,6 +189,8 @@ class RuleScenarios:
                 client.close()
             px.wait_for_row(lambda r, n=n: r["session"] == n and r["dir"] == "--"
                             and r["text"].startswith("close"), timeout=15)
+            # the timeline row comes first; the event log's record right after
+            wait_for_record(events, n, "session-close")
         srv.join()
         found = read_anomalies(events)
         if offline:
