@@ -7,12 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "capture/outfile.h"
 #include "capture/timefmt.h"
 
 #define RECORD_MAX (IMAP_FRAMER_DEFAULT_MAX_LINE * 6 + 4096)
+/* Room kept behind a record's long string for the fields after it and
+ * its end: a record cut to fit is still whole JSON. */
+#define RECORD_TAIL 1024
+#define RUN_ID_BYTES 8
 
 struct events {
 	FILE *out;
@@ -25,6 +31,9 @@ struct events {
 	char *buf;  /* the record being built */
 	size_t len;
 	size_t cap;
+	bool cut;            /* a string of this record was cut to fit */
+	bool said_truncated; /* and the record says so already */
+	char run[2 * RUN_ID_BYTES + 1]; /* this run's id, on every record */
 };
 
 static void add(struct events *e, const char *s, size_t n)
@@ -57,7 +66,11 @@ static void add_string(struct events *e, const uint8_t *p, size_t n)
 	static const char hex[] = "0123456789abcdef";
 
 	add(e, "\"", 1);
-	for (size_t i = 0; i < n && e->len + 8 < e->cap; i++) {
+	for (size_t i = 0; i < n; i++) {
+		if (e->len + 8 + RECORD_TAIL >= e->cap) {
+			e->cut = true; /* an escape is never split: the string just ends */
+			break;
+		}
 		uint8_t c = p[i];
 
 		if (c == '"' || c == '\\') {
@@ -86,9 +99,12 @@ static void begin(struct events *e, const char *kind, unsigned session, imap_tim
 	char when[40];
 
 	e->len = 0;
+	e->cut = false;
+	e->said_truncated = false;
 	capture_format_rfc3339(when, sizeof(when), ts);
-	addf(e, "{\"ts\":\"%s\",\"epoch\":%" PRId64 ".%06d,\"kind\":\"%s\",\"session\":%u", when,
-	     ts / 1000000, (int)(ts % 1000000), kind, session);
+	addf(e, "{\"ts\":\"%s\",\"epoch\":%" PRId64 ".%06d,\"kind\":\"%s\",\"session\":%u,"
+		"\"run\":\"%s\"",
+	     when, ts / IMAP_US_PER_S, (int)(ts % IMAP_US_PER_S), kind, session, e->run);
 }
 
 static void write_failed(struct events *e)
@@ -106,6 +122,8 @@ static void write_failed(struct events *e)
 
 static void end(struct events *e)
 {
+	if (e->cut && !e->said_truncated)
+		add(e, ",\"truncated\":true", 17);
 	add(e, "}\n", 2);
 	if (e->failed)
 		return;
@@ -168,8 +186,10 @@ static void ev_line(struct events *e, unsigned session, const struct imap_observ
 	addf(e, ",\"offset\":%" PRIu64 ",\"length\":%" PRIu64, u->offset, u->wire_len);
 	add(e, ",\"text\":", 8);
 	add_string(e, obs->data, capture_line_content(obs));
-	if (u->flags & IMAP_UNIT_TRUNCATED)
+	if ((u->flags & IMAP_UNIT_TRUNCATED) || e->cut) {
 		add(e, ",\"truncated\":true", 17);
+		e->said_truncated = true;
+	}
 	if (obs->masked)
 		add(e, ",\"masked\":true", 14);
 	if (u->flags & IMAP_UNIT_CONTINUED)
@@ -335,7 +355,7 @@ static void ev_reopen(void *self)
 		ev_flush(e);
 		return;
 	}
-	if (capture_outfile_open(&file, e->name, true, 0) != 0) {
+	if (capture_outfile_open(&file, e->name, CAPTURE_OUTFILE_APPEND, 0) != 0) {
 		if (e->log != NULL) {
 			char msg[4400];
 
@@ -379,11 +399,44 @@ static const struct capture_sink_ops events_ops = {
 	.destroy = ev_destroy,
 };
 
+/* A fresh run id from the kernel's random source. */
+static void new_run_id(char out[2 * RUN_ID_BYTES + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[RUN_ID_BYTES] = {0};
+	struct timespec now;
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+		/* no entropy to be had: time and pid still tell runs apart */
+		clock_gettime(CLOCK_REALTIME, &now);
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (uint8_t)((uint64_t)now.tv_nsec >> (8 * (i % 4)) ^
+					 (uint64_t)getpid() >> (8 * (i / 4)));
+	}
+	for (size_t i = 0; i < sizeof(b); i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[2 * RUN_ID_BYTES] = '\0';
+}
+
+static void run_start(struct events *e, const struct capture_events_config *config)
+{
+	begin(e, "run-start", 0, config->started);
+	add_text(e, "command", config->command != NULL ? config->command : "");
+	add_text(e, "version", config->version != NULL ? config->version : "");
+	addf(e, ",\"pid\":%ld", (long)getpid());
+	end(e);
+	ev_flush(e);
+}
+
 int capture_events_new(const struct capture_events_config *config, struct capture_sink *sink_r,
-		       char *err, size_t errlen)
+		       bool *refused_r, char *err, size_t errlen)
 {
 	struct events *e = calloc(1, sizeof(*e));
 
+	if (refused_r != NULL)
+		*refused_r = false;
 	if (e == NULL || (e->buf = malloc(RECORD_MAX)) == NULL ||
 	    (e->name = strdup(strcmp(config->path, "-") == 0 ? "(stdout)" : config->path)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -395,12 +448,14 @@ int capture_events_new(const struct capture_events_config *config, struct captur
 	e->cap = RECORD_MAX;
 	e->log = config->log;
 	e->log_ctx = config->log_ctx;
+	new_run_id(e->run);
 	if (strcmp(config->path, "-") == 0) {
 		e->out = stdout;
 	} else {
-		if (capture_outfile_open(&e->file, config->path, true, 0) != 0) {
-			snprintf(err, errlen, "cannot open the event log %s: %s", config->path,
-				 strerror(errno));
+		if (capture_outfile_open(&e->file, config->path, config->mode, 0) != 0) {
+			if (refused_r != NULL)
+				*refused_r = errno == EEXIST;
+			capture_outfile_error(err, errlen, "the event log", config->path, errno);
 			free(e->name);
 			free(e->buf);
 			free(e);
@@ -409,6 +464,7 @@ int capture_events_new(const struct capture_events_config *config, struct captur
 		e->out = e->file.fp;
 		e->own = 1;
 	}
+	run_start(e, config);
 	sink_r->ops = &events_ops;
 	sink_r->self = e;
 	return 0;

@@ -3,16 +3,63 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio_ext.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "capture/writebehind.h"
 
-int capture_outfile_open(struct capture_outfile *out, const char *path, bool append,
-			 size_t buffer_size)
+int capture_outfile_open_fd(const char *path, enum capture_outfile_mode mode)
 {
-	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
-	int fd = open(path, flags, 0600);
+	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+		    (mode == CAPTURE_OUTFILE_APPEND ? O_APPEND : 0);
+	struct stat st;
+	int fd = open(path, flags, 0600), saved;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0)
+		goto fail;
+	if (S_ISREG(st.st_mode)) {
+		if (mode == CAPTURE_OUTFILE_NEW && st.st_size > 0) {
+			errno = EEXIST;
+			goto fail;
+		}
+		/* whatever umask made it, or whoever made it before */
+		if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
+			goto fail;
+		/* emptied only once it is known to be a file of ours to write */
+		if (mode == CAPTURE_OUTFILE_OVERWRITE && ftruncate(fd, 0) != 0)
+			goto fail;
+	}
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+void capture_outfile_error(char *err, size_t errlen, const char *what, const char *path,
+			   int errnum)
+{
+	struct stat st;
+
+	if (errnum == ELOOP)
+		snprintf(err, errlen, "%s %s is a symbolic link; imaptap does not write through one: "
+			 "give the path of the file itself", what, path);
+	else if (errnum == EEXIST && stat(path, &st) == 0)
+		snprintf(err, errlen, "%s %s already exists (%lld bytes)", what, path,
+			 (long long)st.st_size);
+	else
+		snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(errnum));
+}
+
+int capture_outfile_open(struct capture_outfile *out, const char *path,
+			 enum capture_outfile_mode mode, size_t buffer_size)
+{
+	bool append = mode == CAPTURE_OUTFILE_APPEND;
+	int fd = capture_outfile_open_fd(path, mode);
 	FILE *fp;
 
 	if (fd < 0)

@@ -1,7 +1,9 @@
-/* Output files that stay readable when the disk fills: created mode 0600
- * (they hold mail), written through stdio, and when a write fails cut back
- * to the end of the last batch that reached the file whole, so a reader
- * never meets half a record. */
+/* Output files that stay readable when the disk fills and cannot be
+ * turned against their owner: opened without following a symbolic link,
+ * created mode 0600 and set to 0600 when they exist (they hold mail),
+ * never emptied unless asked; written through stdio, and when a write
+ * fails cut back to the end of the last batch that reached the file
+ * whole, so a reader never meets half a record. */
 #ifndef CAPTURE_OUTFILE_H
 #define CAPTURE_OUTFILE_H
 
@@ -18,16 +20,35 @@ struct capture_outfile {
 	struct capture_writebehind *behind; /* NULL: written by stdio on the caller's thread */
 };
 
+/* What to do with a file already at the path. */
+enum capture_outfile_mode {
+	CAPTURE_OUTFILE_NEW,       /* a regular file that holds anything is refused (EEXIST) */
+	CAPTURE_OUTFILE_OVERWRITE, /* emptied */
+	CAPTURE_OUTFILE_APPEND,    /* written on at its end */
+};
+
 /* buffer_size for a file written by a thread of its own (capture/writebehind.h):
  * the caller never waits for the disk, a commit only hands the batch over. */
 #define CAPTURE_OUTFILE_BEHIND ((size_t)-1)
 
-/* Opens path for writing (truncated, or appended to with append), mode
- * 0600, with a stdio buffer of buffer_size bytes (0: stdio's), or written
- * behind with CAPTURE_OUTFILE_BEHIND. Returns 0,
- * or -1 with errno set. */
-int capture_outfile_open(struct capture_outfile *out, const char *path, bool append,
-			 size_t buffer_size);
+/* Opens path for writing as mode says, with a stdio buffer of
+ * buffer_size bytes (0: stdio's), or written behind with
+ * CAPTURE_OUTFILE_BEHIND. A FIFO or a device (a pipe to Wireshark) is
+ * written as it is. Returns 0, or -1 with errno set: ELOOP for a symbolic
+ * link, EEXIST for a file refused by CAPTURE_OUTFILE_NEW. */
+int capture_outfile_open(struct capture_outfile *out, const char *path,
+			 enum capture_outfile_mode mode, size_t buffer_size);
+
+/* The open descriptor's own file: the same open(2) flags and checks, for
+ * outputs written without stdio (the key log). Returns the descriptor or
+ * -1 with errno set as capture_outfile_open. */
+int capture_outfile_open_fd(const char *path, enum capture_outfile_mode mode);
+
+/* Why opening path (what: "the pcap") failed with errnum, in words that
+ * say what to do; for EEXIST the file's size, the caller adds the flag
+ * that allows it. */
+void capture_outfile_error(char *err, size_t errlen, const char *what, const char *path,
+			   int errnum);
 
 /* Ends a batch: flushes (written behind: hands the batch over, and fails
  * when an earlier write of the thread did). On failure the unwritten rest

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ struct pcap_session {
 
 struct pcap_writer {
 	char *path;
+	enum capture_outfile_mode mode; /* of every file of the set */
 	uint64_t max_bytes;
 	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
 	pcap_t *dead;
@@ -174,9 +176,9 @@ static int open_file(struct pcap_writer *w, bool append, char *err, size_t errle
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
 	append = append && stat(name, &st) == 0 && st.st_size >= 24;
 	/* small segments (lines) go out in big writes */
-	if (capture_outfile_open(&w->file, name, append, CAPTURE_OUTFILE_BEHIND) != 0) {
-		snprintf(err, errlen, "cannot %s the pcap %.3000s: %s", append ? "reopen" : "create",
-			 name, strerror(errno));
+	if (capture_outfile_open(&w->file, name, append ? CAPTURE_OUTFILE_APPEND : w->mode,
+				 CAPTURE_OUTFILE_BEHIND) != 0) {
+		capture_outfile_error(err, errlen, "the pcap", name, errno);
 		return -1;
 	}
 	if (append) {
@@ -697,24 +699,53 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.destroy = pw_destroy,
 };
 
+/* The files of an earlier rotation this run would write over, found
+ * before the first is written: refused as the first would be. */
+static int check_rotated(const struct pcap_writer *w, char *err, size_t errlen)
+{
+	char name[4096];
+	struct stat st;
+
+	for (unsigned n = 1; n < UINT_MAX; n++) {
+		capture_pcap_rotated_name(w->path, n, name, sizeof(name));
+		if (lstat(name, &st) != 0)
+			return 0;
+		if (S_ISLNK(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size > 0)) {
+			errno = S_ISLNK(st.st_mode) ? ELOOP : EEXIST;
+			capture_outfile_error(err, errlen, "the pcap", name, errno);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int capture_pcap_writer_new(const struct capture_pcap_config *config,
-			    struct capture_sink *sink_r, char *err, size_t errlen)
+			    struct capture_sink *sink_r, bool *refused_r, char *err, size_t errlen)
 {
 	struct pcap_writer *w = calloc(1, sizeof(*w));
 
+	if (refused_r != NULL)
+		*refused_r = false;
 	if (w == NULL || (w->path = strdup(config->path)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		free(w);
 		return -1;
 	}
+	w->mode = config->mode;
 	w->max_bytes = config->max_bytes;
 	w->log = config->log;
 	w->log_ctx = config->log_ctx;
 	w->dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, 262144,
 						      PCAP_TSTAMP_PRECISION_MICRO);
-	if (w->dead == NULL || open_file(w, false, err, errlen) != 0) {
-		if (w->dead == NULL)
-			snprintf(err, errlen, "libpcap cannot write Ethernet captures");
+	if (w->dead == NULL) {
+		snprintf(err, errlen, "libpcap cannot write Ethernet captures");
+		pw_destroy(w);
+		return -1;
+	}
+	if ((w->max_bytes > 0 && w->mode == CAPTURE_OUTFILE_NEW && check_rotated(w, err, errlen) != 0) ||
+	    open_file(w, false, err, errlen) != 0) {
+		if (refused_r != NULL)
+			*refused_r = errno == EEXIST;
 		pw_destroy(w);
 		return -1;
 	}

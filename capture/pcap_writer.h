@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capture/outfile.h"
 #include "capture/sink.h"
 
 /* Largest TCP payload an IPv4 packet carries (65535 - 20 - 20). */
@@ -23,15 +24,18 @@ typedef void capture_log_fn(void *ctx, const char *message);
 
 struct capture_pcap_config {
 	const char *path;
+	enum capture_outfile_mode mode; /* NEW: a capture already there is refused
+					   (every file of the rotation) */
 	uint64_t max_bytes;   /* rotate after this many bytes; 0 never */
 	capture_log_fn *log;  /* one message when writing fails */
 	void *log_ctx;
 };
 
 /* Creates path (mode 0600). Returns 0 and the sink, or -1 with a message
- * in err. */
+ * in err; *refused_r (may be NULL) is set when a capture already there
+ * was refused (CAPTURE_OUTFILE_NEW), so the caller can name its flag. */
 int capture_pcap_writer_new(const struct capture_pcap_config *config,
-			    struct capture_sink *sink_r, char *err, size_t errlen);
+			    struct capture_sink *sink_r, bool *refused_r, char *err, size_t errlen);
 
 /* Name of the n-th file of a rotation: "cap.pcap" -> "cap.2.pcap". */
 void capture_pcap_rotated_name(const char *path, unsigned n, char *out, size_t size);

@@ -1,4 +1,5 @@
 /* Option values shared by the subcommands. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,13 +59,21 @@ int cli_write_port_file(const char *path, unsigned port)
 {
 	char tmp[4096];
 	FILE *f;
+	int fd;
 
 	/* written whole, then renamed: a reader never sees half a number */
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof(tmp))
 		return -1;
-	f = fopen(tmp, "w");
-	if (f == NULL)
+	/* a name nobody may have put a link at: made here, not followed */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
 		return -1;
+	f = fdopen(fd, "w");
+	if (f == NULL) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
 	fprintf(f, "%u\n", port);
 	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		unlink(tmp);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "capture/outfile.h"
 #include "imap/tracker.h"
 
 /* Exit codes (docs/exit-codes.md). */
@@ -45,6 +46,27 @@ int cli_seconds(const char *text, double lo, double hi, imap_time_us *out);
  * 0, or the usage error's exit code. */
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		     struct imap_tracker_config *config);
+
+/* --overwrite and --append against --pcap and --events: 0, or the usage
+ * error's exit code. */
+int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
+		     const char *events);
+/* How the event log opens for those flags. */
+enum capture_outfile_mode cli_events_mode(bool overwrite, bool append);
+
+/* Output files this run created: removed when the run does not start, so
+ * a failed start leaves nothing behind (and no file a next run refuses). */
+#define CLI_FRESH_MAX 4
+struct cli_fresh_files {
+	const char *path[CLI_FRESH_MAX];
+	size_t count;
+};
+/* Notes path when nothing is there yet (before it is opened). */
+void cli_fresh_note(struct cli_fresh_files *fresh, const char *path);
+void cli_fresh_remove(const struct cli_fresh_files *fresh);
+
+/* The wall clock, for what a run records of its own start. */
+imap_time_us cli_now(void);
 
 /* Writes "PORT\n" to path atomically: 0, or -1 with errno. */
 int cli_write_port_file(const char *path, unsigned port);

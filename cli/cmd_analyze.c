@@ -27,6 +27,8 @@ static const char analyze_usage[] =
 	CLI_RULES_HELP
 	"  --no-rules               timeline only, no anomaly rules\n"
 	"  --events FILE|-          also write the JSONL event log (docs/events.md)\n"
+	"  --overwrite              replace an --events file that holds an earlier run\n"
+	"  --append                 add this run's records to an existing --events file\n"
 	"  --no-redact              show passwords and SASL data found in the capture\n"
 	"  --redact-bodies          mask literal bytes in the event log as well\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536)\n"
@@ -48,6 +50,8 @@ enum {
 	OPT_FAIL_ON,
 	OPT_RULE_THRESHOLD,
 	OPT_NO_RULES,
+	OPT_OVERWRITE,
+	OPT_APPEND,
 };
 
 static const struct option analyze_options[] = {
@@ -64,6 +68,8 @@ static const struct option analyze_options[] = {
 	{"idle-max", required_argument, NULL, OPT_RULE_THRESHOLD},
 	{"keepalive-gap", required_argument, NULL, OPT_RULE_THRESHOLD},
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
+	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
+	{"append", no_argument, NULL, OPT_APPEND},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -80,6 +86,8 @@ struct analyze_args {
 	int no_rules;
 	bool fail_on[IMAP_RULE_COUNT];
 	bool fail_any;
+	bool overwrite;
+	bool append;
 	struct imap_tracker_config thresholds;
 };
 
@@ -167,6 +175,12 @@ static int parse_args(int argc, char **argv, struct analyze_args *a)
 		case OPT_COLOR:
 			a->color = optarg;
 			break;
+		case OPT_OVERWRITE:
+			a->overwrite = true;
+			break;
+		case OPT_APPEND:
+			a->append = true;
+			break;
 		case 'h':
 			fputs(analyze_usage, stdout);
 			return -1;
@@ -181,7 +195,7 @@ static int parse_args(int argc, char **argv, struct analyze_args *a)
 		return cli_usage_error("analyze", "one capture file at a time, not '%s' too",
 				       argv[optind + 1]);
 	a->file = argv[optind];
-	return 0;
+	return cli_output_flags("analyze", a->overwrite, a->append, NULL, a->events);
 }
 
 static void log_message(void *ctx, const char *message)
@@ -190,13 +204,98 @@ static void log_message(void *ctx, const char *message)
 	cli_message("%s", message);
 }
 
+/* --fail-on: the rules asked for that fired, by count. */
+static int fail_on_verdict(const struct analyze_args *a, const struct capture_offline_result *result)
+{
+	char fired[1024] = "";
+	size_t len = 0;
+
+	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+		if (!a->fail_on[i] || result->fired[i] == 0 || len >= sizeof(fired) - 64)
+			continue;
+		len += (size_t)snprintf(fired + len, sizeof(fired) - len, "%s%s %u", len ? ", " : "",
+					imap_rule_id((enum imap_rule)i), result->fired[i]);
+	}
+	if (len == 0)
+		return CLI_EXIT_OK;
+	cli_message("%s: --fail-on rule(s) fired: %s", a->file, fired);
+	return CLI_EXIT_CHECK;
+}
+
+/* The timeline (unless --quiet) and the event log (with --events). */
+static int open_sinks(const struct analyze_args *a, int color, struct capture_sinks *sinks,
+		      struct cli_fresh_files *made)
+{
+	struct capture_sink sink;
+	char err[4096];
+	bool refused;
+
+	if (!a->quiet) {
+		struct capture_timeline_config tc = {.out = stdout, .color = color != 0};
+
+		sink = capture_timeline_new(&tc);
+		if (sink.ops == NULL) {
+			cli_message("out of memory");
+			return -1;
+		}
+		capture_sinks_add(sinks, sink);
+	}
+	if (a->events != NULL) {
+		struct capture_events_config ec = {
+			.path = a->events,
+			.mode = cli_events_mode(a->overwrite, a->append),
+			.command = "analyze",
+			.version = IMAPTAP_VERSION,
+			.started = cli_now(),
+			.log = log_message,
+		};
+
+		cli_fresh_note(made, a->events);
+		if (capture_events_new(&ec, &sink, &refused, err, sizeof(err)) != 0) {
+			cli_message("--events: %s%s", err,
+				    refused ? "; pass --overwrite to replace it or --append to add "
+					      "to it" : "");
+			return -1;
+		}
+		capture_sinks_add(sinks, sink);
+	}
+	return 0;
+}
+
+/* What the reading found that the user must know; the exit code. */
+static int verdict(const struct analyze_args *a, const struct capture_offline_result *result)
+{
+	if (a->session > result->sessions) {
+		cli_message("%s has %u TCP session(s); there is no session %u", a->file,
+			    result->sessions, a->session);
+		return CLI_EXIT_USAGE;
+	}
+	if (result->sessions == 0)
+		cli_message("%s: no TCP sessions in %llu packet(s)", a->file,
+			    (unsigned long long)result->stats.packets);
+	if (result->data_bytes > 0 && result->imap_lines == 0) {
+		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
+			    "capture must be decrypted first (tshark with --keylog's file), or "
+			    "recorded by imaptap proxy --pcap",
+			    a->file, result->shown);
+		return CLI_EXIT_RUNTIME;
+	}
+	if (result->damaged_marks > 0)
+		cli_message("%s: %llu fault mark(s) do not read and are left out; the first %s",
+			    a->file, (unsigned long long)result->damaged_marks, result->damaged_mark);
+	if (result->gaps > 0)
+		cli_message("%s: %llu byte(s) missing from the capture; see the capture-gap rows",
+			    a->file, (unsigned long long)result->gaps);
+	return a->fail_any ? fail_on_verdict(a, result) : CLI_EXIT_OK;
+}
+
 int cli_analyze_main(int argc, char **argv)
 {
 	struct analyze_args a = {.color = "auto"};
 	struct capture_offline_config config = {0};
 	struct capture_offline_result result;
 	struct capture_sinks sinks = {0};
-	struct capture_sink sink;
+	struct cli_fresh_files made = {0};
 	char err[4096];
 	int color, rc;
 
@@ -207,77 +306,26 @@ int cli_analyze_main(int argc, char **argv)
 	if (color < 0)
 		return cli_usage_error("analyze", "--color takes auto, always or never, not '%s'",
 				       a.color);
+	if (a.no_rules && a.fail_any)
+		return cli_usage_error("analyze", "--fail-on needs the rules: drop --no-rules");
 	config.session = a.session;
 	config.max_line = a.max_line;
 	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.no_rules = a.no_rules;
 	config.thresholds = a.thresholds;
-	if (a.no_rules && a.fail_any)
-		return cli_usage_error("analyze", "--fail-on needs the rules: drop --no-rules");
-	if (!a.quiet) {
-		struct capture_timeline_config tc = {.out = stdout, .color = color != 0};
-
-		sink = capture_timeline_new(&tc);
-		if (sink.ops == NULL) {
-			cli_message("out of memory");
-			return CLI_EXIT_RUNTIME;
-		}
-		capture_sinks_add(&sinks, sink);
-	}
-	if (a.events != NULL) {
-		struct capture_events_config ec = {.path = a.events, .log = log_message};
-
-		if (capture_events_new(&ec, &sink, err, sizeof(err)) != 0) {
-			cli_message("--events: %s", err);
-			capture_sinks_destroy(&sinks);
-			return CLI_EXIT_RUNTIME;
-		}
-		capture_sinks_add(&sinks, sink);
+	if (open_sinks(&a, color, &sinks, &made) != 0) {
+		capture_sinks_destroy(&sinks);
+		cli_fresh_remove(&made);
+		return CLI_EXIT_RUNTIME;
 	}
 	rc = capture_offline_run(a.file, &config, &sinks, &result, err, sizeof(err));
 	capture_sinks_destroy(&sinks);
 	fflush(stdout);
 	if (rc != 0) {
 		cli_message("%s", err);
+		cli_fresh_remove(&made); /* nothing was read: no log of it */
 		return CLI_EXIT_RUNTIME;
 	}
-	if (a.session > result.sessions) {
-		cli_message("%s has %u TCP session(s); there is no session %u", a.file,
-			    result.sessions, a.session);
-		return CLI_EXIT_USAGE;
-	}
-	if (result.sessions == 0)
-		cli_message("%s: no TCP sessions in %llu packet(s)", a.file,
-			    (unsigned long long)result.stats.packets);
-	if (result.data_bytes > 0 && result.imap_lines == 0) {
-		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
-			    "capture must be decrypted first (tshark with --keylog's file), or "
-			    "recorded by imaptap proxy --pcap",
-			    a.file, result.shown);
-		return CLI_EXIT_RUNTIME;
-	}
-	if (result.damaged_marks > 0)
-		cli_message("%s: %llu fault mark(s) do not read and are left out; the first %s",
-			    a.file, (unsigned long long)result.damaged_marks, result.damaged_mark);
-	if (result.gaps > 0)
-		cli_message("%s: %llu byte(s) missing from the capture; see the capture-gap rows",
-			    a.file, (unsigned long long)result.gaps);
-	if (a.fail_any) {
-		char fired[1024] = "";
-		size_t len = 0;
-
-		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
-			if (!a.fail_on[i] || result.fired[i] == 0 || len >= sizeof(fired) - 64)
-				continue;
-			len += (size_t)snprintf(fired + len, sizeof(fired) - len, "%s%s %u",
-						len ? ", " : "", imap_rule_id((enum imap_rule)i),
-						result.fired[i]);
-		}
-		if (len > 0) {
-			cli_message("%s: --fail-on rule(s) fired: %s", a.file, fired);
-			return CLI_EXIT_CHECK;
-		}
-	}
-	return CLI_EXIT_OK;
+	return verdict(&a, &result);
 }

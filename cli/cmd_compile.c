@@ -256,7 +256,8 @@ int cli_compile_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	pc.path = a.output;
-	if (capture_pcap_writer_new(&pc, &sink, err, sizeof(err)) != 0) {
+	pc.mode = CAPTURE_OUTFILE_OVERWRITE; /* a build product: made anew each time */
+	if (capture_pcap_writer_new(&pc, &sink, NULL, err, sizeof(err)) != 0) {
 		cli_message("%s", err);
 		replay_script_free(&script);
 		return CLI_EXIT_RUNTIME;

@@ -66,8 +66,12 @@ static const char proxy_usage[] =
 	"                           and 'imaptap analyze' read it\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
-	"  --events FILE|-          append the JSONL event log to FILE (mode 0600) or\n"
-	"                           write it to stdout (docs/events.md)\n"
+	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
+	"                           stdout (docs/events.md)\n"
+	"  --overwrite              replace a --pcap or --events file that holds an\n"
+	"                           earlier run (without it, such a file is refused)\n"
+	"  --append                 add this run's records to an existing --events file\n"
+	"                           (each run's records carry their own run id)\n"
 	"  --no-redact              keep passwords and SASL data in every output\n"
 	"  --redact-bodies          also mask the bytes of every literal (message bodies),\n"
 	"                           keeping their lengths and line ends\n"
@@ -125,6 +129,8 @@ enum {
 	OPT_MAX_SESSIONS,
 	OPT_USER,
 	OPT_FAULT,
+	OPT_OVERWRITE,
+	OPT_APPEND,
 };
 
 static const struct option proxy_options[] = {
@@ -158,6 +164,8 @@ static const struct option proxy_options[] = {
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"user", required_argument, NULL, OPT_USER},
 	{"fault", required_argument, NULL, OPT_FAULT},
+	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
+	{"append", no_argument, NULL, OPT_APPEND},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -191,6 +199,8 @@ struct proxy_args {
 	struct imap_tracker_config thresholds;
 	struct proxy_fault faults[PROXY_FAULTS_MAX];
 	size_t fault_count;
+	bool overwrite; /* --pcap and --events may replace an earlier run's */
+	bool append;    /* --events adds to an earlier run's */
 };
 
 struct run {
@@ -270,6 +280,12 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 			break;
 		case OPT_USER:
 			a->user = optarg;
+			break;
+		case OPT_OVERWRITE:
+			a->overwrite = true;
+			break;
+		case OPT_APPEND:
+			a->append = true;
 			break;
 		case OPT_FAULT: {
 			char why[300];
@@ -370,7 +386,7 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		return cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
 	if (a->upstream == NULL)
 		return cli_usage_error("proxy", "--upstream HOST:PORT is required");
-	return 0;
+	return cli_output_flags("proxy", a->overwrite, a->append, a->pcap, a->events);
 }
 
 /* "implicit", "starttls" or "none". */
@@ -394,30 +410,46 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 	return -1;
 }
 
-/* The pcap and the event log, when asked for. */
-static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks)
+/* The pcap and the event log, when asked for; *made_r lists the files
+ * this run created, to be removed if it does not start. */
+static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
+		       struct cli_fresh_files *made)
 {
 	struct capture_sink sink;
 	char err[4096];
+	bool refused;
 
 	if (a->pcap != NULL) {
 		struct capture_pcap_config pc = {
 			.path = a->pcap,
+			.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
 			.max_bytes = a->pcap_max_mib * 1024 * 1024,
 			.log = log_message,
 		};
 
-		if (capture_pcap_writer_new(&pc, &sink, err, sizeof(err)) != 0) {
-			cli_message("--pcap: %s", err);
+		cli_fresh_note(made, a->pcap);
+		if (capture_pcap_writer_new(&pc, &sink, &refused, err, sizeof(err)) != 0) {
+			cli_message("--pcap: %s%s", err,
+				    refused ? "; pass --overwrite to replace it" : "");
 			return -1;
 		}
 		capture_sinks_add(sinks, sink);
 	}
 	if (a->events != NULL) {
-		struct capture_events_config ec = {.path = a->events, .log = log_message};
+		struct capture_events_config ec = {
+			.path = a->events,
+			.mode = cli_events_mode(a->overwrite, a->append),
+			.command = "proxy",
+			.version = IMAPTAP_VERSION,
+			.started = cli_now(),
+			.log = log_message,
+		};
 
-		if (capture_events_new(&ec, &sink, err, sizeof(err)) != 0) {
-			cli_message("--events: %s", err);
+		cli_fresh_note(made, a->events);
+		if (capture_events_new(&ec, &sink, &refused, err, sizeof(err)) != 0) {
+			cli_message("--events: %s%s", err,
+				    refused ? "; pass --overwrite to replace it or --append to add "
+					      "to it" : "");
 			return -1;
 		}
 		capture_sinks_add(sinks, sink);
@@ -431,6 +463,8 @@ int cli_proxy_main(int argc, char **argv)
 	struct proxy_config config = {0};
 	struct capture_sinks sinks = {0};
 	struct run run = {0};
+	struct cli_fresh_files made = {0};
+	bool serving = false;
 	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL;
 	enum proxy_error code;
 	char err[512];
@@ -507,8 +541,9 @@ int cli_proxy_main(int argc, char **argv)
 		/* rows are written in batches and flushed after each read */
 		setvbuf(stderr, NULL, _IOFBF, 64 * 1024);
 	}
-	if (add_outputs(&a, &sinks) != 0) {
+	if (add_outputs(&a, &sinks, &made) != 0) {
 		capture_sinks_destroy(&sinks);
+		cli_fresh_remove(&made);
 		return CLI_EXIT_RUNTIME;
 	}
 	cli_raise_descriptor_limit(a.max_sessions);
@@ -517,6 +552,7 @@ int cli_proxy_main(int argc, char **argv)
 	if (run.base == NULL) {
 		cli_message("cannot start the event loop: %s", strerror(errno));
 		capture_sinks_destroy(&sinks);
+		cli_fresh_remove(&made);
 		return CLI_EXIT_RUNTIME;
 	}
 	run.proxy = proxy_new(run.base, &config, &sinks, &code, err, sizeof(err));
@@ -528,6 +564,7 @@ int cli_proxy_main(int argc, char **argv)
 		else
 			cli_message("%s", err);
 		capture_sinks_destroy(&sinks);
+		cli_fresh_remove(&made);
 		event_base_free(run.base);
 		return CLI_EXIT_RUNTIME;
 	}
@@ -586,6 +623,7 @@ int cli_proxy_main(int argc, char **argv)
 		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
 	}
 
+	serving = true;
 	event_base_dispatch(run.base);
 	rc = CLI_EXIT_OK;
 out:
@@ -597,6 +635,8 @@ out:
 		event_free(sighup);
 	proxy_free(&run.proxy);
 	capture_sinks_destroy(&sinks);
+	if (!serving)
+		cli_fresh_remove(&made); /* a start that failed leaves nothing */
 	event_base_free(run.base);
 	fflush(stderr);
 	return rc;

@@ -65,7 +65,7 @@ int cli_drop_privileges(const char *user, const char *const *files, size_t nfile
 	/* the outputs stay writable by the user, also when SIGHUP reopens them */
 	for (size_t i = 0; i < nfiles; i++) {
 		if (files[i] != NULL && strcmp(files[i], "-") != 0 &&
-		    chown(files[i], pw->pw_uid, pw->pw_gid) != 0) {
+		    lchown(files[i], pw->pw_uid, pw->pw_gid) != 0) {
 			cli_message("--user %s: cannot hand %s over: %s", user, files[i], strerror(errno));
 			return -1;
 		}

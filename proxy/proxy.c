@@ -13,6 +13,7 @@
 
 #include <event2/listener.h>
 
+#include "capture/outfile.h"
 #include "proxy/internal.h"
 
 #define SHUTDOWN_GRACE_S 3
@@ -213,10 +214,11 @@ static void write_keylog(const SSL *ssl, const char *line)
 
 static int open_keylog(struct proxy *p, char *err, size_t errlen)
 {
-	p->keylog_fd = open(p->config.keylog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	/* a key log is appended to by convention (SSLKEYLOGFILE), never
+	 * through a link, and made 0600: it decrypts everything */
+	p->keylog_fd = capture_outfile_open_fd(p->config.keylog_file, CAPTURE_OUTFILE_APPEND);
 	if (p->keylog_fd < 0) {
-		snprintf(err, errlen, "cannot open the key log %s: %s", p->config.keylog_file,
-			 strerror(errno));
+		capture_outfile_error(err, errlen, "the key log", p->config.keylog_file, errno);
 		return -1;
 	}
 	if (p->upstream_ctx == NULL && p->client_ctx == NULL)

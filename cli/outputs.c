@@ -1,0 +1,59 @@
+/* The output files of a run, as the command line asks for them: which
+ * earlier file may be replaced or added to, and the files a run that
+ * does not start leaves behind (none). */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
+		     const char *events)
+{
+	if (overwrite && append)
+		return cli_usage_error(cmd, "--overwrite and --append do not go together: replace "
+				       "the earlier run's files, or add to its event log");
+	if (append && (events == NULL || strcmp(events, "-") == 0))
+		return cli_usage_error(cmd, "--append adds to an event log: it needs --events FILE%s",
+				       pcap != NULL ? " (a pcap cannot be added to: a second file "
+						      "header would break it; use --overwrite or "
+						      "another name)"
+						    : "");
+	if (overwrite && pcap == NULL && (events == NULL || strcmp(events, "-") == 0))
+		return cli_usage_error(cmd, "--overwrite replaces a --pcap or --events file: give "
+				       "one");
+	return 0;
+}
+
+enum capture_outfile_mode cli_events_mode(bool overwrite, bool append)
+{
+	return overwrite ? CAPTURE_OUTFILE_OVERWRITE
+	       : append  ? CAPTURE_OUTFILE_APPEND
+			 : CAPTURE_OUTFILE_NEW;
+}
+
+void cli_fresh_note(struct cli_fresh_files *f, const char *path)
+{
+	struct stat st;
+
+	if (path == NULL || strcmp(path, "-") == 0 || f->count == CLI_FRESH_MAX)
+		return;
+	if (lstat(path, &st) != 0 && errno == ENOENT)
+		f->path[f->count++] = path;
+}
+
+void cli_fresh_remove(const struct cli_fresh_files *f)
+{
+	for (size_t i = 0; i < f->count; i++)
+		unlink(f->path[i]);
+}
+
+imap_time_us cli_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (imap_time_us)ts.tv_sec * IMAP_US_PER_S + ts.tv_nsec / 1000;
+}
