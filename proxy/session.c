@@ -50,6 +50,7 @@ struct line_relay {
 	int side;                  /* enum side */
 	struct imap_framer *framer;
 	size_t fed;                /* input bytes given to the framer and not yet passed on */
+	uint64_t ahead;            /* bytes of the current literal passed on before its unit */
 	int refusing;              /* a LOGIN/AUTHENTICATE in clear: swallowed to its end */
 	char tag[200];             /* its tag, for the NO */
 	size_t tag_len;
@@ -740,11 +741,11 @@ static void line_action(struct line_relay *lr, enum line_action action, const ui
 	imap_framer_stop(lr->framer);
 }
 
-static void client_unit(struct line_relay *lr, const struct imap_unit *u, struct evbuffer *input,
-			struct evbuffer *out)
+static void client_unit(struct line_relay *lr, const struct imap_unit *u, size_t n,
+			struct evbuffer *input, struct evbuffer *out)
 {
 	struct proxy_session *s = lr->s;
-	size_t n = (size_t)u->wire_len, tag_len = 0;
+	size_t tag_len = 0;
 	bool head = u->kind != IMAP_UNIT_LITERAL_DATA && !(u->flags & IMAP_UNIT_CONTINUED);
 
 	if (!client_waits_for_tls(s)) {
@@ -779,11 +780,11 @@ static void client_unit(struct line_relay *lr, const struct imap_unit *u, struct
 	}
 }
 
-static void upstream_unit(struct line_relay *lr, const struct imap_unit *u, struct evbuffer *input,
-			  struct evbuffer *out)
+static void upstream_unit(struct line_relay *lr, const struct imap_unit *u, size_t n,
+			  struct evbuffer *input, struct evbuffer *out)
 {
 	struct proxy_session *s = lr->s;
-	size_t n = (size_t)u->wire_len, m;
+	size_t m;
 	uint8_t line[LINE_MODE_MAX], edited[LINE_MODE_MAX + IMAP_CAPABILITY_EDIT_GROWTH];
 	bool whole = u->kind == IMAP_UNIT_LINE && !(u->flags & IMAP_UNIT_TRUNCATED) &&
 		     !(u->flags & IMAP_UNIT_CONTINUED) && n <= LINE_MODE_MAX;
@@ -817,12 +818,21 @@ static void on_line_unit(void *ctx, const struct imap_unit *u)
 	struct evbuffer *input = proxy_stream_input(s->stream[side]);
 	struct evbuffer *out = proxy_stream_output(s->stream[!side]);
 
-	/* the unit's bytes are the first wire_len of the input */
-	lr->fed -= (size_t)u->wire_len;
+	size_t n = (size_t)u->wire_len;
+
+	/* the unit's bytes are the first wire_len of the input, less the
+	 * literal bytes already passed on as they came */
+	if (u->kind == IMAP_UNIT_LITERAL_DATA) {
+		size_t skip = lr->ahead < n ? (size_t)lr->ahead : n;
+
+		lr->ahead -= skip;
+		n -= skip;
+	}
+	lr->fed -= n;
 	if (side == SIDE_CLIENT)
-		client_unit(lr, u, input, out);
+		client_unit(lr, u, n, input, out);
 	else
-		upstream_unit(lr, u, input, out);
+		upstream_unit(lr, u, n, input, out);
 	if (!in_line_mode(s, side) || s->stream[!side] == NULL)
 		imap_framer_stop(lr->framer);
 }
@@ -861,6 +871,20 @@ static int relay_lines(struct proxy_session *s, enum side side)
 		lr->fed += k;
 		used = imap_framer_feed(lr->framer, buf, k);
 		lr->fed -= k - used;
+	}
+	if (lr->action == LINE_ACTION_NONE && in_line_mode(s, side) && s->stream[!side] != NULL &&
+	    lr->fed > 0 && imap_framer_literal_left(lr->framer) > 0) {
+		/* literal bytes go on as they come, not when the framer's chunk
+		 * is full: what is held is the literal's alone */
+		if (lr->refusing) {
+			observe(s, dir_from(side), input, lr->fed, IMAP_ORIGIN_PEER, proxy_now());
+			evbuffer_drain(input, lr->fed);
+		} else {
+			pass_bytes(s, dir_from(side), input, lr->fed,
+				   proxy_stream_output(s->stream[!side]));
+		}
+		lr->ahead += lr->fed;
+		lr->fed = 0;
 	}
 	if (lr->action == LINE_ACTION_NONE && in_line_mode(s, side) && lr->fed > LINE_MODE_MAX &&
 	    imap_framer_literal_left(lr->framer) == 0) {
