@@ -672,8 +672,8 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 
 /* The first len bytes of from go on toward the other side as they are:
  * observed and queued, or handed to the session's faults. */
-static void pass_bytes(struct proxy_session *s, enum imap_dir dir, struct evbuffer *from, size_t len,
-		       struct evbuffer *out)
+static void pass_bytes(struct proxy_session *s, enum imap_dir dir, struct evbuffer *from,
+		       size_t len, struct evbuffer *out)
 {
 	if (len == 0)
 		return;
@@ -791,7 +791,8 @@ static void upstream_unit(struct line_relay *lr, const struct imap_unit *u, size
 
 	if (whole && !s->greeting_seen) {
 		s->greeting_seen = 1;
-		if (client_waits_for_tls(s) && n >= 9 && strncasecmp((const char *)u->data, "* PREAUTH", 9) == 0) {
+		if (client_waits_for_tls(s) && n >= 9 &&
+		    strncasecmp((const char *)u->data, "* PREAUTH", 9) == 0) {
 			/* the client would be logged in before it could start TLS */
 			line_action(lr, LINE_ACTION_PREAUTH, u->data, u->len);
 			evbuffer_drain(input, n);
