@@ -307,6 +307,32 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
         self.assertNotIn("AGFsaWNlAFRydXN0LVMzY3JldC00Mg", text)
         self.assertRegex(text, r"P< a NO \[PRIVACYREQUIRED\]")
 
+    def test_other_literals_before_starttls_go_on(self):
+        """Only credentials are held back: a synchronising literal of
+        another command goes to the server, whose + reaches the client."""
+        got = []
+
+        def script(p):
+            p.send(b"* OK ready\r\n")
+            ln = p.line()
+            got.append(ln)
+            p.send(b"+ go on\r\n")
+            got.append(p.exactly(4) + p.line())
+            p.send(b"* ID NIL\r\n" + ln.split(b" ")[0] + b" OK ID done\r\n")
+            serve_commands(p, got)
+        srv = ScriptedServer(script)
+        px, _ = self.client_starttls_proxy(srv.port)
+        c = Client(px.port)
+        c.peer.line()
+        c.peer.send(b'a ID ("name" {4}\r\n')
+        self.assertEqual(c.peer.line(), b"+ go on\r\n")
+        c.peer.send(b"test)\r\n")
+        self.assertEqual(b"".join(c.peer.until(b"a ")), b"* ID NIL\r\na OK ID done\r\n")
+        c.cmd(b"b LOGOUT\r\n")
+        c.peer.close()
+        srv.join()
+        self.assertEqual(got, [b'a ID ("name" {4}\r\n', b"test)\r\n", b"b LOGOUT\r\n"])
+
     def test_preauth_with_a_client_waiting_for_starttls_ends_the_session(self):
         def script(p):
             p.send(b"* PREAUTH [CAPABILITY IMAP4rev1] welcome root\r\n")
