@@ -9,8 +9,7 @@ static bool token_is(const uint8_t *p, size_t n, const char *word)
 	return strlen(word) == n && strncasecmp((const char *)p, word, n) == 0;
 }
 
-/* Finds the list: [*start, *end) after "CAPABILITY ". */
-static bool find_list(const uint8_t *line, size_t len, size_t *start, size_t *end)
+bool imap_capability_list(const uint8_t *line, size_t len, size_t *start, size_t *end)
 {
 	static const char key[] = "CAPABILITY ";
 	const size_t klen = sizeof(key) - 1;
@@ -42,9 +41,10 @@ size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uin
 			    size_t out_size)
 {
 	size_t start, end, o = 0, i;
-	bool changed = false, has_starttls = false;
+	bool changed = false, has_starttls = false, has_logindisabled = false;
 
-	if (!find_list(line, len, &start, &end) || len + 10 > out_size)
+	if (!imap_capability_list(line, len, &start, &end) ||
+	    len + IMAP_CAPABILITY_EDIT_GROWTH > out_size)
 		return 0;
 	memcpy(out, line, start);
 	o = start;
@@ -61,10 +61,13 @@ size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uin
 				continue;
 			}
 		}
-		if ((edits & IMAP_CAP_REMOVE_LOGINDISABLED) && token_is(line + i, j - i, "LOGINDISABLED")) {
-			changed = true;
-			i = j < end ? j + 1 : j;
-			continue;
+		if (token_is(line + i, j - i, "LOGINDISABLED")) {
+			has_logindisabled = true;
+			if (edits & IMAP_CAP_REMOVE_LOGINDISABLED) {
+				changed = true;
+				i = j < end ? j + 1 : j;
+				continue;
+			}
 		}
 		if (o > start && out[o - 1] != ' ')
 			out[o++] = ' ';
@@ -75,6 +78,11 @@ size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uin
 	if ((edits & IMAP_CAP_ADD_STARTTLS) && !has_starttls) {
 		memcpy(out + o, " STARTTLS", 9);
 		o += 9;
+		changed = true;
+	}
+	if ((edits & IMAP_CAP_ADD_LOGINDISABLED) && !has_logindisabled) {
+		memcpy(out + o, " LOGINDISABLED", 14);
+		o += 14;
 		changed = true;
 	}
 	if (!changed)

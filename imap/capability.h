@@ -1,8 +1,9 @@
-/* Capability list edits: the two changes the proxy makes so that each TLS
+/* Capability list edits: the changes the proxy makes so that each TLS
  * leg is honest about what it offers (DESIGN, "The two TLS legs"). */
 #ifndef IMAP_CAPABILITY_H
 #define IMAP_CAPABILITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,7 +11,11 @@ enum imap_capability_edit {
 	IMAP_CAP_REMOVE_STARTTLS = 1u << 0,
 	IMAP_CAP_ADD_STARTTLS = 1u << 1,
 	IMAP_CAP_REMOVE_LOGINDISABLED = 1u << 2,
+	IMAP_CAP_ADD_LOGINDISABLED = 1u << 3, /* the client leg's TLS is not up yet */
 };
+
+/* Room an edit may add to a line: " STARTTLS LOGINDISABLED". */
+#define IMAP_CAPABILITY_EDIT_GROWTH 23u
 
 /* Edits the capability list of one server line ("* CAPABILITY ..." or a
  * "[CAPABILITY ...]" response code), terminator included. Writes the new
@@ -18,5 +23,10 @@ enum imap_capability_edit {
  * capability list, nothing changes or out is too small. */
 size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uint8_t *out,
 			    size_t out_size);
+
+/* Finds the capability list of a server line, as imap_capability_edit
+ * does: on true, line[*start_r, *end_r) is the space-separated list
+ * (possibly empty); false when the line has none. */
+bool imap_capability_list(const uint8_t *line, size_t len, size_t *start_r, size_t *end_r);
 
 #endif

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "capture/escape.h"
 #include "imap/capability.h"
+#include "imap/framer.h"
 #include "proxy/fault.h"
 #include "proxy/internal.h"
 #include "proxy/stream.h"
@@ -26,6 +28,36 @@ enum side {
 };
 
 static const enum capture_side side_party[2] = {CAPTURE_SIDE_CLIENT, CAPTURE_SIDE_SERVER};
+
+struct proxy_session;
+
+/* What a unit seen in line mode asks the session to do once the framer
+ * has returned (it may end the session or switch the leg to TLS). */
+enum line_action {
+	LINE_ACTION_NONE,
+	LINE_ACTION_STARTTLS,  /* the client's STARTTLS: answered here */
+	LINE_ACTION_PREAUTH,   /* a PREAUTH greeting while the client leg waits for STARTTLS */
+	LINE_ACTION_TOO_LONG,  /* a client line over LINE_MODE_MAX before its TLS */
+};
+
+/* Before authentication each side is relayed unit by unit as the imap
+ * framer cuts it (lines, literal announcements, literal data), so that
+ * capability lists are edited and the client's STARTTLS, LOGIN and
+ * AUTHENTICATE answered however many literals come first. A unit's bytes
+ * stay at the front of the input until the unit is complete. */
+struct line_relay {
+	struct proxy_session *s;
+	int side;                  /* enum side */
+	struct imap_framer *framer;
+	size_t fed;                /* input bytes given to the framer and not yet passed on */
+	uint64_t ahead;            /* bytes of the current literal passed on before its unit */
+	int refusing;              /* a LOGIN/AUTHENTICATE in clear: swallowed to its end */
+	char tag[200];             /* its tag, for the NO */
+	size_t tag_len;
+	enum line_action action;
+	uint8_t *action_line;      /* the line the action is about */
+	size_t action_len;
+};
 
 enum session_state {
 	SESSION_CONNECTING, /* waiting for the upstream TCP connection */
@@ -66,10 +98,14 @@ struct proxy_session {
 		STARTTLS_OFF,
 		STARTTLS_GREETING, /* waiting for the server's greeting */
 		STARTTLS_ANSWER,   /* STARTTLS sent, waiting for its tagged answer */
+		STARTTLS_CAPABILITY, /* over TLS: CAPABILITY sent, waiting for its answer */
 	} starttls;
-	struct evbuffer *greeting; /* the server's greeting, shown to the client later */
-	int line_mode[2];       /* before login: relay line by line (capability edits,
-				   the client's STARTTLS) */
+	char *tls_caps;            /* upstream STARTTLS: the capabilities sent over TLS */
+	struct evbuffer *greeting; /* the greeting imaptap made, shown to the client later */
+	int greeting_seen;         /* a greeting went to the client */
+	int line_mode[2];       /* before login: relay unit by unit (capability edits,
+				   the client's STARTTLS, LOGIN refused in clear) */
+	struct line_relay lines[2];
 	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
 	int client_handshaking; /* the client's STARTTLS handshake is under way */
 	int client_tls_on;      /* the client leg runs TLS */
@@ -97,7 +133,7 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	const struct imap_completion *c = obs->completion;
 
 	if (c != NULL && c->status == IMAP_STATUS_OK &&
-	    (strcmp(c->command, "LOGIN") == 0 || strcmp(c->command, "AUTHENTICATE") == 0))
+	    (c->keyword == IMAP_KW_LOGIN || c->keyword == IMAP_KW_AUTHENTICATE))
 		s->authenticated = 1;
 	capture_sinks_observe(s->proxy->sinks, s->id, obs);
 	arm_rules(s, obs->ts);
@@ -293,6 +329,11 @@ static void session_free(struct proxy_session *s)
 	capture_sinks_flush(p->sinks);
 	imap_conv_free(&s->conv);
 	free(s->pending_bye);
+	free(s->tls_caps);
+	for (int i = 0; i < 2; i++) {
+		imap_framer_free(&s->lines[i].framer);
+		free(s->lines[i].action_line);
+	}
 	if (s->greeting != NULL)
 		evbuffer_free(s->greeting);
 	TAILQ_REMOVE(&p->sessions, s, link);
@@ -375,54 +416,157 @@ static void observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer 
 
 /* Bytes between STARTTLS and the handshake: the injection class of
  * IMAP-NOTES section 7, dropped and reported. */
-static void trailing_data(struct proxy_session *s, const char *from, size_t n)
+static void trailing_data(struct proxy_session *s, enum imap_dir dir, size_t n)
 {
-	struct imap_anomaly a = {
-		.rule = IMAP_RULE_STARTTLS_TRAILING_DATA,
-		.severity = imap_rule_severity(IMAP_RULE_STARTTLS_TRAILING_DATA),
-		.ts = proxy_now(),
-		.threshold = -1,
-		.waited = -1,
-	};
+	struct imap_anomaly a;
 
-	snprintf(a.detail, sizeof(a.detail),
-		 "%zu byte(s) from %s and before TLS; dropped, never passed on", n, from);
-	capture_sinks_anomaly(s->proxy->sinks, s->id, &a);
+	imap_anomaly_make(&a, IMAP_RULE_STARTTLS_TRAILING_DATA, proxy_now(), NULL, 0,
+			  "%zu byte(s) from %s and before TLS; dropped, never passed on", n,
+			  dir == IMAP_C2S ? "the client after STARTTLS"
+					  : "the server after its STARTTLS OK");
+	/* counted in the session's summary like any other finding */
+	imap_conv_anomaly(s->conv, dir, &a);
 }
 
+#define LINE_MODE_MAX 8192
+
 static void start_upstream_tls(struct proxy_session *s);
+static void upstream_up(struct proxy_session *s);
 static void upstream_failed(struct proxy_session *s, const char *what, const char *why);
+static void send_bye(struct proxy_session *s, const char *bye);
+
+/* A notice that quotes a peer's line, made printable (capture/escape.h):
+ * peer words reach the timeline and the event log this way only. */
+static void notice_quoting(struct proxy_session *s, const char *words, const char *line,
+			   size_t len)
+{
+	char esc[420], notice[700];
+	size_t used = 0;
+
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	capture_escape(esc, sizeof(esc), line, len, 0, &used);
+	snprintf(notice, sizeof(notice), "%s '%s'%s", words, esc, used < len ? "..." : "");
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+}
+
+/* A server line read by the proxy itself, as the classifier sees it. */
+static struct imap_line_info server_line(const char *line, size_t n)
+{
+	struct imap_line_info info;
+
+	imap_classify(IMAP_S2C, (const uint8_t *)line, n, false, false, &info);
+	return info;
+}
+
+static bool is_untagged(const struct imap_line_info *info, enum imap_status status)
+{
+	return info->cls == IMAP_LINE_UNTAGGED && info->status == status;
+}
+
+/* The tagged completion of one of the proxy's own commands, by its tag. */
+static bool answers(const struct imap_line_info *info, const char *tag)
+{
+	return info->cls == IMAP_LINE_TAGGED && imap_slice_eq(info->tag, tag);
+}
+
+/* Over TLS the proxy asks for the capabilities again (IMAP-NOTES section
+ * 7: nothing read in clear is trusted) and makes the client's greeting
+ * from the answer. Returns 1 when the greeting is made, 0 when more lines
+ * are needed, -1 when the session failed (it may be gone). */
+static int upstream_tls_capability(struct proxy_session *s, char *line, size_t n)
+{
+	struct imap_line_info info = server_line(line, n);
+	size_t start, end;
+	char *cut;
+
+	if (info.cls == IMAP_LINE_UNTAGGED) {
+		if (info.keyword == IMAP_KW_CAPABILITY &&
+		    imap_capability_list((const uint8_t *)line, n, &start, &end) && s->tls_caps == NULL)
+			s->tls_caps = strndup(line + start, end - start);
+		else if (is_untagged(&info, IMAP_STATUS_BYE))
+			notice_quoting(s, "upstream said over TLS:", line, n);
+		return 0; /* other untagged data before the answer is not for the client */
+	}
+	if (!answers(&info, "imaptap1") || info.status != IMAP_STATUS_OK) {
+		notice_quoting(s, "upstream answered CAPABILITY over TLS:", line, n);
+		upstream_failed(s, "STARTTLS", "the server did not answer CAPABILITY over TLS with OK");
+		return -1;
+	}
+	if (s->tls_caps == NULL && imap_capability_list((const uint8_t *)line, n, &start, &end))
+		s->tls_caps = strndup(line + start, end - start);
+	if (s->tls_caps == NULL) {
+		notice_quoting(s, "upstream answered CAPABILITY over TLS:", line, n);
+		upstream_failed(s, "STARTTLS", "the server sent no capabilities over TLS");
+		return -1;
+	}
+	/* the list goes inside a response code: it cannot close it */
+	if ((cut = strchr(s->tls_caps, ']')) != NULL)
+		*cut = '\0';
+	notice_quoting(s, "upstream STARTTLS: sent 'imaptap1 CAPABILITY' over TLS, capabilities:",
+		       s->tls_caps, strlen(s->tls_caps));
+	s->greeting = evbuffer_new();
+	if (s->greeting == NULL ||
+	    evbuffer_add_printf(s->greeting, "* OK [CAPABILITY %s] imaptap: server ready over TLS\r\n",
+				s->tls_caps) < 0) {
+		upstream_failed(s, "STARTTLS", "out of memory");
+		return -1;
+	}
+	s->greeting_ts = proxy_now();
+	return 1;
+}
 
 /* Upstream STARTTLS, done by the proxy before the client's first byte:
- * keep the greeting for the client, send STARTTLS, and on its tagged OK
- * start TLS. Server bytes after the OK's CRLF would be plaintext injected
- * into the TLS session (IMAP-NOTES section 7): they are dropped. */
+ * check the greeting is * OK, send STARTTLS, and on its tagged OK start
+ * TLS; then ask for the capabilities over TLS. Nothing the server said in
+ * clear reaches the client (it is quoted in notices only). Server bytes
+ * after the OK's CRLF would be plaintext injected into the TLS session
+ * (IMAP-NOTES section 7): they are dropped. */
 static void upstream_starttls_read(struct proxy_session *s)
 {
 	static const char command[] = "imaptap0 STARTTLS\r\n";
+	struct imap_line_info answer;
 	struct evbuffer *input = proxy_stream_input(s->stream[SIDE_UPSTREAM]);
-	char notice[700];
 
 	for (;;) {
 		size_t n = 0;
 		char *line = evbuffer_readln(input, &n, EVBUFFER_EOL_CRLF);
 
 		if (line == NULL) {
-			if (evbuffer_get_length(input) > 8192)
-				upstream_failed(s, "STARTTLS", "a line over 8 KiB before TLS");
+			if (evbuffer_get_length(input) > LINE_MODE_MAX)
+				upstream_failed(s, "STARTTLS", "a line over 8 KiB before the session began");
+			return;
+		}
+		if (s->starttls == STARTTLS_CAPABILITY) {
+			int made = upstream_tls_capability(s, line, n);
+
+			free(line);
+			if (made < 0)
+				return;
+			if (made == 0)
+				continue;
+			s->starttls = STARTTLS_OFF;
+			upstream_up(s);
 			return;
 		}
 		if (s->starttls == STARTTLS_GREETING) {
-			if (strncmp(line, "* OK", 4) != 0 && strncmp(line, "* PREAUTH", 9) != 0) {
-				snprintf(notice, sizeof(notice), "greeting was not * OK: %.200s", line);
+			notice_quoting(s, "upstream greeting before TLS (not shown to the client):", line, n);
+			struct imap_line_info greeting = server_line(line, n);
+
+			if (!is_untagged(&greeting, IMAP_STATUS_OK)) {
+				const char *why =
+					is_untagged(&greeting, IMAP_STATUS_PREAUTH)
+						? "the greeting before TLS was PREAUTH (already "
+						  "authenticated, so TLS cannot be started); no "
+						  "plaintext session"
+					: is_untagged(&greeting, IMAP_STATUS_BYE)
+						? "the server refused the connection (BYE before TLS)"
+						: "the greeting before TLS was not * OK";
+
 				free(line);
-				upstream_failed(s, "STARTTLS", notice);
+				upstream_failed(s, "STARTTLS", why);
 				return;
 			}
-			s->greeting = evbuffer_new();
-			if (s->greeting != NULL)
-				evbuffer_add_printf(s->greeting, "%s\r\n", line);
-			s->greeting_ts = proxy_now();
 			free(line);
 			evbuffer_add(proxy_stream_output(s->stream[SIDE_UPSTREAM]), command,
 				     sizeof(command) - 1);
@@ -430,32 +574,29 @@ static void upstream_starttls_read(struct proxy_session *s)
 			s->starttls = STARTTLS_ANSWER;
 			continue;
 		}
-		if (strncmp(line, "imaptap0 ", 9) != 0) {
+		answer = server_line(line, n);
+		if (!answers(&answer, "imaptap0")) {
 			free(line); /* untagged data before the answer */
 			continue;
 		}
-		if (strncmp(line + 9, "OK", 2) != 0) {
-			snprintf(notice, sizeof(notice), "server refused STARTTLS: %.200s", line);
+		if (answer.status != IMAP_STATUS_OK) {
+			notice_quoting(s, "upstream answered STARTTLS:", line, n);
 			free(line);
-			upstream_failed(s, "STARTTLS", notice);
+			upstream_failed(s, "STARTTLS", "the server refused STARTTLS");
 			return;
 		}
-		snprintf(notice, sizeof(notice), "upstream STARTTLS: sent 'imaptap0 STARTTLS', server answered '%.200s'",
-			 line);
+		notice_quoting(s, "upstream STARTTLS: sent 'imaptap0 STARTTLS', server answered", line, n);
 		free(line);
-		capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
 		if (evbuffer_get_length(input) > 0) {
-			trailing_data(s, "the server after its STARTTLS OK", evbuffer_get_length(input));
+			trailing_data(s, IMAP_S2C, evbuffer_get_length(input));
 			evbuffer_drain(input, evbuffer_get_length(input));
 		}
-		s->starttls = STARTTLS_OFF;
+		s->starttls = STARTTLS_CAPABILITY;
 		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], false);
 		start_upstream_tls(s);
 		return;
 	}
 }
-
-#define LINE_MODE_MAX 8192
 
 static unsigned capability_edits(const struct proxy_session *s)
 {
@@ -463,7 +604,7 @@ static unsigned capability_edits(const struct proxy_session *s)
 	unsigned edits = 0;
 
 	if (c->client_tls == PROXY_TLS_STARTTLS && !s->client_tls_on)
-		edits |= IMAP_CAP_ADD_STARTTLS;
+		edits |= IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED;
 	else
 		edits |= IMAP_CAP_REMOVE_STARTTLS;
 	if (c->client_tls == PROXY_TLS_NONE)
@@ -473,14 +614,11 @@ static unsigned capability_edits(const struct proxy_session *s)
 
 static int is_starttls_command(const uint8_t *line, size_t n)
 {
-	const uint8_t *sp = memchr(line, ' ', n);
-	size_t rest;
+	struct imap_line_info info;
 
-	if (sp == NULL || sp == line)
-		return 0;
-	rest = n - (size_t)(sp + 1 - line);
-	return (rest == 10 && strncasecmp((const char *)sp + 1, "STARTTLS\r\n", 10) == 0) ||
-	       (rest == 9 && strncasecmp((const char *)sp + 1, "STARTTLS\n", 9) == 0);
+	imap_classify(IMAP_C2S, line, n, false, false, &info);
+	return info.cls == IMAP_LINE_COMMAND && info.keyword == IMAP_KW_STARTTLS &&
+	       info.args.len == 0 && !info.uid;
 }
 
 /* The client asked for STARTTLS: answered here, never relayed. */
@@ -501,7 +639,7 @@ static void client_starttls(struct proxy_session *s, const uint8_t *line, size_t
 	evbuffer_add(proxy_stream_output(client), ok, (size_t)len);
 	proxy_stream_flush(client);
 	if (evbuffer_get_length(input) > 0) {
-		trailing_data(s, "the client after STARTTLS", evbuffer_get_length(input));
+		trailing_data(s, IMAP_C2S, evbuffer_get_length(input));
 		evbuffer_drain(input, evbuffer_get_length(input));
 	}
 	ssl = SSL_new(s->proxy->client_ctx);
@@ -547,47 +685,253 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 	evbuffer_free(one);
 }
 
-/* Before authentication, passes complete lines one at a time so the
- * proxy can edit capability lists and answer the client's STARTTLS.
- * Returns 1 when the session's client leg switched to TLS (the rest of
- * the input is handled), 0 when raw relaying should go on with the rest. */
-static int relay_lines(struct proxy_session *s, enum side side)
+/* The first len bytes of from go on toward the other side as they are:
+ * observed and queued, or handed to the session's faults. */
+static void pass_bytes(struct proxy_session *s, enum imap_dir dir, struct evbuffer *from,
+		       size_t len, struct evbuffer *out)
 {
+	if (len == 0)
+		return;
+	if (s->faults != NULL) {
+		proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, from, len, proxy_now());
+		return;
+	}
+	observe(s, dir, from, len, IMAP_ORIGIN_PEER, proxy_now());
+	evbuffer_remove_buffer(from, out, len);
+	s->bytes[dir] += len;
+}
+
+/* The command word of a client line "tag SP word ...", case-insensitive. */
+static bool command_is(const uint8_t *line, size_t n, const char *word, size_t *tag_len_r)
+{
+	const uint8_t *sp = memchr(line, ' ', n);
+	size_t w = strlen(word), rest;
+
+	if (sp == NULL || sp == line)
+		return false;
+	*tag_len_r = (size_t)(sp - line);
+	rest = n - *tag_len_r - 1;
+	if (rest < w || strncasecmp((const char *)sp + 1, word, w) != 0)
+		return false;
+	return rest == w || sp[1 + w] == ' ' || sp[1 + w] == '\r' || sp[1 + w] == '\n';
+}
+
+/* A credential sent in clear on a client leg that waits for STARTTLS is
+ * not passed on: the proxy answers NO (RFC 9051 PRIVACYREQUIRED). */
+static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
+{
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+	char no[320];
+	int len;
+
+	lr->refusing = 0;
+	len = snprintf(no, sizeof(no),
+		       "%.*s NO [PRIVACYREQUIRED] imaptap: use STARTTLS first; credentials are not "
+		       "sent in clear\r\n",
+		       (int)lr->tag_len, lr->tag);
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
+		       (size_t)len);
+	evbuffer_add(proxy_stream_output(client), no, (size_t)len);
+	s->bytes[IMAP_S2C] += (size_t)len;
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(),
+			     "client sent credentials in clear before STARTTLS; not passed on, "
+			     "answered NO [PRIVACYREQUIRED]");
+}
+
+static bool client_waits_for_tls(const struct proxy_session *s)
+{
+	return s->proxy->config.client_tls == PROXY_TLS_STARTTLS && !s->client_tls_on;
+}
+
+/* Asks the session to act once the framer has returned. */
+static void line_action(struct line_relay *lr, enum line_action action, const uint8_t *line,
+			size_t n)
+{
+	lr->action = action;
+	free(lr->action_line);
+	lr->action_line = malloc(n > 0 ? n : 1);
+	lr->action_len = lr->action_line != NULL ? n : 0;
+	if (lr->action_line != NULL)
+		memcpy(lr->action_line, line, n);
+	imap_framer_stop(lr->framer);
+}
+
+static void client_unit(struct line_relay *lr, const struct imap_unit *u, size_t n,
+			struct evbuffer *input, struct evbuffer *out)
+{
+	struct proxy_session *s = lr->s;
+	size_t tag_len = 0;
+	bool head = u->kind != IMAP_UNIT_LITERAL_DATA && !(u->flags & IMAP_UNIT_CONTINUED);
+
+	if (!client_waits_for_tls(s)) {
+		pass_bytes(s, IMAP_C2S, input, n, out);
+		return;
+	}
+	if (head && u->kind == IMAP_UNIT_LINE && !(u->flags & IMAP_UNIT_TRUNCATED) &&
+	    is_starttls_command(u->data, u->len)) {
+		evbuffer_drain(input, n);
+		line_action(lr, LINE_ACTION_STARTTLS, u->data, u->len);
+		return;
+	}
+	if (head && (command_is(u->data, u->len, "LOGIN", &tag_len) ||
+		     command_is(u->data, u->len, "AUTHENTICATE", &tag_len))) {
+		lr->refusing = 1;
+		lr->tag_len = tag_len < sizeof(lr->tag) ? tag_len : sizeof(lr->tag);
+		memcpy(lr->tag, u->data, lr->tag_len);
+	}
+	if (!lr->refusing) {
+		pass_bytes(s, IMAP_C2S, input, n, out);
+		return;
+	}
+	/* seen (masked) on the client leg, never sent upstream */
+	observe(s, IMAP_C2S, input, n, IMAP_ORIGIN_PEER, proxy_now());
+	evbuffer_drain(input, n);
+	if (u->kind == IMAP_UNIT_LINE) {
+		refuse_in_clear(s, lr);
+	} else if (u->kind == IMAP_UNIT_LITERAL_HEAD && !(u->flags & IMAP_UNIT_LITERAL_NONSYNC)) {
+		/* no "+": the NO ends the command and no literal follows */
+		refuse_in_clear(s, lr);
+		imap_framer_cancel_literal(lr->framer);
+	}
+}
+
+static void upstream_unit(struct line_relay *lr, const struct imap_unit *u, size_t n,
+			  struct evbuffer *input, struct evbuffer *out)
+{
+	struct proxy_session *s = lr->s;
+	size_t m;
+	uint8_t line[LINE_MODE_MAX], edited[LINE_MODE_MAX + IMAP_CAPABILITY_EDIT_GROWTH];
+	bool whole = u->kind == IMAP_UNIT_LINE && !(u->flags & IMAP_UNIT_TRUNCATED) &&
+		     !(u->flags & IMAP_UNIT_CONTINUED) && n <= LINE_MODE_MAX;
+
+	if (whole && !s->greeting_seen) {
+		s->greeting_seen = 1;
+		if (client_waits_for_tls(s) && n >= 9 &&
+		    strncasecmp((const char *)u->data, "* PREAUTH", 9) == 0) {
+			/* the client would be logged in before it could start TLS */
+			line_action(lr, LINE_ACTION_PREAUTH, u->data, u->len);
+			evbuffer_drain(input, n);
+			return;
+		}
+	}
+	if (!whole) {
+		pass_bytes(s, IMAP_S2C, input, n, out);
+		return;
+	}
+	evbuffer_remove(input, line, n);
+	m = imap_capability_edit(line, n, capability_edits(s), edited, sizeof(edited));
+	if (m > 0)
+		pass_line(s, IMAP_S2C, IMAP_ORIGIN_PROXY, edited, m, out);
+	else
+		pass_line(s, IMAP_S2C, IMAP_ORIGIN_PEER, line, n, out);
+}
+
+static void on_line_unit(void *ctx, const struct imap_unit *u)
+{
+	struct line_relay *lr = ctx;
+	struct proxy_session *s = lr->s;
+	enum side side = (enum side)lr->side;
 	struct evbuffer *input = proxy_stream_input(s->stream[side]);
 	struct evbuffer *out = proxy_stream_output(s->stream[!side]);
-	enum imap_dir dir = dir_from(side);
-	uint8_t line[LINE_MODE_MAX], edited[LINE_MODE_MAX + 16];
 
-	while (in_line_mode(s, side)) {
-		size_t eol = 0, n, m;
-		struct evbuffer_ptr at = evbuffer_search_eol(input, NULL, &eol, EVBUFFER_EOL_LF);
+	size_t n = (size_t)u->wire_len;
 
-		if (at.pos < 0) {
-			if (evbuffer_get_length(input) >= LINE_MODE_MAX)
-				s->line_mode[side] = 0; /* not a line we could edit */
-			return 0;
-		}
-		n = (size_t)at.pos + eol;
-		if (n > LINE_MODE_MAX) {
+	/* the unit's bytes are the first wire_len of the input, less the
+	 * literal bytes already passed on as they came */
+	if (u->kind == IMAP_UNIT_LITERAL_DATA) {
+		size_t skip = lr->ahead < n ? (size_t)lr->ahead : n;
+
+		lr->ahead -= skip;
+		n -= skip;
+	}
+	lr->fed -= n;
+	if (side == SIDE_CLIENT)
+		client_unit(lr, u, n, input, out);
+	else
+		upstream_unit(lr, u, n, input, out);
+	if (!in_line_mode(s, side) || s->stream[!side] == NULL)
+		imap_framer_stop(lr->framer);
+}
+
+/* Before authentication, passes the framer's units one at a time so the
+ * proxy can edit capability lists and answer the client's STARTTLS, LOGIN
+ * and AUTHENTICATE. Returns 1 when the rest of the input is handled (the
+ * client leg switched to TLS, or the session ends), 0 when raw relaying
+ * should go on with what is left. */
+static int relay_lines(struct proxy_session *s, enum side side)
+{
+	struct line_relay *lr = &s->lines[side];
+	struct evbuffer *input = proxy_stream_input(s->stream[side]);
+	uint8_t buf[16384];
+	enum line_action action;
+
+	if (lr->framer == NULL) {
+		lr->s = s;
+		lr->side = side;
+		lr->framer = imap_framer_new(dir_from(side), LINE_MODE_MAX, on_line_unit, lr);
+		if (lr->framer == NULL) {
 			s->line_mode[side] = 0;
 			return 0;
 		}
-		evbuffer_remove(input, line, n);
-		if (side == SIDE_CLIENT && s->proxy->config.client_tls == PROXY_TLS_STARTTLS &&
-		    !s->client_tls_on && is_starttls_command(line, n)) {
-			client_starttls(s, line, n);
-			return 1;
+	}
+	while (in_line_mode(s, side) && lr->action == LINE_ACTION_NONE && s->stream[!side] != NULL) {
+		size_t have = evbuffer_get_length(input), k, used;
+		struct evbuffer_ptr pos;
+
+		if (have <= lr->fed)
+			break;
+		k = have - lr->fed < sizeof(buf) ? have - lr->fed : sizeof(buf);
+		if (evbuffer_ptr_set(input, &pos, lr->fed, EVBUFFER_PTR_SET) != 0 ||
+		    evbuffer_copyout_from(input, &pos, buf, k) != (ev_ssize_t)k)
+			break;
+		lr->fed += k;
+		used = imap_framer_feed(lr->framer, buf, k);
+		lr->fed -= k - used;
+	}
+	if (lr->action == LINE_ACTION_NONE && in_line_mode(s, side) && s->stream[!side] != NULL &&
+	    lr->fed > 0 && imap_framer_literal_left(lr->framer) > 0) {
+		/* literal bytes go on as they come, not when the framer's chunk
+		 * is full: what is held is the literal's alone */
+		if (lr->refusing) {
+			observe(s, dir_from(side), input, lr->fed, IMAP_ORIGIN_PEER, proxy_now());
+			evbuffer_drain(input, lr->fed);
+		} else {
+			pass_bytes(s, dir_from(side), input, lr->fed,
+				   proxy_stream_output(s->stream[!side]));
 		}
-		m = side == SIDE_UPSTREAM ? imap_capability_edit(line, n, capability_edits(s), edited,
-								 sizeof(edited))
-					  : 0;
-		if (m > 0)
-			pass_line(s, dir, IMAP_ORIGIN_PROXY, edited, m, out);
+		lr->ahead += lr->fed;
+		lr->fed = 0;
+	}
+	if (lr->action == LINE_ACTION_NONE && in_line_mode(s, side) && lr->fed > LINE_MODE_MAX &&
+	    imap_framer_literal_left(lr->framer) == 0) {
+		if (side == SIDE_CLIENT && client_waits_for_tls(s))
+			line_action(lr, LINE_ACTION_TOO_LONG, (const uint8_t *)"", 0);
 		else
-			pass_line(s, dir, IMAP_ORIGIN_PEER, line, n, out);
-		/* a literal follows: its bytes are no line; relay raw from here */
-		if (n >= 3 && line[n - 1] == '\n' && (line[n - 2] == '}' || (line[n - 2] == '\r' && line[n - 3] == '}')))
-			s->line_mode[side] = 0;
+			s->line_mode[side] = 0; /* not a line we could edit: relay raw from here */
+	}
+	if (side == SIDE_CLIENT && s->stream[SIDE_CLIENT] != NULL)
+		proxy_stream_flush(s->stream[SIDE_CLIENT]); /* a NO of the proxy's */
+	action = lr->action;
+	lr->action = LINE_ACTION_NONE;
+	switch (action) {
+	case LINE_ACTION_NONE:
+		return 0;
+	case LINE_ACTION_STARTTLS:
+		client_starttls(s, lr->action_line, lr->action_len);
+		return 1;
+	case LINE_ACTION_PREAUTH:
+		notice_quoting(s, "upstream greeting (not shown to the client):",
+			       (const char *)lr->action_line, lr->action_len);
+		upstream_failed(s, "greeting",
+				"PREAUTH (already authenticated) while the client has yet to start "
+				"TLS; no plaintext session");
+		return 1;
+	case LINE_ACTION_TOO_LONG:
+		set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR,
+			      "a client line over 8 KiB before STARTTLS");
+		send_bye(s, "* BYE imaptap: a line over 8 KiB before STARTTLS\r\n");
+		finish(s);
+		return 1;
 	}
 	return 0;
 }
@@ -747,22 +1091,23 @@ static void relaying(struct proxy_session *s)
 	evtimer_del(s->timer);
 	imap_conv_connected(s->conv, proxy_now());
 	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
-		/* the greeting read before STARTTLS goes to the client first */
+		/* upstream STARTTLS: imaptap's greeting, made from what came over TLS */
 		size_t len = evbuffer_get_length(s->greeting), m;
 		unsigned char *p = evbuffer_pullup(s->greeting, -1);
-		uint8_t edited[LINE_MODE_MAX + 16];
+		uint8_t edited[LINE_MODE_MAX + IMAP_CAPABILITY_EDIT_GROWTH];
 
 		m = len <= LINE_MODE_MAX
 			    ? imap_capability_edit(p, len, capability_edits(s), edited, sizeof(edited))
 			    : 0;
 		if (m > 0) {
-			imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY, edited, m);
 			evbuffer_drain(s->greeting, len);
 			evbuffer_add(s->greeting, edited, m);
-		} else {
-			imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PEER, p, len);
 		}
-		s->bytes[IMAP_S2C] += evbuffer_get_length(s->greeting);
+		len = evbuffer_get_length(s->greeting);
+		imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
+			       evbuffer_pullup(s->greeting, -1), len);
+		s->bytes[IMAP_S2C] += len;
+		s->greeting_seen = 1;
 		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
 		proxy_stream_flush(s->stream[SIDE_CLIENT]);
 	}
@@ -772,6 +1117,10 @@ static void relaying(struct proxy_session *s)
 	if (s->faults != NULL)
 		proxy_faults_start(s->faults, proxy_now());
 	arm_rules(s, proxy_now());
+	/* what the server sent over TLS after its CAPABILITY answer */
+	if (s->stream[SIDE_UPSTREAM] != NULL &&
+	    evbuffer_get_length(proxy_stream_input(s->stream[SIDE_UPSTREAM])) > 0)
+		relay(s, SIDE_UPSTREAM);
 }
 
 static void tls_report(struct proxy_session *s, enum side side)
@@ -942,6 +1291,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 				 s->proxy->config.connect_timeout_s,
 				 s->starttls == STARTTLS_GREETING ? " (waiting for the greeting)"
 				 : s->starttls == STARTTLS_ANSWER ? " (waiting for the answer to STARTTLS)"
+				 : s->starttls == STARTTLS_CAPABILITY
+				 ? " (waiting for the answer to CAPABILITY over TLS)"
 				 : "; is the server speaking TLS on this port? (see --upstream-tls)");
 			upstream_failed(s, s->starttls != STARTTLS_OFF ? "STARTTLS failed"
 								       : "TLS handshake failed",
@@ -976,6 +1327,10 @@ static void side_eof(struct proxy_session *s, enum side side)
 	s->read_eof[side] = 1;
 	if (s->state == SESSION_CLOSING) {
 		reap(s);
+		return;
+	}
+	if (side == SIDE_UPSTREAM && s->starttls != STARTTLS_OFF) {
+		upstream_failed(s, "STARTTLS", "the server closed the connection before the session began");
 		return;
 	}
 	set_closed_by(s, side_party[side], CAPTURE_END_EOF, "EOF");
@@ -1056,6 +1411,14 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		return;
 	case PROXY_STREAM_TLS_READY:
 		tls_report(s, side);
+		if (side == SIDE_UPSTREAM && s->starttls == STARTTLS_CAPABILITY) {
+			static const char command[] = "imaptap1 CAPABILITY\r\n";
+
+			evbuffer_add(proxy_stream_output(s->stream[side]), command, sizeof(command) - 1);
+			proxy_stream_flush(s->stream[side]);
+			proxy_stream_set_reading(s->stream[side], true);
+			return;
+		}
 		if (side == SIDE_UPSTREAM) {
 			upstream_up(s);
 			return;

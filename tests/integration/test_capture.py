@@ -234,7 +234,9 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
         self.closed(px)
         with open(events) as f:
             recs = [json.loads(line) for line in f]
-        kinds = [r["kind"] for r in recs]
+        self.assertEqual(recs[0]["kind"], "run-start")
+        self.assertTrue(all(r["run"] == recs[0]["run"] for r in recs))
+        kinds = [r["kind"] for r in recs[1:]]
         self.assertEqual(kinds[0], "session-open")
         self.assertEqual(kinds[-1], "session-close")
         for r in recs:
@@ -242,7 +244,7 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
             self.assertAlmostEqual(r["epoch"], time.mktime(time.strptime(
                 r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
                 + int(r["ts"][20:26]) / 1e6, places=5)
-            self.assertEqual(r["session"], 1)
+            self.assertEqual(r["session"], 0 if r["kind"] == "run-start" else 1)
         lines = [r for r in recs if r["kind"] == "line"]
         rows = [r for r in px.timeline() if r["dir"] in ("C>", "S<", "P<")]
         self.assertEqual(len(lines), len(rows))
@@ -275,7 +277,8 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
                 break
             time.sleep(0.05)
         kinds = [json.loads(line)["kind"] for line in out.splitlines()]
-        self.assertEqual(kinds[0], "session-open")
+        self.assertEqual(kinds[0], "run-start")
+        self.assertEqual(kinds[1], "session-open")
         self.assertIn("completion", kinds)
         self.assertEqual(kinds[-1], "session-close")
 
@@ -321,7 +324,7 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
         r = run_imaptap(["proxy", "--upstream", "127.0.0.1:%d" % DC.port,
                          "--listen", "127.0.0.1:0", "--pcap", "/nonexistent/dir/x.pcap"])
         self.assertEqual(r.returncode, 3, r.stderr)
-        self.assertIn("cannot create the pcap /nonexistent/dir/x.pcap: No such file", r.stderr)
+        self.assertIn("cannot open the pcap /nonexistent/dir/x.pcap: No such file", r.stderr)
         r = run_imaptap(["proxy", "--upstream", "127.0.0.1:%d" % DC.port,
                          "--listen", "127.0.0.1:0", "--events", "/nonexistent/e.jsonl"])
         self.assertEqual(r.returncode, 3, r.stderr)

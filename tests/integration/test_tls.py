@@ -139,9 +139,10 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
             else:
                 m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=client_context(
                     os.path.join(ca, "ca.crt")))
-            # the client sees the server's own greeting, with the
-            # capabilities of a leg that offers no STARTTLS of its own
-            self.assertIn(b"Dovecot", m.welcome)
+            # the client sees imaptap's greeting with the capabilities the
+            # server sent over TLS, as for a leg that offers no STARTTLS
+            self.assertIn(b"imaptap: server ready over TLS", m.welcome)
+            self.assertNotIn(b"Dovecot", m.welcome)     # the clear greeting's words
             if client_tls == "none":
                 self.assertIn(b"[CAPABILITY IMAP4rev1", m.welcome)
                 self.assertNotIn(b"STARTTLS", m.welcome)
@@ -153,10 +154,12 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
                           % ("plain" if client_tls == "none" else "TLS"), text)
             self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap0 STARTTLS', "
                                    r"server answered 'imaptap0 OK")
+            self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap1 CAPABILITY' over TLS")
             self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
-            self.assertRegex(text, r"P< \* OK \[CAPABILITY IMAP4rev1 [^\n]*Dovecot")
-            self.assertNotIn("imaptap0", "".join(r["text"] for r in px.timeline()
-                                                 if r["dir"] in ("C>", "S<")))
+            self.assertRegex(text, r"P< \* OK \[CAPABILITY IMAP4rev1 [^\n]*imaptap: server ready")
+            for word in ("imaptap0", "imaptap1"):
+                self.assertNotIn(word, "".join(r["text"] for r in px.timeline()
+                                               if r["dir"] in ("C>", "S<", "P<")))
             self.assert_masked(px)
 
     def test_client_starttls_answered_by_the_proxy(self):
@@ -247,10 +250,11 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
             c.sendall(tag + b" OK Begin TLS\r\n* OK [ALERT] injected\r\n")
             time.sleep(0.2)
             t = sctx.wrap_socket(c, server_side=True)
-            buf = b""
-            while b"\r\n" not in buf:
-                buf += t.recv(100)
-            t.sendall(buf.split(b" ")[0] + b" OK done\r\n")
+            for answer in (b"* CAPABILITY IMAP4rev1\r\n%s OK caps\r\n", b"%s OK done\r\n"):
+                buf = b""
+                while b"\r\n" not in buf:
+                    buf += t.recv(100)
+                t.sendall(answer % buf.split(b" ")[0])
             t.close()
 
         import threading
@@ -268,7 +272,8 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         s.close()
         th.join(5)
         srv.close()
-        self.assertEqual(got, b"* OK fake ready\r\na1 OK done\r\n")
+        self.assertEqual(got, b"* OK [CAPABILITY IMAP4rev1] imaptap: server ready over TLS\r\n"
+                              b"a1 OK done\r\n")
         px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith(
             "starttls-trailing-data: ") and "from the server after its STARTTLS OK" in r["text"])
 

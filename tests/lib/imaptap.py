@@ -86,10 +86,24 @@ def module_tmpdir(prefix):
     return path
 
 
+def session_records(records):
+    """The records about sessions: without each run's run-start record and
+    its run id, so the records of two runs (live and analyze) compare."""
+    out = []
+    for r in records:
+        if r.get("kind") == "run-start":
+            continue
+        r = dict(r)
+        r.pop("run", None)
+        out.append(r)
+    return out
+
+
 def read_events(path):
-    """The records of an event log (JSON lines)."""
+    """The session records of an event log (JSON lines), as
+    session_records gives them."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return session_records(json.loads(line) for line in f if line.strip())
 
 
 def imaptap_bin():

@@ -37,5 +37,36 @@ int main(void)
 	CHECK_MSG(r == NULL, "nothing to remove: unchanged");
 	r = edit("* OK [CAPABILITY IMAP4rev1 STARTTLS\r\n", IMAP_CAP_REMOVE_STARTTLS);
 	CHECK_MSG(r == NULL, "an unclosed code is left alone");
+	/* the client leg waits for STARTTLS: LOGINDISABLED until its TLS is up */
+	r = edit("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n",
+		 IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED);
+	CHECK_MSG(r && strcmp(r, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS LOGINDISABLED] ready\r\n") == 0,
+		  "%s", r);
+	r = edit("* CAPABILITY IMAP4rev1 LoginDisabled STARTTLS\r\n",
+		 IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED);
+	CHECK_MSG(r == NULL, "both already offered: unchanged");
+	r = edit("* CAPABILITY IMAP4rev1 STARTTLS\r\n", IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED);
+	CHECK_MSG(r && strcmp(r, "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n") == 0, "%s", r);
+	{
+		static const char line[] = "* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n";
+		size_t start = 0, end = 0;
+
+		CHECK(imap_capability_list((const uint8_t *)line, strlen(line), &start, &end));
+		CHECK_MSG(end - start == 14 && memcmp(line + start, "IMAP4rev1 IDLE", 14) == 0,
+			  "%zu..%zu", start, end);
+		CHECK(imap_capability_list((const uint8_t *)"* CAPABILITY A B\r\n", 18, &start, &end));
+		CHECK_MSG(start == 13 && end == 16, "%zu..%zu", start, end);
+		CHECK(!imap_capability_list((const uint8_t *)"* OK hi\r\n", 9, &start, &end));
+	}
+	{
+		/* out holds the line plus what the edits add, no more */
+		static const char line[] = "* CAPABILITY IMAP4rev1\r\n";
+		uint8_t out[sizeof(line) - 1 + IMAP_CAPABILITY_EDIT_GROWTH];
+		size_t n = imap_capability_edit((const uint8_t *)line, strlen(line),
+						IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED,
+						out, sizeof(out));
+
+		CHECK_MSG(n == strlen(line) + IMAP_CAPABILITY_EDIT_GROWTH, "%zu", n);
+	}
 	return check_finish("capability");
 }
