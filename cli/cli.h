@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "capture/events.h"
 #include "capture/outfile.h"
 #include "imap/tracker.h"
 
@@ -51,8 +52,12 @@ int cli_rules_option(const char *cmd, const char *flag, const char *value,
  * error's exit code. */
 int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
 		     const char *events);
-/* How the event log opens for those flags. */
-enum capture_outfile_mode cli_events_mode(bool overwrite, bool append);
+struct cli_fresh_files;
+/* Adds the event log at path (--events, with --overwrite or --append) to
+ * sinks, its run-start record naming command: 0, or -1 after saying why
+ * (naming the flags when an earlier log is refused). */
+int cli_add_event_log(struct capture_sinks *sinks, const char *path, bool overwrite, bool append,
+		      const char *command, capture_log_fn *log, struct cli_fresh_files *made);
 
 /* Output files this run created: removed when the run does not start, so
  * a failed start leaves nothing behind (and no file a next run refuses). */

@@ -227,8 +227,6 @@ static int open_sinks(const struct analyze_args *a, int color, struct capture_si
 		      struct cli_fresh_files *made)
 {
 	struct capture_sink sink;
-	char err[4096];
-	bool refused;
 
 	if (!a->quiet) {
 		struct capture_timeline_config tc = {.out = stdout, .color = color != 0};
@@ -240,25 +238,10 @@ static int open_sinks(const struct analyze_args *a, int color, struct capture_si
 		}
 		capture_sinks_add(sinks, sink);
 	}
-	if (a->events != NULL) {
-		struct capture_events_config ec = {
-			.path = a->events,
-			.mode = cli_events_mode(a->overwrite, a->append),
-			.command = "analyze",
-			.version = IMAPTAP_VERSION,
-			.started = cli_now(),
-			.log = log_message,
-		};
-
-		cli_fresh_note(made, a->events);
-		if (capture_events_new(&ec, &sink, &refused, err, sizeof(err)) != 0) {
-			cli_message("--events: %s%s", err,
-				    refused ? "; pass --overwrite to replace it or --append to add "
-					      "to it" : "");
-			return -1;
-		}
-		capture_sinks_add(sinks, sink);
-	}
+	if (a->events != NULL &&
+	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "analyze", log_message,
+			      made) != 0)
+		return -1;
 	return 0;
 }
 

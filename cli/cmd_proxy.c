@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,17 +184,17 @@ struct proxy_args {
 	const char *cert;
 	const char *key;
 	const char *keylog;
-	int insecure;
-	int no_redact;
-	int quiet;
+	bool insecure;
+	bool no_redact;
+	bool quiet;
 	size_t max_line;
 	unsigned handshake_timeout;
 	const char *pcap;
 	uint64_t pcap_max_mib;
 	const char *events;
-	int redact_bodies;
-	int no_rules;
-	int allow_remote;
+	bool redact_bodies;
+	bool no_rules;
+	bool allow_remote;
 	unsigned max_sessions;
 	const char *user;
 	struct imap_tracker_config thresholds;
@@ -207,6 +208,7 @@ struct run {
 	struct event_base *base;
 	struct proxy *proxy;
 	int signals;
+	struct event *sigint, *sigterm, *sighup;
 };
 
 static void log_message(void *ctx, const char *message)
@@ -246,141 +248,129 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	proxy_shutdown(run->proxy);
 }
 
-static int parse_args(int argc, char **argv, struct proxy_args *a)
+/* Options that only keep their word, and where it goes. */
+static const struct {
+	int option;
+	size_t field;
+} word_options[] = {
+	{OPT_UPSTREAM, offsetof(struct proxy_args, upstream)},
+	{OPT_LISTEN, offsetof(struct proxy_args, listen)},
+	{OPT_UPSTREAM_TLS, offsetof(struct proxy_args, upstream_tls)},
+	{OPT_PORT_FILE, offsetof(struct proxy_args, port_file)},
+	{OPT_COLOR, offsetof(struct proxy_args, color)},
+	{OPT_CLIENT_TLS, offsetof(struct proxy_args, client_tls)},
+	{OPT_UPSTREAM_CA, offsetof(struct proxy_args, upstream_ca)},
+	{OPT_SNI, offsetof(struct proxy_args, sni)},
+	{OPT_CA, offsetof(struct proxy_args, ca)},
+	{OPT_CERT, offsetof(struct proxy_args, cert)},
+	{OPT_KEY, offsetof(struct proxy_args, key)},
+	{OPT_KEYLOG, offsetof(struct proxy_args, keylog)},
+	{OPT_PCAP, offsetof(struct proxy_args, pcap)},
+	{OPT_EVENTS, offsetof(struct proxy_args, events)},
+	{OPT_USER, offsetof(struct proxy_args, user)},
+};
+
+/* Options that are on when given. */
+static const struct {
+	int option;
+	size_t field;
+} switch_options[] = {
+	{OPT_INSECURE, offsetof(struct proxy_args, insecure)},
+	{OPT_NO_REDACT, offsetof(struct proxy_args, no_redact)},
+	{OPT_QUIET, offsetof(struct proxy_args, quiet)},
+	{OPT_REDACT_BODIES, offsetof(struct proxy_args, redact_bodies)},
+	{OPT_NO_RULES, offsetof(struct proxy_args, no_rules)},
+	{OPT_ALLOW_REMOTE, offsetof(struct proxy_args, allow_remote)},
+	{OPT_OVERWRITE, offsetof(struct proxy_args, overwrite)},
+	{OPT_APPEND, offsetof(struct proxy_args, append)},
+};
+
+/* A word or a switch: true when c was one (and is kept). */
+static bool plain_option(struct proxy_args *a, int c)
+{
+	for (size_t i = 0; i < sizeof(word_options) / sizeof(word_options[0]); i++)
+		if (word_options[i].option == c) {
+			*(const char **)((char *)a + word_options[i].field) = optarg;
+			return true;
+		}
+	for (size_t i = 0; i < sizeof(switch_options) / sizeof(switch_options[0]); i++)
+		if (switch_options[i].option == c) {
+			*(bool *)((char *)a + switch_options[i].field) = true;
+			return true;
+		}
+	return false;
+}
+
+static int add_fault(struct proxy_args *a, const char *spec)
+{
+	char why[300];
+
+	if (a->fault_count == PROXY_FAULTS_MAX)
+		return cli_usage_error("proxy", "at most %d --fault options", PROXY_FAULTS_MAX);
+	if (proxy_fault_parse(spec, strlen(spec), &a->faults[a->fault_count], why, sizeof(why)) != 0)
+		return cli_usage_error("proxy", "--fault '%.200s': %s; SPEC is %s", spec, why,
+				       proxy_fault_grammar);
+	a->fault_count++;
+	return 0;
+}
+
+/* An option with a value to check: 0, -1 after --help, or the usage
+ * error's exit code. */
+static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 {
 	unsigned long long v;
-	int c, index = 0;
+	char flag[32];
+
+	switch (c) {
+	case OPT_RULE_THRESHOLD:
+		snprintf(flag, sizeof(flag), "--%s", proxy_options[index].name);
+		return cli_rules_option("proxy", flag, optarg, &a->thresholds);
+	case OPT_MAX_SESSIONS:
+		if (cli_number(optarg, 1, 1000000, &v) != 0)
+			return cli_usage_error("proxy", "--max-sessions takes a number from 1 to "
+					       "1000000, not '%s'", optarg);
+		a->max_sessions = (unsigned)v;
+		return 0;
+	case OPT_FAULT:
+		return add_fault(a, optarg);
+	case OPT_MAX_LINE:
+		if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
+			return cli_usage_error("proxy", "--max-line takes a number of bytes from 64 to "
+					       "67108864, not '%s'", optarg);
+		a->max_line = (size_t)v;
+		return 0;
+	case OPT_HANDSHAKE_TIMEOUT:
+		if (cli_number(optarg, 1, 3600, &v) != 0)
+			return cli_usage_error("proxy", "--handshake-timeout takes seconds from 1 to "
+					       "3600, not '%s'", optarg);
+		a->handshake_timeout = (unsigned)v;
+		return 0;
+	case OPT_PCAP_MAX_SIZE:
+		if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
+			return cli_usage_error("proxy", "--pcap-max-size takes MiB from 1 to 1048576, "
+					       "not '%s'", optarg);
+		a->pcap_max_mib = v;
+		return 0;
+	case 'h':
+		fputs(proxy_usage, stdout);
+		return -1;
+	default:
+		return cli_option_error("proxy", c, argv);
+	}
+}
+
+static int parse_args(int argc, char **argv, struct proxy_args *a)
+{
+	int c, rc, index = 0;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", proxy_options, &index)) != -1) {
-		switch (c) {
-		case OPT_RULE_THRESHOLD: {
-			char flag[32];
-			int rc;
-
-			snprintf(flag, sizeof(flag), "--%s", proxy_options[index].name);
-			rc = cli_rules_option("proxy", flag, optarg, &a->thresholds);
-			if (rc != 0)
-				return rc;
-			break;
-		}
-		case OPT_NO_RULES:
-			a->no_rules = 1;
-			break;
-		case OPT_ALLOW_REMOTE:
-			a->allow_remote = 1;
-			break;
-		case OPT_MAX_SESSIONS:
-			if (cli_number(optarg, 1, 1000000, &v) != 0)
-				return cli_usage_error("proxy",
-						       "--max-sessions takes a number from 1 to 1000000, not '%s'",
-						       optarg);
-			a->max_sessions = (unsigned)v;
-			break;
-		case OPT_USER:
-			a->user = optarg;
-			break;
-		case OPT_OVERWRITE:
-			a->overwrite = true;
-			break;
-		case OPT_APPEND:
-			a->append = true;
-			break;
-		case OPT_FAULT: {
-			char why[300];
-
-			if (a->fault_count == PROXY_FAULTS_MAX)
-				return cli_usage_error("proxy", "at most %d --fault options", PROXY_FAULTS_MAX);
-			if (proxy_fault_parse(optarg, strlen(optarg), &a->faults[a->fault_count], why,
-					      sizeof(why)) != 0)
-				return cli_usage_error("proxy", "--fault '%.200s': %s; SPEC is %s", optarg,
-						       why, proxy_fault_grammar);
-			a->fault_count++;
-			break;
-		}
-		case OPT_UPSTREAM:
-			a->upstream = optarg;
-			break;
-		case OPT_LISTEN:
-			a->listen = optarg;
-			break;
-		case OPT_UPSTREAM_TLS:
-			a->upstream_tls = optarg;
-			break;
-		case OPT_PORT_FILE:
-			a->port_file = optarg;
-			break;
-		case OPT_NO_REDACT:
-			a->no_redact = 1;
-			break;
-		case OPT_MAX_LINE:
-			if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
-				return cli_usage_error("proxy",
-						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
-						       optarg);
-			a->max_line = (size_t)v;
-			break;
-		case OPT_HANDSHAKE_TIMEOUT:
-			if (cli_number(optarg, 1, 3600, &v) != 0)
-				return cli_usage_error("proxy",
-						       "--handshake-timeout takes seconds from 1 to 3600, not '%s'",
-						       optarg);
-			a->handshake_timeout = (unsigned)v;
-			break;
-		case OPT_PCAP:
-			a->pcap = optarg;
-			break;
-		case OPT_PCAP_MAX_SIZE:
-			if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
-				return cli_usage_error("proxy",
-						       "--pcap-max-size takes MiB from 1 to 1048576, not '%s'",
-						       optarg);
-			a->pcap_max_mib = v;
-			break;
-		case OPT_EVENTS:
-			a->events = optarg;
-			break;
-		case OPT_REDACT_BODIES:
-			a->redact_bodies = 1;
-			break;
-		case OPT_CLIENT_TLS:
-			a->client_tls = optarg;
-			break;
-		case OPT_UPSTREAM_CA:
-			a->upstream_ca = optarg;
-			break;
-		case OPT_INSECURE:
-			a->insecure = 1;
-			break;
-		case OPT_SNI:
-			a->sni = optarg;
-			break;
-		case OPT_CA:
-			a->ca = optarg;
-			break;
-		case OPT_CERT:
-			a->cert = optarg;
-			break;
-		case OPT_KEY:
-			a->key = optarg;
-			break;
-		case OPT_KEYLOG:
-			a->keylog = optarg;
-			break;
-		case OPT_QUIET:
-			a->quiet = 1;
-			break;
-		case OPT_COLOR:
-			a->color = optarg;
-			break;
-		case 'h':
-			fputs(proxy_usage, stdout);
-			return -1;
-		case ':':
-		default:
-			return cli_option_error("proxy", c, argv);
-		}
+		if (plain_option(a, c))
+			continue;
+		rc = checked_option(a, c, index, argv);
+		if (rc != 0)
+			return rc;
 	}
 	if (optind < argc)
 		return cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
@@ -435,44 +425,174 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 		}
 		capture_sinks_add(sinks, sink);
 	}
-	if (a->events != NULL) {
-		struct capture_events_config ec = {
-			.path = a->events,
-			.mode = cli_events_mode(a->overwrite, a->append),
-			.command = "proxy",
-			.version = IMAPTAP_VERSION,
-			.started = cli_now(),
-			.log = log_message,
-		};
+	if (a->events != NULL &&
+	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "proxy", log_message,
+			      made) != 0)
+		return -1;
+	return 0;
+}
 
-		cli_fresh_note(made, a->events);
-		if (capture_events_new(&ec, &sink, &refused, err, sizeof(err)) != 0) {
-			cli_message("--events: %s%s", err,
-				    refused ? "; pass --overwrite to replace it or --append to add "
-					      "to it" : "");
-			return -1;
-		}
-		capture_sinks_add(sinks, sink);
+/* The proxy's configuration from the options: 0, or the usage error's
+ * exit code. */
+static int configure(const struct proxy_args *a, struct proxy_config *config)
+{
+	char err[512];
+
+	if (proxy_hostport_parse(a->upstream, &config->upstream, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--upstream %s", err);
+	if (config->upstream.port == 0)
+		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
+	if (proxy_hostport_parse(a->listen, &config->listen, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--listen %s", err);
+	if (tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
+	    tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
+		return CLI_EXIT_USAGE;
+	if (a->upstream_tls == NULL && config->upstream.port == 993)
+		config->upstream_tls = PROXY_TLS_IMPLICIT;
+	if ((a->cert == NULL) != (a->key == NULL))
+		return cli_usage_error("proxy", "--cert and --key go together");
+	if (config->client_tls != PROXY_TLS_NONE && a->cert == NULL && a->ca == NULL)
+		return cli_usage_error("proxy",
+				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
+				       "or --cert FILE --key FILE",
+				       a->client_tls);
+	if (config->client_tls == PROXY_TLS_NONE && (a->cert != NULL || a->ca != NULL))
+		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
+	if (config->upstream_tls == PROXY_TLS_NONE && (a->upstream_ca || a->insecure || a->sni))
+		return cli_usage_error("proxy",
+				       "--upstream-ca, --insecure-upstream and --sni are for a TLS upstream: add --upstream-tls implicit");
+	if (a->pcap_max_mib > 0 && a->pcap == NULL)
+		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
+	config->sni = a->sni;
+	config->upstream_ca = a->upstream_ca;
+	config->insecure_upstream = a->insecure;
+	config->ca_dir = a->ca;
+	config->cert_file = a->cert;
+	config->key_file = a->key;
+	config->keylog_file = a->keylog;
+	config->max_line = a->max_line;
+	config->connect_timeout_s = a->handshake_timeout;
+	config->no_rules = a->no_rules;
+	config->thresholds = a->thresholds;
+	config->faults = a->faults;
+	config->fault_count = a->fault_count;
+	config->redact_flags = (a->no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
+			       (a->redact_bodies ? IMAP_REDACT_BODIES : 0);
+	config->log = log_message;
+	config->max_sessions = a->max_sessions;
+	return 0;
+}
+
+/* The timeline on stderr, unless --quiet: 0, or -1 after saying why. */
+static int add_timeline(const struct proxy_args *a, int color, struct capture_sinks *sinks)
+{
+	struct capture_timeline_config tc = {.out = stderr, .color = color != 0};
+	struct capture_sink timeline;
+
+	if (a->quiet)
+		return 0;
+	timeline = capture_timeline_new(&tc);
+	if (timeline.ops == NULL) {
+		cli_message("out of memory");
+		return -1;
+	}
+	capture_sinks_add(sinks, timeline);
+	/* rows are written in batches and flushed after each read */
+	setvbuf(stderr, NULL, _IOFBF, 64 * 1024);
+	return 0;
+}
+
+/* The event loop and the listening proxy: 0, or -1 after saying why. */
+static int start_proxy(struct run *run, const struct proxy_config *config,
+		       struct capture_sinks *sinks)
+{
+	enum proxy_error code;
+	char err[512];
+
+	event_set_log_callback(libevent_message);
+	run->base = event_base_new();
+	if (run->base == NULL) {
+		cli_message("cannot start the event loop: %s", strerror(errno));
+		return -1;
+	}
+	run->proxy = proxy_new(run->base, config, sinks, &code, err, sizeof(err));
+	if (run->proxy != NULL)
+		return 0;
+	if (code == PROXY_ERR_TLS)
+		cli_message("TLS: %s", err);
+	else if (code == PROXY_ERR_RESOLVE && strstr(err, config->upstream.host) != NULL)
+		cli_message("upstream: %s (check the name, or give an IP address)", err);
+	else
+		cli_message("%s", err);
+	return -1;
+}
+
+/* From the first signal on the proxy stops cleanly: installed before
+ * anything says it listens. */
+static int install_signals(struct run *run, struct capture_sinks *sinks)
+{
+	run->sigint = evsignal_new(run->base, SIGINT, on_signal, run);
+	run->sigterm = evsignal_new(run->base, SIGTERM, on_signal, run);
+	run->sighup = evsignal_new(run->base, SIGHUP, on_sighup, sinks);
+	if (run->sigint == NULL || run->sigterm == NULL || run->sighup == NULL ||
+	    evsignal_add(run->sigint, NULL) < 0 || evsignal_add(run->sigterm, NULL) < 0 ||
+	    evsignal_add(run->sighup, NULL) < 0) {
+		cli_message("cannot install signal handlers");
+		return -1;
 	}
 	return 0;
 }
 
-int cli_proxy_main(int argc, char **argv)
+static const char *leg_word(enum proxy_tls_mode mode)
 {
-	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
-	struct proxy_config config = {0};
-	struct capture_sinks sinks = {0};
-	struct run run = {0};
-	struct cli_fresh_files made = {0};
-	bool serving = false;
-	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL;
-	enum proxy_error code;
-	char err[512];
-	int color, rc;
+	return mode == PROXY_TLS_IMPLICIT ? "TLS" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "plain";
+}
 
-	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
-		return rc < 0 ? CLI_EXIT_OK : rc;
+/* Everything between listening and serving: the port file, the check on
+ * a remote listener, dropping root. Returns an exit code. */
+static int before_serving(const struct proxy_args *a, struct run *run)
+{
+	if (a->port_file != NULL && cli_write_port_file(a->port_file, proxy_listen_port(run->proxy)) < 0) {
+		cli_message("cannot write the port file %s: %s", a->port_file, strerror(errno));
+		return CLI_EXIT_RUNTIME;
+	}
+	if (!proxy_listen_is_loopback(run->proxy) && !a->allow_remote)
+		return cli_usage_error("proxy",
+				       "--listen %s is reachable from other hosts: anyone who connects "
+				       "would be relayed to the upstream and recorded; add --allow-remote "
+				       "if that is what you want, or listen on 127.0.0.1",
+				       proxy_listen_str(run->proxy));
+	if (!proxy_listen_is_loopback(run->proxy))
+		cli_message("warning: listening on %s, reachable from other hosts: anyone who connects "
+			    "is relayed to the upstream and recorded",
+			    proxy_listen_str(run->proxy));
+	if (a->user != NULL) {
+		const char *files[] = {a->pcap, a->events, a->keylog};
+
+		if (cli_drop_privileges(a->user, files, sizeof(files) / sizeof(files[0])) != 0)
+			return CLI_EXIT_RUNTIME;
+	}
+	return CLI_EXIT_OK;
+}
+
+static void say_serving(const struct proxy_args *a, const struct proxy_config *config,
+			const struct run *run)
+{
+	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run->proxy),
+		    leg_word(config->client_tls), config->upstream.host, config->upstream.port,
+		    leg_word(config->upstream_tls),
+		    config->insecure_upstream ? ", certificate NOT verified" : "");
+	for (size_t i = 0; i < a->fault_count; i++) {
+		char spec[128], how[300];
+
+		proxy_fault_spec_str(&a->faults[i], spec, sizeof(spec));
+		proxy_fault_explain(&a->faults[i], how, sizeof(how));
+		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
+	}
+}
+
+static void tune_malloc(void)
+{
 	/* Relaying allocates and frees buffers all the time; glibc would hand
 	 * the top of the heap back to the kernel after each burst and fault it
 	 * in again on the next (a third of the CPU of a TLS relay). Keep up to
@@ -483,161 +603,56 @@ int cli_proxy_main(int argc, char **argv)
 	 * every read buffer of 128 KiB or more was then a fresh mapping, a
 	 * page fault per 4 KiB relayed. Such buffers come from the heap too. */
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
-	if (proxy_hostport_parse(a.upstream, &config.upstream, err, sizeof(err)) < 0)
-		return cli_usage_error("proxy", "--upstream %s", err);
-	if (config.upstream.port == 0)
-		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
-	if (proxy_hostport_parse(a.listen, &config.listen, err, sizeof(err)) < 0)
-		return cli_usage_error("proxy", "--listen %s", err);
-	if (tls_mode("--upstream-tls", a.upstream_tls, &config.upstream_tls) < 0 ||
-	    tls_mode("--client-tls", a.client_tls, &config.client_tls) < 0)
-		return CLI_EXIT_USAGE;
-	if (a.upstream_tls == NULL && config.upstream.port == 993)
-		config.upstream_tls = PROXY_TLS_IMPLICIT;
-	if ((a.cert == NULL) != (a.key == NULL))
-		return cli_usage_error("proxy", "--cert and --key go together");
-	if (config.client_tls != PROXY_TLS_NONE && a.cert == NULL && a.ca == NULL)
-		return cli_usage_error("proxy",
-				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
-				       "or --cert FILE --key FILE",
-				       a.client_tls);
-	if (config.client_tls == PROXY_TLS_NONE && (a.cert != NULL || a.ca != NULL))
-		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
-	if (config.upstream_tls == PROXY_TLS_NONE && (a.upstream_ca || a.insecure || a.sni))
-		return cli_usage_error("proxy",
-				       "--upstream-ca, --insecure-upstream and --sni are for a TLS upstream: add --upstream-tls implicit");
-	config.sni = a.sni;
-	config.upstream_ca = a.upstream_ca;
-	config.insecure_upstream = a.insecure;
-	config.ca_dir = a.ca;
-	config.cert_file = a.cert;
-	config.key_file = a.key;
-	config.keylog_file = a.keylog;
+}
+
+static void stop_run(struct run *run, struct capture_sinks *sinks)
+{
+	if (run->sigint != NULL)
+		event_free(run->sigint);
+	if (run->sigterm != NULL)
+		event_free(run->sigterm);
+	if (run->sighup != NULL)
+		event_free(run->sighup);
+	proxy_free(&run->proxy);
+	capture_sinks_destroy(sinks);
+	if (run->base != NULL)
+		event_base_free(run->base);
+	fflush(stderr);
+}
+
+int cli_proxy_main(int argc, char **argv)
+{
+	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
+	struct proxy_config config = {0};
+	struct capture_sinks sinks = {0};
+	struct run run = {0};
+	struct cli_fresh_files made = {0};
+	int color, rc;
+
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	tune_malloc();
+	rc = configure(&a, &config);
+	if (rc != 0)
+		return rc;
 	color = cli_color_choice(a.color, stderr);
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
-	config.max_line = a.max_line;
-	config.connect_timeout_s = a.handshake_timeout;
-	config.no_rules = a.no_rules;
-	config.thresholds = a.thresholds;
-	config.faults = a.faults;
-	config.fault_count = a.fault_count;
-	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
-			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
-	config.log = log_message;
-	config.max_sessions = a.max_sessions;
-	if (a.pcap_max_mib > 0 && a.pcap == NULL)
-		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
-
-	if (!a.quiet) {
-		struct capture_timeline_config tc = {.out = stderr, .color = color != 0};
-		struct capture_sink timeline = capture_timeline_new(&tc);
-
-		if (timeline.ops == NULL) {
-			cli_message("out of memory");
-			return CLI_EXIT_RUNTIME;
-		}
-		capture_sinks_add(&sinks, timeline);
-		/* rows are written in batches and flushed after each read */
-		setvbuf(stderr, NULL, _IOFBF, 64 * 1024);
-	}
-	if (add_outputs(&a, &sinks, &made) != 0) {
-		capture_sinks_destroy(&sinks);
-		cli_fresh_remove(&made);
-		return CLI_EXIT_RUNTIME;
-	}
+	rc = CLI_EXIT_RUNTIME;
+	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &made) != 0)
+		goto out;
 	cli_raise_descriptor_limit(a.max_sessions);
-	event_set_log_callback(libevent_message);
-	run.base = event_base_new();
-	if (run.base == NULL) {
-		cli_message("cannot start the event loop: %s", strerror(errno));
-		capture_sinks_destroy(&sinks);
-		cli_fresh_remove(&made);
-		return CLI_EXIT_RUNTIME;
-	}
-	run.proxy = proxy_new(run.base, &config, &sinks, &code, err, sizeof(err));
-	if (run.proxy == NULL) {
-		if (code == PROXY_ERR_TLS)
-			cli_message("TLS: %s", err);
-		else if (code == PROXY_ERR_RESOLVE && strstr(err, config.upstream.host) != NULL)
-			cli_message("upstream: %s (check the name, or give an IP address)", err);
-		else
-			cli_message("%s", err);
-		capture_sinks_destroy(&sinks);
-		cli_fresh_remove(&made);
-		event_base_free(run.base);
-		return CLI_EXIT_RUNTIME;
-	}
-	/* before anything says the proxy listens: a signal from then on
-	 * stops it cleanly */
-	sigint = evsignal_new(run.base, SIGINT, on_signal, &run);
-	sigterm = evsignal_new(run.base, SIGTERM, on_signal, &run);
-	sighup = evsignal_new(run.base, SIGHUP, on_sighup, &sinks);
-	if (sigint == NULL || sigterm == NULL || sighup == NULL || evsignal_add(sigint, NULL) < 0 ||
-	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sighup, NULL) < 0) {
-		cli_message("cannot install signal handlers");
-		rc = CLI_EXIT_RUNTIME;
+	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0)
 		goto out;
-	}
-	if (a.port_file != NULL && cli_write_port_file(a.port_file, proxy_listen_port(run.proxy)) < 0) {
-		cli_message("cannot write the port file %s: %s", a.port_file, strerror(errno));
-		rc = CLI_EXIT_RUNTIME;
+	rc = before_serving(&a, &run);
+	if (rc != CLI_EXIT_OK)
 		goto out;
-	}
-	if (!proxy_listen_is_loopback(run.proxy) && !a.allow_remote) {
-		rc = cli_usage_error("proxy",
-				     "--listen %s is reachable from other hosts: anyone who connects "
-				     "would be relayed to the upstream and recorded; add --allow-remote "
-				     "if that is what you want, or listen on 127.0.0.1",
-				     proxy_listen_str(run.proxy));
-		goto out;
-	}
-	if (!proxy_listen_is_loopback(run.proxy))
-		cli_message("warning: listening on %s, reachable from other hosts: anyone who connects "
-			    "is relayed to the upstream and recorded",
-			    proxy_listen_str(run.proxy));
-	if (a.user != NULL) {
-		const char *files[] = {a.pcap, a.events, a.keylog};
-
-		if (cli_drop_privileges(a.user, files, sizeof(files) / sizeof(files[0])) != 0) {
-			rc = CLI_EXIT_RUNTIME;
-			goto out;
-		}
-	}
-	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run.proxy),
-		    config.client_tls == PROXY_TLS_IMPLICIT   ? "TLS"
-		    : config.client_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
-							      : "plain",
-		    config.upstream.host,
-		    config.upstream.port,
-		    config.upstream_tls == PROXY_TLS_IMPLICIT   ? "TLS"
-		    : config.upstream_tls == PROXY_TLS_STARTTLS ? "STARTTLS"
-								: "plain",
-		    config.insecure_upstream ? ", certificate NOT verified" : "");
-
-	for (size_t i = 0; i < a.fault_count; i++) {
-		char spec[128], how[300];
-
-		proxy_fault_spec_str(&a.faults[i], spec, sizeof(spec));
-		proxy_fault_explain(&a.faults[i], how, sizeof(how));
-		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
-	}
-
-	serving = true;
+	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
-	rc = CLI_EXIT_OK;
+	made.count = 0; /* it ran: what it wrote stays */
 out:
-	if (sigint != NULL)
-		event_free(sigint);
-	if (sigterm != NULL)
-		event_free(sigterm);
-	if (sighup != NULL)
-		event_free(sighup);
-	proxy_free(&run.proxy);
-	capture_sinks_destroy(&sinks);
-	if (!serving)
-		cli_fresh_remove(&made); /* a start that failed leaves nothing */
-	event_base_free(run.base);
-	fflush(stderr);
+	stop_run(&run, &sinks);
+	cli_fresh_remove(&made); /* a start that failed leaves nothing */
 	return rc;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture/events.h"
 #include "cli/cli.h"
 
 int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
@@ -27,11 +28,31 @@ int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *p
 	return 0;
 }
 
-enum capture_outfile_mode cli_events_mode(bool overwrite, bool append)
+int cli_add_event_log(struct capture_sinks *sinks, const char *path, bool overwrite, bool append,
+		      const char *command, capture_log_fn *log, struct cli_fresh_files *made)
 {
-	return overwrite ? CAPTURE_OUTFILE_OVERWRITE
-	       : append  ? CAPTURE_OUTFILE_APPEND
-			 : CAPTURE_OUTFILE_NEW;
+	struct capture_events_config ec = {
+		.path = path,
+		.mode = overwrite ? CAPTURE_OUTFILE_OVERWRITE
+			: append  ? CAPTURE_OUTFILE_APPEND
+				  : CAPTURE_OUTFILE_NEW,
+		.command = command,
+		.version = IMAPTAP_VERSION,
+		.started = cli_now(),
+		.log = log,
+	};
+	struct capture_sink sink;
+	char err[4200];
+	bool refused;
+
+	cli_fresh_note(made, path);
+	if (capture_events_new(&ec, &sink, &refused, err, sizeof(err)) != 0) {
+		cli_message("--events: %s%s", err,
+			    refused ? "; pass --overwrite to replace it or --append to add to it" : "");
+		return -1;
+	}
+	capture_sinks_add(sinks, sink);
+	return 0;
 }
 
 void cli_fresh_note(struct cli_fresh_files *f, const char *path)

@@ -451,12 +451,8 @@ static void on_unit(void *ctx, const struct imap_unit *u)
 
 /* ---- releasing --------------------------------------------------------- */
 
-static void on_later(evutil_socket_t fd, short what, void *arg)
+static void later(struct proxy_faults *fs)
 {
-	struct proxy_faults *fs = arg;
-
-	(void)fd;
-	(void)what;
 	if (fs->closing) {
 		fs->host->close(fs->ctx, fs->close_why);
 		return; /* the session, and fs with it, may be gone */
@@ -474,6 +470,21 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
 			return; /* the session, and fs with it, may be gone */
 		}
 	}
+}
+
+/* The host's frame around a callback of ours: nothing of fs is touched
+ * after leave, which may free it. */
+static void on_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_faults *fs = arg;
+	const struct proxy_fault_host *host = fs->host;
+	void *ctx = fs->ctx;
+
+	(void)fd;
+	(void)what;
+	host->enter(ctx);
+	later(fs);
+	host->leave(ctx);
 }
 
 static void inject(struct proxy_faults *fs, const struct fault_state *st, const char *text,
@@ -534,10 +545,14 @@ static void pump(struct fault_dir *d, imap_time_us now)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct fault_dir *d = arg;
+	const struct proxy_fault_host *host = d->owner->host;
+	void *ctx = d->owner->ctx;
 
 	(void)fd;
 	(void)what;
+	host->enter(ctx);
 	pump(d, now_us());
+	host->leave(ctx);
 }
 
 /* ---- stop-reading -------------------------------------------------------- */
@@ -546,16 +561,20 @@ static void on_read_again(evutil_socket_t fd, short what, void *arg)
 {
 	struct fault_state *st = arg;
 	struct proxy_faults *fs = st->owner;
+	const struct proxy_fault_host *host = fs->host;
+	void *ctx = fs->ctx;
 	const bool client = st->f->read_client;
 	imap_time_us now = now_us();
 	char a[32];
 
 	(void)fd;
 	(void)what;
+	host->enter(ctx);
 	fs->stopped[client] = false;
 	mark(fs, st, now, "release", client ? IMAP_C2S : IMAP_S2C, "reading the %s again after %s",
 	     client ? "client" : "server", secs(a, sizeof(a), now - st->since));
-	fs->host->set_reading(fs->ctx, client, true);
+	host->set_reading(ctx, client, true);
+	host->leave(ctx);
 }
 
 static void stop_reading(struct fault_state *st, imap_time_us now)

@@ -43,6 +43,11 @@ struct proxy_fault_host {
 	/* Close the session (after a BYE). */
 	void (*close)(void *ctx, const char *why);
 	void (*mark)(void *ctx, const struct capture_fault_mark *mark);
+	/* Around each of the faults' own timer callbacks: whatever the
+	 * callbacks above do (close the session), the session and the faults
+	 * stay in memory until leave, which may free both. */
+	void (*enter)(void *ctx);
+	void (*leave)(void *ctx);
 };
 
 struct proxy_faults;

@@ -131,6 +131,26 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
             self.assertEqual(p.wait(timeout=15), 0)
             p.stderr.close()
 
+    def test_compile_output_link_refused_file_replaced(self):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "..", "scenarios", "pipelined.imap")
+        link = self.path("out.pcap")
+        os.symlink(self.target, link)
+        r = run_imaptap(["compile", script, "-o", link])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("symbolic link", r.stderr)
+        self.assert_untouched()
+        # a build product: an existing file is replaced, and is 0600
+        out = self.path("real.pcap")
+        with open(out, "w") as f:
+            f.write("old")
+        os.chmod(out, 0o644)
+        r = run_imaptap(["compile", script, "-o", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(mode(out), 0o600)
+        with open(out, "rb") as f:
+            self.assertNotEqual(f.read(3), b"old")
+
     # -- modes ------------------------------------------------------------------
 
     def test_existing_files_become_0600(self):

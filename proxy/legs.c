@@ -1,0 +1,313 @@
+/* The two legs of a session: connecting upstream (each address in turn),
+ * TLS on either side with the certificate forged for the client, the
+ * greeting held until both legs carry IMAP, and the timeouts of each step. */
+#include "proxy/session_int.h"
+
+void session_send_bye(struct proxy_session *s, const char *bye)
+{
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+	size_t len = strlen(bye);
+
+	/* plain text inside a compressed stream would corrupt it */
+	if (client == NULL || imap_conv_compressed(s->conv))
+		return;
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
+	evbuffer_add(proxy_stream_output(client), bye, len);
+	s->bytes[IMAP_S2C] += len;
+}
+
+/* The upstream cannot be used: tells the client with an untagged BYE (over
+ * its TLS leg once that is up) and closes. */
+void session_upstream_failed(struct proxy_session *s, const char *what, const char *why)
+{
+	char bye[768], notice[800];
+
+	snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
+		 s->proxy->upstream_str, what, why);
+	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
+		 s->proxy->upstream_str, what, why);
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
+	session_close_side(s, SIDE_UPSTREAM);
+	if (s->stream[SIDE_CLIENT] != NULL && !s->client_ready) {
+		/* the client waits in its TLS handshake: finish it first */
+		free(s->pending_bye);
+		s->pending_bye = strdup(bye);
+		session_resume_client_tls(s);
+		return;
+	}
+	session_send_bye(s, bye);
+	session_finish(s);
+}
+
+/* The current upstream address failed: tries the next. Returns 1 when the
+ * session is gone. */
+int session_connect_failed(struct proxy_session *s, const char *what, int err)
+{
+	session_close_side(s, SIDE_UPSTREAM);
+	if (s->state == SESSION_CLOSING) /* shutdown began meanwhile */
+		return session_finish(s);
+	if (s->addr_index + 1 < s->proxy->upstream_addr_count) {
+		s->addr_index++;
+		return session_connect_upstream(s);
+	}
+	session_upstream_failed(s, what, strerror(err));
+	return 0;
+}
+
+int session_connect_upstream(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	int err = 0;
+
+	session_arm_timer(s, p->config.connect_timeout_s);
+	s->stream[SIDE_UPSTREAM] =
+		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],
+				     p->upstream_addr_len[s->addr_index], session_on_upstream, s, &err);
+	if (s->stream[SIDE_UPSTREAM] == NULL) {
+		proxy_out_of_resources(p, err);
+		return session_connect_failed(s, "cannot be reached", err ? err : ECONNREFUSED);
+	}
+	return 0;
+}
+
+void session_relaying(struct proxy_session *s)
+{
+	evtimer_del(s->timer);
+	imap_conv_connected(s->conv, proxy_now());
+	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
+		/* upstream STARTTLS: imaptap's greeting, made from what came over TLS */
+		size_t len = evbuffer_get_length(s->greeting), m;
+		unsigned char *p = evbuffer_pullup(s->greeting, -1);
+		uint8_t edited[LINE_MODE_MAX + IMAP_CAPABILITY_EDIT_GROWTH];
+
+		m = len <= LINE_MODE_MAX
+			    ? imap_capability_edit(p, len, session_capability_edits(s), edited, sizeof(edited))
+			    : 0;
+		if (m > 0) {
+			evbuffer_drain(s->greeting, len);
+			evbuffer_add(s->greeting, edited, m);
+		}
+		len = evbuffer_get_length(s->greeting);
+		imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
+			       evbuffer_pullup(s->greeting, -1), len);
+		s->bytes[IMAP_S2C] += len;
+		s->greeting_seen = 1;
+		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
+		proxy_stream_flush(s->stream[SIDE_CLIENT]);
+	}
+	s->state = SESSION_RELAYING;
+	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
+	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
+	if (s->faults != NULL)
+		proxy_faults_start(s->faults, proxy_now());
+	session_arm_rules(s, proxy_now());
+	/* what the server sent over TLS after its CAPABILITY answer */
+	if (s->stream[SIDE_UPSTREAM] != NULL &&
+	    evbuffer_get_length(proxy_stream_input(s->stream[SIDE_UPSTREAM])) > 0)
+		session_relay(s, SIDE_UPSTREAM);
+}
+
+void session_tls_report(struct proxy_session *s, enum side side)
+{
+	SSL *ssl = proxy_stream_ssl(s->stream[side]);
+	char peer[600] = "";
+	const char *sni = NULL;
+	struct capture_tls_info info = {
+		.leg = side == SIDE_UPSTREAM ? "upstream" : "client",
+		.version = SSL_get_version(ssl),
+		.cipher = SSL_get_cipher_name(ssl),
+		.peer = peer,
+	};
+
+	if (side == SIDE_UPSTREAM) {
+		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
+		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+		info.verified = !s->proxy->config.insecure_upstream;
+	} else {
+		sni = s->client_sni;
+	}
+	info.sni = sni != NULL ? sni : "";
+	capture_sinks_tls(s->proxy->sinks, s->id, proxy_now(), &info);
+}
+
+/* Gives the paused client handshake its certificate and lets it go on. */
+void session_resume_client_tls(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	SSL *ssl = proxy_stream_ssl(s->stream[SIDE_CLIENT]);
+	char *names[17];
+	size_t n = 0;
+	char err[512] = "", notice[1024];
+
+	if (p->ca != NULL) {
+		X509 *cert;
+		bool usable = false;
+
+		if (s->client_sni[0] != '\0' && (names[n] = strdup(s->client_sni)) != NULL)
+			n++;
+		if (s->stream[SIDE_UPSTREAM] != NULL &&
+		    proxy_stream_ssl(s->stream[SIDE_UPSTREAM]) != NULL)
+			n += proxy_tls_peer_names(proxy_stream_ssl(s->stream[SIDE_UPSTREAM]),
+						  names + n, 16 - n);
+		for (size_t i = 0; i < n && !usable; i++)
+			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
+		if (!usable && (names[n] = strdup(p->config.sni ? p->config.sni
+							       : p->config.upstream.host)) != NULL)
+			n++;
+		/* peer names a certificate cannot carry are left out, and said */
+		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
+				      err, sizeof(err));
+		if (notice[0] != '\0')
+			capture_sinks_notice(p->sinks, s->id, proxy_now(), notice);
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		if (cert == NULL || SSL_use_certificate(ssl, cert) != 1 ||
+		    SSL_use_PrivateKey(ssl, proxy_ca_leaf_key(p->ca)) != 1) {
+			capture_sinks_notice(p->sinks, s->id, proxy_now(),
+					     "cannot make a certificate for the client");
+			session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "no certificate for the client: %s", err);
+			session_close_side(s, SIDE_CLIENT);
+			session_finish(s);
+			return;
+		}
+	}
+	SSL_set_app_data(ssl, s);
+	proxy_stream_tls_resume(s->stream[SIDE_CLIENT]);
+}
+
+/* The upstream leg carries IMAP now. */
+void session_upstream_up(struct proxy_session *s)
+{
+	s->upstream_ready = 1;
+	if (s->client_ready)
+		session_relaying(s);
+	else
+		session_resume_client_tls(s);
+}
+
+void session_connected(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+
+	s->tcp_up = 1;
+	if (p->upstream_ctx == NULL) {
+		session_upstream_up(s);
+		return;
+	}
+	if (p->config.upstream_tls == PROXY_TLS_STARTTLS) {
+		s->starttls = STARTTLS_GREETING;
+		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
+		return;
+	}
+	session_start_upstream_tls(s);
+}
+
+void session_start_upstream_tls(struct proxy_session *s)
+{
+	struct proxy *p = s->proxy;
+	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
+	const char *sni = name;
+	SSL *ssl;
+
+	/* the client's SNI goes upstream when it is a host name */
+	if (s->client_sni[0] != '\0' &&
+	    proxy_ca_name_check(s->client_sni, NULL) == PROXY_CA_NAME_DNS)
+		sni = s->client_sni;
+	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, sni, name, p->config.insecure_upstream);
+	if (ssl == NULL) {
+		session_upstream_failed(s, "TLS", "out of memory");
+		return;
+	}
+	proxy_stream_start_tls(s->stream[SIDE_UPSTREAM], ssl, false);
+}
+
+void session_client_tls_failed(struct proxy_session *s)
+{
+	char notice[900];
+	const char *why = proxy_stream_error_text(s->stream[SIDE_CLIENT]);
+
+	if (s->proxy->ca != NULL)
+		snprintf(notice, sizeof(notice),
+			 "client TLS handshake failed: %s; if the client does not trust imaptap's "
+			 "certificate, make it trust %s",
+			 why, proxy_ca_cert_path(s->proxy->ca));
+	else
+		snprintf(notice, sizeof(notice), "client TLS handshake failed: %s", why);
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake failed: %s", why);
+	session_close_side(s, SIDE_CLIENT);
+	session_close_side(s, SIDE_UPSTREAM);
+	session_finish(s);
+}
+
+static void client_handshake_timed_out(struct proxy_session *s)
+{
+	char notice[200];
+
+	snprintf(notice, sizeof(notice),
+		 "client TLS handshake timed out after %u s: the client sent no (complete) "
+		 "handshake; is it speaking TLS to this port?",
+		 s->proxy->config.connect_timeout_s);
+	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake timed out");
+	session_close_side(s, SIDE_CLIENT);
+	session_close_side(s, SIDE_UPSTREAM);
+	session_finish(s);
+}
+
+static void timed_out(struct proxy_session *s)
+{
+	switch (s->state) {
+	case SESSION_CONNECTING:
+		if (s->stream[SIDE_UPSTREAM] == NULL && !s->client_ready) {
+			/* still waiting for the client's ClientHello */
+			client_handshake_timed_out(s);
+		} else if (!s->tcp_up) {
+			session_connect_failed(s, "did not answer the TCP connection", ETIMEDOUT);
+		} else if (!s->upstream_ready) {
+			char why[200];
+
+			snprintf(why, sizeof(why), "no answer within %u s%s",
+				 s->proxy->config.connect_timeout_s,
+				 s->starttls == STARTTLS_GREETING ? " (waiting for the greeting)"
+				 : s->starttls == STARTTLS_ANSWER ? " (waiting for the answer to STARTTLS)"
+				 : s->starttls == STARTTLS_CAPABILITY
+				 ? " (waiting for the answer to CAPABILITY over TLS)"
+				 : "; is the server speaking TLS on this port? (see --upstream-tls)");
+			session_upstream_failed(s, s->starttls != STARTTLS_OFF ? "STARTTLS failed"
+								       : "TLS handshake failed",
+					why);
+		} else {
+			client_handshake_timed_out(s);
+		}
+		return;
+
+	case SESSION_RELAYING:
+		if (s->client_handshaking) {
+			client_handshake_timed_out(s);
+			return;
+		}
+		/* one side left and the other has not followed */
+		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_HALF_CLOSED, "half-closed for %u s",
+				      s->proxy->config.linger_s);
+		session_finish(s);
+		return;
+	case SESSION_CLOSING:
+		/* a peer does not take what is queued for it: give up on it */
+		session_close_side(s, SIDE_CLIENT);
+		session_close_side(s, SIDE_UPSTREAM);
+		session_reap(s);
+		return;
+	}
+}
+
+/* The connect, handshake or linger timer of the session. */
+void session_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_enter(arg);
+	timed_out(arg);
+	session_leave(arg);
+}

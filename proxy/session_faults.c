@@ -1,0 +1,136 @@
+/* What --fault asks of a session: bytes held and released, bytes of its
+ * own, reading stopped, writes re-split, a close, and the marks. */
+#include "proxy/session_int.h"
+
+/* ---- what the session does for its faults (proxy/fault.h) ---- */
+
+static enum side receiver(enum imap_dir dir)
+{
+	return dir == IMAP_C2S ? SIDE_UPSTREAM : SIDE_CLIENT;
+}
+
+static void fault_release(void *ctx, enum imap_dir dir, enum imap_origin origin,
+			  struct evbuffer *from, size_t len, bool forward)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *dst = s->stream[receiver(dir)];
+
+	if (len == 0)
+		return;
+	session_observe(s, dir, from, len, origin, proxy_now());
+	s->bytes[dir] += len;
+	if (forward && dst != NULL)
+		evbuffer_remove_buffer(from, proxy_stream_output(dst), len);
+	else
+		evbuffer_drain(from, len);
+	session_arm_rules(s, proxy_now());
+}
+
+static void fault_inject(void *ctx, const char *text, size_t len)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *client = s->stream[SIDE_CLIENT];
+
+	/* plain text inside a compressed stream would corrupt it */
+	if (client == NULL || imap_conv_compressed(s->conv))
+		return;
+	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
+	evbuffer_add(proxy_stream_output(client), text, len);
+	s->bytes[IMAP_S2C] += len;
+	proxy_stream_flush(client);
+}
+
+static void fault_flush(void *ctx, enum imap_dir dir)
+{
+	struct proxy_session *s = ctx;
+	enum side dst = receiver(dir), src = !dst;
+
+	if (s->stream[dst] != NULL)
+		proxy_stream_flush(s->stream[dst]);
+	if (s->state == SESSION_RELAYING && s->throttled[src] &&
+	    session_queued_toward(s, dst) <= PROXY_HIGH_WATER / 2) {
+		s->throttled[src] = 0;
+		if (s->stream[dst] != NULL)
+			proxy_stream_set_low_water(s->stream[dst], 0);
+		if (session_may_read(s, src))
+			proxy_stream_set_reading(s->stream[src], true);
+	}
+	imap_conv_trim(s->conv);
+	capture_sinks_flush(s->proxy->sinks);
+}
+
+static void fault_set_reading(void *ctx, bool client, bool on)
+{
+	struct proxy_session *s = ctx;
+	enum side side = client ? SIDE_CLIENT : SIDE_UPSTREAM;
+
+	if (s->stream[side] == NULL)
+		return;
+	if (!on)
+		proxy_stream_set_reading(s->stream[side], false);
+	else if (s->state == SESSION_RELAYING && session_may_read(s, side))
+		proxy_stream_set_reading(s->stream[side], true);
+}
+
+static void fault_set_split(void *ctx, enum imap_dir dir, struct imap_split *split)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *dst = s->stream[receiver(dir)];
+
+	if (dst != NULL)
+		proxy_stream_set_split(dst, split);
+}
+
+static void fault_eof(void *ctx, enum imap_dir dir)
+{
+	struct proxy_session *s = ctx;
+	enum side side = dir == IMAP_C2S ? SIDE_CLIENT : SIDE_UPSTREAM;
+
+	if (!s->eof_deferred[side])
+		return;
+	s->eof_deferred[side] = false;
+	if (s->state == SESSION_CLOSING)
+		session_reap(s);
+	else
+		session_pass_eof(s, side);
+}
+
+static void fault_close(void *ctx, const char *why)
+{
+	struct proxy_session *s = ctx;
+
+	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "%s", why);
+	session_finish(s);
+}
+
+static void fault_mark(void *ctx, const struct capture_fault_mark *mark)
+{
+	struct proxy_session *s = ctx;
+
+	capture_sinks_fault(s->proxy->sinks, s->id, mark);
+	capture_sinks_flush(s->proxy->sinks);
+}
+
+static void fault_enter(void *ctx)
+{
+	session_enter(ctx);
+}
+
+static void fault_leave(void *ctx)
+{
+	session_leave(ctx);
+}
+
+const struct proxy_fault_host session_fault_host = {
+	.release = fault_release,
+	.inject = fault_inject,
+	.flush = fault_flush,
+	.set_reading = fault_set_reading,
+	.set_split = fault_set_split,
+	.eof = fault_eof,
+	.close = fault_close,
+	.mark = fault_mark,
+	.enter = fault_enter,
+	.leave = fault_leave,
+};
+

@@ -1,0 +1,217 @@
+/* What the files of one relayed session share: the session itself and the
+ * steps one file takes for another. proxy/session.c owns the session (start,
+ * relay, close); proxy/legs.c the two legs (connect, TLS, timeouts);
+ * proxy/starttls.c STARTTLS on either leg; proxy/preauth.c the relay unit by
+ * unit before login; proxy/watch.c the rules timer and peers that stop
+ * reading; proxy/session_faults.c what --fault asks of a session. Only these
+ * files include it. */
+#ifndef PROXY_SESSION_INT_H
+#define PROXY_SESSION_INT_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "capture/escape.h"
+#include "imap/capability.h"
+#include "imap/framer.h"
+#include "proxy/fault.h"
+#include "proxy/internal.h"
+#include "proxy/stream.h"
+
+#define LINE_MODE_MAX 8192
+
+enum side {
+	SIDE_CLIENT = 0,
+	SIDE_UPSTREAM = 1,
+};
+
+
+struct proxy_session;
+
+/* What a unit seen in line mode asks the session to do once the framer
+ * has returned (it may end the session or switch the leg to TLS). */
+enum line_action {
+	LINE_ACTION_NONE,
+	LINE_ACTION_STARTTLS,  /* the client's STARTTLS: answered here */
+	LINE_ACTION_PREAUTH,   /* a PREAUTH greeting while the client leg waits for STARTTLS */
+	LINE_ACTION_TOO_LONG,  /* a client line over LINE_MODE_MAX before its TLS */
+};
+
+/* Before authentication each side is relayed unit by unit as the imap
+ * framer cuts it (lines, literal announcements, literal data), so that
+ * capability lists are edited and the client's STARTTLS, LOGIN and
+ * AUTHENTICATE answered however many literals come first. A unit's bytes
+ * stay at the front of the input until the unit is complete. */
+struct line_relay {
+	struct proxy_session *s;
+	int side;                  /* enum side */
+	struct imap_framer *framer;
+	size_t fed;                /* input bytes given to the framer and not yet passed on */
+	uint64_t ahead;            /* bytes of the current literal passed on before its unit */
+	int refusing;              /* a LOGIN/AUTHENTICATE in clear: swallowed to its end */
+	char tag[200];             /* its tag, for the NO */
+	size_t tag_len;
+	enum line_action action;
+	uint8_t *action_line;      /* the line the action is about */
+	size_t action_len;
+};
+
+enum session_state {
+	SESSION_CONNECTING, /* waiting for the upstream TCP connection */
+	SESSION_RELAYING,
+	SESSION_CLOSING,    /* flushing what is queued, then closing */
+};
+
+struct proxy_session {
+	struct proxy *proxy;
+	unsigned id;
+	enum session_state state;
+	struct proxy_stream *stream[2]; /* NULL once that side is closed */
+	int read_eof[2];                /* that side sent FIN */
+	int throttled[2];               /* reading that side paused for backpressure */
+	unsigned addr_index;            /* upstream address being tried */
+	struct imap_conv *conv;
+	struct event *timer;            /* connect timeout, then linger guard */
+	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
+	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */
+	uint64_t bytes[2];              /* relayed, by enum imap_dir */
+	bool closed;                    /* how it ends is decided: */
+	enum capture_side closed_by;
+	enum capture_end end;
+	char reason[192];
+	int tcp_up;             /* the upstream TCP connection is established */
+	int upstream_ready;     /* the upstream leg carries IMAP (TLS done if any) */
+	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
+	char client_sni[256];
+	char *pending_bye;      /* a BYE to send once the client's TLS is up */
+	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
+	/* peers that stopped reading: by side, the output's written count
+	 * when last seen moving, and when */
+	uint64_t seen_written[2];
+	uint64_t written_drained[2]; /* output written when the kernel last held none of it */
+	imap_time_us progress_at[2];
+	bool blocked[2];
+	enum {
+		STARTTLS_OFF,
+		STARTTLS_GREETING, /* waiting for the server's greeting */
+		STARTTLS_ANSWER,   /* STARTTLS sent, waiting for its tagged answer */
+		STARTTLS_CAPABILITY, /* over TLS: CAPABILITY sent, waiting for its answer */
+	} starttls;
+	char *tls_caps;            /* upstream STARTTLS: the capabilities sent over TLS */
+	struct evbuffer *greeting; /* the greeting imaptap made, shown to the client later */
+	int greeting_seen;         /* a greeting went to the client */
+	int line_mode[2];       /* before login: relay unit by unit (capability edits,
+				   the client's STARTTLS, LOGIN refused in clear) */
+	struct line_relay lines[2];
+	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
+	int client_handshaking; /* the client's STARTTLS handshake is under way */
+	int client_tls_on;      /* the client leg runs TLS */
+	imap_time_us greeting_ts;
+	struct capture_session_info info;
+	struct proxy_faults *faults; /* NULL unless a --fault applies to this session */
+	bool eof_deferred[2];        /* by side: its FIN waits behind a fault's queue */
+	unsigned frames;             /* callbacks under way inside the session */
+	bool doomed;                 /* it ended inside one: freed at the outermost leave */
+	TAILQ_ENTRY(proxy_session) link;
+};
+
+static inline enum imap_dir dir_from(enum side side)
+{
+	return side == SIDE_CLIENT ? IMAP_C2S : IMAP_S2C;
+}
+
+/* proxy/session.c */
+/* Every callback that enters a session (a stream event, a timer, a fault's
+ * timer) runs between these: a session that ends inside is freed only at
+ * the outermost leave, so no code after a close can touch freed memory,
+ * whether or not it returns at once. */
+void session_enter(struct proxy_session *s);
+void session_leave(struct proxy_session *s);
+/* The first word on how the session ends is the one that stands. */
+void session_set_closed_by(struct proxy_session *s, enum capture_side by, enum capture_end end,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void session_close_side(struct proxy_session *s, enum side side);
+/* Closes drained sides of a closing session. Returns 1 when the session
+ * is gone. */
+int session_reap(struct proxy_session *s);
+void session_arm_timer(struct proxy_session *s, unsigned seconds);
+/* Stops reading both sides, flushes what is queued and closes. Returns 1
+ * when the session is gone. */
+int session_finish(struct proxy_session *s);
+/* Shows the first len bytes of input to the conversation. */
+void session_observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer *input,
+		    size_t len, enum imap_origin origin, imap_time_us ts);
+/* Bytes waiting to reach side: its output, and what a fault still holds. */
+size_t session_queued_toward(struct proxy_session *s, enum side side);
+/* Whether side may be read now: not paused for backpressure, not closed,
+ * not stopped by a fault. */
+bool session_may_read(struct proxy_session *s, enum side side);
+void session_relay(struct proxy_session *s, enum side side);
+/* side's FIN goes on to the other side once everything before it did. */
+void session_pass_eof(struct proxy_session *s, enum side side);
+void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
+
+/* proxy/legs.c */
+void session_send_bye(struct proxy_session *s, const char *bye);
+/* The upstream cannot be used: tells the client with an untagged BYE (over
+ * its TLS leg once that is up) and closes. */
+void session_upstream_failed(struct proxy_session *s, const char *what, const char *why);
+/* The current upstream address failed: tries the next. Returns 1 when the
+ * session is gone. */
+int session_connect_failed(struct proxy_session *s, const char *what, int err);
+int session_connect_upstream(struct proxy_session *s);
+void session_relaying(struct proxy_session *s);
+void session_tls_report(struct proxy_session *s, enum side side);
+/* Gives the paused client handshake its certificate and lets it go on. */
+void session_resume_client_tls(struct proxy_session *s);
+/* The upstream leg carries IMAP now. */
+void session_upstream_up(struct proxy_session *s);
+void session_connected(struct proxy_session *s);
+void session_start_upstream_tls(struct proxy_session *s);
+void session_client_tls_failed(struct proxy_session *s);
+void session_on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* proxy/starttls.c */
+/* A notice that quotes a peer's line, made printable (capture/escape.h):
+ * peer words reach the timeline and the event log this way only. */
+void session_notice_quoting(struct proxy_session *s, const char *words, const char *line,
+			   size_t len);
+/* Upstream STARTTLS, done by the proxy before the client's first byte:
+ * check the greeting is * OK, send STARTTLS, and on its tagged OK start
+ * TLS; then ask for the capabilities over TLS. Nothing the server said in
+ * clear reaches the client (it is quoted in notices only). Server bytes
+ * after the OK's CRLF would be plaintext injected into the TLS session
+ * (IMAP-NOTES section 7): they are dropped. */
+void session_upstream_starttls_read(struct proxy_session *s);
+int session_is_starttls_command(const uint8_t *line, size_t n);
+/* The client asked for STARTTLS: answered here, never relayed. */
+void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_t n);
+
+/* proxy/preauth.c */
+unsigned session_capability_edits(const struct proxy_session *s);
+/* Lines are relayed one by one before authentication; after it, or once
+ * COMPRESS is on (the bytes are no longer lines), chunks go as read. */
+bool session_in_line_mode(const struct proxy_session *s, enum side side);
+/* Before authentication, passes the framer's units one at a time so the
+ * proxy can edit capability lists and answer the client's STARTTLS, LOGIN
+ * and AUTHENTICATE. Returns 1 when the rest of the input is handled (the
+ * client leg switched to TLS, or the session ends), 0 when raw relaying
+ * should go on with what is left. */
+int session_relay_lines(struct proxy_session *s, enum side side);
+
+/* proxy/watch.c */
+/* One timer per session, armed for the earliest time a rule could fire
+ * (or a peer be found not reading): an idle session costs nothing until
+ * then, however many there are. Armed earlier than needed is harmless: it
+ * looks and arms again. */
+void session_arm_rules(struct proxy_session *s, imap_time_us now);
+void session_on_rules_timer(evutil_socket_t fd, short what, void *arg);
+
+/* proxy/session_faults.c */
+extern const struct proxy_fault_host session_fault_host;
+
+#endif
