@@ -40,6 +40,17 @@ def setUpModule():
 
 
 
+def recv_until(sock, got, marker, size=4096):
+    """Reads until marker is in got; an EOF first fails the test instead
+    of spinning on recv() returning nothing."""
+    while marker not in got:
+        chunk = sock.recv(size)
+        if not chunk:
+            raise AssertionError("connection closed before %r; got %r" % (marker, got))
+        got += chunk
+    return got
+
+
 def client_context(cafile):
     ctx = ssl.create_default_context(cafile=cafile)
     ctx.check_hostname = True
@@ -112,9 +123,7 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         greeting = tls.recv(4096)
         self.assertTrue(greeting.startswith(b"* OK"), greeting)
         tls.sendall(b"a1 LOGIN alice " + PASSWORD.encode() + b"\r\n")
-        got = b""
-        while b"a1 " not in got:
-            got += tls.recv(4096)
+        got = recv_until(tls, b"", b"a1 ")
         self.assertIn(b"a1 OK", got)
         tls.sendall(b"a2 LOGOUT\r\n")
         while b"a2 OK" not in got:
@@ -218,9 +227,7 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         tls = client_context(os.path.join(ca, "ca.crt")).wrap_socket(
             raw, server_hostname="localhost")
         tls.sendall(b"a3 NOOP\r\n")
-        got = b""
-        while b"a3 " not in got:
-            got += tls.recv(4096)
+        got = recv_until(tls, b"", b"a3 ")
         self.assertIn(b"a3 OK", got)
         self.assertNotIn(b"a2", got)      # the injected command never ran
         tls.close()
@@ -243,17 +250,13 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         def serve():
             c, _ = srv.accept()
             c.sendall(b"* OK fake ready\r\n")
-            buf = b""
-            while b"\r\n" not in buf:
-                buf += c.recv(100)
+            buf = recv_until(c, b"", b"\r\n", 100)
             tag = buf.split(b" ")[0]
             c.sendall(tag + b" OK Begin TLS\r\n* OK [ALERT] injected\r\n")
             time.sleep(0.2)
             t = sctx.wrap_socket(c, server_side=True)
             for answer in (b"* CAPABILITY IMAP4rev1\r\n%s OK caps\r\n", b"%s OK done\r\n"):
-                buf = b""
-                while b"\r\n" not in buf:
-                    buf += t.recv(100)
+                buf = recv_until(t, b"", b"\r\n", 100)
                 t.sendall(answer % buf.split(b" ")[0])
             t.close()
 
@@ -263,12 +266,9 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         px = self.start_proxy(port, extra_args=[
             "--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert])
         s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
-        got = b""
-        while b"\r\n" not in got:
-            got += s.recv(100)
+        got = recv_until(s, b"", b"\r\n", 100)
         s.sendall(b"a1 NOOP\r\n")
-        while b"a1 OK" not in got:
-            got += s.recv(100)
+        got = recv_until(s, got, b"a1 OK", 100)
         s.close()
         th.join(5)
         srv.close()
