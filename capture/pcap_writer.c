@@ -487,9 +487,15 @@ static bool hold(struct pcap_session *s, enum imap_dir dir, const uint8_t *data,
 
 		while (cap < s->pending_len[dir] + len)
 			cap *= 2;
-		p = realloc(s->pending[dir], cap);
+		/* not realloc: the old block holds bytes not masked yet */
+		p = malloc(cap);
 		if (p == NULL)
 			return false;
+		if (s->pending[dir] != NULL) {
+			memcpy(p, s->pending[dir], s->pending_len[dir]);
+			explicit_bzero(s->pending[dir], s->pending_cap[dir]);
+			free(s->pending[dir]);
+		}
 		s->pending[dir] = p;
 		s->pending_cap[dir] = cap;
 	}
@@ -675,8 +681,12 @@ static void pw_destroy(void *self)
 			struct pcap_session *s = w->bucket[b];
 
 			w->bucket[b] = s->next;
-			free(s->pending[0]);
-			free(s->pending[1]);
+			/* a unit never written may hold a credential in clear */
+			for (int d = 0; d < 2; d++) {
+				if (s->pending[d] != NULL)
+					explicit_bzero(s->pending[d], s->pending_cap[d]);
+				free(s->pending[d]);
+			}
 			free(s);
 		}
 	}

@@ -106,14 +106,6 @@ struct proxy_faults {
 
 static void pump(struct fault_dir *d, imap_time_us now);
 
-static imap_time_us now_us(void)
-{
-	struct timeval tv;
-
-	evutil_gettimeofday(&tv, NULL);
-	return (imap_time_us)tv.tv_sec * IMAP_US_PER_S + tv.tv_usec;
-}
-
 static void mark(struct proxy_faults *fs, const struct fault_state *st, imap_time_us ts,
 		 const char *phase, enum imap_dir dir, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
@@ -551,7 +543,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	host->enter(ctx);
-	pump(d, now_us());
+	pump(d, host->now());
 	host->leave(ctx);
 }
 
@@ -564,7 +556,7 @@ static void on_read_again(evutil_socket_t fd, short what, void *arg)
 	const struct proxy_fault_host *host = fs->host;
 	void *ctx = fs->ctx;
 	const bool client = st->f->read_client;
-	imap_time_us now = now_us();
+	imap_time_us now = host->now();
 	char a[32];
 
 	(void)fd;
@@ -787,7 +779,7 @@ void proxy_faults_eof(struct proxy_faults *fs, enum imap_dir dir)
 	/* a partial line at the end goes as it is */
 	if (d->framer != NULL)
 		cover(d, d->in_off);
-	pump(d, now_us());
+	pump(d, fs->host->now());
 	event_active(fs->later, EV_TIMEOUT, 1);
 }
 

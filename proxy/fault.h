@@ -48,6 +48,8 @@ struct proxy_fault_host {
 	 * stay in memory until leave, which may free both. */
 	void (*enter)(void *ctx);
 	void (*leave)(void *ctx);
+	/* The proxy's clock, the one every row of the session is stamped by. */
+	imap_time_us (*now)(void);
 };
 
 struct proxy_faults;

@@ -132,5 +132,6 @@ const struct proxy_fault_host session_fault_host = {
 	.mark = fault_mark,
 	.enter = fault_enter,
 	.leave = fault_leave,
+	.now = proxy_now,
 };
 
