@@ -20,9 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capture/endpoint.h"
 #include "imap/types.h"
-
-struct sockaddr;
 
 /* Out-of-order data held per direction before the hole in front of it is
  * declared lost. */
@@ -33,26 +32,6 @@ struct sockaddr;
  * starts a new connection on it. */
 #define CAPTURE_REASSEMBLY_LINGER_US (120 * IMAP_US_PER_S)
 
-#define CAPTURE_ENDPOINT_STR_MAX 64 /* "[v6 address]:port" */
-
-struct capture_endpoint {
-	uint8_t version;  /* 4 or 6 */
-	uint8_t addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
-	uint16_t port;
-};
-
-/* "127.0.0.1:143" or "[::1]:143"; "?" for an endpoint not known
- * (version 0). */
-void capture_endpoint_format(const struct capture_endpoint *e, char *out, size_t size);
-/* Reads that form back (numbers only, no names): true when it is one. */
-bool capture_endpoint_parse(const char *text, struct capture_endpoint *e);
-/* An AF_INET or AF_INET6 socket address; another family: version 0. */
-void capture_endpoint_from_sockaddr(const struct sockaddr *sa, struct capture_endpoint *e);
-
-/* The same host (version and address), whatever the port. */
-bool capture_endpoint_same_host(const struct capture_endpoint *a, const struct capture_endpoint *b);
-/* The same host and port. */
-bool capture_endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b);
 
 /* TCP header flag bits, as on the wire. */
 enum capture_tcp_flag {

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "capture/reassembly.h"
+#include "capture/endpoint.h"
 #include "imap/conversation.h"
 
 #define CAPTURE_ADDR_MAX CAPTURE_ENDPOINT_STR_MAX /* "[v6 address]:port" */

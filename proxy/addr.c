@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture/reassembly.h"
+#include "capture/endpoint.h"
 
 int proxy_hostport_parse(const char *text, struct proxy_hostport *out, char *err, size_t errlen)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture/reassembly.h"
+#include "capture/endpoint.h"
 
 #define STEP_US 1000                            /* between lines without a delay */
 #define DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S) /* one delay or offset: 30 days */
