@@ -176,10 +176,46 @@ void session_resume_client_tls(struct proxy_session *s)
 	proxy_stream_tls_resume(s->stream[SIDE_CLIENT]);
 }
 
+static const char *const upstream_leg_names[] = {
+	[UPSTREAM_CONNECTING] = "connecting",
+	[UPSTREAM_GREETING] = "greeting",
+	[UPSTREAM_STARTTLS] = "starttls",
+	[UPSTREAM_STARTTLS_HANDSHAKE] = "starttls-handshake",
+	[UPSTREAM_CAPABILITY] = "capability",
+	[UPSTREAM_HANDSHAKE] = "handshake",
+	[UPSTREAM_READY] = "ready",
+};
+
+static bool debug_legs(void)
+{
+	static int on = -1;
+
+	if (on < 0) {
+		const char *d = getenv("IMAPTAP_DEBUG");
+
+		on = d != NULL && strstr(d, "legs") != NULL;
+	}
+	return on;
+}
+
+void session_upstream_enter(struct proxy_session *s, enum upstream_leg state)
+{
+	if (debug_legs())
+		fprintf(stderr, "imaptap: #%u upstream leg: %s -> %s\n", s->id,
+			upstream_leg_names[s->upstream], upstream_leg_names[state]);
+	s->upstream = state;
+}
+
+bool session_upstream_in_starttls(const struct proxy_session *s)
+{
+	return s->upstream == UPSTREAM_GREETING || s->upstream == UPSTREAM_STARTTLS ||
+	       s->upstream == UPSTREAM_STARTTLS_HANDSHAKE || s->upstream == UPSTREAM_CAPABILITY;
+}
+
 /* The upstream leg carries IMAP now. */
 void session_upstream_up(struct proxy_session *s)
 {
-	s->upstream_ready = 1;
+	session_upstream_enter(s, UPSTREAM_READY);
 	if (s->client_ready)
 		session_relaying(s);
 	else
@@ -190,16 +226,16 @@ void session_connected(struct proxy_session *s)
 {
 	struct proxy *p = s->proxy;
 
-	s->tcp_up = 1;
 	if (p->upstream_ctx == NULL) {
 		session_upstream_up(s);
 		return;
 	}
 	if (p->config.upstream_tls == PROXY_TLS_STARTTLS) {
-		s->starttls = STARTTLS_GREETING;
+		session_upstream_enter(s, UPSTREAM_GREETING);
 		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 		return;
 	}
+	session_upstream_enter(s, UPSTREAM_HANDSHAKE);
 	session_start_upstream_tls(s);
 }
 
@@ -263,19 +299,21 @@ static void timed_out(struct proxy_session *s)
 		if (s->stream[SIDE_UPSTREAM] == NULL && !s->client_ready) {
 			/* still waiting for the client's ClientHello */
 			client_handshake_timed_out(s);
-		} else if (!s->tcp_up) {
+		} else if (s->upstream == UPSTREAM_CONNECTING) {
 			session_connect_failed(s, "did not answer the TCP connection", ETIMEDOUT);
-		} else if (!s->upstream_ready) {
+		} else if (s->upstream != UPSTREAM_READY) {
 			char why[200];
 
 			snprintf(why, sizeof(why), "no answer within %u s%s",
 				 s->proxy->config.connect_timeout_s,
-				 s->starttls == STARTTLS_GREETING ? " (waiting for the greeting)"
-				 : s->starttls == STARTTLS_ANSWER ? " (waiting for the answer to STARTTLS)"
-				 : s->starttls == STARTTLS_CAPABILITY
+				 s->upstream == UPSTREAM_GREETING ? " (waiting for the greeting)"
+				 : s->upstream == UPSTREAM_STARTTLS ? " (waiting for the answer to STARTTLS)"
+				 : s->upstream == UPSTREAM_STARTTLS_HANDSHAKE
+				 ? " (in the TLS handshake after STARTTLS)"
+				 : s->upstream == UPSTREAM_CAPABILITY
 				 ? " (waiting for the answer to CAPABILITY over TLS)"
 				 : "; is the server speaking TLS on this port? (see --upstream-tls)");
-			session_upstream_failed(s, s->starttls != STARTTLS_OFF ? "STARTTLS failed"
+			session_upstream_failed(s, session_upstream_in_starttls(s) ? "STARTTLS failed"
 								       : "TLS handshake failed",
 					why);
 		} else {

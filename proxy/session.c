@@ -234,7 +234,7 @@ void session_relay(struct proxy_session *s, enum side side)
 
 	if (n == 0)
 		return;
-	if (side == SIDE_UPSTREAM && s->starttls != STARTTLS_OFF) {
+	if (side == SIDE_UPSTREAM && session_upstream_in_starttls(s)) {
 		session_upstream_starttls_read(s);
 		return;
 	}
@@ -292,7 +292,7 @@ static void side_eof(struct proxy_session *s, enum side side)
 		session_reap(s);
 		return;
 	}
-	if (side == SIDE_UPSTREAM && s->starttls != STARTTLS_OFF) {
+	if (side == SIDE_UPSTREAM && session_upstream_in_starttls(s)) {
 		session_upstream_failed(s, "STARTTLS", "the server closed the connection before the session began");
 		return;
 	}
@@ -340,7 +340,8 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		side_eof(s, side);
 		return;
 	case PROXY_STREAM_ERROR:
-		if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM && !s->tcp_up) {
+		if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM &&
+		    s->upstream == UPSTREAM_CONNECTING) {
 			session_connect_failed(s, "refused the connection",
 				       proxy_stream_error(s->stream[side]));
 		} else if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM) {
@@ -367,16 +368,17 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		/* the client's ClientHello: learn its SNI, then reach the upstream */
 		proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), s->client_sni,
 				    sizeof(s->client_sni));
-		if (s->upstream_ready)
+		if (s->upstream == UPSTREAM_READY)
 			session_resume_client_tls(s); /* STARTTLS: the upstream is up already */
 		else
 			session_connect_upstream(s);
 		return;
 	case PROXY_STREAM_TLS_READY:
 		session_tls_report(s, side);
-		if (side == SIDE_UPSTREAM && s->starttls == STARTTLS_CAPABILITY) {
+		if (side == SIDE_UPSTREAM && s->upstream == UPSTREAM_STARTTLS_HANDSHAKE) {
 			static const char command[] = "imaptap1 CAPABILITY\r\n";
 
+			session_upstream_enter(s, UPSTREAM_CAPABILITY);
 			evbuffer_add(proxy_stream_output(s->stream[side]), command, sizeof(command) - 1);
 			proxy_stream_flush(s->stream[side]);
 			proxy_stream_set_reading(s->stream[side], true);
@@ -399,7 +401,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		if (s->pending_bye != NULL) {
 			session_send_bye(s, s->pending_bye);
 			session_finish(s);
-		} else if (s->upstream_ready) {
+		} else if (s->upstream == UPSTREAM_READY) {
 			session_relaying(s);
 		}
 		return;

@@ -60,6 +60,19 @@ struct line_relay {
 	size_t action_len;
 };
 
+/* The upstream leg, step by step; every change goes through
+ * session_upstream_enter(), which names it (IMAPTAP_DEBUG=legs prints each
+ * transition on stderr). */
+enum upstream_leg {
+	UPSTREAM_CONNECTING,         /* TCP connect under way */
+	UPSTREAM_GREETING,           /* STARTTLS: waiting for the greeting, in clear */
+	UPSTREAM_STARTTLS,           /* STARTTLS sent, waiting for its tagged answer */
+	UPSTREAM_STARTTLS_HANDSHAKE, /* its TLS handshake under way */
+	UPSTREAM_CAPABILITY,         /* over TLS: CAPABILITY sent, waiting for the answer */
+	UPSTREAM_HANDSHAKE,          /* implicit TLS: the handshake under way */
+	UPSTREAM_READY,              /* carries IMAP */
+};
+
 enum session_state {
 	SESSION_CONNECTING, /* waiting for the upstream TCP connection */
 	SESSION_RELAYING,
@@ -83,8 +96,6 @@ struct proxy_session {
 	enum capture_side closed_by;
 	enum capture_end end;
 	char reason[192];
-	int tcp_up;             /* the upstream TCP connection is established */
-	int upstream_ready;     /* the upstream leg carries IMAP (TLS done if any) */
 	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
 	char client_sni[256];
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
@@ -95,12 +106,7 @@ struct proxy_session {
 	uint64_t written_drained[2]; /* output written when the kernel last held none of it */
 	imap_time_us progress_at[2];
 	bool blocked[2];
-	enum {
-		STARTTLS_OFF,
-		STARTTLS_GREETING, /* waiting for the server's greeting */
-		STARTTLS_ANSWER,   /* STARTTLS sent, waiting for its tagged answer */
-		STARTTLS_CAPABILITY, /* over TLS: CAPABILITY sent, waiting for its answer */
-	} starttls;
+	enum upstream_leg upstream;  /* where the upstream leg is (session_upstream_enter) */
 	char *tls_caps;            /* upstream STARTTLS: the capabilities sent over TLS */
 	struct evbuffer *greeting; /* the greeting imaptap made, shown to the client later */
 	int greeting_seen;         /* a greeting went to the client */
@@ -156,6 +162,10 @@ void session_pass_eof(struct proxy_session *s, enum side side);
 void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
 
 /* proxy/legs.c */
+/* The upstream leg moves to state: the one place it changes. */
+void session_upstream_enter(struct proxy_session *s, enum upstream_leg state);
+/* The proxy speaks STARTTLS with the upstream itself, before the session. */
+bool session_upstream_in_starttls(const struct proxy_session *s);
 void session_send_bye(struct proxy_session *s, const char *bye);
 /* The upstream cannot be used: tells the client with an untagged BYE (over
  * its TLS leg once that is up) and closes. */

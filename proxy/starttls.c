@@ -119,7 +119,7 @@ void session_upstream_starttls_read(struct proxy_session *s)
 				session_upstream_failed(s, "STARTTLS", "a line over 8 KiB before the session began");
 			return;
 		}
-		if (s->starttls == STARTTLS_CAPABILITY) {
+		if (s->upstream == UPSTREAM_CAPABILITY) {
 			int made = upstream_tls_capability(s, line, n);
 
 			free(line);
@@ -127,11 +127,10 @@ void session_upstream_starttls_read(struct proxy_session *s)
 				return;
 			if (made == 0)
 				continue;
-			s->starttls = STARTTLS_OFF;
 			session_upstream_up(s);
 			return;
 		}
-		if (s->starttls == STARTTLS_GREETING) {
+		if (s->upstream == UPSTREAM_GREETING) {
 			session_notice_quoting(s, "upstream greeting before TLS (not shown to the client):", line, n);
 			struct imap_line_info greeting = server_line(line, n);
 
@@ -153,7 +152,7 @@ void session_upstream_starttls_read(struct proxy_session *s)
 			evbuffer_add(proxy_stream_output(s->stream[SIDE_UPSTREAM]), command,
 				     sizeof(command) - 1);
 			proxy_stream_flush(s->stream[SIDE_UPSTREAM]);
-			s->starttls = STARTTLS_ANSWER;
+			session_upstream_enter(s, UPSTREAM_STARTTLS);
 			continue;
 		}
 		answer = server_line(line, n);
@@ -173,7 +172,7 @@ void session_upstream_starttls_read(struct proxy_session *s)
 			trailing_data(s, IMAP_S2C, evbuffer_get_length(input));
 			evbuffer_drain(input, evbuffer_get_length(input));
 		}
-		s->starttls = STARTTLS_CAPABILITY;
+		session_upstream_enter(s, UPSTREAM_STARTTLS_HANDSHAKE);
 		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], false);
 		session_start_upstream_tls(s);
 		return;

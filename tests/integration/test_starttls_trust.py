@@ -13,6 +13,7 @@ real Dovecot checks that real clients still log in and fetch.
 import imaplib
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -25,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from certs import TestPKI  # noqa: E402
 from clients import make_message  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, read_events  # noqa: E402
-from imaptap import module_dovecot, module_tmpdir, run_imaptap  # noqa: E402
+from imaptap import module_dovecot, module_tmpdir, run_imaptap, sanitizer_env  # noqa: E402
 from scripted import Peer, ScriptedServer  # noqa: E402
 
 PASSWORD = "Trust-S3cret-42"
@@ -265,6 +266,21 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(data[0][1], msg)
         m.logout()
         self.assertNotIn(PASSWORD, px.stderr_text())
+
+    def test_upstream_leg_steps_are_named(self):
+        """IMAPTAP_DEBUG=legs: every step of the upstream leg on stderr, in
+        order, from the TCP connect to a leg that carries IMAP."""
+        env = dict(sanitizer_env(), IMAPTAP_DEBUG="legs")
+        px = self.start_proxy(DC.port, env=env, extra_args=[
+            "--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert, "--sni", "localhost"])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.logout()
+        self.wait_closed(px)
+        steps = re.findall(r"#1 upstream leg: (\S+) -> (\S+)", px.stderr_text())
+        self.assertEqual(steps, [("connecting", "greeting"), ("greeting", "starttls"),
+                                 ("starttls", "starttls-handshake"),
+                                 ("starttls-handshake", "capability"),
+                                 ("capability", "ready")])
 
     # ---- client leg STARTTLS ----
 
