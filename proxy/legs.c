@@ -29,7 +29,7 @@ void session_upstream_failed(struct proxy_session *s, const char *what, const ch
 	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
 	session_close_side(s, SIDE_UPSTREAM);
-	if (s->stream[SIDE_CLIENT] != NULL && !s->client_ready) {
+	if (s->stream[SIDE_CLIENT] != NULL && !session_client_ready(s)) {
 		/* the client waits in its TLS handshake: finish it first */
 		free(s->pending_bye);
 		s->pending_bye = strdup(bye);
@@ -206,6 +206,28 @@ void session_upstream_enter(struct proxy_session *s, enum upstream_leg state)
 	s->upstream = state;
 }
 
+static const char *const client_leg_names[] = {
+	[CLIENT_ACCEPTED] = "accepted",
+	[CLIENT_HANDSHAKE] = "handshake",
+	[CLIENT_PLAIN] = "plain",
+	[CLIENT_STARTTLS_HANDSHAKE] = "starttls-handshake",
+	[CLIENT_TLS] = "tls",
+};
+
+void session_client_enter(struct proxy_session *s, enum client_leg state)
+{
+	if (debug_legs())
+		fprintf(stderr, "imaptap: #%u client leg: %s -> %s\n", s->id,
+			client_leg_names[s->client], client_leg_names[state]);
+	s->client = state;
+}
+
+/* Carries IMAP: in clear, or over TLS once its handshake is done. */
+bool session_client_ready(const struct proxy_session *s)
+{
+	return s->client == CLIENT_PLAIN || s->client == CLIENT_TLS;
+}
+
 bool session_upstream_in_starttls(const struct proxy_session *s)
 {
 	return s->upstream == UPSTREAM_GREETING || s->upstream == UPSTREAM_STARTTLS ||
@@ -216,7 +238,7 @@ bool session_upstream_in_starttls(const struct proxy_session *s)
 void session_upstream_up(struct proxy_session *s)
 {
 	session_upstream_enter(s, UPSTREAM_READY);
-	if (s->client_ready)
+	if (session_client_ready(s))
 		session_relaying(s);
 	else
 		session_resume_client_tls(s);
@@ -296,7 +318,7 @@ static void timed_out(struct proxy_session *s)
 {
 	switch (s->state) {
 	case SESSION_CONNECTING:
-		if (s->stream[SIDE_UPSTREAM] == NULL && !s->client_ready) {
+		if (s->stream[SIDE_UPSTREAM] == NULL && !session_client_ready(s)) {
 			/* still waiting for the client's ClientHello */
 			client_handshake_timed_out(s);
 		} else if (s->upstream == UPSTREAM_CONNECTING) {
@@ -322,7 +344,7 @@ static void timed_out(struct proxy_session *s)
 		return;
 
 	case SESSION_RELAYING:
-		if (s->client_handshaking) {
+		if (s->client == CLIENT_STARTTLS_HANDSHAKE) {
 			client_handshake_timed_out(s);
 			return;
 		}

@@ -8,7 +8,7 @@ unsigned session_capability_edits(const struct proxy_session *s)
 	const struct proxy_config *c = &s->proxy->config;
 	unsigned edits = 0;
 
-	if (c->client_tls == PROXY_TLS_STARTTLS && !s->client_tls_on)
+	if (c->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS)
 		edits |= IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED;
 	else
 		edits |= IMAP_CAP_REMOVE_STARTTLS;
@@ -102,7 +102,7 @@ static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
 
 static bool client_waits_for_tls(const struct proxy_session *s)
 {
-	return s->proxy->config.client_tls == PROXY_TLS_STARTTLS && !s->client_tls_on;
+	return s->proxy->config.client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS;
 }
 
 /* Asks the session to act once the framer has returned. */

@@ -355,7 +355,8 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 				 peer[0] ? "; server certificate " : "", peer);
 			session_upstream_failed(s, "TLS handshake failed", why);
 		} else if (side == SIDE_CLIENT &&
-			   (s->state == SESSION_CONNECTING || s->client_handshaking)) {
+			   (s->state == SESSION_CONNECTING ||
+			    s->client == CLIENT_STARTTLS_HANDSHAKE)) {
 			session_client_tls_failed(s);
 		} else {
 			side_error(s, side, proxy_stream_error(s->stream[side]));
@@ -388,16 +389,15 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 			session_upstream_up(s);
 			return;
 		}
-		s->client_ready = 1;
-		s->client_tls_on = 1;
-		if (s->client_handshaking) {
+		if (s->client == CLIENT_STARTTLS_HANDSHAKE) {
 			/* STARTTLS done: relaying goes on, now encrypted */
-			s->client_handshaking = 0;
+			session_client_enter(s, CLIENT_TLS);
 			evtimer_del(s->timer);
 			s->line_mode[SIDE_CLIENT] = 0;
 			proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 			return;
 		}
+		session_client_enter(s, CLIENT_TLS);
 		if (s->pending_bye != NULL) {
 			session_send_bye(s, s->pending_bye);
 			session_finish(s);
@@ -506,7 +506,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 	s->line_mode[SIDE_UPSTREAM] = 1;
 	s->line_mode[SIDE_CLIENT] = p->config.client_tls == PROXY_TLS_STARTTLS;
 	if (p->client_ctx == NULL || p->config.client_tls == PROXY_TLS_STARTTLS) {
-		s->client_ready = 1;
+		session_client_enter(s, CLIENT_PLAIN);
 		session_connect_upstream(s);
 		return 0;
 	}
@@ -516,6 +516,7 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		session_finish(s);
 		return -1;
 	}
+	session_client_enter(s, CLIENT_HANDSHAKE);
 	session_arm_timer(s, p->config.connect_timeout_s);
 	proxy_stream_start_tls(s->stream[SIDE_CLIENT], ssl, true);
 	return 0;

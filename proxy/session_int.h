@@ -73,6 +73,15 @@ enum upstream_leg {
 	UPSTREAM_READY,              /* carries IMAP */
 };
 
+/* The client leg, likewise (session_client_enter). */
+enum client_leg {
+	CLIENT_ACCEPTED,            /* the connection was accepted */
+	CLIENT_HANDSHAKE,           /* implicit TLS: the handshake (ClientHello first) */
+	CLIENT_PLAIN,               /* carries IMAP in clear (plain, or before STARTTLS) */
+	CLIENT_STARTTLS_HANDSHAKE,  /* its STARTTLS handshake under way */
+	CLIENT_TLS,                 /* carries IMAP over TLS */
+};
+
 enum session_state {
 	SESSION_CONNECTING, /* waiting for the upstream TCP connection */
 	SESSION_RELAYING,
@@ -96,7 +105,7 @@ struct proxy_session {
 	enum capture_side closed_by;
 	enum capture_end end;
 	char reason[192];
-	int client_ready;       /* the client leg carries IMAP (TLS done if any) */
+	enum client_leg client;      /* where the client leg is (session_client_enter) */
 	char client_sni[256];
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
 	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
@@ -114,8 +123,6 @@ struct proxy_session {
 				   the client's STARTTLS, LOGIN refused in clear) */
 	struct line_relay lines[2];
 	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
-	int client_handshaking; /* the client's STARTTLS handshake is under way */
-	int client_tls_on;      /* the client leg runs TLS */
 	imap_time_us greeting_ts;
 	struct capture_session_info info;
 	struct proxy_faults *faults; /* NULL unless a --fault applies to this session */
@@ -164,6 +171,9 @@ void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event ev
 /* proxy/legs.c */
 /* The upstream leg moves to state: the one place it changes. */
 void session_upstream_enter(struct proxy_session *s, enum upstream_leg state);
+void session_client_enter(struct proxy_session *s, enum client_leg state);
+/* The client leg carries IMAP (its TLS done, if any). */
+bool session_client_ready(const struct proxy_session *s);
 /* The proxy speaks STARTTLS with the upstream itself, before the session. */
 bool session_upstream_in_starttls(const struct proxy_session *s);
 void session_send_bye(struct proxy_session *s, const char *bye);

@@ -217,7 +217,7 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 		return;
 	}
 	s->line_mode[SIDE_CLIENT] = 0;
-	s->client_handshaking = 1;
+	session_client_enter(s, CLIENT_STARTTLS_HANDSHAKE);
 	session_arm_timer(s, s->proxy->config.connect_timeout_s);
 	proxy_stream_start_tls(client, ssl, true);
 }

@@ -281,6 +281,23 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
                                  ("starttls", "starttls-handshake"),
                                  ("starttls-handshake", "capability"),
                                  ("capability", "ready")])
+        self.assertEqual(re.findall(r"#1 client leg: (\S+) -> (\S+)", px.stderr_text()),
+                         [("accepted", "plain")])
+
+    def test_client_leg_steps_are_named(self):
+        """The client leg's steps through its STARTTLS, likewise."""
+        env = dict(sanitizer_env(), IMAPTAP_DEBUG="legs")
+        ca = tempfile.mkdtemp(prefix="ca-", dir=TMP)
+        os.rmdir(ca)
+        px = self.start_proxy(DC.port, env=env, extra_args=[
+            "--upstream-tls", "none", "--client-tls", "starttls", "--ca", ca])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.starttls(ssl.create_default_context(cafile=os.path.join(ca, "ca.crt")))
+        m.logout()
+        self.wait_closed(px)
+        self.assertEqual(re.findall(r"#1 client leg: (\S+) -> (\S+)", px.stderr_text()),
+                         [("accepted", "plain"), ("plain", "starttls-handshake"),
+                          ("starttls-handshake", "tls")])
 
     # ---- client leg STARTTLS ----
 
