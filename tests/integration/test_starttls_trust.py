@@ -87,20 +87,6 @@ def starttls_server(greeting, tls_answer=b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n
     return script
 
 
-def read_until_closed(s, timeout=10):
-    s.settimeout(timeout)
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 class Client:
     def __init__(self, port):
         self.peer = Peer(socket.create_connection(("127.0.0.1", port)))
@@ -198,8 +184,8 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
         srv = ScriptedServer(script)
         events = self.events_path()
         px = self.upstream_proxy(srv.port, events)
-        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
-        got = read_until_closed(s)
+        s = Peer(socket.create_connection(("127.0.0.1", px.port), timeout=10))
+        got = s.read_all()
         s.close()
         srv.join()
         self.assertRegex(got, rb"\A\* BYE \[UNAVAILABLE\] imaptap: upstream 127\.0\.0\.1:\d+ "
@@ -372,8 +358,8 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
             p.read_all()
         srv = ScriptedServer(script)
         px, _ = self.client_starttls_proxy(srv.port)
-        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
-        got = read_until_closed(s)
+        s = Peer(socket.create_connection(("127.0.0.1", px.port), timeout=10))
+        got = s.read_all()
         s.close()
         srv.join()
         self.assertRegex(got, rb"\A\* BYE \[UNAVAILABLE\] imaptap: upstream \S+ greeting: PREAUTH "
