@@ -122,11 +122,18 @@ struct imap_framer *imap_framer_new(enum imap_dir dir, size_t max_line,
 	return f;
 }
 
+/* The whole buffer, before it is freed or left for a larger one. */
+static void wipe_buffer(struct imap_framer *f)
+{
+	if (f->buf != NULL)
+		explicit_bzero(f->buf, f->buf_cap);
+}
+
 void imap_framer_free(struct imap_framer **framer)
 {
 	if (*framer == NULL)
 		return;
-	imap_framer_wipe(*framer);
+	wipe_buffer(*framer);
 	free((*framer)->buf);
 	free(*framer);
 	*framer = NULL;
@@ -168,13 +175,13 @@ uint64_t imap_framer_literal_left(const struct imap_framer *f)
 void imap_framer_wipe(struct imap_framer *f)
 {
 	if (f->buf != NULL)
-		explicit_bzero(f->buf, f->buf_cap);
+		explicit_bzero(f->buf, f->buf_len);
 }
 
 void imap_framer_trim(struct imap_framer *f)
 {
 	if (f->buf_len == 0 && f->buf != NULL) {
-		imap_framer_wipe(f);
+		wipe_buffer(f);
 		free(f->buf);
 		f->buf = NULL;
 		f->buf_cap = 0;
@@ -206,7 +213,7 @@ static void keep(struct imap_framer *f, const uint8_t *p, size_t n, size_t limit
 		}
 		if (f->buf != NULL) {
 			memcpy(nb, f->buf, f->buf_len);
-			imap_framer_wipe(f);
+			wipe_buffer(f);
 			free(f->buf);
 		}
 		f->buf = nb;

@@ -95,8 +95,9 @@ uint64_t imap_framer_pending(const struct imap_framer *framer);
 /* Literal bytes still expected, 0 when not inside a literal. */
 uint64_t imap_framer_literal_left(const struct imap_framer *framer);
 
-/* Zeroes the bytes kept of units (explicit_bzero), after one that held a
- * credential; they are no longer needed once the unit was reported. */
+/* From the unit callback: zeroes the bytes kept of the unit being reported
+ * (explicit_bzero), one that held a credential. Buffers freed or grown are
+ * zeroed whole. */
 void imap_framer_wipe(struct imap_framer *framer);
 
 /* Frees buffer memory held while idle (no partial unit pending). */
