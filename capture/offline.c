@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "capture/fault_mark.h"
+#include "capture/observed.h"
 #include "capture/timefmt.h"
-#include "imap/conversation.h"
 
 struct offline_session {
 	unsigned id;
-	struct imap_conv *conv;
+	struct observed_session *observed;
+	struct imap_conv *conv;                 /* observed's */
+	imap_time_us due;                       /* when a rule waits to fire; -1: none */
 	imap_time_us opened;
 	struct capture_endpoint client, server; /* where its fault marks go and come from */
 	bool marked_end;                        /* a close mark said how it ended */
@@ -35,27 +37,38 @@ struct offline {
  * as the live timer fires them, with the same waited time: not at the
  * packet that shows time has passed. A due rule always fires (or its
  * deadline moves); the loop still ends should one not. */
-static void tick_due(struct imap_conv *conv, imap_time_us now)
+static void tick_due(struct offline_session *s, imap_time_us now)
 {
-	imap_time_us at, last = -1;
+	imap_time_us last = -1;
 
-	while ((at = imap_conv_next_deadline(conv)) >= 0 && at <= now && at != last) {
-		imap_conv_tick(conv, at);
-		last = at;
+	while (s->due >= 0 && s->due <= now && s->due != last) {
+		last = s->due;
+		imap_conv_tick(s->conv, last);
+		s->due = imap_conv_next_deadline(s->conv);
 	}
 }
 
+/* What a session was told may move its next deadline. */
+static void session_changed(struct offline_session *s)
+{
+	s->due = imap_conv_next_deadline(s->conv);
+}
+
 /* Capture time passes for every open session: stalls fire at the packet
- * time that passes their threshold, as the live timer would. */
+ * time that passes their threshold, as the live timer would. Each
+ * session's next deadline is kept, so a packet costs one comparison per
+ * open session. */
 static void tick_all(struct offline *o, imap_time_us now)
 {
 	for (struct offline_session *s = o->open; s != NULL; s = s->next)
-		tick_due(s->conv, now);
+		tick_due(s, now);
 	if (now - o->ticked < TICK_EVERY_US)
 		return;
 	o->ticked = now;
-	for (struct offline_session *s = o->open; s != NULL; s = s->next)
+	for (struct offline_session *s = o->open; s != NULL; s = s->next) {
 		imap_conv_tick(s->conv, now);
+		session_changed(s);
+	}
 }
 
 static void on_observation(void *ctx, const struct imap_observation *obs)
@@ -64,34 +77,14 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 
 	if (obs->info != NULL && obs->info->cls != IMAP_LINE_MALFORMED)
 		s->run->result->imap_lines++;
-	capture_sinks_observe(s->run->sinks, s->id, obs);
 }
 
-static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
-			  size_t len, uint64_t secret_from)
+static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 {
 	struct offline_session *s = ctx;
 
-	capture_sinks_bytes(s->run->sinks, s->id, dir, ts, data, len, secret_from);
-}
-
-static void on_conv_event(void *ctx, const struct imap_conv_event *e)
-{
-	struct offline_session *s = ctx;
-
-	switch (e->kind) {
-	case IMAP_CONV_ANOMALY:
-		if (!e->anomaly->resolved && (unsigned)e->anomaly->rule < IMAP_RULE_COUNT)
-			s->run->result->fired[e->anomaly->rule]++;
-		capture_sinks_anomaly(s->run->sinks, s->id, e->anomaly);
-		break;
-	case IMAP_CONV_SUMMARY:
-		capture_sinks_summary(s->run->sinks, s->id, e->ts, e->summary);
-		break;
-	case IMAP_CONV_NOTICE:
-		capture_sinks_notice(s->run->sinks, s->id, e->ts, e->text);
-		break;
-	}
+	if (!a->resolved && (unsigned)a->rule < IMAP_RULE_COUNT)
+		s->run->result->fired[a->rule]++;
 }
 
 static struct offline_session **find(struct offline *o, unsigned id)
@@ -108,14 +101,20 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 	struct imap_conv_config cc = {
 		.max_line = o->config->max_line,
 		.redact_flags = o->config->redact_flags,
-		.on_event = on_conv_event,
-		.on_bytes = on_conv_bytes,
 		.rules = !o->config->no_rules,
 		.inflated_capture_ok = true,
 		.thresholds = o->config->thresholds,
 	};
-	struct capture_session_info info = {.id = ev->session, .ts = ev->ts, .upstream_tls = "capture"};
+	struct capture_session_info info = {
+		.id = ev->session,
+		.ts = ev->ts,
+		.client = *ev->client_ep,
+		.upstream = *ev->server_ep,
+		.local = *ev->server_ep,
+		.upstream_tls = "capture",
+	};
 	struct offline_session *s;
+	struct observed_hooks hooks = {.observation = on_observation, .anomaly = on_anomaly};
 
 	o->result->sessions++;
 	if (o->config->session != 0 && o->config->session != ev->session)
@@ -128,28 +127,26 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 	s->opened = ev->ts;
 	s->client = *ev->client_ep;
 	s->server = *ev->server_ep;
-	s->conv = imap_conv_new(&cc, on_observation, s);
-	if (s->conv == NULL) {
+	hooks.ctx = s;
+	s->observed = observed_open(o->sinks, &info, &cc, &hooks);
+	if (s->observed == NULL) {
 		free(s);
 		return;
 	}
+	s->conv = observed_conv(s->observed);
 	if (!ev->midstream)
 		imap_conv_connected(s->conv, ev->ts);
+	session_changed(s);
 	s->next = o->open;
 	o->open = s;
 	o->result->shown++;
-	info.client = *ev->client_ep;
-	info.upstream = *ev->server_ep;
-	info.local = *ev->server_ep;
-	capture_sinks_open(o->sinks, &info);
 	if (ev->midstream)
-		capture_sinks_notice(o->sinks, s->id, ev->ts,
-				     "the capture starts inside this connection (no SYN): what came "
-				     "before is missing and the first line may be cut");
+		observed_notice(s->observed, ev->ts,
+				"the capture starts inside this connection (no SYN): what came "
+				"before is missing and the first line may be cut");
 }
 
-static void close_session(struct offline *o, struct offline_session **p,
-			  const struct capture_stream_event *ev)
+static void close_session(struct offline_session **p, const struct capture_stream_event *ev)
 {
 	struct offline_session *s = *p;
 	struct capture_close_info info = {
@@ -198,18 +195,15 @@ static void close_session(struct offline *o, struct offline_session **p,
 		info.reason = s->marked.reason;
 	}
 
-	imap_conv_eof(s->conv, ev->ts,
-		      ev->reason != CAPTURE_CLOSE_END_OF_CAPTURE && ev->reason != CAPTURE_CLOSE_REUSED);
-	capture_sinks_close(o->sinks, &info);
 	*p = s->next;
-	imap_conv_free(&s->conv);
+	observed_close(&s->observed, &info);
 	free(s);
 }
 
 static void on_stream(void *ctx, const struct capture_stream_event *ev)
 {
 	struct offline *o = ctx;
-	struct offline_session **p;
+	struct offline_session **p, *s;
 	struct imap_anomaly gap;
 
 	tick_all(o, ev->ts);
@@ -218,15 +212,15 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		return;
 	}
 	p = find(o, ev->session);
-	if (*p == NULL)
+	if ((s = *p) == NULL)
 		return;
-	imap_conv_tick((*p)->conv, ev->ts);
+	imap_conv_tick(s->conv, ev->ts);
 	switch (ev->kind) {
 	case CAPTURE_STREAM_OPEN:
 		break;
 	case CAPTURE_STREAM_DATA:
 		o->result->data_bytes += ev->len;
-		imap_conv_feed((*p)->conv, ev->dir, ev->ts, IMAP_ORIGIN_PEER, ev->data, ev->len);
+		observed_feed(s->observed, ev->dir, ev->ts, IMAP_ORIGIN_PEER, ev->data, ev->len);
 		break;
 	case CAPTURE_STREAM_GAP:
 		o->result->gaps += ev->gap_len;
@@ -235,18 +229,19 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			 "lines around them may be misread",
 			 (unsigned long long)ev->gap_len, ev->dir == IMAP_C2S ? "client" : "server",
 			 (unsigned long long)ev->offset);
-		imap_conv_anomaly((*p)->conv, ev->dir, &gap);
-		imap_conv_gap((*p)->conv, ev->dir);
+		imap_conv_anomaly(s->conv, ev->dir, &gap);
+		imap_conv_gap(s->conv, ev->dir);
 		break;
 	case CAPTURE_STREAM_CLOSE:
-		close_session(o, p, ev);
-		break;
+		close_session(p, ev); /* and flushes */
+		return;
 	case CAPTURE_STREAM_WINDOW:
 		/* a zero window from a receiver: what the proxy sees as a
 		 * queue that does not drain */
-		imap_conv_blocked((*p)->conv, ev->dir, ev->blocked ? ev->ts : -1, 0, ev->ts);
+		imap_conv_blocked(s->conv, ev->dir, ev->blocked ? ev->ts : -1, 0, ev->ts);
 		break;
 	}
+	session_changed(s);
 	capture_sinks_flush(o->sinks);
 }
 
@@ -331,9 +326,10 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 	if (s == NULL)
 		return; /* a session not shown (--session), or not in the capture */
 	imap_conv_tick(s->conv, dg->ts);
+	session_changed(s);
 	m.mark.ts = dg->ts;
 	o->result->fault_marks++;
-	capture_sinks_fault(o->sinks, s->id, &m.mark);
+	observed_fault(s->observed, &m.mark);
 	capture_sinks_flush(o->sinks);
 }
 
@@ -352,7 +348,7 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 		struct offline_session *s = o.open;
 
 		o.open = s->next;
-		imap_conv_free(&s->conv);
+		observed_discard(&s->observed);
 		free(s);
 	}
 	capture_sinks_flush(sinks);

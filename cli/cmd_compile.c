@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/observed.h"
 #include "capture/pcap_writer.h"
 #include "capture/sink.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "imap/conversation.h"
 #include "replay/script.h"
 
 /* 2026-01-01T00:00:00Z: the same script always makes the same file */
@@ -139,27 +139,10 @@ fail:
 }
 
 struct compile_session {
-	unsigned id;
-	const struct capture_sinks *sinks;
-	struct imap_conv *conv;
+	struct observed_session *observed;
 	imap_time_us opened;
 	uint64_t bytes[2];
 };
-
-static void on_observation(void *ctx, const struct imap_observation *obs)
-{
-	struct compile_session *s = ctx;
-
-	capture_sinks_observe(s->sinks, s->id, obs);
-}
-
-static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
-			  size_t len, uint64_t secret_from)
-{
-	struct compile_session *s = ctx;
-
-	capture_sinks_bytes(s->sinks, s->id, dir, ts, data, len, secret_from);
-}
 
 static void log_write_failure(void *ctx, const char *message)
 {
@@ -175,40 +158,40 @@ static int play(const struct replay_script *script, imap_time_us start,
 		const struct capture_sinks *sinks)
 {
 	/* sessions follow one another: one is open at a time */
-	struct compile_session s = {.sinks = sinks};
-	struct imap_conv_config cc = {.on_bytes = on_conv_bytes, .rules = false};
+	struct compile_session s = {0};
+	struct imap_conv_config cc = {.rules = false};
 
 	for (size_t i = 0; i < script->count; i++) {
 		const struct replay_script_event *e = &script->events[i];
 		imap_time_us ts = start + e->at;
 
+		if (s.observed == NULL && e->kind != REPLAY_SCRIPT_OPEN)
+			continue; /* the parser opens a session before its events */
 		switch (e->kind) {
 		case REPLAY_SCRIPT_OPEN: {
 			struct capture_session_info info = {.id = e->session, .ts = ts,
 							    .upstream_tls = "plain"};
 
-			s.id = e->session;
 			s.opened = ts;
 			s.bytes[0] = s.bytes[1] = 0;
-			s.conv = imap_conv_new(&cc, on_observation, &s);
-			if (s.conv == NULL)
-				return -1;
 			capture_endpoint_parse(e->client, &info.client);
 			capture_endpoint_parse(e->server, &info.upstream);
 			info.local = info.upstream;
-			capture_sinks_open(sinks, &info);
+			s.observed = observed_open(sinks, &info, &cc, NULL);
+			if (s.observed == NULL)
+				return -1;
 			break;
 		}
 		case REPLAY_SCRIPT_DATA:
-			imap_conv_feed(s.conv, e->dir, ts, IMAP_ORIGIN_PEER, e->data, e->len);
+			observed_feed(s.observed, e->dir, ts, IMAP_ORIGIN_PEER, e->data, e->len);
 			s.bytes[e->dir] += e->len;
 			break;
 		case REPLAY_SCRIPT_WINDOW:
-			capture_sinks_flow(sinks, s.id, ts, e->dir, e->blocked, 0);
+			observed_flow(s.observed, ts, e->dir, e->blocked, 0);
 			break;
 		case REPLAY_SCRIPT_CLOSE: {
 			struct capture_close_info info = {
-				.id = s.id,
+				.id = e->session,
 				.ts = ts,
 				.opened = s.opened,
 				.by = e->dir == IMAP_C2S ? CAPTURE_SIDE_CLIENT : CAPTURE_SIDE_SERVER,
@@ -217,15 +200,13 @@ static int play(const struct replay_script *script, imap_time_us start,
 				.bytes = {s.bytes[0], s.bytes[1]},
 			};
 
-			imap_conv_eof(s.conv, ts, true);
-			capture_sinks_close(sinks, &info);
-			imap_conv_free(&s.conv);
+			observed_close(&s.observed, &info);
 			break;
 		}
 		}
 		capture_sinks_flush(sinks);
 	}
-	imap_conv_free(&s.conv);
+	observed_discard(&s.observed);
 	return 0;
 }
 

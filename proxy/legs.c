@@ -9,9 +9,9 @@ void session_send_bye(struct proxy_session *s, const char *bye)
 	size_t len = strlen(bye);
 
 	/* plain text inside a compressed stream would corrupt it */
-	if (client == NULL || imap_conv_compressed(s->conv))
+	if (client == NULL || imap_conv_compressed(observed_conv(s->observed)))
 		return;
-	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
+	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
 	evbuffer_add(proxy_stream_output(client), bye, len);
 	s->bytes[IMAP_S2C] += len;
 }
@@ -23,10 +23,10 @@ void session_upstream_failed(struct proxy_session *s, const char *what, const ch
 	char bye[768], notice[800];
 
 	snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
-		 s->proxy->upstream_str, what, why);
+		 s->env->upstream_str, what, why);
 	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
-		 s->proxy->upstream_str, what, why);
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+		 s->env->upstream_str, what, why);
+	observed_notice(s->observed, proxy_now(), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
 	session_close_side(s, SIDE_UPSTREAM);
 	if (s->stream[SIDE_CLIENT] != NULL && !session_client_ready(s)) {
@@ -47,7 +47,7 @@ int session_connect_failed(struct proxy_session *s, const char *what, int err)
 	session_close_side(s, SIDE_UPSTREAM);
 	if (s->state == SESSION_CLOSING) /* shutdown began meanwhile */
 		return session_finish(s);
-	if (s->addr_index + 1 < s->proxy->upstream_addr_count) {
+	if (s->addr_index + 1 < s->env->upstream_addr_count) {
 		s->addr_index++;
 		return session_connect_upstream(s);
 	}
@@ -57,15 +57,15 @@ int session_connect_failed(struct proxy_session *s, const char *what, int err)
 
 int session_connect_upstream(struct proxy_session *s)
 {
-	struct proxy *p = s->proxy;
+	const struct session_env *p = s->env;
 	int err = 0;
 
-	session_arm_timer(s, p->config.connect_timeout_s);
+	session_arm_timer(s, p->config->connect_timeout_s);
 	s->stream[SIDE_UPSTREAM] =
 		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],
 				     p->upstream_addr_len[s->addr_index], session_on_upstream, s, &err);
 	if (s->stream[SIDE_UPSTREAM] == NULL) {
-		proxy_out_of_resources(p, err);
+		p->out_of_resources(p->owner, err);
 		return session_connect_failed(s, "cannot be reached", err ? err : ECONNREFUSED);
 	}
 	return 0;
@@ -74,7 +74,7 @@ int session_connect_upstream(struct proxy_session *s)
 void session_relaying(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
-	imap_conv_connected(s->conv, proxy_now());
+	imap_conv_connected(observed_conv(s->observed), proxy_now());
 	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
 		/* upstream STARTTLS: imaptap's greeting, made from what came over TLS */
 		size_t len = evbuffer_get_length(s->greeting), m;
@@ -89,7 +89,7 @@ void session_relaying(struct proxy_session *s)
 			evbuffer_add(s->greeting, edited, m);
 		}
 		len = evbuffer_get_length(s->greeting);
-		imap_conv_feed(s->conv, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
+		observed_feed(s->observed, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
 			       evbuffer_pullup(s->greeting, -1), len);
 		s->bytes[IMAP_S2C] += len;
 		s->greeting_seen = 1;
@@ -123,18 +123,18 @@ void session_tls_report(struct proxy_session *s, enum side side)
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
 		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-		info.verified = !s->proxy->config.insecure_upstream;
+		info.verified = !s->env->config->insecure_upstream;
 	} else {
 		sni = s->client_sni;
 	}
 	info.sni = sni != NULL ? sni : "";
-	capture_sinks_tls(s->proxy->sinks, s->id, proxy_now(), &info);
+	observed_tls(s->observed, proxy_now(), &info);
 }
 
 /* Gives the paused client handshake its certificate and lets it go on. */
 void session_resume_client_tls(struct proxy_session *s)
 {
-	struct proxy *p = s->proxy;
+	const struct session_env *p = s->env;
 	SSL *ssl = proxy_stream_ssl(s->stream[SIDE_CLIENT]);
 	char *names[17];
 	size_t n = 0;
@@ -152,19 +152,19 @@ void session_resume_client_tls(struct proxy_session *s)
 						  names + n, 16 - n);
 		for (size_t i = 0; i < n && !usable; i++)
 			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
-		if (!usable && (names[n] = strdup(p->config.sni ? p->config.sni
-							       : p->config.upstream.host)) != NULL)
+		if (!usable && (names[n] = strdup(p->config->sni ? p->config->sni
+							       : p->config->upstream.host)) != NULL)
 			n++;
 		/* peer names a certificate cannot carry are left out, and said */
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
 				      err, sizeof(err));
 		if (notice[0] != '\0')
-			capture_sinks_notice(p->sinks, s->id, proxy_now(), notice);
+			observed_notice(s->observed, proxy_now(), notice);
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
 		if (cert == NULL || SSL_use_certificate(ssl, cert) != 1 ||
 		    SSL_use_PrivateKey(ssl, proxy_ca_leaf_key(p->ca)) != 1) {
-			capture_sinks_notice(p->sinks, s->id, proxy_now(),
+			observed_notice(s->observed, proxy_now(),
 					     "cannot make a certificate for the client");
 			session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "no certificate for the client: %s", err);
 			session_close_side(s, SIDE_CLIENT);
@@ -246,13 +246,13 @@ void session_upstream_up(struct proxy_session *s)
 
 void session_connected(struct proxy_session *s)
 {
-	struct proxy *p = s->proxy;
+	const struct session_env *p = s->env;
 
 	if (p->upstream_ctx == NULL) {
 		session_upstream_up(s);
 		return;
 	}
-	if (p->config.upstream_tls == PROXY_TLS_STARTTLS) {
+	if (p->config->upstream_tls == PROXY_TLS_STARTTLS) {
 		session_upstream_enter(s, UPSTREAM_GREETING);
 		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 		return;
@@ -263,8 +263,8 @@ void session_connected(struct proxy_session *s)
 
 void session_start_upstream_tls(struct proxy_session *s)
 {
-	struct proxy *p = s->proxy;
-	const char *name = p->config.sni ? p->config.sni : p->config.upstream.host;
+	const struct session_env *p = s->env;
+	const char *name = p->config->sni ? p->config->sni : p->config->upstream.host;
 	const char *sni = name;
 	SSL *ssl;
 
@@ -272,7 +272,7 @@ void session_start_upstream_tls(struct proxy_session *s)
 	if (s->client_sni[0] != '\0' &&
 	    proxy_ca_name_check(s->client_sni, NULL) == PROXY_CA_NAME_DNS)
 		sni = s->client_sni;
-	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, sni, name, p->config.insecure_upstream);
+	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, sni, name, p->config->insecure_upstream);
 	if (ssl == NULL) {
 		session_upstream_failed(s, "TLS", "out of memory");
 		return;
@@ -285,14 +285,14 @@ void session_client_tls_failed(struct proxy_session *s)
 	char notice[900];
 	const char *why = proxy_stream_error_text(s->stream[SIDE_CLIENT]);
 
-	if (s->proxy->ca != NULL)
+	if (s->env->ca != NULL)
 		snprintf(notice, sizeof(notice),
 			 "client TLS handshake failed: %s; if the client does not trust imaptap's "
 			 "certificate, make it trust %s",
-			 why, proxy_ca_cert_path(s->proxy->ca));
+			 why, proxy_ca_cert_path(s->env->ca));
 	else
 		snprintf(notice, sizeof(notice), "client TLS handshake failed: %s", why);
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	observed_notice(s->observed, proxy_now(), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake failed: %s", why);
 	session_close_side(s, SIDE_CLIENT);
 	session_close_side(s, SIDE_UPSTREAM);
@@ -306,8 +306,8 @@ static void client_handshake_timed_out(struct proxy_session *s)
 	snprintf(notice, sizeof(notice),
 		 "client TLS handshake timed out after %u s: the client sent no (complete) "
 		 "handshake; is it speaking TLS to this port?",
-		 s->proxy->config.connect_timeout_s);
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+		 s->env->config->connect_timeout_s);
+	observed_notice(s->observed, proxy_now(), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake timed out");
 	session_close_side(s, SIDE_CLIENT);
 	session_close_side(s, SIDE_UPSTREAM);
@@ -327,7 +327,7 @@ static void timed_out(struct proxy_session *s)
 			char why[200];
 
 			snprintf(why, sizeof(why), "no answer within %u s%s",
-				 s->proxy->config.connect_timeout_s,
+				 s->env->config->connect_timeout_s,
 				 s->upstream == UPSTREAM_GREETING ? " (waiting for the greeting)"
 				 : s->upstream == UPSTREAM_STARTTLS ? " (waiting for the answer to STARTTLS)"
 				 : s->upstream == UPSTREAM_STARTTLS_HANDSHAKE
@@ -350,7 +350,7 @@ static void timed_out(struct proxy_session *s)
 		}
 		/* one side left and the other has not followed */
 		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_HALF_CLOSED, "half-closed for %u s",
-				      s->proxy->config.linger_s);
+				      s->env->config->linger_s);
 		session_finish(s);
 		return;
 	case SESSION_CLOSING:

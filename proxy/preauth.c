@@ -5,7 +5,7 @@
 
 unsigned session_capability_edits(const struct proxy_session *s)
 {
-	const struct proxy_config *c = &s->proxy->config;
+	const struct proxy_config *c = s->env->config;
 	unsigned edits = 0;
 
 	if (c->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS)
@@ -21,7 +21,7 @@ unsigned session_capability_edits(const struct proxy_session *s)
  * COMPRESS is on (the bytes are no longer lines), chunks go as read. */
 bool session_in_line_mode(const struct proxy_session *s, enum side side)
 {
-	return s->line_mode[side] && !s->authenticated && !imap_conv_compressed(s->conv);
+	return s->line_mode[side] && !s->authenticated && !imap_conv_compressed(observed_conv(s->observed));
 }
 
 /* One line read in line mode goes on: observed and queued for the other
@@ -32,7 +32,7 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 	struct evbuffer *one;
 
 	if (s->faults == NULL) {
-		imap_conv_feed(s->conv, dir, proxy_now(), origin, line, n);
+		observed_feed(s->observed, dir, proxy_now(), origin, line, n);
 		evbuffer_add(out, line, n);
 		s->bytes[dir] += n;
 		return;
@@ -91,18 +91,18 @@ static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
 		       "%.*s NO [PRIVACYREQUIRED] imaptap: use STARTTLS first; credentials are not "
 		       "sent in clear\r\n",
 		       (int)lr->tag_len, lr->tag);
-	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
+	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
 		       (size_t)len);
 	evbuffer_add(proxy_stream_output(client), no, (size_t)len);
 	s->bytes[IMAP_S2C] += (size_t)len;
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(),
+	observed_notice(s->observed, proxy_now(),
 			     "client sent credentials in clear before STARTTLS; not passed on, "
 			     "answered NO [PRIVACYREQUIRED]");
 }
 
 static bool client_waits_for_tls(const struct proxy_session *s)
 {
-	return s->proxy->config.client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS;
+	return s->env->config->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS;
 }
 
 /* Asks the session to act once the framer has returned. */

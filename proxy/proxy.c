@@ -14,20 +14,35 @@
 #include <event2/listener.h>
 
 #include "capture/outfile.h"
-#include "proxy/internal.h"
+#include "proxy/clock.h"
+#include "proxy/session.h"
+#include "proxy/tls.h"
 
 #define SHUTDOWN_GRACE_S 3
 #define ACCEPT_RETRY_S 1
 
-imap_time_us proxy_now(void)
-{
-	struct timespec ts;
+struct proxy {
+	struct event_base *base;
+	struct proxy_config config;
+	struct session_env env; /* what sessions see of the proxy */
+	struct session_set sessions;
+	int keylog_fd;         /* -1 without --keylog */
+	struct evconnlistener *listener;
+	struct event *accept_retry;
+	struct event *shutdown_deadline;
+	char listen_str[CAPTURE_ADDR_MAX];
+	unsigned listen_port;
+	int listen_loopback;
+	uint64_t refused;          /* clients turned away by max_sessions */
+	uint64_t refused_reported; /* of those, already in a log line */
+	imap_time_us refused_logged;
+	int shutting_down;
+};
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (imap_time_us)ts.tv_sec * IMAP_US_PER_S + ts.tv_nsec / 1000;
-}
+static void proxy_log(const struct proxy *proxy, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-void proxy_log(const struct proxy *p, const char *fmt, ...)
+static void proxy_log(const struct proxy *p, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -78,7 +93,7 @@ static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *s
 		n = snprintf(bye, sizeof(bye),
 			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
 			     "allows; try again later\r\n",
-			     p->session_count);
+			     p->sessions.count);
 		/* a fresh socket has room for one line; never wait for it, and
 		 * a client already gone needs no telling */
 		(void)send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -91,10 +106,10 @@ static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *s
 	if (p->refused - p->refused_reported > 1)
 		proxy_log(p, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
 			  "--max-sessions %u", who, p->refused - p->refused_reported - 1,
-			  p->session_count, p->config.max_sessions);
+			  p->sessions.count, p->config.max_sessions);
 	else
 		proxy_log(p, "refused %s: %u sessions open, --max-sessions %u", who,
-			  p->session_count, p->config.max_sessions);
+			  p->sessions.count, p->config.max_sessions);
 	p->refused_reported = p->refused;
 	p->refused_logged = now;
 }
@@ -105,15 +120,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct proxy *p = arg;
 
 	(void)l;
+	(void)salen;
 	if (p->shutting_down) {
 		close(fd);
 		return;
 	}
-	if (p->config.max_sessions > 0 && p->session_count >= p->config.max_sessions) {
+	if (p->config.max_sessions > 0 && p->sessions.count >= p->config.max_sessions) {
 		refuse(p, fd, sa);
 		return;
 	}
-	proxy_session_start(p, fd, sa, (socklen_t)salen);
+	proxy_session_start(&p->env, &p->sessions, fd, sa);
+}
+
+static void session_gone(void *owner)
+{
+	struct proxy *p = owner;
+
+	if (p->shutting_down && p->sessions.count == 0)
+		event_base_loopexit(p->base, NULL);
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
@@ -126,8 +150,9 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(p->listener);
 }
 
-bool proxy_out_of_resources(struct proxy *p, int err)
+static bool out_of_resources(void *owner, int err)
 {
+	struct proxy *p = owner;
 	struct timeval again = {ACCEPT_RETRY_S, 0};
 
 	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
@@ -139,7 +164,7 @@ bool proxy_out_of_resources(struct proxy *p, int err)
 	proxy_log(p, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
 		  "descriptor limit or lower --max-sessions",
 		  err == EMFILE || err == ENFILE ? "descriptors" : "memory", strerror(err),
-		  ACCEPT_RETRY_S, p->session_count);
+		  ACCEPT_RETRY_S, p->sessions.count);
 	evconnlistener_disable(p->listener);
 	evtimer_add(p->accept_retry, &again);
 	return true;
@@ -151,7 +176,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)l;
-	if (!proxy_out_of_resources(p, err))
+	if (!out_of_resources(p, err))
 		proxy_log(p, "accept failed: %s", strerror(err));
 }
 
@@ -221,10 +246,10 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 		capture_outfile_error(err, errlen, "the key log", p->config.keylog_file, errno);
 		return -1;
 	}
-	if (p->upstream_ctx == NULL && p->client_ctx == NULL)
+	if (p->env.upstream_ctx == NULL && p->env.client_ctx == NULL)
 		proxy_log(p, "--keylog: neither leg uses TLS, so %s stays empty", p->config.keylog_file);
 	for (int i = 0; i < 2; i++) {
-		SSL_CTX *ctx = i ? p->client_ctx : p->upstream_ctx;
+		SSL_CTX *ctx = i ? p->env.client_ctx : p->env.upstream_ctx;
 
 		if (ctx != NULL) {
 			SSL_CTX_set_app_data(ctx, p);
@@ -253,8 +278,13 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 		p->config.connect_timeout_s = 10;
 	if (p->config.linger_s == 0)
 		p->config.linger_s = 30;
-	p->sinks = sinks;
-	TAILQ_INIT(&p->sessions);
+	p->env.base = base;
+	p->env.config = &p->config;
+	p->env.sinks = sinks;
+	p->env.out_of_resources = out_of_resources;
+	p->env.gone = session_gone;
+	p->env.owner = p;
+	session_set_init(&p->sessions);
 	p->keylog_fd = -1;
 	p->accept_retry = evtimer_new(base, on_accept_retry, p);
 	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
@@ -262,17 +292,17 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 		proxy_free(&p);
 		return NULL;
 	}
-	for (ai = res; ai != NULL && p->upstream_addr_count < 8; ai = ai->ai_next) {
-		memcpy(&p->upstream_addr[p->upstream_addr_count], ai->ai_addr, ai->ai_addrlen);
-		p->upstream_addr_len[p->upstream_addr_count++] = (socklen_t)ai->ai_addrlen;
+	for (ai = res; ai != NULL && p->env.upstream_addr_count < SESSION_UPSTREAM_ADDR_MAX; ai = ai->ai_next) {
+		memcpy(&p->env.upstream_addr[p->env.upstream_addr_count], ai->ai_addr, ai->ai_addrlen);
+		p->env.upstream_addr_len[p->env.upstream_addr_count++] = (socklen_t)ai->ai_addrlen;
 	}
 	freeaddrinfo(res);
-	proxy_sockaddr_str((struct sockaddr *)&p->upstream_addr[0], p->upstream_str,
-			   sizeof(p->upstream_str));
+	proxy_sockaddr_str((struct sockaddr *)&p->env.upstream_addr[0], p->env.upstream_str,
+			   sizeof(p->env.upstream_str));
 	if (config->upstream_tls != PROXY_TLS_NONE) {
-		p->upstream_ctx = proxy_tls_upstream_ctx(config->upstream_ca,
+		p->env.upstream_ctx = proxy_tls_upstream_ctx(config->upstream_ca,
 							 config->insecure_upstream, err, errlen);
-		if (p->upstream_ctx == NULL) {
+		if (p->env.upstream_ctx == NULL) {
 			*code_r = PROXY_ERR_TLS;
 			proxy_free(&p);
 			return NULL;
@@ -280,15 +310,15 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	}
 	if (config->client_tls != PROXY_TLS_NONE) {
 		if (config->cert_file == NULL) {
-			p->ca = proxy_ca_load(config->ca_dir, err, errlen);
-			if (p->ca == NULL) {
+			p->env.ca = proxy_ca_load(config->ca_dir, err, errlen);
+			if (p->env.ca == NULL) {
 				*code_r = PROXY_ERR_TLS;
 				proxy_free(&p);
 				return NULL;
 			}
 		}
-		p->client_ctx = proxy_tls_client_ctx(config->cert_file, config->key_file, err, errlen);
-		if (p->client_ctx == NULL) {
+		p->env.client_ctx = proxy_tls_client_ctx(config->cert_file, config->key_file, err, errlen);
+		if (p->env.client_ctx == NULL) {
 			*code_r = PROXY_ERR_TLS;
 			proxy_free(&p);
 			return NULL;
@@ -321,7 +351,7 @@ unsigned proxy_listen_port(const struct proxy *p)
 
 const char *proxy_upstream_str(const struct proxy *p)
 {
-	return p->upstream_str;
+	return p->env.upstream_str;
 }
 
 int proxy_listen_is_loopback(const struct proxy *p)
@@ -331,7 +361,7 @@ int proxy_listen_is_loopback(const struct proxy *p)
 
 unsigned proxy_session_count(const struct proxy *p)
 {
-	return p->session_count;
+	return p->sessions.count;
 }
 
 static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
@@ -340,16 +370,9 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	proxy_log(p, "%u session(s) still flushing after %d s; exiting anyway", p->session_count,
+	proxy_log(p, "%u session(s) still flushing after %d s; exiting anyway", p->sessions.count,
 		  SHUTDOWN_GRACE_S);
 	event_base_loopexit(p->base, NULL);
-}
-
-void proxy_session_gone(struct proxy *p)
-{
-	p->session_count--;
-	if (p->shutting_down && p->session_count == 0)
-		event_base_loopexit(p->base, NULL);
 }
 
 void proxy_shutdown(struct proxy *p)
@@ -365,14 +388,14 @@ void proxy_shutdown(struct proxy *p)
 		evconnlistener_free(p->listener);
 		p->listener = NULL;
 	}
-	if (p->session_count == 0) {
+	if (p->sessions.count == 0) {
 		event_base_loopexit(p->base, NULL);
 		return;
 	}
 	p->shutdown_deadline = evtimer_new(p->base, on_shutdown_deadline, p);
 	if (p->shutdown_deadline != NULL)
 		evtimer_add(p->shutdown_deadline, &grace);
-	proxy_session_stop_all(p, "proxy shutting down");
+	proxy_session_stop_all(&p->sessions, "proxy shutting down");
 }
 
 void proxy_free(struct proxy **proxy)
@@ -383,16 +406,16 @@ void proxy_free(struct proxy **proxy)
 		return;
 	if (p->listener != NULL)
 		evconnlistener_free(p->listener);
-	proxy_session_stop_all(p, NULL);
+	proxy_session_stop_all(&p->sessions, NULL);
 	if (p->accept_retry != NULL)
 		event_free(p->accept_retry);
 	if (p->shutdown_deadline != NULL)
 		event_free(p->shutdown_deadline);
 	if (p->keylog_fd >= 0)
 		close(p->keylog_fd);
-	SSL_CTX_free(p->upstream_ctx);
-	SSL_CTX_free(p->client_ctx);
-	proxy_ca_free(&p->ca);
+	SSL_CTX_free(p->env.upstream_ctx);
+	SSL_CTX_free(p->env.client_ctx);
+	proxy_ca_free(&p->env.ca);
 	free(p);
 	*proxy = NULL;
 }

@@ -22,33 +22,7 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	if (c != NULL && c->status == IMAP_STATUS_OK &&
 	    (c->keyword == IMAP_KW_LOGIN || c->keyword == IMAP_KW_AUTHENTICATE))
 		s->authenticated = 1;
-	capture_sinks_observe(s->proxy->sinks, s->id, obs);
 	session_arm_rules(s, obs->ts);
-}
-
-static void on_conv_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
-			  size_t len, uint64_t secret_from)
-{
-	struct proxy_session *s = ctx;
-
-	capture_sinks_bytes(s->proxy->sinks, s->id, dir, ts, data, len, secret_from);
-}
-
-static void on_conv_event(void *ctx, const struct imap_conv_event *e)
-{
-	struct proxy_session *s = ctx;
-
-	switch (e->kind) {
-	case IMAP_CONV_NOTICE:
-		capture_sinks_notice(s->proxy->sinks, s->id, e->ts, e->text);
-		break;
-	case IMAP_CONV_ANOMALY:
-		capture_sinks_anomaly(s->proxy->sinks, s->id, e->anomaly);
-		break;
-	case IMAP_CONV_SUMMARY:
-		capture_sinks_summary(s->proxy->sinks, s->id, e->ts, e->summary);
-		break;
-	}
 }
 
 /* The first word on how the session ends is the one that stands. */
@@ -99,7 +73,7 @@ static void session_free(struct proxy_session *s)
 
 static void session_release(struct proxy_session *s)
 {
-	struct proxy *p = s->proxy;
+	const struct session_env *p = s->env;
 	struct capture_close_info close = {
 		.id = s->id,
 		.ts = proxy_now(),
@@ -117,10 +91,7 @@ static void session_release(struct proxy_session *s)
 	if (s->rules_timer != NULL)
 		event_free(s->rules_timer);
 	proxy_faults_free(&s->faults);
-	imap_conv_eof(s->conv, close.ts, true);
-	capture_sinks_close(p->sinks, &close);
-	capture_sinks_flush(p->sinks);
-	imap_conv_free(&s->conv);
+	observed_close(&s->observed, &close);
 	free(s->pending_bye);
 	free(s->tls_caps);
 	for (int i = 0; i < 2; i++) {
@@ -129,9 +100,10 @@ static void session_release(struct proxy_session *s)
 	}
 	if (s->greeting != NULL)
 		evbuffer_free(s->greeting);
-	TAILQ_REMOVE(&p->sessions, s, link);
+	TAILQ_REMOVE(&s->set->all, s, link);
+	s->set->count--;
 	free(s);
-	proxy_session_gone(p);
+	p->gone(p->owner);
 }
 
 /* Closes drained sides of a closing session. Returns 1 when the session
@@ -153,7 +125,7 @@ void session_arm_timer(struct proxy_session *s, unsigned seconds)
 	struct timeval tv = {(time_t)seconds, 0};
 
 	if (s->timer == NULL)
-		s->timer = evtimer_new(s->proxy->base, session_on_timer, s);
+		s->timer = evtimer_new(s->env->base, session_on_timer, s);
 	if (s->timer != NULL)
 		evtimer_add(s->timer, &tv);
 }
@@ -172,7 +144,7 @@ int session_finish(struct proxy_session *s)
 	}
 	if (session_reap(s))
 		return 1;
-	session_arm_timer(s, s->proxy->config.linger_s);
+	session_arm_timer(s, s->env->config->linger_s);
 	return 0;
 }
 
@@ -196,7 +168,7 @@ void session_observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer
 		for (int i = 0; i < n && done < left; i++) {
 			size_t chunk = vec[i].iov_len < left - done ? vec[i].iov_len : left - done;
 
-			imap_conv_feed(s->conv, dir, ts, origin, vec[i].iov_base, chunk);
+			observed_feed(s->observed, dir, ts, origin, vec[i].iov_base, chunk);
 			done += chunk;
 		}
 		left -= done;
@@ -264,8 +236,8 @@ void session_relay(struct proxy_session *s, enum side side)
 		s->throttled[side] = 1;
 		proxy_stream_set_low_water(dst, PROXY_HIGH_WATER / 2);
 	}
-	imap_conv_trim(s->conv);
-	capture_sinks_flush(s->proxy->sinks);
+	imap_conv_trim(observed_conv(s->observed));
+	observed_flush(s->observed);
 	session_arm_rules(s, proxy_now());
 }
 
@@ -315,7 +287,7 @@ void session_pass_eof(struct proxy_session *s, enum side side)
 	}
 	/* half close: pass the FIN on once the other side is flushed */
 	proxy_stream_shutdown_write(s->stream[!side]);
-	session_arm_timer(s, s->proxy->config.linger_s);
+	session_arm_timer(s, s->env->config->linger_s);
 }
 
 static void side_error(struct proxy_session *s, enum side side, int err)
@@ -350,8 +322,8 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 			proxy_tls_peer_summary(proxy_stream_ssl(s->stream[side]), peer, sizeof(peer));
 			snprintf(why, sizeof(why), "%s (expected name %s)%s%s",
 				 proxy_stream_error_text(s->stream[side]),
-				 s->proxy->config.sni ? s->proxy->config.sni
-						      : s->proxy->config.upstream.host,
+				 s->env->config->sni ? s->env->config->sni
+						      : s->env->config->upstream.host,
 				 peer[0] ? "; server certificate " : "", peer);
 			session_upstream_failed(s, "TLS handshake failed", why);
 		} else if (side == SIDE_CLIENT &&
@@ -439,56 +411,35 @@ static const char *leg_name(bool tls, enum proxy_tls_mode mode)
 	return !tls ? "plain" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "TLS";
 }
 
-int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
-			socklen_t client_len)
+static void session_log(const struct session_env *env, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A line for the proxy's log, about a session that could not be set up. */
+static void session_log(const struct session_env *env, const char *fmt, ...)
 {
-	struct proxy_session *s = calloc(1, sizeof(*s));
-	struct imap_conv_config conv = {
-		.max_line = p->config.max_line,
-		.redact_flags = p->config.redact_flags,
-		.on_event = on_conv_event,
-		.on_bytes = on_conv_bytes,
-		.rules = !p->config.no_rules,
-		.thresholds = p->config.thresholds,
-	};
-	bool fault_oom = false;
-	SSL *ssl;
+	char msg[256];
+	va_list ap;
 
-	(void)client_len;
-	if (s == NULL) {
-		proxy_log(p, "out of memory for a new session; closing the client");
-		evutil_closesocket(fd);
-		return -1;
-	}
-	s->proxy = p;
-	s->id = ++p->next_id;
-	s->state = SESSION_CONNECTING;
-	s->conv = imap_conv_new(&conv, on_observation, s);
-	s->rules_at = -1;
-	if (!p->config.no_rules)
-		s->rules_timer = evtimer_new(p->base, session_on_rules_timer, s);
-	s->stream[SIDE_CLIENT] = proxy_stream_new(p->base, fd, on_client, s);
-	if (p->config.fault_count > 0) {
-		bool none;
+	if (env->config->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	env->config->log(env->config->log_ctx, msg);
+}
 
-		s->faults = proxy_faults_new(p->base, p->config.faults, p->config.fault_count, s->id,
-					     &session_fault_host, s, &none);
-		fault_oom = s->faults == NULL && !none;
-	}
-	if (s->conv == NULL || s->stream[SIDE_CLIENT] == NULL || fault_oom) {
-		proxy_log(p, "out of memory for session #%u; closing the client", s->id);
-		if (s->stream[SIDE_CLIENT] == NULL)
-			evutil_closesocket(fd);
-		session_close_side(s, SIDE_CLIENT);
-		imap_conv_free(&s->conv);
-		proxy_faults_free(&s->faults);
-		free(s);
-		return -1;
-	}
-	/* the client is read only once the upstream answers, so that nothing
-	 * it sends is taken and lost if the upstream cannot be reached */
-	TAILQ_INSERT_TAIL(&p->sessions, s, link);
-	p->session_count++;
+void session_set_init(struct session_set *set)
+{
+	TAILQ_INIT(&set->all);
+	set->count = 0;
+	set->next_id = 0;
+}
+
+/* What the session's open row and the capture say of it. */
+static void session_describe(struct proxy_session *s, int fd, const struct sockaddr *client)
+{
+	const struct session_env *p = s->env;
+
 	s->info.id = s->id;
 	s->info.ts = proxy_now();
 	capture_endpoint_from_sockaddr(client, &s->info.client);
@@ -499,13 +450,66 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		snprintf(s->legs, sizeof(s->legs), "plain");
 	else
 		snprintf(s->legs, sizeof(s->legs), "client %s, upstream %s",
-			 leg_name(p->client_ctx != NULL, p->config.client_tls),
-			 leg_name(p->upstream_ctx != NULL, p->config.upstream_tls));
+			 leg_name(p->client_ctx != NULL, p->config->client_tls),
+			 leg_name(p->upstream_ctx != NULL, p->config->upstream_tls));
 	s->info.upstream_tls = s->legs;
-	capture_sinks_open(p->sinks, &s->info);
+}
+
+int proxy_session_start(const struct session_env *p, struct session_set *set, int fd,
+			const struct sockaddr *client)
+{
+	struct proxy_session *s = calloc(1, sizeof(*s));
+	struct imap_conv_config conv = {
+		.max_line = p->config->max_line,
+		.redact_flags = p->config->redact_flags,
+		.rules = !p->config->no_rules,
+		.thresholds = p->config->thresholds,
+	};
+	struct observed_hooks hooks = {.observation = on_observation, .ctx = s};
+	bool fault_oom = false;
+	SSL *ssl;
+
+	if (s == NULL) {
+		session_log(p, "out of memory for a new session; closing the client");
+		evutil_closesocket(fd);
+		return -1;
+	}
+	s->env = p;
+	s->set = set;
+	s->id = ++set->next_id;
+	s->state = SESSION_CONNECTING;
+	s->rules_at = -1;
+	if (!p->config->no_rules)
+		s->rules_timer = evtimer_new(p->base, session_on_rules_timer, s);
+	s->stream[SIDE_CLIENT] = proxy_stream_new(p->base, fd, on_client, s);
+	if (p->config->fault_count > 0) {
+		bool none;
+
+		s->faults = proxy_faults_new(p->base, p->config->faults, p->config->fault_count, s->id,
+					     &session_fault_host, s, &none);
+		fault_oom = s->faults == NULL && !none;
+	}
+	session_describe(s, fd, client);
+	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom)
+		s->observed = observed_open(p->sinks, &s->info, &conv, &hooks);
+	if (s->observed == NULL) {
+		session_log(p, "out of memory for session #%u; closing the client", s->id);
+		if (s->stream[SIDE_CLIENT] == NULL)
+			evutil_closesocket(fd);
+		session_close_side(s, SIDE_CLIENT);
+		proxy_faults_free(&s->faults);
+		if (s->rules_timer != NULL)
+			event_free(s->rules_timer);
+		free(s);
+		return -1;
+	}
+	/* the client is read only once the upstream answers, so that nothing
+	 * it sends is taken and lost if the upstream cannot be reached */
+	TAILQ_INSERT_TAIL(&set->all, s, link);
+	set->count++;
 	s->line_mode[SIDE_UPSTREAM] = 1;
-	s->line_mode[SIDE_CLIENT] = p->config.client_tls == PROXY_TLS_STARTTLS;
-	if (p->client_ctx == NULL || p->config.client_tls == PROXY_TLS_STARTTLS) {
+	s->line_mode[SIDE_CLIENT] = p->config->client_tls == PROXY_TLS_STARTTLS;
+	if (p->client_ctx == NULL || p->config->client_tls == PROXY_TLS_STARTTLS) {
 		session_client_enter(s, CLIENT_PLAIN);
 		session_connect_upstream(s);
 		return 0;
@@ -517,16 +521,16 @@ int proxy_session_start(struct proxy *p, int fd, const struct sockaddr *client,
 		return -1;
 	}
 	session_client_enter(s, CLIENT_HANDSHAKE);
-	session_arm_timer(s, p->config.connect_timeout_s);
+	session_arm_timer(s, p->config->connect_timeout_s);
 	proxy_stream_start_tls(s->stream[SIDE_CLIENT], ssl, true);
 	return 0;
 }
 
-void proxy_session_stop_all(struct proxy *p, const char *reason)
+void proxy_session_stop_all(struct session_set *set, const char *reason)
 {
 	struct proxy_session *s, *next;
 
-	for (s = TAILQ_FIRST(&p->sessions); s != NULL; s = next) {
+	for (s = TAILQ_FIRST(&set->all); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		if (reason == NULL) {
 			session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_SHUTDOWN, "stopped");

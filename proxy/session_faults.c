@@ -32,9 +32,9 @@ static void fault_inject(void *ctx, const char *text, size_t len)
 	struct proxy_stream *client = s->stream[SIDE_CLIENT];
 
 	/* plain text inside a compressed stream would corrupt it */
-	if (client == NULL || imap_conv_compressed(s->conv))
+	if (client == NULL || imap_conv_compressed(observed_conv(s->observed)))
 		return;
-	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
+	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
 	evbuffer_add(proxy_stream_output(client), text, len);
 	s->bytes[IMAP_S2C] += len;
 	proxy_stream_flush(client);
@@ -55,8 +55,8 @@ static void fault_flush(void *ctx, enum imap_dir dir)
 		if (session_may_read(s, src))
 			proxy_stream_set_reading(s->stream[src], true);
 	}
-	imap_conv_trim(s->conv);
-	capture_sinks_flush(s->proxy->sinks);
+	imap_conv_trim(observed_conv(s->observed));
+	observed_flush(s->observed);
 }
 
 static void fault_set_reading(void *ctx, bool client, bool on)
@@ -107,8 +107,8 @@ static void fault_mark(void *ctx, const struct capture_fault_mark *mark)
 {
 	struct proxy_session *s = ctx;
 
-	capture_sinks_fault(s->proxy->sinks, s->id, mark);
-	capture_sinks_flush(s->proxy->sinks);
+	observed_fault(s->observed, mark);
+	observed_flush(s->observed);
 }
 
 static void fault_enter(void *ctx)

@@ -16,11 +16,14 @@
 #include <strings.h>
 
 #include "capture/escape.h"
+#include "capture/observed.h"
 #include "imap/capability.h"
 #include "imap/framer.h"
 #include "proxy/fault.h"
-#include "proxy/internal.h"
+#include "proxy/clock.h"
+#include "proxy/session.h"
 #include "proxy/stream.h"
+#include "proxy/tls.h"
 
 #define LINE_MODE_MAX 8192
 
@@ -89,14 +92,15 @@ enum session_state {
 };
 
 struct proxy_session {
-	struct proxy *proxy;
+	const struct session_env *env;
+	struct session_set *set;
 	unsigned id;
 	enum session_state state;
 	struct proxy_stream *stream[2]; /* NULL once that side is closed */
 	int read_eof[2];                /* that side sent FIN */
 	int throttled[2];               /* reading that side paused for backpressure */
 	unsigned addr_index;            /* upstream address being tried */
-	struct imap_conv *conv;
+	struct observed_session *observed; /* the conversation and the sinks */
 	struct event *timer;            /* connect timeout, then linger guard */
 	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
 	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */

@@ -14,7 +14,7 @@ static void trailing_data(struct proxy_session *s, enum imap_dir dir, size_t n)
 			  dir == IMAP_C2S ? "the client after STARTTLS"
 					  : "the server after its STARTTLS OK");
 	/* counted in the session's summary like any other finding */
-	imap_conv_anomaly(s->conv, dir, &a);
+	imap_conv_anomaly(observed_conv(s->observed), dir, &a);
 }
 
 /* A notice that quotes a peer's line, made printable (capture/escape.h):
@@ -29,7 +29,7 @@ void session_notice_quoting(struct proxy_session *s, const char *words, const ch
 		len--;
 	capture_escape(esc, sizeof(esc), line, len, 0, &used);
 	snprintf(notice, sizeof(notice), "%s '%s'%s", words, esc, used < len ? "..." : "");
-	capture_sinks_notice(s->proxy->sinks, s->id, proxy_now(), notice);
+	observed_notice(s->observed, proxy_now(), notice);
 }
 
 /* A server line read by the proxy itself, as the classifier sees it. */
@@ -198,10 +198,10 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 	int len;
 	SSL *ssl;
 
-	imap_conv_feed(s->conv, IMAP_C2S, proxy_now(), IMAP_ORIGIN_PEER, line, n);
+	observed_feed(s->observed, IMAP_C2S, proxy_now(), IMAP_ORIGIN_PEER, line, n);
 	len = snprintf(ok, sizeof(ok), "%.*s OK Begin TLS negotiation now (imaptap)\r\n",
 		       (int)(tag_len < 200 ? tag_len : 200), (const char *)line);
-	imap_conv_feed(s->conv, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)ok,
+	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)ok,
 		       (size_t)len);
 	evbuffer_add(proxy_stream_output(client), ok, (size_t)len);
 	proxy_stream_flush(client);
@@ -209,7 +209,7 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 		trailing_data(s, IMAP_C2S, evbuffer_get_length(input));
 		evbuffer_drain(input, evbuffer_get_length(input));
 	}
-	ssl = SSL_new(s->proxy->client_ctx);
+	ssl = SSL_new(s->env->client_ctx);
 	if (ssl == NULL || evbuffer_get_length(proxy_stream_output(client)) > 0) {
 		SSL_free(ssl);
 		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "could not start TLS with the client");
@@ -218,6 +218,6 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 	}
 	s->line_mode[SIDE_CLIENT] = 0;
 	session_client_enter(s, CLIENT_STARTTLS_HANDSHAKE);
-	session_arm_timer(s, s->proxy->config.connect_timeout_s);
+	session_arm_timer(s, s->env->config->connect_timeout_s);
 	proxy_stream_start_tls(client, ssl, true);
 }

@@ -60,15 +60,15 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 		s->progress_at[side] = now;
 		if (s->blocked[side]) {
 			s->blocked[side] = false;
-			imap_conv_blocked(s->conv, toward, -1, 0, now);
-			capture_sinks_flow(s->proxy->sinks, s->id, now, toward, false, 0);
+			imap_conv_blocked(observed_conv(s->observed), toward, -1, 0, now);
+			observed_flow(s->observed, now, toward, false, 0);
 		}
 		return;
 	}
 	if (!s->blocked[side])
-		capture_sinks_flow(s->proxy->sinks, s->id, now, toward, true, pending);
+		observed_flow(s->observed, now, toward, true, pending);
 	s->blocked[side] = true;
-	imap_conv_blocked(s->conv, toward, s->progress_at[side], pending, now);
+	imap_conv_blocked(observed_conv(s->observed), toward, s->progress_at[side], pending, now);
 }
 
 static bool may_be_waiting(struct proxy_session *s, enum side side)
@@ -87,7 +87,7 @@ void session_arm_rules(struct proxy_session *s, imap_time_us now)
 
 	if (s->rules_timer == NULL || s->state != SESSION_RELAYING)
 		return;
-	at = imap_conv_next_deadline(s->conv);
+	at = imap_conv_next_deadline(observed_conv(s->observed));
 	if (may_be_waiting(s, SIDE_CLIENT) || may_be_waiting(s, SIDE_UPSTREAM)) {
 		if (at < 0 || now + READING_CHECK_US < at)
 			at = now + READING_CHECK_US;
@@ -115,8 +115,8 @@ void session_on_rules_timer(evutil_socket_t fd, short what, void *arg)
 	session_enter(s);
 	check_reading(s, SIDE_CLIENT, now);
 	check_reading(s, SIDE_UPSTREAM, now);
-	imap_conv_tick(s->conv, now);
-	capture_sinks_flush(s->proxy->sinks);
+	imap_conv_tick(observed_conv(s->observed), now);
+	observed_flush(s->observed);
 	session_arm_rules(s, now);
 	session_leave(s);
 }

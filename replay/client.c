@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#include "imap/conversation.h"
+#include "capture/observed.h"
 #include "replay/link.h"
 
 #define LIVE_TAGGED_MAX 256
@@ -26,7 +26,7 @@ struct client {
 	const struct replay_client_options *opt;
 	struct replay_result *res;
 	struct replay_link link;
-	struct imap_conv *conv;          /* frames the live server's bytes */
+	struct observed_session *observed; /* frames the live server's bytes */
 	struct live_tagged tagged[LIVE_TAGGED_MAX];
 	size_t tagged_count;
 	unsigned continuations;          /* "+" seen, not yet used */
@@ -72,13 +72,13 @@ static void on_received(void *ctx, const uint8_t *data, size_t len)
 {
 	struct client *c = ctx;
 
-	imap_conv_feed(c->conv, IMAP_S2C, replay_now(), IMAP_ORIGIN_PEER, data, len);
+	observed_feed(c->observed, IMAP_S2C, replay_now(), IMAP_ORIGIN_PEER, data, len);
 }
 
 static void send_bytes(struct client *c, const uint8_t *p, size_t n)
 {
 	replay_link_queue(&c->link, p, n);
-	imap_conv_feed(c->conv, IMAP_C2S, replay_now(), IMAP_ORIGIN_PEER, p, n);
+	observed_feed(c->observed, IMAP_C2S, replay_now(), IMAP_ORIGIN_PEER, p, n);
 }
 
 static bool masked_span(const struct replay_unit *u)
@@ -275,12 +275,14 @@ void replay_client_fd(const struct replay_recording *rec, int fd,
 {
 	struct imap_conv_config cc = {0};
 	struct client c = {.rec = rec, .opt = opt, .res = res};
+	struct capture_session_info info = {.id = rec->session, .upstream_tls = "replay"};
+	struct observed_hooks hooks = {.observation = on_live, .ctx = &c};
 
 	memset(res, 0, sizeof(*res));
 	replay_link_init(&c.link, fd, on_received, &c);
-	c.conv = imap_conv_new(&cc, on_live, &c);
+	c.observed = observed_open(NULL, &info, &cc, &hooks);
 	c.trigger_live = replay_now();
-	if (c.conv == NULL) {
+	if (c.observed == NULL) {
 		res->code = 3;
 		replay_report(c.res, "replay client: out of memory\n");
 	} else if (opt->tls != NULL && opt->implicit_tls &&
@@ -301,5 +303,5 @@ void replay_client_fd(const struct replay_recording *rec, int fd,
 			     c.failures, c.commands);
 	}
 	replay_link_free(&c.link);
-	imap_conv_free(&c.conv);
+	observed_discard(&c.observed);
 }

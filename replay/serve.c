@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "capture/escape.h"
-#include "imap/conversation.h"
+#include "capture/observed.h"
 #include "imap/redact.h"
 #include "replay/link.h"
 
@@ -33,7 +33,7 @@ struct serve {
 	const struct replay_options *opt;
 	struct replay_result *res;
 	struct replay_link link;
-	struct imap_conv *conv;       /* frames and masks the live client's bytes */
+	struct observed_session *observed; /* frames and masks the live client's bytes */
 	struct live_unit live[LIVE_MAX];
 	size_t live_head, live_count;
 	bool io_error;
@@ -272,7 +272,7 @@ static void queue_out(struct serve *s, const uint8_t *p, size_t n)
 	replay_link_queue(&s->link, p, n);
 	/* the live conversation follows what the client is told, so its
 	 * literals and AUTHENTICATE are framed right */
-	imap_conv_feed(s->conv, IMAP_S2C, replay_now(), IMAP_ORIGIN_PEER, p, n);
+	observed_feed(s->observed, IMAP_S2C, replay_now(), IMAP_ORIGIN_PEER, p, n);
 }
 
 static void send_unit(struct serve *s, const struct replay_unit *u)
@@ -428,7 +428,7 @@ static void on_received(void *ctx, const uint8_t *data, size_t len)
 {
 	struct serve *s = ctx;
 
-	imap_conv_feed(s->conv, IMAP_C2S, replay_now(), IMAP_ORIGIN_PEER, data, len);
+	observed_feed(s->observed, IMAP_C2S, replay_now(), IMAP_ORIGIN_PEER, data, len);
 }
 
 void replay_serve_fd(const struct replay_recording *rec, int fd, const struct replay_options *opt,
@@ -436,13 +436,15 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 {
 	struct imap_conv_config cc = {.redact_flags = IMAP_REDACT_CREDENTIALS};
 	struct serve s = {.rec = rec, .opt = opt, .res = res};
+	struct capture_session_info info = {.id = rec->session, .upstream_tls = "replay"};
+	struct observed_hooks hooks = {.observation = on_live, .ctx = &s};
 
 	memset(res, 0, sizeof(*res));
 	replay_link_init(&s.link, fd, on_received, &s);
 	replay_link_set_split(&s.link, &opt->segment);
-	s.conv = imap_conv_new(&cc, on_live, &s);
+	s.observed = observed_open(NULL, &info, &cc, &hooks);
 	s.tags = calloc(TAGS_MAX, sizeof(*s.tags));
-	if (s.conv == NULL || s.tags == NULL) {
+	if (s.observed == NULL || s.tags == NULL) {
 		res->code = 3;
 		replay_report(s.res, "replay: out of memory\n");
 	} else {
@@ -474,6 +476,6 @@ void replay_serve_fd(const struct replay_recording *rec, int fd, const struct re
 	while (s.live_count > 0)
 		drop_live(&s);
 	replay_link_free(&s.link);
-	imap_conv_free(&s.conv);
+	observed_discard(&s.observed);
 	free(s.tags);
 }

@@ -253,37 +253,43 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
         m.logout()
         self.assertNotIn(PASSWORD, px.stderr_text())
 
+    def leg_steps(self, extra_args, client):
+        """Runs one session with IMAPTAP_DEBUG=legs and returns the steps
+        of each leg of session #1, as (from, to) pairs."""
+        env = dict(sanitizer_env(), IMAPTAP_DEBUG="legs")
+        px = self.start_proxy(DC.port, env=env, extra_args=extra_args)
+        client(px.port)
+        self.wait_closed(px)
+        err = px.stderr_text()
+        return {leg: re.findall(r"#1 %s leg: (\S+) -> (\S+)" % leg, err)
+                for leg in ("upstream", "client")}
+
     def test_upstream_leg_steps_are_named(self):
         """IMAPTAP_DEBUG=legs: every step of the upstream leg on stderr, in
         order, from the TCP connect to a leg that carries IMAP."""
-        env = dict(sanitizer_env(), IMAPTAP_DEBUG="legs")
-        px = self.start_proxy(DC.port, env=env, extra_args=[
-            "--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert, "--sni", "localhost"])
-        m = imaplib.IMAP4("127.0.0.1", px.port)
-        m.logout()
-        self.wait_closed(px)
-        steps = re.findall(r"#1 upstream leg: (\S+) -> (\S+)", px.stderr_text())
-        self.assertEqual(steps, [("connecting", "greeting"), ("greeting", "starttls"),
-                                 ("starttls", "starttls-handshake"),
-                                 ("starttls-handshake", "capability"),
-                                 ("capability", "ready")])
-        self.assertEqual(re.findall(r"#1 client leg: (\S+) -> (\S+)", px.stderr_text()),
-                         [("accepted", "plain")])
+        steps = self.leg_steps(
+            ["--upstream-tls", "starttls", "--upstream-ca", PKI.ca_cert, "--sni", "localhost"],
+            lambda port: imaplib.IMAP4("127.0.0.1", port).logout())
+        self.assertEqual(steps["upstream"], [("connecting", "greeting"), ("greeting", "starttls"),
+                                             ("starttls", "starttls-handshake"),
+                                             ("starttls-handshake", "capability"),
+                                             ("capability", "ready")])
+        self.assertEqual(steps["client"], [("accepted", "plain")])
 
     def test_client_leg_steps_are_named(self):
         """The client leg's steps through its STARTTLS, likewise."""
-        env = dict(sanitizer_env(), IMAPTAP_DEBUG="legs")
         ca = tempfile.mkdtemp(prefix="ca-", dir=TMP)
         os.rmdir(ca)
-        px = self.start_proxy(DC.port, env=env, extra_args=[
-            "--upstream-tls", "none", "--client-tls", "starttls", "--ca", ca])
-        m = imaplib.IMAP4("127.0.0.1", px.port)
-        m.starttls(ssl.create_default_context(cafile=os.path.join(ca, "ca.crt")))
-        m.logout()
-        self.wait_closed(px)
-        self.assertEqual(re.findall(r"#1 client leg: (\S+) -> (\S+)", px.stderr_text()),
-                         [("accepted", "plain"), ("plain", "starttls-handshake"),
-                          ("starttls-handshake", "tls")])
+
+        def client(port):
+            m = imaplib.IMAP4("127.0.0.1", port)
+            m.starttls(ssl.create_default_context(cafile=os.path.join(ca, "ca.crt")))
+            m.logout()
+        steps = self.leg_steps(["--upstream-tls", "none", "--client-tls", "starttls", "--ca", ca],
+                               client)
+        self.assertEqual(steps["client"], [("accepted", "plain"), ("plain", "starttls-handshake"),
+                                           ("starttls-handshake", "tls")])
+        self.assertEqual(steps["upstream"], [("connecting", "ready")])
 
     # ---- client leg STARTTLS ----
 

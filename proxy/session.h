@@ -1,0 +1,61 @@
+/* Relayed sessions as the proxy that accepts them sees them. A session
+ * gets what it needs from a narrow environment (settings, TLS contexts,
+ * the upstream's addresses, where to record) and keeps itself in a set the
+ * proxy owns; it knows nothing else of the proxy. */
+#ifndef PROXY_SESSION_H
+#define PROXY_SESSION_H
+
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "capture/sink.h"
+#include "proxy/ca.h"
+#include "proxy/proxy.h"
+
+#define SESSION_UPSTREAM_ADDR_MAX 8
+
+struct proxy_session;
+
+struct session_env {
+	struct event_base *base;
+	const struct proxy_config *config;
+	const struct capture_sinks *sinks;
+	SSL_CTX *upstream_ctx; /* NULL when the upstream leg is plain */
+	SSL_CTX *client_ctx;   /* NULL when the client leg is plain */
+	struct proxy_ca *ca;   /* NULL unless certificates are forged */
+	struct sockaddr_storage upstream_addr[SESSION_UPSTREAM_ADDR_MAX];
+	socklen_t upstream_addr_len[SESSION_UPSTREAM_ADDR_MAX];
+	unsigned upstream_addr_count;
+	char upstream_str[CAPTURE_ADDR_MAX]; /* the first address, for messages */
+	/* Out of descriptors or memory (errno err): the proxy pauses
+	 * accepting and returns true; false for any other errno. */
+	bool (*out_of_resources)(void *owner, int err);
+	/* A session is gone (set->count is already one less). */
+	void (*gone)(void *owner);
+	void *owner;
+};
+
+/* The sessions open under one environment. */
+struct session_set {
+	TAILQ_HEAD(, proxy_session) all;
+	unsigned count;
+	unsigned next_id;
+};
+
+void session_set_init(struct session_set *set);
+
+/* Takes over fd; returns -1 when the session could not be set up (fd is
+ * then closed). */
+int proxy_session_start(const struct session_env *env, struct session_set *set, int fd,
+			const struct sockaddr *client);
+
+/* Begins closing every session as the proxy shuts down: each flushes what
+ * it holds, then closes (reason NULL: freed at once, as the proxy is
+ * freed). */
+void proxy_session_stop_all(struct session_set *set, const char *reason);
+
+#endif
