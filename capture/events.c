@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "capture/outfile.h"
+#include "capture/settings.h"
 #include "capture/timefmt.h"
+#include "imap/redact.h"
 
 #define RECORD_MAX (IMAP_FRAMER_DEFAULT_MAX_LINE * 6 + 4096)
 /* Room kept behind a record's long string for the fields after it and
@@ -245,6 +247,34 @@ static void ev_observe(void *self, unsigned session, const struct imap_observati
 		ev_completion(e, session, obs);
 }
 
+static void ev_settings(void *self, imap_time_us ts, const struct capture_run_settings *s)
+{
+	struct events *e = self;
+
+	begin(e, "settings", 0, ts);
+	add_text(e, "version", s->version);
+	add_text(e, "command", s->command);
+	add_text(e, "upstream", s->upstream);
+	add_text(e, "upstream_tls", s->upstream_tls);
+	add_text(e, "client_tls", s->client_tls);
+	add_text(e, "sni", s->sni);
+	addf(e, ",\"rules\":%s,\"redact_credentials\":%s,\"redact_bodies\":%s,"
+		"\"max_line\":%" PRIu64, s->rules ? "true" : "false",
+	     s->redact_flags & IMAP_REDACT_CREDENTIALS ? "true" : "false",
+	     s->redact_flags & IMAP_REDACT_BODIES ? "true" : "false", s->max_line);
+	addf(e, ",\"command_stall_us\":%" PRId64 ",\"done_stall_us\":%" PRId64
+		",\"idle_max_us\":%" PRId64 ",\"keepalive_gap_us\":%" PRId64 ",\"faults\":[",
+	     s->thresholds.stall, s->thresholds.done_stall, s->thresholds.idle_max,
+	     s->thresholds.keepalive_gap);
+	for (unsigned i = 0; i < s->fault_count; i++) {
+		if (i > 0)
+			add(e, ",", 1);
+		add_string(e, (const uint8_t *)s->faults[i], strlen(s->faults[i]));
+	}
+	add(e, "]", 1);
+	end(e);
+}
+
 static void ev_notice(void *self, unsigned session, imap_time_us ts, const char *text)
 {
 	struct events *e = self;
@@ -389,6 +419,7 @@ static const struct capture_sink_ops events_ops = {
 	.open = ev_open,
 	.observe = ev_observe,
 	.tls = ev_tls,
+	.settings = ev_settings,
 	.notice = ev_notice,
 	.anomaly = ev_anomaly,
 	.fault = ev_fault,

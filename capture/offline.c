@@ -6,6 +6,7 @@
 
 #include "capture/fault_mark.h"
 #include "capture/observed.h"
+#include "capture/settings.h"
 #include "capture/timefmt.h"
 
 struct offline_session {
@@ -27,6 +28,8 @@ struct offline {
 	struct capture_offline_result *result;
 	struct offline_session *open; /* sessions not yet closed */
 	imap_time_us ticked;          /* packet time all sessions last saw */
+	size_t max_line;              /* in effect: the config's, else the capture's */
+	struct imap_tracker_config thresholds; /* likewise, field by field */
 };
 
 /* How often, in capture time, every open session is told time passed:
@@ -99,11 +102,11 @@ static struct offline_session **find(struct offline *o, unsigned id)
 static void open_session(struct offline *o, const struct capture_stream_event *ev)
 {
 	struct imap_conv_config cc = {
-		.max_line = o->config->max_line,
+		.max_line = o->max_line,
 		.redact_flags = o->config->redact_flags,
 		.rules = !o->config->no_rules,
 		.inflated_capture_ok = true,
-		.thresholds = o->config->thresholds,
+		.thresholds = o->thresholds,
 	};
 	struct capture_session_info info = {
 		.id = ev->session,
@@ -298,6 +301,39 @@ static bool close_mark(struct offline *o, const struct capture_datagram *dg)
 	return true;
 }
 
+/* The settings mark: the thresholds and line limit the proxy ran with
+ * stand where the config left them open. Returns false when the datagram
+ * is no settings mark. */
+static bool settings_mark(struct offline *o, const struct capture_datagram *dg)
+{
+	struct capture_run_settings s;
+	const struct imap_tracker_config *given = &o->config->thresholds;
+	char why[120];
+	enum capture_fault_mark_parse_result rc =
+		capture_settings_mark_parse(dg->payload, dg->len, &s, why, sizeof(why));
+
+	if (rc == CAPTURE_FAULT_MARK_NONE)
+		return false;
+	if (dg->cut || rc == CAPTURE_FAULT_MARK_DAMAGED) {
+		mark_damaged(o, dg, dg->cut ? "the capture cut it short" : why);
+		return true;
+	}
+	o->result->settings_read = true;
+	if (o->config->max_line == 0 && s.max_line > 0 && s.max_line <= SIZE_MAX)
+		o->max_line = (size_t)s.max_line;
+	if (given->stall == 0)
+		o->thresholds.stall = s.thresholds.stall;
+	if (given->done_stall == 0)
+		o->thresholds.done_stall = s.thresholds.done_stall;
+	if (given->idle_max == 0)
+		o->thresholds.idle_max = s.thresholds.idle_max;
+	if (given->keepalive_gap == 0)
+		o->thresholds.keepalive_gap = s.thresholds.keepalive_gap;
+	capture_sinks_settings(o->sinks, dg->ts, &s);
+	capture_sinks_flush(o->sinks);
+	return true;
+}
+
 /* imaptap's fault marks become the same fault rows and records as live;
  * any other datagram is none of analyze's business. */
 static void on_datagram(void *ctx, const struct capture_datagram *dg)
@@ -310,7 +346,7 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 
 	if (dg->src.port != CAPTURE_FAULT_MARK_PORT || dg->dst.port != CAPTURE_FAULT_MARK_PORT)
 		return;
-	if (close_mark(o, dg))
+	if (settings_mark(o, dg) || close_mark(o, dg))
 		return;
 	rc = capture_fault_mark_parse(dg->payload, dg->len, &m, why, sizeof(why));
 	if (rc == CAPTURE_FAULT_MARK_NONE)
@@ -337,7 +373,13 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 			const struct capture_sinks *sinks, struct capture_offline_result *result,
 			char *err, size_t errlen)
 {
-	struct offline o = {.config = config, .sinks = sinks, .result = result};
+	struct offline o = {
+		.config = config,
+		.sinks = sinks,
+		.result = result,
+		.max_line = config->max_line,
+		.thresholds = config->thresholds,
+	};
 	int rc;
 
 	memset(result, 0, sizeof(*result));

@@ -2,7 +2,9 @@
  * conversation (framer, masking, tracker) and the same sinks as live
  * traffic, so `imaptap analyze` shows what the proxy would have shown.
  * The fault marks of a pcap written by `imaptap proxy --fault` reach the
- * sinks as the live marks did; other UDP is ignored. */
+ * sinks as the live marks did; other UDP is ignored. The settings the
+ * proxy recorded (capture/settings.h) stand in for every threshold and
+ * the line limit the config leaves at 0, for the sessions after them. */
 #ifndef CAPTURE_OFFLINE_H
 #define CAPTURE_OFFLINE_H
 
@@ -16,10 +18,10 @@
 
 struct capture_offline_config {
 	unsigned session;      /* only this session; 0 for all */
-	size_t max_line;       /* 0 for the default */
+	size_t max_line;       /* 0: the capture's, else the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	bool no_rules;         /* framing only */
-	struct imap_tracker_config thresholds;
+	struct imap_tracker_config thresholds; /* zeros: the capture's, else the defaults */
 };
 
 struct capture_offline_result {
@@ -32,6 +34,7 @@ struct capture_offline_result {
 	uint64_t fault_marks;   /* imaptap's fault marks passed to the sinks */
 	uint64_t damaged_marks; /* fault marks that do not read: left out */
 	char damaged_mark[200]; /* the first of them: when, and what is wrong */
+	bool settings_read;     /* the capture recorded the settings it was made with */
 	struct capture_read_stats stats;
 };
 

@@ -13,6 +13,7 @@
 #include <pcap/pcap.h>
 
 #include "capture/fault_mark.h"
+#include "capture/settings.h"
 #include "capture/outfile.h"
 
 #define ETH_LEN 14
@@ -68,6 +69,8 @@ struct pcap_writer {
 	capture_log_fn *log;
 	void *log_ctx;
 	struct pcap_session *bucket[BUCKETS];
+	char *settings;             /* the settings mark, at the start of every file */
+	size_t settings_len;
 	uint8_t packet[PACKET_MAX];
 };
 
@@ -347,6 +350,21 @@ static void write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_
 		w->last_ts = ts;
 }
 
+/* The settings mark belongs to no session: it goes from loopback to
+ * loopback, where a reader finds it by its ports and text alone. */
+static void write_settings_mark(struct pcap_writer *w, imap_time_us ts)
+{
+	struct pcap_session run = {.family = AF_INET};
+
+	for (int d = 0; d < 2; d++) {
+		run.end[d].version = 4;
+		run.end[d].addr[0] = 127;
+		run.end[d].addr[3] = 1;
+		run.end[d].port = CAPTURE_FAULT_MARK_PORT;
+	}
+	write_mark(w, &run, ts, (const uint8_t *)w->settings, w->settings_len);
+}
+
 static void handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts)
 {
 	/* the SYNs take the sequence numbers right before the data */
@@ -387,6 +405,8 @@ static void rotate(struct pcap_writer *w)
 		report(w, "cannot rotate");
 		return;
 	}
+	if (w->settings != NULL)
+		write_settings_mark(w, w->last_ts);
 	for (unsigned b = 0; b < BUCKETS; b++)
 		for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
 			handshake(w, s, w->last_ts);
@@ -592,6 +612,22 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 		write_mark(w, s, m->ts, (const uint8_t *)text, n);
 }
 
+static void pw_settings(void *self, imap_time_us ts, const struct capture_run_settings *s)
+{
+	struct pcap_writer *w = self;
+	char text[CAPTURE_SETTINGS_TEXT_MAX];
+	size_t n = capture_settings_mark_format(text, sizeof(text), ts, s);
+	char *copy = n > 0 ? malloc(n) : NULL;
+
+	if (copy == NULL)
+		return;
+	memcpy(copy, text, n);
+	free(w->settings);
+	w->settings = copy;
+	w->settings_len = n;
+	write_settings_mark(w, ts);
+}
+
 static void write_close_mark(struct pcap_writer *w, struct pcap_session *s,
 			     const struct capture_close_info *info)
 {
@@ -691,6 +727,7 @@ static void pw_destroy(void *self)
 		}
 	}
 	close_file(w);
+	free(w->settings);
 	if (w->dead != NULL)
 		pcap_close(w->dead);
 	free(w->path);
@@ -698,6 +735,7 @@ static void pw_destroy(void *self)
 }
 
 static const struct capture_sink_ops pcap_writer_ops = {
+	.settings = pw_settings,
 	.open = pw_open,
 	.bytes = pw_bytes,
 	.observe = pw_observe,

@@ -50,6 +50,12 @@ int capture_sinks_add(struct capture_sinks *s, struct capture_sink sink)
 				(s)->sink[i_].ops->op((s)->sink[i_].self, __VA_ARGS__); \
 	} while (0)
 
+void capture_sinks_settings(const struct capture_sinks *s, imap_time_us ts,
+			    const struct capture_run_settings *settings)
+{
+	EACH(s, settings, ts, settings);
+}
+
 void capture_sinks_open(const struct capture_sinks *s, const struct capture_session_info *info)
 {
 	EACH(s, open, info);

@@ -80,7 +80,12 @@ struct capture_fault_mark {
 };
 
 /* Every op may be NULL: a sink implements what it uses. */
+struct capture_run_settings; /* capture/settings.h */
+
 struct capture_sink_ops {
+	/* what the run judges by (before any session; analyze: as read from
+	 * the capture) */
+	void (*settings)(void *self, imap_time_us ts, const struct capture_run_settings *settings);
 	void (*open)(void *self, const struct capture_session_info *info);
 	/* the stream as the client saw it (after inflating, before masking),
 	 * handed over before the observation of the unit it completes;
@@ -128,6 +133,8 @@ struct capture_sinks {
 
 /* Returns 0, or -1 when the list is full. */
 int capture_sinks_add(struct capture_sinks *sinks, struct capture_sink sink);
+void capture_sinks_settings(const struct capture_sinks *sinks, imap_time_us ts,
+			    const struct capture_run_settings *settings);
 void capture_sinks_open(const struct capture_sinks *sinks, const struct capture_session_info *info);
 void capture_sinks_bytes(const struct capture_sinks *sinks, unsigned session, enum imap_dir dir,
 			 imap_time_us ts, const uint8_t *data, size_t len, uint64_t secret_from);

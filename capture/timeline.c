@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "capture/escape.h"
+#include "capture/settings.h"
 #include "capture/timefmt.h"
 
 #define ROW_MAX 8192    /* text of a row, escaped */
@@ -73,7 +74,8 @@ static void row_color(const struct timeline *t, struct row *r, const char *sgr)
 	r->buf[r->len] = '\0';
 }
 
-static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, unsigned session)
+/* A row about the whole run: its time, no session. */
+static void row_start_run(const struct timeline *t, struct row *r, imap_time_us ts)
 {
 	char clock[32];
 
@@ -83,7 +85,13 @@ static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, 
 	row_color(t, r, C_DIM);
 	row_text(r, clock);
 	row_color(t, r, C_RESET);
-	row_textf(r, " #%u ", session);
+	row_text(r, " ");
+}
+
+static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, unsigned session)
+{
+	row_start_run(t, r, ts);
+	row_textf(r, "#%u ", session);
 }
 
 static void row_end(const struct timeline *t, struct row *r)
@@ -164,6 +172,22 @@ static void tl_open(void *self, const struct capture_session_info *info)
 	capture_endpoint_format(&info->upstream, upstream, sizeof(upstream));
 	row_textf(&r, "-- open %s -> %s (%s)", client, upstream,
 		  info->upstream_tls ? info->upstream_tls : "plain");
+	row_end(t, &r);
+}
+
+/* The settings a capture was made with, before its first session. */
+static void tl_settings(void *self, imap_time_us ts, const struct capture_run_settings *s)
+{
+	const struct timeline *t = self;
+	char text[CAPTURE_SETTINGS_TEXT_MAX];
+	struct row r;
+
+	capture_settings_describe(s, text, sizeof(text));
+	row_start_run(t, &r, ts);
+	row_color(t, &r, C_BOLD);
+	row_text(&r, "-- ");
+	row_text(&r, text);
+	row_color(t, &r, C_RESET);
 	row_end(t, &r);
 }
 
@@ -315,6 +339,7 @@ static void tl_destroy(void *self)
 static const struct capture_sink_ops timeline_ops = {
 	.open = tl_open,
 	.observe = tl_observe,
+	.settings = tl_settings,
 	.notice = tl_notice,
 	.tls = tl_tls,
 	.anomaly = tl_anomaly,

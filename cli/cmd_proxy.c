@@ -12,9 +12,11 @@
 
 #include "capture/events.h"
 #include "capture/pcap_writer.h"
+#include "capture/settings.h"
 #include "capture/timeline.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "imap/framer.h"
 #include "imap/redact.h"
 #include "proxy/fault.h"
 #include "proxy/proxy.h"
@@ -591,6 +593,38 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	}
 }
 
+static const char *tls_word(enum proxy_tls_mode mode)
+{
+	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
+}
+
+/* What the verdicts of this run rest on, first in every output: analyze
+ * judges a capture by them. */
+static void record_settings(const struct proxy_args *a, const struct proxy_config *config,
+			    const struct capture_sinks *sinks)
+{
+	struct capture_run_settings s = {
+		.rules = !config->no_rules,
+		.redact_flags = config->redact_flags,
+		.max_line = config->max_line ? config->max_line : IMAP_FRAMER_DEFAULT_MAX_LINE,
+		.thresholds = capture_settings_thresholds(&config->thresholds),
+	};
+
+	snprintf(s.version, sizeof(s.version), "%s", IMAPTAP_VERSION);
+	snprintf(s.command, sizeof(s.command), "proxy");
+	snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
+		 config->upstream.port);
+	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", tls_word(config->upstream_tls));
+	snprintf(s.client_tls, sizeof(s.client_tls), "%s", tls_word(config->client_tls));
+	if (config->upstream_tls != PROXY_TLS_NONE)
+		snprintf(s.sni, sizeof(s.sni), "%s",
+			 config->sni != NULL ? config->sni : config->upstream.host);
+	for (size_t i = 0; i < a->fault_count && i < CAPTURE_SETTINGS_FAULTS_MAX; i++)
+		proxy_fault_spec_str(&a->faults[i], s.faults[s.fault_count++], sizeof(s.faults[0]));
+	capture_sinks_settings(sinks, cli_now(), &s);
+	capture_sinks_flush(sinks);
+}
+
 static void tune_malloc(void)
 {
 	/* Relaying allocates and frees buffers all the time; glibc would hand
@@ -648,6 +682,7 @@ int cli_proxy_main(int argc, char **argv)
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
+	record_settings(&a, &config, &sinks);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */

@@ -512,6 +512,9 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 {
 	size_t used;
 
+	/* what fell due before these bytes fires before them, as it would
+	 * had the timer come first */
+	imap_conv_tick(c, ts);
 	c->dir = dir;
 	c->ts = ts;
 	c->origin = origin;

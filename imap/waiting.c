@@ -240,18 +240,21 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 
 	if (t->cb == NULL)
 		return;
+	/* a rule fires stamped with the instant its threshold passed, however
+	 * late the tick comes (a timer's slack, the next packet of a capture):
+	 * live and offline then say the same time and the same wait */
 	for (size_t i = 0; i < t->count; i++) {
 		struct command *c = in_flight(t, i);
 
 		for (size_t r = 0; r < RULES_IN(command_rules) && !c->stalled; r++) {
 			due = command_rules[r].due(t, c);
 			if (due >= 0 && now >= due)
-				command_rules[r].fire(t, c, now);
+				command_rules[r].fire(t, c, due);
 		}
 	}
 	for (size_t r = 0; r < RULES_IN(session_rules); r++) {
 		due = session_rules[r].due(t, NULL);
 		if (due >= 0 && now >= due)
-			session_rules[r].fire(t, NULL, now);
+			session_rules[r].fire(t, NULL, due);
 	}
 }

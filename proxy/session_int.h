@@ -119,6 +119,7 @@ struct proxy_session {
 	uint64_t written_drained[2]; /* output written when the kernel last held none of it */
 	imap_time_us progress_at[2];
 	bool blocked[2];
+	imap_time_us blocked_at[2];  /* when it was first seen not reading */
 	enum upstream_leg upstream;  /* where the upstream leg is (session_upstream_enter) */
 	char *tls_caps;            /* upstream STARTTLS: the capabilities sent over TLS */
 	struct evbuffer *greeting; /* the greeting imaptap made, shown to the client later */

@@ -65,10 +65,15 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 		}
 		return;
 	}
-	if (!s->blocked[side])
+	/* not reading from the first look that saw no progress: the instant
+	 * the capture's zero window carries, so analyze waits from the same
+	 * time */
+	if (!s->blocked[side]) {
 		observed_flow(s->observed, now, toward, true, pending);
+		s->blocked_at[side] = now;
+	}
 	s->blocked[side] = true;
-	imap_conv_blocked(observed_conv(s->observed), toward, s->progress_at[side], pending, now);
+	imap_conv_blocked(observed_conv(s->observed), toward, s->blocked_at[side], pending, now);
 }
 
 static bool may_be_waiting(struct proxy_session *s, enum side side)

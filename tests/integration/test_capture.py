@@ -237,14 +237,18 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(recs[0]["kind"], "run-start")
         self.assertTrue(all(r["run"] == recs[0]["run"] for r in recs))
         kinds = [r["kind"] for r in recs[1:]]
-        self.assertEqual(kinds[0], "session-open")
+        # what the run judges by, then the session
+        self.assertEqual(kinds[0], "settings")
+        self.assertEqual(recs[1]["done_stall_us"], 5000000)
+        self.assertEqual(recs[1]["upstream"], "127.0.0.1:%d" % DC.port)
+        self.assertEqual(kinds[1], "session-open")
         self.assertEqual(kinds[-1], "session-close")
         for r in recs:
             self.assertRegex(r["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
             self.assertAlmostEqual(r["epoch"], time.mktime(time.strptime(
                 r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
                 + int(r["ts"][20:26]) / 1e6, places=5)
-            self.assertEqual(r["session"], 0 if r["kind"] == "run-start" else 1)
+            self.assertEqual(r["session"], 0 if r["kind"] in ("run-start", "settings") else 1)
         lines = [r for r in recs if r["kind"] == "line"]
         rows = [r for r in px.timeline() if r["dir"] in ("C>", "S<", "P<")]
         self.assertEqual(len(lines), len(rows))
@@ -278,7 +282,8 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
             time.sleep(0.05)
         kinds = [json.loads(line)["kind"] for line in out.splitlines()]
         self.assertEqual(kinds[0], "run-start")
-        self.assertEqual(kinds[1], "session-open")
+        self.assertEqual(kinds[1], "settings")
+        self.assertEqual(kinds[2], "session-open")
         self.assertIn("completion", kinds)
         self.assertEqual(kinds[-1], "session-close")
 

@@ -449,7 +449,11 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         with open(self.pcap, "rb") as f:
             self.assertNotIn(b"imaptap fault", f.read())
         if shutil.which("tshark") is not None:
-            self.assertEqual(tshark.fields(self.pcap, "syslog", "frame.number"), [])
+            # the settings mark, first, and no fault mark
+            self.assertEqual(tshark.fields(self.pcap, "syslog", "frame.number"), [["1"]])
+            msgs = tshark.fields(self.pcap, "syslog", "syslog.msgid")
+            self.assertEqual(len(msgs), 1)
+            self.assertTrue(msgs[0][0].startswith("settings"), msgs)
 
 
 class FaultTLSTest(ProxyTestCase, unittest.TestCase):

@@ -191,7 +191,12 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
             self.assertEqual(f.read(), before, "the refused run changed the capture")
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap, "--overwrite"])
         self.assertEqual(px.stop(), 0)
-        self.assertEqual(os.path.getsize(pcap), 24, "not started anew")
+        with open(pcap, "rb") as f:
+            anew = f.read()
+        # the file header and the run's settings mark, nothing of the first run
+        self.assertLess(len(anew), len(before), "not started anew")
+        self.assertIn(b"run settings version=", anew)
+        self.assertEqual(anew.count(b"run settings"), 1)
 
     def test_earlier_rotation_refused(self):
         pcap = self.path("rot.pcap")
@@ -226,7 +231,7 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
         self.assertTrue(all(r["run"] == starts[1]["run"] for r in second))
         px = self.start_proxy(DC.port, extra_args=["--events", events, "--overwrite"])
         self.assertEqual(px.stop(), 0)
-        self.assertEqual([r["kind"] for r in records(events)], ["run-start"])
+        self.assertEqual([r["kind"] for r in records(events)], ["run-start", "settings"])
 
     def test_flags_that_do_not_go_together(self):
         err = self.proxy_fails("--pcap", self.path("x.pcap"), "--append", rc=2)
@@ -301,7 +306,8 @@ class OutputFilesTest(ProxyTestCase, unittest.TestCase):
         self.assertRegex(recs[0]["run"], r"^[0-9a-f]{16}$")
         self.assertIn("version", recs[0])
         self.assertNotIn("argv", recs[0])
-        self.assertEqual(recs[1]["kind"], "session-open")
+        self.assertEqual(recs[1]["kind"], "settings")
+        self.assertEqual(recs[2]["kind"], "session-open")
         self.assertTrue(all(r["run"] == recs[0]["run"] for r in recs))
 
     def test_a_long_record_stays_whole_json(self):

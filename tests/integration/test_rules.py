@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 import pcapfile  # noqa: E402
-from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from scripted import RuleScenarios  # noqa: E402
 
 
@@ -307,6 +307,48 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         zero = [p for p in pcapfile.tcp_packets(self.pcap) if p[4] == 0 and p[1] != 143
                 and not p[3] & 0x02]
         self.assertTrue(zero, "no zero window from the client in the pcap")
+
+    # -- the settings a capture was made with --------------------------------
+
+    def test_analyze_judges_by_the_recorded_settings_unless_told(self):
+        """The pcap records the proxy's thresholds; analyze with no flags
+        shows them first and judges by them; its own flag wins."""
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"+ idling\r\n")
+            p.line()
+            time.sleep(1.6)
+            p.send(b"a1 OK IDLE terminated\r\n")
+            p.until(b"a2 ")
+            p.send(b"* BYE bye\r\na2 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            c.send(b"DONE\r\n")
+            c.until(b"a1 ")
+            c.send(b"a2 LOGOUT\r\n")
+            c.read_all()
+
+        self.scenario(server, client, ["--done-stall", "1", "--keepalive-gap", "30"],
+                      proxy_args=["--fault", "delay:c2s:1ms"])
+        r = run_imaptap(["analyze", self.pcap, "--color", "never"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first = r.stdout.splitlines()[0]
+        self.assertRegex(first, r"^\d\d:\d\d:\d\d\.\d{6} -- settings: imaptap \S+ proxy, "
+                                r"upstream 127\.0\.0\.1:\d+ \(plain\), client leg plain; "
+                                r"rules: command-stall 10\.000 s, done-stall 1\.000 s, "
+                                r"idle-max 1740\.000 s, keepalive-gap 30\.000 s; "
+                                r"masking: credentials; faults: delay:c2s:1ms$")
+        self.assertIn("! done-stall a1: DONE sent 1.000 s ago", r.stdout)
+        # told otherwise: 3 s, which the server's 1.6 s never reached
+        told = run_imaptap(["analyze", self.pcap, "--color", "never", "--done-stall", "3"],
+                           timeout=60)
+        self.assertEqual(told.returncode, 0, told.stderr)
+        self.assertNotIn("done-stall", told.stdout.split("-- summary")[0].split("\n", 1)[1])
+        self.assertIn("done-stall 1.000 s", told.stdout.splitlines()[0])
 
     # -- no false alarms ------------------------------------------------------
 

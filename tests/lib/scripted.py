@@ -208,13 +208,26 @@ class RuleScenarios:
         return read_anomalies(events)
 
     def assertSameOffline(self, live, extra):
-        """analyze of the proxy's pcap, with the same thresholds, names the
-        same rules and tags as the live proxy did; returns its findings."""
-        offline = self.analyze(extra)
-        key = lambda a: (a["session"], a["rule"], a.get("tag", ""),  # noqa: E731
+        """analyze of the proxy's pcap with no flags at all judges by the
+        settings the proxy recorded in it, and says what the proxy said,
+        row for row: the same rules and tags, resolved or not, in the same
+        order, at the same time (1 ms) and with the same wait. With extra
+        (the proxy's thresholds given again) it names the same rules and
+        tags. Returns the findings of the run with no flags."""
+        offline = self.analyze()
+        row = lambda a: (a["session"], a["rule"], a.get("tag", ""),  # noqa: E731
                          bool(a.get("resolved")))
-        self.assertEqual(sorted(set(map(key, offline))), sorted(set(map(key, live))),
+        self.assertEqual([row(a) for a in offline], [row(a) for a in live],
                          "live and offline verdicts differ")
+        for off, on in zip(offline, live):
+            self.assertAlmostEqual(off["epoch"], on["epoch"], delta=0.001,
+                                   msg="%s at different times live and offline" % (row(on),))
+            self.assertAlmostEqual(off.get("waited_us", 0), on.get("waited_us", 0), delta=1000,
+                                   msg="%s waited differently live and offline" % (row(on),))
+        if extra:
+            again = self.analyze(extra)
+            self.assertEqual(sorted(set(map(row, again))), sorted(set(map(row, live))),
+                             "live and offline verdicts differ with the proxy's flags given")
         return offline
 
     def assertFired(self, px, anomalies, rule, tag=None, words=None, session=None):
