@@ -299,6 +299,8 @@ static void ev_anomaly(void *self, unsigned session, const struct imap_anomaly *
 		addf(e, ",\"waited_us\":%" PRId64, a->waited);
 	if (a->resolved)
 		add(e, ",\"resolved\":true", 16);
+	if (a->never_resolved)
+		add(e, ",\"never_resolved\":true", 22);
 	add_text(e, "detail", a->detail);
 	end(e);
 }

@@ -7,6 +7,7 @@ struct observed_session {
 	const struct capture_sinks *sinks; /* NULL: none */
 	struct imap_conv *conv;
 	struct observed_hooks hooks;
+	uint64_t bytes[2]; /* of the stream as observed, by enum imap_dir */
 };
 
 static void on_observation(void *ctx, const struct imap_observation *obs)
@@ -24,6 +25,7 @@ static void on_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_
 {
 	struct observed_session *o = ctx;
 
+	o->bytes[dir] += len;
 	if (o->sinks != NULL)
 		capture_sinks_bytes(o->sinks, o->id, dir, ts, data, len, secret_from);
 }
@@ -64,7 +66,7 @@ struct observed_session *observed_open(const struct capture_sinks *sinks,
 	if (hooks != NULL)
 		o->hooks = *hooks;
 	cc.on_event = on_event;
-	cc.on_bytes = sinks != NULL ? on_bytes : NULL;
+	cc.on_bytes = on_bytes;
 	o->conv = imap_conv_new(&cc, on_observation, o);
 	if (o->conv == NULL) {
 		free(o);
@@ -117,18 +119,23 @@ void observed_flush(struct observed_session *o)
 		capture_sinks_flush(o->sinks);
 }
 
-void observed_close(struct observed_session **op, const struct capture_close_info *info)
+void observed_close(struct observed_session **op, const struct capture_close_info *how)
 {
 	struct observed_session *o = *op;
+	struct capture_close_info info;
 
 	if (o == NULL)
 		return;
+	/* counted here, so that every source counts the same bytes */
+	info = *how;
+	info.bytes[IMAP_C2S] = o->bytes[IMAP_C2S];
+	info.bytes[IMAP_S2C] = o->bytes[IMAP_S2C];
 	/* a capture that stops, or loses a session's end, did not close it:
 	 * its unanswered commands are not the server's fault */
-	imap_conv_eof(o->conv, info->ts,
-		      info->end != CAPTURE_END_OPEN && info->end != CAPTURE_END_UNSEEN);
+	imap_conv_eof(o->conv, info.ts,
+		      info.end != CAPTURE_END_OPEN && info.end != CAPTURE_END_UNSEEN);
 	if (o->sinks != NULL) {
-		capture_sinks_close(o->sinks, info);
+		capture_sinks_close(o->sinks, &info);
 		capture_sinks_flush(o->sinks);
 	}
 	imap_conv_free(&o->conv);

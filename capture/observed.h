@@ -49,11 +49,15 @@ void observed_fault(struct observed_session *o, const struct capture_fault_mark 
 /* Lets the sinks write what they hold (the relay calls it once per read). */
 void observed_flush(struct observed_session *o);
 
-/* The session ends as info says: unanswered commands are reported when
+/* The session ends as how says: unanswered commands are reported when
  * the connection really closed (not when a capture merely stops), then
- * the summary and the close go to the sinks, which are flushed. Frees the
- * session and sets *o to NULL. */
-void observed_close(struct observed_session **o, const struct capture_close_info *info);
+ * the summary and the close go to the sinks, which are flushed. The
+ * close's byte counts are the adapter's own (how->bytes is not read): the
+ * bytes of each direction of the IMAP stream as observed, after TLS,
+ * inflated after COMPRESS, lines the proxy wrote to the client included;
+ * what a pcap of the session holds. Frees the session and sets *o to
+ * NULL. */
+void observed_close(struct observed_session **o, const struct capture_close_info *how);
 
 /* Frees the session without a word to the sinks: a capture that could not
  * be read to its end says so itself. */

@@ -86,7 +86,7 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 {
 	struct offline_session *s = ctx;
 
-	if (!a->resolved && (unsigned)a->rule < IMAP_RULE_COUNT)
+	if (!a->resolved && !a->never_resolved && (unsigned)a->rule < IMAP_RULE_COUNT)
 		s->run->result->fired[a->rule]++;
 }
 
@@ -156,7 +156,6 @@ static void close_session(struct offline_session **p, const struct capture_strea
 		.id = s->id,
 		.ts = ev->ts,
 		.opened = s->opened,
-		.bytes = {ev->bytes[0], ev->bytes[1]},
 	};
 
 	switch (ev->reason) {

@@ -532,6 +532,12 @@ static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 
 	if (s == NULL)
 		return;
+	if (secret_from == IMAP_CONV_BYTES_UNFRAMED) {
+		/* no unit will complete them: what is held first, then these */
+		flush_pending(w, s, dir, ts);
+		write_data(w, s, dir, ts, data, len);
+		return;
+	}
 	s->secret_from[dir] = secret_from;
 	/* a unit longer than pending holds goes out in pieces, each masked
 	 * as far as the unit's start tells */

@@ -23,6 +23,7 @@
 struct timeline {
 	FILE *out;
 	bool color;
+	bool settings;
 	size_t max_text;
 };
 
@@ -182,6 +183,8 @@ static void tl_settings(void *self, imap_time_us ts, const struct capture_run_se
 	char text[CAPTURE_SETTINGS_TEXT_MAX];
 	struct row r;
 
+	if (!t->settings)
+		return;
 	capture_settings_describe(s, text, sizeof(text));
 	row_start_run(t, &r, ts);
 	row_color(t, &r, C_BOLD);
@@ -232,8 +235,8 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	row_color(t, &r, info ? C_WARN : C_BAD C_BOLD);
 	row_textf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
 	row_color(t, &r, C_RESET);
-	row_textf(&r, "%s%s: %s", info ? " (info)" : "", a->resolved ? " (resolved)" : "",
-		  a->detail);
+	row_textf(&r, "%s%s: %s", info ? " (info)" : "",
+		  a->resolved ? " (resolved)" : a->never_resolved ? " (never resolved)" : "", a->detail);
 	row_end(t, &r);
 }
 
@@ -359,6 +362,7 @@ struct capture_sink capture_timeline_new(const struct capture_timeline_config *c
 		return sink;
 	t->out = config->out;
 	t->color = config->color;
+	t->settings = config->settings;
 	t->max_text = config->max_text ? config->max_text : CAPTURE_TIMELINE_DEFAULT_WIDTH;
 	if (t->max_text > ROW_MAX / 8)
 		t->max_text = ROW_MAX / 8;

@@ -23,6 +23,8 @@ struct capture_timeline_config {
 	FILE *out;
 	bool color;       /* ANSI colours */
 	size_t max_text;  /* characters of a line shown, 0 for the default */
+	bool settings;    /* a row for the settings a capture was made with (analyze; the
+			     proxy says its own when it starts) */
 };
 
 /* Returns a sink whose ops are NULL when out of memory. */

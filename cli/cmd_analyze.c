@@ -18,6 +18,8 @@ static const char analyze_usage[] =
 	"Wireshark captures of plaintext IMAP, Ethernet, Linux cooked 'any', raw IP\n"
 	"or loopback) and prints the timeline of every TCP session in it, the same\n"
 	"rows the live proxy prints. Bytes missing from the capture are reported.\n"
+	"A capture made by imaptap proxy records the thresholds it ran with; they\n"
+	"stand in for every rule threshold not given here (docs/capture.md).\n"
 	"\n"
 	"options:\n"
 	"  --session N              only the N-th session (numbered from 1 in the order\n"
@@ -26,12 +28,14 @@ static const char analyze_usage[] =
 	"                           exit 1 when one of these rules fired (docs/rules.md)\n"
 	CLI_RULES_HELP
 	"  --no-rules               timeline only, no anomaly rules\n"
-	"  --events FILE|-          also write the JSONL event log (docs/events.md)\n"
+	"  --events FILE|-          also write the JSONL event log (docs/events.md); with -\n"
+	"                           it takes stdout and the timeline goes to stderr\n"
 	"  --overwrite              replace an --events file that holds an earlier run\n"
 	"  --append                 add this run's records to an existing --events file\n"
 	"  --no-redact              show passwords and SASL data found in the capture\n"
 	"  --redact-bodies          mask literal bytes in the event log as well\n"
-	"  --max-line BYTES         observe at most BYTES of one line (default 65536)\n"
+	"  --max-line BYTES         observe at most BYTES of one line (default: the\n"
+	"                           capture's recorded setting, else 65536)\n"
 	"  --quiet                  no timeline rows\n"
 	"  --color auto|always|never  colour the timeline (default auto)\n"
 	"  -h, --help               this text\n"
@@ -222,14 +226,25 @@ static int fail_on_verdict(const struct analyze_args *a, const struct capture_of
 	return CLI_EXIT_CHECK;
 }
 
-/* The timeline (unless --quiet) and the event log (with --events). */
+static bool events_to_stdout(const struct analyze_args *a)
+{
+	return a->events != NULL && strcmp(a->events, "-") == 0;
+}
+
+/* The timeline (unless --quiet) and the event log (with --events); the
+ * timeline on stderr when the event log takes stdout. */
 static int open_sinks(const struct analyze_args *a, int color, struct capture_sinks *sinks,
 		      struct cli_fresh_files *made)
 {
 	struct capture_sink sink;
 
 	if (!a->quiet) {
-		struct capture_timeline_config tc = {.out = stdout, .color = color != 0};
+		/* stdout carries one thing: the event log when it goes there */
+		struct capture_timeline_config tc = {
+			.out = events_to_stdout(a) ? stderr : stdout,
+			.color = color != 0,
+			.settings = true,
+		};
 
 		sink = capture_timeline_new(&tc);
 		if (sink.ops == NULL) {
@@ -285,7 +300,7 @@ int cli_analyze_main(int argc, char **argv)
 	rc = parse_args(argc, argv, &a);
 	if (rc != 0)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	color = cli_color_choice(a.color, stdout);
+	color = cli_color_choice(a.color, events_to_stdout(&a) ? stderr : stdout);
 	if (color < 0)
 		return cli_usage_error("analyze", "--color takes auto, always or never, not '%s'",
 				       a.color);

@@ -141,7 +141,6 @@ fail:
 struct compile_session {
 	struct observed_session *observed;
 	imap_time_us opened;
-	uint64_t bytes[2];
 };
 
 static void log_write_failure(void *ctx, const char *message)
@@ -173,7 +172,6 @@ static int play(const struct replay_script *script, imap_time_us start,
 							    .upstream_tls = "plain"};
 
 			s.opened = ts;
-			s.bytes[0] = s.bytes[1] = 0;
 			capture_endpoint_parse(e->client, &info.client);
 			capture_endpoint_parse(e->server, &info.upstream);
 			info.local = info.upstream;
@@ -184,7 +182,6 @@ static int play(const struct replay_script *script, imap_time_us start,
 		}
 		case REPLAY_SCRIPT_DATA:
 			observed_feed(s.observed, e->dir, ts, IMAP_ORIGIN_PEER, e->data, e->len);
-			s.bytes[e->dir] += e->len;
 			break;
 		case REPLAY_SCRIPT_WINDOW:
 			observed_flow(s.observed, ts, e->dir, e->blocked, 0);
@@ -197,7 +194,6 @@ static int play(const struct replay_script *script, imap_time_us start,
 				.by = e->dir == IMAP_C2S ? CAPTURE_SIDE_CLIENT : CAPTURE_SIDE_SERVER,
 				.end = e->reset ? CAPTURE_END_RESET : CAPTURE_END_EOF,
 				.reason = e->reset ? "reset" : "EOF",
-				.bytes = {s.bytes[0], s.bytes[1]},
 			};
 
 			observed_close(&s.observed, &info);

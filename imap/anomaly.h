@@ -63,6 +63,8 @@ struct imap_anomaly {
 	imap_time_us threshold;               /* -1 when the rule has none */
 	imap_time_us waited;                  /* -1 when the rule does not wait */
 	bool resolved;                        /* a later line about an earlier finding */
+	bool never_resolved;                  /* likewise, at the end: the session ended (or the
+						 capture stopped) with the finding still open */
 	char detail[IMAP_ANOMALY_DETAIL_MAX]; /* for a person */
 };
 

@@ -489,10 +489,11 @@ static void inflate_feed(struct imap_conv *c, enum imap_dir dir, const uint8_t *
 			 * so that a reader of it can tell the same (capture.md):
 			 * this read whole when none of it inflated */
 			if (c->on_bytes != NULL && z->total_out == out_before)
-				c->on_bytes(c->ctx, dir, c->ts, all, all_len, IMAP_REDACT_NONE);
+				c->on_bytes(c->ctx, dir, c->ts, all, all_len, IMAP_CONV_BYTES_UNFRAMED);
 			else if (c->on_bytes != NULL)
 				c->on_bytes(c->ctx, dir, c->ts, z->next_in,
-					    all_len - (size_t)(z->next_in - all), IMAP_REDACT_NONE);
+					    all_len - (size_t)(z->next_in - all),
+					    IMAP_CONV_BYTES_UNFRAMED);
 			break;
 		}
 		if (z->avail_in == 0 && z->avail_out > 0) {
@@ -526,7 +527,7 @@ void imap_conv_feed(struct imap_conv *c, enum imap_dir dir, imap_time_us ts,
 		return;
 	}
 	if (c->layer[dir] == LAYER_BROKEN && c->on_bytes != NULL)
-		c->on_bytes(c->ctx, dir, ts, data, len, IMAP_REDACT_NONE);
+		c->on_bytes(c->ctx, dir, ts, data, len, IMAP_CONV_BYTES_UNFRAMED);
 	if (c->layer[dir] != LAYER_PLAIN)
 		return;
 	used = imap_framer_feed(c->framer[dir], data, len);
@@ -626,6 +627,7 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 		}
 		imap_tracker_eof(c->tracker, ts, cut_short ? &cut : NULL);
 	}
+	imap_tracker_close_findings(c->tracker, ts, closed);
 	if (c->on_event != NULL) {
 		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts,
 					    .summary = imap_summary_get(c->summary)};

@@ -69,6 +69,11 @@ typedef void imap_conv_event_cb(void *ctx, const struct imap_conv_event *event);
 typedef void imap_conv_bytes_cb(void *ctx, enum imap_dir dir, imap_time_us ts,
 				 const uint8_t *data, size_t len, uint64_t secret_from);
 
+/* secret_from of bytes no framer cuts (a direction after COMPRESS that
+ * does not inflate): no observation follows them, so an output writes
+ * them at once, stamped ts, as they are. */
+#define IMAP_CONV_BYTES_UNFRAMED (UINT64_MAX - 1)
+
 struct imap_conv_config {
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */

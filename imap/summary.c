@@ -102,7 +102,7 @@ void imap_summary_completion(struct imap_summary_builder *b, const struct imap_c
 
 void imap_summary_anomaly(struct imap_summary_builder *b, const struct imap_anomaly *a)
 {
-	if (a->resolved || (unsigned)a->rule >= IMAP_RULE_COUNT)
+	if (a->resolved || a->never_resolved || (unsigned)a->rule >= IMAP_RULE_COUNT)
 		return;
 	b->summary.anomalies[a->rule]++;
 	b->summary.anomaly_total++;

@@ -475,6 +475,57 @@ void imap_tracker_server_partial(struct imap_tracker *t, const struct imap_serve
 	t->server_partial = *partial;
 }
 
+/* A finding's closing row: the end came first. */
+static void say_never_resolved(struct imap_tracker *t, enum imap_rule rule, imap_time_us ts,
+			       const struct command *c, imap_time_us threshold, imap_time_us since,
+			       const char *what, bool closed)
+{
+	struct imap_anomaly a;
+	char waited[32];
+
+	tracker_secs(waited, sizeof(waited), ts - since);
+	imap_anomaly_make(&a, rule, ts, c != NULL ? c->tag : NULL, c != NULL ? c->tag_len : 0,
+			  "%s when the %s ended, %s later", what,
+			  closed ? "session" : "capture", waited);
+	a.threshold = threshold;
+	a.waited = ts - since;
+	a.never_resolved = true;
+	t->cb(t->ctx, &a);
+}
+
+void imap_tracker_close_findings(struct imap_tracker *t, imap_time_us ts, bool closed)
+{
+	char what[200];
+
+	if (t->cb == NULL)
+		return;
+	for (size_t i = 0; i < t->count; i++) {
+		const struct command *c = in_flight(t, i);
+		bool done = c->idle && c->done_at >= 0;
+
+		if (!c->stalled)
+			continue;
+		snprintf(what, sizeof(what), "%.*s %s still had no tagged completion",
+			 (int)(c->tag_len < 64 ? c->tag_len : 64), (const char *)c->tag, c->name);
+		say_never_resolved(t, done ? IMAP_RULE_DONE_STALL : IMAP_RULE_COMMAND_STALL, ts, c,
+				   done ? t->config.done_stall : t->config.stall,
+				   done ? c->done_at : c->clock, what, closed);
+	}
+	if (t->greeting_said && t->greeting_since >= 0)
+		say_never_resolved(t, IMAP_RULE_GREETING_STALL, ts, NULL, t->config.stall,
+				   t->greeting_since, "no greeting had come", closed);
+	for (int d = 0; d < 2; d++) {
+		if (!t->blocked_said[d] || t->blocked_since[d] < 0)
+			continue;
+		say_never_resolved(t, d == IMAP_S2C ? IMAP_RULE_CLIENT_NOT_READING
+						    : IMAP_RULE_SERVER_NOT_READING,
+				   ts, NULL, t->config.stall, t->blocked_since[d],
+				   d == IMAP_S2C ? "the client was still not reading"
+						 : "the server was still not reading",
+				   closed);
+	}
+}
+
 #define EOF_TAGS_LISTED 4
 
 void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts, const struct imap_literal_cut *cut)

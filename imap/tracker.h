@@ -106,6 +106,12 @@ struct imap_literal_cut {
  * or a BYE. */
 void imap_tracker_eof(struct imap_tracker *tracker, imap_time_us ts,
 		      const struct imap_literal_cut *cut);
+
+/* The observation ends at ts (closed: the connection closed; else the
+ * capture stopped): every finding still open (a stall not answered, a
+ * peer still not reading, a greeting that never came) gets its closing
+ * row, never_resolved, so no finding is left without an end. */
+void imap_tracker_close_findings(struct imap_tracker *tracker, imap_time_us ts, bool closed);
 void imap_tracker_free(struct imap_tracker **tracker);
 
 /* Feeds one classified line seen at ts. Returns true and fills

@@ -13,7 +13,6 @@ void session_send_bye(struct proxy_session *s, const char *bye)
 		return;
 	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
 	evbuffer_add(proxy_stream_output(client), bye, len);
-	s->bytes[IMAP_S2C] += len;
 }
 
 /* The upstream cannot be used: tells the client with an untagged BYE (over
@@ -91,7 +90,6 @@ void session_relaying(struct proxy_session *s)
 		len = evbuffer_get_length(s->greeting);
 		observed_feed(s->observed, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
 			       evbuffer_pullup(s->greeting, -1), len);
-		s->bytes[IMAP_S2C] += len;
 		s->greeting_seen = 1;
 		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
 		proxy_stream_flush(s->stream[SIDE_CLIENT]);

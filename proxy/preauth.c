@@ -34,7 +34,6 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 	if (s->faults == NULL) {
 		observed_feed(s->observed, dir, proxy_now(), origin, line, n);
 		evbuffer_add(out, line, n);
-		s->bytes[dir] += n;
 		return;
 	}
 	one = evbuffer_new();
@@ -60,7 +59,6 @@ static void pass_bytes(struct proxy_session *s, enum imap_dir dir, struct evbuff
 	}
 	session_observe(s, dir, from, len, IMAP_ORIGIN_PEER, proxy_now());
 	evbuffer_remove_buffer(from, out, len);
-	s->bytes[dir] += len;
 }
 
 /* The command word of a client line "tag SP word ...", case-insensitive. */
@@ -94,7 +92,6 @@ static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
 	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
 		       (size_t)len);
 	evbuffer_add(proxy_stream_output(client), no, (size_t)len);
-	s->bytes[IMAP_S2C] += (size_t)len;
 	observed_notice(s->observed, proxy_now(),
 			     "client sent credentials in clear before STARTTLS; not passed on, "
 			     "answered NO [PRIVACYREQUIRED]");

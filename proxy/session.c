@@ -19,8 +19,13 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	struct proxy_session *s = ctx;
 	const struct imap_completion *c = obs->completion;
 
+	/* authenticated: LOGIN or AUTHENTICATE answered OK, or a greeting
+	 * that says so (PREAUTH); capability lists are edited only before */
 	if (c != NULL && c->status == IMAP_STATUS_OK &&
 	    (c->keyword == IMAP_KW_LOGIN || c->keyword == IMAP_KW_AUTHENTICATE))
+		s->authenticated = 1;
+	if (obs->dir == IMAP_S2C && obs->info != NULL && obs->info->cls == IMAP_LINE_UNTAGGED &&
+	    obs->info->status == IMAP_STATUS_PREAUTH)
 		s->authenticated = 1;
 	session_arm_rules(s, obs->ts);
 }
@@ -44,6 +49,10 @@ void session_set_closed_by(struct proxy_session *s, enum capture_side by, enum c
 
 void session_close_side(struct proxy_session *s, enum side side)
 {
+	/* a peer found not reading may have read everything since the last
+	 * look: a last one, before its stream is gone */
+	if (s->blocked[side] && s->stream[side] != NULL && s->observed != NULL)
+		session_watch_last_look(s, side, proxy_now());
 	proxy_stream_free(&s->stream[side]);
 }
 
@@ -81,7 +90,6 @@ static void session_release(struct proxy_session *s)
 		.by = s->closed ? s->closed_by : CAPTURE_SIDE_PROXY,
 		.end = s->closed ? s->end : CAPTURE_END_ERROR,
 		.reason = s->closed ? s->reason : "closed",
-		.bytes = {s->bytes[0], s->bytes[1]},
 	};
 
 	session_close_side(s, SIDE_CLIENT);
@@ -225,7 +233,6 @@ void session_relay(struct proxy_session *s, enum side side)
 		} else {
 			session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, proxy_now());
 			evbuffer_add_buffer(proxy_stream_output(dst), input);
-			s->bytes[dir] += n;
 		}
 	}
 	proxy_stream_flush(dst);

@@ -18,7 +18,6 @@ static void fault_release(void *ctx, enum imap_dir dir, enum imap_origin origin,
 	if (len == 0)
 		return;
 	session_observe(s, dir, from, len, origin, proxy_now());
-	s->bytes[dir] += len;
 	if (forward && dst != NULL)
 		evbuffer_remove_buffer(from, proxy_stream_output(dst), len);
 	else
@@ -36,7 +35,6 @@ static void fault_inject(void *ctx, const char *text, size_t len)
 		return;
 	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
 	evbuffer_add(proxy_stream_output(client), text, len);
-	s->bytes[IMAP_S2C] += len;
 	proxy_stream_flush(client);
 }
 

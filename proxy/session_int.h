@@ -104,7 +104,6 @@ struct proxy_session {
 	struct event *timer;            /* connect timeout, then linger guard */
 	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
 	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */
-	uint64_t bytes[2];              /* relayed, by enum imap_dir */
 	bool closed;                    /* how it ends is decided: */
 	enum capture_side closed_by;
 	enum capture_end end;
@@ -235,6 +234,9 @@ int session_relay_lines(struct proxy_session *s, enum side side);
  * looks and arms again. */
 void session_arm_rules(struct proxy_session *s, imap_time_us now);
 void session_on_rules_timer(evutil_socket_t fd, short what, void *arg);
+/* Looks once more whether side, found not reading, reads again (its
+ * stream is about to close). */
+void session_watch_last_look(struct proxy_session *s, enum side side, imap_time_us now);
 
 /* proxy/session_faults.c */
 extern const struct proxy_fault_host session_fault_host;

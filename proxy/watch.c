@@ -76,6 +76,11 @@ static void check_reading(struct proxy_session *s, enum side side, imap_time_us 
 	imap_conv_blocked(observed_conv(s->observed), toward, s->blocked_at[side], pending, now);
 }
 
+void session_watch_last_look(struct proxy_session *s, enum side side, imap_time_us now)
+{
+	check_reading(s, side, now);
+}
+
 static bool may_be_waiting(struct proxy_session *s, enum side side)
 {
 	return s->stream[side] != NULL && (s->blocked[side] || !all_delivered(s, side));

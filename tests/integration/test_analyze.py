@@ -6,9 +6,12 @@ proxy's own pcap, gaps reported, --fail-on, bad files.
     python3 tests/integration/test_analyze.py [--imaptap build/imaptap] [-v]
 """
 
+import json
 import os
 import re
+import shlex
 import struct
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -18,8 +21,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
-from imaptap import (ProxyTestCase, check_binary, main, parse_timeline,  # noqa: E402
-                     run_imaptap)
+from imaptap import (ProxyTestCase, check_binary, imaptap_bin, main,  # noqa: E402
+                     parse_timeline, run_imaptap)
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from test_pcap_reader import Dump, Tshark  # noqa: E402
 
@@ -131,6 +134,25 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
         self.assertTrue(summ(live))
         # a clean capture passes --fail-on all
         self.analyze(pcap, "--fail-on", "all", "--quiet")
+
+    def test_events_on_stdout_and_nothing_else(self):
+        """analyze F --events - | jq . works: stdout holds the event log
+        alone, the timeline goes to stderr."""
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "live.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        session(px.port)
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        r = self.analyze(pcap, "--events", "-")
+        kinds = [json.loads(line)["kind"] for line in r.stdout.splitlines()]
+        self.assertEqual(kinds[:3], ["run-start", "settings", "session-open"])
+        self.assertEqual(kinds[-1], "session-close")
+        rows = parse_timeline(r.stderr)
+        self.assertTrue([x for x in rows if x["dir"] == "C>"], r.stderr[-2000:])
+        jq = subprocess.run("%s analyze %s --events - | jq -c .kind" % (
+            shlex.quote(imaptap_bin()), shlex.quote(pcap)), shell=True,
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(jq.returncode, 0, jq.stderr[-2000:])
+        self.assertEqual([json.loads(x) for x in jq.stdout.splitlines()], kinds)
 
     def test_tshark_capture_reads_like_the_proxy_pcap(self):
         d = tempfile.mkdtemp(dir=TMP)

@@ -308,6 +308,69 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
                 and not p[3] & 0x02]
         self.assertTrue(zero, "no zero window from the client in the pcap")
 
+    # -- findings open when the session ends ----------------------------------
+
+    def test_stall_open_at_the_end_gets_a_closing_row(self):
+        """The server never answers DONE and the client gives up: the
+        done-stall gets a closing row, never resolved, live and offline."""
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"+ idling\r\n")
+            p.line()
+            p.read_all()
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            c.send(b"DONE\r\n")
+            time.sleep(1.4)
+
+        px, an = self.scenario(server, client, ["--done-stall", "1"])
+        self.assertFired(px, an, "done-stall", "a1", "DONE sent 1.000 s ago")
+        end = [a for a in an if a.get("never_resolved")]
+        self.assertEqual(len(end), 1, an)
+        self.assertEqual((end[0]["rule"], end[0]["tag"]), ("done-stall", "a1"))
+        self.assertRegex(end[0]["detail"], r"^a1 IDLE still had no tagged completion when the "
+                                           r"session ended, 1\.\d{3} s later$")
+        rows = [r for r in px.timeline() if r["dir"] == "!"
+                and r["text"].startswith("done-stall a1 (never resolved): a1 IDLE")]
+        self.assertEqual(len(rows), 1, px.timeline())
+        # counted once in the summary, not twice
+        summary = [r["text"] for r in px.timeline() if "anomalies:" in r["text"]]
+        self.assertTrue(summary, px.timeline())
+        self.assertRegex(summary[0], r"anomalies: done-stall 1(,|$)")
+
+    def test_client_that_reads_and_leaves_at_once_is_resolved(self):
+        """client-not-reading fires; then the client reads everything and
+        leaves within one quarter-second look: the finding is resolved at
+        the close, not left open."""
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.sock.settimeout(30)
+            p.send(b"* 1 EXPUNGE\r\n" * 60000 + b"a1 OK done\r\n")
+            p.read_all()
+
+        def client(c):
+            # a normal receive buffer: once it reads, the client takes all
+            # that waits in well under a quarter second
+            c.line()
+            c.send(b"a1 EXPUNGE\r\n")
+            deadline = time.time() + 15
+            while time.time() < deadline and "client-not-reading" not in self.px.stderr_text():
+                time.sleep(0.05)
+            c.sock.settimeout(30)
+            c.until(b"a1 OK")
+
+        px, an = self.scenario(server, client, ["--stall", "1"])
+        self.assertFired(px, an, "client-not-reading")
+        res = [a for a in an if a["rule"] == "client-not-reading" and a.get("resolved")]
+        self.assertEqual(len(res), 1, an)
+        self.assertIn("the client reads again after", res[0]["detail"])
+        self.assertFalse([a for a in an if a.get("never_resolved")], an)
+
     # -- the settings a capture was made with --------------------------------
 
     def test_analyze_judges_by_the_recorded_settings_unless_told(self):

@@ -291,7 +291,75 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
                                            ("starttls-handshake", "tls")])
         self.assertEqual(steps["upstream"], [("connecting", "ready")])
 
+    # ---- capability edits: before authentication only ----
+
+    def capability_after(self, greeting, login):
+        """A plain proxy; the server greets with greeting, the client logs
+        in with login (or not) and asks CAPABILITY: what the client gets."""
+        def script(p):
+            p.send(greeting)
+            while True:
+                ln = p.line()
+                tag = ln.split(b" ")[0]
+                if b"CAPABILITY" in ln.upper():
+                    p.send(b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE\r\n" +
+                           tag + b" OK done\r\n")
+                elif b"LOGOUT" in ln.upper():
+                    p.send(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
+                    return
+                else:
+                    p.send(tag + b" OK done\r\n")
+        srv = ScriptedServer(script)
+        px = self.start_proxy(srv.port)
+        c = Client(px.port)
+        c.peer.line()
+        if login:
+            self.assertEqual(c.cmd(b"a LOGIN alice secret\r\n"), b"a OK done\r\n")
+        got = c.cmd(b"b CAPABILITY\r\n")
+        c.cmd(b"c LOGOUT\r\n")
+        return got
+
+    def test_capabilities_edited_before_login_only(self):
+        before = self.capability_after(b"* OK ready\r\n", login=False)
+        self.assertEqual(before, b"* CAPABILITY IMAP4rev1 IDLE\r\nb OK done\r\n")
+        after = self.capability_after(b"* OK ready\r\n", login=True)
+        self.assertEqual(after, b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE\r\n"
+                                b"b OK done\r\n")
+
+    def test_preauth_greeting_means_authenticated(self):
+        """A PREAUTH greeting: the session is authenticated from its first
+        line, and what the server lists afterwards goes through as sent."""
+        got = self.capability_after(b"* PREAUTH [CAPABILITY IMAP4rev1] logged in\r\n",
+                                    login=False)
+        self.assertEqual(got, b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE\r\n"
+                              b"b OK done\r\n")
+
     # ---- client leg STARTTLS ----
+
+    def test_close_counts_the_same_live_and_offline(self):
+        """The STARTTLS the proxy answers itself is in the client leg's
+        stream, live and in the pcap: the close counts the same bytes."""
+        ca = tempfile.mkdtemp(prefix="ca-", dir=TMP)
+        os.rmdir(ca)
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap, events = os.path.join(d, "s.pcap"), os.path.join(d, "s.jsonl")
+        px = self.start_proxy(DC.port, extra_args=[
+            "--upstream-tls", "none", "--client-tls", "starttls", "--ca", ca,
+            "--pcap", pcap, "--events", events])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.starttls(ssl.create_default_context(cafile=os.path.join(ca, "ca.crt")))
+        m.login("alice", PASSWORD)
+        m.logout()
+        self.wait_closed(px)
+        self.assertEqual(px.stop(), 0)
+        with open(events) as f:
+            live = [json.loads(x) for x in f if '"session-close"' in x][0]
+        r = run_imaptap(["analyze", pcap, "--quiet", "--events", "-"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        offline = [json.loads(x) for x in r.stdout.splitlines() if '"session-close"' in x][0]
+        self.assertGreater(live["bytes_c2s"], len(b"a STARTTLS\r\n"))
+        self.assertEqual((offline["bytes_c2s"], offline["bytes_s2c"]),
+                         (live["bytes_c2s"], live["bytes_s2c"]))
 
     def client_starttls_proxy(self, port, upstream=("--upstream-tls", "none")):
         ca = tempfile.mkdtemp(prefix="ca-", dir=TMP)

@@ -216,7 +216,7 @@ class RuleScenarios:
         tags. Returns the findings of the run with no flags."""
         offline = self.analyze()
         row = lambda a: (a["session"], a["rule"], a.get("tag", ""),  # noqa: E731
-                         bool(a.get("resolved")))
+                         bool(a.get("resolved")), bool(a.get("never_resolved")))
         self.assertEqual([row(a) for a in offline], [row(a) for a in live],
                          "live and offline verdicts differ")
         for off, on in zip(offline, live):
@@ -235,6 +235,7 @@ class RuleScenarios:
         session, when given); its detail must hold words. The timeline has
         a `!` row with the same detail."""
         found = [a for a in anomalies if a["rule"] == rule and not a.get("resolved")
+                 and not a.get("never_resolved")
                  and (tag is None or a.get("tag", "") == tag)
                  and (session is None or a["session"] == session)]
         self.assertTrue(found, "%s (tag %r) did not fire; anomalies: %r\n%s"
