@@ -1,3 +1,7 @@
+/* TCP reassembly: segments in, the stream events of each connection out
+ * (open, data in order, gaps, windows, close). The table of connections is
+ * capture/reassembly_table.c, each direction's queue
+ * capture/reassembly_queue.c. */
 #include "capture/reassembly.h"
 
 #include <arpa/inet.h>
@@ -6,237 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define TABLE_MIN 256u
-/* An acknowledgement further than this past the next byte is not believed
- * (a stray or garbled packet), so it cannot invent a huge gap. */
-#define ACK_PLAUSIBLE (1ll << 30)
-/* A SYN this close behind a direction's next byte is a late copy of the
- * connection's own SYN (a reordered capture), not a new connection. */
-#define LATE_SYN_WINDOW (16ll << 20)
-/* Closed 4-tuples remembered at most, oldest forgotten first. */
-#define CLOSED_MAX 65536u
-
-/* Out-of-order bytes waiting for the hole before them, or a range known
- * to be missing (cut off by a truncated packet) when lost is set. */
-struct chunk {
-	struct chunk *next;
-	uint64_t offset;
-	size_t len;
-	bool lost;
-	uint8_t data[];
-};
-
-/* One direction, named by its sender. */
-struct side {
-	bool anchored;       /* base is known */
-	bool syn;            /* base came from this side's SYN */
-	bool fin;
-	uint32_t base;       /* sequence number of stream offset 0 */
-	uint64_t next;       /* offset of the next byte to deliver */
-	uint64_t fin_offset; /* the FIN's offset: the stream's length */
-	struct chunk *head;  /* queue sorted by offset, no overlaps */
-	struct chunk *tail;
-	size_t queued;       /* bytes of data in the queue */
-	unsigned chunks;
-	uint64_t delivered;
-	uint64_t missing;
-	bool zero_window;    /* this side advertises a closed window */
-};
-
-struct conn {
-	struct conn *hnext;             /* hash chain */
-	struct conn *prev, *lnext;      /* live list in start order, or closed FIFO */
-	struct capture_endpoint ep[2];  /* ep[0] sent the first packet seen */
-	struct side side[2];
-	char name[2][CAPTURE_ENDPOINT_STR_MAX];
-	unsigned session;
-	int client;     /* index of the client's side, -1 while undecided */
-	int first_fin;  /* side that sent the first FIN, -1 */
-	bool opened;    /* OPEN reported */
-	bool midstream; /* the first packet had no SYN */
-	bool closed;
-	imap_time_us first_ts, last_ts;
-};
-
-struct conn_list {
-	struct conn *first, *last;
-	size_t count;
-};
-
-struct capture_reassembly {
-	capture_stream_cb *cb;
-	void *ctx;
-	struct conn **table;
-	size_t table_size; /* a power of two */
-	size_t conns;      /* in the table, live and closed */
-	struct conn_list live;
-	struct conn_list closed;
-	unsigned sessions;
-};
-
-const char *capture_close_reason_str(enum capture_close_reason reason)
-{
-	switch (reason) {
-	case CAPTURE_CLOSE_CLIENT_FIN:
-		return "client-fin";
-	case CAPTURE_CLOSE_SERVER_FIN:
-		return "server-fin";
-	case CAPTURE_CLOSE_CLIENT_RST:
-		return "client-rst";
-	case CAPTURE_CLOSE_SERVER_RST:
-		return "server-rst";
-	case CAPTURE_CLOSE_END_OF_CAPTURE:
-		return "end-of-capture";
-	case CAPTURE_CLOSE_REUSED:
-		return "reused";
-	}
-	return "close?";
-}
-
-const char *capture_stream_kind_str(enum capture_stream_kind kind)
-{
-	switch (kind) {
-	case CAPTURE_STREAM_OPEN:
-		return "open";
-	case CAPTURE_STREAM_DATA:
-		return "data";
-	case CAPTURE_STREAM_GAP:
-		return "gap";
-	case CAPTURE_STREAM_CLOSE:
-		return "close";
-	case CAPTURE_STREAM_WINDOW:
-		return "window";
-	}
-	return "kind?";
-}
-
-/* ---- endpoints and the connection table ---- */
-
-static int endpoint_cmp(const struct capture_endpoint *a, const struct capture_endpoint *b)
-{
-	int d = memcmp(a->addr, b->addr, sizeof(a->addr));
-
-	if (d != 0)
-		return d;
-	if (a->version != b->version)
-		return a->version < b->version ? -1 : 1;
-	return a->port < b->port ? -1 : a->port > b->port;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull; /* FNV-1a */
-	}
-	return h;
-}
-
-static uint64_t hash_endpoint(uint64_t h, const struct capture_endpoint *e)
-{
-	h = hash_bytes(h, &e->version, 1);
-	h = hash_bytes(h, e->addr, sizeof(e->addr));
-	return hash_bytes(h, &e->port, sizeof(e->port));
-}
-
-/* The same for both directions of a connection. */
-static size_t tuple_hash(const struct capture_endpoint *a, const struct capture_endpoint *b,
-			 size_t size)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	if (endpoint_cmp(a, b) > 0) {
-		const struct capture_endpoint *t = a;
-
-		a = b;
-		b = t;
-	}
-	h = hash_endpoint(h, a);
-	h = hash_endpoint(h, b);
-	return (size_t)(h & (size - 1));
-}
-
-/* Returns the connection and, in *side_r, the index of seg's sender. */
-static struct conn *table_find(const struct capture_reassembly *r,
-			       const struct capture_tcp_segment *seg, int *side_r)
-{
-	struct conn *c = r->table[tuple_hash(&seg->src, &seg->dst, r->table_size)];
-
-	for (; c != NULL; c = c->hnext) {
-		if (capture_endpoint_equal(&c->ep[0], &seg->src) && capture_endpoint_equal(&c->ep[1], &seg->dst)) {
-			*side_r = 0;
-			return c;
-		}
-		if (capture_endpoint_equal(&c->ep[1], &seg->src) && capture_endpoint_equal(&c->ep[0], &seg->dst)) {
-			*side_r = 1;
-			return c;
-		}
-	}
-	return NULL;
-}
-
-static int table_grow(struct capture_reassembly *r)
-{
-	size_t size = r->table_size * 2;
-	struct conn **table = calloc(size, sizeof(*table));
-
-	if (table == NULL)
-		return -1;
-	for (size_t i = 0; i < r->table_size; i++) {
-		struct conn *c = r->table[i];
-
-		while (c != NULL) {
-			struct conn *next = c->hnext;
-			size_t h = tuple_hash(&c->ep[0], &c->ep[1], size);
-
-			c->hnext = table[h];
-			table[h] = c;
-			c = next;
-		}
-	}
-	free(r->table);
-	r->table = table;
-	r->table_size = size;
-	return 0;
-}
-
-static void table_remove(struct capture_reassembly *r, struct conn *c)
-{
-	struct conn **link = &r->table[tuple_hash(&c->ep[0], &c->ep[1], r->table_size)];
-
-	while (*link != c)
-		link = &(*link)->hnext;
-	*link = c->hnext;
-	r->conns--;
-}
-
-static void list_append(struct conn_list *l, struct conn *c)
-{
-	c->lnext = NULL;
-	c->prev = l->last;
-	if (l->last != NULL)
-		l->last->lnext = c;
-	else
-		l->first = c;
-	l->last = c;
-	l->count++;
-}
-
-static void list_remove(struct conn_list *l, struct conn *c)
-{
-	if (c->prev != NULL)
-		c->prev->lnext = c->lnext;
-	else
-		l->first = c->lnext;
-	if (c->lnext != NULL)
-		c->lnext->prev = c->prev;
-	else
-		l->last = c->prev;
-	c->prev = c->lnext = NULL;
-	l->count--;
-}
+#include "capture/reassembly_int.h"
 
 /* ---- events ---- */
 
@@ -329,19 +103,6 @@ static void report_gap(struct capture_reassembly *r, struct conn *c, int side,
 	r->cb(r->ctx, &ev);
 }
 
-/* ---- one direction's queue ---- */
-
-static void chunk_drop(struct side *s, struct chunk *k)
-{
-	s->head = k->next;
-	if (s->head == NULL)
-		s->tail = NULL;
-	if (!k->lost)
-		s->queued -= k->len;
-	s->chunks--;
-	free(k);
-}
-
 /* Delivers queued chunks that start at or before the next byte. */
 static void drain(struct capture_reassembly *r, struct conn *c, int side, imap_time_us ts)
 {
@@ -359,7 +120,7 @@ static void drain(struct capture_reassembly *r, struct conn *c, int side, imap_t
 			else
 				report_data(r, c, side, ts, k->data + skip, k->len - skip);
 		}
-		chunk_drop(s, k);
+		side_queue_drop(s, k);
 	}
 }
 
@@ -382,86 +143,7 @@ static void skip_to(struct capture_reassembly *r, struct conn *c, int side, uint
 	}
 }
 
-static struct chunk *chunk_new(uint64_t offset, const uint8_t *data, size_t len, bool lost)
-{
-	struct chunk *k = malloc(sizeof(*k) + (lost ? 0 : len));
-
-	if (k == NULL)
-		return NULL;
-	k->next = NULL;
-	k->offset = offset;
-	k->len = len;
-	k->lost = lost;
-	if (!lost)
-		memcpy(k->data, data, len);
-	return k;
-}
-
-static void chunk_link(struct side *s, struct chunk **link, struct chunk *k)
-{
-	k->next = *link;
-	*link = k;
-	if (k->next == NULL)
-		s->tail = k;
-	if (!k->lost)
-		s->queued += k->len;
-	s->chunks++;
-}
-
-/* Queues the parts of [offset, offset + len) that no queued chunk holds
- * yet: where bytes overlap, the first seen stay. data is NULL for a lost
- * range. Returns 0, or -1 when out of memory. */
-static int enqueue(struct side *s, uint64_t offset, const uint8_t *data, size_t len)
-{
-	uint64_t end = offset + len, at = offset;
-	struct chunk **link = &s->head;
-	struct chunk *k;
-
-	if (s->tail != NULL && s->tail->offset + s->tail->len <= offset)
-		link = &s->tail->next; /* the usual case: after everything queued */
-	for (; at < end; link = &(*link)->next) {
-		struct chunk *cur = *link;
-		uint64_t piece_end = end;
-
-		if (cur != NULL && cur->offset + cur->len <= at)
-			continue;
-		if (cur != NULL && cur->offset < piece_end)
-			piece_end = cur->offset;
-		if (piece_end > at) {
-			k = chunk_new(at, data != NULL ? data + (at - offset) : NULL,
-				      (size_t)(piece_end - at), data == NULL);
-			if (k == NULL)
-				return -1;
-			chunk_link(s, link, k);
-			link = &k->next;
-			cur = *link;
-		}
-		if (cur == NULL)
-			break;
-		if (cur->offset + cur->len > at)
-			at = cur->offset + cur->len;
-	}
-	return 0;
-}
-
-static bool over_bound(const struct side *s)
-{
-	return s->queued > CAPTURE_REASSEMBLY_QUEUE_MAX ||
-	       s->chunks > CAPTURE_REASSEMBLY_QUEUE_SEGMENTS;
-}
-
-/* ---- sequence numbers ---- */
-
-/* The stream offset of seq: the value with seq's low 32 bits (relative to
- * base) closest to the next expected byte, so wraparound is invisible.
- * Negative before the start of the stream. */
-static int64_t seq_offset(const struct side *s, uint32_t seq)
-{
-	uint32_t d = (seq - s->base) - (uint32_t)s->next;
-	int64_t delta = d <= INT32_MAX ? (int64_t)d : (int64_t)d - (1ll << 32);
-
-	return (int64_t)s->next + delta;
-}
+/* ---- bytes and acknowledgements ---- */
 
 /* Bytes [offset, offset + len) arrived at ts, followed by missing bytes
  * the capture cut off. */
@@ -500,13 +182,13 @@ static int accept_bytes(struct capture_reassembly *r, struct conn *c, int side, 
 	if (len > 0) {
 		if (offset == next && s->head == NULL)
 			report_data(r, c, side, ts, data, len); /* in order: no copy */
-		else if (enqueue(s, (uint64_t)offset, data, len) < 0)
+		else if (side_queue_add(s, (uint64_t)offset, data, len) < 0)
 			return -1;
 	}
-	if (missing > 0 && enqueue(s, (uint64_t)offset + len, NULL, missing) < 0)
+	if (missing > 0 && side_queue_add(s, (uint64_t)offset + len, NULL, missing) < 0)
 		return -1;
 	drain(r, c, side, ts);
-	while (over_bound(s))
+	while (side_queue_over_bound(s))
 		skip_to(r, c, side, s->head->offset, ts);
 	return 0;
 }
@@ -526,7 +208,7 @@ static void acknowledged(struct capture_reassembly *r, struct conn *c, int side,
 		s->base = ack;
 		return;
 	}
-	end = seq_offset(s, ack);
+	end = side_seq_offset(s, ack);
 	if (s->fin && end > (int64_t)s->fin_offset)
 		end = (int64_t)s->fin_offset; /* the FIN's own sequence number */
 	if (end <= (int64_t)s->next || end - (int64_t)s->next > ACK_PLAUSIBLE)
@@ -536,17 +218,10 @@ static void acknowledged(struct capture_reassembly *r, struct conn *c, int side,
 
 /* ---- connections ---- */
 
-static void free_queues(struct conn *c)
-{
-	for (int i = 0; i < 2; i++)
-		while (c->side[i].head != NULL)
-			chunk_drop(&c->side[i], c->side[i].head);
-}
-
 static void forget(struct capture_reassembly *r, struct conn *c)
 {
-	table_remove(r, c);
-	free_queues(c);
+	flow_table_remove(r, c);
+	conn_free_queues(c);
 	free(c);
 }
 
@@ -576,11 +251,11 @@ static void close_conn(struct capture_reassembly *r, struct conn *c,
 	ev.missing[side_dir(c, 1 - c->client)] = c->side[1 - c->client].missing;
 	r->cb(r->ctx, &ev);
 
-	free_queues(c);
+	conn_free_queues(c);
 	c->closed = true;
 	c->last_ts = ts;
-	list_remove(&r->live, c);
-	list_append(&r->closed, c);
+	conn_list_remove(&r->live, c);
+	conn_list_append(&r->closed, c);
 }
 
 static enum capture_close_reason fin_reason(const struct conn *c, int side)
@@ -595,7 +270,7 @@ static void expire_closed(struct capture_reassembly *r, imap_time_us now)
 
 	while ((c = r->closed.first) != NULL &&
 	       (r->closed.count > CLOSED_MAX || now - c->last_ts > CAPTURE_REASSEMBLY_LINGER_US)) {
-		list_remove(&r->closed, c);
+		conn_list_remove(&r->closed, c);
 		forget(r, c);
 	}
 }
@@ -605,9 +280,8 @@ static struct conn *conn_new(struct capture_reassembly *r, const struct capture_
 	bool imap_src = seg->src.port == 143 || seg->src.port == 993;
 	bool imap_dst = seg->dst.port == 143 || seg->dst.port == 993;
 	struct conn *c;
-	size_t h;
 
-	if (r->conns >= r->table_size && table_grow(r) < 0)
+	if (r->conns >= r->table_size && flow_table_grow(r) < 0)
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -619,11 +293,8 @@ static struct conn *conn_new(struct capture_reassembly *r, const struct capture_
 	c->first_ts = c->last_ts = seg->ts;
 	c->session = ++r->sessions;
 	c->midstream = !(seg->flags & CAPTURE_TCP_SYN);
-	h = tuple_hash(&c->ep[0], &c->ep[1], r->table_size);
-	c->hnext = r->table[h];
-	r->table[h] = c;
-	r->conns++;
-	list_append(&r->live, c);
+	flow_table_insert(r, c);
+	conn_list_append(&r->live, c);
 
 	/* Who is the client, when the first packet says: a SYN, a SYN-ACK,
 	 * or the IMAP ports. Otherwise the first to speak is the server. */
@@ -646,7 +317,7 @@ static bool syn_starts_new(const struct conn *c, int side, uint32_t seq)
 		return true;
 	if (!s->anchored || (s->syn && s->base == seq + 1))
 		return false;
-	late = (int64_t)s->next - seq_offset(s, seq + 1);
+	late = (int64_t)s->next - side_seq_offset(s, seq + 1);
 	return late < 0 || late > LATE_SYN_WINDOW;
 }
 
@@ -726,7 +397,7 @@ static int segment(struct capture_reassembly *r, struct conn *c, int side,
 	}
 
 	/* bytes from before the first one known are trimmed by accept_bytes */
-	offset = seq_offset(s, data_seq);
+	offset = side_seq_offset(s, data_seq);
 	if (accept_bytes(r, c, side, offset, seg->payload, seg->len, seg->missing, seg->ts) < 0)
 		return -1;
 	if ((seg->flags & CAPTURE_TCP_FIN) && !s->fin) {
@@ -766,7 +437,7 @@ int capture_reassembly_segment(struct capture_reassembly *r, const struct captur
 	int side = 0;
 
 	expire_closed(r, seg->ts);
-	c = table_find(r, seg, &side);
+	c = flow_table_find(r, seg, &side);
 	if (c != NULL && (seg->flags & (CAPTURE_TCP_SYN | CAPTURE_TCP_ACK | CAPTURE_TCP_RST)) ==
 				 CAPTURE_TCP_SYN &&
 	    syn_starts_new(c, side, seg->seq)) {
@@ -775,7 +446,7 @@ int capture_reassembly_segment(struct capture_reassembly *r, const struct captur
 				   c->first_fin >= 0 ? fin_reason(c, c->first_fin)
 						     : CAPTURE_CLOSE_REUSED,
 				   seg->ts);
-		list_remove(&r->closed, c);
+		conn_list_remove(&r->closed, c);
 		forget(r, c);
 		c = NULL;
 	}
@@ -811,11 +482,11 @@ void capture_reassembly_free(struct capture_reassembly **rp)
 	if (r == NULL)
 		return;
 	while ((c = r->live.first) != NULL) {
-		list_remove(&r->live, c);
+		conn_list_remove(&r->live, c);
 		forget(r, c);
 	}
 	while ((c = r->closed.first) != NULL) {
-		list_remove(&r->closed, c);
+		conn_list_remove(&r->closed, c);
 		forget(r, c);
 	}
 	free(r->table);

@@ -6,38 +6,7 @@
 #include <string.h>
 
 #include "capture/endpoint.h"
-
-#define STEP_US 1000                            /* between lines without a delay */
-#define DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S) /* one delay or offset: 30 days */
-#define LITERAL_MAX (1ull << 30)                /* a literal a script can spell out */
-#define DEFAULT_CLIENT_PORT 50000
-#define DEFAULT_SERVER "127.0.0.1:143"
-
-struct parser {
-	const char *name;
-	char *err;
-	size_t errlen;
-	struct replay_script *script;
-	size_t cap;
-	unsigned line;             /* the line being read, from 1 */
-
-	imap_time_us now;          /* time of the last event */
-	bool delayed;              /* a delay line set `next` */
-	imap_time_us next;         /* time of the next event when delayed */
-
-	unsigned session;          /* the current session, 0 before the first */
-	bool opened;               /* its OPEN was emitted */
-	bool closed;               /* its CLOSE was emitted */
-	unsigned closed_line;
-	imap_time_us started;      /* its OPEN time */
-	char client[REPLAY_SCRIPT_ADDR_MAX];
-	char server[REPLAY_SCRIPT_ADDR_MAX];
-	bool window_closed[2];     /* by direction: its receiver does not read */
-	unsigned window_line[2];
-	uint64_t owed[2];          /* literal bytes still due, by sender */
-	uint64_t announced[2];
-	unsigned announced_line[2];
-};
+#include "replay/script_int.h"
 
 const char *replay_script_kind_str(enum replay_script_kind kind)
 {
@@ -54,11 +23,8 @@ const char *replay_script_kind_str(enum replay_script_kind kind)
 	return "kind?";
 }
 
-static int fail(struct parser *p, unsigned column, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* Returns -1 after writing "name:line:column: message" into err. */
-static int fail(struct parser *p, unsigned column, const char *fmt, ...)
+int script_fail(struct parser *p, unsigned column, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -72,12 +38,12 @@ static int fail(struct parser *p, unsigned column, const char *fmt, ...)
 	return -1;
 }
 
-static const char *who(enum imap_dir dir)
+const char *script_who(enum imap_dir dir)
 {
 	return dir == IMAP_C2S ? "client" : "server";
 }
 
-static struct replay_script_event *add_event(struct parser *p, enum replay_script_kind kind,
+struct replay_script_event *script_add_event(struct parser *p, enum replay_script_kind kind,
 					     imap_time_us at)
 {
 	struct replay_script *s = p->script;
@@ -88,7 +54,7 @@ static struct replay_script_event *add_event(struct parser *p, enum replay_scrip
 		struct replay_script_event *grown = realloc(s->events, cap * sizeof(*grown));
 
 		if (grown == NULL) {
-			fail(p, 1, "out of memory");
+			script_fail(p, 1, "out of memory");
 			return NULL;
 		}
 		s->events = grown;
@@ -105,7 +71,7 @@ static struct replay_script_event *add_event(struct parser *p, enum replay_scrip
 }
 
 /* The time of the next event: after a delay, or a step after the last. */
-static imap_time_us next_time(struct parser *p)
+imap_time_us script_next_time(struct parser *p)
 {
 	if (p->delayed) {
 		p->delayed = false;
@@ -116,7 +82,7 @@ static imap_time_us next_time(struct parser *p)
 	return p->now + STEP_US;
 }
 
-static int open_session(struct parser *p)
+int script_open_session(struct parser *p)
 {
 	struct replay_script_event *e;
 
@@ -124,7 +90,7 @@ static int open_session(struct parser *p)
 		return 0;
 	if (p->session == 0)
 		p->session = 1;
-	e = add_event(p, REPLAY_SCRIPT_OPEN, next_time(p));
+	e = script_add_event(p, REPLAY_SCRIPT_OPEN, script_next_time(p));
 	if (e == NULL)
 		return -1;
 	if (p->client[0] == '\0')
@@ -133,7 +99,7 @@ static int open_session(struct parser *p)
 		snprintf(p->server, sizeof(p->server), "%s", DEFAULT_SERVER);
 	/* one TCP stream has one IP version on both ends */
 	if ((p->client[0] == '[') != (p->server[0] == '['))
-		return fail(p, 1, "the session's client %s and server %s are of different IP "
+		return script_fail(p, 1, "the session's client %s and server %s are of different IP "
 			    "versions", p->client, p->server);
 	memcpy(e->client, p->client, sizeof(e->client));
 	memcpy(e->server, p->server, sizeof(e->server));
@@ -144,11 +110,11 @@ static int open_session(struct parser *p)
 }
 
 /* Literal bytes of dir that never came: an error at the current line. */
-static int check_owed(struct parser *p, enum imap_dir dir, unsigned column)
+int script_check_owed(struct parser *p, enum imap_dir dir, unsigned column)
 {
 	if (p->owed[dir] == 0)
 		return 0;
-	return fail(p, column, "literal announced {%llu} on line %u but %llu byte(s) follow",
+	return script_fail(p, column, "literal announced {%llu} on line %u but %llu byte(s) follow",
 		    (unsigned long long)p->announced[dir], p->announced_line[dir],
 		    (unsigned long long)(p->announced[dir] - p->owed[dir]));
 }
@@ -160,10 +126,10 @@ static int end_session(struct parser *p)
 
 	if (!p->opened)
 		return 0;
-	if (check_owed(p, IMAP_C2S, 1) != 0 || check_owed(p, IMAP_S2C, 1) != 0)
+	if (script_check_owed(p, IMAP_C2S, 1) != 0 || script_check_owed(p, IMAP_S2C, 1) != 0)
 		return -1;
 	if (!p->closed) {
-		e = add_event(p, REPLAY_SCRIPT_CLOSE, next_time(p));
+		e = script_add_event(p, REPLAY_SCRIPT_CLOSE, script_next_time(p));
 		if (e == NULL)
 			return -1;
 		e->dir = IMAP_C2S;
@@ -187,12 +153,12 @@ static int new_session(struct parser *p)
 
 /* An event of the session body may come: opens the session, refuses
  * anything after its close. */
-static int body(struct parser *p, const char *what)
+int script_body(struct parser *p, const char *what)
 {
 	if (p->closed)
-		return fail(p, 1, "%s after the session closed on line %u (start another with "
+		return script_fail(p, 1, "%s after the session closed on line %u (start another with "
 			    "'=== session')", what, p->closed_line);
-	return open_session(p);
+	return script_open_session(p);
 }
 
 /* "30s", "250ms", "1.5s", "2m", "100us": microseconds, at most 30 days.
@@ -268,7 +234,7 @@ static bool word_is(const char *w, size_t n, const char *s)
 	return strlen(s) == n && memcmp(w, s, n) == 0;
 }
 
-static unsigned column_of(const char *line, const char *at)
+unsigned script_column_of(const char *line, const char *at)
 {
 	return (unsigned)(at - line) + 1;
 }
@@ -279,7 +245,7 @@ static int delay_line(struct parser *p, const char *line, size_t len)
 	imap_time_us d;
 
 	if (parse_duration(line + 1, len - 1, &d) != 0)
-		return fail(p, 2, "bad delay '%.*s' (a number and a unit: +250ms, +1.5s, +30s, +2m; "
+		return script_fail(p, 2, "bad delay '%.*s' (a number and a unit: +250ms, +1.5s, +30s, +2m; "
 			    "at most 30 days)", (int)(len > 40 ? 40 : len), line);
 	p->next = (p->delayed ? p->next : p->now) + d;
 	p->delayed = true;
@@ -292,13 +258,13 @@ static int offset_line(struct parser *p, const char *line, size_t len)
 	imap_time_us d, at;
 
 	if (parse_duration(line + 1, len - 1, &d) != 0)
-		return fail(p, 2, "bad time '%.*s' (a number and a unit from the session's start: "
+		return script_fail(p, 2, "bad time '%.*s' (a number and a unit from the session's start: "
 			    "@12.5s, @2m)", (int)(len > 40 ? 40 : len), line);
-	if (body(p, "a time") != 0)
+	if (script_body(p, "a time") != 0)
 		return -1;
 	at = p->started + d;
 	if (at < p->now)
-		return fail(p, 1, "time %.*s is before the previous event (%.3f s into the session)",
+		return script_fail(p, 1, "time %.*s is before the previous event (%.3f s into the session)",
 			    (int)len, line, (double)(p->now - p->started) / 1e6);
 	p->next = at;
 	p->delayed = true;
@@ -327,7 +293,7 @@ static int expect_line(struct parser *p, const char *line, size_t len)
 	bool none = false, any = false;
 
 	if (p->session > 1 || p->opened)
-		return fail(p, 1, "@expect belongs in the script's header, before the first session's "
+		return script_fail(p, 1, "@expect belongs in the script's header, before the first session's "
 			    "first line");
 	while (i < len) {
 		size_t start;
@@ -345,15 +311,15 @@ static int expect_line(struct parser *p, const char *line, size_t len)
 			continue;
 		}
 		if (!imap_rule_parse(line + start, i - start, &rule))
-			return fail(p, (unsigned)start + 1, "unknown rule '%.*s' (rule ids are listed in "
+			return script_fail(p, (unsigned)start + 1, "unknown rule '%.*s' (rule ids are listed in "
 				    "docs/rules.md; or 'none')", (int)(i - start), line + start);
 		s->expect[rule] = true;
 		any = true;
 	}
 	if (!none && !any)
-		return fail(p, 1, "@expect needs rule ids, or 'none'");
+		return script_fail(p, 1, "@expect needs rule ids, or 'none'");
 	if (none && any)
-		return fail(p, 1, "@expect: 'none' with rules");
+		return script_fail(p, 1, "@expect: 'none' with rules");
 	s->expect_given = true;
 	return 0;
 }
@@ -366,12 +332,12 @@ static int endpoint_line(struct parser *p, const char *line, size_t len, bool cl
 	char *dst = client ? p->client : p->server;
 
 	if (p->opened)
-		return fail(p, 1, "%s belongs in the session's header, before its first line",
+		return script_fail(p, 1, "%s belongs in the session's header, before its first line",
 			    client ? "@client" : "@server");
 	if (n != 2)
-		return fail(p, 1, "%s takes one ADDRESS:PORT", client ? "@client" : "@server");
+		return script_fail(p, 1, "%s takes one ADDRESS:PORT", client ? "@client" : "@server");
 	if (!valid_endpoint(word[1], wlen[1]))
-		return fail(p, column_of(line, word[1]),
+		return script_fail(p, script_column_of(line, word[1]),
 			    "'%.*s' is no ADDRESS:PORT (127.0.0.1:50123, [::1]:143)", (int)wlen[1],
 			    word[1]);
 	snprintf(dst, REPLAY_SCRIPT_ADDR_MAX, "%.*s", (int)wlen[1], word[1]);
@@ -390,7 +356,7 @@ static int at_line(struct parser *p, const char *line, size_t len)
 		return expect_line(p, line, len);
 	if (word_is(line, n, "@client") || word_is(line, n, "@server"))
 		return endpoint_line(p, line, len, line[1] == 'c');
-	return fail(p, 1, "unknown directive '%.*s' (@expect, @client, @server, or a time like "
+	return script_fail(p, 1, "unknown directive '%.*s' (@expect, @client, @server, or a time like "
 		    "@12.5s)", (int)(n > 40 ? 40 : n), line);
 }
 
@@ -406,13 +372,13 @@ static int directive_line(struct parser *p, const char *line, size_t len)
 
 	if (n >= 2 && (word_is(word[0], wlen[0], "close") || word_is(word[0], wlen[0], "reset"))) {
 		if (n != 2 || (!word_is(word[1], wlen[1], "client") && !word_is(word[1], wlen[1], "server")))
-			return fail(p, 1, "expected '%.*s client' or '%.*s server'", (int)wlen[0], word[0],
+			return script_fail(p, 1, "expected '%.*s client' or '%.*s server'", (int)wlen[0], word[0],
 				    (int)wlen[0], word[0]);
-		if (body(p, "a close") != 0)
+		if (script_body(p, "a close") != 0)
 			return -1;
-		if (check_owed(p, IMAP_C2S, 1) != 0 || check_owed(p, IMAP_S2C, 1) != 0)
+		if (script_check_owed(p, IMAP_C2S, 1) != 0 || script_check_owed(p, IMAP_S2C, 1) != 0)
 			return -1;
-		e = add_event(p, REPLAY_SCRIPT_CLOSE, next_time(p));
+		e = script_add_event(p, REPLAY_SCRIPT_CLOSE, script_next_time(p));
 		if (e == NULL)
 			return -1;
 		e->dir = word[1][0] == 'c' ? IMAP_C2S : IMAP_S2C;
@@ -424,15 +390,15 @@ static int directive_line(struct parser *p, const char *line, size_t len)
 	/* the client's window closes: bytes toward the client (s2c) wait */
 	if (n != 3 || (!word_is(word[1], wlen[1], "client") && !word_is(word[1], wlen[1], "server")) ||
 	    (!word_is(word[2], wlen[2], "closed") && !word_is(word[2], wlen[2], "open")))
-		return fail(p, 1, "expected 'window client|server closed|open'");
+		return script_fail(p, 1, "expected 'window client|server closed|open'");
 	dir = word[1][0] == 'c' ? IMAP_S2C : IMAP_C2S;
 	blocked = word[2][0] == 'c';
-	if (body(p, "a window change") != 0)
+	if (script_body(p, "a window change") != 0)
 		return -1;
 	if (p->window_closed[dir] == blocked)
-		return fail(p, column_of(line, word[2]), "the %s's window is %s already",
-			    who(!dir), blocked ? "closed" : "open");
-	e = add_event(p, REPLAY_SCRIPT_WINDOW, next_time(p));
+		return script_fail(p, script_column_of(line, word[2]), "the %s's window is %s already",
+			    script_who(!dir), blocked ? "closed" : "open");
+	e = script_add_event(p, REPLAY_SCRIPT_WINDOW, script_next_time(p));
 	if (e == NULL)
 		return -1;
 	e->dir = dir;
@@ -440,179 +406,6 @@ static int directive_line(struct parser *p, const char *line, size_t len)
 	p->window_closed[dir] = blocked;
 	p->window_line[dir] = p->line;
 	return 0;
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes the escapes of a raw line into out (at least len bytes). */
-static int unescape(struct parser *p, const char *line, const char *t, size_t len, uint8_t *out,
-		    size_t *out_len)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		int hi, lo;
-
-		if (t[i] != '\\') {
-			out[o++] = (uint8_t)t[i];
-			continue;
-		}
-		if (i + 1 == len)
-			return fail(p, column_of(line, t + i), "a lone '\\' ends the line (write '\\\\' "
-				    "for a backslash)");
-		switch (t[++i]) {
-		case '\\':
-			out[o++] = '\\';
-			break;
-		case 'r':
-			out[o++] = '\r';
-			break;
-		case 'n':
-			out[o++] = '\n';
-			break;
-		case 't':
-			out[o++] = '\t';
-			break;
-		case 'x':
-			if (i + 2 >= len || (hi = hex_digit(t[i + 1])) < 0 || (lo = hex_digit(t[i + 2])) < 0)
-				return fail(p, column_of(line, t + i - 1), "'\\x' takes two hex digits");
-			out[o++] = (uint8_t)(hi << 4 | lo);
-			i += 2;
-			break;
-		default:
-			return fail(p, column_of(line, t + i - 1),
-				    "unknown escape '\\%c' (\\\\, \\r, \\n, \\t or \\xNN)", t[i]);
-		}
-	}
-	*out_len = o;
-	return 0;
-}
-
-/* The literal a line announces at its end: {N}, {N+} (and so ~{N}).
- * Returns 1 with *n and the column of '{', 0 for none, -1 for a bad count. */
-static int announced_literal(struct parser *p, const char *line, const char *t, size_t len,
-			     uint64_t *n)
-{
-	size_t i, end;
-	uint64_t v = 0;
-
-	if (len < 3 || t[len - 1] != '}')
-		return 0;
-	end = len - 1;
-	if (t[end - 1] == '+')
-		end--;
-	i = end;
-	while (i > 0 && t[i - 1] >= '0' && t[i - 1] <= '9')
-		i--;
-	if (i == end || i == 0 || t[i - 1] != '{')
-		return 0;
-	for (size_t k = i; k < end; k++) {
-		if (v > LITERAL_MAX)
-			break;
-		v = v * 10 + (uint64_t)(t[k] - '0');
-	}
-	if (v > LITERAL_MAX)
-		return fail(p, column_of(line, t + i - 1),
-			    "literal {%.*s} is larger than a script can spell out (at most %llu bytes)",
-			    (int)(end - i), t + i, (unsigned long long)LITERAL_MAX);
-	*n = v;
-	return 1;
-}
-
-/* "C: text", "S= raw\r\n", "C~ literal text" */
-static int data_line(struct parser *p, const char *line, size_t len)
-{
-	enum imap_dir dir = line[0] == 'C' ? IMAP_C2S : IMAP_S2C;
-	char form = line[1];
-	const char *t = len > 3 ? line + 3 : line + len;
-	size_t tlen = len > 3 ? len - 3 : 0;
-	struct replay_script_event *e;
-	uint8_t *data;
-	size_t dlen = 0;
-	uint64_t lit = 0;
-	int r;
-
-	if (body(p, "a line") != 0)
-		return -1;
-	if (p->window_closed[dir])
-		return fail(p, 1, "the %s sends while the %s's window is closed (line %u); open it "
-			    "first ('window %s open')", who(dir), who(!dir), p->window_line[dir],
-			    who(!dir));
-	data = malloc(tlen + 2);
-	if (data == NULL)
-		return fail(p, 1, "out of memory");
-	switch (form) {
-	case ':':
-		if (check_owed(p, dir, 1) != 0)
-			goto fail;
-		r = announced_literal(p, line, t, tlen, &lit);
-		if (r < 0)
-			goto fail;
-		memcpy(data, t, tlen);
-		memcpy(data + tlen, "\r\n", 2);
-		dlen = tlen + 2;
-		if (r > 0 && lit > 0) {
-			p->owed[dir] = p->announced[dir] = lit;
-			p->announced_line[dir] = p->line;
-		}
-		break;
-	case '~':
-		if (p->owed[dir] == 0) {
-			fail(p, 1, "'%c~' is literal data, but no literal is due (announce one with "
-			     "{N} at the end of a '%c:' line)", line[0], line[0]);
-			goto fail;
-		}
-		memcpy(data, t, tlen);
-		dlen = tlen;
-		/* the last line of a literal gives its CRLF only when the
-		 * count says so */
-		if (p->owed[dir] != tlen) {
-			if (p->owed[dir] < tlen + 2) {
-				fail(p, 1, "literal announced {%llu} on line %u has %llu byte(s) left, but "
-				     "this line gives %zu with its CRLF (%zu without)",
-				     (unsigned long long)p->announced[dir], p->announced_line[dir],
-				     (unsigned long long)p->owed[dir], tlen + 2, tlen);
-				goto fail;
-			}
-			memcpy(data + tlen, "\r\n", 2);
-			dlen += 2;
-		}
-		p->owed[dir] -= dlen;
-		break;
-	case '=':
-		if (unescape(p, line, t, tlen, data, &dlen) != 0)
-			goto fail;
-		if (dlen == 0) {
-			fail(p, 3, "'%c=' with nothing after it sends nothing", line[0]);
-			goto fail;
-		}
-		/* raw bytes are the stream's next bytes: they count toward a
-		 * literal due, and are never read for announcements */
-		p->owed[dir] -= p->owed[dir] < dlen ? p->owed[dir] : dlen;
-		break;
-	default:
-		fail(p, 2, "internal: form '%c'", form);
-		goto fail;
-	}
-	e = add_event(p, REPLAY_SCRIPT_DATA, next_time(p));
-	if (e == NULL)
-		goto fail;
-	e->dir = dir;
-	e->data = data;
-	e->len = dlen;
-	return 0;
-fail:
-	free(data);
-	return -1;
 }
 
 static int parse_line(struct parser *p, const char *line, size_t len)
@@ -626,8 +419,8 @@ static int parse_line(struct parser *p, const char *line, size_t len)
 	if ((line[0] == 'C' || line[0] == 'S') && len >= 2 &&
 	    (line[1] == ':' || line[1] == '=' || line[1] == '~')) {
 		if (len > 2 && line[2] != ' ')
-			return fail(p, 3, "expected a space after '%.2s' (then the text)", line);
-		return data_line(p, line, len);
+			return script_fail(p, 3, "expected a space after '%.2s' (then the text)", line);
+		return script_data_line(p, line, len);
 	}
 	if (line[0] == '+')
 		return delay_line(p, line, len);
@@ -639,9 +432,9 @@ static int parse_line(struct parser *p, const char *line, size_t len)
 	    (len >= 6 && memcmp(line, "window", 6) == 0))
 		return directive_line(p, line, len);
 	if (i > 0)
-		return fail(p, 1, "a line starts in the first column ('C:', 'S:', '+30s', a directive or "
+		return script_fail(p, 1, "a line starts in the first column ('C:', 'S:', '+30s', a directive or "
 			    "'#')");
-	return fail(p, 1, "expected 'C:', 'S:', 'C=', 'S=', 'C~', 'S~', a delay (+2s), a time "
+	return script_fail(p, 1, "expected 'C:', 'S:', 'C=', 'S=', 'C~', 'S~', a delay (+2s), a time "
 		    "(@12.5s), a directive (@expect, close, reset, window, ===) or a comment (#), "
 		    "not '%.*s'", (int)(len > 20 ? 20 : len), line);
 }
@@ -675,12 +468,12 @@ int replay_script_parse(const char *name, const char *text, size_t len,
 		goto fail;
 	if (p.script->count == 0 && p.session > 0) {
 		/* only separators: one empty session */
-		if (open_session(&p) != 0 || end_session(&p) != 0)
+		if (script_open_session(&p) != 0 || end_session(&p) != 0)
 			goto fail;
 	}
 	if (p.script->count == 0) {
 		p.line = p.line ? p.line : 1;
-		fail(&p, 1, "the script has no session (no 'C:' or 'S:' line)");
+		script_fail(&p, 1, "the script has no session (no 'C:' or 'S:' line)");
 		goto fail;
 	}
 	*script_r = p.script;

@@ -1,0 +1,93 @@
+/* What the files of the pcap writer share: capture/pcap_writer.c (the
+ * sink: sessions, units, masking, rotation), capture/pcap_packets.c (the
+ * packets: Ethernet, IP, TCP and UDP headers, checksums, the handshake,
+ * the marks) and capture/pcap_files.c (the file set: opening, rotation's
+ * names, errors, flushing, SIGHUP). Only these files include it. */
+#ifndef CAPTURE_PCAP_WRITER_INT_H
+#define CAPTURE_PCAP_WRITER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pcap/pcap.h>
+
+#include "capture/fault_mark.h"
+#include "capture/outfile.h"
+#include "capture/pcap_writer.h"
+
+#define ETH_LEN 14
+#define UDP_LEN 8
+#define IP4_LEN 20
+#define IP6_LEN 40
+#define TCP_LEN 20
+#define SYN_OPTIONS 8     /* MSS, NOP, window scale */
+#define WINDOW_SHIFT 7    /* 65535 << 7: 8 MiB, room for a big FETCH */
+#define PENDING_MAX (256u * 1024u) /* a longer unit goes out in pieces */
+#define ACK_EVERY (1024u * 1024u)  /* a pure ACK after this much one-way data */
+#define BUCKETS 1024
+/* TCP segments build only their headers here (the payload is written
+ * from where it is); a fault mark builds its text behind the UDP header */
+#define PACKET_MAX (ETH_LEN + IP6_LEN + TCP_LEN + SYN_OPTIONS + CAPTURE_FAULT_MARK_TEXT_MAX)
+
+enum {
+	TH_FIN = 0x01,
+	TH_SYN = 0x02,
+	TH_RST = 0x04,
+	TH_PSH = 0x08,
+	TH_ACK = 0x10,
+};
+
+struct pcap_session {
+	unsigned id;
+	int family;                 /* AF_INET or AF_INET6 */
+	struct capture_endpoint end[2];     /* by sender: [IMAP_C2S] client, [IMAP_S2C] server */
+	uint32_t next_seq[2];       /* by sender */
+	uint64_t unacked[2];        /* sent by one side, not yet acknowledged by the other */
+	uint16_t ip_id[2];
+	bool zero_window[2];        /* by sender: it advertises a closed window */
+	uint8_t *pending[2];        /* framed bytes not yet written */
+	size_t pending_len[2];
+	size_t pending_cap[2];
+	uint64_t unit_off[2];       /* bytes of the unit in pending written already */
+	uint64_t secret_from[2];    /* of that unit, as its start tells */
+	struct pcap_session *next;  /* bucket chain */
+};
+
+struct pcap_writer {
+	char *path;
+	enum capture_outfile_mode mode; /* of every file of the set */
+	uint64_t max_bytes;
+	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
+	pcap_t *dead;
+	/* written behind, by a thread of its own: the relay never waits for
+	 * the disk; file.fp NULL while stopped by an error */
+	struct capture_outfile file;
+	uint64_t written;
+	imap_time_us last_ts;
+	int failed;
+	capture_log_fn *log;
+	void *log_ctx;
+	struct pcap_session *bucket[BUCKETS];
+	char *settings;             /* the settings mark, at the start of every file */
+	size_t settings_len;
+	uint8_t packet[PACKET_MAX];
+};
+
+/* capture/pcap_packets.c */
+/* One TCP segment from dir's sender, its payload written from where it is. */
+void pcap_write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			imap_time_us ts, uint8_t flags, const uint8_t *payload, size_t len);
+void pcap_write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts,
+		     const uint8_t *text, size_t len);
+void pcap_write_settings_mark(struct pcap_writer *w, imap_time_us ts);
+void pcap_handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts);
+
+/* capture/pcap_files.c */
+void pcap_report(struct pcap_writer *w, const char *what);
+int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen);
+void pcap_close_file(struct pcap_writer *w);
+void pcap_files_flush(void *self);
+void pcap_files_reopen(void *self);
+int pcap_check_rotated(const struct pcap_writer *w, char *err, size_t errlen);
+
+#endif
