@@ -119,6 +119,20 @@ class StartupErrorTest(unittest.TestCase):
                                      "%s not in %s output" % (flag, args))
                 self.check_clean(r)
 
+    def test_help_names_every_command(self):
+        """imaptap --help lists every command and how to get its options;
+        each of those --help calls works."""
+        r = run_imaptap(["--help"], timeout=15)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for cmd in (["proxy"], ["analyze"], ["replay", "serve"], ["replay", "client"],
+                    ["compile"], ["ca"]):
+            with self.subTest(cmd=cmd):
+                self.assertIn("  %s " % " ".join(cmd), r.stdout)
+                self.assertIn("'imaptap %s --help'" % " ".join(cmd), r.stdout)
+                h = run_imaptap(cmd + ["--help"], timeout=15)
+                self.assertEqual(h.returncode, 0, h.stderr)
+                self.assertIn("usage: imaptap %s" % " ".join(cmd), h.stdout)
+
 
 class RuntimeTest(ProxyTestCase, unittest.TestCase):
 

@@ -49,7 +49,7 @@ class InstallTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=30)
             self.assertIn("--done-stall", re.sub(".\b", "", r.stdout))
             doc = os.path.join(prefix, "share", "doc", "imaptap")
-            for name in ("rules.md", "events.md", "tls.md", "replay.md", "script.md",
+            for name in ("README.md", "rules.md", "events.md", "tls.md", "replay.md", "script.md",
                          "scenarios/gmail-ignores-done.imap"):
                 self.assertTrue(os.path.isfile(os.path.join(doc, name)), name)
         finally:
