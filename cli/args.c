@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -37,13 +38,41 @@ int cli_seconds(const char *text, double lo, double hi, imap_time_us *out)
 	return 0;
 }
 
+int cli_duration(const char *text, double lo, double hi, imap_time_us *out)
+{
+	static const struct {
+		const char *unit;
+		double seconds;
+	} units[] = {
+		{"", 1}, {"s", 1}, {"ms", 1e-3}, {"us", 1e-6}, {"m", 60}, {"min", 60}, {"h", 3600},
+	};
+	char *end;
+	double v;
+
+	if ((text[0] < '0' || text[0] > '9') && text[0] != '.')
+		return -1;
+	v = strtod(text, &end);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		double s = v * units[i].seconds;
+
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (!isfinite(s) || s < lo || s > hi)
+			return -1;
+		*out = (imap_time_us)llround(s * 1e6);
+		return 0;
+	}
+	return -1;
+}
+
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		     struct imap_tracker_config *config)
 {
 	imap_time_us us;
 
-	if (cli_seconds(value, 0.001, 7 * 24 * 3600.0, &us) != 0)
-		return cli_usage_error(cmd, "%s takes seconds (0.001 to 604800), not '%s'", flag, value);
+	if (cli_duration(value, 0.001, 7 * 24 * 3600.0, &us) != 0)
+		return cli_usage_error(cmd, "%s takes a duration from 1ms to 7 days (5, 5s, 250ms, 2m, "
+				       "1h; a bare number is seconds), not '%s'", flag, value);
 	if (strcmp(flag, "--stall") == 0)
 		config->stall = us;
 	else if (strcmp(flag, "--done-stall") == 0)
@@ -80,4 +109,25 @@ int cli_write_port_file(const char *path, unsigned port)
 		return -1;
 	}
 	return 0;
+}
+
+/* --ca names the CA's directory; given one of its files, or any file,
+ * say which directory is meant. */
+bool cli_ca_is_a_file(const char *cmd, const char *path)
+{
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	const char *base = slash != NULL ? slash + 1 : path;
+
+	if (stat(path, &st) != 0 || S_ISDIR(st.st_mode))
+		return false;
+	if (strcmp(base, "ca.crt") == 0 || strcmp(base, "ca.key") == 0)
+		cli_usage_error(cmd, "--ca takes the CA's directory (it holds ca.crt and "
+				"ca.key), not a file: --ca %.*s", slash != NULL ? (int)(slash - path) : 1,
+				slash != NULL ? path : ".");
+	else
+		cli_usage_error(cmd, "--ca takes the CA's directory (it holds ca.crt and "
+				"ca.key); %s is a file (for a certificate of your own: --cert FILE "
+				"--key FILE)", path);
+	return true;
 }

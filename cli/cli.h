@@ -2,6 +2,7 @@
 #ifndef CLI_CLI_H
 #define CLI_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -33,7 +34,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 
 /* The end of every getopt_long loop: getopt's ':' (an option without its
  * value) or '?' (an unknown option) as a usage error of cmd. */
-int cli_option_error(const char *cmd, int c, char **argv);
+int cli_option_error(const char *cmd, int c, char **argv, const struct option *options);
+/* The name among names[0..count) a mistyped word most likely meant (one
+ * or two edits away, or the start of it), or NULL. */
+const char *cli_closest(const char *word, const char *const *names, size_t count);
 
 /* Resolves --color auto|always|never for a stream; -1 for a bad word. */
 int cli_color_choice(const char *word, FILE *stream);
@@ -41,8 +45,12 @@ int cli_color_choice(const char *word, FILE *stream);
 /* A whole number in [lo, hi]: 0, or -1. */
 int cli_number(const char *text, unsigned long long lo, unsigned long long hi,
 	       unsigned long long *out);
-/* Decimal seconds in [lo, hi] as microseconds: 0, or -1. */
+/* A decimal number in [lo, hi] as millionths (seconds since 1970, a speed
+ * factor): 0, or -1. */
 int cli_seconds(const char *text, double lo, double hi, imap_time_us *out);
+/* A duration: a decimal number with a unit (us, ms, s, m or min, h; none:
+ * seconds), in [lo, hi] seconds, as microseconds: 0, or -1. */
+int cli_duration(const char *text, double lo, double hi, imap_time_us *out);
 /* --stall, --done-stall, --idle-max or --keepalive-gap SECONDS into config:
  * 0, or the usage error's exit code. */
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
@@ -84,15 +92,20 @@ unsigned cli_raise_descriptor_limit(unsigned want_sessions);
  * becomes user for good. Returns 0, or -1 after saying why. */
 int cli_drop_privileges(const char *user, const char *const *files, size_t nfiles);
 
+/* --ca names the CA's directory: given one of its files, or any file,
+ * says (as a usage error of cmd) which directory is meant; true then. */
+bool cli_ca_is_a_file(const char *cmd, const char *path);
+
 /* The help lines of those options. */
-#define CLI_RULES_HELP                                                                    \
-	"  --stall SECONDS          command-stall, greeting-stall and client/server-not-\n" \
-	"                           reading after SECONDS (default 10)\n"                   \
-	"  --done-stall SECONDS     done-stall: DONE with no tagged completion after\n"     \
-	"                           SECONDS (default 5)\n"                                  \
-	"  --idle-max SECONDS       idle-too-long: one IDLE longer than SECONDS\n"          \
-	"                           (default 1740, 29 minutes)\n"                           \
-	"  --keepalive-gap SECONDS  keepalive-gap: no byte from the server for SECONDS\n"   \
-	"                           during IDLE (off by default)\n"
+#define CLI_RULES_HELP                                                                     \
+	"  --stall TIME             command-stall, greeting-stall and client/server-not-\n" \
+	"                           reading after TIME (default 10s); TIME is a number\n"   \
+	"                           with a unit (250ms, 5s, 2m, 1h) or bare seconds\n"      \
+	"  --done-stall TIME        done-stall: DONE with no tagged completion after TIME\n" \
+	"                           (default 5s)\n"                                         \
+	"  --idle-max TIME          idle-too-long: one IDLE longer than TIME (default\n"    \
+	"                           29m)\n"                                                 \
+	"  --keepalive-gap TIME     keepalive-gap: no byte from the server for TIME during\n" \
+	"                           IDLE (off by default)\n"
 
 #endif

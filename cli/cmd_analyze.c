@@ -190,7 +190,7 @@ static int parse_args(int argc, char **argv, struct analyze_args *a)
 			return -1;
 		case ':':
 		default:
-			return cli_option_error("analyze", c, argv);
+			return cli_option_error("analyze", c, argv, analyze_options);
 		}
 	}
 	if (optind >= argc)

@@ -1,5 +1,8 @@
 /* imaptap ca init DIR */
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -13,6 +16,35 @@ static const char ca_usage[] =
 	"clients to trust) and DIR/ca.key (mode 0600, keep it private). DIR is\n"
 	"created (mode 0700) when missing; an existing key is never overwritten.\n";
 
+/* DIR/ca.key is there already. */
+static bool ca_exists(const char *dir)
+{
+	char key[4096];
+
+	if (snprintf(key, sizeof(key), "%s/ca.key", dir) >= (int)sizeof(key))
+		return false;
+	return access(key, F_OK) == 0;
+}
+
+/* init on a CA that exists: fine when it is whole and usable (the same
+ * checks the proxy makes), an error naming what is wrong otherwise. */
+static int ca_there(const char *dir)
+{
+	char err[4400];
+	struct proxy_ca *ca = proxy_ca_load(dir, err, sizeof(err));
+
+	if (ca == NULL) {
+		cli_message("ca init: a CA is there already but cannot be used: %s (or remove its "
+			    "ca.key and ca.crt to make a new one)", err);
+		return CLI_EXIT_RUNTIME;
+	}
+	proxy_ca_free(&ca);
+	fputs("a CA is there already: ", stdout);
+	cli_write_escaped(stdout, dir, strlen(dir), 0);
+	fputs("/ca.crt (trust this in the client), kept as it is\n", stdout);
+	return CLI_EXIT_OK;
+}
+
 int cli_ca_main(int argc, char **argv)
 {
 	char err[1024];
@@ -25,6 +57,8 @@ int cli_ca_main(int argc, char **argv)
 	}
 	if (argc != 3 || strcmp(argv[1], "init") != 0)
 		return cli_usage_error("ca", "expected 'imaptap ca init DIR'");
+	if (ca_exists(argv[2]))
+		return ca_there(argv[2]);
 	if (proxy_ca_init(argv[2], err, sizeof(err)) < 0) {
 		cli_message("ca init: %s", err);
 		return CLI_EXIT_RUNTIME;

@@ -74,7 +74,7 @@ static int parse_args(int argc, char **argv, struct compile_args *a)
 			return -1;
 		case ':':
 		default:
-			return cli_option_error("compile", c, argv);
+			return cli_option_error("compile", c, argv, compile_options);
 		}
 	}
 	if (optind >= argc)

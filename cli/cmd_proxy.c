@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -54,9 +55,9 @@ static const char proxy_usage[] =
 	"  --cert FILE --key FILE   show this certificate to clients instead\n"
 	"  --keylog FILE            append the TLS secrets of both legs (NSS key log\n"
 	"                           format, mode 0600) so Wireshark can decrypt raw captures\n"
-	"  --handshake-timeout SECONDS\n"
+	"  --handshake-timeout TIME\n"
 	"                           give up on an upstream TCP connect or a TLS handshake\n"
-	"                           on either leg after SECONDS (default 10)\n"
+	"                           on either leg after TIME (default 10s)\n"
 	"  --port-file FILE         write the listening port to FILE once listening\n"
 	"  --allow-remote           allow a --listen address other than loopback (anyone\n"
 	"                           who connects is relayed and recorded)\n"
@@ -321,6 +322,7 @@ static int add_fault(struct proxy_args *a, const char *spec)
 static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 {
 	unsigned long long v;
+	imap_time_us us;
 	char flag[32];
 
 	switch (c) {
@@ -342,10 +344,10 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 		a->max_line = (size_t)v;
 		return 0;
 	case OPT_HANDSHAKE_TIMEOUT:
-		if (cli_number(optarg, 1, 3600, &v) != 0)
-			return cli_usage_error("proxy", "--handshake-timeout takes seconds from 1 to "
-					       "3600, not '%s'", optarg);
-		a->handshake_timeout = (unsigned)v;
+		if (cli_duration(optarg, 1, 3600, &us) != 0)
+			return cli_usage_error("proxy", "--handshake-timeout takes a duration from 1s to "
+					       "1h (10, 10s, 2m), not '%s'", optarg);
+		a->handshake_timeout = (unsigned)((us + IMAP_US_PER_S - 1) / IMAP_US_PER_S);
 		return 0;
 	case OPT_PCAP_MAX_SIZE:
 		if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
@@ -357,7 +359,7 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 		fputs(proxy_usage, stdout);
 		return -1;
 	default:
-		return cli_option_error("proxy", c, argv);
+		return cli_option_error("proxy", c, argv, proxy_options);
 	}
 }
 
@@ -436,6 +438,7 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 
 /* The proxy's configuration from the options: 0, or the usage error's
  * exit code. */
+
 static int configure(const struct proxy_args *a, struct proxy_config *config)
 {
 	char err[512];
@@ -458,6 +461,8 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
 				       "or --cert FILE --key FILE",
 				       a->client_tls);
+	if (a->ca != NULL && cli_ca_is_a_file("proxy", a->ca))
+		return CLI_EXIT_USAGE;
 	if (config->client_tls == PROXY_TLS_NONE && (a->cert != NULL || a->ca != NULL))
 		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
 	if (config->upstream_tls == PROXY_TLS_NONE && (a->upstream_ca || a->insecure || a->sni))

@@ -28,8 +28,9 @@ int cli_replay_pace_option(const char *cmd, int c, const char *value, struct cli
 		pace->speed = 0;
 		return 0;
 	case OPT_TIMEOUT:
-		if (cli_seconds(value, 1, 7 * 24 * 3600.0, &pace->timeout) != 0)
-			return cli_usage_error(cmd, "--timeout takes seconds from 1, not '%s'", value);
+		if (cli_duration(value, 1, 7 * 24 * 3600.0, &pace->timeout) != 0)
+			return cli_usage_error(cmd, "--timeout takes a duration from 1s to 7 days (120, "
+					       "120s, 2m), not '%s'", value);
 		return 0;
 	default:
 		return 1;

@@ -30,7 +30,7 @@ const char cli_replay_client_usage[] =
 	"  --sni NAME               name sent and verified (default: the host)\n"
 	"  --speed X | --no-delay   pace (default: as recorded)\n"
 	"  --strict                 untagged responses must match the recording too\n"
-	"  --timeout SECONDS        bound on the whole replay\n"
+	"  --timeout TIME           bound on the whole replay (120, 120s, 2m)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"exit codes: 0 every command completed as recorded, 1 one did not, 2 usage\n"
@@ -110,7 +110,7 @@ static int client_option(struct client_args *a, int c, char **argv)
 		fputs(cli_replay_client_usage, stdout);
 		return -1;
 	default:
-		return cli_option_error(CMD, c, argv);
+		return cli_option_error(CMD, c, argv, client_options);
 	}
 }
 

@@ -43,9 +43,9 @@ const char cli_replay_serve_usage[] =
 	"                           as their own TCP segments and TLS records\n"
 	"  --ignore REGEX           a volatile span (a date, a UID) that matches anything;\n"
 	"                           POSIX extended regex, repeatable\n"
-	"  --timeout SECONDS        bound on one whole replay (default: 60, or twice the\n"
+	"  --timeout TIME           bound on one whole replay (default: 60s, or twice the\n"
 	"                           recording's length plus 30 when longer)\n"
-	"  --quiet-limit SECONDS    a client silent this long beyond the recorded pause\n"
+	"  --quiet-limit TIME       a client silent this long beyond the recorded pause\n"
 	"                           while a line is due is reported (default 10)\n"
 	"  --client-tls none|implicit|starttls\n"
 	"                           what the client speaks (default none); starttls: the\n"
@@ -188,9 +188,9 @@ static int serve_option(struct serve_args *a, int c, char **argv)
 	case OPT_IGNORE:
 		return add_ignore(a, optarg);
 	case OPT_QUIET_LIMIT:
-		if (cli_seconds(optarg, 0.1, 24 * 3600.0, &a->quiet) != 0)
-			return cli_usage_error(CMD, "--quiet-limit takes seconds from 0.1, not '%s'",
-					       optarg);
+		if (cli_duration(optarg, 0.1, 24 * 3600.0, &a->quiet) != 0)
+			return cli_usage_error(CMD, "--quiet-limit takes a duration from 100ms to 24h "
+					       "(5, 5s, 500ms), not '%s'", optarg);
 		return 0;
 	case OPT_LOOP:
 		a->loop = true;
@@ -217,7 +217,7 @@ static int serve_option(struct serve_args *a, int c, char **argv)
 		fputs(cli_replay_serve_usage, stdout);
 		return -1;
 	default:
-		return cli_option_error(CMD, c, argv);
+		return cli_option_error(CMD, c, argv, serve_options);
 	}
 }
 

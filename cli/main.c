@@ -23,7 +23,7 @@ static const char usage[] =
 	"                  [--upstream-tls implicit|starttls|none] [--upstream-ca FILE]\n"
 	"                  [--insecure-upstream] [--sni NAME] [--client-tls none|implicit|starttls]\n"
 	"                  [--ca DIR] [--cert FILE --key FILE] [--keylog FILE]\n"
-	"                  [--handshake-timeout SECONDS] [--port-file FILE]\n"
+	"                  [--handshake-timeout TIME] [--port-file FILE]\n"
 	"                  [--pcap FILE [--pcap-max-size MIB]] [--events FILE|-]\n"
 	"                  [--no-redact] [--redact-bodies] [--stall S] [--done-stall S]\n"
 	"                  [--idle-max S] [--keepalive-gap S] [--no-rules]\n"
@@ -53,6 +53,21 @@ static const char usage[] =
 	"\n"
 	"exit codes: 0 success, 1 a check failed, 2 usage error, 3 runtime error\n";
 
+/* One line naming the mistake and the likely command, not the whole help. */
+static int unknown_command(const char *cmd)
+{
+	static const char *const commands[] = {"proxy", "analyze", "replay", "compile", "ca"};
+	const char *near = cli_closest(cmd, commands, sizeof(commands) / sizeof(commands[0]));
+
+	if (near != NULL)
+		cli_message("unknown command '%s'; did you mean '%s'? ('imaptap --help' lists the "
+			    "commands)", cmd, near);
+	else
+		cli_message("unknown command '%s'; the commands are proxy, analyze, replay serve, "
+			    "replay client, compile and ca init ('imaptap --help')", cmd);
+	return CLI_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -81,8 +96,5 @@ int main(int argc, char **argv)
 		return cli_replay_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "compile") == 0)
 		return cli_compile_main(argc - 1, argv + 1);
-	cli_message("unknown command '%s'", cmd);
-	fputc('\n', stderr);
-	fputs(usage, stderr);
-	return CLI_EXIT_USAGE;
+	return unknown_command(cmd);
 }

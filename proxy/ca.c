@@ -34,6 +34,7 @@ struct proxy_ca {
 	EVP_PKEY *leaf_key;
 	struct forged cache[CACHE_MAX];
 	size_t cached;
+	bool created; /* made by this load: the directory held no CA */
 };
 
 /* Appends OpenSSL's error queue to a message. */
@@ -265,9 +266,11 @@ struct proxy_ca *proxy_ca_load(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "the directory name '%s' is too long", dir);
 		goto fail;
 	}
-	if (access(key_path, F_OK) < 0 && access(ca->cert_path, F_OK) < 0 &&
-	    proxy_ca_init(dir, err, errlen) < 0)
-		goto fail;
+	if (access(key_path, F_OK) < 0 && access(ca->cert_path, F_OK) < 0) {
+		if (proxy_ca_init(dir, err, errlen) < 0)
+			goto fail;
+		ca->created = true;
+	}
 	if (stat(key_path, &st) < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", key_path, strerror(errno));
 		goto fail;
@@ -332,6 +335,11 @@ void proxy_ca_free(struct proxy_ca **ca)
 	EVP_PKEY_free(c->leaf_key);
 	free(c);
 	*ca = NULL;
+}
+
+bool proxy_ca_created(const struct proxy_ca *ca)
+{
+	return ca->created;
 }
 
 const char *proxy_ca_cert_path(const struct proxy_ca *ca)

@@ -4,9 +4,11 @@
 #ifndef PROXY_CA_H
 #define PROXY_CA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/evp.h>
+
 #include <openssl/x509.h>
 
 struct proxy_ca;
@@ -20,6 +22,9 @@ int proxy_ca_init(const char *dir, char *err, size_t errlen);
  * leaf key (EC P-256) every forged certificate uses. */
 struct proxy_ca *proxy_ca_load(const char *dir, char *err, size_t errlen);
 void proxy_ca_free(struct proxy_ca **ca);
+
+/* The load made the CA: the directory held none. */
+bool proxy_ca_created(const struct proxy_ca *ca);
 
 /* Path of the CA certificate, for messages telling users what to trust. */
 const char *proxy_ca_cert_path(const struct proxy_ca *ca);

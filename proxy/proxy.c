@@ -316,6 +316,9 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 				proxy_free(&p);
 				return NULL;
 			}
+			if (proxy_ca_created(p->env.ca))
+				proxy_log(p, "--ca %s held no CA: created one; clients must trust %s "
+					  "(docs/tls.md)", config->ca_dir, proxy_ca_cert_path(p->env.ca));
 		}
 		p->env.client_ctx = proxy_tls_client_ctx(config->cert_file, config->key_file, err, errlen);
 		if (p->env.client_ctx == NULL) {

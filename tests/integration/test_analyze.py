@@ -248,7 +248,10 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("has 1 TCP session(s); there is no session 2", r.stderr)
         for args, words in [([], "which capture file"), (["a", "b"], "one capture file"),
                             (["x", "--fail-on", "nope"], "no rule 'nope'"),
-                            (["x", "--stall", "-1"], "--stall takes seconds"),
+                            (["x", "--stall", "-1"], "--stall takes a duration"),
+                            (["x", "--done-stall", "5x"], "--done-stall takes a duration"),
+                            (["x", "--idle-max", "8d"], "--idle-max takes a duration"),
+                            (["x", "--keepalive-gap", "0.5us"], "from 1ms to 7 days"),
                             (["x", "--session", "0"], "--session takes a number")]:
             r = run_imaptap(["analyze"] + args)
             self.assertEqual(r.returncode, 2, (args, r.stderr))

@@ -70,6 +70,58 @@ class NewcomerErrors(ProxyTestCase, unittest.TestCase):
         row = px.wait_for_row(lambda r: "client TLS handshake failed" in r["text"])
         self.assertIn(os.path.join(ca, "ca.crt"), row["text"])
 
+    def test_ca_dir_made_when_missing_says_so(self):
+        ca = os.path.join(TMP, "fresh-ca")
+        px = self.start_proxy(free_port(), extra_args=["--client-tls", "implicit", "--ca", ca])
+        self.assertIn("--ca %s held no CA: created one; clients must trust %s"
+                      % (ca, os.path.join(ca, "ca.crt")), px.stderr_text())
+        self.assertEqual(px.stop(), 0)
+        # the second time it is there: nothing said
+        px = self.start_proxy(free_port(), extra_args=["--client-tls", "implicit", "--ca", ca])
+        self.assertNotIn("held no CA", px.stderr_text())
+
+    def test_ca_given_as_a_file(self):
+        ca = os.path.join(TMP, "file-ca")
+        self.assertEqual(run_imaptap(["ca", "init", ca]).returncode, 0)
+        r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143", "--client-tls", "implicit",
+                         "--ca", os.path.join(ca, "ca.crt")])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--ca takes the CA's directory (it holds ca.crt and ca.key), not a file: "
+                      "--ca %s" % ca, one_line(self, r.stderr))
+
+    def test_ca_init_twice(self):
+        ca = os.path.join(TMP, "twice-ca")
+        first = run_imaptap(["ca", "init", ca])
+        self.assertEqual(first.returncode, 0, first.stderr)
+        with open(os.path.join(ca, "ca.crt"), "rb") as f:
+            cert = f.read()
+        again = run_imaptap(["ca", "init", ca])
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("a CA is there already: %s/ca.crt" % ca, again.stdout)
+        with open(os.path.join(ca, "ca.crt"), "rb") as f:
+            self.assertEqual(f.read(), cert, "the CA was replaced")
+        # there, but not usable: said, and kept
+        os.chmod(os.path.join(ca, "ca.key"), 0o644)
+        bad = run_imaptap(["ca", "init", ca])
+        self.assertEqual(bad.returncode, 3)
+        self.assertIn("a CA is there already but cannot be used", one_line(self, bad.stderr))
+        self.assertIn("chmod 600", bad.stderr)
+
+    def test_mistyped_command_and_option_suggest(self):
+        for args, words in ((["prox"], "unknown command 'prox'; did you mean 'proxy'?"),
+                            (["anlyze", "x"], "did you mean 'analyze'?"),
+                            (["frobnicate"], "the commands are proxy, analyze, replay serve"),
+                            (["proxy", "--upstrem", "h:1"],
+                             "unknown option '--upstrem'; did you mean '--upstream'?"),
+                            (["analyze", "x", "--fial-on=all"], "did you mean '--fail-on'?"),
+                            (["replay", "serve", "x", "--no-dealy"], "did you mean '--no-delay'?"),
+                            (["proxy", "--zzzzzz"], "unknown option '--zzzzzz'")):
+            with self.subTest(args=args):
+                r = run_imaptap(args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(words, one_line(self, r.stderr))
+                self.assertNotIn("usage:", r.stderr, "the whole help instead of a hint")
+
     def test_not_a_pcap(self):
         path = os.path.join(TMP, "notes.pcap")
         with open(path, "w") as f:

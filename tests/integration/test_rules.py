@@ -327,7 +327,8 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
             c.send(b"DONE\r\n")
             time.sleep(1.4)
 
-        px, an = self.scenario(server, client, ["--done-stall", "1"])
+        # a duration with its unit
+        px, an = self.scenario(server, client, ["--done-stall", "1000ms"])
         self.assertFired(px, an, "done-stall", "a1", "DONE sent 1.000 s ago")
         end = [a for a in an if a.get("never_resolved")]
         self.assertEqual(len(end), 1, an)
