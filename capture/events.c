@@ -163,6 +163,7 @@ static void ev_tls(void *self, unsigned session, imap_time_us ts,
 	add_text(e, "cipher", info->cipher);
 	add_text(e, "sni", info->sni);
 	if (strcmp(info->leg, "upstream") == 0) {
+		add_text(e, "name", info->name != NULL ? info->name : "");
 		addf(e, ",\"verified\":%s", info->verified ? "true" : "false");
 		add_text(e, "peer", info->peer);
 	}

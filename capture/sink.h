@@ -27,6 +27,9 @@ struct capture_tls_info {
 	const char *version; /* "TLSv1.3" */
 	const char *cipher;  /* "TLS_AES_256_GCM_SHA384" */
 	const char *sni;     /* client: the name it asked for; upstream: the name sent; "" none */
+	const char *name;    /* upstream: the name the certificate is checked for (--sni, else
+				the --upstream host; also what goes out as SNI unless an
+				address) */
 	bool verified;       /* upstream: the certificate was verified */
 	const char *peer;    /* upstream: "subject ..., issuer ..."; client: "" */
 };

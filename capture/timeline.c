@@ -212,11 +212,14 @@ static void tl_tls(void *self, unsigned session, imap_time_us ts,
 {
 	char text[1024];
 
-	if (strcmp(info->leg, "upstream") == 0)
-		snprintf(text, sizeof(text), "upstream TLS %s %s; certificate %s%s", info->version,
-			 info->cipher,
-			 info->verified ? "verified: " : "NOT VERIFIED (--insecure-upstream): ",
-			 info->peer);
+	if (strcmp(info->leg, "upstream") == 0 && info->verified)
+		snprintf(text, sizeof(text), "upstream TLS %s %s; %s%s; certificate verified for %s: %s",
+			 info->version, info->cipher, info->sni[0] ? "SNI " : "no SNI (an address)",
+			 info->sni, info->name != NULL ? info->name : "", info->peer);
+	else if (strcmp(info->leg, "upstream") == 0)
+		snprintf(text, sizeof(text), "upstream TLS %s %s; %s%s; certificate NOT VERIFIED "
+			 "(--insecure-upstream): %s", info->version, info->cipher,
+			 info->sni[0] ? "SNI " : "no SNI (an address)", info->sni, info->peer);
 	else
 		snprintf(text, sizeof(text), "%s TLS %s %s%s%s", info->leg, info->version,
 			 info->cipher, info->sni[0] ? "; SNI " : "; no SNI", info->sni);

@@ -204,6 +204,13 @@ int cli_replay_client_main(int argc, char **argv)
 		explicit_bzero(a.pass, sizeof(a.pass));
 		return rc;
 	}
+	if (a.login == NULL && replay_client_masked_line(&rec) != 0) {
+		rc = cli_usage_error(CMD, "session %u of %s logs in with credentials the recording "
+				     "holds masked (client line %u): give --login USER:PASS",
+				     rec.session, a.file, replay_client_masked_line(&rec));
+		replay_recording_free(&rec);
+		return rc;
+	}
 	opt.speed = a.pace.speed;
 	opt.timeout = cli_replay_timeout(&a.pace, &rec);
 	opt.strict = a.strict;

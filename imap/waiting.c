@@ -145,7 +145,8 @@ static void greeting_stall_fire(struct imap_tracker *t, struct command *c, imap_
 	tracker_secs(waited, sizeof(waited), now - t->greeting_since);
 	tracker_say(t, IMAP_RULE_GREETING_STALL, now, NULL, t->config.stall, now - t->greeting_since, false,
 	    "the server accepted the connection %s ago and has sent no greeting; the client "
-	    "waits for it",
+	    "waits for it (a server that speaks TLS from the first byte waits for a ClientHello "
+	    "instead: --upstream-tls implicit)",
 	    waited);
 }
 

@@ -121,6 +121,7 @@ void session_tls_report(struct proxy_session *s, enum side side)
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
 		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+		info.name = session_upstream_name(s->env);
 		info.verified = !s->env->config->insecure_upstream;
 	} else {
 		sni = s->client_sni;
@@ -150,8 +151,7 @@ void session_resume_client_tls(struct proxy_session *s)
 						  names + n, 16 - n);
 		for (size_t i = 0; i < n && !usable; i++)
 			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
-		if (!usable && (names[n] = strdup(p->config->sni ? p->config->sni
-							       : p->config->upstream.host)) != NULL)
+		if (!usable && (names[n] = strdup(session_upstream_name(p))) != NULL)
 			n++;
 		/* peer names a certificate cannot carry are left out, and said */
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
@@ -259,18 +259,20 @@ void session_connected(struct proxy_session *s)
 	session_start_upstream_tls(s);
 }
 
+const char *session_upstream_name(const struct session_env *env)
+{
+	return env->config->sni != NULL ? env->config->sni : env->config->upstream.host;
+}
+
 void session_start_upstream_tls(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
-	const char *name = p->config->sni ? p->config->sni : p->config->upstream.host;
-	const char *sni = name;
+	const char *name = session_upstream_name(p);
 	SSL *ssl;
 
-	/* the client's SNI goes upstream when it is a host name */
-	if (s->client_sni[0] != '\0' &&
-	    proxy_ca_name_check(s->client_sni, NULL) == PROXY_CA_NAME_DNS)
-		sni = s->client_sni;
-	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, sni, name, p->config->insecure_upstream);
+	/* one name: sent as SNI (unless an address) and checked in the
+	 * certificate (docs/tls.md) */
+	ssl = proxy_tls_upstream_ssl(p->upstream_ctx, name, name, p->config->insecure_upstream);
 	if (ssl == NULL) {
 		session_upstream_failed(s, "TLS", "out of memory");
 		return;
@@ -368,4 +370,45 @@ void session_on_timer(evutil_socket_t fd, short what, void *arg)
 	session_enter(arg);
 	timed_out(arg);
 	session_leave(arg);
+}
+
+/* A TLS record starts: content type handshake (22) or alert (21), then
+ * the protocol version 3.x. */
+static bool tls_record_start(struct evbuffer *input)
+{
+	uint8_t b[3];
+
+	if (evbuffer_copyout(input, b, sizeof(b)) != (ev_ssize_t)sizeof(b))
+		return false;
+	return (b[0] == 22 || b[0] == 21) && b[1] == 3 && b[2] <= 4;
+}
+
+bool session_speaks_tls_to_plain(struct proxy_session *s, enum side side)
+{
+	const struct proxy_config *c = s->env->config;
+	char why[300];
+
+	if (!tls_record_start(proxy_stream_input(s->stream[side])))
+		return false;
+	if (side == SIDE_CLIENT && s->client == CLIENT_PLAIN && c->client_tls == PROXY_TLS_NONE)
+		snprintf(why, sizeof(why), "the client started TLS (a ClientHello) on a plain "
+			 "listener: run the proxy with --client-tls implicit --ca DIR, or point the "
+			 "client at it without TLS");
+	else if (side == SIDE_UPSTREAM && c->upstream_tls == PROXY_TLS_NONE) {
+		evbuffer_drain(proxy_stream_input(s->stream[side]),
+			       evbuffer_get_length(proxy_stream_input(s->stream[side])));
+		session_upstream_failed(s, "answered with a TLS record", "it speaks TLS from the "
+					"first byte; use --upstream-tls implicit");
+		return true;
+	} else {
+		return false;
+	}
+	observed_notice(s->observed, proxy_now(), why);
+	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "%s", why);
+	evbuffer_drain(proxy_stream_input(s->stream[side]),
+		       evbuffer_get_length(proxy_stream_input(s->stream[side])));
+	session_close_side(s, SIDE_CLIENT);
+	session_close_side(s, SIDE_UPSTREAM);
+	session_finish(s);
+	return true;
 }

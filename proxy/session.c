@@ -222,6 +222,9 @@ void session_relay(struct proxy_session *s, enum side side)
 		evbuffer_drain(input, n); /* nobody left to deliver to */
 		return;
 	}
+	if (!s->spoke[side] && session_speaks_tls_to_plain(s, side))
+		return;
+	s->spoke[side] = true;
 	if (session_in_line_mode(s, side)) {
 		if (session_relay_lines(s, side))
 			return;
@@ -326,12 +329,19 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		} else if (s->state == SESSION_CONNECTING && side == SIDE_UPSTREAM) {
 			char why[1200], peer[600];
 
+			const char *text = proxy_stream_error_text(s->stream[side]);
+
 			proxy_tls_peer_summary(proxy_stream_ssl(s->stream[side]), peer, sizeof(peer));
-			snprintf(why, sizeof(why), "%s (expected name %s)%s%s",
-				 proxy_stream_error_text(s->stream[side]),
-				 s->env->config->sni ? s->env->config->sni
-						      : s->env->config->upstream.host,
-				 peer[0] ? "; server certificate " : "", peer);
+			if (strstr(text, "wrong version number") != NULL ||
+			    strstr(text, "packet length too long") != NULL)
+				/* what OpenSSL says when the first bytes are no TLS record */
+				snprintf(why, sizeof(why), "%s: the upstream answered in clear, it does "
+					 "not speak TLS from the first byte; use --upstream-tls starttls "
+					 "(or none)", text);
+			else
+				snprintf(why, sizeof(why), "%s (expected name %s)%s%s", text,
+					 session_upstream_name(s->env),
+					 peer[0] ? "; server certificate " : "", peer);
 			session_upstream_failed(s, "TLS handshake failed", why);
 		} else if (side == SIDE_CLIENT &&
 			   (s->state == SESSION_CONNECTING ||

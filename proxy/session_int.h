@@ -127,6 +127,7 @@ struct proxy_session {
 				   the client's STARTTLS, LOGIN refused in clear) */
 	struct line_relay lines[2];
 	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
+	bool spoke[2];          /* by side: its first bytes were relayed */
 	imap_time_us greeting_ts;
 	struct capture_session_info info;
 	struct proxy_faults *faults; /* NULL unless a --fault applies to this session */
@@ -173,6 +174,9 @@ void session_pass_eof(struct proxy_session *s, enum side side);
 void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
 
 /* proxy/legs.c */
+/* The upstream's one name: --sni, else the --upstream host. It goes out
+ * as SNI (unless it is an address) and the certificate must carry it. */
+const char *session_upstream_name(const struct session_env *env);
 /* The upstream leg moves to state: the one place it changes. */
 void session_upstream_enter(struct proxy_session *s, enum upstream_leg state);
 void session_client_enter(struct proxy_session *s, enum client_leg state);
@@ -226,6 +230,12 @@ bool session_in_line_mode(const struct proxy_session *s, enum side side);
  * client leg switched to TLS, or the session ends), 0 when raw relaying
  * should go on with what is left. */
 int session_relay_lines(struct proxy_session *s, enum side side);
+
+/* The first bytes from side on a leg imaptap runs in clear are a TLS
+ * record: a client that wants TLS from a plain listener, or a server that
+ * speaks TLS to a plain --upstream. Says which flag to use and ends the
+ * session (true), instead of relaying bytes nobody can read. */
+bool session_speaks_tls_to_plain(struct proxy_session *s, enum side side);
 
 /* proxy/watch.c */
 /* One timer per session, armed for the earliest time a rule could fire

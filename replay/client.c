@@ -86,6 +86,14 @@ static bool masked_span(const struct replay_unit *u)
 	return u->len >= 3 && memmem(u->data, u->len, "***", 3) != NULL;
 }
 
+unsigned replay_client_masked_line(const struct replay_recording *rec)
+{
+	for (size_t i = 0; i < rec->count; i++)
+		if (rec->units[i].dir == IMAP_C2S && masked_span(&rec->units[i]))
+			return rec->units[i].line_no;
+	return 0;
+}
+
 /* A quoted string for LOGIN, or a literal when quoting cannot carry it. */
 static void put_astring(char *out, size_t size, const char *s)
 {

@@ -25,6 +25,10 @@ struct replay_client_options {
 	bool strict;            /* untagged responses must match too */
 };
 
+/* The first client line of rec whose credentials the recording holds
+ * masked (it needs --login), or 0 when none does. */
+unsigned replay_client_masked_line(const struct replay_recording *rec);
+
 /* Plays rec's client side on fd (connected). result->code: 0 every
  * command completed as recorded, 1 not, 3 an I/O problem. */
 void replay_client_fd(const struct replay_recording *rec, int fd,

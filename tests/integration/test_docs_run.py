@@ -14,7 +14,7 @@ What stands in for the world outside:
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
   stopped with SIGINT;
-- files a page reads but never makes (bug.pcap, tests/clean.pcap,
+- files a page reads but never makes (bug.pcap, run.pcap, tests/clean.pcap,
   ./run-client-test ...) exist: recordings of a server that holds IDLE's
   completion 6 s after DONE (the pages' "bug"), a clean one, a tcpdump-style
   pcapng, and the idling client as the "client test".
@@ -91,6 +91,7 @@ def fixture_recordings(ws, env):
         compile_to("bug.imap", out)
     compile_to("clean.imap", "tests/clean.pcap")
     compile_to("clean.imap", "clean.pcap")
+    compile_to("clean.imap", "run.pcap")      # a fixed client's own session
     subprocess.run(["editcap", "-F", "pcapng", os.path.join(ws, "clean.pcap"),
                     os.path.join(ws, "tcpdump-of-port-143.pcapng")], check=True, capture_output=True)
     for name in ("run-client-test", "client-test", "my-client-idle-test"):

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from dovecot import free_port  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from imaptap import module_tmpdir  # noqa: E402
+from scripted import ScriptedServer  # noqa: E402
 
 TMP = None
 
@@ -121,6 +122,45 @@ class NewcomerErrors(ProxyTestCase, unittest.TestCase):
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn(words, one_line(self, r.stderr))
                 self.assertNotIn("usage:", r.stderr, "the whole help instead of a hint")
+
+    # -- a TLS mode that does not match the peer, named at once -------------
+
+    def test_client_speaks_tls_to_a_plain_listener(self):
+        srv = ScriptedServer(lambda p: (p.send(b"* OK ready\r\n"), p.read_all()))
+        px = self.start_proxy(srv.port)
+        ctx = ssl.create_default_context()
+        with self.assertRaises((ssl.SSLError, OSError)):
+            with socket.create_connection(("127.0.0.1", px.port), timeout=10) as raw:
+                ctx.wrap_socket(raw, server_hostname="localhost")
+        row = px.wait_for_row(lambda r: "ClientHello" in r["text"])
+        self.assertIn("the client started TLS (a ClientHello) on a plain listener: run the "
+                      "proxy with --client-tls implicit --ca DIR", row["text"])
+        self.assertTrue(px.alive())
+        srv.join()
+
+    def test_plain_upstream_answers_with_a_tls_record(self):
+        alert = bytes([21, 3, 3, 0, 2, 2, 70])       # a TLS alert: protocol_version
+        srv = ScriptedServer(lambda p: (p.send(alert), p.read_all()))
+        px = self.start_proxy(srv.port)
+        c = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        got = c.recv(4096)
+        c.close()
+        self.assertRegex(got, rb"^\* BYE \[UNAVAILABLE\] imaptap: upstream \S+ answered with a "
+                              rb"TLS record: it speaks TLS from the first byte; use "
+                              rb"--upstream-tls implicit\r\n$")
+        self.assertNotIn(alert, got)
+        srv.join()
+
+    def test_tls_upstream_answers_in_clear(self):
+        srv = ScriptedServer(lambda p: (p.send(b"* OK plain server\r\n"), p.read_all()))
+        px = self.start_proxy(srv.port, extra_args=["--upstream-tls", "implicit",
+                                                    "--insecure-upstream"])
+        c = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        got = c.recv(4096)
+        c.close()
+        self.assertIn(b"the upstream answered in clear, it does not speak TLS from the first "
+                      b"byte; use --upstream-tls starttls (or none)", got)
+        srv.join()
 
     def test_not_a_pcap(self):
         path = os.path.join(TMP, "notes.pcap")

@@ -96,7 +96,7 @@ class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
             text = px.stderr_text()
             self.assertIn("(client STARTTLS, upstream STARTTLS)", text)
             self.assertRegex(text, r"-- client TLS TLSv1\.[23] ")
-            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
+            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; certificate verified for localhost")
         # and the same from the capture
         r = run_imaptap(["analyze", self.pcap, "--quiet", "--stall", "5", "--done-stall", "2",
                          "--fail-on", "all"], timeout=120)

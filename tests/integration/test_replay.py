@@ -264,10 +264,13 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         r = run_imaptap(base + ["--login", "alice:not-the-password"], timeout=60)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertRegex(r.stderr, r"\S+ completed NO, recorded OK: \S+ NO \[AUTHENTICATIONFAILED\]")
+        # masked credentials and no --login: a usage error, before connecting
         r = run_imaptap(base, timeout=60)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("masked credentials: give --login USER:PASS", r.stderr)
-        r = run_imaptap(["replay", "client", pcap, "--connect", "127.0.0.1:1"], timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertRegex(r.stderr, r"session 1 of \S+ logs in with credentials the recording "
+                                   r"holds masked \(client line \d+\): give --login USER:PASS")
+        r = run_imaptap(["replay", "client", pcap, "--connect", "127.0.0.1:1",
+                         "--login", "alice:x"], timeout=60)
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("cannot connect to 127.0.0.1:1", r.stderr)
         r = run_imaptap(["replay", "client", pcap])

@@ -96,7 +96,10 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.full_session(m)
         row = px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
         text = px.stderr_text()
-        self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified: "
+        # one name upstream: the --upstream host, an address here, so no SNI
+        # (the client's SNI is for the certificate it is shown)
+        self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; no SNI \(an address\); "
+                               r"certificate verified for 127\.0\.0\.1: "
                                r"subject /CN=localhost, issuer /CN=imaptap test server CA")
         self.assertRegex(text, r"-- client TLS TLSv1\.[23] \S+; SNI localhost")
         self.assertIn("(client TLS, upstream TLS)", text)
@@ -111,6 +114,9 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
         self.full_session(m)
         self.assert_masked(px)
         self.assertIn("(client plain, upstream TLS)", px.stderr_text())
+        # --sni is the one name: sent, and the one the certificate was checked for
+        self.assertRegex(px.stderr_text(), r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; "
+                                           r"certificate verified for localhost: subject")
 
     def test_tls_client_to_plain_upstream_with_given_certificate(self):
         crt, key = PKI.server("proxy.test", stem="given")
@@ -164,7 +170,7 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
             self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap0 STARTTLS', "
                                    r"server answered 'imaptap0 OK")
             self.assertRegex(text, r"-- upstream STARTTLS: sent 'imaptap1 CAPABILITY' over TLS")
-            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; certificate verified")
+            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; certificate verified for localhost")
             self.assertRegex(text, r"P< \* OK \[CAPABILITY IMAP4rev1 [^\n]*imaptap: server ready")
             for word in ("imaptap0", "imaptap1"):
                 self.assertNotIn(word, "".join(r["text"] for r in px.timeline()
