@@ -334,8 +334,9 @@ static void ev_summary(void *self, unsigned session, imap_time_us ts,
 		addf(e, "%s{\"name\":", i ? "," : "");
 		add_string(e, (const uint8_t *)st->name, strlen(st->name));
 		addf(e, ",\"count\":%" PRIu64 ",\"p50_us\":%" PRId64 ",\"p95_us\":%" PRId64
-			",\"max_us\":%" PRId64 "}",
-		     st->count, st->p50, st->p95, st->max);
+			",\"max_us\":%" PRId64 ",\"no\":%" PRIu64 ",\"bad\":%" PRIu64
+			",\"injected\":%" PRIu64 "}",
+		     st->count, st->p50, st->p95, st->max, st->no, st->bad, st->injected);
 	}
 	addf(e, "],\"idles\":%" PRIu64, sum->idles);
 	if (sum->longest_idle >= 0)

@@ -17,6 +17,8 @@ struct offline_session {
 	imap_time_us opened;
 	struct capture_endpoint client, server; /* where its fault marks go and come from */
 	bool marked_end;                        /* a close mark said how it ended */
+	bool injected_next;                     /* an inject mark: the proxy wrote the next
+						   server-side bytes itself */
 	struct capture_close_mark_read marked;
 	struct offline_session *next;
 	struct offline *run;
@@ -99,6 +101,17 @@ static struct offline_session **find(struct offline *o, unsigned id)
 	return p;
 }
 
+static bool session_wanted(const struct capture_offline_config *config, unsigned session)
+{
+	if (config->session_count > 0) {
+		for (size_t i = 0; i < config->session_count; i++)
+			if (config->sessions[i] == session)
+				return true;
+		return false;
+	}
+	return config->session == 0 || config->session == session;
+}
+
 static void open_session(struct offline *o, const struct capture_stream_event *ev)
 {
 	struct imap_conv_config cc = {
@@ -120,7 +133,7 @@ static void open_session(struct offline *o, const struct capture_stream_event *e
 	struct observed_hooks hooks = {.observation = on_observation, .anomaly = on_anomaly};
 
 	o->result->sessions++;
-	if (o->config->session != 0 && o->config->session != ev->session)
+	if (!session_wanted(o->config, ev->session))
 		return;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -222,7 +235,13 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		break;
 	case CAPTURE_STREAM_DATA:
 		o->result->data_bytes += ev->len;
-		observed_feed(s->observed, ev->dir, ev->ts, IMAP_ORIGIN_PEER, ev->data, ev->len);
+		/* what a fault's inject mark announced is the proxy's, as live */
+		observed_feed(s->observed, ev->dir, ev->ts,
+			      ev->dir == IMAP_S2C && s->injected_next ? IMAP_ORIGIN_PROXY
+								    : IMAP_ORIGIN_PEER,
+			      ev->data, ev->len);
+		if (ev->dir == IMAP_S2C)
+			s->injected_next = false;
 		break;
 	case CAPTURE_STREAM_GAP:
 		o->result->gaps += ev->gap_len;
@@ -363,6 +382,8 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 	imap_conv_tick(s->conv, dg->ts);
 	session_changed(s);
 	m.mark.ts = dg->ts;
+	if (strcmp(m.mark.phase, "inject") == 0 && m.mark.dir == IMAP_S2C)
+		s->injected_next = true;
 	o->result->fault_marks++;
 	observed_fault(s->observed, &m.mark);
 	capture_sinks_flush(o->sinks);

@@ -17,7 +17,9 @@
 #include "imap/tracker.h"
 
 struct capture_offline_config {
-	unsigned session;      /* only this session; 0 for all */
+	unsigned session;      /* only this session; 0 for all (or the list below) */
+	const unsigned *sessions; /* only these sessions, when session_count > 0 */
+	size_t session_count;
 	size_t max_line;       /* 0: the capture's, else the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	bool no_rules;         /* framing only */

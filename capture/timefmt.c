@@ -38,6 +38,18 @@ char *capture_format_clock(char *out, size_t size, imap_time_us ts)
 	return out;
 }
 
+char *capture_format_clock_utc(char *out, size_t size, imap_time_us ts)
+{
+	time_t sec;
+	long usec;
+	struct tm tm;
+
+	split(ts, &sec, &usec);
+	gmtime_r(&sec, &tm);
+	snprintf(out, size, "%02d:%02d:%02d.%06ld", tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
+	return out;
+}
+
 char *capture_format_rfc3339(char *out, size_t size, imap_time_us ts)
 {
 	time_t sec;

@@ -1,6 +1,7 @@
 #include "capture/timeline.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@
 struct timeline {
 	FILE *out;
 	bool color;
+	bool utc;
 	bool settings;
 	size_t max_text;
 };
@@ -41,6 +43,29 @@ static void row_bytes(struct row *r, const void *data, size_t len)
 {
 	if (r->len < ROW_MAX)
 		r->len += capture_escape(r->buf + r->len, ROW_MAX - r->len, data, len, 0, NULL);
+}
+
+/* Bytes as long as a peer made them (a line shown whole): escaped in
+ * pieces, each written out once the row's buffer is full, so a row may
+ * be any length while the buffer stays small. */
+static void row_stream(const struct timeline *t, struct row *r, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		size_t used = 0;
+
+		if (ROW_MAX - r->len < 64) {
+			fwrite(r->buf, 1, r->len, t->out);
+			r->len = 0;
+		}
+		r->len += capture_escape(r->buf + r->len, ROW_MAX - r->len, data, len, 0, &used);
+		if (used == 0) { /* not even one escape fits: start afresh */
+			fwrite(r->buf, 1, r->len, t->out);
+			r->len = 0;
+			continue;
+		}
+		data += used;
+		len -= used;
+	}
 }
 
 static void row_text(struct row *r, const char *s)
@@ -82,7 +107,10 @@ static void row_start_run(const struct timeline *t, struct row *r, imap_time_us 
 
 	r->len = 0;
 	r->buf[0] = '\0';
-	capture_format_clock(clock, sizeof(clock), ts);
+	if (t->utc)
+		capture_format_clock_utc(clock, sizeof(clock), ts);
+	else
+		capture_format_clock(clock, sizeof(clock), ts);
 	row_color(t, r, C_DIM);
 	row_text(r, clock);
 	row_color(t, r, C_RESET);
@@ -150,10 +178,10 @@ static void tl_observe(void *self, unsigned session, const struct imap_observati
 	if (obs->info != NULL && obs->info->cls == IMAP_LINE_TAGGED &&
 	    obs->info->status != IMAP_STATUS_OK) {
 		row_color(t, &r, obs->info->status == IMAP_STATUS_BAD ? C_BAD : C_WARN);
-		row_bytes(&r, obs->data, shown);
+		row_stream(t, &r, obs->data, shown);
 		row_color(t, &r, C_RESET);
 	} else {
-		row_bytes(&r, obs->data, shown);
+		row_stream(t, &r, obs->data, shown);
 	}
 	if (obs->unit->wire_len > shown + (obs->len - content))
 		row_textf(&r, "... (%llu bytes)", (unsigned long long)obs->unit->wire_len);
@@ -258,30 +286,49 @@ static void tl_fault(void *self, unsigned session, const struct capture_fault_ma
 	row_end(t, &r);
 }
 
+/* "LOGIN 3 (p50 4.100 ms, p95 5.000 ms, max 5.000 ms; NO 1)": answered by
+ * the server, their latencies, NO and BAD among them, and answers the
+ * proxy injected (counted apart, never in the latencies). */
+static void command_stats(struct row *r, const struct imap_command_stats *st, bool comma)
+{
+	char a[32], b[32], c[32];
+
+	if (st->count == 0) {
+		row_textf(r, "%s %s (%llu injected by the proxy)", comma ? "," : "", st->name,
+			  (unsigned long long)st->injected);
+		return;
+	}
+	if (st->count == 1)
+		row_textf(r, "%s %s 1 (%s", comma ? "," : "", st->name,
+			  capture_format_duration(a, sizeof(a), st->max));
+	else
+		row_textf(r, "%s %s %llu (p50 %s, p95 %s, max %s", comma ? "," : "", st->name,
+			  (unsigned long long)st->count,
+			  capture_format_duration(a, sizeof(a), st->p50),
+			  capture_format_duration(b, sizeof(b), st->p95),
+			  capture_format_duration(c, sizeof(c), st->max));
+	if (st->no > 0)
+		row_textf(r, "; NO %llu", (unsigned long long)st->no);
+	if (st->bad > 0)
+		row_textf(r, "; BAD %llu", (unsigned long long)st->bad);
+	if (st->injected > 0)
+		row_textf(r, "; %llu more injected by the proxy", (unsigned long long)st->injected);
+	row_text(r, ")");
+}
+
 static void tl_summary(void *self, unsigned session, imap_time_us ts,
 		       const struct imap_summary *sum)
 {
 	const struct timeline *t = self;
-	char a[32], b[32], c[32];
+	char a[32], b[32];
 	struct row r;
 
 	row_start(t, &r, ts, session);
 	row_text(&r, "-- summary:");
 	if (sum->command_count == 0)
 		row_text(&r, " no command completed");
-	for (size_t i = 0; i < sum->command_count; i++) {
-		const struct imap_command_stats *st = &sum->commands[i];
-
-		if (st->count == 1)
-			row_textf(&r, "%s %s 1 (%s)", i ? "," : "", st->name,
-				  capture_format_duration(a, sizeof(a), st->max));
-		else
-			row_textf(&r, "%s %s %llu (p50 %s, p95 %s, max %s)", i ? "," : "", st->name,
-				  (unsigned long long)st->count,
-				  capture_format_duration(a, sizeof(a), st->p50),
-				  capture_format_duration(b, sizeof(b), st->p95),
-				  capture_format_duration(c, sizeof(c), st->max));
-	}
+	for (size_t i = 0; i < sum->command_count; i++)
+		command_stats(&r, &sum->commands[i], i > 0);
 	row_end(t, &r);
 	if (sum->idles == 0 && sum->anomaly_total == 0)
 		return;
@@ -356,6 +403,17 @@ static const struct capture_sink_ops timeline_ops = {
 	.destroy = tl_destroy,
 };
 
+/* --anomalies-only: no line, notice, TLS or fault rows */
+static const struct capture_sink_ops anomaly_ops = {
+	.open = tl_open,
+	.settings = tl_settings,
+	.anomaly = tl_anomaly,
+	.summary = tl_summary,
+	.close = tl_close,
+	.flush = tl_flush,
+	.destroy = tl_destroy,
+};
+
 struct capture_sink capture_timeline_new(const struct capture_timeline_config *config)
 {
 	struct capture_sink sink = {NULL, NULL};
@@ -366,10 +424,11 @@ struct capture_sink capture_timeline_new(const struct capture_timeline_config *c
 	t->out = config->out;
 	t->color = config->color;
 	t->settings = config->settings;
+	t->utc = config->utc;
 	t->max_text = config->max_text ? config->max_text : CAPTURE_TIMELINE_DEFAULT_WIDTH;
-	if (t->max_text > ROW_MAX / 8)
-		t->max_text = ROW_MAX / 8;
-	sink.ops = &timeline_ops;
+	if (config->whole_lines)
+		t->max_text = SIZE_MAX;
+	sink.ops = config->anomalies_only ? &anomaly_ops : &timeline_ops;
 	sink.self = t;
 	return sink;
 }

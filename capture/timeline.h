@@ -22,9 +22,15 @@
 struct capture_timeline_config {
 	FILE *out;
 	bool color;       /* ANSI colours */
-	size_t max_text;  /* characters of a line shown, 0 for the default */
+	size_t max_text;  /* bytes of a line shown (a display width, not --max-line: the
+			     line is observed whole up to that), 0 for the default; the
+			     rest is summed up as "... (N bytes)" */
+	bool whole_lines; /* every observed byte of a line shown, however long */
 	bool settings;    /* a row for the settings a capture was made with (analyze; the
 			     proxy says its own when it starts) */
+	bool utc;         /* the clock in UTC, not local time */
+	bool anomalies_only; /* only what went wrong: anomaly rows and their resolutions,
+				sessions opening and closing, summaries */
 };
 
 /* Returns a sink whose ops are NULL when out of memory. */

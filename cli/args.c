@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -63,6 +64,56 @@ int cli_duration(const char *text, double lo, double hi, imap_time_us *out)
 		return 0;
 	}
 	return -1;
+}
+
+int cli_timestamp(const char *text, imap_time_us *out)
+{
+	struct tm tm = {0};
+	const char *p;
+	char *end;
+	double frac = 0;
+	long offset = 0;
+	time_t sec;
+	bool utc = false;
+
+	if (cli_seconds(text, 0, 4102444800.0, out) == 0)
+		return 0; /* seconds since 1970 */
+	p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (p == NULL)
+		p = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+	if (p == NULL)
+		return -1;
+	if (*p == '.' || *p == ',') {
+		char digits[16] = "0.";
+		size_t n = strspn(p + 1, "0123456789");
+
+		if (n == 0 || n > 9)
+			return -1;
+		memcpy(digits + 2, p + 1, n);
+		frac = strtod(digits, &end);
+		p += 1 + n;
+	}
+	if (*p == 'Z') {
+		utc = true;
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int hh, mm;
+
+		if (strlen(p) != 6 || p[3] != ':' || sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 ||
+		    hh > 23 || mm > 59)
+			return -1;
+		offset = (hh * 60L + mm) * 60L * (*p == '-' ? -1 : 1);
+		utc = true;
+		p += 6;
+	}
+	if (*p != '\0')
+		return -1;
+	tm.tm_isdst = -1;
+	sec = utc ? timegm(&tm) - offset : mktime(&tm);
+	if (sec == (time_t)-1)
+		return -1;
+	*out = (imap_time_us)sec * IMAP_US_PER_S + (imap_time_us)llround(frac * 1e6);
+	return 0;
 }
 
 int cli_rules_option(const char *cmd, const char *flag, const char *value,

@@ -51,6 +51,9 @@ int cli_seconds(const char *text, double lo, double hi, imap_time_us *out);
 /* A duration: a decimal number with a unit (us, ms, s, m or min, h; none:
  * seconds), in [lo, hi] seconds, as microseconds: 0, or -1. */
 int cli_duration(const char *text, double lo, double hi, imap_time_us *out);
+/* A moment: ISO 8601 "2026-12-05T16:20:00[.fff][Z|+HH:MM]" (no zone: local
+ * time) or seconds since 1970, as microseconds: 0, or -1. */
+int cli_timestamp(const char *text, imap_time_us *out);
 /* --stall, --done-stall, --idle-max or --keepalive-gap SECONDS into config:
  * 0, or the usage error's exit code. */
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
@@ -60,6 +63,12 @@ int cli_rules_option(const char *cmd, const char *flag, const char *value,
  * error's exit code. */
 int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
 		     const char *events);
+struct proxy_config;
+struct proxy_fault;
+/* Records the settings a proxy run judges by (capture/settings.h) in its
+ * outputs, before any session. */
+void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,
+			       size_t fault_count, const struct capture_sinks *sinks);
 struct cli_fresh_files;
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why

@@ -7,6 +7,8 @@
 #include "capture/events.h"
 #include "capture/offline.h"
 #include "capture/timeline.h"
+#include "capture/totals.h"
+#include "capture/window.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "imap/redact.h"
@@ -22,8 +24,15 @@ static const char analyze_usage[] =
 	"stand in for every rule threshold not given here (docs/capture.md).\n"
 	"\n"
 	"options:\n"
-	"  --session N              only the N-th session (numbered from 1 in the order\n"
+	"  --session N[,M...]       only these sessions (numbered from 1 in the order\n"
 	"                           they start)\n"
+	"  --since TIME, --until TIME\n"
+	"                           show only rows and records stamped in this window\n"
+	"                           (2026-12-05T16:20:00Z, or seconds since 1970); the\n"
+	"                           rules still judge the whole capture\n"
+	"  --utc                    the timeline's clock in UTC, not local time\n"
+	"  --width N                bytes of a line a row shows (default 400; 0: whole\n"
+	"                           lines); the rest is summed up as '... (N bytes)'\n"
 	"  --fail-on RULE[,RULE...]|all\n"
 	"                           exit 1 when one of these rules fired (docs/rules.md)\n"
 	CLI_RULES_HELP
@@ -36,7 +45,10 @@ static const char analyze_usage[] =
 	"  --redact-bodies          mask literal bytes in the event log as well\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default: the\n"
 	"                           capture's recorded setting, else 65536)\n"
-	"  --quiet                  no timeline rows\n"
+	"  --anomalies-only         timeline rows only for anomalies and their\n"
+	"                           resolutions, sessions opening and closing, summaries\n"
+	"  --quiet                  no timeline rows (the verdict, --fail-on and errors\n"
+	"                           still speak)\n"
 	"  --color auto|always|never  colour the timeline (default auto)\n"
 	"  -h, --help               this text\n"
 	"\n"
@@ -50,6 +62,11 @@ enum {
 	OPT_REDACT_BODIES,
 	OPT_MAX_LINE,
 	OPT_QUIET,
+	OPT_ANOMALIES_ONLY,
+	OPT_WIDTH,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_UTC,
 	OPT_COLOR,
 	OPT_FAIL_ON,
 	OPT_RULE_THRESHOLD,
@@ -65,6 +82,11 @@ static const struct option analyze_options[] = {
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"max-line", required_argument, NULL, OPT_MAX_LINE},
 	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"anomalies-only", no_argument, NULL, OPT_ANOMALIES_ONLY},
+	{"width", required_argument, NULL, OPT_WIDTH},
+	{"since", required_argument, NULL, OPT_SINCE},
+	{"until", required_argument, NULL, OPT_UNTIL},
+	{"utc", no_argument, NULL, OPT_UTC},
 	{"color", required_argument, NULL, OPT_COLOR},
 	{"fail-on", required_argument, NULL, OPT_FAIL_ON},
 	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
@@ -78,15 +100,23 @@ static const struct option analyze_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
+#define SESSIONS_MAX 64
+
 struct analyze_args {
 	const char *file;
 	const char *events;
 	const char *color;
-	unsigned session;
+	unsigned sessions[SESSIONS_MAX]; /* --session N,M,... */
+	size_t session_count;
+	imap_time_us since, until;       /* --since, --until; -1 open */
+	bool utc;
+	size_t width;
+	bool width_given;
 	size_t max_line;
 	int no_redact;
 	int redact_bodies;
 	int quiet;
+	int anomalies_only;
 	int no_rules;
 	bool fail_on[IMAP_RULE_COUNT];
 	bool fail_any;
@@ -127,71 +157,124 @@ static int parse_fail_on(const char *list, struct analyze_args *a)
 }
 
 /* Returns 0 to go on, -1 after --help, else an exit code. */
-static int parse_args(int argc, char **argv, struct analyze_args *a)
+/* --session 3 or --session 1,4,7 */
+static int session_list(struct analyze_args *a, const char *text)
+{
+	char buf[512], *save = NULL;
+	unsigned long long v;
+
+	if (snprintf(buf, sizeof(buf), "%s", text) >= (int)sizeof(buf))
+		return cli_usage_error("analyze", "--session: too long a list");
+	for (char *w = strtok_r(buf, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
+		if (cli_number(w, 1, 1u << 30, &v) != 0 || a->session_count == SESSIONS_MAX)
+			return cli_usage_error("analyze", "--session takes numbers from 1, "
+					       "comma-separated (at most %d), not '%s'", SESSIONS_MAX,
+					       text);
+		a->sessions[a->session_count++] = (unsigned)v;
+	}
+	if (a->session_count == 0)
+		return cli_usage_error("analyze", "--session takes a number from 1, not '%s'", text);
+	return 0;
+}
+
+/* The options that take a value with a meaning (times, numbers, lists):
+ * 0, or a usage error's exit code; 1 when c is none of them. */
+static int valued_option(struct analyze_args *a, int c, int index)
 {
 	unsigned long long v;
-	int c, index = 0, rc;
 	char flag[32];
+
+	switch (c) {
+	case OPT_FAIL_ON:
+		return parse_fail_on(optarg, a);
+	case OPT_RULE_THRESHOLD:
+		snprintf(flag, sizeof(flag), "--%s", analyze_options[index].name);
+		return cli_rules_option("analyze", flag, optarg, &a->thresholds);
+	case OPT_SESSION:
+		return session_list(a, optarg);
+	case OPT_SINCE:
+	case OPT_UNTIL:
+		if (cli_timestamp(optarg, c == OPT_SINCE ? &a->since : &a->until) != 0)
+			return cli_usage_error("analyze", "--%s takes a time: 2026-12-05T16:20:00Z "
+					       "(ISO 8601; without a zone, local time; a fraction and "
+					       "+HH:MM allowed) or seconds since 1970, not '%s'",
+					       c == OPT_SINCE ? "since" : "until", optarg);
+		return 0;
+	case OPT_WIDTH:
+		if (cli_number(optarg, 0, 1ull << 26, &v) != 0)
+			return cli_usage_error("analyze", "--width takes a number of bytes (0: "
+					       "whole lines), not '%s'", optarg);
+		a->width = (size_t)v;
+		a->width_given = true;
+		return 0;
+	case OPT_MAX_LINE:
+		if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
+			return cli_usage_error("analyze", "--max-line takes a number of bytes from 64 "
+					       "to 67108864, not '%s'", optarg);
+		a->max_line = (size_t)v;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* The options that only switch something on or name a file. */
+static bool plain_option(struct analyze_args *a, int c)
+{
+	switch (c) {
+	case OPT_NO_RULES:
+		a->no_rules = 1;
+		return true;
+	case OPT_UTC:
+		a->utc = true;
+		return true;
+	case OPT_EVENTS:
+		a->events = optarg;
+		return true;
+	case OPT_NO_REDACT:
+		a->no_redact = 1;
+		return true;
+	case OPT_REDACT_BODIES:
+		a->redact_bodies = 1;
+		return true;
+	case OPT_QUIET:
+		a->quiet = 1;
+		return true;
+	case OPT_ANOMALIES_ONLY:
+		a->anomalies_only = 1;
+		return true;
+	case OPT_COLOR:
+		a->color = optarg;
+		return true;
+	case OPT_OVERWRITE:
+		a->overwrite = true;
+		return true;
+	case OPT_APPEND:
+		a->append = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int parse_args(int argc, char **argv, struct analyze_args *a)
+{
+	int c, index = 0, rc;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", analyze_options, &index)) != -1) {
-		switch (c) {
-		case OPT_FAIL_ON:
-			rc = parse_fail_on(optarg, a);
-			if (rc != 0)
-				return rc;
-			break;
-		case OPT_RULE_THRESHOLD:
-			snprintf(flag, sizeof(flag), "--%s", analyze_options[index].name);
-			rc = cli_rules_option("analyze", flag, optarg, &a->thresholds);
-			if (rc != 0)
-				return rc;
-			break;
-		case OPT_NO_RULES:
-			a->no_rules = 1;
-			break;
-		case OPT_SESSION:
-			if (cli_number(optarg, 1, 1u << 30, &v) != 0)
-				return cli_usage_error("analyze", "--session takes a number from 1, not '%s'",
-						       optarg);
-			a->session = (unsigned)v;
-			break;
-		case OPT_EVENTS:
-			a->events = optarg;
-			break;
-		case OPT_NO_REDACT:
-			a->no_redact = 1;
-			break;
-		case OPT_REDACT_BODIES:
-			a->redact_bodies = 1;
-			break;
-		case OPT_MAX_LINE:
-			if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
-				return cli_usage_error("analyze",
-						       "--max-line takes a number of bytes from 64 to 67108864, not '%s'",
-						       optarg);
-			a->max_line = (size_t)v;
-			break;
-		case OPT_QUIET:
-			a->quiet = 1;
-			break;
-		case OPT_COLOR:
-			a->color = optarg;
-			break;
-		case OPT_OVERWRITE:
-			a->overwrite = true;
-			break;
-		case OPT_APPEND:
-			a->append = true;
-			break;
-		case 'h':
+		if (plain_option(a, c))
+			continue;
+		if (c == 'h') {
 			fputs(analyze_usage, stdout);
 			return -1;
-		case ':':
-		default:
-			return cli_option_error("analyze", c, argv, analyze_options);
 		}
+		rc = valued_option(a, c, index);
+		if (rc == 1)
+			return cli_option_error("analyze", c, argv, analyze_options);
+		if (rc != 0)
+			return rc;
 	}
 	if (optind >= argc)
 		return cli_usage_error("analyze", "which capture file? imaptap analyze FILE");
@@ -234,7 +317,7 @@ static bool events_to_stdout(const struct analyze_args *a)
 /* The timeline (unless --quiet) and the event log (with --events); the
  * timeline on stderr when the event log takes stdout. */
 static int open_sinks(const struct analyze_args *a, int color, struct capture_sinks *sinks,
-		      struct cli_fresh_files *made)
+		      struct cli_fresh_files *made, struct capture_totals **totals_r)
 {
 	struct capture_sink sink;
 
@@ -244,10 +327,21 @@ static int open_sinks(const struct analyze_args *a, int color, struct capture_si
 			.out = events_to_stdout(a) ? stderr : stdout,
 			.color = color != 0,
 			.settings = true,
+			.utc = a->utc,
+			.max_text = a->width,
+			.whole_lines = a->width_given && a->width == 0,
+			.anomalies_only = a->anomalies_only != 0,
 		};
 
 		sink = capture_timeline_new(&tc);
 		if (sink.ops == NULL) {
+			cli_message("out of memory");
+			return -1;
+		}
+		capture_sinks_add(sinks, sink);
+		/* and after the sessions, the whole capture */
+		*totals_r = capture_totals_new(&sink);
+		if (*totals_r == NULL) {
 			cli_message("out of memory");
 			return -1;
 		}
@@ -257,15 +351,34 @@ static int open_sinks(const struct analyze_args *a, int color, struct capture_si
 	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "analyze", log_message,
 			      made) != 0)
 		return -1;
+	/* --since/--until narrow what is shown; the totals keep the whole capture */
+	for (unsigned i = 0; i < sinks->count && (a->since >= 0 || a->until >= 0); i++) {
+		if (*totals_r != NULL && sinks->sink[i].self == *totals_r)
+			continue;
+		if (capture_window_wrap(sinks->sink[i], a->since, a->until, &sinks->sink[i]) != 0) {
+			cli_message("out of memory");
+			return -1;
+		}
+	}
 	return 0;
+}
+
+static unsigned highest_session(const struct analyze_args *a)
+{
+	unsigned high = 0;
+
+	for (size_t i = 0; i < a->session_count; i++)
+		if (a->sessions[i] > high)
+			high = a->sessions[i];
+	return high;
 }
 
 /* What the reading found that the user must know; the exit code. */
 static int verdict(const struct analyze_args *a, const struct capture_offline_result *result)
 {
-	if (a->session > result->sessions) {
+	if (highest_session(a) > result->sessions) {
 		cli_message("%s has %u TCP session(s); there is no session %u", a->file,
-			    result->sessions, a->session);
+			    result->sessions, highest_session(a));
 		return CLI_EXIT_USAGE;
 	}
 	if (result->sessions == 0)
@@ -289,11 +402,12 @@ static int verdict(const struct analyze_args *a, const struct capture_offline_re
 
 int cli_analyze_main(int argc, char **argv)
 {
-	struct analyze_args a = {.color = "auto"};
+	struct analyze_args a = {.color = "auto", .since = -1, .until = -1};
 	struct capture_offline_config config = {0};
 	struct capture_offline_result result;
 	struct capture_sinks sinks = {0};
 	struct cli_fresh_files made = {0};
+	struct capture_totals *totals = NULL;
 	char err[4096];
 	int color, rc;
 
@@ -306,18 +420,24 @@ int cli_analyze_main(int argc, char **argv)
 				       a.color);
 	if (a.no_rules && a.fail_any)
 		return cli_usage_error("analyze", "--fail-on needs the rules: drop --no-rules");
-	config.session = a.session;
+	if (a.quiet && a.anomalies_only)
+		return cli_usage_error("analyze", "--quiet shows no rows, --anomalies-only some: "
+				       "choose one");
+	config.sessions = a.sessions;
+	config.session_count = a.session_count;
 	config.max_line = a.max_line;
 	config.redact_flags = (a.no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.no_rules = a.no_rules;
 	config.thresholds = a.thresholds;
-	if (open_sinks(&a, color, &sinks, &made) != 0) {
+	if (open_sinks(&a, color, &sinks, &made, &totals) != 0) {
 		capture_sinks_destroy(&sinks);
 		cli_fresh_remove(&made);
 		return CLI_EXIT_RUNTIME;
 	}
 	rc = capture_offline_run(a.file, &config, &sinks, &result, err, sizeof(err));
+	if (rc == 0 && totals != NULL && result.shown > 0)
+		capture_totals_report(totals, events_to_stdout(&a) ? stderr : stdout);
 	capture_sinks_destroy(&sinks);
 	fflush(stdout);
 	if (rc != 0) {

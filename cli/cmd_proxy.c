@@ -96,7 +96,12 @@ static const char proxy_usage[] =
 	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
-	"  --quiet                  no timeline rows, only errors and session problems\n"
+	"  --anomalies-only         timeline rows only for anomalies and their\n"
+	"                           resolutions, sessions opening and closing, summaries\n"
+	"  --width N                bytes of a line a row shows (default 400; 0: whole\n"
+	"                           lines); the rest is summed up as '... (N bytes)'\n"
+	"  --quiet                  no timeline rows at all; only the proxy's own messages\n"
+	"                           (listening, errors) on stderr\n"
 	"  --color auto|always|never  colour the timeline (default auto: on a terminal)\n"
 	"  -h, --help               this text\n"
 	"\n"
@@ -113,6 +118,8 @@ enum {
 	OPT_NO_REDACT,
 	OPT_MAX_LINE,
 	OPT_QUIET,
+	OPT_ANOMALIES_ONLY,
+	OPT_WIDTH,
 	OPT_COLOR,
 	OPT_CLIENT_TLS,
 	OPT_UPSTREAM_CA,
@@ -145,6 +152,8 @@ static const struct option proxy_options[] = {
 	{"no-redact", no_argument, NULL, OPT_NO_REDACT},
 	{"max-line", required_argument, NULL, OPT_MAX_LINE},
 	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"anomalies-only", no_argument, NULL, OPT_ANOMALIES_ONLY},
+	{"width", required_argument, NULL, OPT_WIDTH},
 	{"color", required_argument, NULL, OPT_COLOR},
 	{"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
 	{"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
@@ -190,6 +199,9 @@ struct proxy_args {
 	bool insecure;
 	bool no_redact;
 	bool quiet;
+	bool anomalies_only;
+	size_t width;
+	bool width_given;
 	size_t max_line;
 	unsigned handshake_timeout;
 	const char *pcap;
@@ -281,6 +293,7 @@ static const struct {
 	{OPT_INSECURE, offsetof(struct proxy_args, insecure)},
 	{OPT_NO_REDACT, offsetof(struct proxy_args, no_redact)},
 	{OPT_QUIET, offsetof(struct proxy_args, quiet)},
+	{OPT_ANOMALIES_ONLY, offsetof(struct proxy_args, anomalies_only)},
 	{OPT_REDACT_BODIES, offsetof(struct proxy_args, redact_bodies)},
 	{OPT_NO_RULES, offsetof(struct proxy_args, no_rules)},
 	{OPT_ALLOW_REMOTE, offsetof(struct proxy_args, allow_remote)},
@@ -342,6 +355,13 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 			return cli_usage_error("proxy", "--max-line takes a number of bytes from 64 to "
 					       "67108864, not '%s'", optarg);
 		a->max_line = (size_t)v;
+		return 0;
+	case OPT_WIDTH:
+		if (cli_number(optarg, 0, 1ull << 26, &v) != 0)
+			return cli_usage_error("proxy", "--width takes a number of bytes (0: whole "
+					       "lines), not '%s'", optarg);
+		a->width = (size_t)v;
+		a->width_given = true;
 		return 0;
 	case OPT_HANDSHAKE_TIMEOUT:
 		if (cli_duration(optarg, 1, 3600, &us) != 0)
@@ -468,6 +488,9 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	if (config->upstream_tls == PROXY_TLS_NONE && (a->upstream_ca || a->insecure || a->sni))
 		return cli_usage_error("proxy",
 				       "--upstream-ca, --insecure-upstream and --sni are for a TLS upstream: add --upstream-tls implicit");
+	if (a->quiet && a->anomalies_only)
+		return cli_usage_error("proxy", "--quiet shows no rows, --anomalies-only some: "
+				       "choose one");
 	if (a->pcap_max_mib > 0 && a->pcap == NULL)
 		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
 	config->sni = a->sni;
@@ -493,7 +516,13 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 /* The timeline on stderr, unless --quiet: 0, or -1 after saying why. */
 static int add_timeline(const struct proxy_args *a, int color, struct capture_sinks *sinks)
 {
-	struct capture_timeline_config tc = {.out = stderr, .color = color != 0};
+	struct capture_timeline_config tc = {
+		.out = stderr,
+		.color = color != 0,
+		.anomalies_only = a->anomalies_only,
+		.max_text = a->width,
+		.whole_lines = a->width_given && a->width == 0,
+	};
 	struct capture_sink timeline;
 
 	if (a->quiet)
@@ -598,38 +627,6 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	}
 }
 
-static const char *tls_word(enum proxy_tls_mode mode)
-{
-	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
-}
-
-/* What the verdicts of this run rest on, first in every output: analyze
- * judges a capture by them. */
-static void record_settings(const struct proxy_args *a, const struct proxy_config *config,
-			    const struct capture_sinks *sinks)
-{
-	struct capture_run_settings s = {
-		.rules = !config->no_rules,
-		.redact_flags = config->redact_flags,
-		.max_line = config->max_line ? config->max_line : IMAP_FRAMER_DEFAULT_MAX_LINE,
-		.thresholds = capture_settings_thresholds(&config->thresholds),
-	};
-
-	snprintf(s.version, sizeof(s.version), "%s", IMAPTAP_VERSION);
-	snprintf(s.command, sizeof(s.command), "proxy");
-	snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
-		 config->upstream.port);
-	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", tls_word(config->upstream_tls));
-	snprintf(s.client_tls, sizeof(s.client_tls), "%s", tls_word(config->client_tls));
-	if (config->upstream_tls != PROXY_TLS_NONE)
-		snprintf(s.sni, sizeof(s.sni), "%s",
-			 config->sni != NULL ? config->sni : config->upstream.host);
-	for (size_t i = 0; i < a->fault_count && i < CAPTURE_SETTINGS_FAULTS_MAX; i++)
-		proxy_fault_spec_str(&a->faults[i], s.faults[s.fault_count++], sizeof(s.faults[0]));
-	capture_sinks_settings(sinks, cli_now(), &s);
-	capture_sinks_flush(sinks);
-}
-
 static void tune_malloc(void)
 {
 	/* Relaying allocates and frees buffers all the time; glibc would hand
@@ -687,7 +684,7 @@ int cli_proxy_main(int argc, char **argv)
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
-	record_settings(&a, &config, &sinks);
+	cli_record_proxy_settings(&config, a.faults, a.fault_count, &sinks);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */

@@ -56,9 +56,23 @@ int cli_replay_load(const char *file, const struct cli_replay_pace *pace,
 		    struct replay_recording *rec)
 {
 	char err[4096];
+	unsigned session = pace->session, sessions;
 	int code;
 
-	if (replay_recording_load(file, pace->session, rec, &code, err, sizeof(err)) == 0)
+	if (session == 0) {
+		/* the default: the first session in which the client spoke */
+		if (replay_recording_first_spoken(file, &session, &sessions, &code, err,
+						  sizeof(err)) != 0) {
+			cli_message("%s", err);
+			return code == 2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+		}
+		if (sessions > 1)
+			cli_message("replaying session %u of the %u in %s: the first in which the "
+				    "client sent an IMAP line%s (--session N picks another)", session,
+				    sessions, file, session > 1 ? "; the ones before it sent none "
+				    "(a port probe or a health check)" : "");
+	}
+	if (replay_recording_load(file, session, rec, &code, err, sizeof(err)) == 0)
 		return CLI_EXIT_OK;
 	cli_message("%s", err);
 	return code == 2 ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;

@@ -21,7 +21,9 @@ const char cli_replay_client_usage[] =
 	"\n"
 	"options:\n"
 	"  --connect HOST:PORT      the server (required)\n"
-	"  --session N              the N-th session of FILE (default 1)\n"
+	"  --session N              the N-th session of FILE (default: the first in which\n"
+	"                           the client sent an IMAP line, so a port probe or a\n"
+	"                           health check before it is passed over)\n"
 	"  --login USER:PASS        credentials for the masked ones in the recording\n"
 	"  --upstream-tls implicit|starttls|none\n"
 	"                           TLS to the server (default: implicit for port 993);\n"
@@ -188,7 +190,7 @@ static int play(const struct client_args *a, const struct replay_recording *rec,
 
 int cli_replay_client_main(int argc, char **argv)
 {
-	struct client_args a = {.pace = {.session = 1, .speed = 1}};
+	struct client_args a = {.pace = {.session = 0, .speed = 1}};
 	struct replay_client_options opt = {.quiet = 10 * IMAP_US_PER_S};
 	struct replay_recording rec;
 	char err[512];

@@ -30,7 +30,9 @@ const char cli_replay_serve_usage[] =
 	"received and the recording before it, and exits 1.\n"
 	"\n"
 	"options:\n"
-	"  --session N              the N-th session of FILE (default 1)\n"
+	"  --session N              the N-th session of FILE (default: the first in which\n"
+	"                           the client sent an IMAP line, so a port probe or a\n"
+	"                           health check before it is passed over)\n"
 	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:0: a free\n"
 	"                           port, printed on stderr)\n"
 	"  --port-file FILE         write the port to FILE once listening\n"
@@ -467,7 +469,7 @@ static void serve_end(struct serve_args *a, struct serve_run *run)
 
 int cli_replay_serve_main(int argc, char **argv)
 {
-	struct serve_args a = {.listen = "127.0.0.1:0", .pace = {.session = 1, .speed = 1},
+	struct serve_args a = {.listen = "127.0.0.1:0", .pace = {.session = 0, .speed = 1},
 			       .quiet = 10 * IMAP_US_PER_S};
 	struct serve_run run = {.lfd = -1, .child = {.pid = -1}};
 	int rc, worst;

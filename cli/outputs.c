@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include "capture/events.h"
+#include "capture/settings.h"
 #include "cli/cli.h"
+#include "imap/framer.h"
+#include "proxy/proxy.h"
 
 int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *pcap,
 		     const char *events)
@@ -77,4 +80,36 @@ imap_time_us cli_now(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (imap_time_us)ts.tv_sec * IMAP_US_PER_S + ts.tv_nsec / 1000;
+}
+
+static const char *tls_word(enum proxy_tls_mode mode)
+{
+	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
+}
+
+/* What the verdicts of this run rest on, first in every output: analyze
+ * judges a capture by them. */
+void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,
+			       size_t fault_count, const struct capture_sinks *sinks)
+{
+	struct capture_run_settings s = {
+		.rules = !config->no_rules,
+		.redact_flags = config->redact_flags,
+		.max_line = config->max_line ? config->max_line : IMAP_FRAMER_DEFAULT_MAX_LINE,
+		.thresholds = capture_settings_thresholds(&config->thresholds),
+	};
+
+	snprintf(s.version, sizeof(s.version), "%s", IMAPTAP_VERSION);
+	snprintf(s.command, sizeof(s.command), "proxy");
+	snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
+		 config->upstream.port);
+	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", tls_word(config->upstream_tls));
+	snprintf(s.client_tls, sizeof(s.client_tls), "%s", tls_word(config->client_tls));
+	if (config->upstream_tls != PROXY_TLS_NONE)
+		snprintf(s.sni, sizeof(s.sni), "%s",
+			 config->sni != NULL ? config->sni : config->upstream.host);
+	for (size_t i = 0; i < fault_count && i < CAPTURE_SETTINGS_FAULTS_MAX; i++)
+		proxy_fault_spec_str(&faults[i], s.faults[s.fault_count++], sizeof(s.faults[0]));
+	capture_sinks_settings(sinks, cli_now(), &s);
+	capture_sinks_flush(sinks);
 }

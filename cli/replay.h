@@ -24,7 +24,7 @@ enum {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT}
 
 struct cli_replay_pace {
-	unsigned session;      /* 1-based */
+	unsigned session;      /* 1-based; 0: the first in which the client spoke */
 	double speed;          /* 0: no delays */
 	imap_time_us timeout;  /* 0: from the recording's length */
 };

@@ -328,7 +328,8 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		follow_sync_literal(c, unit, &info);
 		if (imap_tracker_line(c->tracker, c->dir, c->ts, &info, &completion)) {
 			obs.completion = &completion;
-			imap_summary_completion(c->summary, &completion);
+			imap_summary_completion(c->summary, &completion,
+						c->origin == IMAP_ORIGIN_PROXY);
 			/* the rest of this read is compressed already */
 			if (c->dir == IMAP_S2C && completion.status == IMAP_STATUS_OK &&
 			    completion.keyword == IMAP_KW_COMPRESS &&

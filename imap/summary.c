@@ -66,7 +66,8 @@ static struct name_log *name_log(struct imap_summary_builder *b, const char *nam
 	return &b->names[b->count++];
 }
 
-void imap_summary_completion(struct imap_summary_builder *b, const struct imap_completion *c)
+void imap_summary_completion(struct imap_summary_builder *b, const struct imap_completion *c,
+			     bool injected)
 {
 	char name[IMAP_NAME_MAX + 4];
 	struct name_log *log;
@@ -75,7 +76,15 @@ void imap_summary_completion(struct imap_summary_builder *b, const struct imap_c
 	log = name_log(b, name);
 	if (log == NULL)
 		return;
+	if (injected) {
+		log->stats.injected++;
+		return;
+	}
 	log->stats.count++;
+	if (c->status == IMAP_STATUS_NO)
+		log->stats.no++;
+	else if (c->status == IMAP_STATUS_BAD)
+		log->stats.bad++;
 	if (c->latency > log->stats.max)
 		log->stats.max = c->latency;
 	if (log->kept == log->cap && log->cap < IMAP_SUMMARY_SAMPLES) {

@@ -4,6 +4,7 @@
 #ifndef IMAP_SUMMARY_H
 #define IMAP_SUMMARY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,8 +17,11 @@
 
 struct imap_command_stats {
 	char name[IMAP_NAME_MAX + 4]; /* "FETCH"; "UID FETCH" for UID commands */
-	uint64_t count;
+	uint64_t count;             /* answered by the server (their latencies below) */
 	imap_time_us p50, p95, max;
+	uint64_t no, bad;           /* of those, answered NO and BAD */
+	uint64_t injected;          /* answered by the proxy itself (--fault answer): not in
+				       count or the latencies */
 };
 
 struct imap_summary {
@@ -34,8 +38,9 @@ struct imap_summary_builder;
 
 struct imap_summary_builder *imap_summary_new(void);
 void imap_summary_free(struct imap_summary_builder **builder);
+/* injected: the proxy wrote the completion (a fault's answer). */
 void imap_summary_completion(struct imap_summary_builder *builder,
-			     const struct imap_completion *completion);
+			     const struct imap_completion *completion, bool injected);
 void imap_summary_anomaly(struct imap_summary_builder *builder, const struct imap_anomaly *anomaly);
 /* The summary so far; valid until the next call on the builder. */
 const struct imap_summary *imap_summary_get(struct imap_summary_builder *builder);

@@ -187,3 +187,45 @@ void replay_recording_free(struct replay_recording *rec)
 	rec->units = NULL;
 	rec->count = 0;
 }
+
+/* A sink that notes the first session with a client line. */
+struct first_spoken {
+	unsigned session; /* 0: none yet */
+};
+
+static void fs_observe(void *self, unsigned session, const struct imap_observation *obs)
+{
+	struct first_spoken *f = self;
+
+	if (f->session == 0 && obs->dir == IMAP_C2S && obs->info != NULL &&
+	    obs->info->cls != IMAP_LINE_MALFORMED)
+		f->session = session;
+}
+
+static const struct capture_sink_ops first_spoken_ops = {
+	.observe = fs_observe,
+};
+
+int replay_recording_first_spoken(const char *path, unsigned *session_r, unsigned *sessions_r,
+				  int *code_r, char *err, size_t errlen)
+{
+	struct first_spoken f = {0};
+	struct capture_sinks sinks = {0};
+	struct capture_offline_config config = {.no_rules = true};
+	struct capture_offline_result result;
+
+	capture_sinks_add(&sinks, (struct capture_sink){&first_spoken_ops, &f});
+	if (capture_offline_run(path, &config, &sinks, &result, err, errlen) != 0) {
+		*code_r = 3;
+		return -1;
+	}
+	*sessions_r = result.sessions;
+	if (f.session == 0) {
+		snprintf(err, errlen, "%s has %u TCP session(s) and in none of them did the client "
+			 "send an IMAP line: nothing to replay", path, result.sessions);
+		*code_r = 3;
+		return -1;
+	}
+	*session_r = f.session;
+	return 0;
+}

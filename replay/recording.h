@@ -42,6 +42,14 @@ struct replay_recording {
 	bool closed_by_server;      /* the server closed the connection at the end */
 };
 
+/* The first session of path in which the client sent an IMAP line (a port
+ * probe or a health check that connected and left is passed over), into
+ * *session_r, and how many sessions the file holds. Returns 0, or -1 with
+ * a message in err (*code_r as replay_recording_load's) when the file
+ * cannot be read or no session has a client line. */
+int replay_recording_first_spoken(const char *path, unsigned *session_r, unsigned *sessions_r,
+				  int *code_r, char *err, size_t errlen);
+
 /* Loads session (1-based) of path. Returns 0, or -1 with a message in err
  * (and *code_r: 2 for a session that is not there, 3 for a file that
  * cannot be read). */

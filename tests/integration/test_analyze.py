@@ -111,6 +111,76 @@ class RuleTimingTest(unittest.TestCase):
                       "closed for 10.000 s", out)
 
 
+class WindowTest(unittest.TestCase):
+    """--session N,M, --since/--until (ISO 8601 or epoch) and --utc on a
+    capture with known times: the scenario compiled to start at
+    2026-12-05T16:00:00Z."""
+
+    START = 1796486400
+
+    @classmethod
+    def setUpClass(cls):
+        d = tempfile.mkdtemp(dir=TMP)
+        one = os.path.join(SCENARIOS, "gmail-ignores-done.imap")
+        cls.pcap = os.path.join(d, "s.pcap")
+        r = run_imaptap(["compile", one, "-o", cls.pcap, "--start", str(cls.START)])
+        assert r.returncode == 0, r.stderr
+
+    def rows(self, *args, rc=0):
+        r = run_imaptap(["analyze", self.pcap, "--color", "never", "--utc"] + list(args),
+                        timeout=60)
+        self.assertEqual(r.returncode, rc, r.stderr)
+        return parse_timeline(r.stdout), r
+
+    def test_utc_clock(self):
+        rows, _ = self.rows()
+        self.assertEqual(rows[0]["ts"], "16:00:00.000000")
+        self.assertEqual(rows[-1]["ts"], "16:01:30.022000")
+
+    def test_since_until_iso_and_epoch(self):
+        rows, r = self.rows("--since", "2026-12-05T16:01:00Z", "--until",
+                            "2026-12-05T17:01:10+01:00")
+        self.assertEqual([(x["dir"], x["text"][:40]) for x in rows],
+                         [("C>", "DONE"),
+                          ("!", "done-stall a3: DONE sent 5.000 s ago, no")])
+        # the whole-capture totals still come
+        self.assertIn("== anomalies: done-stall 1", r.stdout)
+        same, _ = self.rows("--since", str(self.START + 60), "--until", str(self.START + 70))
+        self.assertEqual(same, rows)
+        # an event log through the same window
+        r = run_imaptap(["analyze", self.pcap, "--quiet", "--events", "-",
+                         "--since", "2026-12-05T16:01:00.5Z"], timeout=60)
+        kinds = [json.loads(x)["kind"] for x in r.stdout.splitlines()]
+        self.assertNotIn("session-open", kinds)
+        self.assertIn("session-close", kinds)
+        self.assertEqual(kinds[:2], ["run-start", "anomaly"])
+
+    def test_width(self):
+        cap = "* CAPABILITY IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN"
+        rows, _ = self.rows("--width", "20")
+        line = [x for x in rows if x["text"].startswith("* CAPABILITY IMAP4re")][0]
+        self.assertRegex(line["text"], r"^\* CAPABILITY IMAP4re\.\.\. \(\d+ bytes\)$")
+        rows, _ = self.rows("--width", "0")
+        whole = [x for x in rows if x["text"].startswith(cap)][0]
+        self.assertNotIn("...", whole["text"])
+        self.assertTrue(whole["text"].endswith("AUTH=OAUTHBEARER"), whole["text"])
+        r = run_imaptap(["analyze", self.pcap, "--width", "-3"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--width takes a number of bytes (0: whole lines)", r.stderr)
+
+    def test_session_list_and_bad_values(self):
+        rows, _ = self.rows("--session", "1")
+        self.assertTrue(rows)
+        _, r = self.rows("--session", "1,2", rc=2)
+        self.assertIn("there is no session 2", r.stderr)
+        for args, words in ((["--session", "1,x"], "--session takes numbers from 1"),
+                            (["--since", "yesterday"], "--since takes a time"),
+                            (["--until", "2026-12-05T25:00:00Z"], "--until takes a time")):
+            r = run_imaptap(["analyze", self.pcap] + args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(words, r.stderr)
+
+
 class AnalyzeTest(ProxyTestCase, unittest.TestCase):
     def analyze(self, path, *args, rc=0):
         r = run_imaptap(["analyze", path, "--color", "never"] + list(args), timeout=120)
@@ -252,7 +322,7 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
                             (["x", "--done-stall", "5x"], "--done-stall takes a duration"),
                             (["x", "--idle-max", "8d"], "--idle-max takes a duration"),
                             (["x", "--keepalive-gap", "0.5us"], "from 1ms to 7 days"),
-                            (["x", "--session", "0"], "--session takes a number")]:
+                            (["x", "--session", "0"], "--session takes numbers from 1")]:
             r = run_imaptap(["analyze"] + args)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(words, r.stderr)

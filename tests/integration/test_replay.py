@@ -78,6 +78,28 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
             ReplayTest.recorded = pcap
         return ReplayTest.recorded
 
+    def test_a_port_probe_before_the_client_is_passed_over(self):
+        """A health check connects and leaves first; the default session
+        is the client's, and imaptap says which it chose."""
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "probed.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
+        probe = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        probe.recv(4096)                        # the greeting, then gone
+        probe.close()
+        px.wait_for_row(lambda x: x["session"] == 1 and x["text"].startswith("close"))
+        r = subprocess.run([sys.executable, CLIENT, str(px.port), "same", PASSWORD],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        px.wait_for_row(lambda x: x["session"] == 2 and x["text"].startswith("close"))
+        r, _ = replay(pcap, command=client("same"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("replaying session 2 of the 2 in %s: the first in which the client sent "
+                      "an IMAP line; the ones before it sent none" % pcap, r.stderr)
+        self.assertIn("the client did what the recording did", r.stderr)
+        # --session 1 is still there to ask for: nothing to replay in it
+        r, _ = replay(pcap, "--session", "1", command=client("same"))
+        self.assertNotEqual(r.returncode, 0)
+
     def test_same_client_passes(self):
         r, _ = replay(self.record(), command=client("same"))
         self.assertEqual(r.returncode, 0, r.stderr)

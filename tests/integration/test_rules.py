@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 import pcapfile  # noqa: E402
-from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, parse_timeline, run_imaptap  # noqa: E402
 from scripted import RuleScenarios  # noqa: E402
 
 
@@ -371,6 +371,117 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         self.assertEqual(len(res), 1, an)
         self.assertIn("the client reads again after", res[0]["detail"])
         self.assertFalse([a for a in an if a.get("never_resolved")], an)
+
+    # -- views ----------------------------------------------------------------
+
+    def test_anomalies_only_live_and_offline(self):
+        """--anomalies-only: the anomaly, its resolution, the open, the
+        summary and the close; no line rows. analyze shows the same rows."""
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            p.line()
+            p.send(b"+ idling\r\n")
+            p.line()
+            time.sleep(1.3)
+            p.send(b"* 3 EXISTS\r\na1 OK IDLE terminated\r\n")
+            p.until(b"a2 ")
+            p.send(b"* BYE bye\r\na2 OK done\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 IDLE\r\n")
+            c.line()
+            c.send(b"DONE\r\n")
+            c.until(b"a1 ")
+            c.send(b"a2 LOGOUT\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client, ["--done-stall", "1"],
+                               proxy_args=["--anomalies-only"])
+        live = [r for r in px.timeline() if r["session"] == 1]
+        self.assertEqual(sorted({r["dir"] for r in live}), ["!", "--"], live)
+        kinds = [r["text"].split(" ")[0] if r["dir"] == "--" else "!" for r in live]
+        self.assertEqual(kinds, ["open", "!", "!", "summary:", "summary:", "close"], live)
+        r = run_imaptap(["analyze", self.pcap, "--anomalies-only", "--color", "never"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        offline = [x for x in parse_timeline(r.stdout) if x["session"] == 1]
+        self.assertEqual([(x["dir"], x["text"]) for x in offline if x["dir"] == "!"],
+                         [(x["dir"], x["text"]) for x in live if x["dir"] == "!"])
+        self.assertEqual(len(offline), len(live))
+        both = run_imaptap(["analyze", self.pcap, "--anomalies-only", "--quiet"])
+        self.assertEqual(both.returncode, 2)
+        self.assertIn("choose one", both.stderr)
+
+    def test_width_zero_shows_a_long_hostile_line_whole_and_escaped(self):
+        """--width 0: a 45 KB line full of ESC bytes is one row, every byte
+        of it shown, none of them raw."""
+        long_line = b"* OK [ALERT] " + b"x\x1b[2J" * 9000 + b"end\r\n"
+
+        def server(p):
+            p.send(long_line)
+            p.line()
+            p.send(b"* BYE bye\r\na1 OK bye\r\n")
+
+        def client(c):
+            c.line()
+            c.send(b"a1 LOGOUT\r\n")
+            c.read_all()
+
+        px, _ = self.scenario(server, client, proxy_args=["--width", "0"])
+        err = px.stderr_text()
+        self.assertNotIn("\x1b", err)
+        row = [r for r in px.timeline() if r["text"].startswith("* OK [ALERT] x")][0]
+        self.assertEqual(row["text"], "* OK [ALERT] " + "x\\x1b[2J" * 9000 + "end")
+
+    def test_whole_capture_summary_counts_no_bad_and_injected(self):
+        """Two sessions: NO and BAD answers are counted per command, the
+        answer the proxy injected (--fault answer) is counted apart and
+        kept out of the latencies; analyze ends with the whole capture."""
+        def server(p):
+            p.send(b"* OK fake\r\n")
+            while True:
+                ln = p.line()
+                tag = ln.split(b" ")[0]
+                if b"LOGOUT" in ln:
+                    p.send(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
+                    return
+                if b"LOGIN" in ln:
+                    p.send(tag + (b" NO wrong\r\n" if b"bad" in ln else b" OK in\r\n"))
+                elif b"XYZZY" in ln:
+                    p.send(tag + b" BAD what\r\n")
+                else:
+                    p.send(tag + b" OK done\r\n")
+
+        def client(user):
+            def run(c):
+                c.line()
+                c.send(b"a1 LOGIN " + user + b" pw\r\n")
+                c.until(b"a1 ")
+                c.send(b"a2 SELECT INBOX\r\n")
+                c.until(b"a2 ")
+                c.send(b"a3 XYZZY\r\n")
+                c.until(b"a3 ")
+                c.send(b"a4 LOGOUT\r\n")
+                c.read_all()
+            return run
+
+        px, an = self.scenario([server, server], [client(b"bad"), client(b"alice")],
+                               proxy_args=["--fault", "answer:SELECT:NO,session=2"])
+        summaries = [r["text"] for r in px.timeline() if r["text"].startswith("summary: LOGIN")]
+        self.assertIn("LOGIN 1 (", summaries[0])
+        self.assertRegex(summaries[0], r"LOGIN 1 \([^)]*; NO 1\)")
+        self.assertRegex(summaries[0], r"XYZZY 1 \([^)]*; BAD 1\)")
+        self.assertIn("SELECT (1 injected by the proxy)", summaries[1])
+        r = run_imaptap(["analyze", self.pcap, "--color", "never"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tail = r.stdout.splitlines()[-3:]
+        self.assertEqual(tail[0], "== capture: 2 sessions; ended: 2 by the server (eof)")
+        self.assertRegex(tail[1], r"^== commands: LOGIN 2 \(p50 [^;)]*; NO 1\), "
+                                  r"SELECT 1 \([^;)]*; 1 injected by the proxy\), "
+                                  r"XYZZY 2 \([^;)]*; BAD 2\), LOGOUT 2 \([^;)]*\)$")
+        self.assertEqual(tail[2], "== anomalies: none")
+        # the timeline's rows are still all there, the totals after them
+        self.assertTrue(parse_timeline(r.stdout))
 
     # -- the settings a capture was made with --------------------------------
 

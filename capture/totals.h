@@ -1,0 +1,23 @@
+/* The whole capture in numbers, for the end of `imaptap analyze`: how many
+ * sessions and how they ended, every command across all sessions (count,
+ * p50, p95, max, NO and BAD, answers the proxy injected apart), and the
+ * anomalies by rule. A sink like the others; its report is written once
+ * the capture is read. */
+#ifndef CAPTURE_TOTALS_H
+#define CAPTURE_TOTALS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "capture/sink.h"
+
+struct capture_totals;
+
+/* NULL when out of memory. The sink's self is the returned totals; the
+ * sinks' destroy frees it, so report before destroying them. */
+struct capture_totals *capture_totals_new(struct capture_sink *sink_r);
+
+/* The rows "== capture: ...", "== commands: ...", "== anomalies: ..." */
+void capture_totals_report(struct capture_totals *totals, FILE *out);
+
+#endif
