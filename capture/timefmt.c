@@ -1,5 +1,6 @@
 #include "capture/timefmt.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -26,28 +27,29 @@ static void split(imap_time_us ts, time_t *sec, long *usec)
 	}
 }
 
-char *capture_format_clock(char *out, size_t size, imap_time_us ts)
+static char *format_clock(char *out, size_t size, imap_time_us ts, bool utc)
 {
 	time_t sec;
 	long usec;
 	struct tm tm;
 
 	split(ts, &sec, &usec);
-	localtime_r(&sec, &tm);
+	if (utc)
+		gmtime_r(&sec, &tm);
+	else
+		localtime_r(&sec, &tm);
 	snprintf(out, size, "%02d:%02d:%02d.%06ld", tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
 	return out;
 }
 
+char *capture_format_clock(char *out, size_t size, imap_time_us ts)
+{
+	return format_clock(out, size, ts, false);
+}
+
 char *capture_format_clock_utc(char *out, size_t size, imap_time_us ts)
 {
-	time_t sec;
-	long usec;
-	struct tm tm;
-
-	split(ts, &sec, &usec);
-	gmtime_r(&sec, &tm);
-	snprintf(out, size, "%02d:%02d:%02d.%06ld", tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
-	return out;
+	return format_clock(out, size, ts, true);
 }
 
 char *capture_format_rfc3339(char *out, size_t size, imap_time_us ts)

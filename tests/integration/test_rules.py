@@ -26,28 +26,35 @@ def setUpModule():
     check_binary()
 
 
+def idle_held(hold, untagged=b"* 2 EXISTS\r\n"):
+    """A server that takes IDLE and DONE, then holds the completion for hold
+    seconds; and the client that idles, sends DONE, waits and logs out."""
+    def server(p):
+        p.send(b"* OK fake\r\n")
+        p.line()                       # a1 IDLE
+        p.send(b"+ idling\r\n")
+        p.line()                       # DONE, ignored for a while
+        time.sleep(hold)
+        p.send(untagged + b"a1 OK IDLE terminated\r\n")
+        p.until(b"a2 ")
+        p.send(b"* BYE bye\r\na2 OK done\r\n")
+
+    def client(c):
+        c.line()
+        c.send(b"a1 IDLE\r\n")
+        c.line()
+        c.send(b"DONE\r\n")
+        c.until(b"a1 ")
+        c.send(b"a2 LOGOUT\r\n")
+        c.read_all()
+    return server, client
+
+
 class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
     # -- IDLE -------------------------------------------------------------
 
     def test_done_stall_then_resolved(self):
-        def server(p):
-            p.send(b"* OK fake\r\n")
-            p.line()                       # a1 IDLE
-            p.send(b"+ idling\r\n")
-            p.line()                       # DONE, ignored for a while
-            time.sleep(2.2)
-            p.send(b"* 2 EXISTS\r\na1 OK IDLE terminated\r\n")
-            p.until(b"a2 ")
-            p.send(b"* BYE bye\r\na2 OK done\r\n")
-
-        def client(c):
-            c.line()
-            c.send(b"a1 IDLE\r\n")
-            c.line()
-            c.send(b"DONE\r\n")
-            c.until(b"a1 ")
-            c.send(b"a2 LOGOUT\r\n")
-            c.read_all()
+        server, client = idle_held(2.2, b"* 2 EXISTS\r\n")
 
         px, an = self.scenario(server, client, ["--done-stall", "1"])
         a = self.assertFired(px, an, "done-stall", "a1", "DONE sent 1.")
@@ -377,24 +384,7 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
     def test_anomalies_only_live_and_offline(self):
         """--anomalies-only: the anomaly, its resolution, the open, the
         summary and the close; no line rows. analyze shows the same rows."""
-        def server(p):
-            p.send(b"* OK fake\r\n")
-            p.line()
-            p.send(b"+ idling\r\n")
-            p.line()
-            time.sleep(1.3)
-            p.send(b"* 3 EXISTS\r\na1 OK IDLE terminated\r\n")
-            p.until(b"a2 ")
-            p.send(b"* BYE bye\r\na2 OK done\r\n")
-
-        def client(c):
-            c.line()
-            c.send(b"a1 IDLE\r\n")
-            c.line()
-            c.send(b"DONE\r\n")
-            c.until(b"a1 ")
-            c.send(b"a2 LOGOUT\r\n")
-            c.read_all()
+        server, client = idle_held(1.3, b"* 3 EXISTS\r\n")
 
         px, an = self.scenario(server, client, ["--done-stall", "1"],
                                proxy_args=["--anomalies-only"])
@@ -488,24 +478,7 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
     def test_analyze_judges_by_the_recorded_settings_unless_told(self):
         """The pcap records the proxy's thresholds; analyze with no flags
         shows them first and judges by them; its own flag wins."""
-        def server(p):
-            p.send(b"* OK fake\r\n")
-            p.line()
-            p.send(b"+ idling\r\n")
-            p.line()
-            time.sleep(1.6)
-            p.send(b"a1 OK IDLE terminated\r\n")
-            p.until(b"a2 ")
-            p.send(b"* BYE bye\r\na2 OK done\r\n")
-
-        def client(c):
-            c.line()
-            c.send(b"a1 IDLE\r\n")
-            c.line()
-            c.send(b"DONE\r\n")
-            c.until(b"a1 ")
-            c.send(b"a2 LOGOUT\r\n")
-            c.read_all()
+        server, client = idle_held(1.6, b"")
 
         self.scenario(server, client, ["--done-stall", "1", "--keepalive-gap", "30"],
                       proxy_args=["--fault", "delay:c2s:1ms"])
