@@ -19,6 +19,9 @@ struct offline_session {
 	bool marked_end;                        /* a close mark said how it ended */
 	bool injected_next;                     /* an inject mark: the proxy wrote the next
 						   server-side bytes itself */
+	bool starttls_ok;                       /* STARTTLS was answered OK: TLS may follow */
+	bool tls;                               /* the stream is TLS: not readable here */
+	bool fed;                               /* bytes went to the conversation */
 	struct capture_close_mark_read marked;
 	struct offline_session *next;
 	struct offline *run;
@@ -82,6 +85,33 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 
 	if (obs->info != NULL && obs->info->cls != IMAP_LINE_MALFORMED)
 		s->run->result->imap_lines++;
+	if (obs->completion != NULL && obs->completion->keyword == IMAP_KW_STARTTLS &&
+	    obs->completion->status == IMAP_STATUS_OK)
+		s->starttls_ok = true;
+}
+
+/* A TLS record starts here: handshake (22) or alert (21), version 3.x. */
+static bool tls_record(const uint8_t *p, size_t len)
+{
+	return len >= 3 && (p[0] == 22 || p[0] == 21) && p[1] == 3 && p[2] <= 4;
+}
+
+/* A session's stream turns out to be TLS (implicit TLS from its first
+ * byte, or after STARTTLS): its bytes are not shown as rows of garbage;
+ * the first such session says why, once, and what to do. */
+static void saw_tls(struct offline_session *s, const struct capture_stream_event *ev)
+{
+	struct offline *o = s->run;
+
+	s->tls = true;
+	o->result->tls_sessions++;
+	if (o->result->tls_sessions == 1)
+		observed_notice(s->observed, ev->ts,
+				"this capture holds IMAP inside TLS, which cannot be read without "
+				"the session keys: its TLS sessions are listed, not shown; record the "
+				"plain side with imaptap proxy --pcap instead");
+	else
+		observed_notice(s->observed, ev->ts, "TLS from here on: not shown");
 }
 
 static void on_anomaly(void *ctx, const struct imap_anomaly *a)
@@ -235,6 +265,12 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		break;
 	case CAPTURE_STREAM_DATA:
 		o->result->data_bytes += ev->len;
+		if (!s->tls && tls_record(ev->data, ev->len) &&
+		    (s->starttls_ok || (ev->offset == 0 && !s->fed)))
+			saw_tls(s, ev);
+		if (s->tls)
+			break;
+		s->fed = true;
 		/* what a fault's inject mark announced is the proxy's, as live */
 		observed_feed(s->observed, ev->dir, ev->ts,
 			      ev->dir == IMAP_S2C && s->injected_next ? IMAP_ORIGIN_PROXY

@@ -37,6 +37,7 @@ struct capture_offline_result {
 	uint64_t damaged_marks; /* fault marks that do not read: left out */
 	char damaged_mark[200]; /* the first of them: when, and what is wrong */
 	bool settings_read;     /* the capture recorded the settings it was made with */
+	unsigned tls_sessions;  /* sessions whose stream is TLS (not shown) */
 	struct capture_read_stats stats;
 };
 

@@ -384,6 +384,14 @@ static int verdict(const struct analyze_args *a, const struct capture_offline_re
 	if (result->sessions == 0)
 		cli_message("%s: no TCP sessions in %llu packet(s)", a->file,
 			    (unsigned long long)result->stats.packets);
+	if (result->tls_sessions > 0 && result->imap_lines == 0) {
+		/* the timeline said so at the top; said here only when it is off */
+		if (a->quiet)
+			cli_message("%s: its %u session(s) hold IMAP inside TLS, which cannot be read "
+				    "without the session keys; record the plain side with imaptap "
+				    "proxy --pcap instead", a->file, result->tls_sessions);
+		return CLI_EXIT_RUNTIME;
+	}
 	if (result->data_bytes > 0 && result->imap_lines == 0) {
 		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
 			    "capture must be decrypted first (tshark with --keylog's file), or "

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import ssl
 import struct
 import subprocess
 import sys
@@ -20,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
+import pcapfile  # noqa: E402
+from certs import TestPKI  # noqa: E402
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, imaptap_bin, main,  # noqa: E402
                      parse_timeline, run_imaptap)
@@ -109,6 +112,84 @@ class RuleTimingTest(unittest.TestCase):
         out = self.rows("client-stops-reading.imap")
         self.assertIn("! client-not-reading: client not reading: its TCP window has been "
                       "closed for 10.000 s", out)
+
+
+def tls_exchange(pki):
+    """Real TLS records (OpenSSL through Python's ssl, in memory): the
+    handshake, then a LOGIN and its OK, as [(side, bytes)], 0 the client."""
+    crt, key = pki.server("localhost", stem="tlscap")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(crt, key)
+    cctx = ssl.create_default_context(cafile=pki.ca_cert)
+    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
+    ends = [cctx.wrap_bio(bios[0][0], bios[0][1], server_hostname="localhost"),
+            sctx.wrap_bio(bios[1][0], bios[1][1], server_side=True)]
+    out = []
+
+    def move():
+        for side in (0, 1):
+            data = bios[side][1].read()
+            if data:
+                out.append((side, data))
+                bios[1 - side][0].write(data)
+
+    done = [False, False]
+    while not all(done):
+        for side in (0, 1):
+            if not done[side]:
+                try:
+                    ends[side].do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+            move()
+    ends[0].write(b"a1 LOGIN alice secret\r\n")
+    move()
+    ends[1].read(4096)
+    ends[1].write(b"a1 OK logged in\r\n")
+    move()
+    return out
+
+
+class TlsCaptureTest(unittest.TestCase):
+    """A capture of IMAP inside TLS (a tcpdump of port 993, or a STARTTLS
+    session) says so once, at the top, and shows no rows of TLS bytes."""
+
+    def capture(self, starttls):
+        pki = TestPKI(tempfile.mkdtemp(dir=TMP))
+        flow = pcapfile.TcpFlow((bytes([10, 0, 0, 1]), 50100), (bytes([10, 0, 0, 2]), 993))
+        flow.open()
+        if starttls:
+            flow.send(1, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+            flow.send(0, b"s1 STARTTLS\r\n")
+            flow.send(1, b"s1 OK Begin TLS negotiation now\r\n")
+        for side, data in tls_exchange(pki):
+            flow.send(side, data)
+        flow.close()
+        path = os.path.join(tempfile.mkdtemp(dir=TMP), "tls.pcap")
+        pcapfile.write_pcap(path, flow.records)
+        return run_imaptap(["analyze", path, "--color", "never"], timeout=60)
+
+    def test_implicit_tls(self):
+        r = self.capture(starttls=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        rows = parse_timeline(r.stdout)
+        said = [x for x in rows if "inside TLS" in x["text"]]
+        self.assertEqual(len(said), 1, r.stdout)
+        self.assertEqual(rows[1], said[0], "not at the top")
+        self.assertFalse([x for x in rows if x["dir"] in ("C>", "S<")], r.stdout)
+        self.assertNotIn("\\x16", r.stdout)
+
+    def test_after_starttls(self):
+        r = self.capture(starttls=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = parse_timeline(r.stdout)
+        self.assertEqual([x["text"] for x in rows if x["dir"] in ("C>", "S<")][:3],
+                         ["* OK [CAPABILITY IMAP4rev1 STARTTLS] ready", "s1 STARTTLS",
+                          "s1 OK Begin TLS negotiation now  (STARTTLS 1.000 ms)"])
+        self.assertEqual(len([x for x in rows if "inside TLS" in x["text"]]), 1)
+        self.assertFalse([x for x in rows if x["dir"] in ("C>", "S<")][3:], r.stdout)
+        self.assertNotIn("\\x", r.stdout)
 
 
 class WindowTest(unittest.TestCase):
