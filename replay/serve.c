@@ -94,6 +94,25 @@ static void report_context(struct serve *s, size_t i)
 	}
 }
 
+/* The reason, to the client too, before the close: a client test's own
+ * log then says why its server went away. */
+static void say_bye(struct serve *s, const char *want, const char *have)
+{
+	char line[1000];
+	int n;
+	imap_time_us until = replay_now() + IMAP_US_PER_S;
+
+	if (s->link.eof)
+		return;
+	n = snprintf(line, sizeof(line), "* BYE [imaptap] replay diverged: expected %.400s, "
+		     "received %.400s\r\n", want, have);
+	if (n <= 0 || (size_t)n >= sizeof(line))
+		return;
+	replay_link_queue(&s->link, (const uint8_t *)line, (size_t)n);
+	while (s->link.out_len > 0 && !s->link.eof && replay_now() < until)
+		replay_link_pump(&s->link, 50000);
+}
+
 static void diverged(struct serve *s, size_t i, const char *what, const struct live_unit *got)
 {
 	const struct replay_unit *u = &s->rec->units[i];
@@ -114,6 +133,7 @@ static void diverged(struct serve *s, size_t i, const char *what, const struct l
 		replay_report(s->res, "  received: %s\n", have);
 	}
 	report_context(s, i);
+	say_bye(s, want, got != NULL ? have : what);
 }
 
 static void on_live(void *ctx, const struct imap_observation *obs)

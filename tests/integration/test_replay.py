@@ -100,6 +100,29 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         r, _ = replay(pcap, "--session", "1", command=client("same"))
         self.assertNotEqual(r.returncode, 0)
 
+    def test_the_client_hears_why_before_the_close(self):
+        """On divergence the client gets a BYE naming what was expected and
+        what came, so the reason is in the client test's own log."""
+        got = os.path.join(tempfile.mkdtemp(dir=TMP), "client-saw")
+        script = ("import os, socket\n"
+                  "s = socket.create_connection(('127.0.0.1', int(os.environ['IMAPTAP_PORT'])))\n"
+                  "s.settimeout(20)\n"
+                  "s.recv(4096)\n"
+                  "s.sendall(b'x1 NOOP\\r\\n')\n"
+                  "data = b''\n"
+                  "while True:\n"
+                  "    c = s.recv(4096)\n"
+                  "    if not c: break\n"
+                  "    data += c\n"
+                  "open(%r, 'wb').write(data)\n" % got)
+        r, _ = replay(self.record(), "--quiet-limit", "2", command=[sys.executable, "-c", script])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        with open(got, "rb") as f:
+            saw = f.read()
+        self.assertRegex(saw, rb"\* BYE \[imaptap\] replay diverged: expected \S+ "
+                              rb"(LOGIN|CAPABILITY|ID)[^\r\n]*, received x1 NOOP\r\n$")
+        self.assertNotIn(PASSWORD.encode(), saw)
+
     def test_same_client_passes(self):
         r, _ = replay(self.record(), command=client("same"))
         self.assertEqual(r.returncode, 0, r.stderr)
