@@ -193,6 +193,8 @@ static void ev_line(struct events *e, unsigned session, const struct imap_observ
 		add(e, ",\"truncated\":true", 17);
 		e->said_truncated = true;
 	}
+	if (obs->note != NULL)
+		add_text(e, "note", obs->note);
 	if (obs->masked)
 		add(e, ",\"masked\":true", 14);
 	if (u->flags & IMAP_UNIT_CONTINUED)

@@ -187,6 +187,11 @@ static void tl_observe(void *self, unsigned session, const struct imap_observati
 		row_textf(&r, "... (%llu bytes)", (unsigned long long)obs->unit->wire_len);
 	if (obs->completion != NULL)
 		add_completion(t, &r, obs->completion);
+	if (obs->note != NULL) {
+		row_text(&r, "  (imaptap: ");
+		row_text(&r, obs->note);
+		row_text(&r, ")");
+	}
 	row_end(t, &r);
 }
 

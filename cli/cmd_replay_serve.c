@@ -366,7 +366,7 @@ static void say_replaying(const struct serve_args *a, const struct serve_run *ru
 		imap_split_describe(&a->segment, mode, sizeof(mode));
 		snprintf(how, sizeof(how), ", --segment %s", mode);
 	}
-	cli_message("replaying session %u of %s (%zu units, %.3f s%s) on %s", a->pace.session,
+	cli_message("replaying session %u of %s (%zu units, %.3f s%s) on %s", run->rec.session,
 		    a->file, run->rec.count, (double)length / 1e6, how, bound);
 }
 

@@ -1,6 +1,7 @@
 #include "imap/capability.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -89,4 +90,60 @@ size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uin
 		return 0;
 	memcpy(out + o, line + end, len - end);
 	return o + (len - end);
+}
+
+unsigned imap_capability_changes(const uint8_t *line, size_t len, unsigned edits)
+{
+	size_t start, end;
+	bool has_starttls = false, has_logindisabled = false;
+	unsigned done = 0;
+
+	if (!imap_capability_list(line, len, &start, &end))
+		return 0;
+	for (size_t i = start; i < end;) {
+		size_t j = i;
+
+		while (j < end && line[j] != ' ')
+			j++;
+		has_starttls |= token_is(line + i, j - i, "STARTTLS");
+		has_logindisabled |= token_is(line + i, j - i, "LOGINDISABLED");
+		i = j < end ? j + 1 : j;
+	}
+	if (has_starttls && (edits & IMAP_CAP_REMOVE_STARTTLS))
+		done |= IMAP_CAP_REMOVE_STARTTLS;
+	if (!has_starttls && (edits & IMAP_CAP_ADD_STARTTLS))
+		done |= IMAP_CAP_ADD_STARTTLS;
+	if (has_logindisabled && (edits & IMAP_CAP_REMOVE_LOGINDISABLED))
+		done |= IMAP_CAP_REMOVE_LOGINDISABLED;
+	if (!has_logindisabled && (edits & IMAP_CAP_ADD_LOGINDISABLED))
+		done |= IMAP_CAP_ADD_LOGINDISABLED;
+	return done;
+}
+
+void imap_capability_describe(unsigned done, char *out, size_t size)
+{
+	static const struct {
+		unsigned bit;
+		const char *words;
+	} names[] = {
+		{IMAP_CAP_REMOVE_STARTTLS, "STARTTLS removed"},
+		{IMAP_CAP_ADD_STARTTLS, "STARTTLS added"},
+		{IMAP_CAP_REMOVE_LOGINDISABLED, "LOGINDISABLED removed"},
+		{IMAP_CAP_ADD_LOGINDISABLED, "LOGINDISABLED added"},
+	};
+	size_t used = 0;
+
+	if (size == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int n;
+
+		if (!(done & names[i].bit))
+			continue;
+		n = snprintf(out + used, size - used, "%s%s", used ? ", " : "", names[i].words);
+		if (n < 0 || (size_t)n >= size - used)
+			return;
+		used += (size_t)n;
+	}
 }

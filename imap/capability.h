@@ -24,6 +24,14 @@ enum imap_capability_edit {
 size_t imap_capability_edit(const uint8_t *line, size_t len, unsigned edits, uint8_t *out,
 			    size_t out_size);
 
+/* The edits of edits that change line (the ones imap_capability_edit
+ * makes), as enum imap_capability_edit bits; 0 when none does. */
+unsigned imap_capability_changes(const uint8_t *line, size_t len, unsigned edits);
+
+/* done (from imap_capability_changes) in words: "STARTTLS removed,
+ * LOGINDISABLED added". */
+void imap_capability_describe(unsigned done, char *out, size_t size);
+
 /* Finds the capability list of a server line, as imap_capability_edit
  * does: on true, line[*start_r, *end_r) is the space-separated list
  * (possibly empty); false when the line has none. */

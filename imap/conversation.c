@@ -17,6 +17,7 @@ enum layer {
 #define INFLATE_OUT 16384
 
 struct imap_conv {
+	char note[2][96];          /* by direction: the proxy's word on its next line */
 	struct imap_framer *framer[2];
 	struct imap_redact *redact;
 	struct imap_tracker *tracker;
@@ -359,7 +360,11 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	/* the next unit's start decides for its bytes */
 	c->prefix_len[c->dir] = 0;
 	c->secret_from[c->dir] = IMAP_REDACT_NONE;
+	if (unit->kind != IMAP_UNIT_LITERAL_DATA && c->note[c->dir][0] != '\0')
+		obs.note = c->note[c->dir];
 	c->cb(c->ctx, &obs);
+	if (obs.note != NULL)
+		c->note[c->dir][0] = '\0';
 	if (obs.masked && c->dir == IMAP_C2S) {
 		/* the credential's clear bytes are not kept past their report */
 		imap_framer_wipe(c->framer[c->dir]);
@@ -635,6 +640,11 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 
 		c->on_event(c->ctx, &e);
 	}
+}
+
+void imap_conv_note(struct imap_conv *c, enum imap_dir dir, const char *note)
+{
+	snprintf(c->note[dir], sizeof(c->note[dir]), "%s", note);
 }
 
 void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)

@@ -36,6 +36,8 @@ struct imap_observation {
 	bool secret_rest;                   /* the unit's wire bytes past len (a cut
 					       line) are secret too */
 	const struct imap_completion *completion; /* set when the line completed a command */
+	const char *note;                   /* the proxy's word on a line it changed
+					       ("STARTTLS removed"), or NULL */
 };
 
 typedef void imap_observe_cb(void *ctx, const struct imap_observation *obs);
@@ -136,6 +138,10 @@ void imap_conv_gap(struct imap_conv *conv, enum imap_dir dir);
  * in the session's summary and handed out as IMAP_CONV_ANOMALY, like
  * the conversation's own. */
 void imap_conv_anomaly(struct imap_conv *conv, enum imap_dir dir, const struct imap_anomaly *anomaly);
+
+/* The next line observed in dir is one the proxy changed: note says how
+ * (copied; shown with it as the observation's note). */
+void imap_conv_note(struct imap_conv *conv, enum imap_dir dir, const char *note);
 
 /* Frees memory held by idle framers. */
 void imap_conv_trim(struct imap_conv *conv);

@@ -84,6 +84,7 @@ void session_relaying(struct proxy_session *s)
 			    ? imap_capability_edit(p, len, session_capability_edits(s), edited, sizeof(edited))
 			    : 0;
 		if (m > 0) {
+			session_note_edit(s, p, len);
 			evbuffer_drain(s->greeting, len);
 			evbuffer_add(s->greeting, edited, m);
 		}

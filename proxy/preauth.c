@@ -3,6 +3,16 @@
  * AUTHENTICATE are answered however many literals come first. */
 #include "proxy/session_int.h"
 
+void session_note_edit(struct proxy_session *s, const uint8_t *line, size_t len)
+{
+	char words[96];
+
+	imap_capability_describe(imap_capability_changes(line, len, session_capability_edits(s)),
+				 words, sizeof(words));
+	if (words[0] != '\0')
+		imap_conv_note(observed_conv(s->observed), IMAP_S2C, words);
+}
+
 unsigned session_capability_edits(const struct proxy_session *s)
 {
 	const struct proxy_config *c = s->env->config;
@@ -179,8 +189,10 @@ static void upstream_unit(struct line_relay *lr, const struct imap_unit *u, size
 	}
 	evbuffer_remove(input, line, n);
 	m = imap_capability_edit(line, n, session_capability_edits(s), edited, sizeof(edited));
-	if (m > 0)
+	if (m > 0) {
+		session_note_edit(s, line, n);
 		pass_line(s, IMAP_S2C, IMAP_ORIGIN_PROXY, edited, m, out);
+	}
 	else
 		pass_line(s, IMAP_S2C, IMAP_ORIGIN_PEER, line, n, out);
 }

@@ -221,6 +221,8 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 
 /* proxy/preauth.c */
 unsigned session_capability_edits(const struct proxy_session *s);
+/* The capability edits line is about to get, as a note on its row. */
+void session_note_edit(struct proxy_session *s, const uint8_t *line, size_t len);
 /* Lines are relayed one by one before authentication; after it, or once
  * COMPRESS is on (the bytes are no longer lines), chunks go as read. */
 bool session_in_line_mode(const struct proxy_session *s, enum side side);

@@ -113,6 +113,39 @@ static void say_bye(struct serve *s, const char *want, const char *have)
 		replay_link_pump(&s->link, 50000);
 }
 
+/* The rest of the client's turn where it diverged: each recorded line
+ * (-) beside what arrived in its place (+), so that one look shows whether
+ * the client skipped, added or changed lines. */
+static void report_turn(struct serve *s, size_t i)
+{
+	char text[160];
+	size_t k = i, j = 0, shown = 0;
+
+	if (s->live_count <= 1 && (i + 1 >= s->rec->count || s->rec->units[i + 1].dir != IMAP_C2S))
+		return; /* one line each: expected and received say it all */
+	replay_report(s->res, "  the client's turn, recorded (-) and received (+):\n");
+	while (shown < 16 && ((k < s->rec->count && s->rec->units[k].dir == IMAP_C2S) ||
+			      j < s->live_count)) {
+		if (k < s->rec->count && s->rec->units[k].dir == IMAP_C2S) {
+			const struct replay_unit *u = &s->rec->units[k++];
+
+			printable(text, sizeof(text), u->masked, u->masked_len);
+			if (u->kind == IMAP_UNIT_LITERAL_DATA)
+				snprintf(text, sizeof(text), "{%zu literal bytes}", u->len);
+			replay_report(s->res, "    - %s\n", text);
+		}
+		if (j < s->live_count) {
+			const struct live_unit *l = &s->live[(s->live_head + j++) % LIVE_MAX];
+
+			printable(text, sizeof(text), l->data, l->len);
+			if (l->kind == IMAP_UNIT_LITERAL_DATA)
+				snprintf(text, sizeof(text), "{%zu literal bytes}", l->len);
+			replay_report(s->res, "    + %s\n", text);
+		}
+		shown++;
+	}
+}
+
 static void diverged(struct serve *s, size_t i, const char *what, const struct live_unit *got)
 {
 	const struct replay_unit *u = &s->rec->units[i];
@@ -132,6 +165,7 @@ static void diverged(struct serve *s, size_t i, const char *what, const struct l
 			snprintf(have, sizeof(have), "{%zu literal bytes}", got->len);
 		replay_report(s->res, "  received: %s\n", have);
 	}
+	report_turn(s, i);
 	report_context(s, i);
 	say_bye(s, want, got != NULL ? have : what);
 }

@@ -388,6 +388,17 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r = run_imaptap(["analyze", tls, "--quiet"])
         self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("hold IMAP inside TLS, which cannot be read without the session keys",
+                      r.stderr)
+        # TCP, neither IMAP nor TLS: the wrong port
+        script = os.path.join(d, "http.imap")
+        with open(script, "w") as f:
+            f.write("C= \\x00\\x01\\xfe\\xff\\r\\n\nS= \\x00\\x02\\xfd\\r\\n\n")
+        http = os.path.join(d, "http.pcap")
+        r = run_imaptap(["compile", script, "-o", http])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_imaptap(["analyze", http, "--quiet"])
+        self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("but no IMAP in them", r.stderr)
         pcap = os.path.join(d, "one.pcap")
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])

@@ -95,10 +95,38 @@ class ReplayTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("replaying session 2 of the 2 in %s: the first in which the client sent "
                       "an IMAP line; the ones before it sent none" % pcap, r.stderr)
+        self.assertIn("replaying session 2 of %s (" % pcap, r.stderr)
         self.assertIn("the client did what the recording did", r.stderr)
         # --session 1 is still there to ask for: nothing to replay in it
         r, _ = replay(pcap, "--session", "1", command=client("same"))
         self.assertNotEqual(r.returncode, 0)
+
+    def test_a_diverging_turn_is_shown_line_by_line(self):
+        """A pipelining client that changes the middle command: the report
+        lays the turn's recorded lines beside what arrived."""
+        d = tempfile.mkdtemp(dir=TMP)
+        pcap = os.path.join(d, "pipelined.pcap")
+        r = run_imaptap(["compile", os.path.join(SCENARIOS, "pipelined.imap"), "-o", pcap])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        script = ("import os, socket, time\n"
+                  "s = socket.create_connection(('127.0.0.1', int(os.environ['IMAPTAP_PORT'])))\n"
+                  "s.settimeout(20)\n"
+                  "def line():\n"
+                  "    b = b''\n"
+                  "    while not b.endswith(b'\\n'): b += s.recv(1)\n"
+                  "    return b\n"
+                  "line()\n"
+                  "s.sendall(b'a1 LOGIN alice secret\\r\\n'); line()\n"
+                  "s.sendall(b'a2 SELECT INBOX\\r\\n'); line(); line()\n"
+                  "s.sendall(b'a3 UID FETCH 1:* (FLAGS)\\r\\na4 STATUS Junk (MESSAGES)\\r\\n"
+                  "a5 NOOP\\r\\n')\n"
+                  "time.sleep(3)\n")
+        r, _ = replay(pcap, "--no-delay", "--quiet-limit", "2",
+                      command=[sys.executable, "-c", script])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        turn = r.stderr[r.stderr.index("the client's turn, recorded (-) and received (+):"):]
+        self.assertRegex(turn, r"- \S+ STATUS Archive \(MESSAGES\)\n\s+\+ \S+ STATUS Junk "
+                               r"\(MESSAGES\)\n\s+- \S+ NOOP")
 
     def test_the_client_hears_why_before_the_close(self):
         """On divergence the client gets a BYE naming what was expected and

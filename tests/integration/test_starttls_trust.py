@@ -317,11 +317,16 @@ class StarttlsTrustTest(ProxyTestCase, unittest.TestCase):
             self.assertEqual(c.cmd(b"a LOGIN alice secret\r\n"), b"a OK done\r\n")
         got = c.cmd(b"b CAPABILITY\r\n")
         c.cmd(b"c LOGOUT\r\n")
+        self.last_proxy = px
         return got
 
     def test_capabilities_edited_before_login_only(self):
         before = self.capability_after(b"* OK ready\r\n", login=False)
         self.assertEqual(before, b"* CAPABILITY IMAP4rev1 IDLE\r\nb OK done\r\n")
+        # the edited row says what imaptap changed
+        row = self.last_proxy.wait_for_row(lambda r: r["dir"] == "P<")
+        self.assertEqual(row["text"], "* CAPABILITY IMAP4rev1 IDLE  (imaptap: STARTTLS removed, "
+                                      "LOGINDISABLED removed)")
         after = self.capability_after(b"* OK ready\r\n", login=True)
         self.assertEqual(after, b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE\r\n"
                                 b"b OK done\r\n")

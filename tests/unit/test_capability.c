@@ -16,9 +16,42 @@ static const char *edit(const char *line, unsigned edits)
 	return out;
 }
 
+/* What an edit did, in words; the same edits imap_capability_edit makes. */
+static void test_changes_described(void)
+{
+	static const struct {
+		const char *line;
+		unsigned edits;
+		const char *words;
+	} cases[] = {
+		{"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n",
+		 IMAP_CAP_REMOVE_STARTTLS | IMAP_CAP_REMOVE_LOGINDISABLED,
+		 "STARTTLS removed, LOGINDISABLED removed"},
+		{"* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n",
+		 IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED,
+		 "STARTTLS added, LOGINDISABLED added"},
+		{"* CAPABILITY IMAP4rev1 STARTTLS\r\n", IMAP_CAP_ADD_STARTTLS, ""},
+		{"* CAPABILITY IMAP4rev1\r\n", IMAP_CAP_REMOVE_STARTTLS, ""},
+		{"* 3 EXISTS\r\n", IMAP_CAP_ADD_STARTTLS, ""},
+	};
+	char words[96];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned done = imap_capability_changes((const uint8_t *)cases[i].line,
+							strlen(cases[i].line), cases[i].edits);
+
+		imap_capability_describe(done, words, sizeof(words));
+		CHECK_MSG(strcmp(words, cases[i].words) == 0, "case %zu: '%s'", i, words);
+		/* described as changed exactly when the edit changes the line */
+		CHECK_MSG((done != 0) == (edit(cases[i].line, cases[i].edits) != NULL), "case %zu", i);
+	}
+}
+
 int main(void)
 {
 	const char *r;
+
+	test_changes_described();
 
 	r = edit("* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED AUTH=PLAIN] Dovecot ready.\r\n",
 		 IMAP_CAP_REMOVE_STARTTLS | IMAP_CAP_REMOVE_LOGINDISABLED);
