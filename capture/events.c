@@ -322,13 +322,9 @@ static void ev_fault(void *self, unsigned session, const struct capture_fault_ma
 	end(e);
 }
 
-static void ev_summary(void *self, unsigned session, imap_time_us ts,
-		       const struct imap_summary *sum)
+/* ,"commands":[...] of a summary */
+static void add_commands(struct events *e, const struct imap_summary *sum)
 {
-	struct events *e = self;
-	bool first = true;
-
-	begin(e, "session-summary", session, ts);
 	add(e, ",\"commands\":[", 13);
 	for (size_t i = 0; i < sum->command_count; i++) {
 		const struct imap_command_stats *st = &sum->commands[i];
@@ -340,11 +336,14 @@ static void ev_summary(void *self, unsigned session, imap_time_us ts,
 			",\"injected\":%" PRIu64 "}",
 		     st->count, st->p50, st->p95, st->max, st->no, st->bad, st->injected);
 	}
-	addf(e, "],\"idles\":%" PRIu64, sum->idles);
-	if (sum->longest_idle >= 0)
-		addf(e, ",\"longest_idle_us\":%" PRId64, sum->longest_idle);
-	if (sum->worst_done_to_ok >= 0)
-		addf(e, ",\"worst_done_to_ok_us\":%" PRId64, sum->worst_done_to_ok);
+	add(e, "]", 1);
+}
+
+/* ,"anomalies":{rule: count} of a summary */
+static void add_anomalies(struct events *e, const struct imap_summary *sum)
+{
+	bool first = true;
+
 	add(e, ",\"anomalies\":{", 14);
 	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
 		if (sum->anomalies[i] == 0)
@@ -354,6 +353,43 @@ static void ev_summary(void *self, unsigned session, imap_time_us ts,
 		first = false;
 	}
 	add(e, "}", 1);
+}
+
+static void ev_summary(void *self, unsigned session, imap_time_us ts,
+		       const struct imap_summary *sum)
+{
+	struct events *e = self;
+
+	begin(e, "session-summary", session, ts);
+	add_commands(e, sum);
+	addf(e, ",\"idles\":%" PRIu64, sum->idles);
+	if (sum->longest_idle >= 0)
+		addf(e, ",\"longest_idle_us\":%" PRId64, sum->longest_idle);
+	if (sum->worst_done_to_ok >= 0)
+		addf(e, ",\"worst_done_to_ok_us\":%" PRId64, sum->worst_done_to_ok);
+	add_anomalies(e, sum);
+	end(e);
+}
+
+static void ev_whole(void *self, imap_time_us ts, const struct capture_whole *w)
+{
+	struct events *e = self;
+	bool first = true;
+
+	begin(e, "capture-summary", 0, ts);
+	addf(e, ",\"sessions\":%u,\"ended\":[", w->sessions);
+	for (unsigned by = 0; by <= CAPTURE_SIDE_CAPTURE; by++)
+		for (unsigned how = 0; how <= CAPTURE_END_UNSEEN; how++) {
+			if (w->ended[by][how] == 0)
+				continue;
+			addf(e, "%s{\"by\":\"%s\",\"end\":\"%s\",\"count\":%u}",
+			     first ? "" : ",", capture_side_str((enum capture_side)by),
+			     capture_end_str((enum capture_end)how), w->ended[by][how]);
+			first = false;
+		}
+	add(e, "]", 1);
+	add_commands(e, w->summary);
+	add_anomalies(e, w->summary);
 	end(e);
 }
 
@@ -430,6 +466,7 @@ static const struct capture_sink_ops events_ops = {
 	.anomaly = ev_anomaly,
 	.fault = ev_fault,
 	.summary = ev_summary,
+	.whole = ev_whole,
 	.close = ev_close,
 	.flush = ev_flush,
 	.reopen = ev_reopen,

@@ -252,6 +252,8 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 	struct imap_anomaly gap;
 
 	tick_all(o, ev->ts);
+	if (ev->ts > o->result->last_ts)
+		o->result->last_ts = ev->ts;
 	if (ev->kind == CAPTURE_STREAM_OPEN) {
 		open_session(o, ev);
 		return;

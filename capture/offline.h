@@ -38,6 +38,7 @@ struct capture_offline_result {
 	char damaged_mark[200]; /* the first of them: when, and what is wrong */
 	bool settings_read;     /* the capture recorded the settings it was made with */
 	unsigned tls_sessions;  /* sessions whose stream is TLS (not shown) */
+	imap_time_us last_ts;   /* the time of the capture's last event */
 	struct capture_read_stats stats;
 };
 

@@ -121,6 +121,12 @@ void capture_sinks_reopen(const struct capture_sinks *s)
 			s->sink[i].ops->reopen(s->sink[i].self);
 }
 
+void capture_sinks_whole(const struct capture_sinks *s, imap_time_us ts,
+			 const struct capture_whole *whole)
+{
+	EACH(s, whole, ts, whole);
+}
+
 void capture_sinks_flush(const struct capture_sinks *s)
 {
 	for (unsigned i = 0; i < s->count; i++)

@@ -64,6 +64,13 @@ struct capture_close_info {
 	uint64_t bytes[2];  /* relayed, indexed by enum imap_dir */
 };
 
+/* The whole capture in numbers (analyze, at its end). */
+struct capture_whole {
+	unsigned sessions;
+	unsigned ended[CAPTURE_SIDE_CAPTURE + 1][CAPTURE_END_UNSEEN + 1]; /* by who, how */
+	const struct imap_summary *summary; /* commands across sessions, anomalies by rule */
+};
+
 /* "client", "server", "proxy", "capture" */
 const char *capture_side_str(enum capture_side side);
 /* "eof", "half-closed", "shutdown", "reset", "error", "open", "unseen" */
@@ -111,6 +118,8 @@ struct capture_sink_ops {
 	void (*summary)(void *self, unsigned session, imap_time_us ts,
 			const struct imap_summary *summary);
 	void (*close)(void *self, const struct capture_close_info *info);
+	/* analyze: the whole capture, once it is read */
+	void (*whole)(void *self, imap_time_us ts, const struct capture_whole *whole);
 	void (*flush)(void *self);
 	/* SIGHUP: a file moved away (log rotation) is started anew at its
 	 * path, and an output stopped by an error is tried again */
@@ -156,6 +165,8 @@ void capture_sinks_fault(const struct capture_sinks *sinks, unsigned session,
 void capture_sinks_summary(const struct capture_sinks *sinks, unsigned session, imap_time_us ts,
 			   const struct imap_summary *summary);
 void capture_sinks_close(const struct capture_sinks *sinks, const struct capture_close_info *info);
+void capture_sinks_whole(const struct capture_sinks *sinks, imap_time_us ts,
+			 const struct capture_whole *whole);
 void capture_sinks_flush(const struct capture_sinks *sinks);
 void capture_sinks_reopen(const struct capture_sinks *sinks);
 void capture_sinks_destroy(struct capture_sinks *sinks);

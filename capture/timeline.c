@@ -394,6 +394,67 @@ static void tl_destroy(void *self)
 	free(t);
 }
 
+/* The whole capture, after its sessions: three rows without a clock. */
+static void tl_whole(void *self, imap_time_us ts, const struct capture_whole *w)
+{
+	const struct timeline *t = self;
+	const struct imap_summary *sum = w->summary;
+	char a[32], b[32], c[32];
+	bool first = true;
+	struct row r = {.len = 0};
+
+	(void)ts;
+	row_textf(&r, "== capture: %u session%s", w->sessions, w->sessions == 1 ? "" : "s");
+	for (unsigned by = 0; by <= CAPTURE_SIDE_CAPTURE; by++)
+		for (unsigned how = 0; how <= CAPTURE_END_UNSEEN; how++) {
+			if (w->ended[by][how] == 0)
+				continue;
+			row_textf(&r, "%s %u by the %s (%s)", first ? "; ended:" : ",",
+				  w->ended[by][how], capture_side_str((enum capture_side)by),
+				  capture_end_str((enum capture_end)how));
+			first = false;
+		}
+	row_end(t, &r);
+	r.len = 0;
+	row_text(&r, "== commands:");
+	if (sum->command_count == 0)
+		row_text(&r, " none completed");
+	for (size_t i = 0; i < sum->command_count; i++) {
+		const struct imap_command_stats *st = &sum->commands[i];
+
+		row_textf(&r, "%s ", i ? "," : "");
+		row_text(&r, st->name); /* a peer's word: through the escaping gate */
+		row_textf(&r, " %llu (", (unsigned long long)st->count);
+		if (st->count > 0)
+			row_textf(&r, "p50 %s, p95 %s, max %s",
+				  capture_format_duration(a, sizeof(a), st->p50),
+				  capture_format_duration(b, sizeof(b), st->p95),
+				  capture_format_duration(c, sizeof(c), st->max));
+		if (st->no > 0)
+			row_textf(&r, "; NO %llu", (unsigned long long)st->no);
+		if (st->bad > 0)
+			row_textf(&r, "; BAD %llu", (unsigned long long)st->bad);
+		if (st->injected > 0)
+			row_textf(&r, "%s%llu injected by the proxy", st->count > 0 ? "; " : "",
+				  (unsigned long long)st->injected);
+		row_text(&r, ")");
+	}
+	row_end(t, &r);
+	r.len = 0;
+	row_text(&r, "== anomalies:");
+	first = true;
+	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+		if (sum->anomalies[i] == 0)
+			continue;
+		row_textf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
+			  sum->anomalies[i]);
+		first = false;
+	}
+	if (first)
+		row_text(&r, " none");
+	row_end(t, &r);
+}
+
 static const struct capture_sink_ops timeline_ops = {
 	.open = tl_open,
 	.observe = tl_observe,
@@ -404,6 +465,7 @@ static const struct capture_sink_ops timeline_ops = {
 	.fault = tl_fault,
 	.summary = tl_summary,
 	.close = tl_close,
+	.whole = tl_whole,
 	.flush = tl_flush,
 	.destroy = tl_destroy,
 };
@@ -415,6 +477,7 @@ static const struct capture_sink_ops anomaly_ops = {
 	.anomaly = tl_anomaly,
 	.summary = tl_summary,
 	.close = tl_close,
+	.whole = tl_whole,
 	.flush = tl_flush,
 	.destroy = tl_destroy,
 };

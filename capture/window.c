@@ -109,6 +109,14 @@ static void w_close(void *self, const struct capture_close_info *info)
 		PASS(w, close, info);
 }
 
+/* the totals of the whole capture, whatever the window */
+static void w_whole(void *self, imap_time_us ts, const struct capture_whole *whole)
+{
+	struct window *w = self;
+
+	PASS(w, whole, ts, whole);
+}
+
 static void w_flush(void *self)
 {
 	struct window *w = self;
@@ -146,6 +154,7 @@ static const struct capture_sink_ops window_ops = {
 	.fault = w_fault,
 	.summary = w_summary,
 	.close = w_close,
+	.whole = w_whole,
 	.flush = w_flush,
 	.reopen = w_reopen,
 	.destroy = w_destroy,

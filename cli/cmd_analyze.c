@@ -339,14 +339,14 @@ static int open_sinks(const struct analyze_args *a, int color, struct capture_si
 			return -1;
 		}
 		capture_sinks_add(sinks, sink);
-		/* and after the sessions, the whole capture */
-		*totals_r = capture_totals_new(&sink);
-		if (*totals_r == NULL) {
-			cli_message("out of memory");
-			return -1;
-		}
-		capture_sinks_add(sinks, sink);
 	}
+	/* what the whole capture comes to, for the outputs after the sessions */
+	*totals_r = capture_totals_new(&sink);
+	if (*totals_r == NULL) {
+		cli_message("out of memory");
+		return -1;
+	}
+	capture_sinks_add(sinks, sink);
 	if (a->events != NULL &&
 	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "analyze", log_message,
 			      made) != 0)
@@ -444,8 +444,10 @@ int cli_analyze_main(int argc, char **argv)
 		return CLI_EXIT_RUNTIME;
 	}
 	rc = capture_offline_run(a.file, &config, &sinks, &result, err, sizeof(err));
-	if (rc == 0 && totals != NULL && result.shown > 0)
-		capture_totals_report(totals, events_to_stdout(&a) ? stderr : stdout);
+	if (rc == 0 && totals != NULL && result.shown > 0) {
+		capture_sinks_whole(&sinks, result.last_ts, capture_totals_get(totals));
+		capture_sinks_flush(&sinks);
+	}
 	capture_sinks_destroy(&sinks);
 	fflush(stdout);
 	if (rc != 0) {

@@ -296,7 +296,13 @@ class AnalyzeTest(ProxyTestCase, unittest.TestCase):
         r = self.analyze(pcap, "--events", "-")
         kinds = [json.loads(line)["kind"] for line in r.stdout.splitlines()]
         self.assertEqual(kinds[:3], ["run-start", "settings", "session-open"])
-        self.assertEqual(kinds[-1], "session-close")
+        self.assertEqual(kinds[-2:], ["session-close", "capture-summary"])
+        whole = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual(whole["sessions"], 1)
+        self.assertEqual(whole["ended"], [{"by": "server", "end": "eof", "count": 1}])
+        names = [c["name"] for c in whole["commands"]]
+        self.assertIn("UID FETCH", names)
+        self.assertEqual(whole["anomalies"], {})
         rows = parse_timeline(r.stderr)
         self.assertTrue([x for x in rows if x["dir"] == "C>"], r.stderr[-2000:])
         jq = subprocess.run("%s analyze %s --events - | jq -c .kind" % (

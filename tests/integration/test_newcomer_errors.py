@@ -178,6 +178,16 @@ class NewcomerErrors(ProxyTestCase, unittest.TestCase):
         self.assertEqual(run_imaptap(["compile", script, "-o", pcap]).returncode, 0)
         r = run_imaptap(["analyze", pcap, "--quiet"])
         self.assertEqual(r.returncode, 3)
+        # TLS records: named as such, with what to do
+        self.assertIn("hold IMAP inside TLS, which cannot be read without the session keys; "
+                      "record the plain side with imaptap proxy --pcap", one_line(self, r.stderr))
+        # neither IMAP nor TLS: the wrong port
+        with open(script, "w") as f:
+            f.write("C= \\x00\\x05\\x01\\x02\\r\\n\nS= \\x00\\x02\\r\\n\n")
+        os.unlink(pcap)
+        self.assertEqual(run_imaptap(["compile", script, "-o", pcap]).returncode, 0)
+        r = run_imaptap(["analyze", pcap, "--quiet"])
+        self.assertEqual(r.returncode, 3)
         self.assertIn("but no IMAP in them", one_line(self, r.stderr))
 
     def test_session_out_of_range(self):

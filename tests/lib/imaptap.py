@@ -87,11 +87,12 @@ def module_tmpdir(prefix):
 
 
 def session_records(records):
-    """The records about sessions: without each run's run-start record and
-    its run id, so the records of two runs (live and analyze) compare."""
+    """The records about sessions: without each run's run-start record, the
+    capture-summary analyze ends with, and the run id, so the records of
+    two runs (live and analyze) compare."""
     out = []
     for r in records:
-        if r.get("kind") == "run-start":
+        if r.get("kind") in ("run-start", "capture-summary"):
             continue
         r = dict(r)
         r.pop("run", None)
