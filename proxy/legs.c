@@ -89,7 +89,8 @@ void session_relaying(struct proxy_session *s)
 			evbuffer_add(s->greeting, edited, m);
 		}
 		len = evbuffer_get_length(s->greeting);
-		observed_feed(s->observed, IMAP_S2C, s->greeting_ts, IMAP_ORIGIN_PROXY,
+		/* stamped when the client gets it, after its own TLS handshake */
+		observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,
 			       evbuffer_pullup(s->greeting, -1), len);
 		s->greeting_seen = 1;
 		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);

@@ -128,7 +128,6 @@ struct proxy_session {
 	struct line_relay lines[2];
 	int authenticated;      /* LOGIN or AUTHENTICATE completed OK */
 	bool spoke[2];          /* by side: its first bytes were relayed */
-	imap_time_us greeting_ts;
 	struct capture_session_info info;
 	struct proxy_faults *faults; /* NULL unless a --fault applies to this session */
 	bool eof_deferred[2];        /* by side: its FIN waits behind a fault's queue */

@@ -94,7 +94,6 @@ static int upstream_tls_capability(struct proxy_session *s, char *line, size_t n
 		session_upstream_failed(s, "STARTTLS", "out of memory");
 		return -1;
 	}
-	s->greeting_ts = proxy_now();
 	return 1;
 }
 

@@ -176,6 +176,10 @@ class TLSTest(ProxyTestCase, unittest.TestCase):
                 self.assertNotIn(word, "".join(r["text"] for r in px.timeline()
                                                if r["dir"] in ("C>", "S<", "P<")))
             self.assert_masked(px)
+            # rows in time order: the greeting when the client got it, after
+            # the client's own TLS row
+            stamps = [r["ts"] for r in px.timeline() if r["session"] == 1]
+            self.assertEqual(stamps, sorted(stamps), client_tls)
 
     def test_client_starttls_answered_by_the_proxy(self):
         ca = self.ca_dir()
