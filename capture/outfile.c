@@ -14,7 +14,13 @@ int capture_outfile_open_fd(const char *path, enum capture_outfile_mode mode)
 	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
 		    (mode == CAPTURE_OUTFILE_APPEND ? O_APPEND : 0);
 	struct stat st;
-	int fd = open(path, flags, 0600), saved;
+	int fd, saved;
+
+	/* "-": standard output, as it is (a pipe, a terminal, a file the shell
+	 * opened): nothing to refuse, truncate or chmod there */
+	if (strcmp(path, "-") == 0)
+		return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	fd = open(path, flags, 0600);
 
 	if (fd < 0)
 		return -1;
@@ -138,6 +144,8 @@ bool capture_outfile_moved(const struct capture_outfile *out, const char *path)
 {
 	struct stat open_st, path_st;
 
+	if (strcmp(path, "-") == 0)
+		return false; /* standard output cannot be moved away */
 	if (fstat(out->fd, &open_st) != 0 || stat(path, &path_st) != 0)
 		return true;
 	return open_st.st_dev != path_st.st_dev || open_st.st_ino != path_st.st_ino;

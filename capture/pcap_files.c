@@ -114,6 +114,12 @@ void pcap_files_reopen(void *self)
 	bool moved;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	if (strcmp(w->path, "-") == 0) {
+		/* standard output: a second file header would break the stream */
+		if (w->file.fp != NULL)
+			pcap_files_flush(w);
+		return;
+	}
 	moved = w->file.fp != NULL ? capture_outfile_moved(&w->file, name) : access(name, F_OK) != 0;
 	if (w->file.fp != NULL && !moved) {
 		pcap_files_flush(w);

@@ -65,9 +65,10 @@ static const char proxy_usage[] =
 	"                           (default: as many as descriptors allow)\n"
 	"  --user NAME              started as root: drop to NAME's privileges once\n"
 	"                           listening and with every output file open\n"
-	"  --pcap FILE              write every session's client leg as plain IMAP over\n"
+	"  --pcap FILE|-            write every session's client leg as plain IMAP over\n"
 	"                           TCP (server port 143) to FILE, mode 0600; Wireshark\n"
-	"                           and 'imaptap analyze' read it\n"
+	"                           and 'imaptap analyze' read it (-: standard output,\n"
+	"                           | wireshark -k -i -)\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
@@ -491,6 +492,10 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	if (a->quiet && a->anomalies_only)
 		return cli_usage_error("proxy", "--quiet shows no rows, --anomalies-only some: "
 				       "choose one");
+	if (a->pcap != NULL && strcmp(a->pcap, "-") == 0 &&
+	    ((a->events != NULL && strcmp(a->events, "-") == 0) || a->pcap_max_mib > 0))
+		return cli_usage_error("proxy", "--pcap - takes standard output for itself: no "
+				       "--events - or --pcap-max-size with it");
 	if (a->pcap_max_mib > 0 && a->pcap == NULL)
 		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
 	config->sni = a->sni;

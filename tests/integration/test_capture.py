@@ -287,6 +287,31 @@ class CaptureTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("completion", kinds)
         self.assertEqual(kinds[-1], "session-close")
 
+    def test_pcap_to_stdout(self):
+        """--pcap - writes the capture to standard output (a pipe into
+        Wireshark); analyze reads it back; no file named '-' appears."""
+        cwd = tempfile.mkdtemp(dir=TMP)
+        px = self.start_proxy(DC.port, extra_args=["--pcap", "-"])
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command(b"s1", b"NOOP")
+        c.close()
+        self.closed(px)
+        self.assertEqual(px.stop(), 0)
+        data = px.stdout_bytes()
+        self.assertEqual(data[:4], b"\xd4\xc3\xb2\xa1", "no pcap header on stdout")
+        self.assertFalse(os.path.exists("-"), "a file named '-' instead of stdout")
+        path = os.path.join(cwd, "from-stdout.pcap")
+        with open(path, "wb") as f:
+            f.write(data)
+        r = run_imaptap(["analyze", path, "--color", "never"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"#1 C> s1 NOOP")
+        bad = run_imaptap(["proxy", "--upstream", "127.0.0.1:143", "--pcap", "-",
+                           "--events", "-"])
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--pcap - takes standard output for itself", bad.stderr)
+
     def test_redact_bodies(self):
         pcap, events = self.outputs()
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap, "--redact-bodies"])

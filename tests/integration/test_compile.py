@@ -10,6 +10,8 @@ import glob
 import json
 import os
 import re
+import shlex
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -140,6 +142,16 @@ class CompileTest(unittest.TestCase):
         rows = parse_timeline(self.analyze(pcap).stdout)
         self.assertTrue(any(r["dir"] == "!" and r["text"].startswith("done-stall a3:")
                             for r in rows), rows)
+
+    def test_output_to_stdout_reads_in_tshark(self):
+        """-o -: the pcap on standard output, e.g. straight into tshark."""
+        script = self.write("pipe.imap", IDLE_SCRIPT)
+        r = subprocess.run("%s compile %s -o - | tshark -r - -Y imap -T fields -e imap.line"
+                           % (shlex.quote(check_binary()), shlex.quote(script)), shell=True,
+                           capture_output=True, text=True, timeout=60, cwd=TMP)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("IDLE", r.stdout)
+        self.assertFalse(os.path.exists(os.path.join(TMP, "-")))
 
     def test_reproducible_and_start(self):
         script = self.write("idle.imap", IDLE_SCRIPT)
