@@ -428,6 +428,8 @@ int cli_analyze_main(int argc, char **argv)
 				       a.color);
 	if (a.no_rules && a.fail_any)
 		return cli_usage_error("analyze", "--fail-on needs the rules: drop --no-rules");
+	if (a.since >= 0 && a.until >= 0 && a.since > a.until)
+		return cli_usage_error("analyze", "--since comes after --until: nothing to show");
 	if (a.quiet && a.anomalies_only)
 		return cli_usage_error("analyze", "--quiet shows no rows, --anomalies-only some: "
 				       "choose one");

@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (out == NULL)
 		abort();
 	{
-		struct capture_timeline_config tc = {.out = out, .color = (size & 1) != 0};
+		struct capture_timeline_config tc = {
+			.out = out, .color = (size & 1) != 0, .settings = true, .whole_lines = (size & 2) != 0};
 
 		sink = capture_timeline_new(&tc);
 		if (sink.ops == NULL || capture_sinks_add(&sinks, sink) != 0)

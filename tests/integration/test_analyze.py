@@ -256,7 +256,9 @@ class WindowTest(unittest.TestCase):
         self.assertIn("there is no session 2", r.stderr)
         for args, words in ((["--session", "1,x"], "--session takes numbers from 1"),
                             (["--since", "yesterday"], "--since takes a time"),
-                            (["--until", "2026-12-05T25:00:00Z"], "--until takes a time")):
+                            (["--until", "2026-12-05T25:00:00Z"], "--until takes a time"),
+                            (["--since", "2026-12-05T16:01:00Z", "--until", "1796486400"],
+                             "--since comes after --until")):
             r = run_imaptap(["analyze", self.pcap] + args)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(words, r.stderr)
