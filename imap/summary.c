@@ -52,6 +52,11 @@ static struct name_log *name_log(struct imap_summary_builder *b, const char *nam
 	for (size_t i = 0; i < b->count; i++)
 		if (strcmp(b->names[i].stats.name, name) == 0)
 			return &b->names[i];
+	/* the last slot is for every name past the limit */
+	if (b->count == IMAP_SUMMARY_NAMES)
+		return &b->names[b->count - 1];
+	if (b->count == IMAP_SUMMARY_NAMES - 1)
+		name = IMAP_SUMMARY_OTHER;
 	if (b->count == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 4;
 		struct name_log *n = realloc(b->names, cap * sizeof(*n));

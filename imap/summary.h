@@ -14,6 +14,11 @@
 /* Latencies kept per command name for the percentiles; beyond that a
  * deterministic sample of them. */
 #define IMAP_SUMMARY_SAMPLES 256
+/* Command names kept apart; the completions of any further name (a
+ * hostile or broken peer can invent any number) are counted as one,
+ * IMAP_SUMMARY_OTHER, so memory and time stay bounded. */
+#define IMAP_SUMMARY_NAMES 128
+#define IMAP_SUMMARY_OTHER "(other commands)"
 
 struct imap_command_stats {
 	char name[IMAP_NAME_MAX + 4]; /* "FETCH"; "UID FETCH" for UID commands */

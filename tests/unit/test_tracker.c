@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "imap/summary.h"
 #include "imap/tracker.h"
 
 static int feed(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts, const char *line,
@@ -388,8 +389,36 @@ static void test_anomaly_make(void)
 	CHECK(strcmp(imap_blame_str(imap_rule_blame(IMAP_RULE_PARSE_ERROR)), "either") == 0);
 }
 
+/* A peer that invents thousands of command names: the summary keeps
+ * IMAP_SUMMARY_NAMES entries, the last counting every name past them. */
+static void test_summary_names_bounded(void)
+{
+	struct imap_summary_builder *b = imap_summary_new();
+	const struct imap_summary *sum;
+	struct imap_completion c = {.status = IMAP_STATUS_NO, .latency = 1000};
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < 5000; i++) {
+		snprintf(c.command, sizeof(c.command), "X%u", i);
+		imap_summary_completion(b, &c, false);
+	}
+	imap_summary_completion(b, &c, true); /* an injected one of a known name */
+	sum = imap_summary_get(b);
+	CHECK(sum->command_count == IMAP_SUMMARY_NAMES);
+	CHECK(strcmp(sum->commands[0].name, "X0") == 0 && sum->commands[0].count == 1);
+	CHECK(strcmp(sum->commands[IMAP_SUMMARY_NAMES - 1].name, IMAP_SUMMARY_OTHER) == 0);
+	for (size_t i = 0; i < sum->command_count; i++) {
+		total += sum->commands[i].count;
+		CHECK(sum->commands[i].no == sum->commands[i].count);
+	}
+	CHECK(total == 5000);
+	CHECK(sum->commands[IMAP_SUMMARY_NAMES - 1].injected == 1);
+	imap_summary_free(&b);
+}
+
 int main(void)
 {
+	test_summary_names_bounded();
 	test_next_deadline_is_when_rules_fire();
 	test_anomaly_make();
 	test_pending_at_eof_names_tags_and_literal();
