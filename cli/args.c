@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "proxy/proxy.h"
 
 int cli_number(const char *text, unsigned long long lo, unsigned long long hi,
 	       unsigned long long *out)
@@ -181,4 +182,9 @@ bool cli_ca_is_a_file(const char *cmd, const char *path)
 				"ca.key); %s is a file (for a certificate of your own: --cert FILE "
 				"--key FILE)", path);
 	return true;
+}
+
+const char *cli_tls_mode_word(enum proxy_tls_mode mode)
+{
+	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
 }

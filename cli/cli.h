@@ -9,6 +9,7 @@
 #include "capture/events.h"
 #include "capture/outfile.h"
 #include "imap/tracker.h"
+#include "proxy/proxy.h"
 
 /* Exit codes (docs/exit-codes.md). */
 enum cli_exit {
@@ -65,6 +66,9 @@ int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *p
 		     const char *events);
 struct proxy_config;
 struct proxy_fault;
+/* The word --upstream-tls and --client-tls take for mode: "none",
+ * "implicit", "starttls"; the settings record it the same way. */
+const char *cli_tls_mode_word(enum proxy_tls_mode mode);
 /* Records the settings a proxy run judges by (capture/settings.h) in its
  * outputs, before any session. */
 void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,

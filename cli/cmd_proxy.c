@@ -407,20 +407,16 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 /* "implicit", "starttls" or "none". */
 static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
 {
+	static const enum proxy_tls_mode modes[] = {PROXY_TLS_NONE, PROXY_TLS_IMPLICIT,
+						    PROXY_TLS_STARTTLS};
+
 	if (word == NULL)
 		return 0;
-	if (strcmp(word, "none") == 0) {
-		*out = PROXY_TLS_NONE;
-		return 0;
-	}
-	if (strcmp(word, "implicit") == 0) {
-		*out = PROXY_TLS_IMPLICIT;
-		return 0;
-	}
-	if (strcmp(word, "starttls") == 0) {
-		*out = PROXY_TLS_STARTTLS;
-		return 0;
-	}
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(word, cli_tls_mode_word(modes[i])) == 0) {
+			*out = modes[i];
+			return 0;
+		}
 	cli_usage_error("proxy", "%s takes implicit, starttls or none, not '%s'", flag, word);
 	return -1;
 }

@@ -82,11 +82,6 @@ imap_time_us cli_now(void)
 	return (imap_time_us)ts.tv_sec * IMAP_US_PER_S + ts.tv_nsec / 1000;
 }
 
-static const char *tls_word(enum proxy_tls_mode mode)
-{
-	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
-}
-
 /* What the verdicts of this run rest on, first in every output: analyze
  * judges a capture by them. */
 void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,
@@ -103,11 +98,10 @@ void cli_record_proxy_settings(const struct proxy_config *config, const struct p
 	snprintf(s.command, sizeof(s.command), "proxy");
 	snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
 		 config->upstream.port);
-	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", tls_word(config->upstream_tls));
-	snprintf(s.client_tls, sizeof(s.client_tls), "%s", tls_word(config->client_tls));
+	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", cli_tls_mode_word(config->upstream_tls));
+	snprintf(s.client_tls, sizeof(s.client_tls), "%s", cli_tls_mode_word(config->client_tls));
 	if (config->upstream_tls != PROXY_TLS_NONE)
-		snprintf(s.sni, sizeof(s.sni), "%s",
-			 config->sni != NULL ? config->sni : config->upstream.host);
+		snprintf(s.sni, sizeof(s.sni), "%s", proxy_upstream_name(config));
 	for (size_t i = 0; i < fault_count && i < CAPTURE_SETTINGS_FAULTS_MAX; i++)
 		proxy_fault_spec_str(&faults[i], s.faults[s.fault_count++], sizeof(s.faults[0]));
 	capture_sinks_settings(sinks, cli_now(), &s);

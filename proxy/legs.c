@@ -123,7 +123,7 @@ void session_tls_report(struct proxy_session *s, enum side side)
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
 		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-		info.name = session_upstream_name(s->env);
+		info.name = proxy_upstream_name(s->env->config);
 		info.verified = !s->env->config->insecure_upstream;
 	} else {
 		sni = s->client_sni;
@@ -153,7 +153,7 @@ void session_resume_client_tls(struct proxy_session *s)
 						  names + n, 16 - n);
 		for (size_t i = 0; i < n && !usable; i++)
 			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
-		if (!usable && (names[n] = strdup(session_upstream_name(p))) != NULL)
+		if (!usable && (names[n] = strdup(proxy_upstream_name(p->config))) != NULL)
 			n++;
 		/* peer names a certificate cannot carry are left out, and said */
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
@@ -261,15 +261,10 @@ void session_connected(struct proxy_session *s)
 	session_start_upstream_tls(s);
 }
 
-const char *session_upstream_name(const struct session_env *env)
-{
-	return env->config->sni != NULL ? env->config->sni : env->config->upstream.host;
-}
-
 void session_start_upstream_tls(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
-	const char *name = session_upstream_name(p);
+	const char *name = proxy_upstream_name(p->config);
 	SSL *ssl;
 
 	/* one name: sent as SNI (unless an address) and checked in the

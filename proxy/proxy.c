@@ -352,6 +352,11 @@ unsigned proxy_listen_port(const struct proxy *p)
 	return p->listen_port;
 }
 
+const char *proxy_upstream_name(const struct proxy_config *config)
+{
+	return config->sni != NULL ? config->sni : config->upstream.host;
+}
+
 const char *proxy_upstream_str(const struct proxy *p)
 {
 	return p->env.upstream_str;

@@ -70,6 +70,9 @@ const char *proxy_listen_str(const struct proxy *proxy);
 unsigned proxy_listen_port(const struct proxy *proxy);
 /* True when bound to a loopback address only. */
 int proxy_listen_is_loopback(const struct proxy *proxy);
+/* The upstream's one name: --sni, else the --upstream host. It goes out
+ * as SNI (unless it is an address) and its certificate must carry it. */
+const char *proxy_upstream_name(const struct proxy_config *config);
 /* The upstream as resolved ("127.0.0.1:143"). */
 const char *proxy_upstream_str(const struct proxy *proxy);
 

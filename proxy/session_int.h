@@ -173,9 +173,6 @@ void session_pass_eof(struct proxy_session *s, enum side side);
 void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
 
 /* proxy/legs.c */
-/* The upstream's one name: --sni, else the --upstream host. It goes out
- * as SNI (unless it is an address) and the certificate must carry it. */
-const char *session_upstream_name(const struct session_env *env);
 /* The upstream leg moves to state: the one place it changes. */
 void session_upstream_enter(struct proxy_session *s, enum upstream_leg state);
 void session_client_enter(struct proxy_session *s, enum client_leg state);
