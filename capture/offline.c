@@ -261,7 +261,8 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 	p = find(o, ev->session);
 	if ((s = *p) == NULL)
 		return;
-	imap_conv_tick(s->conv, ev->ts);
+	if (ev->kind != CAPTURE_STREAM_DATA)
+		imap_conv_tick(s->conv, ev->ts); /* feeding bytes ticks by itself */
 	switch (ev->kind) {
 	case CAPTURE_STREAM_OPEN:
 		break;

@@ -291,6 +291,20 @@ static void tl_fault(void *self, unsigned session, const struct capture_fault_ma
 	row_end(t, &r);
 }
 
+/* " done-stall 1, pending-at-eof 2": findings by rule */
+static void rule_counts(struct row *r, const struct imap_summary *sum)
+{
+	bool first = true;
+
+	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
+		if (sum->anomalies[i] == 0)
+			continue;
+		row_textf(r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
+			  sum->anomalies[i]);
+		first = false;
+	}
+}
+
 /* "LOGIN 3 (p50 4.100 ms, p95 5.000 ms, max 5.000 ms; NO 1)": answered by
  * the server, their latencies, NO and BAD among them, and answers the
  * proxy injected (counted apart, never in the latencies). */
@@ -350,16 +364,8 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 	if (sum->anomaly_total == 0) {
 		row_text(&r, " no anomalies");
 	} else {
-		bool first = true;
-
 		row_text(&r, " anomalies:");
-		for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
-			if (sum->anomalies[i] == 0)
-				continue;
-			row_textf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
-				  sum->anomalies[i]);
-			first = false;
-		}
+		rule_counts(&r, sum);
 	}
 	row_end(t, &r);
 }
@@ -442,16 +448,9 @@ static void tl_whole(void *self, imap_time_us ts, const struct capture_whole *w)
 	row_end(t, &r);
 	r.len = 0;
 	row_text(&r, "== anomalies:");
-	first = true;
-	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++) {
-		if (sum->anomalies[i] == 0)
-			continue;
-		row_textf(&r, "%s %s %u", first ? "" : ",", imap_rule_id((enum imap_rule)i),
-			  sum->anomalies[i]);
-		first = false;
-	}
-	if (first)
+	if (sum->anomaly_total == 0)
 		row_text(&r, " none");
+	rule_counts(&r, sum);
 	row_end(t, &r);
 }
 
