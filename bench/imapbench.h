@@ -52,6 +52,7 @@ extern SSL_CTX *g_tls_ctx; /* set with --tls */
 extern char *g_rbuf;       /* one read buffer, reused by every connection */
 
 /* bench/imapbench_conn.c */
+void print_server_line(const char *prefix, const char *line);
 double now_s(void);
 uint64_t now_ns(void);
 SSL_CTX *tls_client_ctx(const struct opts *o);

@@ -30,6 +30,20 @@
 SSL_CTX *g_tls_ctx;
 char *g_rbuf;
 
+/* A server's line on stderr after prefix, bytes outside printable ASCII
+ * as \xNN: what a server sends never reaches the terminal raw. */
+void print_server_line(const char *prefix, const char *line)
+{
+    fputs(prefix, stderr);
+    for (const unsigned char *p = (const unsigned char *)line; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p < 0x7f)
+            fputc(*p, stderr);
+        else
+            fprintf(stderr, "\\x%02x", *p);
+    }
+    fputc('\n', stderr);
+}
+
 double now_s(void)
 {
     struct timespec ts;
@@ -363,7 +377,7 @@ enum result wait_for(struct conn *c, const char *tag, int want_cont,
         if (!line)
             return RES_ERR;
         if (verbose)
-            fprintf(stderr, "S: %s\n", line);
+            print_server_line("S: ", line);
         uint64_t n;
         if (literal_at_end(line, len, &n)) {
             if (skip_literal(c, n) < 0)
@@ -383,11 +397,11 @@ enum result wait_for(struct conn *c, const char *tag, int want_cont,
             const char *st = line + tl + 1;
             if (strncasecmp(st, "OK", 2) == 0)
                 return RES_OK;
-            fprintf(stderr, "imapbench: server answered: %s\n", line);
+            print_server_line("imapbench: server answered: ", line);
             return strncasecmp(st, "NO", 2) == 0 ? RES_NO : RES_BAD;
         }
         if (!c->logging_out && len >= 5 && strncasecmp(line, "* BYE", 5) == 0) {
-            fprintf(stderr, "imapbench: server said: %s\n", line);
+            print_server_line("imapbench: server said: ", line);
             return RES_ERR;
         }
     }
@@ -442,9 +456,9 @@ int session_start(struct conn *c, const struct opts *o)
     if (!greet)
         return -1;
     if (o->verbose)
-        fprintf(stderr, "S: %s\n", greet);
+        print_server_line("S: ", greet);
     if (strncasecmp(greet, "* OK", 4) != 0 && strncasecmp(greet, "* PREAUTH", 9) != 0) {
-        fprintf(stderr, "imapbench: unexpected greeting: %s\n", greet);
+        print_server_line("imapbench: unexpected greeting: ", greet);
         return -1;
     }
     if (o->login) {

@@ -47,12 +47,12 @@ static int hs_session(const struct opts *o, char *tls, size_t tlslen)
     char *greet = read_line(&c, &len);
     if (!greet || strncasecmp(greet, "* OK", 4) != 0) {
         if (greet)
-            fprintf(stderr, "imapbench: unexpected greeting: %s\n", greet);
+            print_server_line("imapbench: unexpected greeting: ", greet);
         conn_close(&c);
         return -1;
     }
     if (o->verbose)
-        fprintf(stderr, "S: %s\n", greet);
+        print_server_line("S: ", greet);
     char tag[16];
     c.logging_out = 1;
     if (command(&c, tag, "LOGOUT") < 0 || wait_for(&c, tag, 0, NULL, o->verbose) != RES_OK) {
