@@ -294,6 +294,8 @@ static void ev_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	begin(e, "anomaly", session, a->ts);
 	add_text(e, "rule", imap_rule_id(a->rule));
 	add_text(e, "severity", imap_severity_str(a->severity));
+	add_text(e, "blame", imap_blame_str(imap_rule_blame(a->rule)));
+	add_text(e, "rfc", imap_rule_rfc(a->rule));
 	if (a->tag[0])
 		add_text(e, "tag", a->tag);
 	if (a->threshold >= 0)
@@ -355,6 +357,35 @@ static void add_anomalies(struct events *e, const struct imap_summary *sum)
 	add(e, "}", 1);
 }
 
+/* ,"mailboxes":[{"name":..,"uidvalidity":..}] of a summary: the facts
+ * known, nothing for the rest */
+static void add_mailboxes(struct events *e, const struct imap_summary *sum)
+{
+	if (sum->mailbox_count == 0)
+		return;
+	add(e, ",\"mailboxes\":[", 14);
+	for (size_t i = 0; i < sum->mailbox_count; i++) {
+		const struct imap_mailbox_facts *m = &sum->mailboxes[i];
+
+		addf(e, "%s{\"name\":", i ? "," : "");
+		add_string(e, m->name, m->name_len);
+		if (m->name_cut)
+			add(e, ",\"name_cut\":true", 16);
+		if (m->uidvalidity_known)
+			addf(e, ",\"uidvalidity\":%" PRIu64, m->uidvalidity);
+		if (m->uidnext_known)
+			addf(e, ",\"uidnext\":%" PRIu64, m->uidnext);
+		if (m->exists_known)
+			addf(e, ",\"exists\":%" PRIu64, m->exists);
+		if (m->nomodseq)
+			add(e, ",\"nomodseq\":true", 16);
+		else if (m->modseq_known)
+			addf(e, ",\"highestmodseq\":%" PRIu64, m->highestmodseq);
+		addf(e, ",\"selects\":%" PRIu64 "}", m->selects);
+	}
+	add(e, "]", 1);
+}
+
 static void ev_summary(void *self, unsigned session, imap_time_us ts,
 		       const struct imap_summary *sum)
 {
@@ -368,6 +399,7 @@ static void ev_summary(void *self, unsigned session, imap_time_us ts,
 	if (sum->worst_done_to_ok >= 0)
 		addf(e, ",\"worst_done_to_ok_us\":%" PRId64, sum->worst_done_to_ok);
 	add_anomalies(e, sum);
+	add_mailboxes(e, sum);
 	end(e);
 }
 

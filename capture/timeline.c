@@ -335,6 +335,50 @@ static void command_stats(struct row *r, const struct imap_command_stats *st, bo
 	row_text(r, ")");
 }
 
+/* "-- mailboxes: INBOX (UIDVALIDITY 1, UIDNEXT 13, EXISTS 12,
+ * HIGHESTMODSEQ 40)": the state the client saw, for a bug report */
+static void mailbox_facts(const struct timeline *t, imap_time_us ts, unsigned session,
+			  const struct imap_summary *sum)
+{
+	struct row r;
+
+	if (sum->mailbox_count == 0)
+		return;
+	row_start(t, &r, ts, session);
+	row_text(&r, "-- mailboxes:");
+	for (size_t i = 0; i < sum->mailbox_count; i++) {
+		const struct imap_mailbox_facts *m = &sum->mailboxes[i];
+		const char *sep = " (";
+
+		row_text(&r, i > 0 ? ", " : " ");
+		row_bytes(&r, (const char *)m->name, m->name_len);
+		if (m->name_cut)
+			row_text(&r, "...");
+		if (m->uidvalidity_known) {
+			row_textf(&r, "%sUIDVALIDITY %llu", sep, (unsigned long long)m->uidvalidity);
+			sep = ", ";
+		}
+		if (m->uidnext_known) {
+			row_textf(&r, "%sUIDNEXT %llu", sep, (unsigned long long)m->uidnext);
+			sep = ", ";
+		}
+		if (m->exists_known) {
+			row_textf(&r, "%sEXISTS %llu", sep, (unsigned long long)m->exists);
+			sep = ", ";
+		}
+		if (m->nomodseq) {
+			row_textf(&r, "%sNOMODSEQ", sep);
+			sep = ", ";
+		} else if (m->modseq_known) {
+			row_textf(&r, "%sHIGHESTMODSEQ %llu", sep, (unsigned long long)m->highestmodseq);
+			sep = ", ";
+		}
+		if (sep[0] == ',')
+			row_text(&r, ")");
+	}
+	row_end(t, &r);
+}
+
 static void tl_summary(void *self, unsigned session, imap_time_us ts,
 		       const struct imap_summary *sum)
 {
@@ -349,8 +393,10 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 	for (size_t i = 0; i < sum->command_count; i++)
 		command_stats(&r, &sum->commands[i], i > 0);
 	row_end(t, &r);
-	if (sum->idles == 0 && sum->anomaly_total == 0)
+	if (sum->idles == 0 && sum->anomaly_total == 0) {
+		mailbox_facts(t, ts, session, sum);
 		return;
+	}
 	row_start(t, &r, ts, session);
 	row_text(&r, "-- summary:");
 	if (sum->idles > 0) {
@@ -368,6 +414,7 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 		rule_counts(&r, sum);
 	}
 	row_end(t, &r);
+	mailbox_facts(t, ts, session, sum);
 }
 
 static void tl_close(void *self, const struct capture_close_info *info)

@@ -35,6 +35,25 @@ enum imap_rule {
 	IMAP_RULE_KEEPALIVE_GAP,
 	IMAP_RULE_GREETING_STALL,
 	IMAP_RULE_CAPTURE_GAP,
+	/* the protocol rules (imap/protocol.c) */
+	IMAP_RULE_SYNTAX,
+	IMAP_RULE_EXISTS_DECREASED,
+	IMAP_RULE_MSN_OUT_OF_RANGE,
+	IMAP_RULE_UID_FETCH_WITHOUT_UID,
+	IMAP_RULE_UIDVALIDITY_CHANGED,
+	IMAP_RULE_UIDNEXT_DECREASED,
+	IMAP_RULE_MODSEQ_DECREASED,
+	IMAP_RULE_HIGHESTMODSEQ_ZERO,
+	IMAP_RULE_UNSOLICITED_FETCH_WITHOUT_UID,
+	IMAP_RULE_UNTAGGED_IN_WRONG_STATE,
+	IMAP_RULE_TAGGED_OK_BEFORE_CONTINUATION,
+	IMAP_RULE_RESPONSE_CODE,
+	IMAP_RULE_SERVER_BYE,
+	IMAP_RULE_NONSYNC_LITERAL_TOO_LARGE,
+	IMAP_RULE_CAPABILITY_NOT_ADVERTISED,
+	IMAP_RULE_EXTENSION_NOT_ENABLED,
+	IMAP_RULE_MSN_AFTER_EXPUNGE,
+	IMAP_RULE_UID_AFTER_UIDVALIDITY_CHANGE,
 	IMAP_RULE_COUNT
 };
 
@@ -83,6 +102,8 @@ void imap_anomaly_vmake(struct imap_anomaly *anomaly, enum imap_rule rule, imap_
 const char *imap_rule_id(enum imap_rule rule);
 enum imap_severity imap_rule_severity(enum imap_rule rule);
 enum imap_blame imap_rule_blame(enum imap_rule rule);
+/* The section of the RFC the rule rests on: "RFC 9051 section 7.4.1" */
+const char *imap_rule_rfc(enum imap_rule rule);
 const char *imap_severity_str(enum imap_severity severity);
 /* "client", "server", "either" */
 const char *imap_blame_str(enum imap_blame blame);

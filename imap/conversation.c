@@ -1,4 +1,5 @@
 #include "imap/conversation.h"
+#include "imap/protocol.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ struct imap_conv {
 	struct imap_framer *framer[2];
 	struct imap_redact *redact;
 	struct imap_tracker *tracker;
+	struct imap_protocol *protocol;
 	struct imap_summary_builder *summary;
 	unsigned redact_flags;
 	imap_observe_cb *cb;
@@ -122,8 +124,9 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->redact = imap_redact_new(config->redact_flags);
 	c->tracker = imap_tracker_new();
 	c->summary = imap_summary_new();
+	c->protocol = imap_protocol_new(config->rules ? on_anomaly : NULL, c);
 	if (c->framer[0] == NULL || c->framer[1] == NULL || c->redact == NULL ||
-	    c->tracker == NULL || c->summary == NULL) {
+	    c->tracker == NULL || c->summary == NULL || c->protocol == NULL) {
 		imap_conv_free(&c);
 		return NULL;
 	}
@@ -147,6 +150,7 @@ void imap_conv_free(struct imap_conv **conv)
 	imap_framer_free(&c->framer[1]);
 	imap_redact_free(&c->redact);
 	imap_tracker_free(&c->tracker);
+	imap_protocol_free(&c->protocol);
 	imap_summary_free(&c->summary);
 	for (int d = 0; d < 2; d++) {
 		if (c->inflate[d] != NULL)
@@ -198,6 +202,13 @@ static void follow_sync_literal(struct imap_conv *c, const struct imap_unit *uni
 		c->sync_tag_len = 0;
 	} else if (info->cls == IMAP_LINE_TAGGED && info->tag.len == c->sync_tag_len &&
 		   memcmp(info->tag.p, c->sync_tag, c->sync_tag_len) == 0) {
+		/* NO or BAD refuses the literal; OK claims a command done whose
+		 * literal never came */
+		if (info->status == IMAP_STATUS_OK)
+			rule(c, IMAP_RULE_TAGGED_OK_BEFORE_CONTINUATION, c->sync_tag, c->sync_tag_len,
+			     "%.*s completed OK before the + its synchronising literal waits for: "
+			     "the command cannot have been whole",
+			     (int)c->sync_tag_len, (const char *)c->sync_tag);
 		imap_framer_cancel_literal(c->framer[IMAP_C2S]);
 		c->sync_tag_len = 0;
 	}
@@ -357,6 +368,8 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		obs.len = 0;
 		obs.secret_rest = true;
 	}
+	imap_protocol_unit(c->protocol, c->dir, c->ts, unit, obs.info,
+			   !obs.masked && !obs.secret_rest && obs.len == unit->len);
 	/* the next unit's start decides for its bytes */
 	c->prefix_len[c->dir] = 0;
 	c->secret_from[c->dir] = IMAP_REDACT_NONE;
@@ -368,6 +381,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	if (obs.masked && c->dir == IMAP_C2S) {
 		/* the credential's clear bytes are not kept past their report */
 		imap_framer_wipe(c->framer[c->dir]);
+		imap_protocol_wipe(c->protocol, c->dir);
 		explicit_bzero(c->prefix[c->dir], sizeof(c->prefix[c->dir]));
 	}
 	free(masked);
@@ -635,8 +649,12 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 	}
 	imap_tracker_close_findings(c->tracker, ts, closed);
 	if (c->on_event != NULL) {
-		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts,
-					    .summary = imap_summary_get(c->summary)};
+		struct imap_summary sum = *imap_summary_get(c->summary);
+		const struct imap_mailboxes *boxes = imap_protocol_mailboxes(c->protocol);
+		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts, .summary = &sum};
+
+		sum.mailboxes = boxes->count > 0 ? boxes->kept : NULL;
+		sum.mailbox_count = boxes->count;
 
 		c->on_event(c->ctx, &e);
 	}
@@ -650,6 +668,7 @@ void imap_conv_note(struct imap_conv *c, enum imap_dir dir, const char *note)
 void imap_conv_gap(struct imap_conv *c, enum imap_dir dir)
 {
 	imap_framer_reset(c->framer[dir]);
+	imap_protocol_gap(c->protocol, dir);
 	c->prefix_len[dir] = 0;
 	if (dir == IMAP_C2S)
 		c->sync_tag_len = 0;
@@ -667,6 +686,7 @@ void imap_conv_trim(struct imap_conv *c)
 {
 	imap_framer_trim(c->framer[0]);
 	imap_framer_trim(c->framer[1]);
+	imap_protocol_trim(c->protocol);
 }
 
 const struct imap_tracker *imap_conv_tracker(const struct imap_conv *c)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "imap/anomaly.h"
+#include "imap/mailbox.h"
 #include "imap/tracker.h"
 
 /* Latencies kept per command name for the percentiles; beyond that a
@@ -37,6 +38,10 @@ struct imap_summary {
 	imap_time_us worst_done_to_ok; /* -1 none */
 	uint32_t anomalies[IMAP_RULE_COUNT]; /* findings by rule, resolutions not counted */
 	uint64_t anomaly_total;
+	/* what the session learned of its mailboxes, by first mention (the
+	 * state the client saw); NULL when none */
+	const struct imap_mailbox_facts *mailboxes;
+	size_t mailbox_count;
 };
 
 struct imap_summary_builder;

@@ -116,8 +116,12 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
                          "the server ended IDLE TAG4 before the client sent DONE")
         self.assertFired(px, an, "unexpected-continuation", words="no command waits for one")
         self.assertFired(px, an, "stray-done", words="DONE sent while no IDLE is active")
+        # the OK came before the server ever sent the + IDLE waits for
+        self.assertFired(px, an, "tagged-ok-before-continuation", "TAG4",
+                         "TAG4 IDLE completed OK before any +")
         # the server's "DONE BAD" answers the stray DONE: no unknown tag
-        self.assertOnly(an, "completion-before-done", "unexpected-continuation", "stray-done")
+        self.assertOnly(an, "completion-before-done", "unexpected-continuation", "stray-done",
+                        "tagged-ok-before-continuation")
 
     def test_client_sends_done_after_server_ended_idle(self):
         """The server ends IDLE on its own (a timeout) while the client's
@@ -344,7 +348,9 @@ class FieldRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         live = self.assertFired(px, an, "compress-stream-error",
                                 words="the client's stream after COMPRESS DEFLATE does not "
                                       "inflate at byte ")
-        self.assertOnly(an, "compress-stream-error")
+        # and the BYE it sent with no LOGOUT is said, with its text
+        self.assertFired(px, an, "server-bye", words="invalid compressed data")
+        self.assertOnly(an, "compress-stream-error", "server-bye")
         offline = [a for a in self.analyze() if a["rule"] == "compress-stream-error"]
         self.assertEqual([a["detail"] for a in offline], [live["detail"]])
         # the server's own stream inflated fine: its BYE is on the timeline

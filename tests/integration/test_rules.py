@@ -502,7 +502,7 @@ class RulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
 
     def test_clean_pipelined_session_is_quiet(self):
         def server(p):
-            p.send(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE] fake\r\n")
+            p.send(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE UIDPLUS] fake\r\n")
             p.line()
             p.line()
             p.line()

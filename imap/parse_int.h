@@ -1,0 +1,93 @@
+/* What the grammar's files share: a cursor over one line and the
+ * primitives of RFC 9051's formal syntax. Only imap/parse_*.c include it. */
+#ifndef IMAP_PARSE_INT_H
+#define IMAP_PARSE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/parse.h"
+
+struct cursor {
+	const uint8_t *base;
+	const uint8_t *p;
+	const uint8_t *end; /* the CRLF, or the end of the line given */
+	const struct imap_literal_span *lits;
+	size_t nlits;
+	size_t next_lit;
+	int depth;
+	bool failed;
+	bool too_deep;
+	struct imap_parsed *out;
+};
+
+void cur_init(struct cursor *c, const uint8_t *line, size_t len,
+	      const struct imap_literal_span *lits, size_t nlits, struct imap_parsed *out);
+/* Records the first failure; returns false for "return fail(...)". */
+bool fail(struct cursor *c, enum imap_element element);
+/* Ends a line: nothing may be left before the CRLF. */
+bool cur_finish(struct cursor *c);
+
+static inline bool at_end(const struct cursor *c)
+{
+	return c->p >= c->end;
+}
+static inline int peek(const struct cursor *c)
+{
+	return c->p < c->end ? *c->p : -1;
+}
+static inline bool eat(struct cursor *c, uint8_t ch)
+{
+	if (c->p < c->end && *c->p == ch) {
+		c->p++;
+		return true;
+	}
+	return false;
+}
+
+bool sp(struct cursor *c, enum imap_element element);
+/* Case-insensitive word at the cursor, not followed by an atom char:
+ * consumed when it matches. */
+bool word(struct cursor *c, const char *w);
+/* A word that may be followed by anything (for "BODY[", "BINARY.SIZE["). */
+bool prefix(struct cursor *c, const char *w);
+bool is_atom_char(uint8_t ch);
+bool number(struct cursor *c, uint64_t *v, enum imap_element element);
+bool nz_number(struct cursor *c, uint64_t *v, enum imap_element element);
+bool atom(struct cursor *c, struct imap_slice *s);
+bool quoted(struct cursor *c, struct imap_slice *s);
+/* literal or literal8 (binary: "~{n}"); s: the content kept */
+bool literal(struct cursor *c, struct imap_slice *s, bool *cut, bool binary_ok);
+bool string(struct cursor *c, struct imap_slice *s);
+bool nstring(struct cursor *c);
+bool astring(struct cursor *c, struct imap_slice *s);
+/* astring that keeps whether a literal mailbox name was cut */
+bool mailbox(struct cursor *c);
+bool is_nil(struct cursor *c);
+/* flag-list "(" [flag *(SP flag)] ")" */
+bool flag_list(struct cursor *c);
+bool date_time(struct cursor *c);
+/* Any value: atom-like word, number, string, literal, NIL or a
+ * parenthesised/bracketed list of values; for what has no rule. */
+bool any_value(struct cursor *c);
+/* Values separated by SP up to the line's end. */
+bool any_rest(struct cursor *c);
+bool seq_set(struct cursor *c, struct imap_seq_facts *facts, bool allow_dollar);
+/* uid-set: counts the UIDs it names (ranges whole, capped). */
+bool uid_set(struct cursor *c, uint64_t *count);
+/* capability *(SP capability), into out->caps */
+bool capabilities(struct cursor *c, imap_capset *caps, bool need_one);
+bool enter(struct cursor *c);
+static inline void leave(struct cursor *c)
+{
+	c->depth--;
+}
+
+/* resp-text: ["[" resp-text-code "]" [SP]] [text] */
+bool resp_text(struct cursor *c);
+/* body / BODYSTRUCTURE, envelope (imap/parse_body.c) */
+bool body(struct cursor *c);
+bool envelope(struct cursor *c);
+
+#endif

@@ -1,0 +1,51 @@
+/* The protocol checker: every logical line of both directions parsed
+ * (imap/parse.h), the session's state and mailboxes learned from them
+ * (imap/mailbox.h), and the rules that name who broke the protocol:
+ * syntax, the mailbox facts (EXISTS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ),
+ * message numbers and UIDs, capabilities and ENABLE, response codes.
+ * Pure: the caller passes the time. */
+#ifndef IMAP_PROTOCOL_H
+#define IMAP_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "imap/anomaly.h"
+#include "imap/classify.h"
+#include "imap/framer.h"
+#include "imap/mailbox.h"
+#include "imap/tracker.h"
+#include "imap/types.h"
+
+/* Findings of one rule kept per session; more are counted, not shown. */
+#define IMAP_PROTOCOL_RULE_CAP 10
+
+struct imap_protocol;
+
+/* cb NULL: the state and the mailboxes are learned, no rule runs. */
+struct imap_protocol *imap_protocol_new(imap_anomaly_cb *cb, void *ctx);
+void imap_protocol_free(struct imap_protocol **protocol);
+
+/* One framed unit of dir seen at ts; info: its classification (NULL for
+ * literal data); quotable: its bytes may be quoted in a finding (they
+ * were not masked). */
+void imap_protocol_unit(struct imap_protocol *protocol, enum imap_dir dir, imap_time_us ts,
+			const struct imap_unit *unit, const struct imap_line_info *info,
+			bool quotable);
+
+/* Bytes of dir were lost: the line being read is dropped and what the
+ * session's state was may no longer hold. */
+void imap_protocol_gap(struct imap_protocol *protocol, enum imap_dir dir);
+
+/* Zeroes what is held of the client's line being read (a credential). */
+void imap_protocol_wipe(struct imap_protocol *protocol, enum imap_dir dir);
+
+void imap_protocol_trim(struct imap_protocol *protocol);
+
+/* The mailboxes seen so far, by first mention. */
+const struct imap_mailboxes *imap_protocol_mailboxes(const struct imap_protocol *protocol);
+
+/* Findings not shown because IMAP_PROTOCOL_RULE_CAP was reached. */
+uint64_t imap_protocol_suppressed(const struct imap_protocol *protocol);
+
+#endif
