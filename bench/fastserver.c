@@ -62,6 +62,10 @@ static pid_t g_children[MAX_CHILDREN];
 
 static const char *g_literal;
 static size_t g_literal_len;
+/* --lines N: FETCH is answered with N one-line responses instead */
+static char *g_lines;
+static size_t g_lines_len;
+static long g_line_count;
 static int g_nodelay = 1;
 static int g_verbose;
 
@@ -80,13 +84,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: fastserver [--listen ADDR] [--port N] [--port-file FILE]\n"
-            "                  [--size BYTES[k|m|g]] [--no-nodelay]\n"
+            "                  [--size BYTES[k|m|g]] [--lines N] [--no-nodelay]\n"
             "                  [--tls-cert FILE --tls-key FILE [--tls-wbuf BYTES]\n"
             "                   [--tls-tickets]] [--prefork N] [--verbose]\n"
             "  --listen ADDR    IPv4 address to listen on (default 127.0.0.1)\n"
             "  --port N         TCP port, 0 picks a free one (default 0)\n"
             "  --port-file F    write the bound port as \"PORT\\n\" once listening\n"
             "  --size S         literal size of every FETCH answer (default 64m)\n"
+            "  --lines N        answer FETCH with N one-line responses\n"
+            "                   (* i FETCH (UID i MODSEQ (i) FLAGS (\\Seen))), no literal;\n"
+            "                   SELECT then says N EXISTS\n"
             "  --no-nodelay     leave Nagle's algorithm on for accepted sockets\n"
             "  --prefork N      N worker processes forked at start accept in turn,\n"
             "                   one connection at a time each (default 0: one\n"
@@ -156,8 +163,28 @@ static int reply(int fd, const char *tag, const char *text)
     return write_all(fd, out, (size_t)len);
 }
 
+/* Builds the --lines answer once: the same lines for every FETCH. */
+static int build_lines(long n)
+{
+    size_t cap = (size_t)n * 64 + 64;
+    g_lines = malloc(cap);
+    if (!g_lines)
+        return -1;
+    for (long i = 1; i <= n; i++)
+        g_lines_len += (size_t)snprintf(g_lines + g_lines_len, cap - g_lines_len,
+                                        "* %ld FETCH (UID %ld MODSEQ (%ld) FLAGS (\\Seen))\r\n",
+                                        i, i, i + 1);
+    g_line_count = n;
+    return 0;
+}
+
 static int answer_fetch(int fd, const char *tag)
 {
+    if (g_lines) {
+        if (write_all(fd, g_lines, g_lines_len) < 0)
+            return -1;
+        return reply(fd, tag, "OK FETCH completed");
+    }
     char head[128];
     char tail[MAX_LINE + 64];
     int hl = snprintf(head, sizeof head, "* 1 FETCH (BODY[] {%zu}\r\n", g_literal_len);
@@ -205,13 +232,16 @@ static int handle_line(int fd, char *line)
     } else if (IS("LOGIN")) {
         rc = reply(fd, tag, "OK [CAPABILITY IMAP4rev1] LOGIN completed");
     } else if (IS("SELECT") || IS("EXAMINE")) {
-        static const char sel[] =
-            "* FLAGS (\\Seen)\r\n"
-            "* 1 EXISTS\r\n"
-            "* 0 RECENT\r\n"
-            "* OK [UIDVALIDITY 1] UIDs valid\r\n"
-            "* OK [UIDNEXT 2] next UID\r\n";
-        rc = write_all(fd, sel, sizeof sel - 1);
+        char sel[256];
+        long exists = g_lines ? g_line_count : 1;
+        int n = snprintf(sel, sizeof sel,
+                         "* FLAGS (\\Seen)\r\n"
+                         "* %ld EXISTS\r\n"
+                         "* 0 RECENT\r\n"
+                         "* OK [UIDVALIDITY 1] UIDs valid\r\n"
+                         "* OK [UIDNEXT %ld] next UID\r\n",
+                         exists, exists + 1);
+        rc = write_all(fd, sel, (size_t)n);
         if (rc == 0)
             rc = reply(fd, tag, IS("SELECT") ? "OK [READ-WRITE] SELECT completed"
                                              : "OK [READ-ONLY] EXAMINE completed");
@@ -433,6 +463,14 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--size")) {
             if (bench_parse_size(v, &size) < 0) {
                 fprintf(stderr, "fastserver: bad size '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--lines")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > 10000000 || build_lines(n) < 0) {
+                fprintf(stderr, "fastserver: bad --lines '%s'\n", v);
                 return 2;
             }
             i++;

@@ -23,6 +23,7 @@ struct conn {
     size_t start, end; /* unread bytes are buf[start, end) */
     unsigned long next_tag;
     int logging_out; /* BYE is expected */
+    uint64_t line_bytes; /* bytes of the lines wait_for read, CRLF included */
 };
 
 struct opts {

@@ -376,6 +376,7 @@ enum result wait_for(struct conn *c, const char *tag, int want_cont,
         char *line = read_line(c, &len);
         if (!line)
             return RES_ERR;
+        c->line_bytes += len + 2;
         if (verbose)
             print_server_line("S: ", line);
         uint64_t n;

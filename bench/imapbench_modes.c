@@ -42,10 +42,12 @@ int run_fetch(const struct opts *o)
     long fetches = 0;
     char tag[16];
     for (long i = 0; i < o->warmup; i++) {
-        uint64_t l = 0;
+        uint64_t l = 0, lines_before = c.line_bytes;
         if (command(&c, tag, "FETCH %s %s", o->seq, o->item) < 0 ||
             wait_for(&c, tag, 0, &l, o->verbose) != RES_OK)
             return 1;
+        if (l == 0)
+            l = c.line_bytes - lines_before;
         if (l == 0) {
             fprintf(stderr, "imapbench: FETCH returned no literal (empty mailbox?)\n");
             return 1;
@@ -53,10 +55,13 @@ int run_fetch(const struct opts *o)
     }
     double t0 = now_s();
     while (got < want || fetches == 0) {
-        uint64_t l = 0;
+        uint64_t l = 0, lines_before = c.line_bytes;
         if (command(&c, tag, "FETCH %s %s", o->seq, o->item) < 0 ||
             wait_for(&c, tag, 0, &l, o->verbose) != RES_OK)
             return 1;
+        /* an answer of lines only (fastserver --lines): count them */
+        if (l == 0)
+            l = c.line_bytes - lines_before;
         if (l == 0) {
             fprintf(stderr, "imapbench: FETCH returned no literal (empty mailbox?)\n");
             return 1;

@@ -16,6 +16,8 @@
 #   DOVECOT_MIB=256     MiB fetched per Dovecot measurement
 #   MSG_SIZE=64m        literal size (fastserver) / appended message (Dovecot)
 #   NOOP_COUNT=20000    NOOP round trips per latency measurement
+#   LINES_MIB=256       MiB of one-line FETCH responses per lines measurement
+#   LINES=20000         one-line responses per FETCH (fastserver --lines)
 #   RESULTS=FILE        where to write the key=value results
 #                       (default BUILD_DIR/relay-bench.kv)
 set -euo pipefail
@@ -27,6 +29,8 @@ FAST_MIB=${FAST_MIB:-1024}
 DOVECOT_MIB=${DOVECOT_MIB:-256}
 MSG_SIZE=${MSG_SIZE:-64m}
 NOOP_COUNT=${NOOP_COUNT:-20000}
+LINES_MIB=${LINES_MIB:-256}
+LINES=${LINES:-20000}
 WITH_SOCAT=1
 WITH_DOVECOT=1
 DO_BUILD=1
@@ -36,7 +40,7 @@ usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) REPS=$2; shift ;;
-        --quick) REPS=1; FAST_MIB=256; DOVECOT_MIB=128; NOOP_COUNT=5000 ;;
+        --quick) REPS=1; FAST_MIB=256; DOVECOT_MIB=128; NOOP_COUNT=5000; LINES_MIB=64 ;;
         --no-socat) WITH_SOCAT=0 ;;
         --no-dovecot) WITH_DOVECOT=0 ;;
         --no-build) DO_BUILD=0 ;;
@@ -75,12 +79,14 @@ build_tools
 # The start_* helpers run in the main shell (never inside $(...), so that
 # the PIDs list stays complete) and leave the port they got in RET.
 
-start_fastserver() { # -> RET=port
-    local f=$WORK/fast.port
-    "$FASTSERVER" --port 0 --port-file "$f" --size "$MSG_SIZE" \
-        </dev/null >/dev/null 2>"$WORK/fastserver.log" &
+start_fastserver() { # [name [fastserver options]] -> RET=port
+    local name=${1:-fast}
+    shift || true
+    local f=$WORK/$name.port
+    "$FASTSERVER" --port 0 --port-file "$f" --size "$MSG_SIZE" "$@" \
+        </dev/null >/dev/null 2>"$WORK/$name.log" &
     PIDS+=("$!")
-    wait_port_file "$f" "$!" fastserver || die "cannot start fastserver: $(cat "$WORK/fastserver.log")"
+    wait_port_file "$f" "$!" fastserver || die "cannot start fastserver: $(cat "$WORK/$name.log")"
 }
 
 start_imaptap() { # upstream_port name [extra imaptap options] -> RET=port
@@ -240,6 +246,19 @@ if [ "$WITH_DOVECOT" = 1 ]; then
 fi
 
 log ""
+log "(d) FETCH of one-line responses, fastserver --lines $LINES, $LINES_MIB MiB per run, $REPS runs"
+# every line parsed and checked by the protocol rules, against framing only
+start_fastserver lines --lines "$LINES" --size 1k; LINES_FAST=$RET
+start_imaptap "$LINES_FAST" lines; LINES_TAP=$RET
+start_imaptap "$LINES_FAST" lines-norules --no-rules; LINES_NORULES=$RET
+declare -A PORT_LINES=([direct]=$LINES_FAST [imaptap]=$LINES_TAP [imaptap-norules]=$LINES_NORULES)
+for ((rep = 1; rep <= REPS; rep++)); do
+    for r in direct imaptap imaptap-norules; do
+        run_fetch "lines.$r" "${PORT_LINES[$r]}" "$LINES_MIB"
+    done
+done
+
+log ""
 log "(c) NOOP round trips, fastserver, $NOOP_COUNT per run, TCP_NODELAY, $REPS runs"
 for ((rep = 1; rep <= REPS; rep++)); do
     for r in direct imaptap ${PORT_FAST[socat]:+socat}; do
@@ -275,6 +294,10 @@ emit fast_pcap_mbps "$fp"; emit fast_pcap_ratio "$pratio"; emit pcap_write_mbps 
 emit dd_write_mbps "$ddw"; emit pcap_dd_ratio "$(ratio "$pw" "$ddw")"
 fnr=$(median fast.imaptap-norules); rratio=$(ratio "$ft" "$fnr")
 emit fast_norules_mbps "$fnr"; emit fast_rules_ratio "$rratio"
+ld=$(median lines.direct); lt=$(median lines.imaptap); lnr=$(median lines.imaptap-norules)
+lratio=$(ratio "$lt" "$lnr")
+emit lines_direct_mbps "$ld"; emit lines_imaptap_mbps "$lt"; emit lines_norules_mbps "$lnr"
+emit lines_rules_ratio "$lratio"
 if [ "$WITH_SOCAT" = 1 ]; then
     fs=$(median fast.socat); fs1=$(median fast.socat-1m)
     emit fast_socat_mbps "$fs"; emit fast_socat_ratio "$(ratio "$fs" "$fd")"
@@ -312,6 +335,8 @@ row "FETCH fastserver MB/s" "$fd" "$ft" "x$fratio" ">= x0.90" "$(verdict "$frati
 row "FETCH with --pcap MB/s" "$ft" "$fp" "x$pratio" ">= x0.90" "$(verdict "$pratio" ">=" 0.9)"
 row "  pcap written MB/s" "$ddw" "$pw" "x$(ratio "$pw" "$ddw")" "" "(direct: dd to the same file system)"
 row "FETCH rules vs --no-rules" "$fnr" "$ft" "x$rratio" ">= x0.95" "$(verdict "$rratio" ">=" 0.95)"
+row "lines MB/s" "$ld" "$lt" "x$(ratio "$lt" "$ld")" "" "(one-line FETCH responses)"
+row "lines rules vs --no-rules" "$lnr" "$lt" "x$lratio" ">= x0.95" "$(verdict "$lratio" ">=" 0.95)"
 if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
     row "FETCH Dovecot MB/s" "$dd" "$dt" "x$dratio" ">= x0.90" "$(verdict "$dratio" ">=" 0.9)"
 fi
