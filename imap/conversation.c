@@ -124,9 +124,11 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->redact = imap_redact_new(config->redact_flags);
 	c->tracker = imap_tracker_new();
 	c->summary = imap_summary_new();
-	c->protocol = imap_protocol_new(config->rules ? on_anomaly : NULL, c);
+	/* --no-rules: no grammar either, only framing */
+	if (config->rules)
+		c->protocol = imap_protocol_new(on_anomaly, c);
 	if (c->framer[0] == NULL || c->framer[1] == NULL || c->redact == NULL ||
-	    c->tracker == NULL || c->summary == NULL || c->protocol == NULL) {
+	    c->tracker == NULL || c->summary == NULL || (config->rules && c->protocol == NULL)) {
 		imap_conv_free(&c);
 		return NULL;
 	}
@@ -650,11 +652,9 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 	imap_tracker_close_findings(c->tracker, ts, closed);
 	if (c->on_event != NULL) {
 		struct imap_summary sum = *imap_summary_get(c->summary);
-		const struct imap_mailboxes *boxes = imap_protocol_mailboxes(c->protocol);
 		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts, .summary = &sum};
 
-		sum.mailboxes = boxes->count > 0 ? boxes->kept : NULL;
-		sum.mailbox_count = boxes->count;
+		imap_protocol_summary(c->protocol, &sum);
 
 		c->on_event(c->ctx, &e);
 	}

@@ -69,10 +69,8 @@ void protocol_say(struct imap_protocol *p, enum imap_rule rule, const uint8_t *t
 
 	if (p->cb == NULL)
 		return;
-	if (p->said[rule] >= IMAP_PROTOCOL_RULE_CAP) {
-		p->suppressed++;
+	if (p->said[rule] >= IMAP_PROTOCOL_RULE_CAP)
 		return;
-	}
 	p->said[rule]++;
 	va_start(ap, fmt);
 	imap_anomaly_vmake(&a, rule, p->ts, tag, tag_len, fmt, ap);
@@ -395,6 +393,8 @@ void imap_protocol_unit(struct imap_protocol *p, enum imap_dir dir, imap_time_us
 	struct imap_logical_line line;
 	bool keep = true;
 
+	if (p == NULL)
+		return;
 	p->ts = ts;
 	if (unit->kind != IMAP_UNIT_LITERAL_DATA && !(unit->flags & IMAP_UNIT_CONTINUED)) {
 		size_t n = info->tag.len < IMAP_TAG_SHOW ? info->tag.len : IMAP_TAG_SHOW;
@@ -424,6 +424,8 @@ void imap_protocol_unit(struct imap_protocol *p, enum imap_dir dir, imap_time_us
 
 void imap_protocol_gap(struct imap_protocol *p, enum imap_dir dir)
 {
+	if (p == NULL)
+		return;
 	imap_logical_reset(p->logical[dir]);
 	/* what came in the lost bytes is unknown: start over from here */
 	p->state = STATE_UNKNOWN;
@@ -436,21 +438,23 @@ void imap_protocol_gap(struct imap_protocol *p, enum imap_dir dir)
 
 void imap_protocol_wipe(struct imap_protocol *p, enum imap_dir dir)
 {
+	if (p == NULL)
+		return;
 	imap_logical_reset(p->logical[dir]);
 }
 
 void imap_protocol_trim(struct imap_protocol *p)
 {
+	if (p == NULL)
+		return;
 	imap_logical_trim(p->logical[0]);
 	imap_logical_trim(p->logical[1]);
 }
 
-const struct imap_mailboxes *imap_protocol_mailboxes(const struct imap_protocol *p)
+void imap_protocol_summary(const struct imap_protocol *p, struct imap_summary *summary)
 {
-	return &p->mailboxes;
-}
-
-uint64_t imap_protocol_suppressed(const struct imap_protocol *p)
-{
-	return p->suppressed;
+	if (p == NULL || p->mailboxes.count == 0)
+		return;
+	summary->mailboxes = p->mailboxes.kept;
+	summary->mailbox_count = p->mailboxes.count;
 }

@@ -14,10 +14,11 @@
 #include "imap/classify.h"
 #include "imap/framer.h"
 #include "imap/mailbox.h"
+#include "imap/summary.h"
 #include "imap/tracker.h"
 #include "imap/types.h"
 
-/* Findings of one rule kept per session; more are counted, not shown. */
+/* Findings of one rule said per session; the rest are not shown. */
 #define IMAP_PROTOCOL_RULE_CAP 10
 
 struct imap_protocol;
@@ -25,6 +26,9 @@ struct imap_protocol;
 /* cb NULL: the state and the mailboxes are learned, no rule runs. */
 struct imap_protocol *imap_protocol_new(imap_anomaly_cb *cb, void *ctx);
 void imap_protocol_free(struct imap_protocol **protocol);
+
+/* Every call below accepts NULL (the rules are off) and then does
+ * nothing. */
 
 /* One framed unit of dir seen at ts; info: its classification (NULL for
  * literal data); quotable: its bytes may be quoted in a finding (they
@@ -42,10 +46,8 @@ void imap_protocol_wipe(struct imap_protocol *protocol, enum imap_dir dir);
 
 void imap_protocol_trim(struct imap_protocol *protocol);
 
-/* The mailboxes seen so far, by first mention. */
-const struct imap_mailboxes *imap_protocol_mailboxes(const struct imap_protocol *protocol);
-
-/* Findings not shown because IMAP_PROTOCOL_RULE_CAP was reached. */
-uint64_t imap_protocol_suppressed(const struct imap_protocol *protocol);
+/* Points summary's mailbox facts at what was learned (valid as long as
+ * the checker is). */
+void imap_protocol_summary(const struct imap_protocol *protocol, struct imap_summary *summary);
 
 #endif

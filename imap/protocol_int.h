@@ -49,7 +49,6 @@ struct imap_protocol {
 	bool seen_server_line;
 	uint64_t syntax_said[2];             /* elements, by direction */
 	uint32_t said[IMAP_RULE_COUNT];
-	uint64_t suppressed;
 
 	enum session_state state;
 	bool caps_known;
