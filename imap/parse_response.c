@@ -425,6 +425,28 @@ static bool id_params(struct cursor *c, enum imap_element element)
 	return eat(c, ')') || fail(c, element);
 }
 
+/* thread-list: "(" (thread-members / thread-nested) ")", where
+ * thread-members: nz-number *(SP nz-number) [SP thread-nested] and
+ * thread-nested: 2*thread-list (RFC 5256 section 4) */
+static bool thread_list(struct cursor *c)
+{
+	if (!eat(c, '(') || !enter(c))
+		return fail(c, IMAP_EL_LIST);
+	if (peek(c) != '(') {
+		do {
+			if (peek(c) == '(')
+				break;
+			if (!nz_number(c, NULL, IMAP_EL_LIST))
+				return false;
+		} while (eat(c, ' '));
+	}
+	while (peek(c) == '(')
+		if (!thread_list(c))
+			return false;
+	leave(c);
+	return eat(c, ')') || fail(c, IMAP_EL_LIST);
+}
+
 static bool untagged(struct cursor *c)
 {
 	struct imap_parsed *o = c->out;
@@ -485,7 +507,16 @@ static bool untagged(struct cursor *c)
 		}
 		return uid_set(c, &o->vanished_count) || fail(c, IMAP_EL_VANISHED);
 	}
-	/* THREAD, QUOTA, ACL, METADATA...: well-formed values */
+	if (word(c, "THREAD")) {
+		o->kind = IMAP_RESP_OTHER;
+		if (eat(c, ' '))
+			do {
+				if (!thread_list(c))
+					return false;
+			} while (peek(c) == '(');
+		return true;
+	}
+	/* QUOTA, ACL, METADATA...: well-formed values */
 	o->kind = IMAP_RESP_OTHER;
 	return (atom(c, NULL) || fail(c, IMAP_EL_RESPONSE)) && any_rest(c);
 }

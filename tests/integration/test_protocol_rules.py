@@ -8,6 +8,7 @@ row. A clean session using the same extensions raises nothing.
     python3 tests/integration/test_protocol_rules.py [--imaptap build/imaptap] [-v]
 """
 
+import json
 import os
 import sys
 import unittest
@@ -278,6 +279,35 @@ class ProtocolRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         a = self.assertFired(px, an, "syntax", words="client line")
         self.assertIn("sequence-set", a["detail"])
         self.assertOnly(an, "syntax")
+
+    def test_hostile_mailbox_names_are_escaped(self):
+        """A mailbox name with a terminal escape and a quote, and a
+        200-byte one, in SELECT and STATUS: the summary row and the event
+        log hold them escaped and cut, never raw."""
+        evil = b"\x1b]0;pwned\x07\\\"x"
+        long_name = b"L" * 200
+        px, an = self.run_steps([
+            LOGIN,
+            (b"a2 SELECT \"" + evil + b"\"\r\n",
+             b"* 2 EXISTS\r\n* OK [UIDVALIDITY 3] v\r\na2 OK [READ-WRITE] selected\r\n"),
+            (b"a3 STATUS " + long_name + b" (UIDNEXT UIDVALIDITY)\r\n",
+             b"* STATUS " + long_name + b" (UIDNEXT 9 UIDVALIDITY 4)\r\na3 OK done\r\n")])
+        self.assertOnly(an)
+        text = px.stderr_text()
+        self.assertNotIn("\x1b", text)
+        self.assertNotIn("\x07", text)
+        rows = [r["text"] for r in px.timeline() if r["text"].startswith("mailboxes:")]
+        self.assertEqual(len(rows), 1, rows)
+        self.assertIn("(UIDVALIDITY 3, EXISTS 2)", rows[0])
+        self.assertIn("L" * 128 + "... (UIDVALIDITY 4, UIDNEXT 9)", rows[0])
+        with open(self.events) as f:
+            recs = [json.loads(line) for line in f]
+        boxes = [r for r in recs if r["kind"] == "session-summary"][0]["mailboxes"]
+        self.assertEqual(boxes[0]["name"], '\x1b]0;pwned\x07"x')
+        self.assertEqual((boxes[0]["uidvalidity"], boxes[0]["exists"], boxes[0]["selects"]),
+                         (3, 2, 1))
+        self.assertEqual(boxes[1]["name"], "L" * 128)
+        self.assertTrue(boxes[1]["name_cut"])
 
     # -- a clean session ------------------------------------------------------
 

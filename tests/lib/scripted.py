@@ -177,6 +177,7 @@ class RuleScenarios:
         d = tempfile.mkdtemp(dir=self.scenario_tmp)
         events = os.path.join(d, "events.jsonl")
         self.pcap = os.path.join(d, "session.pcap")
+        self.events = events
         srv = ScriptedServer(*server_scripts)
         px = self.start_proxy(srv.port, extra_args=["--events", events, "--pcap", self.pcap]
                               + list(extra) + list(proxy_args))

@@ -169,6 +169,9 @@ static int real_lines(const char *path, enum imap_dir dir)
 			text[--n] = '\0';
 		if (n == 0 || text[0] == '#')
 			continue;
+		/* DONE ends IDLE: the conversation never reads it as a command */
+		if (dir == IMAP_C2S && strcmp(text, "DONE") == 0)
+			continue;
 		snprintf(name, sizeof(name), "%s:%d", strrchr(path, '/') + 1, lineno);
 		n = decode(text, bytes);
 		r = all_ways(dir, bytes, n, name);
