@@ -47,9 +47,15 @@ const char *imap_element_str(enum imap_element element)
 void cur_init(struct cursor *c, const uint8_t *line, size_t len,
 	      const struct imap_literal_span *lits, size_t nlits, struct imap_parsed *out)
 {
+	static const uint8_t empty[1];
+
 	memset(out, 0, sizeof(*out));
 	out->checked = true;
 	out->ok = true;
+	if (line == NULL) {
+		line = empty;
+		len = 0;
+	}
 	if (len > 0 && line[len - 1] == '\n')
 		len--;
 	if (len > 0 && line[len - 1] == '\r')

@@ -272,6 +272,11 @@ static void fetch_data(struct imap_protocol *p, const struct imap_parsed *r)
 		}
 		return;
 	}
+	/* answers to a FETCH by message number that asked for no UID are
+	 * exempt (RFC 7162 section 3.2.4) */
+	for (size_t i = 0; i < p->npending; i++)
+		if (p->pending[i].cmd == IMAP_CMD_FETCH && !p->pending[i].uid)
+			return;
 	if (IMAP_CAPSET_HAS(p->enabled, IMAP_CAP_QRESYNC) && !p->unsolicited_said) {
 		p->unsolicited_said = true;
 		protocol_say(p, IMAP_RULE_UNSOLICITED_FETCH_WITHOUT_UID, NULL, 0,
