@@ -110,6 +110,7 @@ enum imap_resp_kind {
 	IMAP_RESP_RECENT,
 	IMAP_RESP_EXPUNGE,
 	IMAP_RESP_FETCH,
+	IMAP_RESP_UIDFETCH,     /* * uid UIDFETCH (...) under UIDONLY (RFC 9586) */
 	IMAP_RESP_OTHER,        /* a response kind with no rule (QUOTA, ACL, METADATA...) */
 };
 

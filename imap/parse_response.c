@@ -269,6 +269,12 @@ static bool message_data(struct cursor *c)
 		o->kind = IMAP_RESP_FETCH;
 		return sp(c, IMAP_EL_MSG_ATT) && msg_att(c);
 	}
+	if (word(c, "UIDFETCH")) {
+		o->kind = IMAP_RESP_UIDFETCH;
+		o->fetch_uid_present = true;
+		o->fetch_uid = o->number;
+		return sp(c, IMAP_EL_MSG_ATT) && msg_att(c);
+	}
 	return fail(c, IMAP_EL_MESSAGE_DATA);
 }
 

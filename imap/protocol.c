@@ -234,6 +234,7 @@ static void check_state(struct imap_protocol *p, const struct imap_parsed *r)
 	case IMAP_RESP_ESEARCH:
 	case IMAP_RESP_NAMESPACE:
 	case IMAP_RESP_ID:
+	case IMAP_RESP_UIDFETCH:
 	case IMAP_RESP_OTHER:
 	default:
 		return;
@@ -314,6 +315,7 @@ static void server_line(struct imap_protocol *p, const struct imap_parsed *r,
 	case IMAP_RESP_RECENT:
 	case IMAP_RESP_EXPUNGE:
 	case IMAP_RESP_FETCH:
+	case IMAP_RESP_UIDFETCH:
 	case IMAP_RESP_OTHER:
 	default:
 		check_state(p, r);

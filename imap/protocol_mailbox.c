@@ -235,6 +235,7 @@ const char *protocol_kind_word(enum imap_resp_kind kind)
 	case IMAP_RESP_ESEARCH:
 	case IMAP_RESP_NAMESPACE:
 	case IMAP_RESP_ID:
+	case IMAP_RESP_UIDFETCH:
 	case IMAP_RESP_OTHER:
 	default:
 		return "?";
@@ -327,6 +328,7 @@ void protocol_mailbox_data(struct imap_protocol *p, const struct imap_parsed *r)
 	case IMAP_RESP_FETCH:
 		fetch_data(p, r);
 		break;
+	case IMAP_RESP_UIDFETCH:
 	case IMAP_RESP_SEARCH:
 	case IMAP_RESP_ESEARCH:
 		p->uid_learned = true;

@@ -311,6 +311,16 @@ class ProtocolRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
 
     # -- a clean session ------------------------------------------------------
 
+    def test_uidonly_session_is_quiet(self):
+        """UIDONLY (RFC 9586): UIDFETCH responses carry a UID, not a
+        message number, so 4800 in a mailbox of 5 is no finding."""
+        steps = [LOGIN, (b"a2 ENABLE UIDONLY\r\n", b"* ENABLED UIDONLY\r\na2 OK enabled\r\n"),
+                 SELECT, (b"a3 UID FETCH 4800 (FLAGS)\r\n",
+                          b"* 4800 UIDFETCH (FLAGS (\\Seen))\r\na3 OK done\r\n"),
+                 (b"a4 NOOP\r\n", b"* 4801 UIDFETCH (FLAGS ())\r\na4 OK done\r\n")]
+        px, an = self.run_steps(steps)
+        self.assertOnly(an)
+
     def test_clean_extension_session_is_quiet(self):
         """ENABLE, SELECT (QRESYNC), VANISHED (EARLIER), UID FETCH with
         CHANGEDSINCE, UID MOVE, UID EXPUNGE, ESEARCH, IDLE with EXISTS and

@@ -253,6 +253,12 @@ static void facts(void)
 	      r.fetch_uid == 99 && r.fetch_modseq == 7);
 	r = RUN(IMAP_S2C, "* 3 FETCH (FLAGS ())");
 	CHECK(r.ok && !r.fetch_uid_present);
+	r = RUN(IMAP_S2C, "* 4800 UIDFETCH (FLAGS (\\\\Seen) MODSEQ (9))");
+	CHECK(r.ok && r.kind == IMAP_RESP_UIDFETCH && r.fetch_uid == 4800);
+	r = RUN(IMAP_S2C, "a1 NO [UIDREQUIRED] Message numbers are not allowed once UIDONLY is enabled");
+	CHECK(r.ok && r.kind == IMAP_RESP_TAGGED && r.code == IMAP_CODE_OTHER);
+	r = RUN(IMAP_S2C, "* OK [NOTIFICATIONOVERFLOW] ...A lot of events...");
+	CHECK(r.ok && r.kind == IMAP_RESP_STATUS);
 	r = RUN(IMAP_S2C, "* VANISHED 1:3,7");
 	CHECK(r.ok && r.kind == IMAP_RESP_VANISHED && r.vanished_count == 4);
 	r = RUN(IMAP_S2C, "* 5 EXISTS");
