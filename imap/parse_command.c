@@ -46,9 +46,9 @@ static bool select_params(struct cursor *c)
 	if (!eat(c, '('))
 		return fail(c, IMAP_EL_SELECT_PARAM);
 	do {
-		if (word(c, "CONDSTORE")) {
+		if (WORD(c, "CONDSTORE")) {
 			c->out->uses |= IMAP_USE_CONDSTORE_PARAM;
-		} else if (word(c, "QRESYNC")) {
+		} else if (WORD(c, "QRESYNC")) {
 			c->out->uses |= IMAP_USE_QRESYNC_PARAM;
 			/* "(" uidvalidity SP mod-sequence-value [SP known-uids]
 			 * [SP seq-match-data] ")" */
@@ -76,11 +76,11 @@ static bool fetch_att(struct cursor *c)
 	struct imap_parsed *o = c->out;
 	const uint8_t *start = c->p;
 
-	if (word(c, "MODSEQ"))
+	if (WORD(c, "MODSEQ"))
 		o->uses |= IMAP_USE_MODSEQ_ATT;
-	else if (word(c, "EMAILID") || word(c, "THREADID"))
+	else if (WORD(c, "EMAILID") || WORD(c, "THREADID"))
 		o->uses |= IMAP_USE_OBJECTID;
-	else if (prefix(c, "BINARY"))
+	else if (PREFIX(c, "BINARY"))
 		o->uses |= IMAP_USE_BINARY;
 	c->p = start;
 	/* the name and its section, "<" partial ">" included */
@@ -138,11 +138,11 @@ static bool fetch_args(struct cursor *c)
 	if (!eat(c, '('))
 		return fail(c, IMAP_EL_FETCH_ATT);
 	do {
-		if (word(c, "CHANGEDSINCE")) {
+		if (WORD(c, "CHANGEDSINCE")) {
 			o->uses |= IMAP_USE_CHANGEDSINCE;
 			if (!sp(c, IMAP_EL_FETCH_ATT) || !number(c, NULL, IMAP_EL_FETCH_ATT))
 				return false;
-		} else if (word(c, "VANISHED")) {
+		} else if (WORD(c, "VANISHED")) {
 			o->uses |= IMAP_USE_VANISHED;
 		} else {
 			if (!atom(c, NULL))
@@ -165,7 +165,7 @@ static bool store_args(struct cursor *c)
 	if (!sp(c, IMAP_EL_COMMAND) || !seq_set(c, &o->seq, true) || !sp(c, IMAP_EL_STORE_ATT))
 		return false;
 	if (eat(c, '(')) {
-		if (!word(c, "UNCHANGEDSINCE") || !sp(c, IMAP_EL_STORE_ATT) ||
+		if (!WORD(c, "UNCHANGEDSINCE") || !sp(c, IMAP_EL_STORE_ATT) ||
 		    !number(c, NULL, IMAP_EL_STORE_ATT) || !eat(c, ')') || !sp(c, IMAP_EL_STORE_ATT))
 			return fail(c, IMAP_EL_STORE_ATT);
 		o->uses |= IMAP_USE_UNCHANGEDSINCE;
@@ -192,7 +192,7 @@ static bool search_key(struct cursor *c)
 		leave(c);
 		return eat(c, ')') || fail(c, IMAP_EL_LIST);
 	}
-	if (word(c, "MODSEQ")) {
+	if (WORD(c, "MODSEQ")) {
 		c->out->uses |= IMAP_USE_MODSEQ_KEY;
 		return true;
 	}
@@ -203,7 +203,7 @@ static bool search_args(struct cursor *c)
 {
 	const uint8_t *save = c->p;
 
-	if (prefix(c, " RETURN ")) {
+	if (PREFIX(c, " RETURN ")) {
 		c->out->uses |= IMAP_USE_SEARCH_RETURN;
 		if (peek(c) != '(' || !any_value(c))
 			return fail(c, IMAP_EL_COMMAND);
@@ -320,7 +320,7 @@ void imap_parse_command(const uint8_t *line, size_t len, const struct imap_liter
 	}
 	if (!sp(c, IMAP_EL_TAG))
 		return;
-	if (word(c, "UID")) {
+	if (WORD(c, "UID")) {
 		out->uid = true;
 		if (!sp(c, IMAP_EL_COMMAND))
 			return;

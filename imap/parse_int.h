@@ -47,12 +47,43 @@ static inline bool eat(struct cursor *c, uint8_t ch)
 }
 
 bool sp(struct cursor *c, enum imap_element element);
-/* Case-insensitive word at the cursor, not followed by an atom char:
- * consumed when it matches. */
-bool word(struct cursor *c, const char *w);
-/* A word that may be followed by anything (for "BODY[", "BINARY.SIZE["). */
-bool prefix(struct cursor *c, const char *w);
-bool is_atom_char(uint8_t ch);
+/* ATOM-CHAR: any CHAR but atom-specials (RFC 9051 section 9) */
+extern const bool parse_atom_char[256];
+static inline bool is_atom_char(uint8_t ch)
+{
+	return parse_atom_char[ch];
+}
+
+/* A word that may be followed by anything (for "BODY[", "BINARY.SIZE["):
+ * case-insensitive, w in upper case, n its length; consumed on a match.
+ * Inline: the grammar tries many words at every step. */
+static inline bool prefix(struct cursor *c, const char *w, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = c->p[i];
+
+		if ((ch >= 'a' && ch <= 'z' ? ch - 32 : ch) != (uint8_t)w[i])
+			return false;
+	}
+	c->p += n;
+	return true;
+}
+
+/* The same, not followed by an atom char. */
+static inline bool word(struct cursor *c, const char *w, size_t n)
+{
+	if (!prefix(c, w, n))
+		return false;
+	if (!at_end(c) && is_atom_char(*c->p)) {
+		c->p -= n;
+		return false;
+	}
+	return true;
+}
+#define WORD(c, w) word((c), (w), sizeof(w) - 1)
+#define PREFIX(c, w) prefix((c), (w), sizeof(w) - 1)
 bool number(struct cursor *c, uint64_t *v, enum imap_element element);
 bool nz_number(struct cursor *c, uint64_t *v, enum imap_element element);
 bool atom(struct cursor *c, struct imap_slice *s);

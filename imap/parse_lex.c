@@ -111,43 +111,19 @@ bool sp(struct cursor *c, enum imap_element element)
 	return eat(c, ' ') || fail(c, element);
 }
 
-bool is_atom_char(uint8_t ch)
-{
-	if (ch <= 0x20 || ch >= 0x7f)
-		return false;
-	return strchr("(){%*\"\\]", ch) == NULL;
-}
-
-static int upper(int ch)
-{
-	return ch >= 'a' && ch <= 'z' ? ch - 32 : ch;
-}
-
-bool prefix(struct cursor *c, const char *w)
-{
-	size_t n = strlen(w);
-
-	if ((size_t)(c->end - c->p) < n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (upper(c->p[i]) != (uint8_t)w[i])
-			return false;
-	c->p += n;
-	return true;
-}
-
-bool word(struct cursor *c, const char *w)
-{
-	const uint8_t *save = c->p;
-
-	if (!prefix(c, w))
-		return false;
-	if (!at_end(c) && is_atom_char(*c->p)) {
-		c->p = save;
-		return false;
-	}
-	return true;
-}
+#define A2(x) [x] = true, [x + 1] = true
+#define A8(x) A2(x), A2(x + 2), A2(x + 4), A2(x + 6)
+/* 0x21-0x7e but ( ) { % * " \ ] */
+const bool parse_atom_char[256] = {
+	['!'] = true, ['#'] = true, ['$'] = true, ['&'] = true, ['\''] = true, ['+'] = true,
+	[','] = true, ['-'] = true, ['.'] = true, ['/'] = true, A8('0'), A2('8'), [':'] = true,
+	[';'] = true, ['<'] = true, ['='] = true, ['>'] = true, ['?'] = true, ['@'] = true,
+	A8('A'), A8('I'), A8('Q'), A2('Y'), ['['] = true, ['^'] = true, ['_'] = true,
+	['`'] = true, A8('a'), A8('i'), A8('q'), A2('y'), ['|'] = true, ['}'] = true,
+	['~'] = true,
+};
+#undef A2
+#undef A8
 
 bool number(struct cursor *c, uint64_t *v, enum imap_element element)
 {
@@ -279,7 +255,7 @@ bool string(struct cursor *c, struct imap_slice *s)
 
 bool is_nil(struct cursor *c)
 {
-	return word(c, "NIL");
+	return WORD(c, "NIL");
 }
 
 bool nstring(struct cursor *c)
@@ -362,7 +338,7 @@ bool date_time(struct cursor *c)
 	if (!(eat(c, ' ') ? digits(c, 1) : digits(c, 2)) || !eat(c, '-'))
 		return fail(c, IMAP_EL_DATE_TIME);
 	for (int i = 0; i < 12 && !month; i++)
-		month = prefix(c, months[i]);
+		month = prefix(c, months[i], 3);
 	if (!month || !eat(c, '-') || !digits(c, 4) || !eat(c, ' ') || !digits(c, 2) ||
 	    !eat(c, ':') || !digits(c, 2) || !eat(c, ':') || !digits(c, 2) || !eat(c, ' ') ||
 	    !(eat(c, '+') || eat(c, '-')) || !digits(c, 4) || !eat(c, '"'))

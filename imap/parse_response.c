@@ -142,15 +142,15 @@ static bool status_rest(struct cursor *c)
 
 static bool status_word(struct cursor *c, enum imap_status *st)
 {
-	if (word(c, "OK"))
+	if (WORD(c, "OK"))
 		*st = IMAP_STATUS_OK;
-	else if (word(c, "NO"))
+	else if (WORD(c, "NO"))
 		*st = IMAP_STATUS_NO;
-	else if (word(c, "BAD"))
+	else if (WORD(c, "BAD"))
 		*st = IMAP_STATUS_BAD;
-	else if (word(c, "BYE"))
+	else if (WORD(c, "BYE"))
 		*st = IMAP_STATUS_BYE;
-	else if (word(c, "PREAUTH"))
+	else if (WORD(c, "PREAUTH"))
 		*st = IMAP_STATUS_PREAUTH;
 	else
 		return false;
@@ -189,44 +189,44 @@ static bool msg_att_one(struct cursor *c)
 {
 	struct imap_parsed *o = c->out;
 
-	if (word(c, "FLAGS"))
+	if (WORD(c, "FLAGS"))
 		return sp(c, IMAP_EL_MSG_ATT) && flag_list(c);
-	if (word(c, "UID")) {
+	if (WORD(c, "UID")) {
 		o->fetch_uid_present = true;
 		return sp(c, IMAP_EL_MSG_ATT) && nz_number(c, &o->fetch_uid, IMAP_EL_MSG_ATT);
 	}
-	if (word(c, "INTERNALDATE"))
+	if (WORD(c, "INTERNALDATE"))
 		return sp(c, IMAP_EL_MSG_ATT) && date_time(c);
-	if (word(c, "SAVEDATE"))
+	if (WORD(c, "SAVEDATE"))
 		return sp(c, IMAP_EL_MSG_ATT) && (is_nil(c) || date_time(c));
-	if (word(c, "RFC822.SIZE"))
+	if (WORD(c, "RFC822.SIZE"))
 		return sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
-	if (word(c, "ENVELOPE"))
+	if (WORD(c, "ENVELOPE"))
 		return sp(c, IMAP_EL_MSG_ATT) && envelope(c);
-	if (word(c, "BODYSTRUCTURE") || word(c, "BODY"))
+	if (WORD(c, "BODYSTRUCTURE") || WORD(c, "BODY"))
 		return sp(c, IMAP_EL_MSG_ATT) && body(c);
-	if (prefix(c, "BODY"))
+	if (PREFIX(c, "BODY"))
 		return section(c) && sp(c, IMAP_EL_MSG_ATT) && (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
-	if (prefix(c, "BINARY.SIZE"))
+	if (PREFIX(c, "BINARY.SIZE"))
 		return section(c) && sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
-	if (prefix(c, "BINARY")) {
+	if (PREFIX(c, "BINARY")) {
 		if (!section(c) || !sp(c, IMAP_EL_MSG_ATT))
 			return false;
 		if (peek(c) == '~')
 			return literal(c, NULL, NULL, true);
 		return nstring(c) || fail(c, IMAP_EL_MSG_ATT);
 	}
-	if (word(c, "MODSEQ")) {
+	if (WORD(c, "MODSEQ")) {
 		o->fetch_modseq_present = true;
 		return (sp(c, IMAP_EL_MSG_ATT) && eat(c, '(') &&
 			number(c, &o->fetch_modseq, IMAP_EL_MSG_ATT) && eat(c, ')')) ||
 		       fail(c, IMAP_EL_MSG_ATT);
 	}
-	if (word(c, "EMAILID"))
+	if (WORD(c, "EMAILID"))
 		return sp(c, IMAP_EL_MSG_ATT) && objectid(c, IMAP_EL_MSG_ATT);
-	if (word(c, "THREADID"))
+	if (WORD(c, "THREADID"))
 		return sp(c, IMAP_EL_MSG_ATT) && (is_nil(c) || objectid(c, IMAP_EL_MSG_ATT));
-	if (word(c, "RFC822") || word(c, "RFC822.HEADER") || word(c, "RFC822.TEXT"))
+	if (WORD(c, "RFC822") || WORD(c, "RFC822.HEADER") || WORD(c, "RFC822.TEXT"))
 		return sp(c, IMAP_EL_MSG_ATT) && (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
 	/* X-GM-*, PREVIEW, ANNOTATION and the like: name and any value */
 	return (atom(c, NULL) || fail(c, IMAP_EL_MSG_ATT)) && sp(c, IMAP_EL_MSG_ATT) &&
@@ -250,26 +250,26 @@ static bool message_data(struct cursor *c)
 
 	if (!number(c, &o->number, IMAP_EL_MESSAGE_DATA) || !sp(c, IMAP_EL_MESSAGE_DATA))
 		return false;
-	if (word(c, "EXISTS")) {
+	if (WORD(c, "EXISTS")) {
 		o->kind = IMAP_RESP_EXISTS;
 		return true;
 	}
-	if (word(c, "RECENT")) {
+	if (WORD(c, "RECENT")) {
 		o->kind = IMAP_RESP_RECENT;
 		return true;
 	}
 	/* message numbers start at 1 */
 	if (o->number == 0)
 		return fail(c, IMAP_EL_MESSAGE_DATA);
-	if (word(c, "EXPUNGE")) {
+	if (WORD(c, "EXPUNGE")) {
 		o->kind = IMAP_RESP_EXPUNGE;
 		return true;
 	}
-	if (word(c, "FETCH")) {
+	if (WORD(c, "FETCH")) {
 		o->kind = IMAP_RESP_FETCH;
 		return sp(c, IMAP_EL_MSG_ATT) && msg_att(c);
 	}
-	if (word(c, "UIDFETCH")) {
+	if (WORD(c, "UIDFETCH")) {
 		o->kind = IMAP_RESP_UIDFETCH;
 		o->fetch_uid_present = true;
 		o->fetch_uid = o->number;
@@ -338,7 +338,7 @@ static bool search_data(struct cursor *c)
 {
 	while (eat(c, ' ')) {
 		if (eat(c, '(')) {
-			if (!word(c, "MODSEQ") || !sp(c, IMAP_EL_SEARCH) ||
+			if (!WORD(c, "MODSEQ") || !sp(c, IMAP_EL_SEARCH) ||
 			    !number(c, NULL, IMAP_EL_SEARCH) || !eat(c, ')'))
 				return fail(c, IMAP_EL_SEARCH);
 			return true;
@@ -354,14 +354,14 @@ static bool esearch_data(struct cursor *c)
 {
 	const uint8_t *save = c->p;
 
-	if (prefix(c, " (")) {
-		if (!word(c, "TAG") || !sp(c, IMAP_EL_ESEARCH) || !string(c, NULL) || !eat(c, ')'))
+	if (PREFIX(c, " (")) {
+		if (!WORD(c, "TAG") || !sp(c, IMAP_EL_ESEARCH) || !string(c, NULL) || !eat(c, ')'))
 			return fail(c, IMAP_EL_ESEARCH);
 	} else {
 		c->p = save;
 	}
 	save = c->p;
-	if (!(eat(c, ' ') && word(c, "UID")))
+	if (!(eat(c, ' ') && WORD(c, "UID")))
 		c->p = save;
 	while (eat(c, ' ')) {
 		struct imap_slice name;
@@ -463,57 +463,57 @@ static bool untagged(struct cursor *c)
 		o->kind = IMAP_RESP_STATUS;
 		return status_rest(c);
 	}
-	if (word(c, "CAPABILITY")) {
+	if (WORD(c, "CAPABILITY")) {
 		o->kind = IMAP_RESP_CAPABILITY;
 		return sp(c, IMAP_EL_CAPABILITY) && capabilities(c, &o->caps, true);
 	}
-	if (word(c, "ENABLED")) {
+	if (WORD(c, "ENABLED")) {
 		o->kind = IMAP_RESP_ENABLED;
 		return capabilities(c, &o->caps, false);
 	}
-	if (word(c, "FLAGS")) {
+	if (WORD(c, "FLAGS")) {
 		o->kind = IMAP_RESP_FLAGS;
 		return sp(c, IMAP_EL_FLAG_LIST) && flag_list(c);
 	}
-	if (word(c, "LIST") || word(c, "LSUB")) {
+	if (WORD(c, "LIST") || WORD(c, "LSUB")) {
 		o->kind = IMAP_RESP_LIST;
 		return mailbox_list(c);
 	}
-	if (word(c, "STATUS")) {
+	if (WORD(c, "STATUS")) {
 		o->kind = IMAP_RESP_STATUS_DATA;
 		return status_data(c);
 	}
-	if (word(c, "SEARCH") || word(c, "SORT")) {
+	if (WORD(c, "SEARCH") || WORD(c, "SORT")) {
 		o->kind = IMAP_RESP_SEARCH;
 		return search_data(c);
 	}
-	if (word(c, "ESEARCH")) {
+	if (WORD(c, "ESEARCH")) {
 		o->kind = IMAP_RESP_ESEARCH;
 		return esearch_data(c);
 	}
-	if (word(c, "NAMESPACE")) {
+	if (WORD(c, "NAMESPACE")) {
 		o->kind = IMAP_RESP_NAMESPACE;
 		for (int i = 0; i < 3; i++)
 			if (!sp(c, IMAP_EL_NAMESPACE) || !namespace_one(c))
 				return false;
 		return true;
 	}
-	if (word(c, "ID")) {
+	if (WORD(c, "ID")) {
 		o->kind = IMAP_RESP_ID;
 		return sp(c, IMAP_EL_ID) && id_params(c, IMAP_EL_ID);
 	}
-	if (word(c, "VANISHED")) {
+	if (WORD(c, "VANISHED")) {
 		o->kind = IMAP_RESP_VANISHED;
 		if (!sp(c, IMAP_EL_VANISHED))
 			return false;
 		if (eat(c, '(')) {
-			if (!word(c, "EARLIER") || !eat(c, ')') || !sp(c, IMAP_EL_VANISHED))
+			if (!WORD(c, "EARLIER") || !eat(c, ')') || !sp(c, IMAP_EL_VANISHED))
 				return fail(c, IMAP_EL_VANISHED);
 			o->vanished_earlier = true;
 		}
 		return uid_set(c, &o->vanished_count) || fail(c, IMAP_EL_VANISHED);
 	}
-	if (word(c, "THREAD")) {
+	if (WORD(c, "THREAD")) {
 		o->kind = IMAP_RESP_OTHER;
 		if (eat(c, ' '))
 			do {
