@@ -22,21 +22,6 @@ static const struct {
 	{"LIST", IMAP_CMD_LIST},            {"APPEND", IMAP_CMD_APPEND},
 };
 
-/* id-params-list: "(" *(string SP nstring *(SP string SP nstring)) ")" / nil */
-static bool id_list(struct cursor *c)
-{
-	if (is_nil(c))
-		return true;
-	if (!eat(c, '('))
-		return fail(c, IMAP_EL_ID);
-	if (eat(c, ')'))
-		return true;
-	do {
-		if (!string(c, NULL) || !sp(c, IMAP_EL_ID) || !nstring(c))
-			return fail(c, IMAP_EL_ID);
-	} while (eat(c, ' '));
-	return eat(c, ')') || fail(c, IMAP_EL_ID);
-}
 
 /* SELECT / EXAMINE parameters (RFC 4466 section 2.1, RFC 7162) */
 static bool select_params(struct cursor *c)
@@ -86,19 +71,8 @@ static bool fetch_att(struct cursor *c)
 	/* the name and its section, "<" partial ">" included */
 	while (!at_end(c) && *c->p != ' ' && *c->p != ')' && *c->p != '(') {
 		if (*c->p == '[') {
-			int level = 0;
-
-			do {
-				if (*c->p == '[')
-					level++;
-				else if (*c->p == ']')
-					level--;
-				else if (*c->p < 0x20 || *c->p == 0x7f || *c->p == '"' || *c->p == '{')
-					return fail(c, IMAP_EL_SECTION);
-				c->p++;
-			} while (!at_end(c) && level > 0);
-			if (level > 0)
-				return fail(c, IMAP_EL_SECTION);
+			if (!brackets(c, false))
+				return false;
 			continue;
 		}
 		if (!is_atom_char(*c->p) && *c->p != '<' && *c->p != '>')
@@ -274,7 +248,7 @@ static bool arguments(struct cursor *c)
 	case IMAP_CMD_ENABLE:
 		return sp(c, IMAP_EL_CAPABILITY) && capabilities(c, &o->enable, true);
 	case IMAP_CMD_ID:
-		return sp(c, IMAP_EL_ID) && id_list(c);
+		return sp(c, IMAP_EL_ID) && id_params(c, IMAP_EL_ID);
 	case IMAP_CMD_COMPRESS:
 		return sp(c, IMAP_EL_COMMAND) && atom(c, NULL);
 	case IMAP_CMD_SELECT:

@@ -102,6 +102,12 @@ bool date_time(struct cursor *c);
 /* Any value: atom-like word, number, string, literal, NIL or a
  * parenthesised/bracketed list of values; for what has no rule. */
 bool any_value(struct cursor *c);
+/* "[" ... "]" with nested brackets, no controls (and, without
+ * quotes_ok, no quote or brace): a section inside a word */
+bool brackets(struct cursor *c, bool quotes_ok);
+/* id-params-list: "(" *(string SP nstring *(SP string SP nstring)) ")" /
+ * nil (RFC 2971) */
+bool id_params(struct cursor *c, enum imap_element element);
 /* Values separated by SP up to the line's end. */
 bool any_rest(struct cursor *c);
 bool seq_set(struct cursor *c, struct imap_seq_facts *facts, bool allow_dollar);

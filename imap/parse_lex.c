@@ -346,6 +346,39 @@ bool date_time(struct cursor *c)
 	return true;
 }
 
+bool brackets(struct cursor *c, bool quotes_ok)
+{
+	int level = 0;
+
+	do {
+		if (*c->p == '[')
+			level++;
+		else if (*c->p == ']')
+			level--;
+		else if (*c->p < 0x20 || *c->p == 0x7f ||
+			 (!quotes_ok && (*c->p == '"' || *c->p == '{')))
+			return fail(c, IMAP_EL_SECTION);
+		c->p++;
+	} while (!at_end(c) && level > 0);
+	return level == 0 || fail(c, IMAP_EL_SECTION);
+}
+
+/* id-params-list: "(" *(string SP nstring *(SP string SP nstring)) ")" / nil */
+bool id_params(struct cursor *c, enum imap_element element)
+{
+	if (is_nil(c))
+		return true;
+	if (!eat(c, '('))
+		return fail(c, element);
+	if (eat(c, ')'))
+		return true;
+	do {
+		if (!string(c, NULL) || !sp(c, element) || !nstring(c))
+			return fail(c, element);
+	} while (eat(c, ' '));
+	return eat(c, ')') || fail(c, element);
+}
+
 /* A word of a value with no rule: anything but SP, parentheses, quotes,
  * braces and controls; a "[...]" inside it may hold spaces and lists
  * (BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>). */
@@ -357,19 +390,8 @@ static bool loose_word(struct cursor *c)
 		uint8_t ch = *c->p;
 
 		if (ch == '[') {
-			int level = 0;
-
-			do {
-				if (*c->p == '[')
-					level++;
-				else if (*c->p == ']')
-					level--;
-				else if (*c->p < 0x20 || *c->p == 0x7f)
-					return fail(c, IMAP_EL_SECTION);
-				c->p++;
-			} while (!at_end(c) && level > 0);
-			if (level > 0)
-				return fail(c, IMAP_EL_SECTION);
+			if (!brackets(c, true))
+				return false;
 			continue;
 		}
 		if (ch <= 0x20 || ch == 0x7f || ch == '(' || ch == ')' || ch == '"' || ch == '{')

@@ -415,21 +415,6 @@ static bool namespace_one(struct cursor *c)
 	return eat(c, ')') || fail(c, IMAP_EL_NAMESPACE);
 }
 
-/* id-params-list: "(" *(string SP nstring *(SP string SP nstring)) ")" / nil */
-static bool id_params(struct cursor *c, enum imap_element element)
-{
-	if (is_nil(c))
-		return true;
-	if (!eat(c, '('))
-		return fail(c, element);
-	if (eat(c, ')'))
-		return true;
-	do {
-		if (!string(c, NULL) || !sp(c, element) || !nstring(c))
-			return fail(c, element);
-	} while (eat(c, ' '));
-	return eat(c, ')') || fail(c, element);
-}
 
 /* thread-list: "(" (thread-members / thread-nested) ")", where
  * thread-members: nz-number *(SP nz-number) [SP thread-nested] and

@@ -8,10 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void say_code(struct imap_protocol *p, const struct imap_parsed *r, const char *what)
+/* The codes a person should read (RFC 9051 section 7.1, RFC 5530), and
+ * what each means. */
+static const struct {
+	enum imap_code code;
+	const char *what;
+} read_codes[] = {
+	{IMAP_CODE_ALERT, "the server asks that this text be shown to the user"},
+	{IMAP_CODE_THROTTLED, "the server is slowing this client down"},
+	{IMAP_CODE_LIMIT, "a server limit was reached"},
+	{IMAP_CODE_UNAVAILABLE, "the server cannot do this now (a temporary failure)"},
+	{IMAP_CODE_OVERQUOTA, "the user is over quota"},
+	{IMAP_CODE_CLIENTBUG, "the server says the client did something wrong"},
+	{IMAP_CODE_SERVERBUG, "the server says it failed itself"},
+};
+
+static void say_code(struct imap_protocol *p, const struct imap_parsed *r)
 {
 	char name[48], text[200];
+	const char *what = "";
 
+	for (size_t i = 0; i < sizeof(read_codes) / sizeof(read_codes[0]); i++)
+		if (read_codes[i].code == r->code)
+			what = read_codes[i].what;
 	protocol_escape(name, sizeof(name), r->code_name.p, r->code_name.len, 32);
 	protocol_escape(text, sizeof(text), r->text.p, r->text.len, 160);
 	protocol_say(p, IMAP_RULE_RESPONSE_CODE, NULL, 0, "%s[%s] %s: \"%s\"",
@@ -179,25 +198,13 @@ void protocol_apply_code(struct imap_protocol *p, const struct imap_parsed *r)
 		protocol_map_clear(p);
 		break;
 	case IMAP_CODE_ALERT:
-		say_code(p, r, "the server asks that this text be shown to the user");
-		break;
 	case IMAP_CODE_THROTTLED:
-		say_code(p, r, "the server is slowing this client down");
-		break;
 	case IMAP_CODE_LIMIT:
-		say_code(p, r, "a server limit was reached");
-		break;
 	case IMAP_CODE_UNAVAILABLE:
-		say_code(p, r, "the server cannot do this now (a temporary failure)");
-		break;
 	case IMAP_CODE_OVERQUOTA:
-		say_code(p, r, "the user is over quota");
-		break;
 	case IMAP_CODE_CLIENTBUG:
-		say_code(p, r, "the server says the client did something wrong");
-		break;
 	case IMAP_CODE_SERVERBUG:
-		say_code(p, r, "the server says it failed itself");
+		say_code(p, r);
 		break;
 	case IMAP_CODE_NONE:
 	case IMAP_CODE_OTHER:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -24,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from certs import TestPKI  # noqa: E402
-from clients import make_message  # noqa: E402
+from clients import make_message, run_mbsync  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from node import ensure_node_clients, imapflow_session  # noqa: E402
@@ -172,25 +171,9 @@ class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
 
     def mbsync_pipelined_sync(self, starttls):
         px = self.start(starttls)
-        d = tempfile.mkdtemp(dir=TMP)
-        maildir = os.path.join(d, "mail") + "/"
-        os.makedirs(maildir)
-        rc = os.path.join(d, "mbsyncrc")
-        with open(rc, "w") as f:
-            f.write("IMAPAccount remote\nHost 127.0.0.1\nPort %d\nUser alice\nPass %s\n"
-                    "%s\nAuthMechs LOGIN\nPipelineDepth 50\n\n"
-                    "IMAPStore remote\nAccount remote\n\n"
-                    "MaildirStore local\nPath %s\nInbox %sINBOX\n\n"
-                    "Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Archive\n"
-                    "Create Near\nSync Pull\nSyncState *\n"
-                    % (px.port, PASSWORD,
-                       "SSLType STARTTLS\nCertificateFile %s" % self.client_ca if starttls
-                       else "SSLType None", maildir, maildir))
-        r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True,
-                           timeout=180)
+        r, got, _ = run_mbsync(TMP, px.port, "alice", PASSWORD,
+                            self.client_ca if starttls else None, timeout=180)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        got = os.listdir(os.path.join(maildir, "INBOX", "cur")) + \
-            os.listdir(os.path.join(maildir, "INBOX", "new"))
         self.assertGreaterEqual(len(got), MESSAGES - 10)
         recs = self.assertQuiet(px, 1, starttls)
         # mbsync pipelines: commands were in flight together

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from certs import TestPKI  # noqa: E402
-from clients import make_message  # noqa: E402
+from clients import make_message, run_mbsync  # noqa: E402
 from cyrus import Cyrus  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
@@ -423,25 +423,9 @@ class QuietServersTest(ProxyTestCase, unittest.TestCase):
     # ----- 3. mbsync ----------------------------------------------------------
     def mbsync(self, server, starttls):
         self.start(server, starttls)
-        d = tempfile.mkdtemp(dir=TMP)
-        maildir = os.path.join(d, "mail") + "/"
-        os.makedirs(maildir)
-        rc = os.path.join(d, "mbsyncrc")
-        with open(rc, "w") as f:
-            f.write("IMAPAccount remote\nHost 127.0.0.1\nPort %d\nUser alice\nPass %s\n"
-                    "%s\nAuthMechs LOGIN\nPipelineDepth 50\n\n"
-                    "IMAPStore remote\nAccount remote\n\n"
-                    "MaildirStore local\nPath %s\nInbox %sINBOX\n\n"
-                    "Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Archive\n"
-                    "Create Near\nSync Pull\nSyncState *\n"
-                    % (self.px.port, PASSWORD,
-                       "SSLType STARTTLS\nCertificateFile %s" % self.client_ca if starttls
-                       else "SSLType None", maildir, maildir))
-        r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True,
-                           timeout=60)
+        r, got, maildir = run_mbsync(TMP, self.px.port, "alice", PASSWORD,
+                            self.client_ca if starttls else None, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        got = os.listdir(os.path.join(maildir, "INBOX", "cur")) + \
-            os.listdir(os.path.join(maildir, "INBOX", "new"))
         self.assertGreaterEqual(len(got), POPULATED)
         self.assertTrue(os.path.isdir(os.path.join(maildir, "Archive")))
         self.assertQuiet(1)

@@ -8,6 +8,8 @@ import os
 import re
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 
 CRLF = b"\r\n"
@@ -264,3 +266,32 @@ class RawIMAP:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def run_mbsync(workdir, port, user, password, ca_file=None, timeout=180):
+    """mbsync pulling INBOX and Archive from 127.0.0.1:port into a new
+    maildir under workdir, pipelined (PipelineDepth 50), with STARTTLS
+    when ca_file is given. Returns (completed process, the INBOX message
+    files it wrote, the maildir)."""
+    d = tempfile.mkdtemp(dir=workdir)
+    maildir = os.path.join(d, "mail") + "/"
+    os.makedirs(maildir)
+    rc = os.path.join(d, "mbsyncrc")
+    with open(rc, "w") as f:
+        f.write("IMAPAccount remote\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n"
+                "%s\nAuthMechs LOGIN\nPipelineDepth 50\n\n"
+                "IMAPStore remote\nAccount remote\n\n"
+                "MaildirStore local\nPath %s\nInbox %sINBOX\n\n"
+                "Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Archive\n"
+                "Create Near\nSync Pull\nSyncState *\n"
+                % (port, user, password,
+                   "SSLType STARTTLS\nCertificateFile %s" % ca_file if ca_file
+                   else "SSLType None", maildir, maildir))
+    r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True,
+                       timeout=timeout)
+    got = []
+    for sub in ("cur", "new"):
+        path = os.path.join(maildir, "INBOX", sub)
+        if os.path.isdir(path):
+            got += os.listdir(path)
+    return r, got, maildir

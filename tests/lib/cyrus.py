@@ -54,6 +54,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402,F401
+
 CYRUS_BIN = os.environ.get("CYRUS_BIN", "/usr/lib/cyrus/bin")
 SASLPASSWD2 = os.environ.get("SASLPASSWD2", "/usr/sbin/saslpasswd2")
 CYRUS_USER = "cyrus"
@@ -75,17 +79,6 @@ def _stop_leftovers():
         cy.stop()
 
 
-def _die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies (Linux
-    prctl).  master loses this when it drops root for the cyrus user, so a
-    watchdog process (see _WATCHDOG) covers that case."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 # Reads its stdin, a pipe whose write end only the test process holds, until
@@ -110,14 +103,6 @@ except OSError:
 """
 
 
-def free_port(host="127.0.0.1"):
-    """A port that nothing listens on right now (bind port 0, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def _dpkg_version(package):
@@ -445,7 +430,7 @@ class Cyrus:
                      "-D"],
                     stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent)
+                    preexec_fn=procs.die_with_parent)
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-c", _WATCHDOG, str(self.proc.pid)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -559,34 +544,7 @@ class Cyrus:
             self._watchdog = None
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
-        rc = self.proc.returncode
-        # imapd, lmtpd and idled leave with master; make sure none stays.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return rc
+        return procs.stop_group(self.proc)
 
     def stop(self):
         """Stop master (SIGTERM; it ends its children) and wait for it."""

@@ -33,6 +33,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procs  # noqa: E402
+from procs import free_port  # noqa: E402,F401
+
 DOVECOT_BIN = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
 
 # "1712345678.123456 " at the start of every rawlog line (rawlog -t).
@@ -53,26 +57,8 @@ def _stop_leftovers():
         dc.stop()
 
 
-def _die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies, so a
-    killed test run leaves no Dovecot behind (Linux prctl)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
-def free_port(host="127.0.0.1"):
-    """A port that nothing listens on right now (bind port 0, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def strip_rawlog_timestamps(data):
@@ -258,7 +244,7 @@ class Dovecot:
                     [DOVECOT_BIN, "-F", "-c", self.conf_path],
                     stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent)
+                    preexec_fn=procs.die_with_parent)
             _running.add(self)
             try:
                 self._wait_ready(timeout)
@@ -324,35 +310,7 @@ class Dovecot:
     def _kill(self):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
-        rc = self.proc.returncode
-        # Children (login, imap, auth ...) leave with the master; give the
-        # process group a moment, then make sure none is left behind.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return rc
+        return procs.stop_group(self.proc)
 
     def stop(self):
         """Stop the master (SIGTERM to its pid) and wait for it."""

@@ -1,0 +1,64 @@
+"""What the private servers of the tests (tests/lib/dovecot.py,
+tests/lib/cyrus.py) share: a child that dies with the test process, a free
+port, and stopping a server's whole process group."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, so a
+    killed test run leaves no server behind (Linux prctl)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def free_port(host="127.0.0.1"):
+    """A port that nothing listens on right now (bind port 0, close)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def stop_group(proc):
+    """SIGTERM to a server's master process, SIGKILL to its group when it
+    does not go within 10 s; then the children (login, imap, lmtp...) that
+    leave with the master get 5 s before the group is killed. Returns the
+    master's exit status."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode
