@@ -20,6 +20,7 @@
 #define C_WARN "\033[33m"
 #define C_BAD "\033[31m"
 #define C_BOLD "\033[1m"
+#define C_REVERSE "\033[7m"
 
 struct timeline {
 	FILE *out;
@@ -267,12 +268,19 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	const bool info = a->severity == IMAP_SEVERITY_INFO;
 	struct row r;
 
+	/* an [ALERT] is text the user must see (RFC 9051 section 7.1): the
+	 * whole row stands out */
+	const bool alert = a->rule == IMAP_RULE_RESPONSE_CODE && strncmp(a->detail, "ALERT ", 6) == 0;
+
 	row_start(t, &r, a->ts, session);
-	row_color(t, &r, info ? C_WARN : C_BAD C_BOLD);
+	row_color(t, &r, alert ? C_BAD C_BOLD C_REVERSE : info ? C_WARN : C_BAD C_BOLD);
 	row_textf(&r, "! %s%s%s", imap_rule_id(a->rule), a->tag[0] ? " " : "", a->tag);
-	row_color(t, &r, C_RESET);
+	if (!alert)
+		row_color(t, &r, C_RESET);
 	row_textf(&r, "%s%s: %s", info ? " (info)" : "",
 		  a->resolved ? " (resolved)" : a->never_resolved ? " (never resolved)" : "", a->detail);
+	if (alert)
+		row_color(t, &r, C_RESET);
 	row_end(t, &r);
 }
 

@@ -16,7 +16,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
-from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from scripted import RuleScenarios  # noqa: E402
 
 CAPS = b"IMAP4rev1 LITERAL+ IDLE UIDPLUS MOVE ENABLE CONDSTORE QRESYNC ESEARCH NAMESPACE"
@@ -173,6 +173,14 @@ class ProtocolRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         self.assertIn("[THROTTLED]", alerts[2]["detail"])
         self.assertFired(px, an, "response-code", words="Please log in")
         self.assertOnly(an, "response-code")
+        # on a terminal the ALERT's row stands out (reverse video), the others not
+        r = run_imaptap(["analyze", self.pcap, "--color", "always", "--anomalies-only"],
+                        timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [ln for ln in r.stdout.splitlines() if "! response-code" in ln]
+        self.assertEqual(len(rows), 3, r.stdout)
+        self.assertIn("\x1b[7m! response-code", rows[0])
+        self.assertNotIn("\x1b[7m", rows[1] + rows[2])
 
     def test_unsolicited_bye(self):
         px, an = self.run_steps([LOGIN, (b"a3 NOOP\r\n",

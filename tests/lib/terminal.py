@@ -12,7 +12,7 @@ import re
 # ESC [ n m for reset, bold, dim, red, green, yellow, magenta, cyan: the
 # codes capture/timeline.c writes, and no others
 SGR_CODES = (b"\x1b[0m", b"\x1b[1m", b"\x1b[2m", b"\x1b[31m", b"\x1b[32m",
-             b"\x1b[33m", b"\x1b[35m", b"\x1b[36m")
+             b"\x1b[33m", b"\x1b[35m", b"\x1b[36m", b"\x1b[7m")
 _SAFE = re.compile(rb"(?:[\x20-\x7e\n]+|" + b"|".join(re.escape(c) for c in SGR_CODES) + rb")")
 
 # One of each thing a terminal acts on, none of them a space or a line feed

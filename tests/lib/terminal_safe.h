@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <string.h>
 
-/* ESC "[" ... "m": reset, bold, dim, red, green, yellow, magenta, cyan */
+/* ESC "[" ... "m": reset, bold, dim, red, green, yellow, magenta, cyan, reverse */
 static const char *const terminal_sgr[] = {"\033[0m",  "\033[1m",  "\033[2m",  "\033[31m",
-					   "\033[32m", "\033[33m", "\033[35m", "\033[36m"};
+					   "\033[32m", "\033[33m", "\033[35m", "\033[36m",
+					   "\033[7m"};
 
 /* The offset of the first byte that must not reach a terminal, or -1. */
 static inline long terminal_unsafe_at(const char *text, size_t len)
