@@ -290,6 +290,10 @@ static void remember_line(struct imap_conv *c, const struct imap_unit *unit,
 	char *desc = c->line_desc[c->dir];
 	size_t size = sizeof(c->line_desc[c->dir]);
 
+	/* only a line that announces a literal needs its words: a logical
+	 * line with literals starts with such a segment */
+	if (unit->kind != IMAP_UNIT_LITERAL_HEAD)
+		return;
 	if (!(unit->flags & IMAP_UNIT_CONTINUED)) {
 		if (info->cls == IMAP_LINE_COMMAND || info->cls == IMAP_LINE_TAGGED)
 			snprintf(desc, size, "%.*s %s%s",
@@ -300,10 +304,8 @@ static void remember_line(struct imap_conv *c, const struct imap_unit *unit,
 		else
 			snprintf(desc, size, "a %s line", imap_line_class_str(info->cls));
 	}
-	if (unit->kind == IMAP_UNIT_LITERAL_HEAD) {
-		memcpy(c->literal_desc[c->dir], desc, size);
-		c->literal_len[c->dir] = unit->literal_len;
-	}
+	memcpy(c->literal_desc[c->dir], desc, size);
+	c->literal_len[c->dir] = unit->literal_len;
 }
 
 static void on_unit(void *ctx, const struct imap_unit *unit)
