@@ -188,46 +188,55 @@ static bool section(struct cursor *c)
 static bool msg_att_one(struct cursor *c)
 {
 	struct imap_parsed *o = c->out;
+	int first = peek(c) & ~0x20;
 
-	if (WORD(c, "FLAGS"))
+	/* the first letter picks the few names to try */
+	if (first == 'F' && WORD(c, "FLAGS"))
 		return sp(c, IMAP_EL_MSG_ATT) && flag_list(c);
-	if (WORD(c, "UID")) {
+	if (first == 'U' && WORD(c, "UID")) {
 		o->fetch_uid_present = true;
 		return sp(c, IMAP_EL_MSG_ATT) && nz_number(c, &o->fetch_uid, IMAP_EL_MSG_ATT);
 	}
-	if (WORD(c, "INTERNALDATE"))
-		return sp(c, IMAP_EL_MSG_ATT) && date_time(c);
-	if (WORD(c, "SAVEDATE"))
-		return sp(c, IMAP_EL_MSG_ATT) && (is_nil(c) || date_time(c));
-	if (WORD(c, "RFC822.SIZE"))
-		return sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
-	if (WORD(c, "ENVELOPE"))
-		return sp(c, IMAP_EL_MSG_ATT) && envelope(c);
-	if (WORD(c, "BODYSTRUCTURE") || WORD(c, "BODY"))
-		return sp(c, IMAP_EL_MSG_ATT) && body(c);
-	if (PREFIX(c, "BODY"))
-		return section(c) && sp(c, IMAP_EL_MSG_ATT) && (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
-	if (PREFIX(c, "BINARY.SIZE"))
-		return section(c) && sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
-	if (PREFIX(c, "BINARY")) {
-		if (!section(c) || !sp(c, IMAP_EL_MSG_ATT))
-			return false;
-		if (peek(c) == '~')
-			return literal(c, NULL, NULL, true);
-		return nstring(c) || fail(c, IMAP_EL_MSG_ATT);
-	}
-	if (WORD(c, "MODSEQ")) {
+	if (first == 'M' && WORD(c, "MODSEQ")) {
 		o->fetch_modseq_present = true;
 		return (sp(c, IMAP_EL_MSG_ATT) && eat(c, '(') &&
 			number(c, &o->fetch_modseq, IMAP_EL_MSG_ATT) && eat(c, ')')) ||
 		       fail(c, IMAP_EL_MSG_ATT);
 	}
-	if (WORD(c, "EMAILID"))
-		return sp(c, IMAP_EL_MSG_ATT) && objectid(c, IMAP_EL_MSG_ATT);
-	if (WORD(c, "THREADID"))
+	if (first == 'I' && WORD(c, "INTERNALDATE"))
+		return sp(c, IMAP_EL_MSG_ATT) && date_time(c);
+	if (first == 'R') {
+		if (WORD(c, "RFC822.SIZE"))
+			return sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
+		if (WORD(c, "RFC822") || WORD(c, "RFC822.HEADER") || WORD(c, "RFC822.TEXT"))
+			return sp(c, IMAP_EL_MSG_ATT) && (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
+	}
+	if (first == 'E') {
+		if (WORD(c, "ENVELOPE"))
+			return sp(c, IMAP_EL_MSG_ATT) && envelope(c);
+		if (WORD(c, "EMAILID"))
+			return sp(c, IMAP_EL_MSG_ATT) && objectid(c, IMAP_EL_MSG_ATT);
+	}
+	if (first == 'B') {
+		if (WORD(c, "BODYSTRUCTURE") || WORD(c, "BODY"))
+			return sp(c, IMAP_EL_MSG_ATT) && body(c);
+		if (PREFIX(c, "BODY"))
+			return section(c) && sp(c, IMAP_EL_MSG_ATT) &&
+			       (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
+		if (PREFIX(c, "BINARY.SIZE"))
+			return section(c) && sp(c, IMAP_EL_MSG_ATT) && number(c, NULL, IMAP_EL_MSG_ATT);
+		if (PREFIX(c, "BINARY")) {
+			if (!section(c) || !sp(c, IMAP_EL_MSG_ATT))
+				return false;
+			if (peek(c) == '~')
+				return literal(c, NULL, NULL, true);
+			return nstring(c) || fail(c, IMAP_EL_MSG_ATT);
+		}
+	}
+	if (first == 'S' && WORD(c, "SAVEDATE"))
+		return sp(c, IMAP_EL_MSG_ATT) && (is_nil(c) || date_time(c));
+	if (first == 'T' && WORD(c, "THREADID"))
 		return sp(c, IMAP_EL_MSG_ATT) && (is_nil(c) || objectid(c, IMAP_EL_MSG_ATT));
-	if (WORD(c, "RFC822") || WORD(c, "RFC822.HEADER") || WORD(c, "RFC822.TEXT"))
-		return sp(c, IMAP_EL_MSG_ATT) && (nstring(c) || fail(c, IMAP_EL_MSG_ATT));
 	/* X-GM-*, PREVIEW, ANNOTATION and the like: name and any value */
 	return (atom(c, NULL) || fail(c, IMAP_EL_MSG_ATT)) && sp(c, IMAP_EL_MSG_ATT) &&
 	       any_value(c);
