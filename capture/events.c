@@ -365,7 +365,7 @@ static void add_mailboxes(struct events *e, const struct imap_summary *sum)
 		return;
 	add(e, ",\"mailboxes\":[", 14);
 	for (size_t i = 0; i < sum->mailbox_count; i++) {
-		const struct imap_mailbox_facts *m = &sum->mailboxes[i];
+		const struct imap_mailbox_facts *m = sum->mailboxes[i];
 
 		addf(e, "%s{\"name\":", i ? "," : "");
 		add_string(e, m->name, m->name_len);

@@ -355,7 +355,7 @@ static void mailbox_facts(const struct timeline *t, imap_time_us ts, unsigned se
 	row_start(t, &r, ts, session);
 	row_text(&r, "-- mailboxes:");
 	for (size_t i = 0; i < sum->mailbox_count; i++) {
-		const struct imap_mailbox_facts *m = &sum->mailboxes[i];
+		const struct imap_mailbox_facts *m = sum->mailboxes[i];
 		const char *sep = " (";
 
 		row_text(&r, i > 0 ? ", " : " ");

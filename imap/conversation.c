@@ -124,8 +124,7 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 	c->redact = imap_redact_new(config->redact_flags);
 	c->tracker = imap_tracker_new();
 	c->summary = imap_summary_new();
-	/* --no-rules: no grammar either, only framing */
-	if (config->rules)
+	if (config->rules) /* --no-rules: no grammar either, only framing */
 		c->protocol = imap_protocol_new(on_anomaly, c);
 	if (c->framer[0] == NULL || c->framer[1] == NULL || c->redact == NULL ||
 	    c->tracker == NULL || c->summary == NULL || (config->rules && c->protocol == NULL)) {
@@ -290,8 +289,7 @@ static void remember_line(struct imap_conv *c, const struct imap_unit *unit,
 	char *desc = c->line_desc[c->dir];
 	size_t size = sizeof(c->line_desc[c->dir]);
 
-	/* only a line that announces a literal needs its words: a logical
-	 * line with literals starts with such a segment */
+	/* only a literal's announcement needs the words (one starts its line) */
 	if (unit->kind != IMAP_UNIT_LITERAL_HEAD)
 		return;
 	if (!(unit->flags & IMAP_UNIT_CONTINUED)) {

@@ -1,5 +1,6 @@
 #include "imap/mailbox.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* raw as a name: \" and \\ undone, INBOX in upper case
@@ -39,18 +40,24 @@ struct imap_mailbox_facts *imap_mailboxes_get(struct imap_mailboxes *set, const 
 	struct imap_mailbox_facts *f;
 
 	for (size_t i = 0; i < set->count; i++) {
-		f = &set->kept[i];
+		f = set->kept[i];
 		if (f->name_len == n && f->name_cut == cut && memcmp(f->name, name, n) == 0)
 			return f;
 	}
-	if (set->count == IMAP_MAILBOXES_KEPT) {
+	if (set->count == IMAP_MAILBOXES_KEPT || (f = calloc(1, sizeof(*f))) == NULL) {
 		set->not_kept++;
 		return NULL;
 	}
-	f = &set->kept[set->count++];
-	memset(f, 0, sizeof(*f));
+	set->kept[set->count++] = f;
 	memcpy(f->name, name, n);
 	f->name_len = n;
 	f->name_cut = cut;
 	return f;
+}
+
+void imap_mailboxes_clear(struct imap_mailboxes *set)
+{
+	for (size_t i = 0; i < set->count; i++)
+		free(set->kept[i]);
+	set->count = 0;
 }

@@ -24,10 +24,13 @@ struct imap_mailbox_facts {
 	uint64_t selects;                    /* SELECT/EXAMINE answered OK */
 };
 
+/* Each mailbox's facts are allocated when it is first named, so a session
+ * that touches one mailbox holds one, and a pointer to them stays valid
+ * until imap_mailboxes_clear. */
 struct imap_mailboxes {
-	struct imap_mailbox_facts kept[IMAP_MAILBOXES_KEPT];
+	struct imap_mailbox_facts *kept[IMAP_MAILBOXES_KEPT];
 	size_t count;
-	uint64_t not_kept; /* lookups of names past the bound */
+	uint64_t not_kept; /* lookups of names past the bound (or out of memory) */
 };
 
 /* The facts of the mailbox named by raw (an astring's content: a quoted
@@ -35,5 +38,8 @@ struct imap_mailboxes {
  * when new; NULL when the table is full. */
 struct imap_mailbox_facts *imap_mailboxes_get(struct imap_mailboxes *set, const uint8_t *raw,
 					      size_t len);
+
+/* Frees every mailbox's facts. */
+void imap_mailboxes_clear(struct imap_mailboxes *set);
 
 #endif

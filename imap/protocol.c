@@ -30,6 +30,8 @@ void imap_protocol_free(struct imap_protocol **protocol)
 		return;
 	imap_logical_free(&p->logical[0]);
 	imap_logical_free(&p->logical[1]);
+	imap_mailboxes_clear(&p->mailboxes);
+	free(p->pending);
 	free(p->uid_map);
 	free(p);
 	*protocol = NULL;
@@ -457,6 +459,6 @@ void imap_protocol_summary(const struct imap_protocol *p, struct imap_summary *s
 {
 	if (p == NULL || p->mailboxes.count == 0)
 		return;
-	summary->mailboxes = p->mailboxes.kept;
+	summary->mailboxes = (const struct imap_mailbox_facts *const *)p->mailboxes.kept;
 	summary->mailbox_count = p->mailboxes.count;
 }

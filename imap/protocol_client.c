@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* RFC 7888 section 5: LITERAL- allows {n+} up to this many bytes */
@@ -160,8 +161,19 @@ static void push_pending(struct imap_protocol *p, const struct imap_parsed *r,
 {
 	struct pending *c;
 
-	if (p->npending == PENDING_MAX) {
-		memmove(&p->pending[0], &p->pending[1], (PENDING_MAX - 1) * sizeof(p->pending[0]));
+	if (p->npending == p->pending_cap && p->pending_cap < PENDING_MAX) {
+		size_t cap = p->pending_cap ? p->pending_cap * 2 : 4;
+		struct pending *n = realloc(p->pending, cap * sizeof(*n));
+
+		if (n != NULL) {
+			p->pending = n;
+			p->pending_cap = cap;
+		}
+	}
+	if (p->npending == p->pending_cap) {
+		if (p->npending == 0)
+			return;
+		memmove(&p->pending[0], &p->pending[1], (p->npending - 1) * sizeof(p->pending[0]));
 		p->npending--;
 	}
 	c = &p->pending[p->npending++];

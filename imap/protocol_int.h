@@ -13,7 +13,7 @@
 #include "imap/parse.h"
 #include "imap/protocol.h"
 
-#define PENDING_MAX 32
+#define PENDING_MAX 64 /* commands followed in flight; the oldest goes first */
 #define UID_MAP_MAX 16384
 
 enum session_state {
@@ -58,8 +58,9 @@ struct imap_protocol {
 	uint64_t enable_said;  /* extension-not-enabled, by capability */
 	unsigned wrong_state_said; /* by enum imap_resp_kind */
 
-	struct pending pending[PENDING_MAX];
+	struct pending *pending; /* grows by doubling up to PENDING_MAX */
 	size_t npending;
+	size_t pending_cap;
 
 	struct imap_mailboxes mailboxes;
 	struct imap_mailbox_facts *selected; /* NULL: none, or not kept */

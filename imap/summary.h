@@ -40,7 +40,7 @@ struct imap_summary {
 	uint64_t anomaly_total;
 	/* what the session learned of its mailboxes, by first mention (the
 	 * state the client saw); NULL when none */
-	const struct imap_mailbox_facts *mailboxes;
+	const struct imap_mailbox_facts *const *mailboxes;
 	size_t mailbox_count;
 };
 
