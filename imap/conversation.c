@@ -42,8 +42,7 @@ struct imap_conv {
 	bool sync_plus;        /* the "+" for the pending literal came */
 	bool sync_early_said;  /* literal-before-continuation said for it */
 	bool sync_untagged_said; /* untagged-before-continuation said for it */
-	/* per direction: the logical line being framed, and the literal it
-	 * announced last, for saying where a stream was cut */
+	/* by direction: the line and the literal it announced, for a cut stream */
 	char line_desc[2][IMAP_TAG_SHOW + IMAP_NAME_MAX + 2];
 	char literal_desc[2][IMAP_TAG_SHOW + IMAP_NAME_MAX + 2];
 	uint64_t literal_len[2];
@@ -371,7 +370,8 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 		obs.secret_rest = true;
 	}
 	imap_protocol_unit(c->protocol, c->dir, c->ts, unit, obs.info,
-			   !obs.masked && !obs.secret_rest && obs.len == unit->len);
+			   (obs.masked || obs.secret_rest || obs.len != unit->len ? 0u : IMAP_PROTOCOL_QUOTABLE) |
+			   (c->origin == IMAP_ORIGIN_PROXY ? IMAP_PROTOCOL_BY_PROXY : 0u));
 	/* the next unit's start decides for its bytes */
 	c->prefix_len[c->dir] = 0;
 	c->secret_from[c->dir] = IMAP_REDACT_NONE;

@@ -69,9 +69,7 @@ void protocol_say(struct imap_protocol *p, enum imap_rule rule, const uint8_t *t
 	struct imap_anomaly a;
 	va_list ap;
 
-	if (p->cb == NULL)
-		return;
-	if (p->said[rule] >= IMAP_PROTOCOL_RULE_CAP)
+	if (p->cb == NULL || p->by_proxy || p->said[rule] >= IMAP_PROTOCOL_RULE_CAP)
 		return;
 	p->said[rule]++;
 	va_start(ap, fmt);
@@ -392,7 +390,7 @@ static void line_done(struct imap_protocol *p, enum imap_dir dir,
 
 void imap_protocol_unit(struct imap_protocol *p, enum imap_dir dir, imap_time_us ts,
 			const struct imap_unit *unit, const struct imap_line_info *info,
-			bool quotable)
+			unsigned flags)
 {
 	struct imap_logical_line line;
 	bool keep = true;
@@ -411,7 +409,8 @@ void imap_protocol_unit(struct imap_protocol *p, enum imap_dir dir, imap_time_us
 		p->quotable[dir] = true;
 		p->framing_bad[dir] = false;
 	}
-	p->quotable[dir] = p->quotable[dir] && quotable;
+	p->quotable[dir] = p->quotable[dir] && (flags & IMAP_PROTOCOL_QUOTABLE);
+	p->by_proxy = (flags & IMAP_PROTOCOL_BY_PROXY) != 0;
 	if (unit->flags & (IMAP_UNIT_NUL | IMAP_UNIT_OPEN_QUOTE | IMAP_UNIT_BAD_LITERAL))
 		p->framing_bad[dir] = true;
 	/* a credential's literal is not kept */

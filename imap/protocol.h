@@ -30,12 +30,18 @@ void imap_protocol_free(struct imap_protocol **protocol);
 /* Every call below accepts NULL (the rules are off) and then does
  * nothing. */
 
+/* How a unit may be used (imap_protocol_unit's flags). */
+enum imap_protocol_unit_flag {
+	IMAP_PROTOCOL_QUOTABLE = 1u << 0, /* its bytes may be quoted in a finding (not masked) */
+	IMAP_PROTOCOL_BY_PROXY = 1u << 1, /* the proxy wrote it (a fault's answer, its own BYE):
+					     the state follows it, no finding blames a peer */
+};
+
 /* One framed unit of dir seen at ts; info: its classification (NULL for
- * literal data); quotable: its bytes may be quoted in a finding (they
- * were not masked). */
+ * literal data); flags: enum imap_protocol_unit_flag bits. */
 void imap_protocol_unit(struct imap_protocol *protocol, enum imap_dir dir, imap_time_us ts,
 			const struct imap_unit *unit, const struct imap_line_info *info,
-			bool quotable);
+			unsigned flags);
 
 /* Bytes of dir were lost: the line being read is dropped and what the
  * session's state was may no longer hold. */

@@ -46,6 +46,7 @@ struct imap_protocol {
 	bool whole;                          /* seen from the greeting on */
 	bool quotable[2];                    /* no segment of it was masked */
 	bool framing_bad[2];                 /* parse-error spoke for it already */
+	bool by_proxy;                       /* the unit being read was the proxy's */
 	bool seen_server_line;
 	uint64_t syntax_said[2];             /* elements, by direction */
 	uint32_t said[IMAP_RULE_COUNT];

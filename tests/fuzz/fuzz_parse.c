@@ -41,9 +41,9 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	if (unit->kind != IMAP_UNIT_LITERAL_DATA) {
 		imap_classify(r->dir, unit->data, unit->len, (unit->flags & IMAP_UNIT_CONTINUED) != 0,
 			      false, &info);
-		imap_protocol_unit(r->protocol, r->dir, 0, unit, &info, true);
+		imap_protocol_unit(r->protocol, r->dir, 0, unit, &info, IMAP_PROTOCOL_QUOTABLE);
 	} else {
-		imap_protocol_unit(r->protocol, r->dir, 0, unit, NULL, true);
+		imap_protocol_unit(r->protocol, r->dir, 0, unit, NULL, 0);
 	}
 	if (!imap_logical_feed(r->logical, unit, true, &line))
 		return;

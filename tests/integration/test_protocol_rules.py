@@ -195,6 +195,30 @@ class ProtocolRulesTest(RuleScenarios, ProxyTestCase, unittest.TestCase):
         self.assertIn("\\x1b[2Jcleared\\x07", a["detail"])
         self.assertNotIn("\x1b", a["detail"])
 
+    def test_a_bye_the_proxy_wrote_blames_no_server(self):
+        """--fault bye: the proxy's own * BYE after IDLE's + is marked as
+        injected; no server-bye (or any protocol rule) blames the server."""
+        def server(p):
+            p.send(b"* OK [CAPABILITY " + CAPS + b"] scripted server\r\n")
+            p.line()
+            p.send(b"a1 OK [CAPABILITY " + CAPS + b"] in\r\n")
+            p.line()
+            p.send(b"+ idling\r\n")
+            p.read_all()
+
+        def client(c):
+            c.line()
+            c.send(b"a1 LOGIN alice secret\r\n")
+            c.line()
+            c.send(b"a2 IDLE\r\n")
+            c.read_all()
+
+        px, an = self.scenario(server, client,
+                               proxy_args=["--fault", "bye:after-idle-continuation"])
+        self.assertTrue([r for r in px.timeline() if r["text"].startswith("* BYE imaptap")],
+                        px.stderr_tail(20))
+        self.assertNotIn("server-bye", {a["rule"] for a in an}, an)
+
     # -- the client ---------------------------------------------------------
 
     def test_nonsync_literal_too_large(self):
