@@ -448,6 +448,40 @@ class QuietServersTest(ProxyTestCase, unittest.TestCase):
         self.assertRegex(r.stdout, rb'\* LIST \([^)]*\) "[./]" "?Archive"?\r\n')
         self.assertQuiet(2)
 
+    # ----- a real server's real mistake ------------------------------------------
+    def test_cyrus_status_mailboxid_judged_by_its_bytes(self):
+        """Cyrus 3.6.1 answers STATUS ... (MAILBOXID) with bytes that are
+        no objectid (RFC 8474: letters, digits, "_" and "-"), different on
+        every call, where SELECT's [MAILBOXID (...)] is right. The client
+        reads the raw answer and decides; imaptap must agree: a `syntax`
+        finding naming status-att-val with the bytes escaped when they are
+        wrong, nothing when they are right."""
+        self.start(SERVERS["cyrus"])
+        m = self.connect()
+        m.login("alice", PASSWORD)
+        typ, _, untagged = cmd(m, b"STATUS INBOX (MESSAGES MAILBOXID)")
+        self.assertEqual(typ, "OK")
+        raw = flat(untagged.get("STATUS"))
+        got = re.search(rb"MAILBOXID \(([^)]*)\)", raw)
+        self.assertIsNotNone(got, raw)
+        m.logout()
+        self.px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"),
+                             timeout=20)
+        with open(self.events) as f:
+            found = [json.loads(line) for line in f]
+        found = [a for a in found if a["kind"] == "anomaly"]
+        if re.fullmatch(rb"[A-Za-z0-9_-]{1,255}", got.group(1)):
+            self.assertEqual(found, [])
+            return
+        self.assertEqual([a["rule"] for a in found], ["syntax"], found)
+        self.assertIn("server line", found[0]["detail"])
+        self.assertIn("status-att-val does not parse", found[0]["detail"])
+        bad = next(b for b in got.group(1) if not (chr(b).isalnum() or b in b"_-"))
+        if bad >= 0x80 or bad < 0x20:
+            self.assertIn("\\x%02x" % bad, found[0]["detail"])
+        r = run_imaptap(["analyze", self.pcap, "--quiet", "--fail-on", "syntax"], timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+
 
 def _add_tests():
     """test_<server>_<client>_<plain|starttls> for every pairing."""

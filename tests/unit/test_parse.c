@@ -219,6 +219,9 @@ static const struct bad bad_cases[] = {
 	{IMAP_S2C, "* NAMESPACE ((\"\" \"/\")) NIL", IMAP_EL_NAMESPACE, 26},
 	{IMAP_S2C, "* ESEARCH (TAG \"a\") MIN 0", IMAP_EL_ESEARCH, 24},
 	{IMAP_S2C, "*  OK two spaces", IMAP_EL_ATOM, 2},
+	/* Cyrus 3.6.1's STATUS MAILBOXID: bytes that are no objectid */
+	{IMAP_S2C, "* STATUS INBOX (MESSAGES 0 MAILBOXID (\\x7f\\xd8-\\xcd\\xf7U))",
+	 IMAP_EL_STATUS_ATT, 38},
 	{IMAP_C2S, "a1 FETCH 1:x FLAGS", IMAP_EL_SEQUENCE_SET, 11},
 	{IMAP_C2S, "a1 FETCH 0 FLAGS", IMAP_EL_SEQUENCE_SET, 9},
 	{IMAP_C2S, "a1 SELECT", IMAP_EL_COMMAND, 9},
