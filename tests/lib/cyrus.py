@@ -38,7 +38,6 @@ server's answers.
 """
 
 import argparse
-import atexit
 import fcntl
 import glob
 import imaplib
@@ -70,13 +69,6 @@ class CyrusError(RuntimeError):
     pass
 
 
-_running = set()
-
-
-@atexit.register
-def _stop_leftovers():
-    for cy in list(_running):
-        cy.stop()
 
 
 
@@ -195,7 +187,7 @@ def _socket_inodes(pid):
     return inodes
 
 
-class Cyrus:
+class Cyrus(procs.PrivateServer):
     """A private Cyrus IMAP instance (master with a private imapd.conf and
     cyrus.conf).
 
@@ -435,7 +427,7 @@ class Cyrus:
                 [sys.executable, "-c", _WATCHDOG, str(self.proc.pid)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True)
-            _running.add(self)
+            procs.RUNNING.add(self)
             try:
                 self._wait_ready(timeout)
                 self.startup_seconds = time.monotonic() - t0
@@ -545,23 +537,6 @@ class Cyrus:
         if self.proc is None:
             return None
         return procs.stop_group(self.proc)
-
-    def stop(self):
-        """Stop master (SIGTERM; it ends its children) and wait for it."""
-        rc = self._kill()
-        _running.discard(self)
-        self.proc = None
-        if self._own_dir and not self.keep and self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        return rc
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     # ----- mail --------------------------------------------------------
     def deliver(self, user, message, sender="sender@example.org"):

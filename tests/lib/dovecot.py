@@ -19,13 +19,11 @@ prefixes and gives back the exact byte stream.
 """
 
 import argparse
-import atexit
 import glob
 import os
 import pwd
 import grp
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -48,13 +46,6 @@ class DovecotError(RuntimeError):
     pass
 
 
-_running = set()
-
-
-@atexit.register
-def _stop_leftovers():
-    for dc in list(_running):
-        dc.stop()
 
 
 
@@ -81,7 +72,7 @@ def strip_rawlog_timestamps(data):
     return b"".join(out)
 
 
-class Dovecot:
+class Dovecot(procs.PrivateServer):
     """A private Dovecot instance.
 
     users     dict name -> password (stored as {PLAIN} in a passwd-file)
@@ -245,7 +236,7 @@ class Dovecot:
                     stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=procs.die_with_parent)
-            _running.add(self)
+            procs.RUNNING.add(self)
             try:
                 self._wait_ready(timeout)
                 return self
@@ -311,23 +302,6 @@ class Dovecot:
         if self.proc is None:
             return None
         return procs.stop_group(self.proc)
-
-    def stop(self):
-        """Stop the master (SIGTERM to its pid) and wait for it."""
-        rc = self._kill()
-        _running.discard(self)
-        self.proc = None
-        if self._own_dir and not self.keep and self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        return rc
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     # ----- observation -------------------------------------------------
     def log_text(self):

@@ -1,8 +1,11 @@
 """What the private servers of the tests (tests/lib/dovecot.py,
 tests/lib/cyrus.py) share: a child that dies with the test process, a free
-port, and stopping a server's whole process group."""
+port, stopping a server's whole process group, and the life cycle of a
+server object (PrivateServer)."""
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,3 +65,36 @@ def stop_group(proc):
         except ProcessLookupError:
             pass
     return proc.returncode
+
+
+RUNNING = set()
+
+
+@atexit.register
+def _stop_leftovers():
+    for server in list(RUNNING):
+        server.stop()
+
+
+class PrivateServer:
+    """The life cycle both fixtures share: start() (the subclass's) adds
+    the server to RUNNING, stop() kills it (the subclass's _kill), removes
+    its directory unless kept, and a context manager wraps the two. An
+    instance has proc, dir, keep and _own_dir."""
+
+    def stop(self):
+        """Stop the server and its children, and wait for them."""
+        rc = self._kill()
+        RUNNING.discard(self)
+        self.proc = None
+        if self._own_dir and not self.keep and self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        return rc
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
