@@ -78,18 +78,6 @@ void protocol_say(struct imap_protocol *p, enum imap_rule rule, const uint8_t *t
 	p->cb(p->ctx, &a);
 }
 
-
-
-
-
-
-
-
-
-
-
-
-
 /* --- server lines --- */
 
 static struct pending *find_pending(struct imap_protocol *p, struct imap_slice tag, size_t *i_r)
@@ -103,7 +91,7 @@ static struct pending *find_pending(struct imap_protocol *p, struct imap_slice t
 	return NULL;
 }
 
-static void drop_pending(struct imap_protocol *p, size_t i)
+void protocol_drop_pending(struct imap_protocol *p, size_t i)
 {
 	memmove(&p->pending[i], &p->pending[i + 1], (p->npending - i - 1) * sizeof(p->pending[0]));
 	p->npending--;
@@ -188,10 +176,10 @@ static void tagged(struct imap_protocol *p, const struct imap_parsed *r, struct 
 	default:
 		break;
 	}
-	drop_pending(p, i);
+	protocol_drop_pending(p, i);
 }
 
-static bool pending_cmd(const struct imap_protocol *p, enum imap_cmd cmd, bool uid)
+bool protocol_pending(const struct imap_protocol *p, enum imap_cmd cmd, bool uid)
 {
 	for (size_t i = 0; i < p->npending; i++)
 		if (p->pending[i].cmd == cmd && p->pending[i].uid == uid)
@@ -201,44 +189,17 @@ static bool pending_cmd(const struct imap_protocol *p, enum imap_cmd cmd, bool u
 
 static bool transition_pending(const struct imap_protocol *p)
 {
-	return protocol_select_pending(p) || pending_cmd(p, IMAP_CMD_CLOSE, false) ||
-	       pending_cmd(p, IMAP_CMD_UNSELECT, false);
+	return protocol_select_pending(p) || protocol_pending(p, IMAP_CMD_CLOSE, false) ||
+	       protocol_pending(p, IMAP_CMD_UNSELECT, false);
 }
-
 
 /* Mailbox data outside the selected state (RFC 9051 section 3). */
 static void check_state(struct imap_protocol *p, const struct imap_parsed *r)
 {
-	const char *state;
+	const char *word = protocol_kind_word(r->kind);
 
-	switch (r->kind) {
-	case IMAP_RESP_EXISTS:
-	case IMAP_RESP_RECENT:
-	case IMAP_RESP_EXPUNGE:
-	case IMAP_RESP_FETCH:
-	case IMAP_RESP_FLAGS:
-		break;
-	case IMAP_RESP_VANISHED:
-		if (r->vanished_earlier)
-			return;
-		break;
-	case IMAP_RESP_NONE:
-	case IMAP_RESP_CONTINUATION:
-	case IMAP_RESP_TAGGED:
-	case IMAP_RESP_STATUS:
-	case IMAP_RESP_CAPABILITY:
-	case IMAP_RESP_ENABLED:
-	case IMAP_RESP_LIST:
-	case IMAP_RESP_STATUS_DATA:
-	case IMAP_RESP_SEARCH:
-	case IMAP_RESP_ESEARCH:
-	case IMAP_RESP_NAMESPACE:
-	case IMAP_RESP_ID:
-	case IMAP_RESP_UIDFETCH:
-	case IMAP_RESP_OTHER:
-	default:
+	if (word == NULL || (r->kind == IMAP_RESP_VANISHED && r->vanished_earlier))
 		return;
-	}
 	/* authenticated with no mailbox selected: before authentication
 	 * nothing is selected either, but no server has been seen to send
 	 * mailbox data there, and a scripted peer's shortcut is no finding */
@@ -247,16 +208,11 @@ static void check_state(struct imap_protocol *p, const struct imap_parsed *r)
 	if (transition_pending(p) || (p->wrong_state_said & (1u << r->kind)))
 		return;
 	p->wrong_state_said |= 1u << r->kind;
-	state = "with no mailbox selected";
 	protocol_say(p, IMAP_RULE_UNTAGGED_IN_WRONG_STATE, NULL, 0,
-		     "untagged %s %s: mailbox data belongs to the selected state; a client "
-		     "may apply it to a mailbox it no longer has open",
-		     protocol_kind_word(r->kind), state);
+		     "untagged %s with no mailbox selected: mailbox data belongs to the selected "
+		     "state; a client may apply it to a mailbox it no longer has open",
+		     word);
 }
-
-
-
-
 
 static void server_line(struct imap_protocol *p, const struct imap_parsed *r,
 			struct imap_slice tag)
@@ -282,7 +238,7 @@ static void server_line(struct imap_protocol *p, const struct imap_parsed *r,
 		tagged(p, r, tag);
 		break;
 	case IMAP_RESP_STATUS:
-		if (r->status == IMAP_STATUS_BYE && !pending_cmd(p, IMAP_CMD_LOGOUT, false)) {
+		if (r->status == IMAP_STATUS_BYE && !protocol_pending(p, IMAP_CMD_LOGOUT, false)) {
 			char text[200];
 
 			protocol_escape(text, sizeof(text), r->text.p, r->text.len, 160);
@@ -358,11 +314,7 @@ static void line_done(struct imap_protocol *p, enum imap_dir dir,
 {
 	struct imap_parsed r;
 	enum imap_line_class cls = p->first_class[dir];
-	struct imap_slice tag = {line->data, 0};
-
-	/* the tag: the line's first word */
-	while (tag.len < line->len && line->data[tag.len] != ' ')
-		tag.len++;
+	struct imap_slice tag = {p->line_tag[dir], p->line_tag_len[dir]};
 
 	if (!line->checkable)
 		return;

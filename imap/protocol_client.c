@@ -173,8 +173,7 @@ static void push_pending(struct imap_protocol *p, const struct imap_parsed *r,
 	if (p->npending == p->pending_cap) {
 		if (p->npending == 0)
 			return;
-		memmove(&p->pending[0], &p->pending[1], (p->npending - 1) * sizeof(p->pending[0]));
-		p->npending--;
+		protocol_drop_pending(p, 0);
 	}
 	c = &p->pending[p->npending++];
 	memset(c, 0, sizeof(*c));

@@ -1,6 +1,6 @@
 /* What the protocol checker's files share (imap/protocol.c follows the
- * lines and the state, imap/protocol_client.c checks client commands).
- * Only they include it. */
+ * lines and the state, imap/protocol_mailbox.c the mailboxes,
+ * imap/protocol_client.c checks client commands). Only they include it. */
 #ifndef IMAP_PROTOCOL_INT_H
 #define IMAP_PROTOCOL_INT_H
 
@@ -77,6 +77,7 @@ struct imap_protocol {
 	bool msn_said;
 	uint32_t *uid_map;     /* message number - 1 -> UID, 0 unknown */
 	size_t map_len;
+	size_t map_cap;        /* doubles up to UID_MAP_MAX */
 };
 
 /* A finding of rule about the command tagged tag (tag_len 0: none). */
@@ -90,6 +91,11 @@ void protocol_client_command(struct imap_protocol *p, const struct imap_parsed *
 void protocol_client_literal(struct imap_protocol *p, const struct imap_unit *unit,
 			     const uint8_t *tag, size_t tag_len);
 
+/* Whether a command of cmd (a UID one or not) awaits its completion. */
+bool protocol_pending(const struct imap_protocol *p, enum imap_cmd cmd, bool uid);
+/* Forgets the i-th command awaiting completion. */
+void protocol_drop_pending(struct imap_protocol *p, size_t i);
+
 /* The mailbox model (imap/protocol_mailbox.c). */
 void protocol_begin_selection(struct imap_protocol *p, struct imap_mailbox_facts *mailbox);
 bool protocol_select_pending(const struct imap_protocol *p);
@@ -97,7 +103,8 @@ void protocol_map_clear(struct imap_protocol *p);
 void protocol_apply_code(struct imap_protocol *p, const struct imap_parsed *r);
 void protocol_mailbox_data(struct imap_protocol *p, const struct imap_parsed *r);
 void protocol_status_data(struct imap_protocol *p, const struct imap_parsed *r);
-/* "EXISTS", "FETCH"... */
+/* The word of a kind of mailbox data ("EXISTS", "FETCH"...): NULL for a
+ * response that is no mailbox data. */
 const char *protocol_kind_word(enum imap_resp_kind kind);
 
 /* Up to max bytes of s, escaped for a finding's text: printable ASCII

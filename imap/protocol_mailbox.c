@@ -46,10 +46,20 @@ static void map_set(struct imap_protocol *p, uint64_t msn, uint64_t uid)
 {
 	if (msn == 0 || msn > UID_MAP_MAX || uid > UINT32_MAX)
 		return;
-	if (p->uid_map == NULL) {
-		p->uid_map = calloc(UID_MAP_MAX, sizeof(uint32_t));
-		if (p->uid_map == NULL)
+	/* grown as far as the numbers seen, not to its bound at once */
+	if (msn > p->map_cap) {
+		size_t cap = p->map_cap ? p->map_cap : 64;
+		uint32_t *m;
+
+		while (cap < msn)
+			cap *= 2;
+		if (cap > UID_MAP_MAX)
+			cap = UID_MAP_MAX;
+		m = realloc(p->uid_map, cap * sizeof(*m));
+		if (m == NULL)
 			return;
+		p->uid_map = m;
+		p->map_cap = cap;
 	}
 	while (p->map_len < msn)
 		p->uid_map[p->map_len++] = 0;
@@ -81,16 +91,8 @@ void protocol_begin_selection(struct imap_protocol *p, struct imap_mailbox_facts
 
 bool protocol_select_pending(const struct imap_protocol *p)
 {
-	for (size_t i = 0; i < p->npending; i++)
-		if (p->pending[i].cmd == IMAP_CMD_SELECT || p->pending[i].cmd == IMAP_CMD_EXAMINE)
-			return true;
-	return false;
-}
-
-/* The mailbox a SELECT's data is about: the one being selected. */
-static struct imap_mailbox_facts *current(struct imap_protocol *p)
-{
-	return p->selected;
+	return protocol_pending(p, IMAP_CMD_SELECT, false) ||
+	       protocol_pending(p, IMAP_CMD_EXAMINE, false);
 }
 
 static void set_uidvalidity(struct imap_protocol *p, struct imap_mailbox_facts *m, uint64_t v,
@@ -100,8 +102,8 @@ static void set_uidvalidity(struct imap_protocol *p, struct imap_mailbox_facts *
 
 	if (m == NULL)
 		return;
-	protocol_escape(name, sizeof(name), m->name, m->name_len, 100);
 	if (in_selection && p->uidvalidity_known && p->uidvalidity != v && !protocol_select_pending(p)) {
+		protocol_escape(name, sizeof(name), m->name, m->name_len, 100);
 		protocol_say(p, IMAP_RULE_UIDVALIDITY_CHANGED, NULL, 0,
 			     "UIDVALIDITY of the selected mailbox \"%s\" changed from %" PRIu64
 			     " to %" PRIu64 " while selected; every UID the client holds is void",
@@ -150,8 +152,8 @@ static void set_modseq(struct imap_protocol *p, struct imap_mailbox_facts *m, ui
 
 	if (m == NULL)
 		return;
-	protocol_escape(name, sizeof(name), m->name, m->name_len, 100);
 	if (from_code && v == 0) {
+		protocol_escape(name, sizeof(name), m->name, m->name_len, 100);
 		protocol_say(p, IMAP_RULE_HIGHESTMODSEQ_ZERO, NULL, 0,
 			     "[HIGHESTMODSEQ 0] for \"%s\": a mailbox without mod-sequences is "
 			     "announced with [NOMODSEQ]; a client stores 0 and resynchronises "
@@ -159,11 +161,13 @@ static void set_modseq(struct imap_protocol *p, struct imap_mailbox_facts *m, ui
 			     name);
 		return;
 	}
-	if (m->modseq_known && v < m->highestmodseq && v > 0)
+	if (m->modseq_known && v < m->highestmodseq && v > 0) {
+		protocol_escape(name, sizeof(name), m->name, m->name_len, 100);
 		protocol_say(p, IMAP_RULE_MODSEQ_DECREASED, NULL, 0,
 			     "HIGHESTMODSEQ of \"%s\" went down from %" PRIu64 " to %" PRIu64
 			     " with the same UIDVALIDITY; a client resyncing from it misses changes",
 			     name, m->highestmodseq, v);
+	}
 	if (v > 0 || !m->modseq_known) {
 		m->modseq_known = true;
 		m->highestmodseq = v;
@@ -179,17 +183,17 @@ void protocol_apply_code(struct imap_protocol *p, const struct imap_parsed *r)
 		p->caps_known = true;
 		break;
 	case IMAP_CODE_UIDVALIDITY:
-		set_uidvalidity(p, current(p), r->code_number, true);
+		set_uidvalidity(p, p->selected, r->code_number, true);
 		break;
 	case IMAP_CODE_UIDNEXT:
-		set_uidnext(p, current(p), r->code_number);
+		set_uidnext(p, p->selected, r->code_number);
 		break;
 	case IMAP_CODE_HIGHESTMODSEQ:
-		set_modseq(p, current(p), r->code_number, true);
+		set_modseq(p, p->selected, r->code_number, true);
 		break;
 	case IMAP_CODE_NOMODSEQ:
-		if (current(p) != NULL)
-			current(p)->nomodseq = true;
+		if (p->selected != NULL)
+			p->selected->nomodseq = true;
 		break;
 	case IMAP_CODE_CLOSED:
 		/* RFC 7162 section 3.2.11: what follows is the new mailbox's */
@@ -245,7 +249,7 @@ const char *protocol_kind_word(enum imap_resp_kind kind)
 	case IMAP_RESP_UIDFETCH:
 	case IMAP_RESP_OTHER:
 	default:
-		return "?";
+		return NULL;
 	}
 }
 
@@ -282,15 +286,24 @@ static void fetch_data(struct imap_protocol *p, const struct imap_parsed *r)
 	}
 	/* answers to a FETCH by message number that asked for no UID are
 	 * exempt (RFC 7162 section 3.2.4) */
-	for (size_t i = 0; i < p->npending; i++)
-		if (p->pending[i].cmd == IMAP_CMD_FETCH && !p->pending[i].uid)
-			return;
-	if (IMAP_CAPSET_HAS(p->enabled, IMAP_CAP_QRESYNC) && !p->unsolicited_said) {
+	if (IMAP_CAPSET_HAS(p->enabled, IMAP_CAP_QRESYNC) && !p->unsolicited_said &&
+	    !protocol_pending(p, IMAP_CMD_FETCH, false)) {
 		p->unsolicited_said = true;
 		protocol_say(p, IMAP_RULE_UNSOLICITED_FETCH_WITHOUT_UID, NULL, 0,
 			     "* %" PRIu64 " FETCH without UID after ENABLE QRESYNC: every FETCH "
 			     "must carry its UID then",
 			     r->number);
+	}
+}
+
+/* The count the client knows, and the selected mailbox's facts with it. */
+static void set_exists(struct imap_protocol *p, uint64_t n)
+{
+	p->exists_known = true;
+	p->exists = n;
+	if (p->selected != NULL) {
+		p->selected->exists_known = true;
+		p->selected->exists = n;
 	}
 }
 
@@ -304,32 +317,23 @@ void protocol_mailbox_data(struct imap_protocol *p, const struct imap_parsed *r)
 				     ": the count went down with no EXPUNGE or VANISHED for the "
 				     "difference; the client's message numbers no longer match",
 				     r->number, p->exists);
-		p->exists_known = true;
-		p->exists = r->number;
-		if (p->selected != NULL) {
-			p->selected->exists_known = true;
-			p->selected->exists = r->number;
-		}
+		set_exists(p, r->number);
 		break;
 	case IMAP_RESP_EXPUNGE:
 		msn_check(p, r);
 		map_expunge(p, r->number);
-		if (p->exists_known && p->exists > 0)
-			p->exists--;
+		if (p->exists_known)
+			set_exists(p, p->exists > 0 ? p->exists - 1 : 0);
 		p->expunged = true;
-		if (p->selected != NULL && p->exists_known)
-			p->selected->exists = p->exists;
 		break;
 	case IMAP_RESP_VANISHED:
 		if (!r->vanished_earlier) {
 			if (p->exists_known)
-				p->exists = p->exists > r->vanished_count ? p->exists - r->vanished_count
-									   : 0;
+				set_exists(p, p->exists > r->vanished_count
+						      ? p->exists - r->vanished_count : 0);
 			p->expunged = true;
 			/* which numbers went is not said: the map is void */
 			protocol_map_clear(p);
-			if (p->selected != NULL && p->exists_known)
-				p->selected->exists = p->exists;
 		}
 		break;
 	case IMAP_RESP_FETCH:
