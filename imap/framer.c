@@ -9,6 +9,7 @@
  *    line end announces a literal.
  * Literal bytes are never scanned; they are counted down. */
 #include "imap/framer.h"
+#include "imap/wipebuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -197,27 +198,9 @@ static void keep(struct imap_framer *f, const uint8_t *p, size_t n, size_t limit
 	}
 	if (n > limit - f->buf_len)
 		n = limit - f->buf_len;
-	if (f->buf_len + n > f->buf_cap) {
-		size_t cap = f->buf_cap ? f->buf_cap : 256;
-		uint8_t *nb;
-
-		while (cap < f->buf_len + n)
-			cap *= 2;
-		if (cap > limit)
-			cap = limit;
-		/* not realloc: the old block may hold a credential, wiped first */
-		nb = malloc(cap);
-		if (nb == NULL) {
-			f->flags |= IMAP_UNIT_TRUNCATED;
-			return;
-		}
-		if (f->buf != NULL) {
-			memcpy(nb, f->buf, f->buf_len);
-			wipe_buffer(f);
-			free(f->buf);
-		}
-		f->buf = nb;
-		f->buf_cap = cap;
+	if (!imap_wipebuf_grow(&f->buf, &f->buf_cap, f->buf_len, f->buf_len + n, 256, limit)) {
+		f->flags |= IMAP_UNIT_TRUNCATED;
+		return;
 	}
 	memcpy(f->buf + f->buf_len, p, n);
 	f->buf_len += n;

@@ -1,4 +1,5 @@
 #include "imap/logical.h"
+#include "imap/wipebuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -67,26 +68,9 @@ static void append(struct imap_logical *l, const uint8_t *p, size_t n)
 		l->broken = true;
 		return;
 	}
-	if (l->len + n > l->cap) {
-		size_t cap = l->cap ? l->cap : 1024;
-		uint8_t *b;
-
-		while (cap < l->len + n)
-			cap *= 2;
-		if (cap > IMAP_LOGICAL_MAX)
-			cap = IMAP_LOGICAL_MAX;
-		b = malloc(cap);
-		if (b == NULL) {
-			l->broken = true;
-			return;
-		}
-		if (l->len > 0)
-			memcpy(b, l->buf, l->len);
-		if (l->buf != NULL)
-			explicit_bzero(l->buf, l->cap);
-		free(l->buf);
-		l->buf = b;
-		l->cap = cap;
+	if (!imap_wipebuf_grow(&l->buf, &l->cap, l->len, l->len + n, 1024, IMAP_LOGICAL_MAX)) {
+		l->broken = true;
+		return;
 	}
 	memcpy(l->buf + l->len, p, n);
 	l->len += n;
