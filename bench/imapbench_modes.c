@@ -26,6 +26,22 @@
 
 #include "imapbench.h"
 
+/* One FETCH: the bytes of its answer's literals or, for an answer of
+ * lines only (fastserver --lines), of its lines; 0 after a failure, said. */
+static uint64_t fetch_once(struct conn *c, const struct opts *o)
+{
+    char tag[16];
+    uint64_t l = 0, lines_before = c->line_bytes;
+    if (command(c, tag, "FETCH %s %s", o->seq, o->item) < 0 ||
+        wait_for(c, tag, 0, &l, o->verbose) != RES_OK)
+        return 0;
+    if (l == 0)
+        l = c->line_bytes - lines_before;
+    if (l == 0)
+        fprintf(stderr, "imapbench: FETCH returned no literal (empty mailbox?)\n");
+    return l;
+}
+
 int run_fetch(const struct opts *o)
 {
     struct conn c;
@@ -40,32 +56,14 @@ int run_fetch(const struct opts *o)
     uint64_t want = (uint64_t)(o->total_mib * 1048576.0);
     uint64_t got = 0, per = 0;
     long fetches = 0;
-    char tag[16];
-    for (long i = 0; i < o->warmup; i++) {
-        uint64_t l = 0, lines_before = c.line_bytes;
-        if (command(&c, tag, "FETCH %s %s", o->seq, o->item) < 0 ||
-            wait_for(&c, tag, 0, &l, o->verbose) != RES_OK)
+    for (long i = 0; i < o->warmup; i++)
+        if (fetch_once(&c, o) == 0)
             return 1;
-        if (l == 0)
-            l = c.line_bytes - lines_before;
-        if (l == 0) {
-            fprintf(stderr, "imapbench: FETCH returned no literal (empty mailbox?)\n");
-            return 1;
-        }
-    }
     double t0 = now_s();
     while (got < want || fetches == 0) {
-        uint64_t l = 0, lines_before = c.line_bytes;
-        if (command(&c, tag, "FETCH %s %s", o->seq, o->item) < 0 ||
-            wait_for(&c, tag, 0, &l, o->verbose) != RES_OK)
-            return 1;
-        /* an answer of lines only (fastserver --lines): count them */
+        uint64_t l = fetch_once(&c, o);
         if (l == 0)
-            l = c.line_bytes - lines_before;
-        if (l == 0) {
-            fprintf(stderr, "imapbench: FETCH returned no literal (empty mailbox?)\n");
             return 1;
-        }
         per = l;
         got += l;
         fetches++;
