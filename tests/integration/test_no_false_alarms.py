@@ -14,15 +14,13 @@ import imaplib
 import json
 import os
 import shutil
-import ssl
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
-from certs import TestPKI  # noqa: E402
+from certs import TestPKI, client_context  # noqa: E402
 from clients import make_message, run_mbsync  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
@@ -57,29 +55,11 @@ def setUpModule():
 
 
 
-def client_context(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    ctx.check_hostname = True
-    return ctx
-
-
 class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
     def start(self, starttls=False):
         """A proxy in front of Dovecot; with starttls, STARTTLS on both legs.
         Returns the proxy; self.client_ca is the CA the client must trust."""
-        d = tempfile.mkdtemp(dir=TMP)
-        self.events = os.path.join(d, "events.jsonl")
-        self.pcap = os.path.join(d, "quiet.pcap")
-        self.client_ca = None
-        tls = []
-        if starttls:
-            ca = os.path.join(d, "ca")
-            self.client_ca = os.path.join(ca, "ca.crt")
-            tls = ["--client-tls", "starttls", "--ca", ca, "--upstream-tls", "starttls",
-                   "--upstream-ca", PKI.ca_cert, "--sni", "localhost"]
-        return self.start_proxy(DC.port, extra_args=[
-            "--events", self.events, "--pcap", self.pcap, "--stall", "5", "--done-stall", "2"]
-            + tls)
+        return self.start_recording_proxy(DC.port, TMP, PKI.ca_cert, starttls)
 
     def assertQuiet(self, px, sessions, starttls=False):
         px.wait_for_row(lambda r: len([x for x in px.timeline() if x["dir"] == "--"

@@ -30,10 +30,8 @@ import os
 import re
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 from email.message import EmailMessage
@@ -42,7 +40,7 @@ from email.policy import SMTP
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
-from certs import TestPKI  # noqa: E402
+from certs import TestPKI, client_context  # noqa: E402
 from clients import make_message, run_mbsync  # noqa: E402
 from cyrus import Cyrus  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
@@ -190,12 +188,6 @@ def setUpModule():
     populate("cyrus", cy.port, cyrus=True)
 
 
-def client_context(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    ctx.check_hostname = True
-    return ctx
-
-
 # ----- raw commands through imaplib --------------------------------------------
 def cmd(m, text):
     """Send `TAG text` (bytes; literals and all) on imaplib connection m and
@@ -226,20 +218,8 @@ class QuietServersTest(ProxyTestCase, unittest.TestCase):
     def start(self, server, starttls=False):
         """A proxy in front of server; with starttls, STARTTLS on both legs.
         self.client_ca is then the CA the client must trust."""
-        d = tempfile.mkdtemp(dir=TMP)
-        self.events = os.path.join(d, "events.jsonl")
-        self.pcap = os.path.join(d, "quiet.pcap")
-        self.client_ca = None
         self.starttls = starttls
-        tls = []
-        if starttls:
-            ca = os.path.join(d, "ca")
-            self.client_ca = os.path.join(ca, "ca.crt")
-            tls = ["--client-tls", "starttls", "--ca", ca, "--upstream-tls", "starttls",
-                   "--upstream-ca", PKI.ca_cert, "--sni", "localhost"]
-        self.px = self.start_proxy(server.port, extra_args=[
-            "--events", self.events, "--pcap", self.pcap, "--stall", "5", "--done-stall", "2"]
-            + tls)
+        self.px = self.start_recording_proxy(server.port, TMP, PKI.ca_cert, starttls)
         return self.px
 
     def connect(self):

@@ -6,7 +6,15 @@
 """
 
 import os
+import ssl
 import subprocess
+
+
+def client_context(cafile):
+    """A client's TLS context trusting cafile only, checking host names."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = True
+    return ctx
 
 
 def _run(args, cwd):

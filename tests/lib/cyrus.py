@@ -599,51 +599,16 @@ def main(argv=None):
     ap.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
     args = ap.parse_args(argv)
 
-    users = {}
-    for spec in args.users or ["alice:secret"]:
-        name, sep, pw = spec.partition(":")
-        if not sep or not name:
-            ap.error("--users wants USER:PASS, got %r" % spec)
-        users[name] = pw
+    users = procs.parse_users(ap, args.users)
     if bool(args.ssl_cert) != bool(args.ssl_key):
         ap.error("--ssl-cert and --ssl-key go together")
     cy = Cyrus(users=users, ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
                workdir=args.dir, keep=bool(args.dir))
-    stop = []
-
-    def on_signal(signum, _frame):
-        stop.append(signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        cy.start()
-    except CyrusError as e:
-        print("cyrus.py: %s" % e, file=sys.stderr)
-        cy.stop()
-        return 3
-    try:
-        if args.port_file:
-            tmp = args.port_file + ".tmp"
-            with open(tmp, "w") as f:
-                f.write("%d\n" % cy.port)
-            os.replace(tmp, args.port_file)
-        print("cyrus.py: Cyrus %s listening on %s:%d%s, users %s (dir %s, "
-              "LMTP %s)"
-              % (cy.version, cy.host, cy.port,
-                 ", imaps %d" % cy.tls_port if cy.tls_port else "",
-                 ",".join(users), cy.dir, cy.lmtp_socket),
-              file=sys.stderr, flush=True)
-        print(cy.port, flush=True)
-        while not stop:
-            if cy.proc.poll() is not None:
-                print("cyrus.py: master exited (%s)\n%s"
-                      % (cy.proc.returncode, cy.log_tail()), file=sys.stderr)
-                return 3
-            time.sleep(0.2)
-    finally:
-        cy.stop()
-    return 0
-
+    return procs.run_foreground(
+        cy, "cyrus.py", CyrusError, args.port_file,
+        lambda c: "Cyrus %s listening on %s:%d%s, users %s (dir %s, LMTP %s)"
+        % (c.version, c.host, c.port, ", imaps %d" % c.tls_port if c.tls_port else "",
+           ",".join(users), c.dir, c.lmtp_socket))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,6 @@ import os
 import pwd
 import grp
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -393,48 +392,16 @@ def main(argv=None):
     ap.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
     args = ap.parse_args(argv)
 
-    users = {}
-    for spec in args.users or ["alice:secret"]:
-        name, sep, pw = spec.partition(":")
-        if not sep or not name:
-            ap.error("--users wants USER:PASS, got %r" % spec)
-        users[name] = pw
+    users = procs.parse_users(ap, args.users)
     ssl = bool(args.ssl_cert or args.ssl_key)
     dc = Dovecot(users=users, rawlog=args.rawlog, ssl=ssl,
                  ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
                  workdir=args.dir, keep=bool(args.dir))
-    stop = []
-
-    def on_signal(signum, _frame):
-        stop.append(signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        dc.start()
-    except DovecotError as e:
-        print("dovecot.py: %s" % e, file=sys.stderr)
-        return 3
-    try:
-        if args.port_file:
-            tmp = args.port_file + ".tmp"
-            with open(tmp, "w") as f:
-                f.write("%d\n" % dc.port)
-            os.replace(tmp, args.port_file)
-        print("dovecot.py: listening on %s:%d%s, users %s (dir %s)"
-              % (dc.host, dc.port,
-                 ", imaps %d" % dc.imaps_port if dc.imaps_port else "",
-                 ",".join(users), dc.dir), file=sys.stderr, flush=True)
-        print(dc.port, flush=True)
-        while not stop:
-            if dc.proc.poll() is not None:
-                print("dovecot.py: dovecot exited (%s)\n%s"
-                      % (dc.proc.returncode, dc.log_tail()), file=sys.stderr)
-                return 3
-            time.sleep(0.2)
-    finally:
-        dc.stop()
-    return 0
-
+    return procs.run_foreground(
+        dc, "dovecot.py", DovecotError, args.port_file,
+        lambda d: "listening on %s:%d%s, users %s (dir %s)"
+        % (d.host, d.port, ", imaps %d" % d.imaps_port if d.imaps_port else "",
+           ",".join(users), d.dir))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,6 +21,8 @@ import tempfile
 import time
 import unittest
 
+import procs  # tests/lib, beside this file
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # Lines that a sanitizer prints when it finds something.
@@ -197,18 +199,6 @@ def _kill_leftovers():
             px.proc.wait()
 
 
-def _die_with_parent():
-    """In the child before exec: SIGKILL when the test process dies, so a
-    killed test run leaves no proxy behind (Linux prctl)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 class Proxy:
     """`imaptap proxy` on a free loopback port in front of upstream."""
 
@@ -276,7 +266,7 @@ class Proxy:
             time.sleep(0.02)
 
     def _preexec(self):
-        _die_with_parent()
+        procs.die_with_parent(signal.SIGKILL)
         if self.preexec is not None:
             self.preexec()
 
@@ -395,6 +385,27 @@ class ProxyTestCase:
         self._proxies.append(px)
         px.start()
         return px
+
+    def start_recording_proxy(self, upstream_port, workdir, upstream_ca=None, starttls=False):
+        """A proxy with --events and --pcap in a new directory under
+        workdir (self.events, self.pcap) and the stall rules tightened
+        (--stall 5, --done-stall 2); with starttls, STARTTLS on both legs,
+        the upstream's certificate checked against upstream_ca and the
+        client's leg signed by a CA of its own, whose certificate is
+        self.client_ca (None without starttls)."""
+        d = tempfile.mkdtemp(dir=workdir)
+        self.events = os.path.join(d, "events.jsonl")
+        self.pcap = os.path.join(d, "quiet.pcap")
+        self.client_ca = None
+        tls = []
+        if starttls:
+            ca = os.path.join(d, "ca")
+            self.client_ca = os.path.join(ca, "ca.crt")
+            tls = ["--client-tls", "starttls", "--ca", ca, "--upstream-tls", "starttls",
+                   "--upstream-ca", upstream_ca, "--sni", "localhost"]
+        return self.start_proxy(upstream_port, extra_args=[
+            "--events", self.events, "--pcap", self.pcap, "--stall", "5", "--done-stall", "2"]
+            + tls)
 
     def tearDown(self):
         try:

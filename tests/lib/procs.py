@@ -9,17 +9,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 
-def die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies, so a
-    killed test run leaves no server behind (Linux prctl)."""
+def die_with_parent(sig=signal.SIGTERM):
+    """In the child before exec: sig when the test process dies, so a
+    killed test run leaves no server (or proxy) behind (Linux prctl)."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
@@ -98,3 +99,51 @@ class PrivateServer:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def parse_users(ap, specs):
+    """--users USER:PASS ... as a dict (alice:secret when none), or an
+    argparse error naming the bad one."""
+    users = {}
+    for spec in specs or ["alice:secret"]:
+        name, sep, pw = spec.partition(":")
+        if not sep or not name:
+            ap.error("--users wants USER:PASS, got %r" % spec)
+        users[name] = pw
+    return users
+
+
+def run_foreground(server, prog, error, port_file, banner):
+    """A fixture's command line: starts server, writes its port to
+    port_file (atomically) and on stdout, says banner(server) on stderr,
+    and runs until SIGTERM or SIGINT, or until the server's master exits
+    (3). A start that raises error is said and gives 3."""
+    stop = []
+
+    def on_signal(signum, _frame):
+        stop.append(signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except error as e:
+        print("%s: %s" % (prog, e), file=sys.stderr)
+        server.stop()
+        return 3
+    try:
+        if port_file:
+            tmp = port_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write("%d\n" % server.port)
+            os.replace(tmp, port_file)
+        print("%s: %s" % (prog, banner(server)), file=sys.stderr, flush=True)
+        print(server.port, flush=True)
+        while not stop:
+            if server.proc.poll() is not None:
+                print("%s: the server's master exited (%s)\n%s"
+                      % (prog, server.proc.returncode, server.log_tail()), file=sys.stderr)
+                return 3
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return 0
