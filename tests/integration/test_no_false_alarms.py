@@ -11,7 +11,6 @@ mbsync 1.4 have no COMPRESS).
 """
 
 import imaplib
-import json
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 from certs import TestPKI, client_context  # noqa: E402
 from clients import make_message, run_mbsync  # noqa: E402
-from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
+from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from node import ensure_node_clients, imapflow_session  # noqa: E402
 
@@ -62,25 +61,7 @@ class NoFalseAlarmsTest(ProxyTestCase, unittest.TestCase):
         return self.start_recording_proxy(DC.port, TMP, PKI.ca_cert, starttls)
 
     def assertQuiet(self, px, sessions, starttls=False):
-        px.wait_for_row(lambda r: len([x for x in px.timeline() if x["dir"] == "--"
-                                       and x["text"].startswith("close")]) >= sessions,
-                        timeout=20)
-        with open(self.events) as f:
-            recs = [json.loads(line) for line in f]
-        anomalies = [r for r in recs if r["kind"] == "anomaly"]
-        self.assertEqual(anomalies, [], px.stderr_tail(40))
-        completions = [r for r in recs if r["kind"] == "completion"]
-        self.assertGreater(len(completions), 5)
-        if starttls:
-            text = px.stderr_text()
-            self.assertIn("(client STARTTLS, upstream STARTTLS)", text)
-            self.assertRegex(text, r"-- client TLS TLSv1\.[23] ")
-            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; certificate verified for localhost")
-        # and the same from the capture
-        r = run_imaptap(["analyze", self.pcap, "--quiet", "--stall", "5", "--done-stall", "2",
-                         "--fail-on", "all"], timeout=120)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return recs
+        return self.assertRecordingQuiet(px, sessions, starttls, 5)
 
     def test_imaplib_varied_session(self):
         self.imaplib_varied_session(starttls=False)

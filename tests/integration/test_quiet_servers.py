@@ -232,25 +232,7 @@ class QuietServersTest(ProxyTestCase, unittest.TestCase):
 
     def assertQuiet(self, sessions):
         """No anomaly, live or from the pcap."""
-        px = self.px
-        px.wait_for_row(lambda r: len([x for x in px.timeline() if x["dir"] == "--"
-                                       and x["text"].startswith("close")]) >= sessions,
-                        timeout=20)
-        with open(self.events) as f:
-            recs = [json.loads(line) for line in f]
-        anomalies = [r for r in recs if r["kind"] == "anomaly"]
-        self.assertEqual(anomalies, [], px.stderr_tail(60))
-        self.assertGreater(len([r for r in recs if r["kind"] == "completion"]), 2)
-        if self.starttls:
-            text = px.stderr_text()
-            self.assertIn("(client STARTTLS, upstream STARTTLS)", text)
-            self.assertRegex(text, r"-- client TLS TLSv1\.[23] ")
-            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; "
-                                   r"certificate verified for localhost")
-        r = run_imaptap(["analyze", self.pcap, "--quiet", "--stall", "5", "--done-stall", "2",
-                         "--fail-on", "all"], timeout=120)
-        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
-        return recs
+        return self.assertRecordingQuiet(self.px, sessions, self.starttls, 2)
 
     # ----- 1. imaplib, extension-heavy ------------------------------------
     def imaplib_session(self, server, starttls):

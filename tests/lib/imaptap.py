@@ -386,6 +386,31 @@ class ProxyTestCase:
         px.start()
         return px
 
+    def assertRecordingQuiet(self, px, sessions, starttls, min_completions):
+        """px, started by start_recording_proxy, saw sessions close with no
+        anomaly: none in its event log, none from `analyze --fail-on all`
+        of its pcap with the same thresholds; at least min_completions
+        commands completed; with starttls, both legs' STARTTLS and TLS
+        rows. Returns the event records."""
+        px.wait_for_row(lambda r: len([x for x in px.timeline() if x["dir"] == "--"
+                                       and x["text"].startswith("close")]) >= sessions,
+                        timeout=20)
+        with open(self.events) as f:
+            recs = [json.loads(line) for line in f]
+        anomalies = [r for r in recs if r["kind"] == "anomaly"]
+        self.assertEqual(anomalies, [], px.stderr_tail(60))
+        self.assertGreater(len([r for r in recs if r["kind"] == "completion"]), min_completions)
+        if starttls:
+            text = px.stderr_text()
+            self.assertIn("(client STARTTLS, upstream STARTTLS)", text)
+            self.assertRegex(text, r"-- client TLS TLSv1\.[23] ")
+            self.assertRegex(text, r"-- upstream TLS TLSv1\.[23] \S+; SNI localhost; "
+                                   r"certificate verified for localhost")
+        r = run_imaptap(["analyze", self.pcap, "--quiet", "--stall", "5", "--done-stall", "2",
+                         "--fail-on", "all"], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+        return recs
+
     def start_recording_proxy(self, upstream_port, workdir, upstream_ca=None, starttls=False):
         """A proxy with --events and --pcap in a new directory under
         workdir (self.events, self.pcap) and the stall rules tightened
