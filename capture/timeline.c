@@ -268,9 +268,8 @@ static void tl_anomaly(void *self, unsigned session, const struct imap_anomaly *
 	const bool info = a->severity == IMAP_SEVERITY_INFO;
 	struct row r;
 
-	/* an [ALERT] is text the user must see (RFC 9051 section 7.1): the
-	 * whole row stands out */
-	const bool alert = a->rule == IMAP_RULE_RESPONSE_CODE && strncmp(a->detail, "ALERT ", 6) == 0;
+	/* an [ALERT] is text the user must see: the whole row stands out */
+	const bool alert = a->alert;
 
 	row_start(t, &r, a->ts, session);
 	row_color(t, &r, alert ? C_BAD C_BOLD C_REVERSE : info ? C_WARN : C_BAD C_BOLD);
@@ -387,24 +386,16 @@ static void mailbox_facts(const struct timeline *t, imap_time_us ts, unsigned se
 	row_end(t, &r);
 }
 
-static void tl_summary(void *self, unsigned session, imap_time_us ts,
-		       const struct imap_summary *sum)
+/* "-- summary: IDLE 2, longest 29.001 s, worst DONE->OK 12 ms;
+ * anomalies: done-stall 1", when there was an IDLE or a finding */
+static void idle_and_anomalies(const struct timeline *t, imap_time_us ts, unsigned session,
+			       const struct imap_summary *sum)
 {
-	const struct timeline *t = self;
 	char a[32], b[32];
 	struct row r;
 
-	row_start(t, &r, ts, session);
-	row_text(&r, "-- summary:");
-	if (sum->command_count == 0)
-		row_text(&r, " no command completed");
-	for (size_t i = 0; i < sum->command_count; i++)
-		command_stats(&r, &sum->commands[i], i > 0);
-	row_end(t, &r);
-	if (sum->idles == 0 && sum->anomaly_total == 0) {
-		mailbox_facts(t, ts, session, sum);
+	if (sum->idles == 0 && sum->anomaly_total == 0)
 		return;
-	}
 	row_start(t, &r, ts, session);
 	row_text(&r, "-- summary:");
 	if (sum->idles > 0) {
@@ -422,6 +413,22 @@ static void tl_summary(void *self, unsigned session, imap_time_us ts,
 		rule_counts(&r, sum);
 	}
 	row_end(t, &r);
+}
+
+static void tl_summary(void *self, unsigned session, imap_time_us ts,
+		       const struct imap_summary *sum)
+{
+	const struct timeline *t = self;
+	struct row r;
+
+	row_start(t, &r, ts, session);
+	row_text(&r, "-- summary:");
+	if (sum->command_count == 0)
+		row_text(&r, " no command completed");
+	for (size_t i = 0; i < sum->command_count; i++)
+		command_stats(&r, &sum->commands[i], i > 0);
+	row_end(t, &r);
+	idle_and_anomalies(t, ts, session, sum);
 	mailbox_facts(t, ts, session, sum);
 }
 

@@ -84,6 +84,8 @@ struct imap_anomaly {
 	bool resolved;                        /* a later line about an earlier finding */
 	bool never_resolved;                  /* likewise, at the end: the session ended (or the
 						 capture stopped) with the finding still open */
+	bool alert;                           /* the server's [ALERT] text, which the user must
+						 see (RFC 9051 section 7.1): shown prominently */
 	char detail[IMAP_ANOMALY_DETAIL_MAX]; /* for a person */
 };
 

@@ -63,19 +63,24 @@ void protocol_escape(char *out, size_t size, const uint8_t *s, size_t len, size_
 	}
 }
 
+void protocol_emit(struct imap_protocol *p, const struct imap_anomaly *a)
+{
+	if (p->cb == NULL || p->by_proxy || p->said[a->rule] >= IMAP_PROTOCOL_RULE_CAP)
+		return;
+	p->said[a->rule]++;
+	p->cb(p->ctx, a);
+}
+
 void protocol_say(struct imap_protocol *p, enum imap_rule rule, const uint8_t *tag,
 		  size_t tag_len, const char *fmt, ...)
 {
 	struct imap_anomaly a;
 	va_list ap;
 
-	if (p->cb == NULL || p->by_proxy || p->said[rule] >= IMAP_PROTOCOL_RULE_CAP)
-		return;
-	p->said[rule]++;
 	va_start(ap, fmt);
 	imap_anomaly_vmake(&a, rule, p->ts, tag, tag_len, fmt, ap);
 	va_end(ap);
-	p->cb(p->ctx, &a);
+	protocol_emit(p, &a);
 }
 
 /* --- server lines --- */

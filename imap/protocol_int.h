@@ -80,6 +80,9 @@ struct imap_protocol {
 	size_t map_cap;        /* doubles up to UID_MAP_MAX */
 };
 
+/* A finding made, to the caller's callback unless the rule said its
+ * IMAP_PROTOCOL_RULE_CAP already or the line is the proxy's own. */
+void protocol_emit(struct imap_protocol *p, const struct imap_anomaly *a);
 /* A finding of rule about the command tagged tag (tag_len 0: none). */
 void protocol_say(struct imap_protocol *p, enum imap_rule rule, const uint8_t *tag,
 		  size_t tag_len, const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -27,14 +27,17 @@ static void say_code(struct imap_protocol *p, const struct imap_parsed *r)
 {
 	char name[48], text[200];
 	const char *what = "";
+	struct imap_anomaly a;
 
 	for (size_t i = 0; i < sizeof(read_codes) / sizeof(read_codes[0]); i++)
 		if (read_codes[i].code == r->code)
 			what = read_codes[i].what;
 	protocol_escape(name, sizeof(name), r->code_name.p, r->code_name.len, 32);
 	protocol_escape(text, sizeof(text), r->text.p, r->text.len, 160);
-	protocol_say(p, IMAP_RULE_RESPONSE_CODE, NULL, 0, "%s[%s] %s: \"%s\"",
-		     r->code == IMAP_CODE_ALERT ? "ALERT " : "", name, what, text);
+	imap_anomaly_make(&a, IMAP_RULE_RESPONSE_CODE, p->ts, NULL, 0, "%s[%s] %s: \"%s\"",
+			  r->code == IMAP_CODE_ALERT ? "ALERT " : "", name, what, text);
+	a.alert = r->code == IMAP_CODE_ALERT;
+	protocol_emit(p, &a);
 }
 
 void protocol_map_clear(struct imap_protocol *p)
