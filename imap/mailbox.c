@@ -44,10 +44,8 @@ struct imap_mailbox_facts *imap_mailboxes_get(struct imap_mailboxes *set, const 
 		if (f->name_len == n && f->name_cut == cut && memcmp(f->name, name, n) == 0)
 			return f;
 	}
-	if (set->count == IMAP_MAILBOXES_KEPT || (f = calloc(1, sizeof(*f))) == NULL) {
-		set->not_kept++;
+	if (set->count == IMAP_MAILBOXES_KEPT || (f = calloc(1, sizeof(*f))) == NULL)
 		return NULL;
-	}
 	set->kept[set->count++] = f;
 	memcpy(f->name, name, n);
 	f->name_len = n;

@@ -1,8 +1,7 @@
 /* What a session learned of each mailbox from the wire: UIDVALIDITY,
  * UIDNEXT, HIGHESTMODSEQ (or NOMODSEQ) and the EXISTS count last seen,
  * by name, for the protocol rules and for the session's summary. Bounded:
- * IMAP_MAILBOXES_KEPT names; a session that touches more has the rest
- * counted, not kept. */
+ * IMAP_MAILBOXES_KEPT names; the facts of any further name are not kept. */
 #ifndef IMAP_MAILBOX_H
 #define IMAP_MAILBOX_H
 
@@ -30,12 +29,11 @@ struct imap_mailbox_facts {
 struct imap_mailboxes {
 	struct imap_mailbox_facts *kept[IMAP_MAILBOXES_KEPT];
 	size_t count;
-	uint64_t not_kept; /* lookups of names past the bound (or out of memory) */
 };
 
 /* The facts of the mailbox named by raw (an astring's content: a quoted
  * string's inside with its escapes, an atom, a literal's content), added
- * when new; NULL when the table is full. */
+ * when new; NULL when the table is full (or out of memory). */
 struct imap_mailbox_facts *imap_mailboxes_get(struct imap_mailboxes *set, const uint8_t *raw,
 					      size_t len);
 
