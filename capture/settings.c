@@ -11,19 +11,6 @@
 
 #define AFTER_TIME_SETTINGS " imaptap imaptap - settings - run settings"
 
-struct imap_tracker_config capture_settings_thresholds(const struct imap_tracker_config *given)
-{
-	struct imap_tracker_config t = *given;
-
-	if (t.stall == 0)
-		t.stall = IMAP_TRACKER_DEFAULT_STALL;
-	if (t.done_stall == 0)
-		t.done_stall = IMAP_TRACKER_DEFAULT_DONE_STALL;
-	if (t.idle_max == 0)
-		t.idle_max = IMAP_TRACKER_DEFAULT_IDLE_MAX;
-	return t;
-}
-
 /* Appends printf output to out[*len..size). */
 static void addf(char *out, size_t size, size_t *len, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

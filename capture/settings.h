@@ -42,10 +42,6 @@ struct capture_run_settings {
 	unsigned fault_count;
 };
 
-/* thresholds with imaptap's defaults where a field is 0 (keepalive-gap
- * stays off). */
-struct imap_tracker_config capture_settings_thresholds(const struct imap_tracker_config *given);
-
 /* For a person, one line: "imaptap 0.1.0 proxy; upstream ... ; rules:
  * command-stall 10.000 s, ...; faults: ...". Any byte read from a capture
  * is made printable. */

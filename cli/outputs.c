@@ -91,7 +91,7 @@ void cli_record_proxy_settings(const struct proxy_config *config, const struct p
 		.rules = !config->no_rules,
 		.redact_flags = config->redact_flags,
 		.max_line = config->max_line ? config->max_line : IMAP_FRAMER_DEFAULT_MAX_LINE,
-		.thresholds = capture_settings_thresholds(&config->thresholds),
+		.thresholds = imap_tracker_config_resolved(&config->thresholds),
 	};
 
 	snprintf(s.version, sizeof(s.version), "%s", IMAPTAP_VERSION);

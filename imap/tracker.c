@@ -22,17 +22,25 @@ struct imap_tracker *imap_tracker_new(void)
 	return t;
 }
 
+struct imap_tracker_config imap_tracker_config_resolved(const struct imap_tracker_config *config)
+{
+	struct imap_tracker_config c = *config;
+
+	if (c.stall <= 0)
+		c.stall = IMAP_TRACKER_DEFAULT_STALL;
+	if (c.done_stall <= 0)
+		c.done_stall = IMAP_TRACKER_DEFAULT_DONE_STALL;
+	if (c.idle_max <= 0)
+		c.idle_max = IMAP_TRACKER_DEFAULT_IDLE_MAX;
+	return c;
+}
+
 void imap_tracker_set_rules(struct imap_tracker *t, const struct imap_tracker_config *config,
 			    imap_anomaly_cb *cb, void *ctx)
 {
-	if (config != NULL)
-		t->config = *config;
-	if (t->config.stall <= 0)
-		t->config.stall = IMAP_TRACKER_DEFAULT_STALL;
-	if (t->config.done_stall <= 0)
-		t->config.done_stall = IMAP_TRACKER_DEFAULT_DONE_STALL;
-	if (t->config.idle_max <= 0)
-		t->config.idle_max = IMAP_TRACKER_DEFAULT_IDLE_MAX;
+	static const struct imap_tracker_config none;
+
+	t->config = imap_tracker_config_resolved(config != NULL ? config : &none);
 	t->cb = cb;
 	t->ctx = ctx;
 }

@@ -43,6 +43,10 @@ struct imap_tracker_config {
 #define IMAP_TRACKER_DEFAULT_DONE_STALL (5 * IMAP_US_PER_S)
 #define IMAP_TRACKER_DEFAULT_IDLE_MAX (29 * 60 * IMAP_US_PER_S)
 
+/* config with the defaults where a field is 0 or less (keepalive-gap
+ * stays off): the thresholds the rules run with. */
+struct imap_tracker_config imap_tracker_config_resolved(const struct imap_tracker_config *config);
+
 typedef void imap_anomaly_cb(void *ctx, const struct imap_anomaly *anomaly);
 
 struct imap_tracker;
