@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <pcap/pcap.h>
+
+#include "imap/zero.h"
 
 /* Ethernet types */
 #define ETH_IPV4 0x0800
@@ -305,7 +308,9 @@ static bool link_supported(int linktype)
 static const char *const HOW_TO_CAPTURE =
 	"write captures with tcpdump -w, tshark -w or imaptap proxy --pcap";
 
-static FILE *open_capture(const char *path, char *err, size_t errlen)
+enum { READ_BUFFER = 64 << 10 };
+
+static FILE *open_capture(const char *path, char *iobuf, char *err, size_t errlen)
 {
 	struct stat st;
 	FILE *f = fopen(path, "rb");
@@ -345,6 +350,10 @@ static FILE *open_capture(const char *path, char *err, size_t errlen)
 		fclose(f);
 		return NULL;
 	}
+	/* libpcap reads record by record; stdio's default buffer (one page)
+	 * would make that a system call every few dozen small packets */
+	if (iobuf != NULL)
+		setvbuf(f, iobuf, _IOFBF, READ_BUFFER);
 	return f;
 }
 
@@ -411,16 +420,21 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, capture_datagram_
 	pcap_t *pc;
 	FILE *f;
 	int linktype, ret = 0, rc;
+	/* outlives the stream: pcap_close() closes it */
+	char *iobuf = malloc(READ_BUFFER);
 
 	memset(&stats, 0, sizeof(stats));
 	if (stats_r != NULL)
 		*stats_r = stats;
-	f = open_capture(path, err, errlen);
-	if (f == NULL)
+	f = open_capture(path, iobuf, err, errlen);
+	if (f == NULL) {
+		free(iobuf);
 		return -1;
+	}
 	pc = pcap_fopen_offline_with_tstamp_precision(f, PCAP_TSTAMP_PRECISION_MICRO, pcap_err);
 	if (pc == NULL) {
 		fclose(f);
+		free(iobuf);
 		open_error(path, pcap_err, err, errlen);
 		return -1;
 	}
@@ -434,12 +448,14 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, capture_datagram_
 			 "such an interface, e.g. tcpdump -i any",
 			 path, linktype, name != NULL ? name : "unknown");
 		pcap_close(pc);
+		free(iobuf);
 		return -1;
 	}
 	r = capture_reassembly_new(cb, ctx);
 	if (r == NULL) {
 		snprintf(err, errlen, "cannot read capture %s: out of memory", path);
 		pcap_close(pc);
+		free(iobuf);
 		return -1;
 	}
 	while ((rc = pcap_next_ex(pc, &hdr, &bytes)) == 1) {
@@ -451,7 +467,7 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, capture_datagram_
 			p.wire_len = p.caplen;
 		if (hdr->caplen < hdr->len)
 			stats.truncated++;
-		memset(&seg, 0, sizeof(seg));
+		imap_zero(&seg, sizeof(seg));
 		seg.ts = packet_time(&hdr->ts);
 		switch (parse_link(linktype, &p, &seg)) {
 		case PARSE_TCP:
@@ -500,6 +516,7 @@ int capture_pcap_read(const char *path, capture_stream_cb *cb, capture_datagram_
 out:
 	capture_reassembly_free(&r);
 	pcap_close(pc);
+	free(iobuf);
 	if (stats_r != NULL)
 		*stats_r = stats;
 	return ret;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "capture/reassembly_int.h"
+#include "imap/zero.h"
 
 /* ---- events ---- */
 
@@ -22,7 +23,7 @@ static enum imap_dir side_dir(const struct conn *c, int side)
 static void event_init(const struct conn *c, struct capture_stream_event *ev,
 		       enum capture_stream_kind kind, imap_time_us ts)
 {
-	memset(ev, 0, sizeof(*ev));
+	imap_zero(ev, sizeof(*ev));
 	ev->kind = kind;
 	ev->session = c->session;
 	ev->ts = ts;

@@ -75,6 +75,9 @@ struct capture_reassembly {
 	struct conn **table;
 	size_t table_size; /* a power of two */
 	size_t conns;      /* in the table, live and closed */
+	/* the connection flow_table_find() found last: a capture is mostly
+	 * runs of one connection's packets */
+	struct conn *recent;
 	struct conn_list live;
 	struct conn_list closed;
 	unsigned sessions;
@@ -83,7 +86,7 @@ struct capture_reassembly {
 /* capture/reassembly_table.c */
 /* The connection of seg's 4-tuple and, in *side_r, the index of its
  * sender; NULL when there is none. */
-struct conn *flow_table_find(const struct capture_reassembly *r,
+struct conn *flow_table_find(struct capture_reassembly *r,
 			     const struct capture_tcp_segment *seg, int *side_r);
 void flow_table_insert(struct capture_reassembly *r, struct conn *c);
 /* Returns 0, or -1 when out of memory. */

@@ -93,21 +93,33 @@ static size_t tuple_hash(const struct capture_endpoint *a, const struct capture_
 	return (size_t)(h & (size - 1));
 }
 
-struct conn *flow_table_find(const struct capture_reassembly *r,
-			     const struct capture_tcp_segment *seg, int *side_r)
+/* Whether c is seg's connection; *side_r is then the sender's index. */
+static bool conn_of(const struct conn *c, const struct capture_tcp_segment *seg, int *side_r)
 {
-	struct conn *c = r->table[tuple_hash(&seg->src, &seg->dst, r->table_size)];
-
-	for (; c != NULL; c = c->hnext) {
-		if (capture_endpoint_equal(&c->ep[0], &seg->src) && capture_endpoint_equal(&c->ep[1], &seg->dst)) {
-			*side_r = 0;
-			return c;
-		}
-		if (capture_endpoint_equal(&c->ep[1], &seg->src) && capture_endpoint_equal(&c->ep[0], &seg->dst)) {
-			*side_r = 1;
-			return c;
-		}
+	if (capture_endpoint_equal(&c->ep[0], &seg->src) && capture_endpoint_equal(&c->ep[1], &seg->dst)) {
+		*side_r = 0;
+		return true;
 	}
+	if (capture_endpoint_equal(&c->ep[1], &seg->src) && capture_endpoint_equal(&c->ep[0], &seg->dst)) {
+		*side_r = 1;
+		return true;
+	}
+	return false;
+}
+
+struct conn *flow_table_find(struct capture_reassembly *r, const struct capture_tcp_segment *seg,
+			     int *side_r)
+{
+	struct conn *c;
+
+	if (r->recent != NULL && conn_of(r->recent, seg, side_r))
+		return r->recent;
+	c = r->table[tuple_hash(&seg->src, &seg->dst, r->table_size)];
+	for (; c != NULL; c = c->hnext)
+		if (conn_of(c, seg, side_r)) {
+			r->recent = c;
+			return c;
+		}
 	return NULL;
 }
 
@@ -118,6 +130,7 @@ void flow_table_insert(struct capture_reassembly *r, struct conn *c)
 	c->hnext = r->table[h];
 	r->table[h] = c;
 	r->conns++;
+	r->recent = NULL; /* c may share a closed connection's addresses */
 }
 
 int flow_table_grow(struct capture_reassembly *r)
@@ -153,6 +166,8 @@ void flow_table_remove(struct capture_reassembly *r, struct conn *c)
 		link = &(*link)->hnext;
 	*link = c->hnext;
 	r->conns--;
+	if (r->recent == c)
+		r->recent = NULL;
 }
 
 void conn_list_append(struct conn_list *l, struct conn *c)

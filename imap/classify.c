@@ -1,4 +1,5 @@
 #include "imap/classify.h"
+#include "imap/zero.h"
 
 #include <string.h>
 
@@ -88,13 +89,12 @@ static size_t content_len(const uint8_t *line, size_t len)
 /* Reads one space-delimited token starting at *pos. */
 static struct imap_slice token(const uint8_t *line, size_t len, size_t *pos)
 {
-	struct imap_slice s = {line + *pos, 0};
+	size_t start = *pos, i = start; /* locals: the line's bytes may alias *pos */
 
-	while (*pos < len && line[*pos] != ' ') {
-		(*pos)++;
-		s.len++;
-	}
-	return s;
+	while (i < len && line[i] != ' ')
+		i++;
+	*pos = i;
+	return (struct imap_slice){line + start, i - start};
 }
 
 static void skip_space(const uint8_t *line, size_t len, size_t *pos)
@@ -293,16 +293,24 @@ static const char *const keyword_names[] = {
 
 enum imap_keyword imap_keyword_of(const char *name)
 {
-	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keyword_names) / sizeof(keyword_names[0]); i++)
-		if (name[0] == keyword_names[i][0] && strcmp(name, keyword_names[i]) == 0)
+	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keyword_names) / sizeof(keyword_names[0]); i++) {
+		const char *a = name, *b = keyword_names[i];
+
+		/* a short word, once per line: a loop costs less than strcmp's call */
+		while (*a != '\0' && *a == *b) {
+			a++;
+			b++;
+		}
+		if (*a == *b)
 			return (enum imap_keyword)i;
+	}
 	return IMAP_KW_OTHER;
 }
 
 void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool continued,
 		   bool auth_pending, struct imap_line_info *info_r)
 {
-	memset(info_r, 0, sizeof(*info_r));
+	imap_zero(info_r, sizeof(*info_r));
 	len = content_len(line, len);
 	if (continued) {
 		info_r->cls = IMAP_LINE_CONTINUED;

@@ -13,6 +13,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__) && !defined(IMAP_FRAMER_PORTABLE)
+#include <emmintrin.h>
+#endif
 
 enum framer_state {
 	ST_LINE,
@@ -92,7 +95,8 @@ const char *imap_unit_kind_str(enum imap_unit_kind kind)
 
 static void reset_line(struct imap_framer *f, bool continued)
 {
-	f->head = continued ? HEAD_BODY : HEAD_FIRST;
+	/* client lines are arguments throughout (see head_byte) */
+	f->head = continued || f->dir == IMAP_C2S ? HEAD_BODY : HEAD_FIRST;
 	f->first_is_plus = false;
 	f->first_len = 0;
 	f->word_len = 0;
@@ -422,6 +426,45 @@ static const uint8_t line_signal[256] = {
 	['~'] = SIG_BODY,
 };
 
+#if defined(__SSE2__) && !defined(IMAP_FRAMER_PORTABLE)
+/* Which of the sixteen bytes at p matter in the state of mask, as bits. */
+static unsigned block_signals(const uint8_t *p, uint8_t mask)
+{
+	const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+	/* the other two bytes of the state: '{' '~' outside quotes, '\\' in */
+	const __m128i x1 = _mm_set1_epi8(mask == SIG_QUOTE ? '\\' : '{');
+	const __m128i x2 = _mm_set1_epi8(mask == SIG_QUOTE ? '\\' : '~');
+	__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
+						_mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))),
+				   _mm_cmpeq_epi8(v, _mm_setzero_si128()));
+
+	if (mask != SIG_TEXT)
+		hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+						     _mm_or_si128(_mm_cmpeq_epi8(v, x1),
+								  _mm_cmpeq_epi8(v, x2))));
+	return (unsigned)_mm_movemask_epi8(hit);
+}
+
+/* Sixteen bytes at a time: the index of the first byte that matters in
+ * the state of mask, or n when none does; a rest shorter than a block
+ * is read as the last sixteen bytes (some of them seen already), so only
+ * a run shorter than a block is left to the caller's byte loop. */
+static size_t scan_blocks(const uint8_t *p, size_t n, uint8_t mask)
+{
+	size_t k = 0;
+	unsigned bits;
+
+	for (; n - k >= 16; k += 16) {
+		bits = block_signals(p + k, mask);
+		if (bits != 0)
+			return k + (size_t)__builtin_ctz(bits);
+	}
+	if (k == n || n < 16)
+		return k;
+	bits = block_signals(p + n - 16, mask) >> (k - (n - 16));
+	return bits != 0 ? k + (size_t)__builtin_ctz(bits) : n;
+}
+#else
 #define BYTES_01 0x0101010101010101ull
 #define BYTES_80 0x8080808080808080ull
 
@@ -447,11 +490,26 @@ static bool word_signals(uint64_t v, uint8_t mask)
 	return word_has(v, '{') || word_has(v, '~');
 }
 
+/* Eight bytes at a time up to the word that holds a byte that matters;
+ * the caller's byte loop goes on from there. */
+static size_t scan_blocks(const uint8_t *p, size_t n, uint8_t mask)
+{
+	size_t k = 0;
+
+	for (uint64_t v; n - k >= 8; k += 8) {
+		memcpy(&v, p + k, sizeof(v));
+		if (word_signals(v, mask))
+			break;
+	}
+	return k;
+}
+#endif
+
 /* How many bytes from p on leave the line state as it is. */
 static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	uint8_t mask;
-	size_t k = 0;
+	size_t k;
 
 	if (f->head == HEAD_TEXT)
 		mask = SIG_TEXT;
@@ -463,14 +521,41 @@ static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
 		mask = SIG_BODY;
 	else
 		return 0;
-	/* eight bytes at a time while none of them matters */
-	for (uint64_t v; n - k >= 8; k += 8) {
-		memcpy(&v, p + k, sizeof(v));
-		if (word_signals(v, mask))
-			break;
-	}
+	k = scan_blocks(p, n, mask);
 	while (k < n && !(line_signal[p[k]] & mask))
 		k++;
+	return k;
+}
+
+/* The head's tokens a run at a time: bytes that are neither a space nor
+ * a signal of the body change only the token being read (head_byte), and
+ * body_byte leaves them be while no quote or marker has begun. Returns
+ * how many bytes from p on were taken. */
+static size_t head_run(struct imap_framer *f, const uint8_t *p, size_t n)
+{
+	size_t k = 0;
+
+	if (f->in_quote || f->marker != MK_NONE || f->marker_cr)
+		return 0;
+	if (f->head == HEAD_FIRST) {
+		while (k < n && p[k] != ' ' && !(line_signal[p[k]] & SIG_BODY))
+			k++;
+		if (k > 0) {
+			f->first_is_plus = f->first_len == 0 && k == 1 && p[0] == '+';
+			f->first_len += k;
+		}
+		return k;
+	}
+	while (k < n && p[k] != ' ' && !(line_signal[p[k]] & SIG_BODY)) {
+		uint8_t c = p[k];
+
+		if (f->word_len == sizeof(f->word)) {
+			f->head = HEAD_BODY; /* too long for a status word */
+			break;
+		}
+		f->word[f->word_len++] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+		k++;
+	}
 	return k;
 }
 
@@ -481,7 +566,8 @@ static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 
 	for (i = 0; i < n; i++) {
 		uint8_t c;
-		size_t run = quiet_run(f, p + i, n - i);
+		size_t run = f->head == HEAD_FIRST || f->head == HEAD_SECOND ? head_run(f, p + i, n - i)
+									      : quiet_run(f, p + i, n - i);
 
 		if (run > 0) {
 			f->prev_cr = false;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "imap/parse.h"
 
@@ -46,7 +47,10 @@ static inline bool eat(struct cursor *c, uint8_t ch)
 	return false;
 }
 
-bool sp(struct cursor *c, enum imap_element element);
+static inline bool sp(struct cursor *c, enum imap_element element)
+{
+	return eat(c, ' ') || fail(c, element);
+}
 /* ATOM-CHAR: any CHAR but atom-specials (RFC 9051 section 9) */
 extern const bool parse_atom_char[256];
 static inline bool is_atom_char(uint8_t ch)
@@ -61,6 +65,12 @@ static inline bool prefix(struct cursor *c, const char *w, size_t n)
 {
 	if ((size_t)(c->end - c->p) < n)
 		return false;
+	/* servers send their words in upper case: one compare, folded only
+	 * when that fails */
+	if (memcmp(c->p, w, n) == 0) {
+		c->p += n;
+		return true;
+	}
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = c->p[i];
 

@@ -1,4 +1,5 @@
 #include "imap/parse_int.h"
+#include "imap/zero.h"
 
 #include <string.h>
 
@@ -49,7 +50,7 @@ void cur_init(struct cursor *c, const uint8_t *line, size_t len,
 {
 	static const uint8_t empty[1];
 
-	memset(out, 0, sizeof(*out));
+	imap_zero(out, sizeof(*out));
 	out->checked = true;
 	out->ok = true;
 	if (line == NULL) {
@@ -106,11 +107,6 @@ bool enter(struct cursor *c)
 	return true;
 }
 
-bool sp(struct cursor *c, enum imap_element element)
-{
-	return eat(c, ' ') || fail(c, element);
-}
-
 #define A2(x) [x] = true, [x + 1] = true
 #define A8(x) A2(x), A2(x + 2), A2(x + 4), A2(x + 6)
 /* 0x21-0x7e but ( ) { % * " \ ] */
@@ -127,20 +123,26 @@ const bool parse_atom_char[256] = {
 
 bool number(struct cursor *c, uint64_t *v, enum imap_element element)
 {
+	const uint8_t *start = c->p, *q = c->p;
 	uint64_t n = 0;
-	const uint8_t *start = c->p;
+	unsigned d;
 
-	while (!at_end(c) && *c->p >= '0' && *c->p <= '9') {
-		unsigned d = (unsigned)(*c->p - '0');
-
-		/* number64: at most 2^63 - 1 */
-		if (n > (UINT64_C(0x7fffffffffffffff) - d) / 10)
-			return fail(c, element);
+	while (q < c->end && (d = (unsigned)(*q - '0')) < 10) {
 		n = n * 10 + d;
-		c->p++;
+		q++;
 	}
-	if (c->p == start)
+	if (q == start)
 		return fail(c, element);
+	/* number64: at most 2^63 - 1, which 18 digits cannot pass; a longer
+	 * one is read again digit by digit, to fail where it overflows */
+	if (q - start > 18)
+		for (n = 0; c->p < q; c->p++) {
+			d = (unsigned)(*c->p - '0');
+			if (n > (UINT64_C(0x7fffffffffffffff) - d) / 10)
+				return fail(c, element);
+			n = n * 10 + d;
+		}
+	c->p = q;
 	if (v != NULL)
 		*v = n;
 	return true;

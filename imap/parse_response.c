@@ -259,6 +259,11 @@ static bool message_data(struct cursor *c)
 
 	if (!number(c, &o->number, IMAP_EL_MESSAGE_DATA) || !sp(c, IMAP_EL_MESSAGE_DATA))
 		return false;
+	/* the common case first: a FETCH, of a message that exists */
+	if (o->number > 0 && WORD(c, "FETCH")) {
+		o->kind = IMAP_RESP_FETCH;
+		return sp(c, IMAP_EL_MSG_ATT) && msg_att(c);
+	}
 	if (WORD(c, "EXISTS")) {
 		o->kind = IMAP_RESP_EXISTS;
 		return true;
