@@ -505,11 +505,21 @@ static size_t scan_blocks(const uint8_t *p, size_t n, uint8_t mask)
 }
 #endif
 
+/* The index of the first byte from p on that matters in the state of
+ * mask; n when none does. */
+static size_t first_signal(const uint8_t *p, size_t n, uint8_t mask)
+{
+	size_t k = scan_blocks(p, n, mask);
+
+	while (k < n && !(line_signal[p[k]] & mask))
+		k++;
+	return k;
+}
+
 /* How many bytes from p on leave the line state as it is. */
 static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	uint8_t mask;
-	size_t k;
 
 	if (f->head == HEAD_TEXT)
 		mask = SIG_TEXT;
@@ -521,10 +531,7 @@ static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
 		mask = SIG_BODY;
 	else
 		return 0;
-	k = scan_blocks(p, n, mask);
-	while (k < n && !(line_signal[p[k]] & mask))
-		k++;
-	return k;
+	return first_signal(p, n, mask);
 }
 
 /* The head's tokens a run at a time: bytes that are neither a space nor
@@ -559,11 +566,38 @@ static size_t head_run(struct imap_framer *f, const uint8_t *p, size_t n)
 	return k;
 }
 
+/* The line ends at p[len - 1] (an LF): emits it; returns len. */
+static size_t line_ends(struct imap_framer *f, const uint8_t *p, size_t len, bool fresh)
+{
+	if (f->tap != NULL)
+		f->tap(f->ctx, p, len);
+	f->unit_wire += len;
+	if (!fresh || f->buf_len > 0)
+		keep(f, p, len, f->max_line);
+	end_line(f, fresh ? p : NULL, len);
+	return len;
+}
+
 static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	const bool fresh = f->unit_wire == 0;
 	size_t i;
 
+	/* Most lines hold no quote, brace, tilde or NUL: such a line ends
+	 * plain whatever its head says, and one scan finds its end. Any
+	 * other byte first leaves the line to the byte loop, from its start. */
+	if (fresh && !f->in_quote && f->marker == MK_NONE && !f->marker_cr) {
+		size_t k = first_signal(p, n, SIG_BODY);
+
+		if (k < n && p[k] == '\n') {
+			f->prev_cr = false;
+			return line_ends(f, p, k + 1, true);
+		}
+		if (n - k >= 2 && p[k] == '\r' && p[k + 1] == '\n') {
+			f->prev_cr = true;
+			return line_ends(f, p, k + 2, true);
+		}
+	}
 	for (i = 0; i < n; i++) {
 		uint8_t c;
 		size_t run = f->head == HEAD_FIRST || f->head == HEAD_SECOND ? head_run(f, p + i, n - i)
@@ -577,15 +611,8 @@ static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 		}
 		c = p[i];
 
-		if (c == '\n') {
-			if (f->tap != NULL)
-				f->tap(f->ctx, p, i + 1);
-			f->unit_wire += i + 1;
-			if (!fresh || f->buf_len > 0)
-				keep(f, p, i + 1, f->max_line);
-			end_line(f, fresh ? p : NULL, i + 1);
-			return i + 1;
-		}
+		if (c == '\n')
+			return line_ends(f, p, i + 1, fresh);
 		if (c == 0)
 			f->flags |= IMAP_UNIT_NUL;
 		if (f->head == HEAD_TEXT) {

@@ -40,6 +40,7 @@ void imap_tracker_set_rules(struct imap_tracker *t, const struct imap_tracker_co
 {
 	static const struct imap_tracker_config none;
 
+	t->due_known = false;
 	t->config = imap_tracker_config_resolved(config != NULL ? config : &none);
 	t->cb = cb;
 	t->ctx = ctx;
@@ -396,7 +397,7 @@ static void continuation(struct imap_tracker *t, imap_time_us ts, bool literal_w
 bool imap_tracker_line(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts,
 		       const struct imap_line_info *info, struct imap_completion *completion_r)
 {
-	imap_tracker_activity(t, dir, ts);
+	imap_tracker_activity(t, dir, ts); /* and forgets the next due time */
 	if (dir == IMAP_C2S)
 		t->client_turn = false;
 	switch (info->cls) {
@@ -422,17 +423,20 @@ bool imap_tracker_line(struct imap_tracker *t, enum imap_dir dir, imap_time_us t
 
 void imap_tracker_continuation(struct imap_tracker *t, imap_time_us ts, bool literal_waits)
 {
+	t->due_known = false;
 	continuation(t, ts, literal_waits);
 }
 
 void imap_tracker_connected(struct imap_tracker *t, imap_time_us ts)
 {
+	t->due_known = false;
 	if (t->last_activity[IMAP_S2C] == 0)
 		t->greeting_since = ts;
 }
 
 void imap_tracker_activity(struct imap_tracker *t, enum imap_dir dir, imap_time_us ts)
 {
+	t->due_known = false;
 	if (dir == IMAP_S2C && t->greeting_since >= 0) {
 		if (t->greeting_said) {
 			char waited[32];
@@ -456,6 +460,7 @@ void imap_tracker_blocked(struct imap_tracker *t, enum imap_dir dir, imap_time_u
 	char waited[32];
 	const char *peer = dir == IMAP_S2C ? "client" : "server";
 
+	t->due_known = false;
 	if (since < 0) {
 		if (t->blocked_said[dir] && t->blocked_since[dir] >= 0) {
 			tracker_secs(waited, sizeof(waited), now - t->blocked_since[dir]);
@@ -505,6 +510,7 @@ void imap_tracker_close_findings(struct imap_tracker *t, imap_time_us ts, bool c
 {
 	char what[200];
 
+	t->due_known = false;
 	if (t->cb == NULL)
 		return;
 	for (size_t i = 0; i < t->count; i++) {
@@ -542,6 +548,7 @@ void imap_tracker_eof(struct imap_tracker *t, imap_time_us ts, const struct imap
 	const struct command *about = t->count > 0 ? in_flight(t, 0) : NULL;
 	size_t used = 0;
 
+	t->due_known = false;
 	if ((t->count == 0 && cut == NULL) || t->cb == NULL)
 		return;
 	/* LOGOUT answered, or the server said BYE (docs/rules.md): the rest

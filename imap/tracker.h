@@ -67,7 +67,7 @@ void imap_tracker_tick(struct imap_tracker *tracker, imap_time_us now);
 /* The earliest time a tick could fire a rule, as things stand; -1 when no
  * rule waits. New lines and bytes only move it later or add to it, so a
  * caller arms one timer per session and looks again when it fires. */
-imap_time_us imap_tracker_next_deadline(const struct imap_tracker *tracker);
+imap_time_us imap_tracker_next_deadline(struct imap_tracker *tracker);
 
 /* The connection to the server is up at ts: its greeting is due
  * (greeting-stall). */

@@ -59,6 +59,12 @@ struct imap_tracker {
 	bool greeting_said;
 	bool stray_done;    /* a stray DONE awaits the server's "DONE BAD" */
 	struct imap_server_partial server_partial;
+	/* imap_tracker_next_deadline's answer while nothing has changed since
+	 * (each function that changes the state forgets it; the server's
+	 * partial response only words a finding, no rule's due time reads
+	 * it): a tick before then has nothing to fire */
+	imap_time_us due;
+	bool due_known;
 };
 
 /* The i-th command in flight, from the oldest. */

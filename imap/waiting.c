@@ -218,12 +218,14 @@ static const struct waiting_rule session_rules[] = {
 
 #define RULES_IN(table) (sizeof(table) / sizeof((table)[0]))
 
-imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
+imap_time_us imap_tracker_next_deadline(struct imap_tracker *t)
 {
 	imap_time_us next = -1;
 
 	if (t->cb == NULL)
 		return -1;
+	if (t->due_known)
+		return t->due;
 	for (size_t i = 0; i < t->count; i++) {
 		const struct command *c = in_flight(t, i);
 
@@ -232,6 +234,8 @@ imap_time_us imap_tracker_next_deadline(const struct imap_tracker *t)
 	}
 	for (size_t r = 0; r < RULES_IN(session_rules); r++)
 		sooner(&next, session_rules[r].due(t, NULL));
+	t->due = next;
+	t->due_known = true;
 	return next;
 }
 
@@ -239,8 +243,9 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 {
 	imap_time_us due;
 
-	if (t->cb == NULL)
+	if (t->cb == NULL || (t->due_known && (t->due < 0 || now < t->due)))
 		return;
+	t->due_known = false; /* what fires changes the state */
 	/* a rule fires stamped with the instant its threshold passed, however
 	 * late the tick comes (a timer's slack, the next packet of a capture):
 	 * live and offline then say the same time and the same wait */
