@@ -18,6 +18,8 @@
 #   NOOP_COUNT=20000    NOOP round trips per latency measurement
 #   LINES_MIB=256       MiB of one-line FETCH responses per lines measurement
 #   LINES=20000         one-line responses per FETCH (fastserver --lines)
+#   SYNC_MESSAGES=20000 messages in the Dovecot INBOX of the flag sync
+#   SYNC_MIB=64         MiB of `FETCH 1:* (UID FLAGS)` answers per sync measurement
 #   RESULTS=FILE        where to write the key=value results
 #                       (default BUILD_DIR/relay-bench.kv)
 set -euo pipefail
@@ -31,16 +33,18 @@ MSG_SIZE=${MSG_SIZE:-64m}
 NOOP_COUNT=${NOOP_COUNT:-20000}
 LINES_MIB=${LINES_MIB:-256}
 LINES=${LINES:-20000}
+SYNC_MESSAGES=${SYNC_MESSAGES:-20000}
+SYNC_MIB=${SYNC_MIB:-64}
 WITH_SOCAT=1
 WITH_DOVECOT=1
 DO_BUILD=1
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) REPS=$2; shift ;;
-        --quick) REPS=1; FAST_MIB=256; DOVECOT_MIB=128; NOOP_COUNT=5000; LINES_MIB=64 ;;
+        --quick) REPS=1; FAST_MIB=256; DOVECOT_MIB=128; NOOP_COUNT=5000; LINES_MIB=64; SYNC_MIB=16 ;;
         --no-socat) WITH_SOCAT=0 ;;
         --no-dovecot) WITH_DOVECOT=0 ;;
         --no-build) DO_BUILD=0 ;;
@@ -116,13 +120,15 @@ start_socat() { # upstream_port name [extra socat options] -> RET=port
     die "socat ($name) is not listening on $port"
 }
 
-start_dovecot() { # -> RET=port
-    local f=$WORK/dovecot.port
-    python3 "$DOVECOT_PY" --users alice:secret --port-file "$f" \
-        </dev/null >"$WORK/dovecot.out" 2>&1 &
+start_dovecot() { # [name [dovecot.py options...]] -> RET=port
+    local name=${1:-dovecot}
+    local f=$WORK/$name.port
+    shift || true
+    python3 "$DOVECOT_PY" --users alice:secret --port-file "$f" "$@" \
+        </dev/null >"$WORK/$name.out" 2>&1 &
     PIDS+=("$!")
     wait_port_file "$f" "$!" "dovecot.py" && return 0
-    tail -n 20 "$WORK/dovecot.out" >&2
+    tail -n 20 "$WORK/$name.out" >&2
     return 1
 }
 
@@ -258,6 +264,29 @@ for ((rep = 1; rep <= REPS; rep++)); do
     done
 done
 
+SYNC_DONE=0
+if [ "$WITH_DOVECOT" = 1 ]; then
+    log ""
+    log "(e) flag sync against Dovecot: FETCH 1:* (UID FLAGS) of $SYNC_MESSAGES messages, $SYNC_MIB MiB per run, $REPS runs"
+    # what a client does at start-up: one line per message, from a real
+    # server, every line parsed and checked by the protocol rules
+    if start_dovecot dovecot-sync --messages "$SYNC_MESSAGES"; then
+        SYNC=$RET
+        start_imaptap "$SYNC" sync; SYNC_TAP=$RET
+        start_imaptap "$SYNC" sync-norules --no-rules; SYNC_NORULES=$RET
+        declare -A PORT_SYNC=([direct]=$SYNC [imaptap]=$SYNC_TAP [imaptap-norules]=$SYNC_NORULES)
+        SYNC_DONE=1
+        for ((rep = 1; rep <= REPS; rep++)); do
+            for r in direct imaptap imaptap-norules; do
+                run_fetch "sync.$r" "${PORT_SYNC[$r]}" "$SYNC_MIB" --login alice:secret \
+                    --seq '1:*' --item '(UID FLAGS)'
+            done
+        done
+    else
+        log "  Dovecot did not start; flag sync rows skipped"
+    fi
+fi
+
 log ""
 log "(c) NOOP round trips, fastserver, $NOOP_COUNT per run, TCP_NODELAY, $REPS runs"
 for ((rep = 1; rep <= REPS; rep++)); do
@@ -298,6 +327,12 @@ ld=$(median lines.direct); lt=$(median lines.imaptap); lnr=$(median lines.imapta
 lratio=$(ratio "$lt" "$lnr")
 emit lines_direct_mbps "$ld"; emit lines_imaptap_mbps "$lt"; emit lines_norules_mbps "$lnr"
 emit lines_rules_ratio "$lratio"
+if [ "$SYNC_DONE" = 1 ]; then
+    sd=$(median sync.direct); st=$(median sync.imaptap); snr=$(median sync.imaptap-norules)
+    sratio=$(ratio "$st" "$snr")
+    emit sync_direct_mbps "$sd"; emit sync_imaptap_mbps "$st"; emit sync_norules_mbps "$snr"
+    emit sync_rules_ratio "$sratio"
+fi
 if [ "$WITH_SOCAT" = 1 ]; then
     fs=$(median fast.socat); fs1=$(median fast.socat-1m)
     emit fast_socat_mbps "$fs"; emit fast_socat_ratio "$(ratio "$fs" "$fd")"
@@ -337,6 +372,10 @@ row "  pcap written MB/s" "$ddw" "$pw" "x$(ratio "$pw" "$ddw")" "" "(direct: dd 
 row "FETCH rules vs --no-rules" "$fnr" "$ft" "x$rratio" ">= x0.95" "$(verdict "$rratio" ">=" 0.95)"
 row "lines MB/s" "$ld" "$lt" "x$(ratio "$lt" "$ld")" "" "(one-line FETCH responses)"
 row "lines rules vs --no-rules" "$lnr" "$lt" "x$lratio" ">= x0.95" "$(verdict "$lratio" ">=" 0.95)"
+if [ "$SYNC_DONE" = 1 ]; then
+    row "flag sync Dovecot MB/s" "$sd" "$st" "x$(ratio "$st" "$sd")" "" "(FETCH 1:* (UID FLAGS))"
+    row "flag sync rules vs --no-rules" "$snr" "$st" "x$sratio" ">= x0.95" "$(verdict "$sratio" ">=" 0.95)"
+fi
 if [ ${#DOVE_RELAYS[@]} -gt 0 ]; then
     row "FETCH Dovecot MB/s" "$dd" "$dt" "x$dratio" ">= x0.90" "$(verdict "$dratio" ">=" 0.9)"
 fi

@@ -9,13 +9,11 @@
  *    line end announces a literal.
  * Literal bytes are never scanned; they are counted down. */
 #include "imap/framer.h"
+#include "imap/line_scan.h"
 #include "imap/wipebuf.h"
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__) && !defined(IMAP_FRAMER_PORTABLE)
-#include <emmintrin.h>
-#endif
 
 enum framer_state {
 	ST_LINE,
@@ -407,131 +405,22 @@ static bool end_line(struct imap_framer *f, const uint8_t *seg, size_t seg_len)
 	return literal;
 }
 
-/* Consumes line bytes from p[0..n). Returns how many were used. */
-/* Bytes that can change the line state, by the state they matter in: a
- * run of other bytes is skipped at once, so a long line (or one that never
- * ends) costs a scan, not the state machine per byte. */
-enum {
-	SIG_TEXT = 1,  /* HEAD_TEXT */
-	SIG_BODY = 2,  /* HEAD_BODY outside quotes, no marker begun */
-	SIG_QUOTE = 4, /* inside a quoted string, no escape pending */
-};
-static const uint8_t line_signal[256] = {
-	['\n'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
-	['\0'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
-	['\r'] = SIG_TEXT | SIG_BODY | SIG_QUOTE,
-	['"'] = SIG_BODY | SIG_QUOTE,
-	['\\'] = SIG_QUOTE,
-	['{'] = SIG_BODY,
-	['~'] = SIG_BODY,
-};
-
-#if defined(__SSE2__) && !defined(IMAP_FRAMER_PORTABLE)
-/* Which of the sixteen bytes at p matter in the state of mask, as bits. */
-static unsigned block_signals(const uint8_t *p, uint8_t mask)
-{
-	const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-	/* the other two bytes of the state: '{' '~' outside quotes, '\\' in */
-	const __m128i x1 = _mm_set1_epi8(mask == SIG_QUOTE ? '\\' : '{');
-	const __m128i x2 = _mm_set1_epi8(mask == SIG_QUOTE ? '\\' : '~');
-	__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
-						_mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))),
-				   _mm_cmpeq_epi8(v, _mm_setzero_si128()));
-
-	if (mask != SIG_TEXT)
-		hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-						     _mm_or_si128(_mm_cmpeq_epi8(v, x1),
-								  _mm_cmpeq_epi8(v, x2))));
-	return (unsigned)_mm_movemask_epi8(hit);
-}
-
-/* Sixteen bytes at a time: the index of the first byte that matters in
- * the state of mask, or n when none does; a rest shorter than a block
- * is read as the last sixteen bytes (some of them seen already), so only
- * a run shorter than a block is left to the caller's byte loop. */
-static size_t scan_blocks(const uint8_t *p, size_t n, uint8_t mask)
-{
-	size_t k = 0;
-	unsigned bits;
-
-	for (; n - k >= 16; k += 16) {
-		bits = block_signals(p + k, mask);
-		if (bits != 0)
-			return k + (size_t)__builtin_ctz(bits);
-	}
-	if (k == n || n < 16)
-		return k;
-	bits = block_signals(p + n - 16, mask) >> (k - (n - 16));
-	return bits != 0 ? k + (size_t)__builtin_ctz(bits) : n;
-}
-#else
-#define BYTES_01 0x0101010101010101ull
-#define BYTES_80 0x8080808080808080ull
-
-/* True when one of the 8 bytes in v is b. */
-static bool word_has(uint64_t v, uint8_t b)
-{
-	uint64_t x = v ^ (BYTES_01 * b);
-
-	return ((x - BYTES_01) & ~x & BYTES_80) != 0;
-}
-
-/* True when one of the 8 bytes in v matters in the state of mask. */
-static bool word_signals(uint64_t v, uint8_t mask)
-{
-	if (word_has(v, '\n') || word_has(v, '\0') || word_has(v, '\r'))
-		return true;
-	if (mask == SIG_TEXT)
-		return false;
-	if (word_has(v, '"'))
-		return true;
-	if (mask == SIG_QUOTE)
-		return word_has(v, '\\');
-	return word_has(v, '{') || word_has(v, '~');
-}
-
-/* Eight bytes at a time up to the word that holds a byte that matters;
- * the caller's byte loop goes on from there. */
-static size_t scan_blocks(const uint8_t *p, size_t n, uint8_t mask)
-{
-	size_t k = 0;
-
-	for (uint64_t v; n - k >= 8; k += 8) {
-		memcpy(&v, p + k, sizeof(v));
-		if (word_signals(v, mask))
-			break;
-	}
-	return k;
-}
-#endif
-
-/* The index of the first byte from p on that matters in the state of
- * mask; n when none does. */
-static size_t first_signal(const uint8_t *p, size_t n, uint8_t mask)
-{
-	size_t k = scan_blocks(p, n, mask);
-
-	while (k < n && !(line_signal[p[k]] & mask))
-		k++;
-	return k;
-}
-
 /* How many bytes from p on leave the line state as it is. */
 static size_t quiet_run(const struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	uint8_t mask;
 
 	if (f->head == HEAD_TEXT)
-		mask = SIG_TEXT;
+		mask = IMAP_SCAN_TEXT;
 	else if (f->head != HEAD_BODY)
 		return 0;
 	else if (f->in_quote && !f->quote_escape)
-		mask = SIG_QUOTE;
+		mask = IMAP_SCAN_QUOTE;
 	else if (!f->in_quote && f->marker == MK_NONE && !f->marker_cr)
-		mask = SIG_BODY;
+		mask = IMAP_SCAN_BODY;
 	else
 		return 0;
-	return first_signal(p, n, mask);
+	return imap_line_scan(p, n, mask);
 }
 
 /* The head's tokens a run at a time: bytes that are neither a space nor
@@ -545,7 +434,7 @@ static size_t head_run(struct imap_framer *f, const uint8_t *p, size_t n)
 	if (f->in_quote || f->marker != MK_NONE || f->marker_cr)
 		return 0;
 	if (f->head == HEAD_FIRST) {
-		while (k < n && p[k] != ' ' && !(line_signal[p[k]] & SIG_BODY))
+		while (k < n && p[k] != ' ' && !(imap_line_signal[p[k]] & IMAP_SCAN_BODY))
 			k++;
 		if (k > 0) {
 			f->first_is_plus = f->first_len == 0 && k == 1 && p[0] == '+';
@@ -553,7 +442,7 @@ static size_t head_run(struct imap_framer *f, const uint8_t *p, size_t n)
 		}
 		return k;
 	}
-	while (k < n && p[k] != ' ' && !(line_signal[p[k]] & SIG_BODY)) {
+	while (k < n && p[k] != ' ' && !(imap_line_signal[p[k]] & IMAP_SCAN_BODY)) {
 		uint8_t c = p[k];
 
 		if (f->word_len == sizeof(f->word)) {
@@ -578,6 +467,7 @@ static size_t line_ends(struct imap_framer *f, const uint8_t *p, size_t len, boo
 	return len;
 }
 
+/* Consumes line bytes from p[0..n). Returns how many were used. */
 static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 {
 	const bool fresh = f->unit_wire == 0;
@@ -587,7 +477,7 @@ static size_t feed_line(struct imap_framer *f, const uint8_t *p, size_t n)
 	 * plain whatever its head says, and one scan finds its end. Any
 	 * other byte first leaves the line to the byte loop, from its start. */
 	if (fresh && !f->in_quote && f->marker == MK_NONE && !f->marker_cr) {
-		size_t k = first_signal(p, n, SIG_BODY);
+		size_t k = imap_line_scan(p, n, IMAP_SCAN_BODY);
 
 		if (k < n && p[k] == '\n') {
 			f->prev_cr = false;

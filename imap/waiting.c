@@ -39,15 +39,12 @@ static void sooner(imap_time_us *next, imap_time_us at)
 }
 
 /* The rules that wait. Each says when it is due (-1: it waits for nothing
- * now) and what it says then; imap_tracker_tick fires what is due and
- * imap_tracker_next_deadline arms the caller's timer for the earliest due
- * time, both from this one table, so they cannot disagree. A rule that
- * cannot fire for now (a server held back by a client that does not read)
- * is not due at all: a due rule always fires. */
-struct waiting_rule {
-	imap_time_us (*due)(const struct imap_tracker *t, const struct command *c);
-	void (*fire)(struct imap_tracker *t, struct command *c, imap_time_us now);
-};
+ * now), NAME_due, and what it says then, NAME_fire; imap_tracker_tick
+ * fires what is due and imap_tracker_next_deadline arms the caller's
+ * timer for the earliest due time, both from the one list at the end, so
+ * they cannot disagree. A rule that cannot fire for now (a server held
+ * back by a client that does not read) is not due at all: a due rule
+ * always fires. */
 
 static imap_time_us done_stall_due(const struct imap_tracker *t, const struct command *c)
 {
@@ -200,23 +197,11 @@ static void server_not_reading_fire(struct imap_tracker *t, struct command *c, i
 	not_reading_fire(t, IMAP_C2S, now);
 }
 
-/* Per command in flight, in this order; a command that stalled waits for
- * its completion and nothing more. */
-static const struct waiting_rule command_rules[] = {
-	{done_stall_due, done_stall_fire},
-	{idle_too_long_due, idle_too_long_fire},
-	{keepalive_gap_due, keepalive_gap_fire},
-	{command_stall_due, command_stall_fire},
-};
-
-/* Per session, after the commands. */
-static const struct waiting_rule session_rules[] = {
-	{greeting_stall_due, greeting_stall_fire},
-	{client_not_reading_due, client_not_reading_fire},
-	{server_not_reading_due, server_not_reading_fire},
-};
-
-#define RULES_IN(table) (sizeof(table) / sizeof((table)[0]))
+/* Per command in flight, in this order (a command that stalled waits for
+ * its completion and nothing more), then per session. Called directly,
+ * not through a table: both lists run for every line. */
+#define COMMAND_RULES(X) X(done_stall) X(idle_too_long) X(keepalive_gap) X(command_stall)
+#define SESSION_RULES(X) X(greeting_stall) X(client_not_reading) X(server_not_reading)
 
 imap_time_us imap_tracker_next_deadline(struct imap_tracker *t)
 {
@@ -226,14 +211,18 @@ imap_time_us imap_tracker_next_deadline(struct imap_tracker *t)
 		return -1;
 	if (t->due_known)
 		return t->due;
+#define COMMAND_DUE(rule) sooner(&next, rule##_due(t, c));
+#define SESSION_DUE(rule) sooner(&next, rule##_due(t, NULL));
 	for (size_t i = 0; i < t->count; i++) {
 		const struct command *c = in_flight(t, i);
 
-		for (size_t r = 0; r < RULES_IN(command_rules) && !c->stalled; r++)
-			sooner(&next, command_rules[r].due(t, c));
+		if (!c->stalled) {
+			COMMAND_RULES(COMMAND_DUE)
+		}
 	}
-	for (size_t r = 0; r < RULES_IN(session_rules); r++)
-		sooner(&next, session_rules[r].due(t, NULL));
+	SESSION_RULES(SESSION_DUE)
+#undef COMMAND_DUE
+#undef SESSION_DUE
 	t->due = next;
 	t->due_known = true;
 	return next;
@@ -249,18 +238,18 @@ void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 	/* a rule fires stamped with the instant its threshold passed, however
 	 * late the tick comes (a timer's slack, the next packet of a capture):
 	 * live and offline then say the same time and the same wait */
+#define COMMAND_FIRE(rule)                                                  \
+	if (!c->stalled && (due = rule##_due(t, c)) >= 0 && now >= due) \
+		rule##_fire(t, c, due);
+#define SESSION_FIRE(rule)                                  \
+	if ((due = rule##_due(t, NULL)) >= 0 && now >= due) \
+		rule##_fire(t, NULL, due);
 	for (size_t i = 0; i < t->count; i++) {
 		struct command *c = in_flight(t, i);
 
-		for (size_t r = 0; r < RULES_IN(command_rules) && !c->stalled; r++) {
-			due = command_rules[r].due(t, c);
-			if (due >= 0 && now >= due)
-				command_rules[r].fire(t, c, due);
-		}
+		COMMAND_RULES(COMMAND_FIRE)
 	}
-	for (size_t r = 0; r < RULES_IN(session_rules); r++) {
-		due = session_rules[r].due(t, NULL);
-		if (due >= 0 && now >= due)
-			session_rules[r].fire(t, NULL, due);
-	}
+	SESSION_RULES(SESSION_FIRE)
+#undef COMMAND_FIRE
+#undef SESSION_FIRE
 }

@@ -27,7 +27,8 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 	if (obs->dir == IMAP_S2C && obs->info != NULL && obs->info->cls == IMAP_LINE_UNTAGGED &&
 	    obs->info->status == IMAP_STATUS_PREAUTH)
 		s->authenticated = 1;
-	session_arm_rules(s, obs->ts);
+	if (!s->observing)
+		session_arm_rules(s, obs->ts);
 }
 
 /* The first word on how the session ends is the one that stands. */
@@ -165,6 +166,7 @@ void session_observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer
 	size_t left = len;
 
 	evbuffer_ptr_set(input, &pos, 0, EVBUFFER_PTR_SET);
+	s->observing = true;
 	while (left > 0) {
 		int n = evbuffer_peek(input, (ev_ssize_t)left, &pos, vec, 16);
 		size_t done = 0;
@@ -183,6 +185,8 @@ void session_observe(struct proxy_session *s, enum imap_dir dir, struct evbuffer
 		if (left > 0 && evbuffer_ptr_set(input, &pos, done, EVBUFFER_PTR_ADD) < 0)
 			break;
 	}
+	s->observing = false;
+	session_arm_rules(s, ts);
 }
 
 /* Bytes waiting to reach side: its output, and what a fault still holds. */
@@ -234,8 +238,18 @@ void session_relay(struct proxy_session *s, enum side side)
 		if (s->faults != NULL) {
 			proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, input, n, proxy_now());
 		} else {
-			session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, proxy_now());
-			evbuffer_add_buffer(proxy_stream_output(dst), input);
+			imap_time_us ts = proxy_now();
+
+			/* the bytes go on before they are looked at, by reference
+			 * (no copy): the peer does not wait for the rules */
+			if (evbuffer_add_buffer_reference(proxy_stream_output(dst), input) == 0) {
+				proxy_stream_flush(dst);
+				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, ts);
+				evbuffer_drain(input, n);
+			} else {
+				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, ts);
+				evbuffer_add_buffer(proxy_stream_output(dst), input);
+			}
 		}
 	}
 	proxy_stream_flush(dst);

@@ -104,6 +104,7 @@ struct proxy_session {
 	struct event *timer;            /* connect timeout, then linger guard */
 	struct event *rules_timer;      /* the next time a rule could fire; NULL without rules */
 	imap_time_us rules_at;          /* when rules_timer fires, -1 when not armed */
+	bool observing;                 /* in session_observe: the timer is armed once, after */
 	bool closed;                    /* how it ends is decided: */
 	enum capture_side closed_by;
 	enum capture_end end;

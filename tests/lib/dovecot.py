@@ -86,7 +86,8 @@ class Dovecot(procs.PrivateServer):
 
     def __init__(self, users=None, rawlog=False, ssl=False, ssl_cert=None,
                  ssl_key=None, workdir=None, keep=False, extra_conf="",
-                 host="127.0.0.1", auth_mechanisms="plain login"):
+                 host="127.0.0.1", auth_mechanisms="plain login", messages=0):
+        self.messages = messages
         self.users = dict(users if users is not None else {"alice": "secret"})
         for name, pw in self.users.items():
             if not name or ":" in name or "\n" in name or "\n" in pw:
@@ -137,6 +138,7 @@ class Dovecot(procs.PrivateServer):
             os.makedirs(self.mail_dir(user), exist_ok=True)
             if self.rawlog:
                 os.makedirs(self.rawlog_dir(user), exist_ok=True)
+            self._write_messages(user)
         for root, dirs, files in os.walk(os.path.join(self.dir, "mail")):
             os.chown(root, uid, gid)
             for f in files:
@@ -147,6 +149,21 @@ class Dovecot(procs.PrivateServer):
                 f.write("%s:{PLAIN}%s\n" % (name, pw))
         os.chmod(users_path, 0o644)
         self._write_conf()
+
+    def _write_messages(self, user):
+        """self.messages small messages in the user's INBOX, written as
+        maildir files: far quicker than as many APPENDs."""
+        if self.messages <= 0:
+            return
+        new = os.path.join(self.mail_dir(user), "new")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(self.mail_dir(user), sub), exist_ok=True)
+        for i in range(1, self.messages + 1):
+            with open(os.path.join(new, "%d.M%dP1.imaptap" % (1700000000 + i, i)), "w") as f:
+                f.write("From: sender%d@example.org\r\nTo: %s@example.org\r\n"
+                        "Subject: message %d\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+                        "Message-ID: <%d@example.org>\r\n\r\nBody of message %d.\r\n"
+                        % (i, user, i, i, i))
 
     def _write_conf(self):
         T = self.dir
@@ -390,13 +407,15 @@ def main(argv=None):
     ap.add_argument("--dir", help="use this directory (kept after exit)")
     ap.add_argument("--ssl-cert", help="PEM certificate; turns on ssl=yes")
     ap.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
+    ap.add_argument("--messages", type=int, default=0, metavar="N",
+                    help="start with N small messages in each user's INBOX")
     args = ap.parse_args(argv)
 
     users = procs.parse_users(ap, args.users)
     ssl = bool(args.ssl_cert or args.ssl_key)
     dc = Dovecot(users=users, rawlog=args.rawlog, ssl=ssl,
                  ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
-                 workdir=args.dir, keep=bool(args.dir))
+                 workdir=args.dir, keep=bool(args.dir), messages=args.messages)
     return procs.run_foreground(
         dc, "dovecot.py", DovecotError, args.port_file,
         lambda d: "listening on %s:%d%s, users %s (dir %s)"
