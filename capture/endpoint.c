@@ -7,23 +7,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-bool capture_endpoint_same_host(const struct capture_endpoint *a, const struct capture_endpoint *b)
-{
-	uint64_t a0, a1, b0, b1;
-
-	/* two words, not a call to memcmp: every packet of a capture asks */
-	memcpy(&a0, a->addr, 8);
-	memcpy(&a1, a->addr + 8, 8);
-	memcpy(&b0, b->addr, 8);
-	memcpy(&b1, b->addr + 8, 8);
-	return a->version == b->version && a0 == b0 && a1 == b1;
-}
-
-bool capture_endpoint_equal(const struct capture_endpoint *a, const struct capture_endpoint *b)
-{
-	return a->port == b->port && capture_endpoint_same_host(a, b);
-}
-
 void capture_endpoint_format(const struct capture_endpoint *e, char *out, size_t size)
 {
 	char ip[INET6_ADDRSTRLEN];

@@ -103,7 +103,8 @@ static void skip_space(const uint8_t *line, size_t len, size_t *pos)
 		(*pos)++;
 }
 
-static void upper_name(char out[IMAP_NAME_MAX], struct imap_slice s)
+/* The name in upper case, cut to fit; returns its length. */
+static size_t upper_name(char out[IMAP_NAME_MAX], struct imap_slice s)
 {
 	size_t n = s.len < IMAP_NAME_MAX - 1 ? s.len : IMAP_NAME_MAX - 1;
 
@@ -113,6 +114,7 @@ static void upper_name(char out[IMAP_NAME_MAX], struct imap_slice s)
 		out[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
 	}
 	out[n] = '\0';
+	return n;
 }
 
 static bool valid_tag(struct imap_slice s)
@@ -175,6 +177,43 @@ static bool is_masked_line(const uint8_t *line, size_t len)
 	return len > 0;
 }
 
+#define KW(id, word) [id] = {word, sizeof(word) - 1}
+static const struct {
+	const char *name;
+	size_t len;
+} keywords[] = {
+	KW(IMAP_KW_AUTHENTICATE, "AUTHENTICATE"),
+	KW(IMAP_KW_CAPABILITY, "CAPABILITY"),
+	KW(IMAP_KW_COMPRESS, "COMPRESS"),
+	KW(IMAP_KW_EXPUNGE, "EXPUNGE"),
+	KW(IMAP_KW_FETCH, "FETCH"),
+	KW(IMAP_KW_IDLE, "IDLE"),
+	KW(IMAP_KW_LOGIN, "LOGIN"),
+	KW(IMAP_KW_LOGOUT, "LOGOUT"),
+	KW(IMAP_KW_SEARCH, "SEARCH"),
+	KW(IMAP_KW_STARTTLS, "STARTTLS"),
+	KW(IMAP_KW_STORE, "STORE"),
+	KW(IMAP_KW_VANISHED, "VANISHED"),
+};
+#undef KW
+
+/* An upper-case name of n bytes: once per line, so the length rules out
+ * nearly every word before any byte is compared. */
+static enum imap_keyword keyword_of(const char *name, size_t n)
+{
+	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
+		size_t k = 0;
+
+		if (keywords[i].len != n)
+			continue;
+		while (k < n && name[k] == keywords[i].name[k])
+			k++;
+		if (k == n)
+			return (enum imap_keyword)i;
+	}
+	return IMAP_KW_OTHER;
+}
+
 static void classify_client(const uint8_t *line, size_t len, bool auth_pending,
 			    struct imap_line_info *info)
 {
@@ -210,7 +249,7 @@ static void classify_client(const uint8_t *line, size_t len, bool auth_pending,
 		name = token(line, len, &pos);
 		info->uid = true;
 	}
-	upper_name(info->name, name);
+	info->keyword = keyword_of(info->name, upper_name(info->name, name));
 	skip_space(line, len, &pos);
 	info->args.p = line + pos;
 	info->args.len = len - pos;
@@ -251,7 +290,7 @@ static void classify_server(const uint8_t *line, size_t len, struct imap_line_in
 				word = token(line, len, &pos);
 			}
 		}
-		upper_name(info->name, word);
+		info->keyword = keyword_of(info->name, upper_name(info->name, word));
 		info->status = info->has_number ? IMAP_STATUS_NONE : status_of(word);
 		skip_space(line, len, &pos);
 		if (info->status != IMAP_STATUS_NONE)
@@ -276,35 +315,9 @@ static void classify_server(const uint8_t *line, size_t len, struct imap_line_in
 	info->args.len = len - pos;
 }
 
-static const char *const keyword_names[] = {
-	[IMAP_KW_AUTHENTICATE] = "AUTHENTICATE",
-	[IMAP_KW_CAPABILITY] = "CAPABILITY",
-	[IMAP_KW_COMPRESS] = "COMPRESS",
-	[IMAP_KW_EXPUNGE] = "EXPUNGE",
-	[IMAP_KW_FETCH] = "FETCH",
-	[IMAP_KW_IDLE] = "IDLE",
-	[IMAP_KW_LOGIN] = "LOGIN",
-	[IMAP_KW_LOGOUT] = "LOGOUT",
-	[IMAP_KW_SEARCH] = "SEARCH",
-	[IMAP_KW_STARTTLS] = "STARTTLS",
-	[IMAP_KW_STORE] = "STORE",
-	[IMAP_KW_VANISHED] = "VANISHED",
-};
-
 enum imap_keyword imap_keyword_of(const char *name)
 {
-	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keyword_names) / sizeof(keyword_names[0]); i++) {
-		const char *a = name, *b = keyword_names[i];
-
-		/* a short word, once per line: a loop costs less than strcmp's call */
-		while (*a != '\0' && *a == *b) {
-			a++;
-			b++;
-		}
-		if (*a == *b)
-			return (enum imap_keyword)i;
-	}
-	return IMAP_KW_OTHER;
+	return keyword_of(name, strlen(name));
 }
 
 void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool continued,
@@ -322,6 +335,4 @@ void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool cont
 		classify_client(line, len, auth_pending, info_r);
 	else
 		classify_server(line, len, info_r);
-	if (info_r->cls == IMAP_LINE_COMMAND || info_r->cls == IMAP_LINE_UNTAGGED)
-		info_r->keyword = imap_keyword_of(info_r->name);
 }

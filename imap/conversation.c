@@ -580,7 +580,8 @@ static void update_server_partial(struct imap_conv *c)
 void imap_conv_tick(struct imap_conv *c, imap_time_us now)
 {
 	c->ts = now;
-	update_server_partial(c);
+	if (imap_tracker_due(c->tracker, now)) /* what the server left unfinished words it */
+		update_server_partial(c);
 	imap_tracker_tick(c->tracker, now);
 }
 
@@ -603,9 +604,8 @@ void imap_conv_blocked(struct imap_conv *c, enum imap_dir dir, imap_time_us sinc
 
 void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 {
-	c->ts = ts;
 	update_server_partial(c);
-	imap_tracker_tick(c->tracker, ts);
+	imap_conv_tick(c, ts);
 	if (closed) {
 		struct imap_literal_cut cut = {0};
 		bool cut_short = false;
@@ -655,7 +655,6 @@ void imap_conv_eof(struct imap_conv *c, imap_time_us ts, bool closed)
 		struct imap_conv_event e = {.kind = IMAP_CONV_SUMMARY, .ts = ts, .summary = &sum};
 
 		imap_protocol_summary(c->protocol, &sum);
-
 		c->on_event(c->ctx, &e);
 	}
 }

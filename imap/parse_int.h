@@ -6,7 +6,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "imap/parse.h"
 
@@ -65,16 +64,12 @@ static inline bool prefix(struct cursor *c, const char *w, size_t n)
 {
 	if ((size_t)(c->end - c->p) < n)
 		return false;
-	/* servers send their words in upper case: one compare, folded only
-	 * when that fails */
-	if (memcmp(c->p, w, n) == 0) {
-		c->p += n;
-		return true;
-	}
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = c->p[i];
 
-		if ((ch >= 'a' && ch <= 'z' ? ch - 32 : ch) != (uint8_t)w[i])
+		/* servers send their words in upper case: folded only when
+		 * the byte as it is differs */
+		if (ch != (uint8_t)w[i] && (ch < 'a' || ch > 'z' || ch - 32 != (uint8_t)w[i]))
 			return false;
 	}
 	c->p += n;
@@ -94,8 +89,47 @@ static inline bool word(struct cursor *c, const char *w, size_t n)
 }
 #define WORD(c, w) word((c), (w), sizeof(w) - 1)
 #define PREFIX(c, w) prefix((c), (w), sizeof(w) - 1)
-bool number(struct cursor *c, uint64_t *v, enum imap_element element);
-bool nz_number(struct cursor *c, uint64_t *v, enum imap_element element);
+/* Inline: a FETCH line holds several. */
+static inline bool number(struct cursor *c, uint64_t *v, enum imap_element element)
+{
+	const uint8_t *start = c->p, *q = c->p;
+	uint64_t n = 0;
+	unsigned d;
+
+	while (q < c->end && (d = (unsigned)(*q - '0')) < 10) {
+		n = n * 10 + d;
+		q++;
+	}
+	if (q == start)
+		return fail(c, element);
+	/* number64: at most 2^63 - 1, which 18 digits cannot pass; a longer
+	 * one is read again digit by digit, to fail where it overflows */
+	if (q - start > 18)
+		for (n = 0; c->p < q; c->p++) {
+			d = (unsigned)(*c->p - '0');
+			if (n > (UINT64_C(0x7fffffffffffffff) - d) / 10)
+				return fail(c, element);
+			n = n * 10 + d;
+		}
+	c->p = q;
+	if (v != NULL)
+		*v = n;
+	return true;
+}
+
+static inline bool nz_number(struct cursor *c, uint64_t *v, enum imap_element element)
+{
+	uint64_t n = 0;
+
+	if (peek(c) == '0')
+		return fail(c, element);
+	if (!number(c, &n, element))
+		return false;
+	if (v != NULL)
+		*v = n;
+	return true;
+}
+
 bool atom(struct cursor *c, struct imap_slice *s);
 bool quoted(struct cursor *c, struct imap_slice *s);
 /* literal or literal8 (binary: "~{n}"); s: the content kept */

@@ -121,46 +121,6 @@ const bool parse_atom_char[256] = {
 #undef A2
 #undef A8
 
-bool number(struct cursor *c, uint64_t *v, enum imap_element element)
-{
-	const uint8_t *start = c->p, *q = c->p;
-	uint64_t n = 0;
-	unsigned d;
-
-	while (q < c->end && (d = (unsigned)(*q - '0')) < 10) {
-		n = n * 10 + d;
-		q++;
-	}
-	if (q == start)
-		return fail(c, element);
-	/* number64: at most 2^63 - 1, which 18 digits cannot pass; a longer
-	 * one is read again digit by digit, to fail where it overflows */
-	if (q - start > 18)
-		for (n = 0; c->p < q; c->p++) {
-			d = (unsigned)(*c->p - '0');
-			if (n > (UINT64_C(0x7fffffffffffffff) - d) / 10)
-				return fail(c, element);
-			n = n * 10 + d;
-		}
-	c->p = q;
-	if (v != NULL)
-		*v = n;
-	return true;
-}
-
-bool nz_number(struct cursor *c, uint64_t *v, enum imap_element element)
-{
-	uint64_t n;
-
-	if (peek(c) == '0')
-		return fail(c, element);
-	if (!number(c, &n, element))
-		return false;
-	if (v != NULL)
-		*v = n;
-	return true;
-}
-
 bool atom(struct cursor *c, struct imap_slice *s)
 {
 	const uint8_t *start = c->p;

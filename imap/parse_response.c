@@ -322,7 +322,7 @@ static bool status_data(struct cursor *c)
 		return true;
 	do {
 		struct imap_slice name;
-		uint64_t v;
+		uint64_t v = 0;
 
 		if (!atom(c, &name) || !sp(c, IMAP_EL_STATUS_ATT))
 			return fail(c, IMAP_EL_STATUS_ATT);

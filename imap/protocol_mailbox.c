@@ -258,7 +258,7 @@ const char *protocol_kind_word(enum imap_resp_kind kind)
 
 static void msn_check(struct imap_protocol *p, const struct imap_parsed *r)
 {
-	if (!p->exists_known || protocol_select_pending(p) || r->number <= p->exists || p->msn_said)
+	if (!p->exists_known || r->number <= p->exists || p->msn_said || protocol_select_pending(p))
 		return;
 	p->msn_said = true;
 	protocol_say(p, IMAP_RULE_MSN_OUT_OF_RANGE, NULL, 0,

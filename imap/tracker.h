@@ -68,6 +68,8 @@ void imap_tracker_tick(struct imap_tracker *tracker, imap_time_us now);
  * rule waits. New lines and bytes only move it later or add to it, so a
  * caller arms one timer per session and looks again when it fires. */
 imap_time_us imap_tracker_next_deadline(struct imap_tracker *tracker);
+/* Whether imap_tracker_tick at now would fire a rule. */
+bool imap_tracker_due(struct imap_tracker *tracker, imap_time_us now);
 
 /* The connection to the server is up at ts: its greeting is due
  * (greeting-stall). */

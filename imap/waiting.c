@@ -228,6 +228,13 @@ imap_time_us imap_tracker_next_deadline(struct imap_tracker *t)
 	return next;
 }
 
+bool imap_tracker_due(struct imap_tracker *t, imap_time_us now)
+{
+	imap_time_us due = imap_tracker_next_deadline(t);
+
+	return due >= 0 && now >= due;
+}
+
 void imap_tracker_tick(struct imap_tracker *t, imap_time_us now)
 {
 	imap_time_us due;
