@@ -8,5 +8,6 @@ int cli_ca_main(int argc, char **argv);
 int cli_analyze_main(int argc, char **argv);
 int cli_replay_main(int argc, char **argv);
 int cli_compile_main(int argc, char **argv);
+int cli_export_main(int argc, char **argv);
 
 #endif

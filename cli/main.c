@@ -42,6 +42,9 @@ static const char usage[] =
 	"                  [--session N] [--upstream-tls implicit|starttls|none]\n"
 	"  compile   turn a transcript script (docs/script.md) into a pcap recording\n"
 	"            imaptap compile SCRIPT -o FILE.pcap [--start EPOCH]\n"
+	"  export    write a recording's sessions as a transcript script that compile\n"
+	"            turns into the same streams again\n"
+	"            imaptap export FILE.pcap [-o SCRIPT [--overwrite]] [--session N]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -49,7 +52,7 @@ static const char usage[] =
 	"  -h, --help      this text; every command's options: 'imaptap proxy --help',\n"
 	"                  'imaptap analyze --help', 'imaptap replay serve --help',\n"
 	"                  'imaptap replay client --help', 'imaptap compile --help',\n"
-	"                  'imaptap ca --help'\n"
+	"                  'imaptap export --help', 'imaptap ca --help'\n"
 	"  -V, --version   print the version\n"
 	"\n"
 	"exit codes: 0 success, 1 a check failed, 2 usage error, 3 runtime error\n";
@@ -57,7 +60,8 @@ static const char usage[] =
 /* One line naming the mistake and the likely command, not the whole help. */
 static int unknown_command(const char *cmd)
 {
-	static const char *const commands[] = {"proxy", "analyze", "replay", "compile", "ca"};
+	static const char *const commands[] = {"proxy", "analyze", "replay", "compile", "export",
+						     "ca"};
 	const char *near = cli_closest(cmd, commands, sizeof(commands) / sizeof(commands[0]));
 
 	if (near != NULL)
@@ -65,7 +69,7 @@ static int unknown_command(const char *cmd)
 			    "commands)", cmd, near);
 	else
 		cli_message("unknown command '%s'; the commands are proxy, analyze, replay serve, "
-			    "replay client, compile and ca init ('imaptap --help')", cmd);
+			    "replay client, compile, export and ca init ('imaptap --help')", cmd);
 	return CLI_EXIT_USAGE;
 }
 
@@ -97,5 +101,7 @@ int main(int argc, char **argv)
 		return cli_replay_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "compile") == 0)
 		return cli_compile_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "export") == 0)
+		return cli_export_main(argc - 1, argv + 1);
 	return unknown_command(cmd);
 }

@@ -148,6 +148,7 @@ static int new_session(struct parser *p)
 	p->client[0] = p->server[0] = '\0';
 	memset(p->window_closed, 0, sizeof(p->window_closed));
 	memset(p->owed, 0, sizeof(p->owed));
+	memset(p->literal_begun, 0, sizeof(p->literal_begun));
 	return 0;
 }
 

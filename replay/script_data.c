@@ -104,6 +104,10 @@ int script_data_line(struct parser *p, const char *line, size_t len)
 	uint8_t *data;
 	size_t dlen = 0;
 	uint64_t lit = 0;
+	/* a literal's lines after its first are one unit of the recording:
+	 * they come at once unless a delay says otherwise */
+	bool same_instant = form != ':' && p->owed[dir] > 0 && p->literal_begun[dir] && !p->delayed;
+	imap_time_us at;
 	int r;
 
 	if (script_body(p, "a line") != 0)
@@ -168,7 +172,9 @@ int script_data_line(struct parser *p, const char *line, size_t len)
 		script_fail(p, 2, "internal: form '%c'", form);
 		goto fail;
 	}
-	e = script_add_event(p, REPLAY_SCRIPT_DATA, script_next_time(p));
+	p->literal_begun[dir] = form != ':' && p->owed[dir] > 0;
+	at = same_instant && p->script->count > 0 ? p->now : script_next_time(p);
+	e = script_add_event(p, REPLAY_SCRIPT_DATA, at);
 	if (e == NULL)
 		goto fail;
 	e->dir = dir;

@@ -38,6 +38,8 @@ struct parser {
 	bool window_closed[2];     /* by direction: its receiver does not read */
 	unsigned window_line[2];
 	uint64_t owed[2];          /* literal bytes still due, by sender */
+	bool literal_begun[2];     /* a line of the owed literal came: the next comes at
+				      the same instant unless a delay says otherwise */
 	uint64_t announced[2];
 	unsigned announced_line[2];
 };

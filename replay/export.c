@@ -1,0 +1,340 @@
+/* imaptap export: the capture's sessions, each cut into units by the
+ * framer and written by replay/export_render.c, in session order. */
+#include "replay/export.h"
+#include "replay/export_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture/pcap_reader.h"
+
+struct xsession {
+	unsigned id;
+	bool selected;
+	bool done;
+	struct imap_framer *framer[2];
+	struct xbuf unit[2];       /* bytes of the unit in progress, by direction */
+	imap_time_us unit_ts[2];   /* when its last bytes came */
+	enum imap_dir dir;         /* of the bytes being fed */
+	imap_time_us ts;
+	imap_time_us open_ts, close_ts;
+	char client[64], server[64];
+	/* the script, and from the first line that announced a literal not
+	 * yet complete, the same without announcements: what stands should
+	 * the literal never complete (a gap, the end) */
+	struct renderer main, shadow;
+	bool shadow_on;
+	size_t shadow_from;
+	uint64_t gap_bytes;
+};
+
+struct exporter {
+	const struct replay_export_options *o;
+	struct replay_export_result *result;
+	FILE *out;
+	struct xsession **sessions; /* by id - 1 */
+	size_t count, cap;
+	unsigned next;              /* the next id to write or skip */
+	imap_time_us last_written;  /* the close of the last session written */
+	bool failed;                /* out of memory, or out failed */
+};
+
+/* Both renderers see every line while the shadow stands. */
+static void comment(struct xsession *s, const char *text)
+{
+	render_comment(&s->main, text);
+	if (s->shadow_on)
+		render_comment(&s->shadow, text);
+}
+
+static void on_tap(void *ctx, const uint8_t *data, size_t len)
+{
+	struct xsession *s = ctx;
+
+	xbuf_put(&s->unit[s->dir], data, len);
+	s->unit_ts[s->dir] = s->ts;
+}
+
+static void on_unit(void *ctx, const struct imap_unit *u)
+{
+	struct xsession *s = ctx;
+	struct xbuf *b = &s->unit[s->dir];
+	struct renderer before = s->main;
+
+	render_unit(&s->main, s->dir, s->ts, (const uint8_t *)b->p, b->len, u);
+	if (!s->shadow_on && (s->main.owed[0] > 0 || s->main.owed[1] > 0)) {
+		/* this unit announced a literal: from here on, a second form */
+		s->shadow_on = true;
+		s->shadow_from = before.out.len;
+		render_init(&s->shadow, s->main.opened, true);
+		s->shadow.prev = before.prev;
+		s->shadow.started = before.started;
+	}
+	if (s->shadow_on)
+		render_unit(&s->shadow, s->dir, s->ts, (const uint8_t *)b->p, b->len, u);
+	if (s->shadow_on && s->main.owed[0] == 0 && s->main.owed[1] == 0) {
+		s->shadow_on = false;
+		xbuf_free(&s->shadow.out);
+	}
+	b->len = 0;
+}
+
+/* A literal that will not complete: the lines since its announcement are
+ * taken as raw bytes instead, which the script's parser counts nowhere. */
+static void give_up_literals(struct xsession *s)
+{
+	if (!s->shadow_on)
+		return;
+	s->main.out.len = s->shadow_from;
+	xbuf_put(&s->main.out, s->shadow.out.p, s->shadow.out.len);
+	s->main.prev = s->shadow.prev;
+	s->main.started = s->shadow.started;
+	memset(s->main.owed, 0, sizeof(s->main.owed));
+	memset(s->main.begun, 0, sizeof(s->main.begun));
+	s->main.out.failed |= s->shadow.out.failed;
+	xbuf_free(&s->shadow.out);
+	s->shadow_on = false;
+}
+
+/* Bytes of a unit that will not end (a gap, the end): raw, as they came. */
+static void flush_partial(struct xsession *s, enum imap_dir dir)
+{
+	struct xbuf *b = &s->unit[dir];
+
+	if (b->len == 0)
+		return;
+	render_raw(&s->main, dir, s->unit_ts[dir], (const uint8_t *)b->p, b->len);
+	if (s->shadow_on)
+		render_raw(&s->shadow, dir, s->unit_ts[dir], (const uint8_t *)b->p, b->len);
+	b->len = 0;
+}
+
+static void session_free(struct xsession *s)
+{
+	if (s == NULL)
+		return;
+	for (int d = 0; d < 2; d++) {
+		imap_framer_free(&s->framer[d]);
+		xbuf_free(&s->unit[d]);
+	}
+	xbuf_free(&s->main.out);
+	xbuf_free(&s->shadow.out);
+	free(s);
+}
+
+static struct xsession *session_of(struct exporter *x, unsigned id)
+{
+	return id >= 1 && id <= x->count ? x->sessions[id - 1] : NULL;
+}
+
+static void open_session(struct exporter *x, const struct capture_stream_event *ev)
+{
+	struct xsession *s;
+
+	if (ev->session > x->cap) {
+		size_t cap = x->cap ? x->cap : 16;
+		struct xsession **grown;
+
+		while (cap < ev->session)
+			cap *= 2;
+		grown = realloc(x->sessions, cap * sizeof(*grown));
+		if (grown == NULL) {
+			x->failed = true;
+			return;
+		}
+		memset(grown + x->cap, 0, (cap - x->cap) * sizeof(*grown));
+		x->sessions = grown;
+		x->cap = cap;
+	}
+	if (ev->session > x->count)
+		x->count = ev->session;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		x->failed = true;
+		return;
+	}
+	x->sessions[ev->session - 1] = s;
+	x->result->sessions++;
+	s->id = ev->session;
+	s->selected = x->o->session == 0 || x->o->session == ev->session;
+	s->open_ts = s->close_ts = ev->ts;
+	snprintf(s->client, sizeof(s->client), "%s", ev->client);
+	snprintf(s->server, sizeof(s->server), "%s", ev->server);
+	render_init(&s->main, ev->ts, false);
+	if (!s->selected)
+		return;
+	for (int d = 0; d < 2; d++) {
+		s->framer[d] = imap_framer_new((enum imap_dir)d, 0, on_unit, s);
+		if (s->framer[d] == NULL) {
+			x->failed = true;
+			return;
+		}
+		imap_framer_set_tap(s->framer[d], on_tap);
+	}
+}
+
+static void close_line(struct xsession *s, const struct capture_stream_event *ev)
+{
+	static const char *const lines[] = {
+		[CAPTURE_CLOSE_CLIENT_FIN] = "close client",
+		[CAPTURE_CLOSE_SERVER_FIN] = "close server",
+		[CAPTURE_CLOSE_CLIENT_RST] = "reset client",
+		[CAPTURE_CLOSE_SERVER_RST] = "reset server",
+	};
+
+	for (int d = 0; d < 2; d++)
+		flush_partial(s, (enum imap_dir)d);
+	give_up_literals(s);
+	if ((unsigned)ev->reason < sizeof(lines) / sizeof(lines[0]) && lines[ev->reason] != NULL) {
+		render_event(&s->main, ev->ts, lines[ev->reason]);
+		return;
+	}
+	render_comment(&s->main, ev->reason == CAPTURE_CLOSE_REUSED
+					 ? "the capture holds no end: a new connection took its "
+					   "addresses (the client closes here)"
+					 : "the capture ends with the session still open (the client "
+					   "closes here)");
+	render_time(&s->main, ev->ts);
+}
+
+/* Where the script comes from, and the time that puts its first session
+ * where the recording had it. */
+static void header(struct exporter *x, imap_time_us first)
+{
+	char source[200];
+	size_t n = 0;
+
+	for (const char *c = x->o->source; c != NULL && *c != '\0' && n + 1 < sizeof(source); c++)
+		source[n++] = *c >= 0x20 && *c <= 0x7e ? *c : '?';
+	source[n] = '\0';
+	fprintf(x->out, "# imaptap export of %s\n", n > 0 ? source : "a capture");
+	fprintf(x->out, "# imaptap compile THIS -o FILE.pcap --start %lld.%06lld keeps the recorded "
+			"times\n",
+		(long long)(first / IMAP_US_PER_S), (long long)(first % IMAP_US_PER_S));
+}
+
+/* Writes what is done, in session order. */
+static void write_ready(struct exporter *x)
+{
+	struct xsession *s;
+
+	while (x->next <= x->count && (s = x->sessions[x->next - 1]) != NULL && s->done) {
+		if (s->selected && !x->failed) {
+			struct replay_export_result *r = x->result;
+			char d[32];
+
+			if (r->written == 0) {
+				r->first_open = s->open_ts;
+				header(x, s->open_ts);
+			}
+			fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id, s->client,
+				s->server);
+			if (r->written > 0 && s->open_ts < x->last_written) {
+				r->overlapped++;
+				render_duration(d, sizeof(d), x->last_written - s->open_ts);
+				fprintf(x->out, "# began %s before the session above ended; a script's "
+						"sessions run one after the other\n", d);
+			} else if (r->written > 0 && s->open_ts - x->last_written != 1000) {
+				render_duration(d, sizeof(d), s->open_ts - x->last_written);
+				fprintf(x->out, "+%s\n", d);
+			}
+			fwrite(s->main.out.p, 1, s->main.out.len, x->out);
+			if (s->main.out.failed)
+				x->failed = true;
+			r->written++;
+			x->last_written = s->close_ts > x->last_written ? s->close_ts : x->last_written;
+		}
+		session_free(s);
+		x->sessions[x->next - 1] = NULL;
+		x->next++;
+	}
+}
+
+static void on_stream(void *ctx, const struct capture_stream_event *ev)
+{
+	struct exporter *x = ctx;
+	struct xsession *s;
+	char text[160];
+
+	if (x->failed)
+		return;
+	if (ev->kind == CAPTURE_STREAM_OPEN) {
+		open_session(x, ev);
+		return;
+	}
+	s = session_of(x, ev->session);
+	if (s == NULL)
+		return;
+	if (!s->selected) {
+		s->done = ev->kind == CAPTURE_STREAM_CLOSE;
+		write_ready(x);
+		return;
+	}
+	switch (ev->kind) {
+	case CAPTURE_STREAM_OPEN:
+		break;
+	case CAPTURE_STREAM_DATA:
+		s->dir = ev->dir;
+		s->ts = ev->ts;
+		imap_framer_feed(s->framer[ev->dir], ev->data, ev->len);
+		break;
+	case CAPTURE_STREAM_GAP:
+		flush_partial(s, ev->dir);
+		give_up_literals(s);
+		imap_framer_reset(s->framer[ev->dir]);
+		snprintf(text, sizeof(text), "%" PRIu64 " byte(s) of the %s's stream are missing "
+			 "here: the capture lost them", ev->gap_len,
+			 ev->dir == IMAP_C2S ? "client" : "server");
+		comment(s, text);
+		if (s->gap_bytes == 0)
+			x->result->gap_sessions++;
+		s->gap_bytes += ev->gap_len;
+		x->result->gap_bytes += ev->gap_len;
+		break;
+	case CAPTURE_STREAM_WINDOW:
+		snprintf(text, sizeof(text), "window %s %s", ev->dir == IMAP_S2C ? "client" : "server",
+			 ev->blocked ? "closed" : "open");
+		render_event(&s->main, ev->ts, text);
+		if (s->shadow_on)
+			render_event(&s->shadow, ev->ts, text);
+		break;
+	case CAPTURE_STREAM_CLOSE:
+		close_line(s, ev);
+		s->close_ts = ev->ts;
+		s->done = true;
+		write_ready(x);
+		break;
+	}
+}
+
+int replay_export(const char *path, const struct replay_export_options *o, FILE *out,
+		  struct replay_export_result *result, char *err, size_t errlen)
+{
+	struct exporter x = {.o = o, .result = result, .out = out, .next = 1};
+	int rc;
+
+	memset(result, 0, sizeof(*result));
+	result->first_open = -1;
+	rc = capture_pcap_read(path, on_stream, NULL, &x, NULL, err, errlen);
+	for (size_t i = 0; i < x.count; i++)
+		session_free(x.sessions[i]);
+	free(x.sessions);
+	if (rc != 0)
+		return -1;
+	if (x.failed) {
+		snprintf(err, errlen, "cannot export %s: out of memory", path);
+		return -1;
+	}
+	if (o->session > 0 && result->written == 0) {
+		snprintf(err, errlen, "%s has %u session(s), no session %u (imaptap analyze %s lists them)",
+			 path, result->sessions, o->session, path);
+		return -1;
+	}
+	if (fflush(out) != 0 || ferror(out)) {
+		snprintf(err, errlen, "cannot write the script: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,55 @@
+/* What replay/export.c (sessions, order, the capture) and
+ * replay/export_render.c (one session's script lines) share. Only these
+ * files include it. */
+#ifndef REPLAY_EXPORT_INT_H
+#define REPLAY_EXPORT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/framer.h"
+#include "imap/types.h"
+
+/* A growing text; failed once out of memory (nothing more is added). */
+struct xbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+void xbuf_put(struct xbuf *b, const void *data, size_t len);
+void xbuf_printf(struct xbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xbuf_free(struct xbuf *b);
+
+/* One session's script as it is written, and what the script's parser
+ * will make of it: the time of the last event and the literals it
+ * counts, so every line lands where the recording had its bytes. */
+struct renderer {
+	struct xbuf out;
+	imap_time_us opened;   /* the session's start */
+	imap_time_us prev;     /* the last event written */
+	bool started;          /* an event was written (the first is placed with @) */
+	bool raw_only;         /* no literal announced: every unit as raw bytes */
+	uint64_t owed[2];      /* literal bytes the parser counts, by sender */
+	bool begun[2];         /* a line of that literal was written */
+};
+
+void render_init(struct renderer *r, imap_time_us opened, bool raw_only);
+/* A framed unit of dir's sender at ts: a line (with literal_len when the
+ * framer saw a literal announced) or literal data. */
+void render_unit(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
+		 size_t len, const struct imap_unit *unit);
+/* Bytes that end no unit (a line cut by a gap or the end): raw. */
+void render_raw(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
+		size_t len);
+/* "window client closed" and the like, "close server", "reset client". */
+void render_event(struct renderer *r, imap_time_us ts, const char *line);
+/* The time of the next event placed, for an implied close. */
+void render_time(struct renderer *r, imap_time_us ts);
+void render_comment(struct renderer *r, const char *text);
+/* A delay "+1.5s", "+250us": exact microseconds the script's parser reads
+ * back (docs/script.md); out holds at least 32 bytes. */
+void render_duration(char *out, size_t size, imap_time_us us);
+
+#endif
