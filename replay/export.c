@@ -16,7 +16,6 @@ struct xsession {
 	bool done;
 	struct imap_framer *framer[2];
 	struct xbuf unit[2];       /* bytes of the unit in progress, by direction */
-	imap_time_us unit_ts[2];   /* when its last bytes came */
 	enum imap_dir dir;         /* of the bytes being fed */
 	imap_time_us ts;
 	imap_time_us open_ts, close_ts;
@@ -54,7 +53,6 @@ static void on_tap(void *ctx, const uint8_t *data, size_t len)
 	struct xsession *s = ctx;
 
 	xbuf_put(&s->unit[s->dir], data, len);
-	s->unit_ts[s->dir] = s->ts;
 }
 
 static void on_unit(void *ctx, const struct imap_unit *u)
@@ -98,16 +96,18 @@ static void give_up_literals(struct xsession *s)
 	s->shadow_on = false;
 }
 
-/* Bytes of a unit that will not end (a gap, the end): raw, as they came. */
-static void flush_partial(struct xsession *s, enum imap_dir dir)
+/* Bytes of a unit that will not end (a gap, the end): raw, at ts, the
+ * moment it is known not to end, as the proxy and compile write such
+ * bytes (not when they came: lines that ended since are written already). */
+static void flush_partial(struct xsession *s, enum imap_dir dir, imap_time_us ts)
 {
 	struct xbuf *b = &s->unit[dir];
 
 	if (b->len == 0)
 		return;
-	render_raw(&s->main, dir, s->unit_ts[dir], (const uint8_t *)b->p, b->len);
+	render_raw(&s->main, dir, ts, (const uint8_t *)b->p, b->len);
 	if (s->shadow_on)
-		render_raw(&s->shadow, dir, s->unit_ts[dir], (const uint8_t *)b->p, b->len);
+		render_raw(&s->shadow, dir, ts, (const uint8_t *)b->p, b->len);
 	b->len = 0;
 }
 
@@ -184,8 +184,8 @@ static void close_line(struct xsession *s, const struct capture_stream_event *ev
 		[CAPTURE_CLOSE_SERVER_RST] = "reset server",
 	};
 
-	for (int d = 0; d < 2; d++)
-		flush_partial(s, (enum imap_dir)d);
+	flush_partial(s, IMAP_C2S, ev->ts);
+	flush_partial(s, IMAP_S2C, ev->ts);
 	give_up_literals(s);
 	if ((unsigned)ev->reason < sizeof(lines) / sizeof(lines[0]) && lines[ev->reason] != NULL) {
 		render_event(&s->main, ev->ts, lines[ev->reason]);
@@ -281,7 +281,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		imap_framer_feed(s->framer[ev->dir], ev->data, ev->len);
 		break;
 	case CAPTURE_STREAM_GAP:
-		flush_partial(s, ev->dir);
+		flush_partial(s, ev->dir, ev->ts);
 		give_up_literals(s);
 		imap_framer_reset(s->framer[ev->dir]);
 		snprintf(text, sizeof(text), "%" PRIu64 " byte(s) of the %s's stream are missing "

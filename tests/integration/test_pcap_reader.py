@@ -15,7 +15,6 @@ hand-made files check the link types tshark does not write here; garbage
 must give exit 3 and a clear message.
 """
 
-import json
 import os
 import random
 import re
@@ -35,7 +34,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
-from imaptap import imaptap_bin, main, sanitizer_env, sanitizer_reports  # noqa: E402
+from capturedump import Dump, capture_dump_bin  # noqa: E402
+from imaptap import main  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
 from pcapfile import checksum  # noqa: E402
 
@@ -58,81 +58,6 @@ WORK = None     # temporary directory for this module
 DC = None       # the Dovecot
 SESSION = None  # what the imaplib session did (see setUpModule)
 CAPTURES = {}   # name -> path of each tshark capture
-
-
-def capture_dump_bin():
-    path = os.environ.get("IMAPTAP_CAPTURE_DUMP")
-    if not path:
-        path = os.path.join(os.path.dirname(imaptap_bin()), "tests",
-                            "capture_dump")
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise RuntimeError("capture_dump not found at %s (build the tests, or "
-                           "set IMAPTAP_CAPTURE_DUMP)" % path)
-    return path
-
-
-class Dump:
-    """capture_dump's output: events by session, the stats, exit code and
-    stderr. Raises when a sanitizer spoke or the process died."""
-
-    def __init__(self, path, timeout=120):
-        proc = subprocess.run([capture_dump_bin(), path], capture_output=True,
-                              timeout=timeout, env=sanitizer_env())
-        self.rc = proc.returncode
-        self.stderr = proc.stderr.decode("utf-8", "replace")
-        reports = sanitizer_reports(self.stderr)
-        if reports or self.rc < 0:
-            raise AssertionError("capture_dump %s: exit %d, sanitizer: %s\n%s"
-                                 % (path, self.rc, reports, self.stderr[-3000:]))
-        self.events = [json.loads(line) for line in
-                       proc.stdout.decode().splitlines()]
-        self.stats = None
-        if self.events and self.events[-1]["kind"] == "stats":
-            self.stats = self.events.pop()
-
-    def sessions(self):
-        return sorted({e["session"] for e in self.events})
-
-    def session_events(self, session):
-        return [e for e in self.events if e["session"] == session]
-
-    def session_of_client_port(self, port):
-        for e in self.events:
-            if e["kind"] == "open" and e["client"].endswith(":%d" % port):
-                return e["session"]
-        raise AssertionError("no session with client port %d among %r"
-                             % (port, [e for e in self.events
-                                       if e["kind"] == "open"]))
-
-    def stream(self, session, direction):
-        """(bytes, [(offset, gap_len)]) of one direction; bytes hold the
-        data only. Offsets must run on across data and gaps."""
-        data = bytearray()
-        gaps = []
-        at = 0
-        for e in self.session_events(session):
-            if e.get("dir") != direction or e["kind"] not in ("data", "gap"):
-                continue
-            if e["offset"] != at:
-                raise AssertionError("session %d %s: event at offset %d, "
-                                     "expected %d" % (session, direction,
-                                                      e["offset"], at))
-            if e["kind"] == "data":
-                chunk = bytes.fromhex(e["hex"])
-                assert len(chunk) == e["len"], e
-                data += chunk
-                at += len(chunk)
-            elif e["kind"] == "gap":
-                gaps.append((e["offset"], e["gap_len"]))
-                at += e["gap_len"]
-        return bytes(data), gaps
-
-    def only(self, session, kind):
-        evs = [e for e in self.session_events(session) if e["kind"] == kind]
-        if len(evs) != 1:
-            raise AssertionError("session %d: %d %s events, want 1"
-                                 % (session, len(evs), kind))
-        return evs[0]
 
 
 def first_diff(a, b):

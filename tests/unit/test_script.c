@@ -117,6 +117,31 @@ static void test_literals(void)
 	replay_script_free(&s);
 }
 
+/* A literal's lines after its first come at once; a delay still counts. */
+static void test_literal_lines_at_once(void)
+{
+	struct replay_script *s = parse_ok("S: * 1 FETCH (BODY[] {13}\n"
+					   "S~ one\n"
+					   "S~ two\n"
+					   "+5s\n"
+					   "S= x\\r\\n\n"
+					   "S: )\n"
+					   "C: a1 X {2}\n"
+					   "C~ ab\n"
+					   "C: tail\n");
+
+	if (s == NULL)
+		return;
+	CHECK(s->count == 10);
+	CHECK(s->events[1].at == 1000);            /* the head, 1 ms after the start */
+	CHECK(s->events[2].at == 2000);            /* the literal's first line */
+	CHECK(s->events[3].at == 2000);            /* the next: at once */
+	CHECK(s->events[4].at == 5002000);         /* after a delay */
+	CHECK(s->events[5].at == 5003000);         /* the line after the literal: a step */
+	CHECK(s->events[7].at == 5005000 && s->events[8].at == 5006000);
+	replay_script_free(&s);
+}
+
 static void test_sessions_windows_addresses(void)
 {
 	struct replay_script *s = parse_ok("@expect client-not-reading\n"
@@ -225,6 +250,7 @@ int main(void)
 	test_lines_and_times();
 	test_raw_and_crlf_file();
 	test_literals();
+	test_literal_lines_at_once();
 	test_sessions_windows_addresses();
 	test_errors();
 	return check_finish("script");
