@@ -2,6 +2,7 @@
  * text where text gives the same bytes, escapes everywhere else, and the
  * exact delay before every event. */
 #include "replay/export_int.h"
+#include "replay/script.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -10,11 +11,9 @@
 #include <string.h>
 
 /* As docs/script.md: a line without a delay comes 1 ms after the one
- * before; one delay line holds at most 30 days; a literal a script can
- * spell out is at most 2^30 bytes. */
+ * before; one delay line holds at most 30 days. */
 #define SCRIPT_STEP_US 1000
 #define SCRIPT_DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S)
-#define SCRIPT_LITERAL_MAX (1ull << 30)
 
 void xbuf_put(struct xbuf *b, const void *data, size_t len)
 {
@@ -163,29 +162,6 @@ static void text_line(struct renderer *r, enum imap_dir dir, char form, const ui
 	xbuf_put(&r->out, "\n", 1);
 }
 
-/* The literal the script's parser sees announced at the end of a text
- * line: {N}, {N+} (so ~{N} too), something before the brace; 0: none. */
-static uint64_t announced(const uint8_t *t, size_t len)
-{
-	size_t i, end;
-	uint64_t v = 0;
-
-	if (len < 3 || t[len - 1] != '}')
-		return 0;
-	end = len - 1;
-	if (t[end - 1] == '+')
-		end--;
-	for (i = end; i > 0 && t[i - 1] >= '0' && t[i - 1] <= '9'; i--)
-		;
-	if (i == end || i == 0 || t[i - 1] != '{')
-		return 0;
-	if (end - i > 10)
-		return UINT64_MAX; /* more than any literal a script spells out */
-	for (size_t k = i; k < end; k++)
-		v = v * 10 + (uint64_t)(t[k] - '0');
-	return v;
-}
-
 /* A line, or a line that announces a literal: as text when the text says
  * to the script's parser what it said to the framer. */
 static void line_unit(struct renderer *r, enum imap_dir dir, const uint8_t *p, size_t n,
@@ -193,9 +169,12 @@ static void line_unit(struct renderer *r, enum imap_dir dir, const uint8_t *p, s
 {
 	uint64_t framed = u->kind == IMAP_UNIT_LITERAL_HEAD && !(u->flags & IMAP_UNIT_BAD_LITERAL)
 				  ? u->literal_len : 0;
+	uint64_t said = 0;
 
 	if (!r->raw_only && n >= 2 && p[n - 2] == '\r' && p[n - 1] == '\n' &&
-	    printable(p, n - 2) && announced(p, n - 2) == framed && framed <= SCRIPT_LITERAL_MAX) {
+	    printable(p, n - 2) &&
+	    (replay_script_announced((const char *)p, n - 2, &said) == 0 ? 0 : said) == framed &&
+	    framed <= REPLAY_SCRIPT_LITERAL_MAX) {
 		text_line(r, dir, ':', p, n - 2);
 		r->owed[dir] = framed;
 		r->begun[dir] = false;

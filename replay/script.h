@@ -15,6 +15,7 @@
 #include "imap/types.h"
 
 #define REPLAY_SCRIPT_ADDR_MAX 64 /* "[v6 address]:port" */
+#define REPLAY_SCRIPT_LITERAL_MAX (1ull << 30) /* a literal a script can spell out */
 
 enum replay_script_kind {
 	REPLAY_SCRIPT_OPEN,   /* a session starts (the TCP handshake) */
@@ -54,5 +55,11 @@ int replay_script_parse(const char *name, const char *text, size_t len,
 void replay_script_free(struct replay_script **script);
 
 const char *replay_script_kind_str(enum replay_script_kind kind);
+
+/* The literal a text line (a `C:` line's text, t[0..len)) announces at its
+ * end: {N}, {N+} (and so ~{N}), with something before the brace. Returns
+ * the index of its first digit with *n (more than REPLAY_SCRIPT_LITERAL_MAX
+ * when larger), or 0 when the line announces none. */
+size_t replay_script_announced(const char *t, size_t len, uint64_t *n);
 
 #endif

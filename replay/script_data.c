@@ -62,10 +62,7 @@ static int unescape(struct parser *p, const char *line, const char *t, size_t le
 	return 0;
 }
 
-/* The literal a line announces at its end: {N}, {N+} (and so ~{N}).
- * Returns 1 with *n and the column of '{', 0 for none, -1 for a bad count. */
-static int announced_literal(struct parser *p, const char *line, const char *t, size_t len,
-			     uint64_t *n)
+size_t replay_script_announced(const char *t, size_t len, uint64_t *n)
 {
 	size_t i, end;
 	uint64_t v = 0;
@@ -80,16 +77,26 @@ static int announced_literal(struct parser *p, const char *line, const char *t, 
 		i--;
 	if (i == end || i == 0 || t[i - 1] != '{')
 		return 0;
-	for (size_t k = i; k < end; k++) {
-		if (v > LITERAL_MAX)
-			break;
+	for (size_t k = i; k < end && v <= REPLAY_SCRIPT_LITERAL_MAX; k++)
 		v = v * 10 + (uint64_t)(t[k] - '0');
-	}
-	if (v > LITERAL_MAX)
-		return script_fail(p, script_column_of(line, t + i - 1),
-			    "literal {%.*s} is larger than a script can spell out (at most %llu bytes)",
-			    (int)(end - i), t + i, (unsigned long long)LITERAL_MAX);
 	*n = v;
+	return i;
+}
+
+/* The literal a line announces: 1 with *n, 0 for none, -1 for a count
+ * larger than a script can spell out. */
+static int announced_literal(struct parser *p, const char *line, const char *t, size_t len,
+			     uint64_t *n)
+{
+	size_t digits = replay_script_announced(t, len, n);
+
+	if (digits == 0)
+		return 0;
+	if (*n > REPLAY_SCRIPT_LITERAL_MAX)
+		return script_fail(p, script_column_of(line, t + digits - 1),
+			    "literal {%.*s} is larger than a script can spell out (at most %llu bytes)",
+			    (int)(len - digits - 1 - (t[len - 2] == '+')), t + digits,
+			    (unsigned long long)REPLAY_SCRIPT_LITERAL_MAX);
 	return 1;
 }
 

@@ -12,7 +12,6 @@
 
 #define STEP_US 1000                            /* between lines without a delay */
 #define DELAY_MAX_US (30ll * 24 * 3600 * IMAP_US_PER_S) /* one delay or offset: 30 days */
-#define LITERAL_MAX (1ull << 30)                /* a literal a script can spell out */
 #define DEFAULT_CLIENT_PORT 50000
 #define DEFAULT_SERVER "127.0.0.1:143"
 
