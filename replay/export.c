@@ -20,6 +20,7 @@ struct xsession {
 	imap_time_us ts;
 	imap_time_us open_ts, close_ts;
 	char client[64], server[64];
+	bool addressed; /* both addresses are ones a script can name (a port, IPv4 or IPv6) */
 	/* the script, and from the first line that announced a literal not
 	 * yet complete, the same without announcements: what stands should
 	 * the literal never complete (a gap, the end) */
@@ -162,6 +163,9 @@ static void open_session(struct exporter *x, const struct capture_stream_event *
 	s->open_ts = s->close_ts = ev->ts;
 	snprintf(s->client, sizeof(s->client), "%s", ev->client);
 	snprintf(s->server, sizeof(s->server), "%s", ev->server);
+	s->addressed = ev->client_ep->port != 0 && ev->server_ep->port != 0 &&
+		       (ev->client_ep->version == 4 || ev->client_ep->version == 6) &&
+		       ev->client_ep->version == ev->server_ep->version;
 	render_init(&s->main, ev->ts, false);
 	if (!s->selected)
 		return;
@@ -229,16 +233,25 @@ static void write_ready(struct exporter *x)
 				r->first_open = s->open_ts;
 				header(x, s->open_ts);
 			}
-			fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id, s->client,
-				s->server);
+			if (s->addressed)
+				fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id,
+					s->client, s->server);
+			else /* numbers only: safe to write */
+				fprintf(x->out, "=== session %u\n# client %s, server %s: addresses a "
+						"script cannot name, the defaults stand in\n",
+					s->id, s->client, s->server);
 			if (r->written > 0 && s->open_ts < x->last_written) {
 				r->overlapped++;
 				render_duration(d, sizeof(d), x->last_written - s->open_ts);
 				fprintf(x->out, "# began %s before the session above ended; a script's "
 						"sessions run one after the other\n", d);
 			} else if (r->written > 0 && s->open_ts - x->last_written != 1000) {
-				render_duration(d, sizeof(d), s->open_ts - x->last_written);
-				fprintf(x->out, "+%s\n", d);
+				struct xbuf wait = {0};
+
+				render_wait(&wait, '+', s->open_ts - x->last_written);
+				fwrite(wait.p, 1, wait.len, x->out);
+				x->failed |= wait.failed;
+				xbuf_free(&wait);
 			}
 			fwrite(s->main.out.p, 1, s->main.out.len, x->out);
 			if (s->main.out.failed)
@@ -325,6 +338,11 @@ int replay_export(const char *path, const struct replay_export_options *o, FILE 
 		return -1;
 	if (x.failed) {
 		snprintf(err, errlen, "cannot export %s: out of memory", path);
+		return -1;
+	}
+	if (result->sessions == 0) {
+		snprintf(err, errlen, "%s holds no TCP connection: nothing to export (capture port 143, "
+			 "or record with imaptap proxy --pcap)", path);
 		return -1;
 	}
 	if (o->session > 0 && result->written == 0) {

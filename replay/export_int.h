@@ -48,6 +48,9 @@ void render_event(struct renderer *r, imap_time_us ts, const char *line);
 /* The time of the next event placed, for an implied close. */
 void render_time(struct renderer *r, imap_time_us ts);
 void render_comment(struct renderer *r, const char *text);
+/* mark ('+' a delay, '@' an offset from the session's start) and us, in
+ * as many lines as 30 days a line take. */
+void render_wait(struct xbuf *b, char mark, imap_time_us us);
 /* A delay "+1.5s", "+250us": exact microseconds the script's parser reads
  * back (docs/script.md); out holds at least 32 bytes. */
 void render_duration(char *out, size_t size, imap_time_us us);

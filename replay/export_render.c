@@ -83,12 +83,26 @@ void render_duration(char *out, size_t size, imap_time_us us)
 		snprintf(out, size, "%lldus", (long long)us);
 }
 
+void render_wait(struct xbuf *b, char mark, imap_time_us us)
+{
+	char d[32];
+
+	/* one line holds at most 30 days; more lines add up ("@" then "+") */
+	do {
+		imap_time_us part = us > SCRIPT_DELAY_MAX_US ? SCRIPT_DELAY_MAX_US : us;
+
+		render_duration(d, sizeof(d), part);
+		xbuf_printf(b, "%c%s\n", mark, d);
+		us -= part;
+		mark = '+';
+	} while (us > 0);
+}
+
 /* Places the next event at ts: "@" for a session's first (after its
  * start), "+" after another; nothing when the script's own step gives
  * ts. A clock that went back is held where it was. */
 static void place(struct renderer *r, imap_time_us ts, imap_time_us step)
 {
-	char d[32];
 	imap_time_us gap = ts - r->prev;
 
 	if (gap < 0) {
@@ -98,20 +112,12 @@ static void place(struct renderer *r, imap_time_us ts, imap_time_us step)
 	}
 	if (!r->started) {
 		r->started = true;
-		if (gap != SCRIPT_STEP_US) {
-			/* an offset from the start: also the first line's own
-			 * time, which a delay before the session cannot set */
-			render_duration(d, sizeof(d), gap);
-			xbuf_printf(&r->out, "@%s\n", d);
-		}
+		/* an offset from the start: also the first line's own time,
+		 * which a delay before the session cannot set */
+		if (gap != SCRIPT_STEP_US)
+			render_wait(&r->out, '@', gap);
 	} else if (gap != step) {
-		while (gap > SCRIPT_DELAY_MAX_US) {
-			render_duration(d, sizeof(d), SCRIPT_DELAY_MAX_US);
-			xbuf_printf(&r->out, "+%s\n", d);
-			gap -= SCRIPT_DELAY_MAX_US;
-		}
-		render_duration(d, sizeof(d), gap);
-		xbuf_printf(&r->out, "+%s\n", d);
+		render_wait(&r->out, '+', gap);
 	}
 	r->prev = ts;
 }
@@ -241,6 +247,14 @@ void render_event(struct renderer *r, imap_time_us ts, const char *line)
 
 void render_time(struct renderer *r, imap_time_us ts)
 {
+	if (!r->started) {
+		/* a session with nothing in it: "@" opens it, or the parser
+		 * would take the next session's lines for this one's */
+		r->started = true;
+		render_wait(&r->out, '@', ts > r->prev ? ts - r->prev : 0);
+		r->prev = ts > r->prev ? ts : r->prev;
+		return;
+	}
 	place(r, ts, SCRIPT_STEP_US);
 }
 
