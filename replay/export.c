@@ -70,6 +70,7 @@ static void on_unit(void *ctx, const struct imap_unit *u)
 		render_init(&s->shadow, s->main.opened, true);
 		s->shadow.prev = before.prev;
 		s->shadow.started = before.started;
+		memcpy(s->shadow.window_closed, before.window_closed, sizeof(before.window_closed));
 	}
 	if (s->shadow_on)
 		render_unit(&s->shadow, s->dir, s->ts, (const uint8_t *)b->p, b->len, u);
@@ -90,6 +91,7 @@ static void give_up_literals(struct xsession *s)
 	xbuf_put(&s->main.out, s->shadow.out.p, s->shadow.out.len);
 	s->main.prev = s->shadow.prev;
 	s->main.started = s->shadow.started;
+	memcpy(s->main.window_closed, s->shadow.window_closed, sizeof(s->main.window_closed));
 	memset(s->main.owed, 0, sizeof(s->main.owed));
 	memset(s->main.begun, 0, sizeof(s->main.begun));
 	s->main.out.failed |= s->shadow.out.failed;
@@ -307,11 +309,9 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		x->result->gap_bytes += ev->gap_len;
 		break;
 	case CAPTURE_STREAM_WINDOW:
-		snprintf(text, sizeof(text), "window %s %s", ev->dir == IMAP_S2C ? "client" : "server",
-			 ev->blocked ? "closed" : "open");
-		render_event(&s->main, ev->ts, text);
+		render_window(&s->main, ev->ts, ev->dir, ev->blocked);
 		if (s->shadow_on)
-			render_event(&s->shadow, ev->ts, text);
+			render_window(&s->shadow, ev->ts, ev->dir, ev->blocked);
 		break;
 	case CAPTURE_STREAM_CLOSE:
 		close_line(s, ev);

@@ -33,6 +33,7 @@ struct renderer {
 	bool raw_only;         /* no literal announced: every unit as raw bytes */
 	uint64_t owed[2];      /* literal bytes the parser counts, by sender */
 	bool begun[2];         /* a line of that literal was written */
+	bool window_closed[2]; /* by the direction the closed window holds back */
 };
 
 void render_init(struct renderer *r, imap_time_us opened, bool raw_only);
@@ -43,8 +44,11 @@ void render_unit(struct renderer *r, enum imap_dir dir, imap_time_us ts, const u
 /* Bytes that end no unit (a line cut by a gap or the end): raw. */
 void render_raw(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
 		size_t len);
-/* "window client closed" and the like, "close server", "reset client". */
+/* "close server", "reset client". */
 void render_event(struct renderer *r, imap_time_us ts, const char *line);
+/* The receiver of dir closes or opens its window; said only when it
+ * changes, as the script's parser wants it. */
+void render_window(struct renderer *r, imap_time_us ts, enum imap_dir dir, bool closed);
 /* The time of the next event placed, for an implied close. */
 void render_time(struct renderer *r, imap_time_us ts);
 void render_comment(struct renderer *r, const char *text);

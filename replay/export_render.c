@@ -214,11 +214,34 @@ static void literal_unit(struct renderer *r, enum imap_dir dir, const uint8_t *p
 	r->begun[dir] = r->owed[dir] > 0;
 }
 
+void render_window(struct renderer *r, imap_time_us ts, enum imap_dir dir, bool closed)
+{
+	if (r->window_closed[dir] == closed)
+		return;
+	r->window_closed[dir] = closed;
+	place(r, ts, SCRIPT_STEP_US);
+	xbuf_printf(&r->out, "window %s %s\n", dir == IMAP_S2C ? "client" : "server",
+		    closed ? "closed" : "open");
+}
+
+/* Bytes toward a closed window (a zero-window probe): a script sends
+ * none there, so the window opens first. */
+static void open_for(struct renderer *r, imap_time_us ts, enum imap_dir dir)
+{
+	if (!r->window_closed[dir])
+		return;
+	xbuf_printf(&r->out, "# the %s sends while the %s's window is closed; a script opens "
+			     "it first\n", dir == IMAP_S2C ? "server" : "client",
+		    dir == IMAP_S2C ? "client" : "server");
+	render_window(r, ts, dir, false);
+}
+
 void render_unit(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
 		 size_t len, const struct imap_unit *unit)
 {
 	bool literal = unit->kind == IMAP_UNIT_LITERAL_DATA && r->owed[dir] > 0;
 
+	open_for(r, ts, dir);
 	place(r, ts, literal && r->begun[dir] ? 0 : SCRIPT_STEP_US);
 	if (literal)
 		literal_unit(r, dir, bytes, len);
@@ -233,6 +256,7 @@ void render_raw(struct renderer *r, enum imap_dir dir, imap_time_us ts, const ui
 {
 	bool literal = r->owed[dir] > 0;
 
+	open_for(r, ts, dir);
 	place(r, ts, literal && r->begun[dir] ? 0 : SCRIPT_STEP_US);
 	raw_line(r, dir, bytes, len);
 	r->owed[dir] -= len < r->owed[dir] ? len : r->owed[dir];
