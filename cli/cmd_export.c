@@ -30,6 +30,12 @@ static const char export_usage[] =
 	"  --overwrite              replace SCRIPT if it exists\n"
 	"  --session N              only session N (numbered from 1 in the order they\n"
 	"                           start, as 'imaptap analyze' shows them)\n"
+	"  --since TIME, --until TIME\n"
+	"                           only what is stamped in this window\n"
+	"                           (2026-12-05T16:20:00Z, or seconds since 1970): a\n"
+	"                           session cut by --since starts there (a literal\n"
+	"                           already under way as raw bytes), one cut by\n"
+	"                           --until ends there\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"A script runs its sessions one after the other: sessions that overlapped\n"
@@ -37,18 +43,22 @@ static const char export_usage[] =
 	"cannot be written: a comment marks where.\n"
 	"\n"
 	"exit codes: 0 written; 1 written, but the capture lost bytes (named on\n"
-	"standard error); 2 usage error (also: SCRIPT exists, no such session); 3 the\n"
-	"capture cannot be read or the script written\n";
+	"standard error); 2 usage error (also: SCRIPT exists, no such session,\n"
+	"nothing in the window); 3 the capture cannot be read or the script written\n";
 
 enum {
 	OPT_SESSION = 256,
 	OPT_OVERWRITE,
+	OPT_SINCE,
+	OPT_UNTIL,
 };
 
 static const struct option export_options[] = {
 	{"output", required_argument, NULL, 'o'},
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"session", required_argument, NULL, OPT_SESSION},
+	{"since", required_argument, NULL, OPT_SINCE},
+	{"until", required_argument, NULL, OPT_UNTIL},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -58,6 +68,7 @@ struct export_args {
 	const char *output;
 	bool overwrite;
 	unsigned session;
+	imap_time_us since, until; /* -1: open */
 };
 
 /* Returns 0 to go on, -1 after --help, else an exit code. */
@@ -82,6 +93,14 @@ static int parse_args(int argc, char **argv, struct export_args *a)
 							 "not '%s'", optarg);
 			a->session = (unsigned)n;
 			break;
+		case OPT_SINCE:
+		case OPT_UNTIL:
+			if (cli_timestamp(optarg, c == OPT_SINCE ? &a->since : &a->until) != 0)
+				return cli_usage_error("export", "--%s takes a time: 2026-12-05T16:20:00Z "
+							 "(ISO 8601; without a zone, local time) or seconds "
+							 "since 1970, not '%s'",
+						       c == OPT_SINCE ? "since" : "until", optarg);
+			break;
 		case 'h':
 			fputs(export_usage, stdout);
 			return -1;
@@ -95,6 +114,8 @@ static int parse_args(int argc, char **argv, struct export_args *a)
 	if (optind + 1 < argc)
 		return cli_usage_error("export", "one recording at a time, not '%s' too", argv[optind + 1]);
 	a->capture = argv[optind];
+	if (a->since >= 0 && a->until >= 0 && a->since > a->until)
+		return cli_usage_error("export", "--since comes after --until: nothing to export");
 	if (a->output != NULL && strcmp(a->output, "-") == 0)
 		a->output = NULL;
 	return 0;
@@ -135,7 +156,7 @@ static void report(const struct export_args *a, const struct replay_export_resul
 
 int cli_export_main(int argc, char **argv)
 {
-	struct export_args a = {0};
+	struct export_args a = {.since = -1, .until = -1};
 	struct replay_export_options o = {0};
 	struct replay_export_result r;
 	char err[4096], tmp[4096];
@@ -154,6 +175,8 @@ int cli_export_main(int argc, char **argv)
 		return CLI_EXIT_RUNTIME;
 	o.session = a.session;
 	o.source = a.capture;
+	o.since = a.since;
+	o.until = a.until;
 	rc = replay_export(a.capture, &o, out, &r, err, sizeof(err));
 	if (a.output != NULL) {
 		if (fclose(out) != 0 && rc == 0) {
@@ -171,8 +194,11 @@ int cli_export_main(int argc, char **argv)
 	}
 	if (rc != 0) {
 		cli_message("%s", err);
-		return a.session > 0 && r.sessions > 0 && r.written == 0 ? CLI_EXIT_USAGE
-									 : CLI_EXIT_RUNTIME;
+		/* the options chose nothing: a usage error, as a bad flag */
+		return r.sessions > 0 && r.written == 0 &&
+				       (a.session > 0 || a.since >= 0 || a.until >= 0)
+			       ? CLI_EXIT_USAGE
+			       : CLI_EXIT_RUNTIME;
 	}
 	report(&a, &r);
 	return r.gap_bytes > 0 ? CLI_EXIT_CHECK : CLI_EXIT_OK;

@@ -45,6 +45,7 @@ static const char usage[] =
 	"  export    write a recording's sessions as a transcript script that compile\n"
 	"            turns into the same streams again\n"
 	"            imaptap export FILE.pcap [-o SCRIPT [--overwrite]] [--session N]\n"
+	"                  [--since TIME] [--until TIME]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"

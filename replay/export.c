@@ -18,7 +18,7 @@ struct xsession {
 	struct xbuf unit[2];       /* bytes of the unit in progress, by direction */
 	enum imap_dir dir;         /* of the bytes being fed */
 	imap_time_us ts;
-	imap_time_us open_ts, close_ts;
+	imap_time_us close_ts;
 	char client[64], server[64];
 	bool addressed; /* both addresses are ones a script can name (a port, IPv4 or IPv6) */
 	/* the script, and from the first line that announced a literal not
@@ -28,6 +28,8 @@ struct xsession {
 	bool shadow_on;
 	size_t shadow_from;
 	uint64_t gap_bytes;
+	imap_time_us since, until; /* the window, -1: open */
+	bool cut;                  /* something before since was left out */
 };
 
 struct exporter {
@@ -56,11 +58,32 @@ static void on_tap(void *ctx, const uint8_t *data, size_t len)
 	xbuf_put(&s->unit[s->dir], data, len);
 }
 
+/* Whether ts is in the window; the first time something is, a session
+ * cut by since starts there. */
+static bool in_window(struct xsession *s, imap_time_us ts)
+{
+	if ((s->since >= 0 && ts < s->since) || (s->until >= 0 && ts > s->until)) {
+		s->cut |= s->since >= 0 && ts < s->since;
+		return false;
+	}
+	if (s->cut && !s->main.started) {
+		render_init(&s->main, s->since, false);
+		render_comment(&s->main, "what came before --since is left out");
+	}
+	return true;
+}
+
 static void on_unit(void *ctx, const struct imap_unit *u)
 {
 	struct xsession *s = ctx;
 	struct xbuf *b = &s->unit[s->dir];
-	struct renderer before = s->main;
+	struct renderer before;
+
+	if (!in_window(s, s->ts)) {
+		b->len = 0;
+		return;
+	}
+	before = s->main;
 
 	render_unit(&s->main, s->dir, s->ts, (const uint8_t *)b->p, b->len, u);
 	if (!s->shadow_on && (s->main.owed[0] > 0 || s->main.owed[1] > 0)) {
@@ -162,7 +185,9 @@ static void open_session(struct exporter *x, const struct capture_stream_event *
 	x->result->sessions++;
 	s->id = ev->session;
 	s->selected = x->o->session == 0 || x->o->session == ev->session;
-	s->open_ts = s->close_ts = ev->ts;
+	s->close_ts = ev->ts;
+	s->since = x->o->since;
+	s->until = x->o->until;
 	snprintf(s->client, sizeof(s->client), "%s", ev->client);
 	snprintf(s->server, sizeof(s->server), "%s", ev->server);
 	s->addressed = ev->client_ep->port != 0 && ev->server_ep->port != 0 &&
@@ -227,13 +252,13 @@ static void write_ready(struct exporter *x)
 	struct xsession *s;
 
 	while (x->next <= x->count && (s = x->sessions[x->next - 1]) != NULL && s->done) {
-		if (s->selected && !x->failed) {
+		if (s->selected && !x->failed && (s->main.started || (s->since < 0 && s->until < 0))) {
 			struct replay_export_result *r = x->result;
 			char d[32];
 
 			if (r->written == 0) {
-				r->first_open = s->open_ts;
-				header(x, s->open_ts);
+				r->first_open = s->main.opened;
+				header(x, s->main.opened);
 			}
 			if (s->addressed)
 				fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id,
@@ -242,15 +267,15 @@ static void write_ready(struct exporter *x)
 				fprintf(x->out, "=== session %u\n# client %s, server %s: addresses a "
 						"script cannot name, the defaults stand in\n",
 					s->id, s->client, s->server);
-			if (r->written > 0 && s->open_ts < x->last_written) {
+			if (r->written > 0 && s->main.opened < x->last_written) {
 				r->overlapped++;
-				render_duration(d, sizeof(d), x->last_written - s->open_ts);
+				render_duration(d, sizeof(d), x->last_written - s->main.opened);
 				fprintf(x->out, "# began %s before the session above ended; a script's "
 						"sessions run one after the other\n", d);
-			} else if (r->written > 0 && s->open_ts - x->last_written != 1000) {
+			} else if (r->written > 0 && s->main.opened - x->last_written != 1000) {
 				struct xbuf wait = {0};
 
-				render_wait(&wait, '+', s->open_ts - x->last_written);
+				render_wait(&wait, '+', s->main.opened - x->last_written);
 				fwrite(wait.p, 1, wait.len, x->out);
 				x->failed |= wait.failed;
 				xbuf_free(&wait);
@@ -296,6 +321,11 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		imap_framer_feed(s->framer[ev->dir], ev->data, ev->len);
 		break;
 	case CAPTURE_STREAM_GAP:
+		if (!in_window(s, ev->ts)) {
+			s->unit[ev->dir].len = 0;
+			imap_framer_reset(s->framer[ev->dir]);
+			break;
+		}
 		flush_partial(s, ev->dir, ev->ts);
 		give_up_literals(s);
 		imap_framer_reset(s->framer[ev->dir]);
@@ -309,13 +339,26 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		x->result->gap_bytes += ev->gap_len;
 		break;
 	case CAPTURE_STREAM_WINDOW:
+		if (!in_window(s, ev->ts))
+			break;
 		render_window(&s->main, ev->ts, ev->dir, ev->blocked);
 		if (s->shadow_on)
 			render_window(&s->shadow, ev->ts, ev->dir, ev->blocked);
 		break;
 	case CAPTURE_STREAM_CLOSE:
-		close_line(s, ev);
-		s->close_ts = ev->ts;
+		if (s->until >= 0 && ev->ts > s->until) {
+			/* ends at until: what is unfinished there is left out */
+			s->unit[0].len = s->unit[1].len = 0;
+			give_up_literals(s);
+			if (s->main.started) {
+				render_comment(&s->main, "what came after --until is left out");
+				render_time(&s->main, s->until);
+			}
+			s->close_ts = s->until;
+		} else if (in_window(s, ev->ts)) {
+			close_line(s, ev);
+			s->close_ts = ev->ts;
+		}
 		s->done = true;
 		write_ready(x);
 		break;
@@ -343,6 +386,10 @@ int replay_export(const char *path, const struct replay_export_options *o, FILE 
 	if (result->sessions == 0) {
 		snprintf(err, errlen, "%s holds no TCP connection: nothing to export (capture port 143, "
 			 "or record with imaptap proxy --pcap)", path);
+		return -1;
+	}
+	if (result->written == 0 && (o->since >= 0 || o->until >= 0)) {
+		snprintf(err, errlen, "nothing in %s falls between --since and --until", path);
 		return -1;
 	}
 	if (o->session > 0 && result->written == 0) {
