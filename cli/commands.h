@@ -9,5 +9,6 @@ int cli_analyze_main(int argc, char **argv);
 int cli_replay_main(int argc, char **argv);
 int cli_compile_main(int argc, char **argv);
 int cli_export_main(int argc, char **argv);
+int cli_diff_main(int argc, char **argv);
 
 #endif

@@ -46,6 +46,9 @@ static const char usage[] =
 	"            turns into the same streams again\n"
 	"            imaptap export FILE.pcap [-o SCRIPT [--overwrite]] [--session N]\n"
 	"                  [--since TIME] [--until TIME]\n"
+	"  diff      compare two recordings of a scenario at the protocol level:\n"
+	"            commands, statuses, codes, untagged kinds, capabilities\n"
+	"            imaptap diff A.pcap B.pcap [--time-factor X] [--events FILE|-]\n"
 	"  ca init DIR   create the CA (DIR/ca.crt, DIR/ca.key) that signs the\n"
 	"            certificates shown to clients on a TLS client leg\n"
 	"\n"
@@ -53,7 +56,8 @@ static const char usage[] =
 	"  -h, --help      this text; every command's options: 'imaptap proxy --help',\n"
 	"                  'imaptap analyze --help', 'imaptap replay serve --help',\n"
 	"                  'imaptap replay client --help', 'imaptap compile --help',\n"
-	"                  'imaptap export --help', 'imaptap ca --help'\n"
+	"                  'imaptap export --help', 'imaptap diff --help',\n"
+	"                  'imaptap ca --help'\n"
 	"  -V, --version   print the version\n"
 	"\n"
 	"exit codes: 0 success, 1 a check failed, 2 usage error, 3 runtime error\n";
@@ -61,8 +65,8 @@ static const char usage[] =
 /* One line naming the mistake and the likely command, not the whole help. */
 static int unknown_command(const char *cmd)
 {
-	static const char *const commands[] = {"proxy", "analyze", "replay", "compile", "export",
-						     "ca"};
+	static const char *const commands[] = {"proxy",  "analyze", "replay", "compile",
+						     "export", "diff",    "ca"};
 	const char *near = cli_closest(cmd, commands, sizeof(commands) / sizeof(commands[0]));
 
 	if (near != NULL)
@@ -70,7 +74,7 @@ static int unknown_command(const char *cmd)
 			    "commands)", cmd, near);
 	else
 		cli_message("unknown command '%s'; the commands are proxy, analyze, replay serve, "
-			    "replay client, compile, export and ca init ('imaptap --help')", cmd);
+			    "replay client, compile, export, diff and ca init ('imaptap --help')", cmd);
 	return CLI_EXIT_USAGE;
 }
 
@@ -104,5 +108,7 @@ int main(int argc, char **argv)
 		return cli_compile_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "export") == 0)
 		return cli_export_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "diff") == 0)
+		return cli_diff_main(argc - 1, argv + 1);
 	return unknown_command(cmd);
 }
