@@ -57,21 +57,7 @@ static void said(struct differ *d, const char *what, const char *line, ...)
 
 static const char *status_word(const struct diff_cmd *c)
 {
-	if (!c->done)
-		return "no completion";
-	switch (c->status) {
-	case IMAP_STATUS_OK:
-		return "OK";
-	case IMAP_STATUS_NO:
-		return "NO";
-	case IMAP_STATUS_BAD:
-		return "BAD";
-	case IMAP_STATUS_BYE:
-	case IMAP_STATUS_PREAUTH:
-	case IMAP_STATUS_NONE:
-		break;
-	}
-	return "?";
+	return c->done ? imap_status_str(c->status) : "no completion";
 }
 
 static bool has_kind(const struct diff_cmd *c, const char *k)
