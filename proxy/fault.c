@@ -272,8 +272,10 @@ struct proxy_faults *proxy_faults_new(struct event_base *base, const struct prox
 	size_t n = 0;
 
 	*none_r = false;
+	/* max-connections acts before a session relays: none of its own */
 	for (size_t i = 0; i < count; i++)
-		n += faults[i].session == 0 || faults[i].session == session;
+		n += (faults[i].session == 0 || faults[i].session == session) &&
+		     faults[i].action != PROXY_FAULT_MAX_CONNECTIONS;
 	if (n == 0) {
 		*none_r = true;
 		return NULL;
@@ -300,7 +302,8 @@ struct proxy_faults *proxy_faults_new(struct event_base *base, const struct prox
 		const struct proxy_fault *f = &faults[i];
 		struct fault_state *st;
 
-		if (f->session != 0 && f->session != session)
+		if ((f->session != 0 && f->session != session) ||
+		    f->action == PROXY_FAULT_MAX_CONNECTIONS)
 			continue;
 		st = &fs->st[fs->count++];
 		st->f = f;

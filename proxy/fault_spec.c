@@ -8,7 +8,8 @@
 const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
-	" | answer:COMMAND:NO|BAD, then optionally ,session=N ,nth=N ,after=COMMAND;"
+	" | answer:COMMAND:NO|BAD | max-connections:N, then optionally ,session=N ,nth=N"
+	" ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
 #define DURATION_MAX (24 * 3600 * IMAP_US_PER_S)
@@ -223,6 +224,13 @@ static int parse_action(struct word w, struct proxy_fault *f, char *err, size_t 
 			FAIL("answer:%s needs NO or BAD, not '%.*s'", f->command, (int)w.len, w.p);
 		return 0;
 	}
+	if (word_is(name, "max-connections")) {
+		f->action = PROXY_FAULT_MAX_CONNECTIONS;
+		if (!more || parse_count(w, &f->limit) != 0 || f->limit > 100000)
+			FAIL("max-connections needs how many sessions may be open at once, from 1, "
+			     "as in max-connections:15, not '%.*s'", (int)w.len, w.p);
+		return 0;
+	}
 	FAIL("unknown fault '%.*s'", (int)name.len, name.p);
 }
 
@@ -231,6 +239,9 @@ static int parse_qualifier(struct word w, struct proxy_fault *f, char *err, size
 	bool has_value;
 	struct word key = cut(&w, '=', &has_value);
 
+	if (f->action == PROXY_FAULT_MAX_CONNECTIONS)
+		FAIL("max-connections counts the sessions open at once: session=, nth= and after= "
+		     "do not apply to it");
 	if (word_is(key, "session")) {
 		if (!has_value || parse_count(w, &f->session) != 0)
 			FAIL("session= takes a session number from 1, not '%.*s'", (int)w.len, w.p);
@@ -298,6 +309,8 @@ const char *proxy_fault_action_str(enum proxy_fault_action a)
 		return "bye";
 	case PROXY_FAULT_ANSWER:
 		return "answer";
+	case PROXY_FAULT_MAX_CONNECTIONS:
+		return "max-connections";
 	}
 	return "fault?";
 }
@@ -313,6 +326,7 @@ bool proxy_fault_needs_imap(const struct proxy_fault *f)
 		return f->after[0] != '\0';
 	case PROXY_FAULT_DELAY:
 	case PROXY_FAULT_SPLIT:
+	case PROXY_FAULT_MAX_CONNECTIONS:
 		return false;
 	}
 	return false;
@@ -356,6 +370,9 @@ void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)
 		break;
 	case PROXY_FAULT_ANSWER:
 		n = snprintf(buf, size, "answer:%s:%s", f->command, f->bad ? "BAD" : "NO");
+		break;
+	case PROXY_FAULT_MAX_CONNECTIONS:
+		n = snprintf(buf, size, "max-connections:%u", f->limit);
 		break;
 	}
 	if (n < 0 || (size_t)n >= size)
@@ -424,6 +441,10 @@ void proxy_fault_explain(const struct proxy_fault *f, char *buf, size_t size)
 	case PROXY_FAULT_ANSWER:
 		snprintf(buf, size, "answers %s with %s itself, never passing it to the server, %s, %s",
 			 f->command, f->bad ? "BAD" : "NO", when, where);
+		break;
+	case PROXY_FAULT_MAX_CONNECTIONS:
+		snprintf(buf, size, "refuses a connection while %u session(s) are open: * BYE [ALERT] "
+			 "Too many simultaneous connections, the server never asked", f->limit);
 		break;
 	}
 }

@@ -4,7 +4,7 @@
  *   hold-idle-completion:D          delay:c2s|s2c:D
  *   split:c2s|s2c:byte|random[:SEED]|coalesce
  *   stop-reading:client|server:D    bye:after-idle-continuation|in-literal[:c2s|s2c]
- *   answer:COMMAND:NO|BAD
+ *   answer:COMMAND:NO|BAD           max-connections:N
  *   then any of ,session=N ,nth=N ,after=COMMAND */
 #ifndef PROXY_FAULT_SPEC_H
 #define PROXY_FAULT_SPEC_H
@@ -23,6 +23,8 @@ enum proxy_fault_action {
 	PROXY_FAULT_STOP_READING,         /* one side not read for a time */
 	PROXY_FAULT_BYE,                  /* "* BYE" to the client, then close */
 	PROXY_FAULT_ANSWER,               /* a command answered NO/BAD by the proxy */
+	PROXY_FAULT_MAX_CONNECTIONS,      /* a connection past N open ones refused with
+					     * BYE [ALERT], as Gmail does */
 };
 
 enum proxy_fault_point {
@@ -43,6 +45,7 @@ struct proxy_fault {
 	enum proxy_fault_point point;      /* bye */
 	char command[PROXY_FAULT_NAME_MAX]; /* answer: upper case */
 	bool bad;                 /* answer: BAD rather than NO */
+	unsigned limit;           /* max-connections: sessions open at once */
 	unsigned session;         /* only this session; 0 every session */
 	unsigned nth;             /* only the nth occurrence; 0 every one */
 	char after[PROXY_FAULT_NAME_MAX]; /* stop-reading: start when the client sends

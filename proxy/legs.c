@@ -27,6 +27,11 @@ void session_upstream_failed(struct proxy_session *s, const char *what, const ch
 		 s->env->upstream_str, what, why);
 	observed_notice(s->observed, proxy_now(), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
+	session_refuse(s, bye);
+}
+
+void session_refuse(struct proxy_session *s, const char *bye)
+{
 	session_close_side(s, SIDE_UPSTREAM);
 	if (s->stream[SIDE_CLIENT] != NULL && !session_client_ready(s)) {
 		/* the client waits in its TLS handshake: finish it first */
@@ -59,6 +64,8 @@ int session_connect_upstream(struct proxy_session *s)
 	const struct session_env *p = s->env;
 	int err = 0;
 
+	if (s->addr_index == 0 && session_over_connection_limit(s))
+		return 0;
 	session_arm_timer(s, p->config->connect_timeout_s);
 	s->stream[SIDE_UPSTREAM] =
 		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],

@@ -133,3 +133,29 @@ const struct proxy_fault_host session_fault_host = {
 	.now = proxy_now,
 };
 
+bool session_over_connection_limit(struct proxy_session *s)
+{
+	const struct proxy_config *config = s->env->config;
+	static const char bye[] = "* BYE [ALERT] Too many simultaneous connections. (Failure)\r\n";
+
+	for (size_t i = 0; i < config->fault_count; i++) {
+		const struct proxy_fault *f = &config->faults[i];
+		char spec[64], detail[160];
+		struct capture_fault_mark mark = {.action = "max-connections", .dir = IMAP_S2C,
+						  .spec = spec, .detail = detail};
+
+		if (f->action != PROXY_FAULT_MAX_CONNECTIONS || s->set->count <= f->limit)
+			continue;
+		proxy_fault_spec_str(f, spec, sizeof(spec));
+		snprintf(detail, sizeof(detail), "%u session(s) open with this one, at most %u: the "
+			 "upstream is not asked, the client is told * BYE [ALERT]", s->set->count,
+			 f->limit);
+		mark.ts = proxy_now();
+		mark.phase = "inject";
+		fault_mark(s, &mark);
+		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "fault %s", spec);
+		session_refuse(s, bye);
+		return true;
+	}
+	return false;
+}

@@ -185,6 +185,12 @@ void session_send_bye(struct proxy_session *s, const char *bye);
 /* The upstream cannot be used: tells the client with an untagged BYE (over
  * its TLS leg once that is up) and closes. */
 void session_upstream_failed(struct proxy_session *s, const char *what, const char *why);
+/* Tells the client bye (over its TLS leg once that is up) and closes,
+ * the upstream too; the close's words are set already. */
+void session_refuse(struct proxy_session *s, const char *bye);
+/* --fault max-connections: refuses the session (a mark, the BYE, the
+ * close) when too many are open. True when it did. */
+bool session_over_connection_limit(struct proxy_session *s);
 /* The current upstream address failed: tries the next. Returns 1 when the
  * session is gone. */
 int session_connect_failed(struct proxy_session *s, const char *what, int err);

@@ -342,6 +342,38 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([e["phase"] for e in self.fault_events(action="bye")],
                          ["active", "inject", "close"])
 
+    # ---- max-connections -------------------------------------------------
+
+    def test_max_connections_refuses_past_the_limit_as_gmail_does(self):
+        px = self.proxy("max-connections:2")
+        a = imaplib.IMAP4("127.0.0.1", px.port)
+        a.login("alice", PASSWORD)
+        b = imaplib.IMAP4("127.0.0.1", px.port)
+        b.login("alice", PASSWORD)
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertIn("BYE [ALERT] Too many simultaneous connections", str(refused.exception))
+        self.closed(px, session=3)
+        a.logout()
+        self.closed(px, session=1)
+        c = imaplib.IMAP4("127.0.0.1", px.port)        # one left: room again
+        c.login("alice", PASSWORD)
+        c.select("INBOX")
+        c.logout()
+        b.logout()
+        self.closed(px, session=4)
+        marks = self.fault_events(action="max-connections")
+        self.assertEqual([(e["session"], e["phase"]) for e in marks], [(3, "inject")])
+        self.assertEqual(len(self.fault_rows(px, "max-connections", "inject")), 1)
+        rows = [r for r in px.timeline() if r["session"] == 3]
+        self.assertTrue(any(r["dir"] == "P<" and "[ALERT] Too many" in r["text"] for r in rows), rows)
+        self.assertTrue(any("close by proxy (fault max-connections:2)" in r["text"] for r in rows),
+                        rows)
+        # Dovecot never saw the third connection: sessions 1, 2 and 4 logged in
+        self.assertEqual(len([e for e in read_events(self.events) if e["kind"] == "completion"
+                              and e.get("command") == "LOGIN"]), 3)
+        self.assert_pcap_marks("max-connections")
+
     # ---- answer ----------------------------------------------------------
 
     def test_answer_no_never_reaches_the_server(self):
@@ -499,6 +531,19 @@ class FaultTLSTest(ProxyTestCase, unittest.TestCase):
         m.logout()
         px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith("done-stall i1 (resolved)"))
         self.assertIn("(client TLS, upstream TLS)", px.stderr_text())
+
+    def test_max_connections_over_a_tls_client_leg(self):
+        """The BYE comes over the client's TLS, once its handshake is done."""
+        ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
+        px = self.start_proxy(self.dc.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", self.pki.ca_cert,
+            "--client-tls", "implicit", "--ca", ca, "--fault", "max-connections:1"])
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=self.client_context(ca))
+        m.login("alice", PASSWORD)
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            imaplib.IMAP4_SSL("localhost", px.port, ssl_context=self.client_context(ca))
+        self.assertIn("Too many simultaneous connections", str(refused.exception))
+        m.logout()
 
     def test_answer_bad_with_starttls_on_both_legs(self):
         ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
