@@ -8,7 +8,7 @@ import re
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-IMAPTAP = re.compile(r"(?:^|[;&|]\s*|build/|\s)(imaptap (?:proxy|analyze|replay|compile|ca)\b[^#&|;]*)")
+IMAPTAP = re.compile(r"(?:^|[;&|]\s*|build/|\s)(imaptap (?:proxy|analyze|replay|compile|export|diff|ca)\b[^#&|;]*)")
 TSHARK_READ = re.compile(r"^(tshark -r [^#&|;]*)")
 # a synopsis, not a command: HOST:PORT, [OPTIONS], FILE ...
 PLACEHOLDER = re.compile(r"\b[A-Z]{2,}(?::[A-Z]{2,})?\b|\[|\.\.\.")
