@@ -28,7 +28,7 @@ struct xsession {
 	bool shadow_on;
 	size_t shadow_from;
 	uint64_t gap_bytes;
-	imap_time_us since, until; /* the window, -1: open */
+	imap_time_us since, until; /* the window; 0 or less: open */
 	bool cut;                  /* something before since was left out */
 };
 
@@ -62,8 +62,8 @@ static void on_tap(void *ctx, const uint8_t *data, size_t len)
  * cut by since starts there. */
 static bool in_window(struct xsession *s, imap_time_us ts)
 {
-	if ((s->since >= 0 && ts < s->since) || (s->until >= 0 && ts > s->until)) {
-		s->cut |= s->since >= 0 && ts < s->since;
+	if ((s->since > 0 && ts < s->since) || (s->until > 0 && ts > s->until)) {
+		s->cut |= s->since > 0 && ts < s->since;
 		return false;
 	}
 	if (s->cut && !s->main.started) {
@@ -252,7 +252,7 @@ static void write_ready(struct exporter *x)
 	struct xsession *s;
 
 	while (x->next <= x->count && (s = x->sessions[x->next - 1]) != NULL && s->done) {
-		if (s->selected && !x->failed && (s->main.started || (s->since < 0 && s->until < 0))) {
+		if (s->selected && !x->failed && (s->main.started || (s->since <= 0 && s->until <= 0))) {
 			struct replay_export_result *r = x->result;
 			char d[32];
 
@@ -346,7 +346,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			render_window(&s->shadow, ev->ts, ev->dir, ev->blocked);
 		break;
 	case CAPTURE_STREAM_CLOSE:
-		if (s->until >= 0 && ev->ts > s->until) {
+		if (s->until > 0 && ev->ts > s->until) {
 			/* ends at until: what is unfinished there is left out */
 			s->unit[0].len = s->unit[1].len = 0;
 			give_up_literals(s);
@@ -388,7 +388,7 @@ int replay_export(const char *path, const struct replay_export_options *o, FILE 
 			 "or record with imaptap proxy --pcap)", path);
 		return -1;
 	}
-	if (result->written == 0 && (o->since >= 0 || o->until >= 0)) {
+	if (result->written == 0 && (o->since > 0 || o->until > 0)) {
 		snprintf(err, errlen, "nothing in %s falls between --since and --until", path);
 		return -1;
 	}

@@ -22,7 +22,8 @@
 struct replay_export_options {
 	unsigned session;   /* 0: every session */
 	const char *source; /* the capture's name, for the header */
-	/* only what is stamped in [since, until] (-1: open on that side): a
+	/* only what is stamped in [since, until] (0 or less: open on that
+	 * side, so options zeroed mean the whole capture): a
 	 * session cut by since starts there, its lines before left out and a
 	 * literal already under way given as raw bytes; one cut by until
 	 * ends there; a session with nothing in the window is left out */

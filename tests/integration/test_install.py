@@ -39,7 +39,8 @@ class InstallTest(unittest.TestCase):
             man1 = os.path.join(prefix, "share", "man", "man1")
             pages = sorted(os.listdir(man1))
             self.assertEqual(pages, sorted(["imaptap.1"] + ["imaptap-%s.1" % c for c in (
-                "proxy", "analyze", "replay-serve", "replay-client", "compile", "ca")]))
+                "proxy", "analyze", "replay-serve", "replay-client", "compile", "export", "diff",
+                "ca")]))
             for name in pages:
                 r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", os.path.join(man1, name)],
                                    capture_output=True, text=True, timeout=30)
