@@ -8,7 +8,8 @@
 const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
-	" | answer:COMMAND:NO|BAD | max-connections:N, then optionally ,session=N ,nth=N"
+	" | answer:COMMAND:NO|BAD | respond-code:CODE:COMMAND | max-connections:N, then"
+	" optionally ,session=N ,nth=N"
 	" ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
@@ -224,6 +225,18 @@ static int parse_action(struct word w, struct proxy_fault *f, char *err, size_t 
 			FAIL("answer:%s needs NO or BAD, not '%.*s'", f->command, (int)w.len, w.p);
 		return 0;
 	}
+	if (word_is(name, "respond-code")) {
+		/* an answer with a code: NO [THROTTLED], as a throttling server says */
+		f->action = PROXY_FAULT_ANSWER;
+		arg = cut(&w, ':', &more);
+		if (parse_command(arg, f->code) != 0)
+			FAIL("respond-code needs a response code, as in respond-code:THROTTLED:FETCH, "
+			     "not '%.*s'", (int)arg.len, arg.p);
+		if (!more || parse_command(w, f->command) != 0)
+			FAIL("respond-code:%s needs the command it answers, as in "
+			     "respond-code:%s:FETCH, not '%.*s'", f->code, f->code, (int)w.len, w.p);
+		return 0;
+	}
 	if (word_is(name, "max-connections")) {
 		f->action = PROXY_FAULT_MAX_CONNECTIONS;
 		if (!more || parse_count(w, &f->limit) != 0 || f->limit > 100000)
@@ -369,7 +382,10 @@ void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)
 			     f->dir_set ? ":" : "", f->dir_set ? imap_dir_str(f->dir) : "");
 		break;
 	case PROXY_FAULT_ANSWER:
-		n = snprintf(buf, size, "answer:%s:%s", f->command, f->bad ? "BAD" : "NO");
+		if (f->code[0] != '\0')
+			n = snprintf(buf, size, "respond-code:%s:%s", f->code, f->command);
+		else
+			n = snprintf(buf, size, "answer:%s:%s", f->command, f->bad ? "BAD" : "NO");
 		break;
 	case PROXY_FAULT_MAX_CONNECTIONS:
 		n = snprintf(buf, size, "max-connections:%u", f->limit);
@@ -439,8 +455,9 @@ void proxy_fault_explain(const struct proxy_fault *f, char *buf, size_t size)
 				 f->nth ? when : "the first time", where);
 		break;
 	case PROXY_FAULT_ANSWER:
-		snprintf(buf, size, "answers %s with %s itself, never passing it to the server, %s, %s",
-			 f->command, f->bad ? "BAD" : "NO", when, where);
+		snprintf(buf, size, "answers %s with %s%s%s%s itself, never passing it to the server, "
+			 "%s, %s", f->command, f->bad ? "BAD" : "NO", f->code[0] ? " [" : "", f->code,
+			 f->code[0] ? "]" : "", when, where);
 		break;
 	case PROXY_FAULT_MAX_CONNECTIONS:
 		snprintf(buf, size, "refuses a connection while %u session(s) are open: * BYE [ALERT] "

@@ -4,7 +4,8 @@
  *   hold-idle-completion:D          delay:c2s|s2c:D
  *   split:c2s|s2c:byte|random[:SEED]|coalesce
  *   stop-reading:client|server:D    bye:after-idle-continuation|in-literal[:c2s|s2c]
- *   answer:COMMAND:NO|BAD           max-connections:N
+ *   answer:COMMAND:NO|BAD           respond-code:CODE:COMMAND
+ *   max-connections:N
  *   then any of ,session=N ,nth=N ,after=COMMAND */
 #ifndef PROXY_FAULT_SPEC_H
 #define PROXY_FAULT_SPEC_H
@@ -45,6 +46,8 @@ struct proxy_fault {
 	enum proxy_fault_point point;      /* bye */
 	char command[PROXY_FAULT_NAME_MAX]; /* answer: upper case */
 	bool bad;                 /* answer: BAD rather than NO */
+	char code[PROXY_FAULT_NAME_MAX]; /* answer: a response code ("THROTTLED"), "" none
+					    (respond-code:CODE:COMMAND) */
 	unsigned limit;           /* max-connections: sessions open at once */
 	unsigned session;         /* only this session; 0 every session */
 	unsigned nth;             /* only the nth occurrence; 0 every one */

@@ -99,9 +99,12 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 			struct piece *p;
 			char answer[TEXT_MAX];
 
-			snprintf(answer, sizeof(answer), "%.*s %s imaptap fault injected (%s)\r\n",
-				 (int)(info->tag.len < 100 ? info->tag.len : 100),
-				 (const char *)info->tag.p, f->bad ? "BAD" : "NO", st->spec);
+			snprintf(answer, sizeof(answer), "%.*s %s %s%s%simaptap fault injected (%s)\r\n",
+				 (int)(info->tag.len < 60 ? info->tag.len : 60),
+				 (const char *)info->tag.p, f->bad ? "BAD" : "NO", f->code[0] ? "[" : "",
+				 f->code, f->code[0] ? "] " : "", st->spec);
+			if (strlen(answer) == sizeof(answer) - 1) /* cut: a line still ends */
+				memcpy(answer + sizeof(answer) - 3, "\r\n", 3);
 			fault_cover(d, u->offset);
 			if (u->kind == IMAP_UNIT_LITERAL_HEAD &&
 			    ((u->flags & IMAP_UNIT_LITERAL_NONSYNC) || u->literal_len == 0)) {

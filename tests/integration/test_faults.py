@@ -411,6 +411,23 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertNotIn("unknown-tag", rules)
         self.assertEqual(len(self.fault_events(action="answer", phase="inject")), 3)
 
+    def test_respond_code_throttled_on_the_second_status(self):
+        px = self.proxy("respond-code:THROTTLED:STATUS,nth=2")
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.login("alice", PASSWORD)
+        self.assertEqual(m.status("INBOX", "(MESSAGES)")[0], "OK")
+        typ, data = m.status("INBOX", "(MESSAGES)")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[THROTTLED] imaptap fault injected (respond-code:THROTTLED:STATUS,nth=2)",
+                      data[0])
+        self.assertEqual(m.status("INBOX", "(MESSAGES)")[0], "OK")  # in step with the server
+        m.logout()
+        self.closed(px)
+        self.assertEqual(len(self.fault_events(action="answer", phase="inject")), 1)
+        statuses = [e for e in read_events(self.events) if e["kind"] == "completion"
+                    and e.get("command") == "STATUS"]
+        self.assertEqual([e["status"] for e in statuses], ["OK", "NO", "OK"])
+
     # ---- delay and stop-reading --------------------------------------------
 
     def test_delay_shows_as_latency(self):

@@ -66,6 +66,9 @@ static void test_actions(void)
 	CHECK(f.action == PROXY_FAULT_ANSWER && !f.bad && strcmp(f.command, "SELECT") == 0);
 	f = round_trip("answer:UID-THING:BAD,nth=1,session=2", "answer:UID-THING:BAD,nth=1,session=2");
 	CHECK(f.bad && f.nth == 1 && f.session == 2);
+	f = round_trip("respond-code:throttled:fetch,nth=2", "respond-code:THROTTLED:FETCH,nth=2");
+	CHECK(f.action == PROXY_FAULT_ANSWER && !f.bad && strcmp(f.code, "THROTTLED") == 0 &&
+	      strcmp(f.command, "FETCH") == 0 && f.nth == 2);
 	f = round_trip("max-connections:15", "max-connections:15");
 	CHECK(f.action == PROXY_FAULT_MAX_CONNECTIONS && f.limit == 15);
 	CHECK(!proxy_fault_needs_imap(&f));
@@ -125,6 +128,10 @@ static const struct {
 	{"delay:s2c:2s\n", "byte 13 of the fault is a space, a control character"},
 	{"answer:SELECT :NO", "byte 14 of the fault"},
 	{"answer:S\xc3\xa9:NO", "not ASCII"},
+	{"respond-code", "respond-code needs a response code"},
+	{"respond-code:THROT TLED:FETCH", "byte 19 of the fault"},
+	{"respond-code:THROTTLED", "respond-code:THROTTLED needs the command it answers"},
+	{"respond-code:[X]:FETCH", "respond-code needs a response code"},
 	{"max-connections", "max-connections needs how many sessions"},
 	{"max-connections:0", "max-connections needs how many sessions may be open at once, from 1"},
 	{"max-connections:many", "not 'many'"},
