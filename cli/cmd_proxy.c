@@ -93,7 +93,7 @@ static const char proxy_usage[] =
 	"                             stop-reading:client|server:D\n"
 	"                             bye:after-idle-continuation|in-literal[:c2s|s2c]\n"
 	"                             answer:COMMAND:NO|BAD   respond-code:CODE:COMMAND\n"
-	"                             max-connections:N\n"
+	"                             bye-after-idle:D   max-connections:N\n"
 	"                           then ,session=N ,nth=N ,after=COMMAND; D as 500ms, 2s\n"
 	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"

@@ -223,6 +223,41 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- stop-reading -------------------------------------------------------- */
 
+/* bye-after-idle: the IDLE lasted its time. Still no DONE: the BYE the
+ * server would send, then the close. */
+static void on_idle_lasted(evutil_socket_t fd, short what, void *arg)
+{
+	struct fault_state *st = arg;
+	struct proxy_faults *fs = st->owner;
+	const struct proxy_fault_host *host = fs->host;
+	void *ctx = fs->ctx;
+	imap_time_us now = host->now();
+	char text[TEXT_MAX];
+
+	(void)fd;
+	(void)what;
+	if (fs->idle_tag_len == 0 || fs->idle_done || fs->closing)
+		return;
+	host->enter(ctx);
+	snprintf(text, sizeof(text), "* BYE imaptap fault injected (%s)\r\n", st->spec);
+	host->flush(ctx, IMAP_S2C);
+	inject(fs, st, text, now, "a BYE");
+	fault_mark_act(fs, st, now, "close", IMAP_S2C, "closing the session after the BYE");
+	fs->closing = true;
+	snprintf(fs->close_why, sizeof(fs->close_why), "fault %s", st->spec);
+	event_active(fs->later, EV_TIMEOUT, 1);
+	host->leave(ctx);
+}
+
+void fault_idle_started(struct fault_state *st, imap_time_us now)
+{
+	struct timeval tv = {.tv_sec = (time_t)(st->f->duration / IMAP_US_PER_S),
+			     .tv_usec = (suseconds_t)(st->f->duration % IMAP_US_PER_S)};
+
+	st->since = now;
+	evtimer_add(st->timer, &tv);
+}
+
 static void on_read_again(evutil_socket_t fd, short what, void *arg)
 {
 	struct fault_state *st = arg;
@@ -313,6 +348,9 @@ struct proxy_faults *proxy_faults_new(struct event_base *base, const struct prox
 			fs->imap_view = true;
 		if (f->action == PROXY_FAULT_STOP_READING &&
 		    (st->timer = evtimer_new(base, on_read_again, st)) == NULL)
+			goto fail;
+		if (f->action == PROXY_FAULT_BYE && f->point == PROXY_FAULT_IDLE_FOR &&
+		    (st->timer = evtimer_new(base, on_idle_lasted, st)) == NULL)
 			goto fail;
 		if (f->action == PROXY_FAULT_DELAY && f->duration > fs->d[f->dir].delay)
 			fs->d[f->dir].delay = f->duration;

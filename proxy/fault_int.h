@@ -119,6 +119,8 @@ struct piece *fault_new_piece(struct fault_dir *d, uint64_t end, imap_time_us no
 imap_time_us fault_due(struct fault_dir *d, imap_time_us now);
 void fault_cover(struct fault_dir *d, uint64_t end);
 void fault_stop_reading(struct fault_state *st, imap_time_us now);
+/* bye-after-idle: the server's "+" to IDLE reached the client at now. */
+void fault_idle_started(struct fault_state *st, imap_time_us now);
 
 /* proxy/fault_view.c */
 /* The framer's callback: one unit of d's stream, as the faults see it. */

@@ -8,8 +8,8 @@
 const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
-	" | answer:COMMAND:NO|BAD | respond-code:CODE:COMMAND | max-connections:N, then"
-	" optionally ,session=N ,nth=N"
+	" | bye-after-idle:D | answer:COMMAND:NO|BAD | respond-code:CODE:COMMAND"
+	" | max-connections:N, then optionally ,session=N ,nth=N"
 	" ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
@@ -225,6 +225,14 @@ static int parse_action(struct word w, struct proxy_fault *f, char *err, size_t 
 			FAIL("answer:%s needs NO or BAD, not '%.*s'", f->command, (int)w.len, w.p);
 		return 0;
 	}
+	if (word_is(name, "bye-after-idle")) {
+		f->action = PROXY_FAULT_BYE;
+		f->point = PROXY_FAULT_IDLE_FOR;
+		if (!more || parse_duration(w, &f->duration) != 0)
+			FAIL("bye-after-idle needs how long an IDLE lasts before the BYE, up to 24h, as "
+			     "in bye-after-idle:29m, not '%.*s'", (int)w.len, w.p);
+		return 0;
+	}
 	if (word_is(name, "respond-code")) {
 		/* an answer with a code: NO [THROTTLED], as a throttling server says */
 		f->action = PROXY_FAULT_ANSWER;
@@ -377,9 +385,13 @@ void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)
 		n = snprintf(buf, size, "stop-reading:%s:%s", f->read_client ? "client" : "server", d);
 		break;
 	case PROXY_FAULT_BYE:
-		n = snprintf(buf, size, "bye:%s%s%s",
-			     f->point == PROXY_FAULT_IN_LITERAL ? "in-literal" : "after-idle-continuation",
-			     f->dir_set ? ":" : "", f->dir_set ? imap_dir_str(f->dir) : "");
+		if (f->point == PROXY_FAULT_IDLE_FOR)
+			n = snprintf(buf, size, "bye-after-idle:%s", d);
+		else
+			n = snprintf(buf, size, "bye:%s%s%s",
+				     f->point == PROXY_FAULT_IN_LITERAL ? "in-literal"
+									 : "after-idle-continuation",
+				     f->dir_set ? ":" : "", f->dir_set ? imap_dir_str(f->dir) : "");
 		break;
 	case PROXY_FAULT_ANSWER:
 		if (f->code[0] != '\0')
@@ -444,7 +456,11 @@ void proxy_fault_explain(const struct proxy_fault *f, char *buf, size_t size)
 				 f->read_client ? "client" : "server", d, where);
 		break;
 	case PROXY_FAULT_BYE:
-		if (f->point == PROXY_FAULT_IN_LITERAL)
+		if (f->point == PROXY_FAULT_IDLE_FOR)
+			snprintf(buf, size,
+				 "sends * BYE to the client and closes when an IDLE has lasted %s without "
+				 "DONE, %s, %s", d, f->nth ? when : "every time", where);
+		else if (f->point == PROXY_FAULT_IN_LITERAL)
 			snprintf(buf, size,
 				 "sends * BYE to the client and closes halfway through a literal%s%s, %s, %s",
 				 f->dir_set ? " " : "", f->dir_set ? imap_dir_str(f->dir) : "",

@@ -5,7 +5,7 @@
  *   split:c2s|s2c:byte|random[:SEED]|coalesce
  *   stop-reading:client|server:D    bye:after-idle-continuation|in-literal[:c2s|s2c]
  *   answer:COMMAND:NO|BAD           respond-code:CODE:COMMAND
- *   max-connections:N
+ *   bye-after-idle:D                max-connections:N
  *   then any of ,session=N ,nth=N ,after=COMMAND */
 #ifndef PROXY_FAULT_SPEC_H
 #define PROXY_FAULT_SPEC_H
@@ -31,6 +31,7 @@ enum proxy_fault_action {
 enum proxy_fault_point {
 	PROXY_FAULT_AFTER_IDLE_CONTINUATION, /* right after the server's "+" to IDLE */
 	PROXY_FAULT_IN_LITERAL,              /* halfway through a literal */
+	PROXY_FAULT_IDLE_FOR,                /* an IDLE that lasted duration without DONE */
 };
 
 /* Longest command name answer: and after= take. */
@@ -41,7 +42,7 @@ struct proxy_fault {
 	enum imap_dir dir;        /* delay, split; bye in-literal when dir_set */
 	bool dir_set;             /* bye in-literal: only literals of dir */
 	bool read_client;         /* stop-reading: the client side (else the server) */
-	imap_time_us duration;    /* hold, delay, stop-reading */
+	imap_time_us duration;    /* hold, delay, stop-reading, bye-after-idle */
 	struct imap_split split;  /* split */
 	enum proxy_fault_point point;      /* bye */
 	char command[PROXY_FAULT_NAME_MAX]; /* answer: upper case */

@@ -69,6 +69,10 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 	if (info->cls == IMAP_LINE_DONE) {
 		if (fs->idle_tag_len > 0)
 			fs->idle_done = true;
+		for (size_t i = 0; i < fs->count; i++) /* bye-after-idle: in time */
+			if (fs->st[i].f->action == PROXY_FAULT_BYE && fs->st[i].timer != NULL &&
+			    fs->st[i].f->point == PROXY_FAULT_IDLE_FOR)
+				evtimer_del(fs->st[i].timer);
 		return;
 	}
 	if (info->cls != IMAP_LINE_COMMAND)
@@ -148,6 +152,11 @@ static void server_unit(struct fault_dir *d, const struct imap_unit *u,
 		for (size_t i = 0; i < fs->count; i++) {
 			struct fault_state *st = &fs->st[i];
 
+			if (st->f->action == PROXY_FAULT_BYE && st->f->point == PROXY_FAULT_IDLE_FOR &&
+			    counts(st)) {
+				fault_idle_started(st, d->now);
+				continue;
+			}
 			if (st->f->action != PROXY_FAULT_BYE ||
 			    st->f->point != PROXY_FAULT_AFTER_IDLE_CONTINUATION || !counts(st))
 				continue;

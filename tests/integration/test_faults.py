@@ -374,6 +374,33 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
                               and e.get("command") == "LOGIN"]), 3)
         self.assert_pcap_marks("max-connections")
 
+    def test_bye_after_idle_when_it_lasts_without_done(self):
+        px = self.proxy("bye-after-idle:1s")
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN alice "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        # an IDLE ended in time: nothing happens
+        c.send(b"a3 IDLE\r\n")
+        c.expect_continuation()
+        time.sleep(0.3)
+        c.send(b"DONE\r\n")
+        c.read_until_tagged("a3")
+        time.sleep(1.2)                  # past the first IDLE's second
+        resps, status = c.command("a4", "NOOP")
+        self.assertEqual(status, "OK", resps)
+        # one that lasts: the BYE, then the close
+        started = time.monotonic()
+        c.send(b"a5 IDLE\r\n")
+        c.expect_continuation()
+        rest = c.read_until_eof()
+        self.assertTrue(rest.startswith(b"* BYE imaptap fault injected (bye-after-idle:1s)"), rest)
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        c.close()
+        self.closed(px)
+        self.assertEqual([e["phase"] for e in self.fault_events(action="bye")], ["active", "inject",
+                                                                                 "close"])
+
     # ---- answer ----------------------------------------------------------
 
     def test_answer_no_never_reaches_the_server(self):

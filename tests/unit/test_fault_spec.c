@@ -69,6 +69,9 @@ static void test_actions(void)
 	f = round_trip("respond-code:throttled:fetch,nth=2", "respond-code:THROTTLED:FETCH,nth=2");
 	CHECK(f.action == PROXY_FAULT_ANSWER && !f.bad && strcmp(f.code, "THROTTLED") == 0 &&
 	      strcmp(f.command, "FETCH") == 0 && f.nth == 2);
+	f = round_trip("bye-after-idle:29m,nth=2", "bye-after-idle:1740s,nth=2");
+	CHECK(f.action == PROXY_FAULT_BYE && f.point == PROXY_FAULT_IDLE_FOR &&
+	      f.duration == 1740 * IMAP_US_PER_S && proxy_fault_needs_imap(&f));
 	f = round_trip("max-connections:15", "max-connections:15");
 	CHECK(f.action == PROXY_FAULT_MAX_CONNECTIONS && f.limit == 15);
 	CHECK(!proxy_fault_needs_imap(&f));
@@ -132,6 +135,8 @@ static const struct {
 	{"respond-code:THROT TLED:FETCH", "byte 19 of the fault"},
 	{"respond-code:THROTTLED", "respond-code:THROTTLED needs the command it answers"},
 	{"respond-code:[X]:FETCH", "respond-code needs a response code"},
+	{"bye-after-idle", "bye-after-idle needs how long an IDLE lasts"},
+	{"bye-after-idle:forever", "bye-after-idle needs how long"},
 	{"max-connections", "max-connections needs how many sessions"},
 	{"max-connections:0", "max-connections needs how many sessions may be open at once, from 1"},
 	{"max-connections:many", "not 'many'"},
