@@ -10,6 +10,9 @@
 
 #include "capture/pcap_reader.h"
 
+/* A session's script goes out in pieces once this much is waiting */
+#define STREAM_AT (256u * 1024u)
+
 struct xsession {
 	unsigned id;
 	bool selected;
@@ -30,6 +33,7 @@ struct xsession {
 	uint64_t gap_bytes;
 	imap_time_us since, until; /* the window; 0 or less: open */
 	bool cut;                  /* something before since was left out */
+	bool preambled;            /* its first lines are in the output */
 };
 
 struct exporter {
@@ -246,49 +250,84 @@ static void header(struct exporter *x, imap_time_us first)
 		(long long)(first / IMAP_US_PER_S), (long long)(first % IMAP_US_PER_S));
 }
 
-/* Writes what is done, in session order. */
+/* A session's first lines in the output: the file's header before the
+ * first, the session's line and addresses, the time since the last. */
+static void preamble(struct exporter *x, struct xsession *s)
+{
+	struct replay_export_result *r = x->result;
+	char d[32];
+
+	if (s->preambled)
+		return;
+	s->preambled = true;
+	if (r->written == 0) {
+		r->first_open = s->main.opened;
+		header(x, s->main.opened);
+	}
+	if (s->addressed)
+		fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id, s->client, s->server);
+	else /* numbers only: safe to write */
+		fprintf(x->out, "=== session %u\n# client %s, server %s: addresses a script cannot "
+				"name, the defaults stand in\n", s->id, s->client, s->server);
+	if (r->written > 0 && s->main.opened < x->last_written) {
+		r->overlapped++;
+		render_duration(d, sizeof(d), x->last_written - s->main.opened);
+		fprintf(x->out, "# began %s before the session above ended; a script's sessions run "
+				"one after the other\n", d);
+	} else if (r->written > 0 && s->main.opened - x->last_written != 1000) {
+		struct xbuf wait = {0};
+
+		render_wait(&wait, '+', s->main.opened - x->last_written);
+		fwrite(wait.p, 1, wait.len, x->out);
+		x->failed |= wait.failed;
+		xbuf_free(&wait);
+	}
+	r->written++;
+}
+
+/* The session's script so far to the output, all of it or, while a
+ * literal may yet be given up (the shadow stands), what comes before it:
+ * a long session is not held in memory. */
+static void stream_out(struct exporter *x, struct xsession *s, bool all)
+{
+	size_t n = all || !s->shadow_on ? s->main.out.len : s->shadow_from;
+
+	if (s->main.out.failed)
+		x->failed = true;
+	if (n == 0 || x->failed)
+		return;
+	fwrite(s->main.out.p, 1, n, x->out);
+	memmove(s->main.out.p, s->main.out.p + n, s->main.out.len - n);
+	s->main.out.len -= n;
+	if (s->shadow_on)
+		s->shadow_from -= n;
+}
+
+static bool to_write(const struct xsession *s)
+{
+	return s->selected && (s->main.started || (s->since <= 0 && s->until <= 0));
+}
+
+/* Writes what is done, in session order, and streams the session whose
+ * turn it is as it goes. */
 static void write_ready(struct exporter *x)
 {
 	struct xsession *s;
 
 	while (x->next <= x->count && (s = x->sessions[x->next - 1]) != NULL && s->done) {
-		if (s->selected && !x->failed && (s->main.started || (s->since <= 0 && s->until <= 0))) {
-			struct replay_export_result *r = x->result;
-			char d[32];
-
-			if (r->written == 0) {
-				r->first_open = s->main.opened;
-				header(x, s->main.opened);
-			}
-			if (s->addressed)
-				fprintf(x->out, "=== session %u\n@client %s\n@server %s\n", s->id,
-					s->client, s->server);
-			else /* numbers only: safe to write */
-				fprintf(x->out, "=== session %u\n# client %s, server %s: addresses a "
-						"script cannot name, the defaults stand in\n",
-					s->id, s->client, s->server);
-			if (r->written > 0 && s->main.opened < x->last_written) {
-				r->overlapped++;
-				render_duration(d, sizeof(d), x->last_written - s->main.opened);
-				fprintf(x->out, "# began %s before the session above ended; a script's "
-						"sessions run one after the other\n", d);
-			} else if (r->written > 0 && s->main.opened - x->last_written != 1000) {
-				struct xbuf wait = {0};
-
-				render_wait(&wait, '+', s->main.opened - x->last_written);
-				fwrite(wait.p, 1, wait.len, x->out);
-				x->failed |= wait.failed;
-				xbuf_free(&wait);
-			}
-			fwrite(s->main.out.p, 1, s->main.out.len, x->out);
-			if (s->main.out.failed)
-				x->failed = true;
-			r->written++;
+		if (to_write(s) && !x->failed) {
+			preamble(x, s);
+			stream_out(x, s, true);
 			x->last_written = s->close_ts > x->last_written ? s->close_ts : x->last_written;
 		}
 		session_free(s);
 		x->sessions[x->next - 1] = NULL;
 		x->next++;
+	}
+	if (x->next <= x->count && (s = x->sessions[x->next - 1]) != NULL && s->selected &&
+	    s->main.started && !x->failed) {
+		preamble(x, s);
+		stream_out(x, s, false);
 	}
 }
 
@@ -319,6 +358,8 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		s->dir = ev->dir;
 		s->ts = ev->ts;
 		imap_framer_feed(s->framer[ev->dir], ev->data, ev->len);
+		if (s->id == x->next && s->main.out.len > STREAM_AT)
+			write_ready(x);
 		break;
 	case CAPTURE_STREAM_GAP:
 		if (!in_window(s, ev->ts)) {

@@ -244,6 +244,22 @@ class ExportTest(ProxyTestCase, unittest.TestCase):
             with self.subTest(flow=n):
                 self.round_trip_units(pcap)
 
+    def test_a_long_session_and_a_literal_cut_by_a_reset(self):
+        """Past the size at which a session's script goes out in pieces: a
+        megabyte of lines, then a literal the reset cuts after 600 KB."""
+        lines = ["S: * OK ready", "C: a1 FETCH 1:* (FLAGS)"]
+        lines += ["S: * %d FETCH (FLAGS (\\Seen) UID %d)" % (i, i) for i in range(1, 25000)]
+        lines += ["S: a1 OK done", "C: a2 FETCH 1 BODY[]",
+                  "S= * 1 FETCH (BODY[] {2000000}\\r\\n"]
+        lines += ["S= line %06d of a body that never ends\\r\\n" % i for i in range(15000)]
+        lines += ["reset server"]
+        src = scratch("long.imap")
+        with open(src, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        text = self.round_trip(self.compile(src))
+        self.assertIn(b"S= * 1 FETCH (BODY[] {2000000}\\r\\n", text)
+        self.assertIn(b"S: * 24999 FETCH (FLAGS (\\Seen) UID 24999)", text)
+
     def test_since_and_until(self):
         """An excerpt: the part of an IDLE around the ignored DONE still
         shows the bug; before --since and after --until is left out."""
