@@ -94,6 +94,7 @@ static const char proxy_usage[] =
 	"                             bye:after-idle-continuation|in-literal[:c2s|s2c]\n"
 	"                             answer:COMMAND:NO|BAD   respond-code:CODE:COMMAND\n"
 	"                             bye-after-idle:D   max-connections:N\n"
+	"                             hide-capability:CAP[,CAP...]\n"
 	"                           then ,session=N ,nth=N ,after=COMMAND; D as 500ms, 2s\n"
 	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"

@@ -147,3 +147,39 @@ void imap_capability_describe(unsigned done, char *out, size_t size)
 		used += (size_t)n;
 	}
 }
+
+size_t imap_capability_hide(const uint8_t *line, size_t len, const char *const *names,
+			    size_t count, uint8_t *out, size_t out_size)
+{
+	size_t start, end, o, i;
+	bool changed = false;
+
+	if (!imap_capability_list(line, len, &start, &end) || len > out_size)
+		return 0;
+	memcpy(out, line, start);
+	o = start;
+	for (i = start; i < end;) {
+		size_t j = i;
+		bool hide = false;
+
+		while (j < end && line[j] != ' ')
+			j++;
+		for (size_t k = 0; k < count && !hide; k++)
+			hide = strlen(names[k]) == j - i &&
+			       strncasecmp((const char *)line + i, names[k], j - i) == 0;
+		if (hide) {
+			changed = true;
+		} else if (j > i) {
+			if (o > start)
+				out[o++] = ' ';
+			memcpy(out + o, line + i, j - i);
+			o += j - i;
+		}
+		i = j + 1;
+	}
+	if (!changed)
+		return 0;
+	/* the rest of the line from the list's end: "] text\r\n", or "\r\n" */
+	memcpy(out + o, line + end, len - end);
+	return o + len - end;
+}

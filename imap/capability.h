@@ -37,4 +37,10 @@ void imap_capability_describe(unsigned done, char *out, size_t size);
  * (possibly empty); false when the line has none. */
 bool imap_capability_list(const uint8_t *line, size_t len, size_t *start_r, size_t *end_r);
 
+/* The capability list of one server line without names[0..count) (any
+ * case), written to out (at least len bytes): its length, or 0 when the
+ * line has no list or names none of them (--fault hide-capability). */
+size_t imap_capability_hide(const uint8_t *line, size_t len, const char *const *names,
+			    size_t count, uint8_t *out, size_t out_size);
+
 #endif

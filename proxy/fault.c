@@ -188,7 +188,14 @@ static void pump(struct fault_dir *d, imap_time_us now)
 		d->out_off = p->end;
 		d->head++;
 		released = true;
-		if (p->after == AFTER_ANSWER) {
+		if (p->after == AFTER_REPLACE) {
+			fault_mark_act(fs, p->fault, now, "inject", IMAP_S2C,
+			     "writing the capability list without what the fault hides, instead of "
+			     "the server's");
+			fs->host->inject(fs->ctx, p->replace, p->replace_len);
+			free(p->replace);
+			p->replace = NULL;
+		} else if (p->after == AFTER_ANSWER) {
 			inject(fs, p->fault, p->text, now, "the answer, instead of the server's");
 		} else if (p->after == AFTER_BYE) {
 			fs->host->flush(fs->ctx, d->dir);
@@ -394,6 +401,8 @@ void proxy_faults_free(struct proxy_faults **faults)
 		if (d->queue != NULL)
 			evbuffer_free(d->queue);
 		imap_framer_free(&d->framer);
+		for (size_t k = d->head; k < d->count; k++)
+			free(d->pieces[k].replace);
 		free(d->pieces);
 	}
 	if (fs->later != NULL)

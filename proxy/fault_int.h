@@ -25,6 +25,7 @@ enum piece_after {
 	AFTER_NONE,
 	AFTER_ANSWER, /* write text (a tagged NO/BAD) to the client */
 	AFTER_BYE,    /* write text (* BYE) to the client, then close */
+	AFTER_REPLACE, /* write replace (the line as edited) to the client */
 };
 
 /* A run of queued bytes, up to stream offset end, released together. */
@@ -38,6 +39,8 @@ struct piece {
 	const struct fault_state *fault; /* the fault behind after/mark_release */
 	imap_time_us held_since;
 	char text[TEXT_MAX];
+	char *replace;      /* AFTER_REPLACE: the line the client gets instead, owned */
+	size_t replace_len;
 };
 
 /* One fault in this session. */

@@ -9,7 +9,7 @@ const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
 	" | bye-after-idle:D | answer:COMMAND:NO|BAD | respond-code:CODE:COMMAND"
-	" | max-connections:N, then optionally ,session=N ,nth=N"
+	" | max-connections:N | hide-capability:CAP[,CAP...], then optionally ,session=N ,nth=N"
 	" ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
@@ -121,6 +121,32 @@ static int parse_command(struct word w, char out[PROXY_FAULT_NAME_MAX])
 		out[i] = c;
 	}
 	out[w.len] = '\0';
+	return 0;
+}
+
+/* One more capability for hide-capability: an atom (AUTH=PLAIN too). */
+static int parse_capability(struct word w, struct proxy_fault *f)
+{
+	char *out = f->hide[f->hide_count];
+	size_t all = w.len;
+
+	/* the canonical spec stays short enough to quote in a mark */
+	for (unsigned i = 0; i < f->hide_count; i++)
+		all += strlen(f->hide[i]) + 1;
+	if (w.len == 0 || w.len >= PROXY_FAULT_NAME_MAX || f->hide_count == PROXY_FAULT_HIDE_MAX ||
+	    all > 80)
+		return -1;
+	for (size_t i = 0; i < w.len; i++) {
+		char c = w.p[i];
+
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		if (c <= ' ' || c > '~' || strchr("(){%*\"\\]", c) != NULL)
+			return -1;
+		out[i] = c;
+	}
+	out[w.len] = '\0';
+	f->hide_count++;
 	return 0;
 }
 
@@ -245,6 +271,13 @@ static int parse_action(struct word w, struct proxy_fault *f, char *err, size_t 
 			     "respond-code:%s:FETCH, not '%.*s'", f->code, f->code, (int)w.len, w.p);
 		return 0;
 	}
+	if (word_is(name, "hide-capability")) {
+		f->action = PROXY_FAULT_HIDE_CAPABILITY;
+		if (!more || parse_capability(w, f) != 0)
+			FAIL("hide-capability needs a capability name, as in hide-capability:MOVE, "
+			     "not '%.*s'", (int)w.len, w.p);
+		return 0;
+	}
 	if (word_is(name, "max-connections")) {
 		f->action = PROXY_FAULT_MAX_CONNECTIONS;
 		if (!more || parse_count(w, &f->limit) != 0 || f->limit > 100000)
@@ -263,6 +296,18 @@ static int parse_qualifier(struct word w, struct proxy_fault *f, char *err, size
 	if (f->action == PROXY_FAULT_MAX_CONNECTIONS)
 		FAIL("max-connections counts the sessions open at once: session=, nth= and after= "
 		     "do not apply to it");
+	/* hide-capability:MOVE,QRESYNC: a part that is no qualifier is one
+	 * more capability (AUTH=PLAIN has an = too) */
+	if (f->action == PROXY_FAULT_HIDE_CAPABILITY && !word_is(key, "session") &&
+	    !word_is(key, "nth") && !word_is(key, "after")) {
+		struct word whole = {key.p, has_value ? (size_t)(w.p + w.len - key.p) : key.len};
+
+		if (parse_capability(whole, f) != 0)
+			FAIL("hide-capability takes at most %d capability names, 80 characters in all, "
+			     "as in hide-capability:MOVE,QRESYNC, not '%.*s'", PROXY_FAULT_HIDE_MAX,
+			     (int)whole.len, whole.p);
+		return 0;
+	}
 	if (word_is(key, "session")) {
 		if (!has_value || parse_count(w, &f->session) != 0)
 			FAIL("session= takes a session number from 1, not '%.*s'", (int)w.len, w.p);
@@ -332,6 +377,8 @@ const char *proxy_fault_action_str(enum proxy_fault_action a)
 		return "answer";
 	case PROXY_FAULT_MAX_CONNECTIONS:
 		return "max-connections";
+	case PROXY_FAULT_HIDE_CAPABILITY:
+		return "hide-capability";
 	}
 	return "fault?";
 }
@@ -342,6 +389,7 @@ bool proxy_fault_needs_imap(const struct proxy_fault *f)
 	case PROXY_FAULT_HOLD_IDLE_COMPLETION:
 	case PROXY_FAULT_BYE:
 	case PROXY_FAULT_ANSWER:
+	case PROXY_FAULT_HIDE_CAPABILITY:
 		return true;
 	case PROXY_FAULT_STOP_READING:
 		return f->after[0] != '\0';
@@ -401,6 +449,11 @@ void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)
 		break;
 	case PROXY_FAULT_MAX_CONNECTIONS:
 		n = snprintf(buf, size, "max-connections:%u", f->limit);
+		break;
+	case PROXY_FAULT_HIDE_CAPABILITY:
+		n = snprintf(buf, size, "hide-capability:");
+		for (unsigned i = 0; i < f->hide_count && n > 0 && (size_t)n < size; i++)
+			n += snprintf(buf + n, size - (size_t)n, "%s%s", i ? "," : "", f->hide[i]);
 		break;
 	}
 	if (n < 0 || (size_t)n >= size)
@@ -479,5 +532,15 @@ void proxy_fault_explain(const struct proxy_fault *f, char *buf, size_t size)
 		snprintf(buf, size, "refuses a connection while %u session(s) are open: * BYE [ALERT] "
 			 "Too many simultaneous connections, the server never asked", f->limit);
 		break;
+	case PROXY_FAULT_HIDE_CAPABILITY: {
+		char list[PROXY_FAULT_HIDE_MAX * PROXY_FAULT_NAME_MAX + 8] = "";
+
+		for (unsigned i = 0, n = 0; i < f->hide_count && n < sizeof(list); i++)
+			n += (unsigned)snprintf(list + n, sizeof(list) - n, "%s%s", i ? " " : "",
+						f->hide[i]);
+		snprintf(buf, size, "takes %s out of every capability list the client sees, %s, %s",
+			 list, when, where);
+		break;
+	}
 	}
 }

@@ -6,6 +6,7 @@
  *   stop-reading:client|server:D    bye:after-idle-continuation|in-literal[:c2s|s2c]
  *   answer:COMMAND:NO|BAD           respond-code:CODE:COMMAND
  *   bye-after-idle:D                max-connections:N
+ *   hide-capability:CAP[,CAP...]
  *   then any of ,session=N ,nth=N ,after=COMMAND */
 #ifndef PROXY_FAULT_SPEC_H
 #define PROXY_FAULT_SPEC_H
@@ -26,7 +27,12 @@ enum proxy_fault_action {
 	PROXY_FAULT_ANSWER,               /* a command answered NO/BAD by the proxy */
 	PROXY_FAULT_MAX_CONNECTIONS,      /* a connection past N open ones refused with
 					     * BYE [ALERT], as Gmail does */
+	PROXY_FAULT_HIDE_CAPABILITY,      /* capabilities taken out of the lists the
+					     client sees */
 };
+
+/* Capabilities hide-capability takes, at most, and their longest name. */
+#define PROXY_FAULT_HIDE_MAX 8
 
 enum proxy_fault_point {
 	PROXY_FAULT_AFTER_IDLE_CONTINUATION, /* right after the server's "+" to IDLE */
@@ -50,6 +56,8 @@ struct proxy_fault {
 	char code[PROXY_FAULT_NAME_MAX]; /* answer: a response code ("THROTTLED"), "" none
 					    (respond-code:CODE:COMMAND) */
 	unsigned limit;           /* max-connections: sessions open at once */
+	char hide[PROXY_FAULT_HIDE_MAX][PROXY_FAULT_NAME_MAX]; /* hide-capability, upper case */
+	unsigned hide_count;
 	unsigned session;         /* only this session; 0 every session */
 	unsigned nth;             /* only the nth occurrence; 0 every one */
 	char after[PROXY_FAULT_NAME_MAX]; /* stop-reading: start when the client sends

@@ -2,9 +2,11 @@
  * decides which fault triggers (the nth command, an IDLE's DONE, a
  * literal, an AUTHENTICATE...) and what it queues: a hold, an answer, a
  * cut. COMPRESS takes the view away; faults that need it stop. */
+#include "imap/capability.h"
 #include "proxy/fault_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool counts(struct fault_state *st)
@@ -140,12 +142,58 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 	}
 }
 
+/* hide-capability: a whole server line with a capability list goes to the
+ * client without the names. Returns true when it took the line. */
+static bool hide_capabilities(struct fault_dir *d, const struct imap_unit *u)
+{
+	struct proxy_faults *fs = d->owner;
+
+	if (u->kind != IMAP_UNIT_LINE || u->len != u->wire_len || (u->flags & IMAP_UNIT_CONTINUED))
+		return false;
+	for (size_t i = 0; i < fs->count; i++) {
+		struct fault_state *st = &fs->st[i];
+		const char *names[PROXY_FAULT_HIDE_MAX];
+		uint8_t *out;
+		size_t m;
+		struct piece *p;
+
+		if (st->f->action != PROXY_FAULT_HIDE_CAPABILITY)
+			continue;
+		for (unsigned k = 0; k < st->f->hide_count; k++)
+			names[k] = st->f->hide[k];
+		out = malloc(u->len);
+		if (out == NULL)
+			return false;
+		m = imap_capability_hide(u->data, u->len, names, st->f->hide_count, out, u->len);
+		if (m == 0 || !counts(st)) {
+			free(out);
+			continue;
+		}
+		fault_cover(d, u->offset);
+		p = fault_new_piece(d, u->offset + u->wire_len, fault_due(d, d->now));
+		if (p == NULL) {
+			free(out);
+			return false;
+		}
+		p->drop = true;
+		p->after = AFTER_REPLACE;
+		p->fault = st;
+		p->replace = (char *)out;
+		p->replace_len = m;
+		return true;
+	}
+	return false;
+}
+
 static void server_unit(struct fault_dir *d, const struct imap_unit *u,
 			const struct imap_line_info *info)
 {
 	struct proxy_faults *fs = d->owner;
 	const uint64_t end = u->offset + u->wire_len;
 	char a[32];
+
+	if (hide_capabilities(d, u))
+		return;
 
 	if (info->cls == IMAP_LINE_CONTINUATION && fs->idle_tag_len > 0 && !fs->idle_plus) {
 		fs->idle_plus = true;

@@ -95,6 +95,7 @@ void session_relaying(struct proxy_session *s)
 			evbuffer_drain(s->greeting, len);
 			evbuffer_add(s->greeting, edited, m);
 		}
+		session_fault_hide_greeting(s);
 		len = evbuffer_get_length(s->greeting);
 		/* stamped when the client gets it, after its own TLS handshake */
 		observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,

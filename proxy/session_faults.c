@@ -159,3 +159,39 @@ bool session_over_connection_limit(struct proxy_session *s)
 	}
 	return false;
 }
+
+void session_fault_hide_greeting(struct proxy_session *s)
+{
+	const struct proxy_config *config = s->env->config;
+	size_t len = evbuffer_get_length(s->greeting);
+	uint8_t *edited;
+
+	if (len == 0 || (edited = malloc(len)) == NULL)
+		return;
+	for (size_t i = 0; i < config->fault_count; i++) {
+		const struct proxy_fault *f = &config->faults[i];
+		const char *names[PROXY_FAULT_HIDE_MAX];
+		char spec[128];
+		struct capture_fault_mark mark = {.action = "hide-capability", .phase = "inject",
+						  .dir = IMAP_S2C, .spec = spec,
+						  .detail = "writing the greeting's capability list without "
+							    "what the fault hides"};
+		size_t m;
+
+		if (f->action != PROXY_FAULT_HIDE_CAPABILITY || (f->session != 0 && f->session != s->id))
+			continue;
+		for (unsigned k = 0; k < f->hide_count; k++)
+			names[k] = f->hide[k];
+		m = imap_capability_hide(evbuffer_pullup(s->greeting, -1), len, names, f->hide_count,
+					 edited, len);
+		if (m == 0)
+			continue;
+		proxy_fault_spec_str(f, spec, sizeof(spec));
+		mark.ts = proxy_now();
+		fault_mark(s, &mark);
+		evbuffer_drain(s->greeting, len);
+		evbuffer_add(s->greeting, edited, m);
+		len = m;
+	}
+	free(edited);
+}

@@ -191,6 +191,9 @@ void session_refuse(struct proxy_session *s, const char *bye);
 /* --fault max-connections: refuses the session (a mark, the BYE, the
  * close) when too many are open. True when it did. */
 bool session_over_connection_limit(struct proxy_session *s);
+/* --fault hide-capability on the greeting the proxy made after its own
+ * upstream STARTTLS (s->greeting), which no fault engine sees. */
+void session_fault_hide_greeting(struct proxy_session *s);
 /* The current upstream address failed: tries the next. Returns 1 when the
  * session is gone. */
 int session_connect_failed(struct proxy_session *s, const char *what, int err);

@@ -342,6 +342,38 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([e["phase"] for e in self.fault_events(action="bye")],
                          ["active", "inject", "close"])
 
+    # ---- hide-capability --------------------------------------------------
+
+    def test_hide_capability_in_the_greeting_and_after_login(self):
+        px = self.proxy("hide-capability:MOVE,QRESYNC,AUTH=LOGIN")
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertNotIn("AUTH=LOGIN", m.capabilities)     # the greeting's list
+        self.assertIn("AUTH=PLAIN", m.capabilities)
+        m.login("alice", PASSWORD)
+        typ, data = m.capability()                       # after login
+        caps = data[0].decode().upper().split()
+        self.assertEqual(typ, "OK")
+        self.assertNotIn("MOVE", caps)
+        self.assertNotIn("QRESYNC", caps)
+        self.assertIn("CONDSTORE", caps)
+        m.select("INBOX")
+        m.append("INBOX", None, None, make_message(300, tag="hide"))
+        m.create("Hidden")
+        # a client that uses MOVE anyway: the server does it, the rules say
+        # the client used what it was not offered
+        typ, _ = m._simple_command("MOVE", "1", "Hidden")
+        self.assertEqual(typ, "OK")
+        m.logout()
+        self.closed(px)
+        rules = [e["rule"] for e in read_events(self.events) if e["kind"] == "anomaly"]
+        self.assertIn("capability-not-advertised", rules)
+        self.assertGreaterEqual(len(self.fault_events(action="hide-capability", phase="inject")), 2)
+        # the timeline shows the server's list and the one the client got
+        rows = px.timeline()
+        self.assertTrue(any(r["dir"] == "P<" and r["text"].startswith("* CAPABILITY")
+                            and " MOVE" not in r["text"] for r in rows), rows[-20:])
+        self.assert_pcap_marks("hide-capability")
+
     # ---- max-connections -------------------------------------------------
 
     def test_max_connections_refuses_past_the_limit_as_gmail_does(self):
@@ -604,6 +636,20 @@ class FaultTLSTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(typ, "OK")
         m.logout()
         px.wait_for_row(lambda r: r["dir"] == "P<" and "BAD imaptap fault injected" in r["text"])
+
+    def test_hide_capability_in_the_greeting_made_after_upstream_starttls(self):
+        """The proxy's own greeting, made from what came over its upstream
+        STARTTLS, loses the hidden names too."""
+        px = self.start_proxy(self.dc.port, extra_args=[
+            "--upstream-tls", "starttls", "--upstream-ca", self.pki.ca_cert,
+            "--fault", "hide-capability:IDLE"])
+        m = imaplib.IMAP4("localhost", px.port)
+        self.assertNotIn("IDLE", m.capabilities)
+        self.assertIn("IMAP4REV1", m.capabilities)
+        m.login("alice", PASSWORD)
+        typ, data = m.capability()
+        self.assertNotIn("IDLE", data[0].decode().upper().split())
+        m.logout()
 
 
 def data_segments_in(sock):

@@ -47,11 +47,43 @@ static void test_changes_described(void)
 	}
 }
 
+/* hide-capability's edit: the names gone, any case, the rest unchanged. */
+static void test_hide(void)
+{
+	static const char *const names[] = {"MOVE", "qresync", "AUTH=PLAIN"};
+	static const struct {
+		const char *line, *want; /* want NULL: unchanged */
+	} cases[] = {
+		{"* CAPABILITY IMAP4rev1 MOVE IDLE QRESYNC\r\n", "* CAPABILITY IMAP4rev1 IDLE\r\n"},
+		{"* OK [CAPABILITY IMAP4rev1 move AUTH=PLAIN SASL-IR] Dovecot ready.\r\n",
+		 "* OK [CAPABILITY IMAP4rev1 SASL-IR] Dovecot ready.\r\n"},
+		{"a1 OK [CAPABILITY IMAP4rev1 MOVES MOVE] Logged in\r\n",
+		 "a1 OK [CAPABILITY IMAP4rev1 MOVES] Logged in\r\n"},
+		{"* CAPABILITY IMAP4rev1 IDLE\r\n", NULL},
+		{"* 3 EXISTS\r\n", NULL},
+		{"* OK [CAPABILITY MOVE\r\n", NULL}, /* no closing bracket: no list */
+	};
+	char out[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = imap_capability_hide((const uint8_t *)cases[i].line, strlen(cases[i].line),
+						names, 3, (uint8_t *)out, sizeof(out) - 1);
+
+		if (cases[i].want == NULL) {
+			CHECK_MSG(n == 0, "case %zu changed", i);
+			continue;
+		}
+		out[n] = '\0';
+		CHECK_MSG(n > 0 && strcmp(out, cases[i].want) == 0, "case %zu: '%s'", i, out);
+	}
+}
+
 int main(void)
 {
 	const char *r;
 
 	test_changes_described();
+	test_hide();
 
 	r = edit("* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED AUTH=PLAIN] Dovecot ready.\r\n",
 		 IMAP_CAP_REMOVE_STARTTLS | IMAP_CAP_REMOVE_LOGINDISABLED);

@@ -72,6 +72,10 @@ static void test_actions(void)
 	f = round_trip("bye-after-idle:29m,nth=2", "bye-after-idle:1740s,nth=2");
 	CHECK(f.action == PROXY_FAULT_BYE && f.point == PROXY_FAULT_IDLE_FOR &&
 	      f.duration == 1740 * IMAP_US_PER_S && proxy_fault_needs_imap(&f));
+	f = round_trip("hide-capability:move,qresync,AUTH=PLAIN,session=2",
+		       "hide-capability:MOVE,QRESYNC,AUTH=PLAIN,session=2");
+	CHECK(f.action == PROXY_FAULT_HIDE_CAPABILITY && f.hide_count == 3 && f.session == 2 &&
+	      strcmp(f.hide[2], "AUTH=PLAIN") == 0 && proxy_fault_needs_imap(&f));
 	f = round_trip("max-connections:15", "max-connections:15");
 	CHECK(f.action == PROXY_FAULT_MAX_CONNECTIONS && f.limit == 15);
 	CHECK(!proxy_fault_needs_imap(&f));
@@ -137,6 +141,9 @@ static const struct {
 	{"respond-code:[X]:FETCH", "respond-code needs a response code"},
 	{"bye-after-idle", "bye-after-idle needs how long an IDLE lasts"},
 	{"bye-after-idle:forever", "bye-after-idle needs how long"},
+	{"hide-capability", "hide-capability needs a capability name"},
+	{"hide-capability:MO(VE", "hide-capability needs a capability name"},
+	{"hide-capability:A,B,C,D,E,F,G,H,I", "at most 8 capability names"},
 	{"max-connections", "max-connections needs how many sessions"},
 	{"max-connections:0", "max-connections needs how many sessions may be open at once, from 1"},
 	{"max-connections:many", "not 'many'"},
