@@ -197,8 +197,9 @@ static const struct {
 };
 #undef KW
 
-/* An upper-case name of n bytes: once per line, so the length rules out
- * nearly every word before any byte is compared. */
+/* The id of an upper-case name of n bytes (IMAP_KW_OTHER for names
+ * without one): once per line, so the length rules out nearly every word
+ * before any byte is compared. */
 static enum imap_keyword keyword_of(const char *name, size_t n)
 {
 	for (size_t i = IMAP_KW_OTHER + 1; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
@@ -313,11 +314,6 @@ static void classify_server(const uint8_t *line, size_t len, struct imap_line_in
 	response_code(line, len, pos, info);
 	info->args.p = line + pos;
 	info->args.len = len - pos;
-}
-
-enum imap_keyword imap_keyword_of(const char *name)
-{
-	return keyword_of(name, strlen(name));
 }
 
 void imap_classify(enum imap_dir dir, const uint8_t *line, size_t len, bool continued,

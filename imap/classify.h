@@ -82,9 +82,6 @@ bool imap_is_tag_char(uint8_t c);
 bool imap_slice_eq(struct imap_slice s, const char *str);
 bool imap_slice_eq_slice(struct imap_slice a, struct imap_slice b);
 
-/* The id of an upper-case name; IMAP_KW_OTHER for names without one. */
-enum imap_keyword imap_keyword_of(const char *name);
-
 const char *imap_line_class_str(enum imap_line_class cls);
 const char *imap_status_str(enum imap_status status);
 

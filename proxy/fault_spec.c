@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "imap/capability.h"
+
 const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
@@ -381,6 +383,15 @@ const char *proxy_fault_action_str(enum proxy_fault_action a)
 		return "hide-capability";
 	}
 	return "fault?";
+}
+
+size_t proxy_fault_hide(const struct proxy_fault *f, const uint8_t *line, size_t len, uint8_t *out)
+{
+	const char *names[PROXY_FAULT_HIDE_MAX];
+
+	for (unsigned k = 0; k < f->hide_count; k++)
+		names[k] = f->hide[k];
+	return imap_capability_hide(line, len, names, f->hide_count, out, len);
 }
 
 bool proxy_fault_needs_imap(const struct proxy_fault *f)

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "imap/split.h"
 #include "imap/types.h"
@@ -81,6 +82,12 @@ void proxy_fault_spec_str(const struct proxy_fault *fault, char *buf, size_t siz
 void proxy_fault_explain(const struct proxy_fault *fault, char *buf, size_t size);
 
 const char *proxy_fault_action_str(enum proxy_fault_action action);
+
+/* hide-capability: line[0..len), a server line, with the fault's names
+ * taken out of its capability list, into out (at least len bytes); its
+ * length, or 0 when the line names none of them. */
+size_t proxy_fault_hide(const struct proxy_fault *fault, const uint8_t *line, size_t len,
+			uint8_t *out);
 
 /* Whether the fault needs the IMAP view of the stream (it reads lines):
  * such a fault stops once COMPRESS=DEFLATE is on. */

@@ -147,24 +147,24 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 static bool hide_capabilities(struct fault_dir *d, const struct imap_unit *u)
 {
 	struct proxy_faults *fs = d->owner;
+	size_t start, end;
 
-	if (u->kind != IMAP_UNIT_LINE || u->len != u->wire_len || (u->flags & IMAP_UNIT_CONTINUED))
+	/* most lines hold no capability list: nothing to allocate for them */
+	if (u->kind != IMAP_UNIT_LINE || u->len != u->wire_len || (u->flags & IMAP_UNIT_CONTINUED) ||
+	    !imap_capability_list(u->data, u->len, &start, &end))
 		return false;
 	for (size_t i = 0; i < fs->count; i++) {
 		struct fault_state *st = &fs->st[i];
-		const char *names[PROXY_FAULT_HIDE_MAX];
 		uint8_t *out;
 		size_t m;
 		struct piece *p;
 
 		if (st->f->action != PROXY_FAULT_HIDE_CAPABILITY)
 			continue;
-		for (unsigned k = 0; k < st->f->hide_count; k++)
-			names[k] = st->f->hide[k];
 		out = malloc(u->len);
 		if (out == NULL)
 			return false;
-		m = imap_capability_hide(u->data, u->len, names, st->f->hide_count, out, u->len);
+		m = proxy_fault_hide(st->f, u->data, u->len, out);
 		if (m == 0 || !counts(st)) {
 			free(out);
 			continue;

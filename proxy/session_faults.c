@@ -170,7 +170,6 @@ void session_fault_hide_greeting(struct proxy_session *s)
 		return;
 	for (size_t i = 0; i < config->fault_count; i++) {
 		const struct proxy_fault *f = &config->faults[i];
-		const char *names[PROXY_FAULT_HIDE_MAX];
 		char spec[128];
 		struct capture_fault_mark mark = {.action = "hide-capability", .phase = "inject",
 						  .dir = IMAP_S2C, .spec = spec,
@@ -180,10 +179,7 @@ void session_fault_hide_greeting(struct proxy_session *s)
 
 		if (f->action != PROXY_FAULT_HIDE_CAPABILITY || (f->session != 0 && f->session != s->id))
 			continue;
-		for (unsigned k = 0; k < f->hide_count; k++)
-			names[k] = f->hide[k];
-		m = imap_capability_hide(evbuffer_pullup(s->greeting, -1), len, names, f->hide_count,
-					 edited, len);
+		m = proxy_fault_hide(f, evbuffer_pullup(s->greeting, -1), len, edited);
 		if (m == 0)
 			continue;
 		proxy_fault_spec_str(f, spec, sizeof(spec));

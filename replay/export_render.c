@@ -236,13 +236,20 @@ static void open_for(struct renderer *r, imap_time_us ts, enum imap_dir dir)
 	render_window(r, ts, dir, false);
 }
 
+/* Places bytes of dir at ts; the lines of a literal the parser counts,
+ * after its first, come at once (docs/script.md). */
+static void place_bytes(struct renderer *r, imap_time_us ts, enum imap_dir dir, bool literal)
+{
+	open_for(r, ts, dir);
+	place(r, ts, literal && r->begun[dir] ? 0 : SCRIPT_STEP_US);
+}
+
 void render_unit(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
 		 size_t len, const struct imap_unit *unit)
 {
 	bool literal = unit->kind == IMAP_UNIT_LITERAL_DATA && r->owed[dir] > 0;
 
-	open_for(r, ts, dir);
-	place(r, ts, literal && r->begun[dir] ? 0 : SCRIPT_STEP_US);
+	place_bytes(r, ts, dir, literal);
 	if (literal)
 		literal_unit(r, dir, bytes, len);
 	else if (unit->kind == IMAP_UNIT_LITERAL_DATA)
@@ -254,10 +261,7 @@ void render_unit(struct renderer *r, enum imap_dir dir, imap_time_us ts, const u
 void render_raw(struct renderer *r, enum imap_dir dir, imap_time_us ts, const uint8_t *bytes,
 		size_t len)
 {
-	bool literal = r->owed[dir] > 0;
-
-	open_for(r, ts, dir);
-	place(r, ts, literal && r->begun[dir] ? 0 : SCRIPT_STEP_US);
+	place_bytes(r, ts, dir, r->owed[dir] > 0);
 	raw_line(r, dir, bytes, len);
 	r->owed[dir] -= len < r->owed[dir] ? len : r->owed[dir];
 	r->begun[dir] = r->owed[dir] > 0;

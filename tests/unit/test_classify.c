@@ -124,7 +124,10 @@ static void test_keywords(void)
 	CHECK(i.keyword == IMAP_KW_CAPABILITY);
 	i = cls(IMAP_S2C, "a1 OK LOGIN done\r\n", 0, 0);
 	CHECK(i.keyword == IMAP_KW_OTHER);
-	CHECK(imap_keyword_of("VANISHED") == IMAP_KW_VANISHED && imap_keyword_of("") == IMAP_KW_OTHER);
+	i = cls(IMAP_S2C, "* VANISHED (EARLIER) 1:5\r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_VANISHED);
+	i = cls(IMAP_S2C, "* \r\n", 0, 0);
+	CHECK(i.keyword == IMAP_KW_OTHER);
 }
 
 int main(void)
