@@ -10,20 +10,29 @@
 #include "net/socket.h"
 #include "proxy/addr.h"
 #include "replay/client.h"
+#include "replay/link.h"
+#include "replay/runs.h"
 #include "replay/tls.h"
 
 const char cli_replay_client_usage[] =
 	"usage: imaptap replay client FILE --connect HOST:PORT [OPTIONS]\n"
 	"\n"
-	"Plays the client side of a recorded session to a live server: each command\n"
-	"when the recording sent it, waiting for continuations and completions as the\n"
-	"recording did. Passes when every command completes with its recorded status.\n"
+	"Plays the client side of a recording to a live server: every session in\n"
+	"which the client spoke, each on its own connection, opened in the recorded\n"
+	"order and overlap. Each command goes out when the recording sent it (and\n"
+	"after what the other sessions did before it in the recording), waiting for\n"
+	"continuations and completions as the recording did. Passes when every\n"
+	"command completes with its recorded status.\n"
 	"\n"
 	"options:\n"
 	"  --connect HOST:PORT      the server (required)\n"
-	"  --session N              the N-th session of FILE (default: the first in which\n"
-	"                           the client sent an IMAP line, so a port probe or a\n"
-	"                           health check before it is passed over)\n"
+	"  --session N[,M...]       only these sessions of FILE (default: every one in\n"
+	"                           which the client sent an IMAP line, so a port probe\n"
+	"                           or a health check is passed over)\n"
+	"  --order recording|session\n"
+	"                           recording (default): a command also waits for what\n"
+	"                           the other sessions did before it in the recording;\n"
+	"                           session: each session keeps its own order only\n"
 	"  --login USER:PASS        credentials for the masked ones in the recording\n"
 	"  --upstream-tls implicit|starttls|none\n"
 	"                           TLS to the server (default: implicit for port 993);\n"
@@ -32,7 +41,7 @@ const char cli_replay_client_usage[] =
 	"  --sni NAME               name sent and verified (default: the host)\n"
 	"  --speed X | --no-delay   pace (default: as recorded)\n"
 	"  --strict                 untagged responses must match the recording too\n"
-	"  --timeout TIME           bound on the whole replay (120, 120s, 2m)\n"
+	"  --timeout TIME           bound on each session's replay (120, 120s, 2m)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"exit codes: 0 every command completed as recorded, 1 one did not, 2 usage\n"
@@ -168,70 +177,141 @@ static int parse_client(int argc, char **argv, struct client_args *a)
 	return client_check(a);
 }
 
-/* Plays rec to the server: connects, replays, reports. Returns the
- * replay's code (0, 1, 3). */
-static int play(const struct client_args *a, const struct replay_recording *rec,
-		struct replay_client_options *opt)
-{
-	struct replay_result res;
-	char err[512];
-	int fd = net_connect_tcp(a->server.host, a->server.port, err, sizeof(err));
+/* What one run holds. */
+struct client_run {
+	struct replay_recordings recs;
+	struct replay_ensemble *ens;
+	struct replay_runs *runs;
+	struct replay_client_options opt;
+	int worst;
+};
 
-	if (fd < 0) {
-		cli_message("%s", err);
-		return 3;
+static void client_connection(void *ctx, int fd, long session, struct replay_result *res)
+{
+	struct client_run *run = ctx;
+
+	replay_client_fd(run->ens, (size_t)session, fd, &run->opt, res);
+}
+
+static void reap(struct client_run *run, bool wait)
+{
+	const struct replay_run *done;
+
+	while ((done = replay_runs_reap(run->runs, wait)) != NULL) {
+		if (run->recs.count > 1)
+			fprintf(stderr, "imaptap: session %u: ", done->result.session);
+		cli_write_escaped(stderr, done->result.report, strlen(done->result.report),
+				  CAPTURE_ESCAPE_KEEP_NEWLINE);
+		if (done->result.code > run->worst)
+			run->worst = done->result.code;
 	}
+}
+
+/* Opens the recorded connections in their recorded order, each when its
+ * recorded start is due (scaled), and plays them beside each other.
+ * Sets run->worst: 0, 1 or 3. */
+static void play(const struct client_args *a, struct client_run *run)
+{
+	imap_time_us start = replay_now(), first = run->recs.recs[0].opened;
+	char err[512];
+
 	signal(SIGPIPE, SIG_IGN);
-	replay_client_fd(rec, fd, opt, &res);
-	close(fd);
-	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
-	return res.code;
+	for (size_t i = 0; i < run->recs.count; i++) {
+		imap_time_us offset = run->recs.recs[i].opened - first, due = start;
+		int fd;
+
+		if (run->opt.speed > 0)
+			due += (imap_time_us)((double)offset / run->opt.speed);
+		while (replay_now() < due) {
+			imap_time_us left = due - replay_now();
+
+			reap(run, false);
+			usleep((useconds_t)(left < 50000 ? left : 50000));
+		}
+		fd = net_connect_tcp(a->server.host, a->server.port, err, sizeof(err));
+		if (fd < 0 || replay_runs_start(run->runs, fd, (long)i) == 0) {
+			if (fd < 0)
+				cli_message("session %u: %s", run->recs.recs[i].session, err);
+			else
+				cli_message("session %u: cannot run beside the others",
+					    run->recs.recs[i].session);
+			replay_ensemble_end(run->ens, i); /* nothing waits for it */
+			run->worst = 3;
+		}
+	}
+	reap(run, true);
+}
+
+/* Every session whose credentials the recording holds masked needs
+ * --login. Returns 0 or the usage error's exit code. */
+static int check_login(const struct client_args *a, const struct replay_recordings *recs)
+{
+	for (size_t i = 0; i < recs->count && a->login == NULL; i++)
+		if (replay_client_masked_line(&recs->recs[i]) != 0)
+			return cli_usage_error(CMD, "session %u of %s logs in with credentials the "
+					       "recording holds masked (client line %u): give "
+					       "--login USER:PASS", recs->recs[i].session, a->file,
+					       replay_client_masked_line(&recs->recs[i]));
+	return 0;
+}
+
+/* The run's options, TLS and threads. Returns an exit code. */
+static int client_start(const struct client_args *a, struct client_run *run)
+{
+	char err[512];
+	int rc = cli_replay_load(a->file, &a->pace, &run->recs);
+
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	rc = check_login(a, &run->recs);
+	if (rc != 0)
+		return rc;
+	run->opt.speed = a->pace.speed;
+	run->opt.timeout = cli_replay_timeout(&a->pace, &run->recs);
+	run->opt.strict = a->strict;
+	run->opt.user = a->login != NULL ? a->user : NULL;
+	run->opt.pass = a->login != NULL ? a->pass : NULL;
+	if (strcmp(a->upstream_tls, "none") != 0) {
+		run->opt.tls = replay_tls_client(a->upstream_ca, a->insecure, err, sizeof(err));
+		if (run->opt.tls == NULL) {
+			cli_message("%s", err);
+			return CLI_EXIT_RUNTIME;
+		}
+		run->opt.implicit_tls = strcmp(a->upstream_tls, "implicit") == 0;
+		run->opt.sni = a->sni != NULL ? a->sni : a->server.host;
+	}
+	run->ens = replay_ensemble_new(&run->recs, REPLAY_GATES_WALKED, !a->pace.order_by_session,
+				       a->pace.speed);
+	run->runs = replay_runs_new(client_connection, run, run->recs.count);
+	if (run->ens == NULL || run->runs == NULL) {
+		cli_message("out of memory");
+		return CLI_EXIT_RUNTIME;
+	}
+	if (run->recs.count > 1)
+		cli_message("replaying %zu sessions of %s at once, in their recorded order and "
+			    "overlap", run->recs.count, a->file);
+	return CLI_EXIT_OK;
 }
 
 int cli_replay_client_main(int argc, char **argv)
 {
-	struct client_args a = {.pace = {.session = 0, .speed = 1}};
-	struct replay_client_options opt = {.quiet = 10 * IMAP_US_PER_S};
-	struct replay_recording rec;
-	char err[512];
+	struct client_args a = {.pace = {.speed = 1}};
+	struct client_run run = {.opt = {.quiet = 10 * IMAP_US_PER_S}};
 	int rc;
 
 	rc = parse_client(argc, argv, &a);
-	if (rc != 0) {
-		explicit_bzero(a.pass, sizeof(a.pass));
-		return rc < 0 ? CLI_EXIT_OK : rc; /* -1: --help */
+	if (rc == 0)
+		rc = client_start(&a, &run);
+	if (rc == 0) {
+		play(&a, &run);
+		rc = run.worst == 3 ? CLI_EXIT_RUNTIME : run.worst == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
+	} else if (rc < 0) {
+		rc = CLI_EXIT_OK; /* --help */
 	}
-	rc = cli_replay_load(a.file, &a.pace, &rec);
-	if (rc != CLI_EXIT_OK) {
-		explicit_bzero(a.pass, sizeof(a.pass));
-		return rc;
-	}
-	if (a.login == NULL && replay_client_masked_line(&rec) != 0) {
-		rc = cli_usage_error(CMD, "session %u of %s logs in with credentials the recording "
-				     "holds masked (client line %u): give --login USER:PASS",
-				     rec.session, a.file, replay_client_masked_line(&rec));
-		replay_recording_free(&rec);
-		return rc;
-	}
-	opt.speed = a.pace.speed;
-	opt.timeout = cli_replay_timeout(&a.pace, &rec);
-	opt.strict = a.strict;
-	opt.user = a.login != NULL ? a.user : NULL;
-	opt.pass = a.login != NULL ? a.pass : NULL;
-	if (strcmp(a.upstream_tls, "none") != 0) {
-		opt.tls = replay_tls_client(a.upstream_ca, a.insecure, err, sizeof(err));
-		if (opt.tls == NULL) {
-			cli_message("%s", err);
-			explicit_bzero(a.pass, sizeof(a.pass));
-			replay_recording_free(&rec);
-			return CLI_EXIT_RUNTIME;
-		}
-		opt.implicit_tls = strcmp(a.upstream_tls, "implicit") == 0;
-		opt.sni = a.sni != NULL ? a.sni : a.server.host;
-	}
-	rc = play(&a, &rec, &opt);
 	explicit_bzero(a.pass, sizeof(a.pass));
-	SSL_CTX_free(opt.tls);
-	replay_recording_free(&rec);
-	return rc == 3 ? CLI_EXIT_RUNTIME : rc == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
+	replay_runs_free(&run.runs);
+	replay_ensemble_free(&run.ens);
+	SSL_CTX_free(run.opt.tls);
+	replay_recordings_free(&run.recs);
+	return rc;
 }

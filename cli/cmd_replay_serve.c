@@ -15,24 +15,41 @@
 #include "proxy/addr.h"
 #include "proxy/ca.h"
 #include "replay/child.h"
+#include "replay/link.h"
+#include "replay/runs.h"
 #include "replay/serve.h"
 #include "replay/tls.h"
 
 const char cli_replay_serve_usage[] =
 	"usage: imaptap replay serve FILE [OPTIONS] [-- COMMAND ARGS...]\n"
 	"\n"
-	"Plays the server side of a recorded session (a pcap: imaptap's --pcap, or a\n"
-	"tcpdump/tshark capture of plaintext IMAP) to live clients. Every recorded\n"
-	"client line must arrive: the client's own tags stand for the recorded ones,\n"
-	"masked passwords and --ignore spans match anything. The server's lines go\n"
-	"out at their recorded delays after the client line before them. When the\n"
-	"client does something else, imaptap prints the line expected, the line\n"
-	"received and the recording before it, and exits 1.\n"
+	"Plays the server side of a recording (a pcap: imaptap's --pcap, or a\n"
+	"tcpdump/tshark capture of plaintext IMAP) to live clients: every session in\n"
+	"which the client spoke, at once, one per connection. Every recorded client\n"
+	"line must arrive: the client's own tags stand for the recorded ones, masked\n"
+	"passwords and --ignore spans match anything. The server's lines go out at\n"
+	"their recorded delays after the client line before them, and after what the\n"
+	"other sessions' clients sent before them in the recording. When the client\n"
+	"does something else, imaptap prints the line expected, the line received and\n"
+	"the recording before it, and exits 1; a session no connection played is a\n"
+	"divergence too.\n"
 	"\n"
 	"options:\n"
-	"  --session N              the N-th session of FILE (default: the first in which\n"
-	"                           the client sent an IMAP line, so a port probe or a\n"
-	"                           health check before it is passed over)\n"
+	"  --session N[,M...]       only these sessions of FILE (default: every one in\n"
+	"                           which the client sent an IMAP line, so a port probe\n"
+	"                           or a health check is passed over)\n"
+	"  --match order|first-lines\n"
+	"                           which session a connection plays: the next in the\n"
+	"                           order they opened (default), or the one its first\n"
+	"                           client lines agree with (the login user, the first\n"
+	"                           SELECT), for clients that open connections in any\n"
+	"                           order\n"
+	"  --order recording|session\n"
+	"                           recording (default): a server line also waits for\n"
+	"                           what other sessions' clients sent before it in the\n"
+	"                           recording (an EXISTS after another connection's\n"
+	"                           APPEND); session: each session keeps its own order\n"
+	"                           only\n"
 	"  --listen ADDR:PORT       where clients connect (default 127.0.0.1:0: a free\n"
 	"                           port, printed on stderr)\n"
 	"  --port-file FILE         write the port to FILE once listening\n"
@@ -45,8 +62,8 @@ const char cli_replay_serve_usage[] =
 	"                           as their own TCP segments and TLS records\n"
 	"  --ignore REGEX           a volatile span (a date, a UID) that matches anything;\n"
 	"                           POSIX extended regex, repeatable\n"
-	"  --timeout TIME           bound on one whole replay (default: 60s, or twice the\n"
-	"                           recording's length plus 30 when longer)\n"
+	"  --timeout TIME           bound on each connection's replay (default: 60s, or\n"
+	"                           twice the recording's length plus 30 when longer)\n"
 	"  --quiet-limit TIME       a client silent this long beyond the recorded pause\n"
 	"                           while a line is due is reported (default 10)\n"
 	"  --client-tls none|implicit|starttls\n"
@@ -57,9 +74,13 @@ const char cli_replay_serve_usage[] =
 	"  --cert FILE --key FILE   show this certificate instead\n"
 	"  --name NAME              a host name or IP address the forged certificate\n"
 	"                           carries (repeatable; default localhost and 127.0.0.1)\n"
-	"  --loop                   serve every new connection afresh until interrupted\n"
+	"  --loop                   serve the recording again and again until\n"
+	"                           interrupted: once every session is played, the next\n"
+	"                           connection starts a new round\n"
 	"  -- COMMAND ARGS...       run COMMAND with IMAPTAP_PORT set and serve until it\n"
 	"                           exits; the result is the worse of the two\n"
+	"                           (without one: until every session is played, or no\n"
+	"                           connection is open and none came for --quiet-limit)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"exit codes: 0 the client did what the recording did, 1 it diverged (or the\n"
@@ -77,6 +98,7 @@ enum {
 	OPT_KEY,
 	OPT_NAME,
 	OPT_SEGMENT,
+	OPT_MATCH,
 };
 
 static const struct option serve_options[] = {
@@ -92,6 +114,7 @@ static const struct option serve_options[] = {
 	{"key", required_argument, NULL, OPT_KEY},
 	{"name", required_argument, NULL, OPT_NAME},
 	{"segment", required_argument, NULL, OPT_SEGMENT},
+	{"match", required_argument, NULL, OPT_MATCH},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -101,6 +124,7 @@ static const struct option serve_options[] = {
 #define NAMES_MAX 16
 #define LISTEN_BACKLOG 16
 #define ACCEPT_POLL_MS 100 /* how soon a signal or the command's end is seen */
+#define CONNECTIONS_MAX 256 /* connections played at once */
 
 struct serve_args {
 	const char *file;
@@ -119,17 +143,22 @@ struct serve_args {
 	const char *names[NAMES_MAX];
 	size_t name_count;
 	struct imap_split segment;
+	bool match_first_lines;
 };
 
 /* What one run holds, released by serve_end. */
 struct serve_run {
-	struct replay_recording rec;
-	bool loaded;
+	struct replay_recordings recs;
+	struct replay_ensemble *ens;
+	struct replay_runs *runs;
 	struct replay_options opt;
 	struct proxy_ca *ca;
 	int lfd;
 	unsigned port;
 	struct replay_child child;
+	unsigned accepted;
+	imap_time_us last_end;  /* when the last connection ended; 0 none yet */
+	int worst;              /* 0, 1 or 3, as replay_result's code */
 };
 
 static volatile sig_atomic_t stopping;
@@ -214,6 +243,12 @@ static int serve_option(struct serve_args *a, int c, char **argv)
 	case OPT_SEGMENT:
 		if (imap_split_parse(optarg, strlen(optarg), &a->segment, msg, sizeof(msg)) != 0)
 			return cli_usage_error(CMD, "--segment: %s", msg);
+		return 0;
+	case OPT_MATCH:
+		if (strcmp(optarg, "order") != 0 && strcmp(optarg, "first-lines") != 0)
+			return cli_usage_error(CMD, "--match takes order or first-lines, not '%s'",
+					       optarg);
+		a->match_first_lines = strcmp(optarg, "first-lines") == 0;
 		return 0;
 	case 'h':
 		fputs(cli_replay_serve_usage, stdout);
@@ -341,18 +376,103 @@ static int listen_on(const char *spec, struct serve_run *run, char *bound, size_
 	return CLI_EXIT_OK;
 }
 
-/* Serves one accepted connection; returns its outcome. */
-static int serve_one(int fd, const struct serve_run *run, unsigned n)
+/* One connection, in its own thread. */
+static void serve_connection(void *ctx, int fd, long session, struct replay_result *res)
 {
-	struct replay_result res;
+	const struct serve_run *run = ctx;
 
-	replay_serve_fd(&run->rec, fd, &run->opt, &res);
-	shutdown(fd, SHUT_RDWR);
-	close(fd);
-	fprintf(stderr, "imaptap: connection %u: ", n);
-	cli_write_escaped(stderr, res.report, strlen(res.report), CAPTURE_ESCAPE_KEEP_NEWLINE);
+	replay_serve_fd(run->ens, session, fd, &run->opt, res);
+}
+
+/* A connection's report, once it has ended. */
+static void connection_ended(struct serve_run *run, const struct replay_run *done)
+{
+	if (run->recs.count > 1 && done->result.session > 0)
+		fprintf(stderr, "imaptap: connection %u (session %u): ", done->n,
+			done->result.session);
+	else
+		fprintf(stderr, "imaptap: connection %u: ", done->n);
+	cli_write_escaped(stderr, done->result.report, strlen(done->result.report),
+			  CAPTURE_ESCAPE_KEEP_NEWLINE);
 	fflush(stderr);
-	return res.code;
+	if (done->result.code > run->worst)
+		run->worst = done->result.code;
+	run->last_end = replay_now();
+}
+
+static void reap(struct serve_run *run, bool wait)
+{
+	const struct replay_run *done;
+
+	while ((done = replay_runs_reap(run->runs, wait)) != NULL)
+		connection_ended(run, done);
+}
+
+/* A connection past the sessions of the recording, or past what can run
+ * at once, is told so and closed. */
+static void refuse(struct serve_run *run, int fd, const char *why)
+{
+	char line[200];
+	int n = snprintf(line, sizeof(line), "* BYE [imaptap] replay: %s\r\n", why);
+
+	if (n > 0 && (size_t)n < sizeof(line) && send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0)
+		(void)0; /* the client went already: the report says it all */
+	close(fd);
+	cli_message("connection %u: %s", run->accepted, why);
+	run->worst = run->worst > 1 ? run->worst : 1;
+}
+
+/* The session a new connection plays: by connection order the next one
+ * (a new round once all are played, with --loop); with --match
+ * first-lines the connection picks (-1). */
+static void start_connection(const struct serve_args *a, struct serve_run *run, int fd)
+{
+	long session = -1;
+	char why[120];
+
+	run->accepted++;
+	if (a->loop)
+		replay_ensemble_new_round(run->ens);
+	if (!a->match_first_lines) {
+		session = replay_ensemble_claim_next(run->ens);
+		if (session < 0) {
+			snprintf(why, sizeof(why), "the recording holds %zu session(s), and they are "
+				 "played already", run->recs.count);
+			refuse(run, fd, why);
+			return;
+		}
+	}
+	if (replay_runs_start(run->runs, fd, session) == 0)
+		cli_message("connection %u: cannot run beside %zu others", run->accepted,
+			    replay_runs_active(run->runs));
+}
+
+/* True when a replay without a command or --loop is over: every session
+ * played, or none running and no new connection for --quiet-limit. */
+static bool all_played(const struct serve_run *run)
+{
+	bool claimed = true;
+
+	if (run->accepted == 0 || replay_runs_active(run->runs) > 0)
+		return false;
+	for (size_t i = 0; i < run->recs.count && claimed; i++)
+		claimed = replay_ensemble_claimed(run->ens, i);
+	return claimed || replay_now() - run->last_end > run->opt.quiet;
+}
+
+/* The sessions no connection played are divergences. */
+static void never_opened(struct serve_run *run)
+{
+	char what[300];
+
+	for (size_t i = 0; i < run->recs.count; i++) {
+		if (replay_ensemble_claimed(run->ens, i))
+			continue;
+		cli_replay_describe(&run->recs.recs[i], what, sizeof(what));
+		cli_message("%s was never played: the client made fewer connections than the "
+			    "recording (or none of them began as this session did)", what);
+		run->worst = run->worst > 1 ? run->worst : 1;
+	}
 }
 
 /* A CI log says what is replayed, how the bytes are cut, and where. */
@@ -360,14 +480,26 @@ static void say_replaying(const struct serve_args *a, const struct serve_run *ru
 			  const char *bound)
 {
 	char mode[32], how[48] = "";
-	imap_time_us length = run->rec.count > 0 ? run->rec.units[run->rec.count - 1].at : 0;
+	const struct replay_recording *rec = &run->recs.recs[0];
+	imap_time_us length = rec->count > 0 ? rec->units[rec->count - 1].at : 0;
+	size_t units = 0;
 
 	if (a->segment.mode != IMAP_SPLIT_NONE) {
 		imap_split_describe(&a->segment, mode, sizeof(mode));
 		snprintf(how, sizeof(how), ", --segment %s", mode);
 	}
-	cli_message("replaying session %u of %s (%zu units, %.3f s%s) on %s", run->rec.session,
-		    a->file, run->rec.count, (double)length / 1e6, how, bound);
+	if (run->recs.count == 1) {
+		cli_message("replaying session %u of %s (%zu units, %.3f s%s) on %s", rec->session,
+			    a->file, rec->count, (double)length / 1e6, how, bound);
+		return;
+	}
+	for (size_t i = 0; i < run->recs.count; i++)
+		units += run->recs.recs[i].count;
+	cli_message("replaying %zu sessions of %s at once (%zu units%s; connections matched by %s, "
+		    "%s) on %s", run->recs.count, a->file, units, how,
+		    a->match_first_lines ? "their first lines" : "the order they open in",
+		    a->pace.order_by_session ? "each session in its own order" :
+		    "in the order the recording shows between sessions", bound);
 }
 
 /* Everything up to the first accept: the recording, TLS, the listener,
@@ -377,13 +509,19 @@ static int serve_start(const struct serve_args *a, struct serve_run *run)
 	char bound[64], err[256];
 	int rc;
 
-	rc = cli_replay_load(a->file, &a->pace, &run->rec);
+	rc = cli_replay_load(a->file, &a->pace, &run->recs);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	run->loaded = true;
+	run->ens = replay_ensemble_new(&run->recs, REPLAY_GATES_CLIENT, !a->pace.order_by_session,
+				       a->pace.speed);
+	run->runs = replay_runs_new(serve_connection, run, CONNECTIONS_MAX);
+	if (run->ens == NULL || run->runs == NULL) {
+		cli_message("out of memory");
+		return CLI_EXIT_RUNTIME;
+	}
 	run->opt = (struct replay_options){
 		.speed = a->pace.speed,
-		.timeout = cli_replay_timeout(&a->pace, &run->rec),
+		.timeout = cli_replay_timeout(&a->pace, &run->recs),
 		.quiet = a->quiet,
 		.ignore = a->ignore,
 		.ignore_count = a->ignore_count,
@@ -414,53 +552,59 @@ static int serve_start(const struct serve_args *a, struct serve_run *run)
 	return CLI_EXIT_OK;
 }
 
-/* The command ended: its verdict joins the replay's. Returns the worst. */
-static int command_ended(const struct serve_run *run, int exit_code, unsigned served, int worst)
+/* The command ended: its verdict joins the replay's. */
+static void command_ended(struct serve_run *run, int exit_code)
 {
 	cli_message("%s exited with %d", run->child.name, exit_code);
-	if (exit_code != 0 && worst < 1)
-		worst = 1;
-	if (served == 0) {
+	if (exit_code != 0 && run->worst < 1)
+		run->worst = 1;
+	if (run->accepted == 0) {
 		cli_message("%s never connected to IMAPTAP_PORT: nothing was replayed",
 			    run->child.name);
-		worst = 1;
+		run->worst = 1;
 	}
-	return worst;
 }
 
-/* Accepts and serves until done: one connection, every one (--loop), or
- * as long as the command runs. Returns the worst outcome. */
-static int serve_loop(const struct serve_args *a, struct serve_run *run)
+/* Accepts and serves until done: every session of the recording, every
+ * connection (--loop), or as long as the command runs. Then waits for
+ * the connections still running. */
+static void serve_loop(const struct serve_args *a, struct serve_run *run)
 {
-	unsigned served = 0;
-	int worst = 0, code, fd, exit_code;
+	int fd, exit_code;
+	bool command_done = false;
 
 	while (!stopping) {
 		struct pollfd p = {.fd = run->lfd, .events = POLLIN};
 
-		if (replay_child_ended(&run->child, &exit_code))
-			return command_ended(run, exit_code, served, worst);
+		reap(run, false);
+		if (replay_child_ended(&run->child, &exit_code)) {
+			command_ended(run, exit_code);
+			command_done = true;
+			break;
+		}
+		if (!a->loop && a->command == NULL && all_played(run))
+			break;
 		if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
 			continue;
 		fd = accept4(run->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		code = serve_one(fd, run, ++served);
-		if (code > worst)
-			worst = code;
-		if (!a->loop && a->command == NULL)
-			break;
+		if (fd >= 0)
+			start_connection(a, run, fd);
 	}
-	return worst;
+	if (stopping)
+		replay_runs_interrupt(run->runs);
+	reap(run, true);
+	if (!a->loop && !stopping && (command_done ? run->accepted > 0 : true))
+		never_opened(run);
 }
 
 static void serve_end(struct serve_args *a, struct serve_run *run)
 {
 	replay_child_stop(&run->child); /* interrupted: the command goes too */
+	replay_runs_free(&run->runs);
 	if (run->lfd >= 0)
 		close(run->lfd);
-	if (run->loaded)
-		replay_recording_free(&run->rec);
+	replay_ensemble_free(&run->ens);
+	replay_recordings_free(&run->recs);
 	for (size_t i = 0; i < a->ignore_count; i++)
 		regfree(&a->ignore[i]);
 	SSL_CTX_free(run->opt.tls);
@@ -469,7 +613,7 @@ static void serve_end(struct serve_args *a, struct serve_run *run)
 
 int cli_replay_serve_main(int argc, char **argv)
 {
-	struct serve_args a = {.listen = "127.0.0.1:0", .pace = {.session = 0, .speed = 1},
+	struct serve_args a = {.listen = "127.0.0.1:0", .pace = {.speed = 1},
 			       .quiet = 10 * IMAP_US_PER_S};
 	struct serve_run run = {.lfd = -1, .child = {.pid = -1}};
 	int rc, worst;
@@ -481,7 +625,8 @@ int cli_replay_serve_main(int argc, char **argv)
 		serve_end(&a, &run);
 		return rc < 0 ? CLI_EXIT_OK : rc; /* -1: --help */
 	}
-	worst = serve_loop(&a, &run);
+	serve_loop(&a, &run);
+	worst = run.worst;
 	serve_end(&a, &run);
 	return worst == 3 ? CLI_EXIT_RUNTIME : worst == 1 ? CLI_EXIT_CHECK : CLI_EXIT_OK;
 }

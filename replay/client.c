@@ -23,6 +23,8 @@ struct live_tagged {
 
 struct client {
 	const struct replay_recording *rec;
+	struct replay_ensemble *ens;     /* the sessions played at once */
+	size_t idx;                      /* this one's index in ens */
 	const struct replay_client_options *opt;
 	struct replay_result *res;
 	struct replay_link link;
@@ -180,6 +182,7 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 			c->continuations--;
 			c->trigger_live = c->continuation_at;
 			c->trigger_rec = u->at;
+			replay_ensemble_done(c->ens, c->idx, c->trigger_live);
 			return true;
 		}
 		if (!u->continuation) {
@@ -202,6 +205,7 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 				c->trigger_live = t->at;
 				c->trigger_rec = u->at;
 				forget_tagged(c, t);
+				replay_ensemble_done(c->ens, c->idx, c->trigger_live);
 				return true;
 			}
 		}
@@ -222,6 +226,44 @@ static bool await(struct client *c, size_t i, imap_time_us deadline)
 		}
 		replay_link_pump(&c->link, REPLAY_LINK_SHORT_POLL_US);
 	}
+}
+
+/* How often a wait for another session looks again. */
+#define CROSS_POLL_US (IMAP_US_PER_S / 200)
+
+/* Waits until client unit i is due: its recorded delay after the last
+ * thing of its own session, and after what the other sessions did
+ * before it in the recording. False when another session keeps it
+ * waiting past --quiet-limit (reported). */
+static bool await_turn(struct client *c, size_t i, imap_time_us deadline)
+{
+	const struct replay_unit *u = &c->rec->units[i];
+	imap_time_us since = replay_now(), cross = 0, now;
+	struct replay_wait w;
+
+	while (!replay_ensemble_ready(c->ens, c->idx, i, &cross, &w)) {
+		now = replay_now();
+		if (c->link.eof)
+			return true; /* the next await says the server went */
+		if (now - since > c->opt->quiet || now > deadline) {
+			const struct replay_recording *o = replay_ensemble_recording(c->ens, w.session);
+
+			c->res->code = 1;
+			replay_report(c->res, "replay client: client line %u was recorded after "
+				      "session %u's %s line %u, which did not come within %" PRId64
+				      ".%03d s\n", u->line_no, o->session,
+				      o->units[w.unit].dir == IMAP_C2S ? "client" : "server",
+				      o->units[w.unit].line_no, (now - since) / IMAP_US_PER_S,
+				      (int)((now - since) % IMAP_US_PER_S / 1000));
+			return false;
+		}
+		replay_link_pump(&c->link, CROSS_POLL_US);
+	}
+	while ((now = replay_now()) < due(c, u) && !c->link.eof)
+		replay_link_pump(&c->link, due(c, u) - now);
+	while ((now = replay_now()) < cross && !c->link.eof)
+		replay_link_pump(&c->link, cross - now);
+	return true;
 }
 
 static void walk(struct client *c)
@@ -259,8 +301,8 @@ static void walk(struct client *c)
 			}
 			continue;
 		}
-		while (replay_now() < due(c, u) && !c->link.eof)
-			replay_link_pump(&c->link, due(c, u) - replay_now());
+		if (!await_turn(c, i, deadline))
+			return;
 		{
 			const uint8_t *p;
 			size_t n;
@@ -272,17 +314,19 @@ static void walk(struct client *c)
 				snprintf(c->starttls_tag, sizeof(c->starttls_tag), "%s", u->tag);
 			}
 			send_bytes(c, p, n);
+			replay_ensemble_done(c->ens, c->idx, replay_now());
 		}
 	}
 	while (c->link.out_len > 0 && !c->link.eof && replay_now() < deadline)
 		replay_link_pump(&c->link, REPLAY_LINK_POLL_US);
 }
 
-void replay_client_fd(const struct replay_recording *rec, int fd,
+void replay_client_fd(struct replay_ensemble *ens, size_t session, int fd,
 		      const struct replay_client_options *opt, struct replay_result *res)
 {
+	const struct replay_recording *rec = replay_ensemble_recording(ens, session);
 	struct imap_conv_config cc = {0};
-	struct client c = {.rec = rec, .opt = opt, .res = res};
+	struct client c = {.rec = rec, .ens = ens, .idx = session, .opt = opt, .res = res};
 	struct capture_session_info info = {.id = rec->session, .upstream_tls = "replay"};
 	struct observed_hooks hooks = {.observation = on_live, .ctx = &c};
 
@@ -310,6 +354,8 @@ void replay_client_fd(const struct replay_recording *rec, int fd,
 			replay_report(c.res, "replay client: %u of %u command(s) differ from the recording\n",
 			     c.failures, c.commands);
 	}
+	res->session = rec->session;
+	replay_ensemble_end(ens, session);
 	replay_link_free(&c.link);
 	observed_discard(&c.observed);
 }

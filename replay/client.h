@@ -10,6 +10,7 @@
 
 #include <openssl/ssl.h>
 
+#include "replay/ensemble.h"
 #include "replay/recording.h"
 #include "replay/serve.h"
 
@@ -29,9 +30,11 @@ struct replay_client_options {
  * masked (it needs --login), or 0 when none does. */
 unsigned replay_client_masked_line(const struct replay_recording *rec);
 
-/* Plays rec's client side on fd (connected). result->code: 0 every
- * command completed as recorded, 1 not, 3 an I/O problem. */
-void replay_client_fd(const struct replay_recording *rec, int fd,
+/* Plays the client side of session (an index into ens) on fd
+ * (connected), beside the other sessions of ens, each in its own
+ * thread. result->code: 0 every command completed as recorded, 1 not,
+ * 3 an I/O problem. */
+void replay_client_fd(struct replay_ensemble *ens, size_t session, int fd,
 		      const struct replay_client_options *options, struct replay_result *result);
 
 #endif

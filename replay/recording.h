@@ -37,24 +37,29 @@ struct replay_recording {
 	size_t count;
 	unsigned session;
 	unsigned sessions_in_file;
+	imap_time_us opened;        /* when the session opened, on the capture's clock */
 	char client[64];
 	char server[64];
 	bool closed_by_server;      /* the server closed the connection at the end */
 };
 
-/* The first session of path in which the client sent an IMAP line (a port
- * probe or a health check that connected and left is passed over), into
- * *session_r, and how many sessions the file holds. Returns 0, or -1 with
- * a message in err (*code_r as replay_recording_load's) when the file
- * cannot be read or no session has a client line. */
-int replay_recording_first_spoken(const char *path, unsigned *session_r, unsigned *sessions_r,
-				  int *code_r, char *err, size_t errlen);
+/* The sessions of one recording that are played together. */
+struct replay_recordings {
+	struct replay_recording *recs; /* in the order they opened */
+	size_t count;
+	unsigned sessions_in_file;
+	unsigned passed_over;          /* sessions left out: the client sent no IMAP line
+					  (a port probe, a health check) */
+};
 
-/* Loads session (1-based) of path. Returns 0, or -1 with a message in err
- * (and *code_r: 2 for a session that is not there, 3 for a file that
- * cannot be read). */
-int replay_recording_load(const char *path, unsigned session, struct replay_recording *rec,
-			  int *code_r, char *err, size_t errlen);
+/* Loads the sessions of path listed in sessions (n of them), or when n
+ * is 0 every session in which the client sent an IMAP line; either way
+ * in the order they opened. Returns 0, or -1 with a message in err and
+ * *code_r: 2 for a listed session that is not there, 3 for a file that
+ * cannot be read or nothing to replay. */
+int replay_recordings_load(const char *path, const unsigned *sessions, size_t n,
+			   struct replay_recordings *out, int *code_r, char *err, size_t errlen);
+void replay_recordings_free(struct replay_recordings *r);
 void replay_recording_free(struct replay_recording *rec);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "imap/split.h"
+#include "replay/ensemble.h"
 #include "replay/recording.h"
 
 struct replay_options {
@@ -37,6 +38,7 @@ struct replay_result {
 	int code;                     /* 0 the client did what the recording did, 1 it
 					 diverged (or timed out), 3 an I/O error */
 	size_t client_lines;          /* client lines matched */
+	unsigned session;             /* the recorded session played; 0 none */
 	char report[REPLAY_REPORT_MAX];
 };
 
@@ -44,9 +46,12 @@ struct replay_result {
 void replay_report(struct replay_result *result, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Plays rec to the client on fd (connected, any mode; made non-blocking).
- * Does not close fd. */
-void replay_serve_fd(const struct replay_recording *rec, int fd, const struct replay_options *options,
-		     struct replay_result *result);
+/* Plays session (an index into ens) to the client on fd (connected, any
+ * mode; made non-blocking), or with session -1 the first session not yet
+ * claimed that the client's first lines agree with (--match
+ * first-lines). Runs beside the other sessions of ens, each in its own
+ * thread. Does not close fd. */
+void replay_serve_fd(struct replay_ensemble *ens, long session, int fd,
+		     const struct replay_options *options, struct replay_result *result);
 
 #endif

@@ -14,7 +14,8 @@ import subprocess
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
 FILES = ("package.json", "package-lock.json", "options.mjs", "imapflow_session.mjs",
-         "imapflow_literal.mjs", "imapflow_idle.mjs", "imapflow_qresync.mjs")
+         "imapflow_literal.mjs", "imapflow_idle.mjs", "imapflow_qresync.mjs",
+         "imapflow_two.mjs")
 
 
 class NodeError(RuntimeError):
