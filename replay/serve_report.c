@@ -115,10 +115,10 @@ void replay_serve_diverged(struct serve *s, size_t i, const char *what, const st
 	if (u->kind == IMAP_UNIT_LITERAL_DATA)
 		snprintf(want, sizeof(want), "{%zu literal bytes}", u->len);
 	s->res->code = 1;
-	replay_report(s->res, "replay: the client diverged from the recording at client line %u "
-		  "(recorded at +%" PRId64 ".%03d s): %s\n",
+	replay_report(s->res, "replay: the client diverged from the recording at %s line %u "
+		  "(recorded at +%" PRId64 ".%03d s): %s\n", u->dir == IMAP_C2S ? "client" : "server",
 	       u->line_no, u->at / IMAP_US_PER_S, (int)(u->at % IMAP_US_PER_S / 1000), what);
-	replay_report(s->res, "  expected: %s\n", want);
+	replay_report(s->res, "  %s: %s\n", u->dir == IMAP_C2S ? "expected" : "due", want);
 	if (got != NULL) {
 		replay_printable(have, sizeof(have), got->data, got->len);
 		if (got->kind == IMAP_UNIT_LITERAL_DATA)
