@@ -266,6 +266,25 @@ static bool await_turn(struct client *c, size_t i, imap_time_us deadline)
 	return true;
 }
 
+/* A client's DONE: the line that ends an IDLE. */
+static bool ends_idle(const struct replay_unit *u)
+{
+	return u->dir == IMAP_C2S && u->tag[0] == '\0' && u->len >= 4 &&
+	       strncasecmp((const char *)u->data, "DONE", 4) == 0 &&
+	       (u->len == 4 || u->data[4] == '\r' || u->data[4] == '\n');
+}
+
+/* The recorded DONE came after the untagged responses the IDLE got (the
+ * client was waiting for them): so does this one, or after
+ * --quiet-limit when they do not come (--strict then says so). */
+static void await_idle_news(struct client *c)
+{
+	imap_time_us until = replay_now() + c->opt->quiet;
+
+	while (c->untagged_live < c->untagged_recorded && !c->link.eof && replay_now() < until)
+		replay_link_pump(&c->link, REPLAY_LINK_SHORT_POLL_US);
+}
+
 static void walk(struct client *c)
 {
 	const struct replay_recording *rec = c->rec;
@@ -303,6 +322,8 @@ static void walk(struct client *c)
 		}
 		if (!await_turn(c, i, deadline))
 			return;
+		if (ends_idle(u))
+			await_idle_news(c);
 		{
 			const uint8_t *p;
 			size_t n;

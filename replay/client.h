@@ -1,8 +1,9 @@
 /* replay client: the client side of a recorded session played to a live
  * server. Each command goes out when the recording sent it (scaled),
  * continuations and completions are awaited as the recording did, masked
- * credentials are filled from --login. Every command must complete with
- * its recorded status; other differences fail only when strict. */
+ * credentials are filled from --login. A DONE waits for the untagged
+ * responses the recorded IDLE got before it. Every command must complete
+ * with its recorded status; other differences fail only when strict. */
 #ifndef REPLAY_CLIENT_H
 #define REPLAY_CLIENT_H
 

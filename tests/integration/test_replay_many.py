@@ -2,7 +2,8 @@
 """Whole recordings replayed: clients that hold several connections at once,
 recorded through the proxy against a real Dovecot and played back whole.
 
-- Node's imapflow with an IDLE connection beside one that APPENDs: replay
+- Node's imapflow with an IDLE connection beside one that FETCHes and
+  APPENDs: replay
   serve plays both sessions at once, and the IDLE connection hears the
   EXISTS only after the other connection's APPEND (with --order session,
   at --no-delay, it hears it before: the order between sessions is what
@@ -24,9 +25,11 @@ import imaplib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,6 +96,19 @@ def inbox_count():
     return int(data[0])
 
 
+def drop_appended():
+    """Takes the messages imapflow_two.mjs appended out of INBOX, so that a
+    replay finds INBOX as the recording did."""
+    m = imaplib.IMAP4("127.0.0.1", DC.port)
+    m.login("alice", PASSWORD)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", "two")
+    for num in data[0].split():
+        m.store(num, "+FLAGS", "\\Deleted")
+    m.expunge()
+    m.logout()
+
+
 def mbsync_config(d, port, channels):
     """An mbsync configuration pulling each (name, mailbox) of channels
     through its own account (and so its own connection) into a new
@@ -144,8 +160,39 @@ class ReplayManyTest(ProxyTestCase, unittest.TestCase):
                       r.stderr)
         out = last_json(r.stdout)
         self.assertIsNotNone(out.get("existsMs"), r.stdout)
+        self.assertGreaterEqual(out.get("fetched", 0), 3, out)
         # the EXISTS waited for the other connection's APPEND
         self.assertTrue(out["existsAfterAppend"], out)
+
+    def test_loop_plays_the_whole_recording_again(self):
+        pcap = self.record_imapflow()
+        port_file = os.path.join(tempfile.mkdtemp(dir=TMP), "port")
+        serve = subprocess.Popen([imaptap_bin(), "replay", "serve", pcap, "--no-delay", "--loop",
+                                  "--port-file", port_file], stderr=subprocess.PIPE, text=True,
+                                 env=sanitizer_env())
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(port_file) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with open(port_file) as f:
+                port = f.read().strip()
+            for _ in range(2):
+                d = ensure_node_clients()
+                r = subprocess.run(["node", "imapflow_two.mjs", "127.0.0.1", port, "alice",
+                                    PASSWORD], cwd=d, capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertTrue(last_json(r.stdout)["existsAfterAppend"], r.stdout)
+        finally:
+            time.sleep(0.5)
+            serve.send_signal(signal.SIGINT)
+            err = serve.communicate(timeout=30)[1]
+        self.assertFalse(sanitizer_reports(err), err)
+        self.assertEqual(serve.returncode, 0, err)
+        # the second round: connections 3 and 4 played sessions 1 and 2
+        self.assertIn("connection 3 (session 1): replay: the client did what the recording did",
+                      err)
+        self.assertIn("connection 4 (session 2): replay: the client did what the recording did",
+                      err)
 
     def test_without_the_order_between_sessions_the_exists_comes_too_soon(self):
         pcap = self.record_imapflow()
@@ -168,6 +215,7 @@ class ReplayManyTest(ProxyTestCase, unittest.TestCase):
 
     def test_replay_client_opens_both_connections_against_dovecot(self):
         pcap = self.record_imapflow()
+        drop_appended()
         before = inbox_count()
         r = imaptap(["replay", "client", pcap, "--connect", "127.0.0.1:%d" % DC.port,
                      "--login", "alice:" + PASSWORD, "--strict"])
@@ -178,8 +226,9 @@ class ReplayManyTest(ProxyTestCase, unittest.TestCase):
         self.assertRegex(r.stderr, r"session 2: replay client: \d+ command\(s\) completed as "
                          r"recorded")
         self.assertEqual(inbox_count(), before + 1)
-        # each session alone: the IDLE ends before anything was appended,
-        # and --strict sees it had no EXISTS
+        # the IDLE session alone: nothing is appended, and --strict sees
+        # that its IDLE had no EXISTS
+        drop_appended()
         r = imaptap(["replay", "client", pcap, "--connect", "127.0.0.1:%d" % DC.port,
                      "--login", "alice:" + PASSWORD, "--strict", "--session", "1"])
         self.assertEqual(r.returncode, 1, r.stderr)

@@ -1,5 +1,5 @@
 // Two imapflow connections, as a mail app holds them: one IDLEs on INBOX,
-// the other appends a message; the IDLE connection must hear of it (the
+// the other fetches the envelopes of INBOX and appends a message; the IDLE connection must hear of it (the
 // EXISTS) after the APPEND went out. Prints one JSON object with the
 // times; exits 1 when the EXISTS never came.
 //
@@ -24,6 +24,11 @@ try {
     if (!process.env.ONLY_IDLE) {
         const worker = new ImapFlow(options);
         await worker.connect();
+        await worker.mailboxOpen('INBOX');
+        out.fetched = 0;
+        for await (const msg of worker.fetch('1:*', { envelope: true })) {
+            out.fetched += msg.envelope ? 1 : 0;
+        }
         out.appendSentMs = Date.now() - t0;
         await worker.append('INBOX', 'From: a@example.org\r\nSubject: two\r\n\r\nhello\r\n');
         await worker.logout();
