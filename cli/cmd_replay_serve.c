@@ -80,7 +80,8 @@ const char cli_replay_serve_usage[] =
 	"  -- COMMAND ARGS...       run COMMAND with IMAPTAP_PORT set and serve until it\n"
 	"                           exits; the result is the worse of the two\n"
 	"                           (without one: until every session is played, or no\n"
-	"                           connection is open and none came for --quiet-limit)\n"
+	"                           connection is open and none came for --quiet-limit\n"
+	"                           beyond the recorded pause before the next session)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"exit codes: 0 the client did what the recording did, 1 it diverged (or the\n"
@@ -447,8 +448,32 @@ static void start_connection(const struct serve_args *a, struct serve_run *run, 
 			    replay_runs_active(run->runs));
 }
 
+/* How long to wait for the next connection once none is open: the
+ * recorded pause before the next session opened (scaled), and then
+ * --quiet-limit. */
+static imap_time_us next_connection_allowed(const struct serve_run *run)
+{
+	imap_time_us ended = 0, gap = 0;
+	size_t next = run->recs.count;
+
+	for (size_t i = 0; i < run->recs.count; i++) {
+		const struct replay_recording *r = &run->recs.recs[i];
+
+		if (!replay_ensemble_claimed(run->ens, i)) {
+			next = next < i ? next : i;
+			continue;
+		}
+		if (r->count > 0 && r->opened + r->units[r->count - 1].at > ended)
+			ended = r->opened + r->units[r->count - 1].at;
+	}
+	if (next < run->recs.count && run->opt.speed > 0 && run->recs.recs[next].opened > ended)
+		gap = (imap_time_us)((double)(run->recs.recs[next].opened - ended) / run->opt.speed);
+	return run->opt.quiet + gap;
+}
+
 /* True when a replay without a command or --loop is over: every session
- * played, or none running and no new connection for --quiet-limit. */
+ * played, or none running and no new connection for as long as the
+ * recording paused before its next session, and --quiet-limit. */
 static bool all_played(const struct serve_run *run)
 {
 	bool claimed = true;
@@ -457,7 +482,7 @@ static bool all_played(const struct serve_run *run)
 		return false;
 	for (size_t i = 0; i < run->recs.count && claimed; i++)
 		claimed = replay_ensemble_claimed(run->ens, i);
-	return claimed || replay_now() - run->last_end > run->opt.quiet;
+	return claimed || replay_now() - run->last_end > next_connection_allowed(run);
 }
 
 /* The sessions no connection played are divergences. */
