@@ -434,7 +434,8 @@ static int serve_unit(struct serve *s, size_t i, imap_time_us now)
 		replay_link_pump(&s->link, CROSS_POLL_US);
 		return 0;
 	}
-	if (!in_burst && now < at) {
+	/* a client gone is not kept waiting for the recording's pauses */
+	if (!in_burst && now < at && !s->link.eof) {
 		replay_link_pump(&s->link, at - now);
 		return 0;
 	}

@@ -23,26 +23,32 @@ static struct replay_unit b_units[] = {
 	{.dir = IMAP_C2S, .at = 9000, .tag = "b2"},
 };
 
-static void recordings(struct replay_recording recs[2], struct replay_recordings *all)
+/* Sessions A and B, and an ensemble of them. */
+struct fixture {
+	struct replay_recording recs[2];
+	struct replay_recordings all;
+};
+
+static struct replay_ensemble *ensemble(struct fixture *f, enum replay_gates gates, bool ordered,
+					double speed)
 {
-	memset(recs, 0, 2 * sizeof(recs[0]));
-	recs[0] = (struct replay_recording){.units = a_units, .count = 5, .session = 1,
-					    .opened = 1000};
-	recs[1] = (struct replay_recording){.units = b_units, .count = 4, .session = 2,
-					    .opened = 2000};
-	*all = (struct replay_recordings){.recs = recs, .count = 2};
+	memset(f, 0, sizeof(*f));
+	f->recs[0] = (struct replay_recording){.units = a_units, .count = 5, .session = 1,
+					       .opened = 1000};
+	f->recs[1] = (struct replay_recording){.units = b_units, .count = 4, .session = 2,
+					       .opened = 2000};
+	f->all = (struct replay_recordings){.recs = f->recs, .count = 2};
+	return replay_ensemble_new(&f->all, gates, ordered, speed);
 }
 
 static void test_serve_waits_for_the_other_client(void)
 {
-	struct replay_recording recs[2];
-	struct replay_recordings all;
+	struct fixture f;
 	struct replay_ensemble *e;
 	struct replay_wait w = {0};
 	imap_time_us due = -1;
 
-	recordings(recs, &all);
-	e = replay_ensemble_new(&all, REPLAY_GATES_CLIENT, true, 1.0);
+	e = ensemble(&f, REPLAY_GATES_CLIENT, true, 1.0);
 	CHECK(e != NULL);
 	CHECK(replay_ensemble_gate_count(e, 0) == 2 && replay_ensemble_gate(e, 0, 1) == 4);
 	CHECK(replay_ensemble_gate_count(e, 1) == 2 && replay_ensemble_gate(e, 1, 0) == 1);
@@ -67,24 +73,22 @@ static void test_serve_waits_for_the_other_client(void)
 
 static void test_no_delay_unordered_and_ended(void)
 {
-	struct replay_recording recs[2];
-	struct replay_recordings all;
+	struct fixture f;
 	struct replay_ensemble *e;
 	struct replay_wait w;
 	imap_time_us due;
 
-	recordings(recs, &all);
-	e = replay_ensemble_new(&all, REPLAY_GATES_CLIENT, true, 0);
+	e = ensemble(&f, REPLAY_GATES_CLIENT, true, 0);
 	replay_ensemble_done(e, 1, 70000);
 	replay_ensemble_done(e, 0, 60000);
 	CHECK(replay_ensemble_ready(e, 0, 3, &due, &w) && due == 70000);
 	replay_ensemble_free(&e);
 	/* --order session: nothing waits for another session */
-	e = replay_ensemble_new(&all, REPLAY_GATES_CLIENT, false, 1.0);
+	e = ensemble(&f, REPLAY_GATES_CLIENT, false, 1.0);
 	CHECK(replay_ensemble_ready(e, 0, 3, &due, &w) && due == 0);
 	replay_ensemble_free(&e);
 	/* a session that ended (or diverged) holds nobody up */
-	e = replay_ensemble_new(&all, REPLAY_GATES_CLIENT, true, 1.0);
+	e = ensemble(&f, REPLAY_GATES_CLIENT, true, 1.0);
 	replay_ensemble_end(e, 1);
 	CHECK(replay_ensemble_ready(e, 0, 3, &due, &w));
 	replay_ensemble_free(&e);
@@ -92,14 +96,12 @@ static void test_no_delay_unordered_and_ended(void)
 
 static void test_client_gates_include_completions(void)
 {
-	struct replay_recording recs[2];
-	struct replay_recordings all;
+	struct fixture f;
 	struct replay_ensemble *e;
 	struct replay_wait w;
 	imap_time_us due;
 
-	recordings(recs, &all);
-	e = replay_ensemble_new(&all, REPLAY_GATES_WALKED, true, 1.0);
+	e = ensemble(&f, REPLAY_GATES_WALKED, true, 1.0);
 	/* B: the APPEND, its tagged OK and the LOGOUT; A: IDLE, +, DONE */
 	CHECK(replay_ensemble_gate_count(e, 1) == 3);
 	CHECK(replay_ensemble_gate_count(e, 0) == 3);
@@ -114,12 +116,10 @@ static void test_client_gates_include_completions(void)
 
 static void test_claims_and_rounds(void)
 {
-	struct replay_recording recs[2];
-	struct replay_recordings all;
+	struct fixture f;
 	struct replay_ensemble *e;
 
-	recordings(recs, &all);
-	e = replay_ensemble_new(&all, REPLAY_GATES_CLIENT, true, 1.0);
+	e = ensemble(&f, REPLAY_GATES_CLIENT, true, 1.0);
 	CHECK(!replay_ensemble_claimed(e, 1));
 	CHECK(replay_ensemble_claim(e, 1));
 	CHECK(!replay_ensemble_claim(e, 1));
