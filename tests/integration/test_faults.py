@@ -433,6 +433,89 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([e["phase"] for e in self.fault_events(action="bye")], ["active", "inject",
                                                                                  "close"])
 
+    # ---- end-idle-early ---------------------------------------------------
+
+    def anomaly_rules(self):
+        return [e["rule"] for e in read_events(self.events) if e["kind"] == "anomaly"]
+
+    def test_end_idle_early_ok_before_the_continuation_as_exchange_did(self):
+        px = self.proxy("end-idle-early")
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN alice "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        c.send(b"a3 IDLE\r\n")
+        # no DONE sent: the IDLE's OK comes, then the server's +
+        resps = c.read_until_tagged("a3")
+        self.assertTrue(resps[-1].startswith(b"a3 OK imaptap fault injected (end-idle-early)"),
+                        resps)
+        self.assertTrue(c.readline().startswith(b"+"))
+        # a client that sends DONE anyway: the server answers it, a stray line
+        c.send(b"DONE\r\n")
+        self.assertTrue(c.readline().startswith(b"DONE BAD"))
+        resps, status = c.command("a4", "NOOP")
+        self.assertEqual(status, "OK", resps)
+        c.command("a5", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        # one completion of a3 reached the client: the proxy's, not the server's
+        self.assertEqual(c.received.count(b"\r\na3 "), 1, c.received)
+        # the server's IDLE was ended by the proxy's DONE, then the client's came
+        sess = DC.wait_rawlog_session("alice", lambda x: b"a4 NOOP" in x["in"])
+        self.assertIn(b"a3 IDLE\r\nDONE\r\nDONE\r\na4 NOOP", sess["in"])
+        self.assertIn(b"a3 OK Idle completed", sess["out"])
+        self.assertEqual([(e["phase"], e["dir"]) for e in self.fault_events(action="end-idle-early")],
+                         [("active", "s2c"), ("inject", "s2c"), ("inject", "c2s"),
+                          ("drop", "s2c")])
+        rules = self.anomaly_rules()
+        # the rules see what the client saw: a server that ended IDLE and
+        # then sent a +, and a client's stray DONE, answered as expected
+        self.assertIn("completion-before-done", rules)
+        self.assertIn("unexpected-continuation", rules)
+        self.assertIn("stray-done", rules)
+        for wrong in ("unknown-tag", "done-stall", "duplicate-tag", "command-stall"):
+            self.assertNotIn(wrong, rules)
+        rows = px.timeline()
+        self.assertFalse(any(r["dir"] == "S<" and r["text"].startswith("a3 ") for r in rows), rows)
+        self.assertEqual(len(self.fault_rows(px, "end-idle-early", "drop")), 1)
+        self.assert_pcap_marks("end-idle-early")
+
+    def test_end_idle_early_after_a_time_and_a_client_that_needs_no_done(self):
+        px = self.proxy("end-idle-early:600ms")
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN alice "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        # an IDLE the client ends in time: nothing happens
+        c.send(b"a3 IDLE\r\n")
+        c.expect_continuation()
+        c.send(b"DONE\r\n")
+        self.assertTrue(c.read_until_tagged("a3")[-1].startswith(b"a3 OK Idle completed"))
+        time.sleep(0.8)                  # past the first IDLE's time
+        # one that lasts: the OK comes after the + without DONE
+        c.send(b"a4 IDLE\r\n")
+        c.expect_continuation()
+        started = time.monotonic()
+        resps = c.read_until_tagged("a4")
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertTrue(resps[-1].startswith(b"a4 OK imaptap fault injected (end-idle-early:600ms)"),
+                        resps)
+        # the client takes the OK as the end of IDLE and goes on
+        resps, status = c.command("a5", "STATUS INBOX (MESSAGES)")
+        self.assertEqual(status, "OK", resps)
+        c.command("a6", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        self.assertEqual(c.received.count(b"\r\na4 "), 1, c.received)
+        self.assertEqual([e["phase"] for e in self.fault_events(action="end-idle-early")],
+                         ["active", "inject", "inject", "drop"])
+        rules = self.anomaly_rules()
+        self.assertIn("completion-before-done", rules)
+        for wrong in ("stray-done", "unknown-tag", "done-stall", "unexpected-continuation"):
+            self.assertNotIn(wrong, rules)
+
     # ---- answer ----------------------------------------------------------
 
     def test_answer_no_never_reaches_the_server(self):
