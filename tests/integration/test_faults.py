@@ -647,6 +647,97 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
             self.assertTrue(msgs[0][0].startswith("settings"), msgs)
 
 
+class PersonaTest(ProxyTestCase, unittest.TestCase):
+    """--persona NAME: each fault of the bundle acts, with --fault options
+    added to it, and the start-up lines name the persona."""
+
+    proxy = FaultTest.proxy
+    closed = FaultTest.closed
+    fault_events = FaultTest.fault_events
+
+    def active_lines(self, px):
+        return [l for l in px.stderr_text().splitlines() if "FAULT ACTIVE" in l]
+
+    def idle_session(self, px):
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN bob "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        c.send(b"a3 IDLE\r\n")
+        return c
+
+    def test_gmail_limits_connections_and_holds_idle_completion(self):
+        px = self.proxy(extra=["--persona", "gmail", "--done-stall", "1"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertTrue(all("--persona gmail: --fault " in l for l in lines), lines)
+        # the 16th connection open at once is refused as Gmail does
+        opened = [imaplib.IMAP4("127.0.0.1", px.port) for _ in range(15)]
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertIn("BYE [ALERT] Too many simultaneous connections", str(refused.exception))
+        self.closed(px, session=16)
+        for m in opened:
+            m.shutdown()
+        for n in range(1, 16):
+            self.closed(px, session=n)
+        # IDLE's completion after DONE is held: the client waits
+        c = self.idle_session(px)
+        c.expect_continuation()
+        c.send(b"DONE\r\n")
+        c.sock.settimeout(2.5)
+        with self.assertRaises(socket.timeout):
+            c.readline()
+        px.wait_for_row(lambda r: r["session"] == 17 and r["dir"] == "!"
+                        and r["text"].startswith("done-stall a3"))
+        c.close()               # the hold outlasts the test: no close to wait for
+        self.assertEqual([(e["session"], e["phase"]) for e in self.fault_events(
+            action="max-connections")], [(16, "inject")])
+        self.assertEqual([e["phase"] for e in self.fault_events(
+            action="hold-idle-completion", session=17)], ["active", "start"])
+        rules = [e["rule"] for e in read_events(self.events) if e["kind"] == "anomaly"]
+        self.assertIn("done-stall", rules)
+
+    def test_outlook_ends_idle_before_done(self):
+        px = self.proxy(extra=["--persona", "outlook"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("--persona outlook: --fault end-idle-early", lines[0])
+        c = self.idle_session(px)
+        resps = c.read_until_tagged("a3")
+        self.assertTrue(resps[-1].startswith(b"a3 OK imaptap fault injected (end-idle-early)"),
+                        resps)
+        self.assertTrue(c.readline().startswith(b"+"))
+        resps, status = c.command("a4", "NOOP")
+        self.assertEqual(status, "OK", resps)
+        c.command("a5", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        self.assertEqual([e["phase"] for e in self.fault_events(action="end-idle-early")],
+                         ["active", "inject", "inject", "drop"])
+
+    def test_yahoo_offers_no_idle_and_takes_faults_added_to_it(self):
+        px = self.proxy("answer:CREATE:NO", extra=["--persona", "yahoo"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("--fault answer:CREATE:NO", lines[0])
+        self.assertIn("--persona yahoo: --fault hide-capability:IDLE", lines[1])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertNotIn("IDLE", m.capabilities)       # the greeting's list
+        m.login("bob", PASSWORD)
+        typ, data = m.capability()
+        self.assertEqual(typ, "OK")
+        self.assertNotIn("IDLE", data[0].decode().upper().split())
+        self.assertIn("UIDPLUS", data[0].decode().upper().split())
+        typ, data = m.create("YahooFolder")           # the --fault added to it
+        self.assertEqual(typ, "NO")
+        m.logout()
+        self.closed(px)
+        self.assertGreaterEqual(len(self.fault_events(action="hide-capability", phase="inject")), 2)
+        self.assertEqual(len(self.fault_events(action="answer", phase="inject")), 1)
+
+
 class FaultTLSTest(ProxyTestCase, unittest.TestCase):
     """Faults act on the plaintext whatever the legs run."""
 
