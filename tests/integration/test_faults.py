@@ -516,6 +516,34 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         for wrong in ("stray-done", "unknown-tag", "done-stall", "unexpected-continuation"):
             self.assertNotIn(wrong, rules)
 
+    def test_end_idle_early_imapflow_takes_the_ok_and_sends_no_done(self):
+        try:
+            ensure_node_clients()
+        except NodeError as e:
+            self.skipTest(str(e))
+        for spec in ("end-idle-early:100ms", "end-idle-early"):
+            with self.subTest(spec=spec):
+                px = self.proxy(spec)
+                # imapflow idles, then ends IDLE for a NOOP 300 ms later
+                result = imapflow_session("127.0.0.1", px.port, "alice", PASSWORD,
+                                          script="imapflow_idle.mjs", timeout=60)
+                self.assertIsNotNone(result["messagesAfter"], result)
+                self.closed(px)
+                rows = px.timeline()
+                # it took the proxy's OK as the end of IDLE: no DONE of its own
+                self.assertFalse(any(r["dir"] == "C>" and r["text"] == "DONE" for r in rows),
+                                 px.stderr_tail())
+                self.assertTrue(any(r["dir"] == "P<" and r["text"].startswith(
+                    "9 OK imaptap fault injected (%s)" % spec) for r in rows), px.stderr_tail())
+                rules = self.anomaly_rules()
+                self.assertIn("completion-before-done", rules)
+                self.assertNotIn("stray-done", rules)
+                self.assertNotIn("unknown-tag", rules)
+                self.assertEqual(
+                    "unexpected-continuation" in rules, spec == "end-idle-early", rules)
+                self.assertEqual([e["phase"] for e in self.fault_events(
+                    action="end-idle-early")], ["active", "inject", "inject", "drop"])
+
     # ---- answer ----------------------------------------------------------
 
     def test_answer_no_never_reaches_the_server(self):
