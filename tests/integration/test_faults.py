@@ -480,6 +480,16 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertFalse(any(r["dir"] == "S<" and r["text"].startswith("a3 ") for r in rows), rows)
         self.assertEqual(len(self.fault_rows(px, "end-idle-early", "drop")), 1)
         self.assert_pcap_marks("end-idle-early")
+        # offline, the pcap of the client's leg tells the same story
+        offline = os.path.join(self.dir, "offline.jsonl")
+        r = run_imaptap(["analyze", self.pcap, "--events", offline], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = read_events(offline)
+        self.assertEqual(sorted(e["rule"] for e in events if e["kind"] == "anomaly"),
+                         sorted(rules))
+        self.assertEqual([e["phase"] for e in events if e["kind"] == "fault"
+                          and e["action"] == "end-idle-early"],
+                         ["active", "inject", "inject", "drop"])
 
     def test_end_idle_early_after_a_time_and_a_client_that_needs_no_done(self):
         px = self.proxy("end-idle-early:600ms")
