@@ -820,6 +820,28 @@ class FaultTLSTest(ProxyTestCase, unittest.TestCase):
         px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith("done-stall i1 (resolved)"))
         self.assertIn("(client TLS, upstream TLS)", px.stderr_text())
 
+    def test_end_idle_early_over_implicit_tls_both_legs(self):
+        """The proxy's DONE goes over the upstream's TLS, the OK over the
+        client's."""
+        ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
+        px = self.start_proxy(self.dc.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", self.pki.ca_cert,
+            "--client-tls", "implicit", "--ca", ca, "--fault", "end-idle-early:200ms"])
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=self.client_context(ca),
+                              timeout=10)
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        m.send(b"i1 IDLE\r\n")
+        while not m.readline().startswith(b"+"):
+            pass
+        line = m.readline()
+        self.assertTrue(line.startswith(b"i1 OK imaptap fault injected"), line)
+        typ, _ = m.noop()          # the server left IDLE: it answers at once
+        self.assertEqual(typ, "OK")
+        m.logout()
+        px.wait_for_row(lambda r: r["dir"] == "~" and r["text"].startswith(
+            "fault end-idle-early s2c drop"))
+
     def test_max_connections_over_a_tls_client_leg(self):
         """The BYE comes over the client's TLS, once its handshake is done."""
         ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
