@@ -19,7 +19,7 @@
 #include "cli/commands.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
-#include "proxy/fault.h"
+#include "cli/proxy_faults.h"
 #include "proxy/proxy.h"
 
 static const char proxy_usage[] =
@@ -94,8 +94,13 @@ static const char proxy_usage[] =
 	"                             bye:after-idle-continuation|in-literal[:c2s|s2c]\n"
 	"                             answer:COMMAND:NO|BAD   respond-code:CODE:COMMAND\n"
 	"                             bye-after-idle:D   max-connections:N\n"
-	"                             hide-capability:CAP[,CAP...]\n"
+	"                             hide-capability:CAP[,CAP...]   end-idle-early[:D]\n"
 	"                           then ,session=N ,nth=N ,after=COMMAND; D as 500ms, 2s\n"
+	"  --persona NAME           a provider's known behaviour, each fault after a\n"
+	"                           public report; adds to --fault options:\n"
+	"                             gmail    max-connections:15 hold-idle-completion:960s\n"
+	"                             outlook  end-idle-early\n"
+	"                             yahoo    hide-capability:IDLE\n"
 	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
@@ -143,6 +148,7 @@ enum {
 	OPT_MAX_SESSIONS,
 	OPT_USER,
 	OPT_FAULT,
+	OPT_PERSONA,
 	OPT_OVERWRITE,
 	OPT_APPEND,
 };
@@ -180,6 +186,7 @@ static const struct option proxy_options[] = {
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"user", required_argument, NULL, OPT_USER},
 	{"fault", required_argument, NULL, OPT_FAULT},
+	{"persona", required_argument, NULL, OPT_PERSONA},
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
 	{"help", no_argument, NULL, 'h'},
@@ -216,8 +223,7 @@ struct proxy_args {
 	unsigned max_sessions;
 	const char *user;
 	struct imap_tracker_config thresholds;
-	struct proxy_fault faults[PROXY_FAULTS_MAX];
-	size_t fault_count;
+	struct cli_faults faults;
 	bool overwrite; /* --pcap and --events may replace an earlier run's */
 	bool append;    /* --events adds to an earlier run's */
 };
@@ -320,19 +326,6 @@ static bool plain_option(struct proxy_args *a, int c)
 	return false;
 }
 
-static int add_fault(struct proxy_args *a, const char *spec)
-{
-	char why[300];
-
-	if (a->fault_count == PROXY_FAULTS_MAX)
-		return cli_usage_error("proxy", "at most %d --fault options", PROXY_FAULTS_MAX);
-	if (proxy_fault_parse(spec, strlen(spec), &a->faults[a->fault_count], why, sizeof(why)) != 0)
-		return cli_usage_error("proxy", "--fault '%.200s': %s; SPEC is %s", spec, why,
-				       proxy_fault_grammar);
-	a->fault_count++;
-	return 0;
-}
-
 /* An option with a value to check: 0, -1 after --help, or the usage
  * error's exit code. */
 static int checked_option(struct proxy_args *a, int c, int index, char **argv)
@@ -352,7 +345,9 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 		a->max_sessions = (unsigned)v;
 		return 0;
 	case OPT_FAULT:
-		return add_fault(a, optarg);
+		return cli_faults_add(&a->faults, optarg);
+	case OPT_PERSONA:
+		return cli_faults_add_persona(&a->faults, optarg);
 	case OPT_MAX_LINE:
 		if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
 			return cli_usage_error("proxy", "--max-line takes a number of bytes from 64 to "
@@ -507,8 +502,8 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	config->connect_timeout_s = a->handshake_timeout;
 	config->no_rules = a->no_rules;
 	config->thresholds = a->thresholds;
-	config->faults = a->faults;
-	config->fault_count = a->fault_count;
+	config->faults = a->faults.faults;
+	config->fault_count = a->faults.count;
 	config->redact_flags = (a->no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			       (a->redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config->log = log_message;
@@ -621,13 +616,7 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 		    leg_word(config->client_tls), config->upstream.host, config->upstream.port,
 		    leg_word(config->upstream_tls),
 		    config->insecure_upstream ? ", certificate NOT verified" : "");
-	for (size_t i = 0; i < a->fault_count; i++) {
-		char spec[128], how[300];
-
-		proxy_fault_spec_str(&a->faults[i], spec, sizeof(spec));
-		proxy_fault_explain(&a->faults[i], how, sizeof(how));
-		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
-	}
+	cli_faults_say(&a->faults);
 }
 
 static void tune_malloc(void)
@@ -687,7 +676,7 @@ int cli_proxy_main(int argc, char **argv)
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
-	cli_record_proxy_settings(&config, a.faults, a.fault_count, &sinks);
+	cli_record_proxy_settings(&config, a.faults.faults, a.faults.count, &sinks);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */
