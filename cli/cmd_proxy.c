@@ -69,6 +69,8 @@ static const char proxy_usage[] =
 	"                           TCP (server port 143) to FILE, mode 0600; Wireshark\n"
 	"                           and 'imaptap analyze' read it (-: standard output,\n"
 	"                           | wireshark -k -i -)\n"
+	"  --pcap-format pcap|pcapng pcapng (the default for FILE.pcapng): imaptap's\n"
+	"                           verdicts ride on the packets as comments\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
@@ -140,6 +142,7 @@ enum {
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_PCAP,
 	OPT_PCAP_MAX_SIZE,
+	OPT_PCAP_FORMAT,
 	OPT_EVENTS,
 	OPT_REDACT_BODIES,
 	OPT_RULE_THRESHOLD,
@@ -175,6 +178,7 @@ static const struct option proxy_options[] = {
 	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
 	{"pcap", required_argument, NULL, OPT_PCAP},
 	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
+	{"pcap-format", required_argument, NULL, OPT_PCAP_FORMAT},
 	{"events", required_argument, NULL, OPT_EVENTS},
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
@@ -216,6 +220,7 @@ struct proxy_args {
 	unsigned handshake_timeout;
 	const char *pcap;
 	uint64_t pcap_max_mib;
+	enum capture_pcap_format pcap_format;
 	const char *events;
 	bool redact_bodies;
 	bool no_rules;
@@ -367,6 +372,12 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 					       "1h (10, 10s, 2m), not '%s'", optarg);
 		a->handshake_timeout = (unsigned)((us + IMAP_US_PER_S - 1) / IMAP_US_PER_S);
 		return 0;
+	case OPT_PCAP_FORMAT:
+		if (strcmp(optarg, "pcap") != 0 && strcmp(optarg, "pcapng") != 0)
+			return cli_usage_error("proxy", "--pcap-format takes pcap or pcapng, not '%s'",
+					       optarg);
+		a->pcap_format = optarg[4] == 'n' ? CAPTURE_PCAP_NG : CAPTURE_PCAP_CLASSIC;
+		return 0;
 	case OPT_PCAP_MAX_SIZE:
 		if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
 			return cli_usage_error("proxy", "--pcap-max-size takes MiB from 1 to 1048576, "
@@ -432,6 +443,7 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 			.path = a->pcap,
 			.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
 			.max_bytes = a->pcap_max_mib * 1024 * 1024,
+			.format = a->pcap_format,
 			.log = log_message,
 		};
 
@@ -489,8 +501,9 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	    ((a->events != NULL && strcmp(a->events, "-") == 0) || a->pcap_max_mib > 0))
 		return cli_usage_error("proxy", "--pcap - takes standard output for itself: no "
 				       "--events - or --pcap-max-size with it");
-	if (a->pcap_max_mib > 0 && a->pcap == NULL)
-		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
+	if ((a->pcap_max_mib > 0 || a->pcap_format != CAPTURE_PCAP_BY_NAME) && a->pcap == NULL)
+		return cli_usage_error("proxy", "--%s goes with --pcap FILE",
+				       a->pcap_max_mib > 0 ? "pcap-max-size" : "pcap-format");
 	config->sni = a->sni;
 	config->upstream_ca = a->upstream_ca;
 	config->insecure_upstream = a->insecure;

@@ -217,6 +217,21 @@ class PcapngTest(ProxyTestCase, unittest.TestCase):
         later = [c for f in files[1:] for _, cs in comments(os.path.join(d, f)) for c in cs]
         self.assertTrue(any(" NOOP OK" in c for c in later), later)
 
+    def test_standard_output_as_pcapng_and_bad_values(self):
+        px = self.start_proxy(DC.port, extra_args=["--pcap", "-", "--pcap-format", "pcapng"])
+        idle_session(px.port, hold_done=0.1).logout()
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        self.assertEqual(px.stop(signal.SIGINT), 0)
+        out_path = os.path.join(px.dir, "imaptap.stdout")
+        texts = [c for _, cs in comments(out_path) for c in cs]
+        self.assertTrue(any(c.startswith("imaptap done-to-ok ") for c in texts), texts)
+        for args, want in [(["--pcap-format", "pcapng"], "--pcap-format goes with --pcap FILE"),
+                           (["--pcap", "x.pcap", "--pcap-format", "ng"],
+                            "--pcap-format takes pcap or pcapng, not 'ng'")]:
+            r = run_imaptap(["proxy", "--upstream", "127.0.0.1:%d" % DC.port] + args)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(want, r.stderr)
+
     def test_sigkill_leaves_a_file_tshark_reads(self):
         pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "killed.pcapng")
         px = self.start_proxy(DC.port, extra_args=["--pcap", pcap])
