@@ -434,27 +434,16 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 		       struct cli_fresh_files *made)
 {
-	struct capture_sink sink;
-	char err[4096];
-	bool refused;
+	const struct capture_pcap_config pc = {
+		.path = a->pcap,
+		.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
+		.max_bytes = a->pcap_max_mib * 1024 * 1024,
+		.format = a->pcap_format,
+		.log = log_message,
+	};
 
-	if (a->pcap != NULL) {
-		struct capture_pcap_config pc = {
-			.path = a->pcap,
-			.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
-			.max_bytes = a->pcap_max_mib * 1024 * 1024,
-			.format = a->pcap_format,
-			.log = log_message,
-		};
-
-		cli_fresh_note(made, a->pcap);
-		if (capture_pcap_writer_new(&pc, &sink, &refused, err, sizeof(err)) != 0) {
-			cli_message("--pcap: %s%s", err,
-				    refused ? "; pass --overwrite to replace it" : "");
-			return -1;
-		}
-		capture_sinks_add(sinks, sink);
-	}
+	if (a->pcap != NULL && cli_add_pcap(sinks, &pc, made) != 0)
+		return -1;
 	if (a->events != NULL &&
 	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "proxy", log_message,
 			      made) != 0)
