@@ -198,6 +198,10 @@ static enum att att_of(const uint8_t *p, size_t n, struct sens_value *v)
 		return A_VALUE;
 	for (close = i + 1; close < n && p[close] != ']'; close++)
 		;
+	/* a piece from past the start (BODY[]<500>): where it begins in the
+	 * message is not known, so all of it is masked */
+	if (close + 2 < n && p[close + 1] == '<' && p[close + 2] != '0')
+		return A_VALUE;
 	i++;
 	/* part numbers: "1.2." */
 	while (i < close && p[i] >= '0' && p[i] <= '9') {

@@ -248,14 +248,16 @@ static void test_sections(void)
 		{IMAP_S2C, "* 4 FETCH (BODY[HEADER.FIELDS (\"Subject\" FROM)] {28}\r\n"},
 		{IMAP_S2C, "Subject: hi\r\nFrom: a@b.c\r\n\r\n BODY[1.MIME] {15}\r\n"},
 		{IMAP_S2C, "X-Tag: secret\r\n BODY[1] {6}\r\n"},
-		{IMAP_S2C, "a b c\n)\r\n"},
+		{IMAP_S2C, "a b c\n BODY[]<40> {8}\r\n"},
+		{IMAP_S2C, "Re: x\r\ny)\r\n"},
 		{IMAP_C2S, "c1 APPEND Drafts (\\Seen) \"01-Dec-2026 10:00:00 +0000\" {19+}\r\n"},
 		{IMAP_C2S, "Subject: x\r\n\r\nbody\r\n\r\n"},
 	};
 	const char *s2c = "* 4 FETCH (BODY[HEADER.FIELDS (\"Subject\" FROM)] {28}\r\n"
 			  "Subject: ##\r\nFrom: #@#.#\r\n\r\n BODY[1.MIME] {15}\r\n"
 			  "X-Tag: ######\r\n BODY[1] {6}\r\n"
-			  "# # #\n)\r\n";
+			  "# # #\n BODY[]<40> {8}\r\n"
+			  "##: #\r\n#)\r\n";
 	const char *c2s = "c1 APPEND ###### (\\Seen) \"01-Dec-2026 10:00:00 +0000\" {19+}\r\n"
 			  "Subject: #\r\n\r\n####\r\n\r\n";
 	struct run r;
