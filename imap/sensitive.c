@@ -272,7 +272,12 @@ static struct sens_value line_value(struct sens_dir *d, struct frame *f, enum to
 	case W_APPEND:
 		if (top && f->idx == 0)
 			return mailbox;
-		return tok == TOK_LITERAL ? val(SENS_MESSAGE, 0) : keep;
+		if (tok == TOK_LITERAL)
+			return val(SENS_MESSAGE, 0);
+		/* CATENATE's URLs name a mailbox, maybe a user */
+		return !top && tok == TOK_QUOTED
+			       ? val(SENS_WORDS, IMAP_SENS_MAILBOXES | IMAP_SENS_USERS)
+			       : keep;
 	case W_LIST:
 		if (top && tok == TOK_ATOM && sens_eq(p, n, "RETURN")) {
 			f->flags |= L_RETURN;

@@ -51,6 +51,7 @@ struct sens_text {
 	bool line_start;    /* the next byte starts a line */
 	bool in_name;       /* a header line whose name is not complete yet */
 	bool part;          /* in the header block of a MIME part */
+	bool embedded;      /* that part is a message/rfc822: a message follows */
 	char name[SENS_NAME_MAX];
 	size_t name_len;
 	struct sens_value field; /* how the header field under way is read */

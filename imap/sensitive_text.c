@@ -288,10 +288,18 @@ static void field_mode(struct sens_text *t)
 static void field_value(struct sens_text *t, struct sens_bounds *bounds, const uint8_t *p,
 			size_t n, const struct sens_emit *e)
 {
-	if (t->field_ctype)
+	size_t i = 0;
+
+	if (t->field_ctype) {
+		while (i < n && (p[i] == ' ' || p[i] == '\t'))
+			i++;
+		/* an attached message: its own header block comes after the part's */
+		if (t->part && n - i >= 14 && sens_eq(p + i, 14, "message/rfc822"))
+			t->embedded = true;
 		content_params(bounds, p, n, e);
-	else
+	} else {
 		sens_value_scan(t->field, bounds, p, n, e);
+	}
 }
 
 static bool blank_line(const uint8_t *p, size_t n)
@@ -308,8 +316,9 @@ static void header_piece(struct sens_text *t, struct sens_bounds *bounds, const 
 	if (start) {
 		t->in_name = false;
 		if (blank_line(p, n)) {
-			t->body = true;
+			t->body = !t->embedded;
 			t->part = false;
+			t->embedded = false;
 			return;
 		}
 		if (n > 0 && (p[0] == ' ' || p[0] == '\t')) {

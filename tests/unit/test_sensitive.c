@@ -125,6 +125,7 @@ static void test_commands(void)
 			   "UNSEEN\r\n"},
 		{IMAP_C2S, "b3 SELECT \x1b[31mRed\x1b[0m\r\n"},
 		{IMAP_C2S, "b4 STATUS Sent (MESSAGES UNSEEN)\r\n"},
+		{IMAP_C2S, "b5 APPEND Box CATENATE (URL \"/Secret/x;UID=1\")\r\n"},
 	};
 	const char *want = "a1 LOGIN #####.##### secret\r\n"
 			   "a2 LOGIN \"##\\\"###\\\\#\" \"pw\"\r\n"
@@ -141,7 +142,8 @@ static void test_commands(void)
 			   "b2 SEARCH CHARSET UTF-8 FROM \"#####\" SUBJECT ##### HEADER X-Foo ### "
 			   "UNSEEN\r\n"
 			   "b3 SELECT \x1b[######\x1b[##\r\n"
-			   "b4 STATUS #### (MESSAGES UNSEEN)\r\n";
+			   "b4 STATUS #### (MESSAGES UNSEEN)\r\n"
+			   "b5 APPEND ### CATENATE (URL \"/######/#;###=#\")\r\n";
 	struct run r;
 
 	run(&r, IMAP_SENS_ALL, steps, sizeof(steps) / sizeof(steps[0]));
@@ -349,6 +351,44 @@ static void test_hostile(void)
 	free(line);
 }
 
+/* A message attached to a message: its header block is read as one, so
+ * --redact subjects finds its Subject too. */
+static void test_attached_message(void)
+{
+	static const char msg[] = "Subject: outer\r\n"
+				  "Content-Type: multipart/mixed; boundary=zz\r\n"
+				  "\r\n"
+				  "--zz\r\n"
+				  "Content-Type: message/rfc822\r\n"
+				  "\r\n"
+				  "From: inner@example.com\r\n"
+				  "Subject: inner\r\n"
+				  "\r\n"
+				  "inner text\r\n"
+				  "--zz--\r\n";
+	static const char masked[] = "Subject: #####\r\n"
+				     "Content-Type: multipart/mixed; boundary=zz\r\n"
+				     "\r\n"
+				     "--zz\r\n"
+				     "Content-Type: message/rfc822\r\n"
+				     "\r\n"
+				     "From: inner@example.com\r\n"
+				     "Subject: #####\r\n"
+				     "\r\n"
+				     "inner text\r\n"
+				     "--zz--\r\n";
+	char head[64], line[128 + sizeof(msg)], want[128 + sizeof(masked)];
+	struct step steps[2] = {{IMAP_C2S, head}, {IMAP_C2S, line}};
+	struct run r;
+
+	snprintf(head, sizeof(head), "a APPEND Drafts {%zu}\r\n", strlen(msg));
+	snprintf(line, sizeof(line), "%s\r\n", msg);
+	snprintf(want, sizeof(want), "%s%s\r\n", head, masked);
+	run(&r, IMAP_SENS_SUBJECTS, steps, 2);
+	EXPECT(&r, IMAP_C2S, want);
+	done(&r);
+}
+
 int main(void)
 {
 	unsigned kinds;
@@ -360,6 +400,7 @@ int main(void)
 	test_sections();
 	test_responses();
 	test_hostile();
+	test_attached_message();
 	CHECK(imap_sens_kinds_parse("users,bodies", &kinds, &bad) == 0 &&
 	      kinds == (IMAP_SENS_USERS | IMAP_SENS_BODIES));
 	CHECK(imap_sens_kinds_parse("all", &kinds, &bad) == 0 && kinds == IMAP_SENS_ALL);
