@@ -24,6 +24,7 @@ enum what {
 	W_LIST,      /* LIST, LSUB: reference and patterns */
 	W_SEARCH,    /* SEARCH, SORT, THREAD: strings after keys */
 	W_ACL,       /* a mailbox, then identifiers */
+	W_QUOTA,     /* a quota root (named after a user or a mailbox), then limits */
 	W_FETCH,     /* * n FETCH (...) */
 	W_LIST_RESP, /* * LIST (flags) delimiter mailbox */
 	W_NAMESPACE, /* * NAMESPACE: prefixes */
@@ -112,7 +113,7 @@ static const struct name_what commands[] = {
 	{"RENAME", W_RENAME}, {"COPY", W_COPY}, {"MOVE", W_COPY}, {"APPEND", W_APPEND},
 	{"LIST", W_LIST}, {"LSUB", W_LIST}, {"XLIST", W_LIST}, {"SEARCH", W_SEARCH},
 	{"SORT", W_SEARCH}, {"THREAD", W_SEARCH}, {"SETACL", W_ACL}, {"DELETEACL", W_ACL},
-	{"LISTRIGHTS", W_ACL},
+	{"LISTRIGHTS", W_ACL}, {"GETQUOTA", W_QUOTA}, {"SETQUOTA", W_QUOTA},
 };
 
 static const struct name_what responses[] = {
@@ -121,7 +122,7 @@ static const struct name_what responses[] = {
 	{"VANISHED", W_SAFE}, {"LIST", W_LIST_RESP}, {"LSUB", W_LIST_RESP},
 	{"XLIST", W_LIST_RESP}, {"STATUS", W_MAILBOX}, {"ACL", W_ACL}, {"MYRIGHTS", W_ACL},
 	{"LISTRIGHTS", W_ACL}, {"METADATA", W_ACL}, {"QUOTAROOT", W_ACL},
-	{"NAMESPACE", W_NAMESPACE},
+	{"NAMESPACE", W_NAMESPACE}, {"QUOTA", W_QUOTA},
 };
 
 static enum what what_of(const struct name_what *table, size_t n, const uint8_t *p, size_t len)
@@ -289,6 +290,9 @@ static struct sens_value line_value(struct sens_dir *d, struct frame *f, enum to
 	case W_ACL:
 		return f->idx == 0 && top ? mailbox
 					  : val(SENS_WORDS, IMAP_SENS_USERS | IMAP_SENS_MAILBOXES);
+	case W_QUOTA:
+		return top && f->idx == 0 ? val(SENS_WORDS, IMAP_SENS_USERS | IMAP_SENS_MAILBOXES)
+					  : keep;
 	case W_LIST_RESP:
 		if (f->idx <= 1 || !top)
 			return f->idx <= 1 ? keep : val(SENS_WORDS, IMAP_SENS_MAILBOXES);

@@ -282,6 +282,7 @@ static void test_responses(void)
 		{IMAP_S2C, "* 3 EXISTS\r\n"},
 		{IMAP_S2C, "* WEIRD alice \"x\"\r\n"},
 		{IMAP_S2C, "* OK [UIDVALIDITY 12] Ready\r\n"},
+		{IMAP_S2C, "* QUOTA \"user.alice\" (STORAGE 10 512)\r\n"},
 	};
 	const char *s2c = "* LIST (\\HasNoChildren) \"/\" \"####/#####\"\r\n"
 			  "* LIST (\\Noselect) \".\" INBOX.####\r\n"
@@ -290,7 +291,8 @@ static void test_responses(void)
 			  "a1 NO [TRYCREATE] ?? ??????? ????" "/????? ????\r\n"
 			  "* 3 EXISTS\r\n"
 			  "* WEIRD ##### \"#\"\r\n"
-			  "* OK [UIDVALIDITY 12] ?????\r\n";
+			  "* OK [UIDVALIDITY 12] ?????\r\n"
+			  "* QUOTA \"####.#####\" (STORAGE 10 512)\r\n";
 	struct run r;
 
 	run(&r, IMAP_SENS_ALL, steps, sizeof(steps) / sizeof(steps[0]));
