@@ -243,6 +243,35 @@ class RedactTest(ProxyTestCase, unittest.TestCase):
         self.assertIn(b"aardvark", text)
         self.assertIn(b"wfizz", text)
 
+    def test_hostile_script_cut_literal_and_unknown_lines(self):
+        """Values in places the grammar cannot vouch for: a literal the
+        connection ended inside of, an unknown command, a response of the
+        wrong shape, escapes. All masked, and the streams keep their
+        lengths."""
+        src = scratch("hostile.imap")
+        with open(src, "w") as f:
+            f.write("S: * OK ready\n"
+                    "C: a1 LOGIN \"zorb\\\"lax\" \"*****\"\n"
+                    "S: a1 OK done\n"
+                    "C: a2 X-SECRETIVE zebrafish (\"okapi\" {3}\n"
+                    "C~ gnu\n"
+                    "C: )\n"
+                    "S: * 1 FETCH (ENVELOPE (\"x\" \"wombat\" \"not-a-list\"))\n"
+                    "S= * 2 FETCH (BODY[TEXT] {9}\\r\\nplatypus\\x1b[31m\\r\\n\n"
+                    "S= * 3 FETCH (BODY[] {100}\\r\\nFrom: dingo@outback.example\\r\\n\n"
+                    "+1s\n"
+                    "reset server\n")
+        pcap = self.compile(src)
+        path, text = self.export(pcap, "--redact", "all")
+        for word in (b"zorb", b"lax", b"zebrafish", b"okapi", b"gnu", b"wombat", b"not-a-list",
+                     b"platypus", b"dingo", b"outback"):
+            self.assertNotIn(word, text)
+        self.assertIn(b"X-SECRETIVE", text)
+        self.assertIn(b"S= * 3 FETCH (BODY[] {100}\\r\\n", text)
+        orig, back = Dump(pcap), Dump(self.compile(path))
+        for d in ("c2s", "s2c"):
+            self.assertEqual(len(back.stream(1, d)[0]), len(orig.stream(1, d)[0]))
+
     def test_usage_errors(self):
         pcap, _ = self.record()
         for args, said in ((["--redact", "users,nope"], "--redact takes"),
