@@ -52,6 +52,9 @@ struct sens_text {
 	bool in_name;       /* a header line whose name is not complete yet */
 	bool part;          /* in the header block of a MIME part */
 	bool embedded;      /* that part is a message/rfc822: a message follows */
+	/* the start of a body line a chunk's end cut, which may be a boundary */
+	uint8_t pend[2 + SENS_BOUNDARY_MAX + 8];
+	uint8_t pend_len;
 	char name[SENS_NAME_MAX];
 	size_t name_len;
 	struct sens_value field; /* how the header field under way is read */

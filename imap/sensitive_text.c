@@ -356,31 +356,72 @@ static void header_piece(struct sens_text *t, struct sens_bounds *bounds, const 
 	sens_value_scan(t->field, bounds, p, n, e);
 }
 
+/* Whether p is a boundary line ("--" boundary ["--"], spaces, its line
+ * end), *closing for the last; with partial, whether p (a line's start,
+ * the rest in the next chunk) may still become one. */
+static bool boundary_line(const struct sens_bounds *bounds, const uint8_t *p, size_t n,
+			  bool partial, bool *closing)
+{
+	size_t k = 0, j;
+
+	*closing = false;
+	if (partial) {
+		for (unsigned b = 0; b < SENS_BOUNDARIES && n >= 2; b++) {
+			size_t blen = bounds->len[b];
+
+			if (blen == 0 || memcmp(p + 2, bounds->b[b], n - 2 < blen ? n - 2 : blen) != 0)
+				continue;
+			for (j = 2 + blen; j < n && (p[j] == '-' || p[j] == ' ' || p[j] == '\t'); j++)
+				;
+			if (p[0] == '-' && p[1] == '-' && j >= n)
+				return true;
+		}
+		return n == 1 && p[0] == '-' && bounds->next > 0;
+	}
+	if (n < 2 || p[0] != '-' || p[1] != '-' || (k = boundary_at(bounds, p + 2, n - 2)) == 0)
+		return false;
+	j = 2 + k;
+	if (j + 1 < n && p[j] == '-' && p[j + 1] == '-') {
+		j += 2;
+		*closing = true;
+	}
+	while (j < n && (p[j] == ' ' || p[j] == '\t'))
+		j++;
+	return j < n && (p[j] == '\r' || p[j] == '\n');
+}
+
 /* A piece of a body: a boundary line is kept (a part's header block
- * follows it), the rest is words. */
+ * follows it), the rest is words. A line that a chunk's end cuts while it
+ * may still be a boundary line waits in pend for the next chunk. */
 static void body_piece(struct sens_text *t, struct sens_bounds *bounds, const uint8_t *p, size_t n,
 		       bool start, const struct sens_emit *e)
 {
-	size_t k, j;
+	uint8_t joined[sizeof(t->pend) * 2];
+	bool closing = false, boundary = false;
 
-	if (start && n >= 2 && p[0] == '-' && p[1] == '-' &&
-	    (k = boundary_at(bounds, p + 2, n - 2)) > 0) {
-		bool closing = false;
+	if (!start && t->pend_len > 0) {
+		size_t m = n < sizeof(joined) - t->pend_len ? n : sizeof(joined) - t->pend_len;
 
-		j = 2 + k;
-		if (j + 1 < n && p[j] == '-' && p[j + 1] == '-') {
-			j += 2;
-			closing = true;
-		}
-		while (j < n && (p[j] == ' ' || p[j] == '\t'))
-			j++;
-		if (j == n || p[j] == '\r' || p[j] == '\n') {
-			if (!closing) {
-				t->body = false;
-				t->part = true;
-			}
+		memcpy(joined, t->pend, t->pend_len);
+		memcpy(joined + t->pend_len, p, m);
+		boundary = boundary_line(bounds, joined, t->pend_len + m, false, &closing);
+		t->pend_len = 0;
+	} else if (start) {
+		boundary = boundary_line(bounds, p, n, false, &closing);
+		if (!boundary && n > 0 && p[n - 1] != '\n' && n <= sizeof(t->pend) &&
+		    boundary_line(bounds, p, n, true, &closing)) {
+			/* the boundary's own bytes so far: nothing to mask in them */
+			memcpy(t->pend, p, n);
+			t->pend_len = (uint8_t)n;
 			return;
 		}
+	}
+	if (boundary) {
+		if (!closing) {
+			t->body = false;
+			t->part = true;
+		}
+		return;
 	}
 	words(p, n, IMAP_SENS_BODIES, false, true, e);
 }

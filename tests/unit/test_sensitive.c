@@ -391,6 +391,32 @@ static void test_attached_message(void)
 	done(&r);
 }
 
+/* A boundary line cut by the end of a 64 KiB chunk is still kept, and
+ * the part's header block after it. */
+static void test_boundary_across_chunks(void)
+{
+	static const char head[] = "Content-Type: multipart/mixed; boundary=\"=_b1\"\r\n\r\n";
+	static const char tail[] = "--=_b1\r\nContent-Type: text/plain\r\n\r\nsecret\r\n--=_b1--\r\n";
+	size_t at = IMAP_FRAMER_CHUNK - 3, len = at + sizeof(tail) - 1;
+	char *msg = malloc(len + 1), *line = malloc(len + 64), ann[64];
+	struct step steps[2] = {{IMAP_S2C, ann}, {IMAP_S2C, line}};
+	struct run r;
+
+	memcpy(msg, head, sizeof(head) - 1);
+	for (size_t i = sizeof(head) - 1; i < at; i++)
+		msg[i] = (i + 2) % 64 == 0 || i + 2 == at ? '\r' : (i + 1) % 64 == 0 || i + 1 == at ? '\n' : 'w';
+	memcpy(msg + at, tail, sizeof(tail));
+	snprintf(ann, sizeof(ann), "* 1 FETCH (BODY[] {%zu}\r\n", len);
+	snprintf(line, len + 64, "%s)\r\n", msg);
+	run(&r, IMAP_SENS_BODIES, steps, 2);
+	CHECK(strstr(r.out[IMAP_S2C], "--=_b1\r\nContent-Type: text/plain\r\n\r\n######\r\n"
+					"--=_b1--\r\n)\r\n") != NULL);
+	CHECK(strstr(r.out[IMAP_S2C], "www") == NULL);
+	done(&r);
+	free(msg);
+	free(line);
+}
+
 int main(void)
 {
 	unsigned kinds;
@@ -403,6 +429,7 @@ int main(void)
 	test_responses();
 	test_hostile();
 	test_attached_message();
+	test_boundary_across_chunks();
 	CHECK(imap_sens_kinds_parse("users,bodies", &kinds, &bad) == 0 &&
 	      kinds == (IMAP_SENS_USERS | IMAP_SENS_BODIES));
 	CHECK(imap_sens_kinds_parse("all", &kinds, &bad) == 0 && kinds == IMAP_SENS_ALL);
