@@ -345,8 +345,14 @@ static void header_piece(struct sens_text *t, struct sens_bounds *bounds, const 
 		field_value(t, bounds, p + j + 1, n - j - 1, e);
 		return;
 	}
-	if (j == n)
-		return; /* the name goes on in the next piece */
+	if (j == n) {
+		/* the name goes on in the next chunk: whether it is one is not
+		 * known yet, so its bytes so far are masked (a name cut so is the
+		 * one a token may stand for) */
+		words(p, n, IMAP_SENS_ADDRESSES | IMAP_SENS_SUBJECTS | (t->part ? IMAP_SENS_BODIES : 0),
+		      false, false, e);
+		return;
+	}
 	/* no field name: nothing here can be told apart, mask it all */
 	t->in_name = false;
 	t->field_ctype = false;
