@@ -58,9 +58,6 @@ enum att {
 #define L_MASK_NEXT 4u   /* SEARCH: the next string is a value */
 #define L_FIELD_NEXT 8u  /* SEARCH: HEADER's field name comes next */
 #define L_CHARSET_NEXT 16u
-/* F_BS flags: the next string is a parameter value to keep */
-#define B_KEEP_NEXT 1u
-#define B_BOUNDARY_NEXT 2u
 
 struct frame {
 	enum frame_kind kind;
@@ -73,6 +70,7 @@ struct frame {
 struct sens_dir {
 	bool mid;     /* a logical line goes on after a literal */
 	bool lost;    /* bytes were lost: everything is masked */
+	bool deflate; /* COMPRESS began: the next unit tells if it is inflated */
 	bool literal; /* literal data is under way, read as lit says */
 	enum what what;
 	struct frame f[FRAMES];
@@ -84,7 +82,8 @@ struct sens_dir {
 struct imap_sens {
 	struct sens_dir d[2];
 	struct sens_bounds bounds;
-	bool auth; /* an AUTHENTICATE exchange is under way */
+	bool auth;     /* an AUTHENTICATE exchange is under way */
+	bool compress; /* COMPRESS was asked for: compressed bytes cannot be read */
 };
 
 enum tok { TOK_ATOM, TOK_QUOTED, TOK_LITERAL };
@@ -131,33 +130,6 @@ static enum what what_of(const struct name_what *table, size_t n, const uint8_t 
 		if (sens_eq(p, len, table[i].name))
 			return table[i].what;
 	return W_OTHER;
-}
-
-static struct sens_value structure_value(struct frame *f, struct sens_bounds *bounds,
-					 const uint8_t *p, size_t n)
-{
-	unsigned flags = f->flags;
-
-	f->flags = 0;
-	if (flags & B_BOUNDARY_NEXT) {
-		sens_bounds_learn(bounds, p, n);
-		return keep;
-	}
-	if (flags & B_KEEP_NEXT)
-		return keep;
-	if (sens_eq(p, n, "BOUNDARY"))
-		f->flags = B_BOUNDARY_NEXT;
-	else if (sens_eq(p, n, "CHARSET") || sens_eq(p, n, "FORMAT") || sens_eq(p, n, "DELSP") ||
-		 sens_eq(p, n, "TYPE") || sens_eq(p, n, "PROTOCOL") || sens_eq(p, n, "MICALG") ||
-		 sens_eq(p, n, "REPORT-TYPE"))
-		f->flags = B_KEEP_NEXT;
-	if (sens_structure_word(p, n))
-		return keep;
-	/* numbers (sizes, lines) are atoms; strings that are digits too */
-	for (size_t i = 0; i < n; i++)
-		if (p[i] < '0' || p[i] > '9')
-			return val(SENS_WORDS, KINDS_TEXT);
-	return keep;
 }
 
 /* A FETCH item's name: how its value is read. */
@@ -357,7 +329,7 @@ static struct sens_value value_at(struct imap_sens *s, struct sens_dir *d, enum 
 		return val(f->idx == 0 ? SENS_PHRASE : SENS_WORDS, IMAP_SENS_ADDRESSES);
 	case F_BS:
 		return tok == TOK_LITERAL ? val(SENS_WORDS, KINDS_TEXT)
-					  : structure_value(f, &s->bounds, p, n);
+					  : sens_structure_value(&f->flags, &s->bounds, p, n);
 	case F_KEEP:
 		return keep;
 	case F_MASK:
@@ -549,6 +521,7 @@ static void line_start(struct imap_sens *s, enum imap_dir dir, struct sens_dir *
 		       const uint8_t *p, size_t end, const struct sens_emit *e)
 {
 	size_t i = 0, at, len;
+	bool tagged;
 
 	d->depth = 1;
 	d->deep = 0;
@@ -566,6 +539,7 @@ static void line_start(struct imap_sens *s, enum imap_dir dir, struct sens_dir *
 		d->what = len == 0 ? W_SAFE : what_of(commands, sizeof(commands) / sizeof(commands[0]),
 						       p + at, len);
 		s->auth |= d->what == W_AUTH;
+		s->compress |= sens_eq(p + at, len, "COMPRESS");
 		line_tokens(s, d, p, i, end, e);
 		return;
 	}
@@ -575,9 +549,12 @@ static void line_start(struct imap_sens *s, enum imap_dir dir, struct sens_dir *
 		sens_value_scan(s->auth ? d->f[0].v : keep, NULL, p + i, end - i, e);
 		return;
 	}
-	if (!sens_eq(p + at, len, "*"))
-		s->auth = false; /* tagged: the command is over */
+	tagged = !sens_eq(p + at, len, "*");
+	s->auth &= !tagged; /* the command is over */
 	at = head_word(p, &i, end, &len);
+	if (tagged && s->compress && sens_eq(p + at, len, "OK")) /* deflate from here on */
+		s->d[0].deflate = s->d[1].deflate = true;
+	s->compress &= !tagged;
 	if (len > 0 && p[at] >= '0' && p[at] <= '9') { /* * n FETCH, * n EXISTS */
 		at = head_word(p, &i, end, &len);
 		d->what = sens_eq(p + at, len, "FETCH") ? W_FETCH : W_SAFE;
@@ -613,6 +590,17 @@ static size_t announcement_at(const uint8_t *p, size_t len)
 	return i;
 }
 
+/* A line of printable ASCII ending in CRLF, as IMAP's are. */
+static bool plain_line(const uint8_t *p, size_t n)
+{
+	if (n < 3 || p[n - 2] != '\r' || p[n - 1] != '\n')
+		return false;
+	for (size_t i = 0; i + 2 < n; i++)
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			return false;
+	return true;
+}
+
 static void mask_all(const uint8_t *p, size_t n, const struct sens_emit *e)
 {
 	sens_value_scan(val(SENS_WORDS, IMAP_SENS_ALL), NULL, p, n, e);
@@ -646,6 +634,16 @@ void imap_sens_unit(struct imap_sens *s, enum imap_dir dir, const struct imap_un
 		end--;
 	if (head)
 		end = announcement_at(bytes, end);
+	/* a client line after COMPRESS before its OK was seen: compressed, or
+	 * the OK is in bytes lost */
+	if (s->compress && (dir == IMAP_C2S || d->lost))
+		s->d[0].lost = true;
+	if (d->deflate) {
+		/* imaptap's own pcap holds the stream inflated; any other capture
+		 * holds deflate, where nothing can be told apart */
+		d->deflate = false;
+		d->lost |= unit->kind == IMAP_UNIT_LITERAL_DATA || !plain_line(bytes, len);
+	}
 	if (d->lost || ((unit->flags & IMAP_UNIT_CONTINUED) && !d->mid)) {
 		/* where this stands in the grammar is not known */
 		mask_all(bytes, end, &e);

@@ -71,7 +71,10 @@ void sens_value_scan(struct sens_value v, struct sens_bounds *bounds, const uint
 
 bool sens_word_byte(uint8_t c);
 bool sens_eq(const uint8_t *p, size_t n, const char *word);
-/* A BODYSTRUCTURE string that is structure (a media type, an encoding). */
-bool sens_structure_word(const uint8_t *p, size_t n);
+/* A BODYSTRUCTURE string: structure (a media type, an encoding, a
+ * charset, a boundary, learned) is kept, anything else masked; state
+ * carries what the string before it was, 0 at a list's start. */
+struct sens_value sens_structure_value(unsigned *state, struct sens_bounds *bounds,
+				       const uint8_t *p, size_t n);
 
 #endif

@@ -513,12 +513,43 @@ static const char *const structure_words[] = {
 	"NO",
 };
 
-bool sens_structure_word(const uint8_t *p, size_t n)
+static bool structure_word(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < sizeof(structure_words) / sizeof(structure_words[0]); i++)
 		if (sens_eq(p, n, structure_words[i]))
 			return true;
 	return false;
+}
+
+/* the next string is a parameter value to keep */
+#define B_KEEP_NEXT 1u
+#define B_BOUNDARY_NEXT 2u
+
+struct sens_value sens_structure_value(unsigned *state, struct sens_bounds *bounds,
+				       const uint8_t *p, size_t n)
+{
+	unsigned flags = *state;
+
+	*state = 0;
+	if (flags & B_BOUNDARY_NEXT) {
+		sens_bounds_learn(bounds, p, n);
+		return (struct sens_value){.mode = SENS_KEEP};
+	}
+	if (flags & B_KEEP_NEXT)
+		return (struct sens_value){.mode = SENS_KEEP};
+	if (sens_eq(p, n, "BOUNDARY"))
+		*state = B_BOUNDARY_NEXT;
+	else if (sens_eq(p, n, "CHARSET") || sens_eq(p, n, "FORMAT") || sens_eq(p, n, "DELSP") ||
+		 sens_eq(p, n, "TYPE") || sens_eq(p, n, "PROTOCOL") || sens_eq(p, n, "MICALG") ||
+		 sens_eq(p, n, "REPORT-TYPE"))
+		*state = B_KEEP_NEXT;
+	if (structure_word(p, n))
+		return (struct sens_value){.mode = SENS_KEEP};
+	/* numbers (sizes, lines) are atoms; strings that are digits too */
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return (struct sens_value){.mode = SENS_WORDS, .kinds = IMAP_SENS_ADDRESSES | IMAP_SENS_SUBJECTS | IMAP_SENS_BODIES};
+	return (struct sens_value){.mode = SENS_KEEP};
 }
 
 static const char *const kind_names[] = {"users", "addresses", "subjects", "bodies", "mailboxes"};

@@ -319,11 +319,15 @@ static void test_hostile(void)
 		{IMAP_S2C, NULL},
 		{IMAP_S2C, "* 2 EXISTS {3}\r\n"},
 		{IMAP_S2C, "abc\r\n"},
+		{IMAP_C2S, "a4 COMPRESS DEFLATE\r\n"},
+		{IMAP_C2S, "x\x01stored block: secret\r\n"},
 	};
 	const char *c2s = "a1 AUTHENTICATE PLAIN\r\n"
 			  "##################==\r\n"
 			  "a2 AUTHENTICATE PLAIN ########\r\n"
-			  "a3 NOOP\r\n";
+			  "a3 NOOP\r\n"
+			  "a4 COMPRESS DEFLATE\r\n"
+			  "#\x01###### #####: ######\r\n";
 	const char *s2c = "+ \r\n"
 			  "a1 OK ????\r\n"
 			  "a2 OK\r\n"
@@ -333,6 +337,19 @@ static void test_hostile(void)
 			  "\"##### ##\" \"7BIT\" 12 1))\r\n"
 			  "* # ###### {3}\r\n"
 			  "###\r\n";
+	static const struct step deflate[] = {
+		{IMAP_C2S, "a1 COMPRESS DEFLATE\r\n"},
+		{IMAP_S2C, "a1 OK\r\n"},
+		{IMAP_C2S, "x\x01stored block: secret\r\n"},
+		{IMAP_S2C, "y\x02stored block: secret\r\n"},
+		{IMAP_C2S, "a2 SELECT Inbox\r\n"},
+	};
+	static const struct step inflated[] = {
+		{IMAP_C2S, "a1 COMPRESS DEFLATE\r\n"},
+		{IMAP_S2C, "a1 OK\r\n"},
+		{IMAP_C2S, "a2 SELECT Zebra\r\n"},
+		{IMAP_S2C, "* LIST () \"/\" Zebra\r\n"},
+	};
 	struct run r;
 	char *line = malloc(300000);
 	struct step long_line[1] = {{IMAP_S2C, line}};
@@ -340,6 +357,18 @@ static void test_hostile(void)
 	run(&r, IMAP_SENS_ALL, steps, sizeof(steps) / sizeof(steps[0]));
 	EXPECT(&r, IMAP_C2S, c2s);
 	EXPECT(&r, IMAP_S2C, s2c);
+	done(&r);
+
+	/* after COMPRESS, deflate cannot be read: all masked; an inflated
+	 * stream (imaptap's own pcap) is read on */
+	run(&r, IMAP_SENS_ALL, deflate, sizeof(deflate) / sizeof(deflate[0]));
+	EXPECT(&r, IMAP_C2S, "a1 COMPRESS DEFLATE\r\n#\x01###### #####: ######\r\n"
+			     "## ###### #####\r\n");
+	EXPECT(&r, IMAP_S2C, "a1 OK\r\n#\x02###### #####: ######\r\n");
+	done(&r);
+	run(&r, IMAP_SENS_ALL, inflated, sizeof(inflated) / sizeof(inflated[0]));
+	EXPECT(&r, IMAP_C2S, "a1 COMPRESS DEFLATE\r\na2 SELECT #####\r\n");
+	EXPECT(&r, IMAP_S2C, "a1 OK\r\n* LIST () \"/\" #####\r\n");
 	done(&r);
 
 	/* a LIST line longer than the framer keeps: the whole name is masked */
