@@ -13,8 +13,9 @@
  * mailbox its hierarchy, a message its lines and parts. INBOX is left as
  * it is. Where a value's place cannot be told for sure (an unknown
  * command or response, a malformed ENVELOPE, the rest of a stream after
- * a gap) every run of letters and digits is reported: masking fails
- * closed. Pure: it keeps no bytes beyond a few words of state. */
+ * a gap, deflate after COMPRESS) every run of letters and digits is
+ * reported: masking fails closed. Pure: of the bytes it is fed it keeps
+ * only MIME boundaries, and a line's start a literal chunk's end cut. */
 #ifndef IMAP_SENSITIVE_H
 #define IMAP_SENSITIVE_H
 

@@ -24,7 +24,7 @@ struct run {
 	size_t out_len[2];
 	unsigned kinds;   /* spans of these kinds are marked */
 	bool bad_span;    /* a span out of order, empty or past the unit */
-	size_t last_end;
+	size_t last_end, limit;
 };
 
 static void on_tap(void *ctx, const uint8_t *data, size_t len)
@@ -36,14 +36,12 @@ static void on_tap(void *ctx, const uint8_t *data, size_t len)
 	r->unit_len[r->dir] += len;
 }
 
-static size_t span_limit;
-
 static void on_span(void *ctx, const struct imap_sens_span *span)
 {
 	struct run *r = ctx;
 	uint8_t *p = r->unit[r->dir];
 
-	if (span->len == 0 || span->off < r->last_end || span->off + span->len > span_limit)
+	if (span->len == 0 || span->off < r->last_end || span->off + span->len > r->limit)
 		r->bad_span = true;
 	r->last_end = span->off + span->len;
 	if (!(span->kinds & r->kinds) || r->bad_span)
@@ -57,7 +55,7 @@ static void on_unit(void *ctx, const struct imap_unit *u)
 	enum imap_dir d = r->dir;
 
 	r->last_end = 0;
-	span_limit = r->unit_len[d];
+	r->limit = r->unit_len[d];
 	imap_sens_unit(r->sens, d, u, r->unit[d], r->unit_len[d], on_span, r);
 	memcpy(r->out[d] + r->out_len[d], r->unit[d], r->unit_len[d]);
 	r->out_len[d] += r->unit_len[d];
