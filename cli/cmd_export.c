@@ -55,7 +55,8 @@ static const char export_usage[] =
 	"  --redact-key KEY         draw tokens with this key (HMAC-SHA256): the same\n"
 	"                           key and recording give the same script. Without\n"
 	"                           it the key is random for each run, so tokens\n"
-	"                           cannot be found again by hashing guesses\n"
+	"                           cannot be found again by hashing guesses (the\n"
+	"                           key is wiped from the command line once read)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"A script runs its sessions one after the other: sessions that overlapped\n"
@@ -94,7 +95,8 @@ struct export_args {
 	unsigned session;
 	imap_time_us since, until; /* -1: open */
 	unsigned redact;           /* enum imap_sens_kind bits */
-	const char *redact_key;
+	const char *redact_key;    /* key, once given */
+	char key[1024];
 };
 
 static int parse_redact(const char *list, struct export_args *a)
@@ -145,7 +147,13 @@ static int parse_args(int argc, char **argv, struct export_args *a)
 				return rc;
 			break;
 		case OPT_REDACT_KEY:
-			a->redact_key = optarg;
+			if (strlen(optarg) >= sizeof(a->key))
+				return cli_usage_error("export", "--redact-key: at most %zu bytes",
+						       sizeof(a->key) - 1);
+			strcpy(a->key, optarg);
+			a->redact_key = a->key;
+			/* the copy is what is used: the command line ps shows loses it */
+			explicit_bzero(optarg, strlen(optarg));
 			break;
 		case 'h':
 			fputs(export_usage, stdout);
