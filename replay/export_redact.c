@@ -167,8 +167,12 @@ static void tokenize(struct redactor *r, uint8_t *word, size_t n)
 {
 	uint8_t d[32], *tok = malloc(n);
 
-	if (tok == NULL) {
+	if (tok == NULL) { /* the export fails, and the value is gone all the same */
 		r->failed = true;
+		for (size_t i = 0; i < n; i++)
+			word[i] = word[i] >= '0' && word[i] <= '9'   ? '0'
+				  : word[i] >= 'A' && word[i] <= 'Z' ? 'X'
+								     : 'x';
 		return;
 	}
 	for (uint32_t round = 0;; round++) {
