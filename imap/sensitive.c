@@ -230,8 +230,9 @@ static struct sens_value line_value(struct sens_dir *d, struct frame *f, enum to
 
 	switch (d->what) {
 	case W_SAFE:
-	case W_FETCH:
-		return d->what == W_SAFE ? keep : val(SENS_WORDS, IMAP_SENS_ALL);
+		return keep;
+	case W_FETCH: /* anything but the list of items */
+		return val(SENS_WORDS, IMAP_SENS_ALL);
 	case W_LOGIN:
 		return top && f->idx == 0 ? val(SENS_WORDS, IMAP_SENS_USERS) : keep;
 	case W_AUTH:
@@ -428,11 +429,13 @@ static void token_value(struct imap_sens *s, struct sens_dir *d, enum tok tok, c
 }
 
 /* Where the atom at p[i] ends: at a space, a parenthesis or a quote, a
- * [section] (which may hold them) taken whole when it closes. */
-static size_t atom_end(const uint8_t *p, size_t i, size_t end)
+ * [section] (which may hold them) taken whole when it closes. Once a '['
+ * found no ']' (*unclosed), none is looked for again in the line: a line
+ * of brackets costs its length, not its square. */
+static size_t atom_end(const uint8_t *p, size_t i, size_t end, bool *unclosed)
 {
 	while (i < end && p[i] != ' ' && p[i] != '(' && p[i] != ')' && p[i] != '"') {
-		if (p[i] == '[') {
+		if (p[i] == '[' && !*unclosed) {
 			size_t k = i + 1;
 			bool quoted = false;
 
@@ -446,6 +449,7 @@ static size_t atom_end(const uint8_t *p, size_t i, size_t end)
 				i = k + 1;
 				continue;
 			}
+			*unclosed = true;
 		}
 		i++;
 	}
@@ -455,6 +459,8 @@ static size_t atom_end(const uint8_t *p, size_t i, size_t end)
 static void line_tokens(struct imap_sens *s, struct sens_dir *d, const uint8_t *p, size_t i,
 			size_t end, const struct sens_emit *e)
 {
+	bool unclosed = false;
+
 	while (i < end) {
 		size_t j;
 
@@ -473,7 +479,7 @@ static void line_tokens(struct imap_sens *s, struct sens_dir *d, const uint8_t *
 			token_value(s, d, TOK_QUOTED, p + i + 1, j - i - 1, e);
 			i = j + 1;
 		} else {
-			j = atom_end(p, i, end);
+			j = atom_end(p, i, end, &unclosed);
 			token_value(s, d, TOK_ATOM, p + i, j - i, e);
 			i = j;
 		}
