@@ -80,6 +80,14 @@ struct capture_pcap_config;
 int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *config,
 		 struct cli_fresh_files *made);
 
+/* --pcap-listen ADDR:PORT: the live capture's listener on base, its sink
+ * added to sinks. Returns it, or NULL after saying why. */
+struct event_base;
+struct proxy_pcap_listen;
+struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const char *spec,
+					      bool remote, capture_log_fn *log,
+					      struct capture_sinks *sinks);
+
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why
  * (naming the flags when an earlier log is refused). */

@@ -20,6 +20,7 @@
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
+#include "proxy/pcap_listen.h"
 #include "proxy/proxy.h"
 
 static const char proxy_usage[] =
@@ -71,6 +72,7 @@ static const char proxy_usage[] =
 	"                           | wireshark -k -i -)\n"
 	"  --pcap-format pcap|pcapng pcapng (the default for FILE.pcapng): imaptap's\n"
 	"                           verdicts ride on the packets as comments\n"
+	"  --pcap-listen ADDR:PORT  serve the capture live: tshark -i TCP@ADDR:PORT\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
@@ -143,6 +145,7 @@ enum {
 	OPT_PCAP,
 	OPT_PCAP_MAX_SIZE,
 	OPT_PCAP_FORMAT,
+	OPT_PCAP_LISTEN,
 	OPT_EVENTS,
 	OPT_REDACT_BODIES,
 	OPT_RULE_THRESHOLD,
@@ -179,6 +182,7 @@ static const struct option proxy_options[] = {
 	{"pcap", required_argument, NULL, OPT_PCAP},
 	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
 	{"pcap-format", required_argument, NULL, OPT_PCAP_FORMAT},
+	{"pcap-listen", required_argument, NULL, OPT_PCAP_LISTEN},
 	{"events", required_argument, NULL, OPT_EVENTS},
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
@@ -219,6 +223,7 @@ struct proxy_args {
 	size_t max_line;
 	unsigned handshake_timeout;
 	const char *pcap;
+	const char *pcap_listen;
 	uint64_t pcap_max_mib;
 	enum capture_pcap_format pcap_format;
 	const char *events;
@@ -236,6 +241,7 @@ struct proxy_args {
 struct run {
 	struct event_base *base;
 	struct proxy *proxy;
+	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
 	int signals;
 	struct event *sigint, *sigterm, *sighup;
 };
@@ -295,6 +301,7 @@ static const struct {
 	{OPT_KEY, offsetof(struct proxy_args, key)},
 	{OPT_KEYLOG, offsetof(struct proxy_args, keylog)},
 	{OPT_PCAP, offsetof(struct proxy_args, pcap)},
+	{OPT_PCAP_LISTEN, offsetof(struct proxy_args, pcap_listen)},
 	{OPT_EVENTS, offsetof(struct proxy_args, events)},
 	{OPT_USER, offsetof(struct proxy_args, user)},
 };
@@ -623,10 +630,9 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 
 static void tune_malloc(void)
 {
-	/* Relaying allocates and frees buffers all the time; glibc would hand
-	 * the top of the heap back to the kernel after each burst and fault it
-	 * in again on the next (a third of the CPU of a TLS relay). Keep up to
-	 * 64 MiB of freed memory instead. */
+	/* Relaying allocates and frees buffers all the time; glibc would hand the
+	 * top of the heap back after each burst and fault it in again on the next
+	 * (a third of the CPU of a TLS relay). Keep 64 MiB of freed memory. */
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	/* Setting the trim threshold turns off glibc's sliding mmap threshold:
@@ -673,12 +679,17 @@ int cli_proxy_main(int argc, char **argv)
 	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &made) != 0)
 		goto out;
 	cli_raise_descriptor_limit(a.max_sessions);
-	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0)
+	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0 ||
+	    (a.pcap_listen != NULL &&
+	     (run.pcap_listen = cli_add_pcap_listen(run.base, a.pcap_listen, a.allow_remote,
+						    log_message, &sinks)) == NULL))
 		goto out;
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
 	cli_record_proxy_settings(&config, a.faults.faults, a.faults.count, &sinks);
+	if (run.pcap_listen != NULL)
+		proxy_pcap_listen_seal(run.pcap_listen);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */
