@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include "capture/fault_mark.h"
+#include "capture/keylog.h"
 #include "capture/observed.h"
+#include "capture/pcapng_secrets.h"
 #include "capture/settings.h"
 #include "capture/timefmt.h"
+#include "capture/tls_decrypt.h"
 
 struct offline_session {
 	unsigned id;
@@ -20,7 +23,10 @@ struct offline_session {
 	bool injected_next;                     /* an inject mark: the proxy wrote the next
 						   server-side bytes itself */
 	bool starttls_ok;                       /* STARTTLS was answered OK: TLS may follow */
-	bool tls;                               /* the stream is TLS: not readable here */
+	bool tls;                               /* the stream is TLS from here */
+	struct capture_tls_decrypt *tls_dec;    /* its decryption; NULL: out of memory */
+	enum capture_tls_state tls_said;        /* the state the timeline was told of */
+	imap_time_us tls_ts;                    /* the packet being decrypted */
 	bool fed;                               /* bytes went to the conversation */
 	struct capture_close_mark_read marked;
 	struct offline_session *next;
@@ -35,6 +41,7 @@ struct offline {
 	imap_time_us ticked;          /* packet time all sessions last saw */
 	size_t max_line;              /* in effect: the config's, else the capture's */
 	struct imap_tracker_config thresholds; /* likewise, field by field */
+	struct capture_keylog *keylog;         /* --keylog's secrets and the pcapng's own */
 };
 
 /* How often, in capture time, every open session is told time passed:
@@ -96,22 +103,77 @@ static bool tls_record(const uint8_t *p, size_t len)
 	return len >= 3 && (p[0] == 22 || p[0] == 21) && p[1] == 3 && p[2] <= 4;
 }
 
-/* A session's stream turns out to be TLS (implicit TLS from its first
- * byte, or after STARTTLS): its bytes are not shown as rows of garbage;
- * the first such session says why, once, and what to do. */
-static void saw_tls(struct offline_session *s, const struct capture_stream_event *ev)
+/* Decrypted application data: what the client and server said. */
+static void on_plain(void *ctx, enum imap_dir dir, const uint8_t *data, size_t len)
 {
-	struct offline *o = s->run;
+	struct offline_session *s = ctx;
 
+	s->fed = true;
+	observed_feed(s->observed, dir, s->tls_ts, IMAP_ORIGIN_PEER, data, len);
+}
+
+/* A session's stream turns out to be TLS (implicit TLS from its first
+ * byte, or after STARTTLS): from here its bytes go through the
+ * decryption, never to the conversation as rows of garbage. */
+static void saw_tls(struct offline_session *s)
+{
 	s->tls = true;
-	o->result->tls_sessions++;
-	if (o->result->tls_sessions == 1)
-		observed_notice(s->observed, ev->ts,
-				"this capture holds IMAP inside TLS, which cannot be read without "
-				"the session keys: its TLS sessions are listed, not shown; record the "
-				"plain side with imaptap proxy --pcap instead");
-	else
-		observed_notice(s->observed, ev->ts, "TLS from here on: not shown");
+	s->tls_said = CAPTURE_TLS_HELLO;
+	s->run->result->tls_sessions++;
+	s->tls_dec = capture_tls_decrypt_new(s->run->keylog, on_plain, s);
+}
+
+/* The timeline hears once that the decryption started, and once that it
+ * stopped or could not start, with what to do. */
+static void tls_report(struct offline_session *s, imap_time_us ts)
+{
+	struct capture_offline_result *r = s->run->result;
+	enum capture_tls_state state = capture_tls_decrypt_state(s->tls_dec);
+	struct capture_tls_info info = {.leg = "capture", .sni = "", .peer = ""};
+	char text[1024], client[CAPTURE_ENDPOINT_STR_MAX];
+
+	if (state == s->tls_said)
+		return;
+	s->tls_said = state;
+	capture_endpoint_format(&s->client, client, sizeof(client));
+	switch (state) {
+	case CAPTURE_TLS_HELLO:
+		return;
+	case CAPTURE_TLS_DECRYPTING:
+		r->tls_decrypted++;
+		info.version = capture_tls_decrypt_version(s->tls_dec);
+		info.cipher = capture_tls_decrypt_cipher(s->tls_dec);
+		observed_tls(s->observed, ts, &info);
+		return;
+	case CAPTURE_TLS_NO_SECRETS:
+		r->tls_no_secrets++;
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (client_random %s) not "
+			 "decrypted: %s. Give analyze --keylog FILE, the key log the client wrote "
+			 "(SSLKEYLOGFILE=/path for curl, Thunderbird, Firefox; keylog_filename in "
+			 "Python's ssl), or a pcapng holding it (editcap --inject-secrets tls,FILE)",
+			 client, s->server.port, capture_tls_decrypt_random(s->tls_dec),
+			 capture_tls_decrypt_why(s->tls_dec));
+		break;
+	case CAPTURE_TLS_UNSUPPORTED:
+	case CAPTURE_TLS_FAILED:
+		r->tls_failed++;
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (client_random %s) "
+			 "undecryptable from here: %s", client, s->server.port,
+			 capture_tls_decrypt_random(s->tls_dec)[0] ? capture_tls_decrypt_random(s->tls_dec)
+								   : "not in the capture",
+			 capture_tls_decrypt_why(s->tls_dec));
+		break;
+	}
+	observed_notice(s->observed, ts, text);
+}
+
+static void tls_feed(struct offline_session *s, const struct capture_stream_event *ev)
+{
+	if (s->tls_dec == NULL)
+		return;
+	s->tls_ts = ev->ts;
+	capture_tls_decrypt_feed(s->tls_dec, ev->dir, ev->data, ev->len);
+	tls_report(s, ev->ts);
 }
 
 static void on_anomaly(void *ctx, const struct imap_anomaly *a)
@@ -240,8 +302,12 @@ static void close_session(struct offline_session **p, const struct capture_strea
 		info.reason = s->marked.reason;
 	}
 
+	if (s->tls_dec != NULL && capture_tls_decrypt_state(s->tls_dec) == CAPTURE_TLS_HELLO)
+		observed_notice(s->observed, ev->ts, "its TLS handshake is not complete in the "
+				"capture: nothing to decrypt");
 	*p = s->next;
 	observed_close(&s->observed, &info);
+	capture_tls_decrypt_free(&s->tls_dec);
 	free(s);
 }
 
@@ -270,9 +336,11 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		o->result->data_bytes += ev->len;
 		if (!s->tls && tls_record(ev->data, ev->len) &&
 		    (s->starttls_ok || (ev->offset == 0 && !s->fed)))
-			saw_tls(s, ev);
-		if (s->tls)
+			saw_tls(s);
+		if (s->tls) {
+			tls_feed(s, ev);
 			break;
+		}
 		s->fed = true;
 		/* what a fault's inject mark announced is the proxy's, as live */
 		observed_feed(s->observed, ev->dir, ev->ts,
@@ -291,6 +359,10 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			 (unsigned long long)ev->offset);
 		imap_conv_anomaly(s->conv, ev->dir, &gap);
 		imap_conv_gap(s->conv, ev->dir);
+		if (s->tls_dec != NULL) {
+			capture_tls_decrypt_gap(s->tls_dec, ev->dir, ev->gap_len);
+			tls_report(s, ev->ts);
+		}
 		break;
 	case CAPTURE_STREAM_CLOSE:
 		close_session(p, ev); /* and flushes */
@@ -428,6 +500,22 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 	capture_sinks_flush(o->sinks);
 }
 
+/* The secrets of --keylog, then of the capture's own pcapng blocks. */
+static int load_secrets(struct offline *o, const char *path, char *err, size_t errlen)
+{
+	o->keylog = capture_keylog_new();
+	if (o->keylog == NULL ||
+	    (o->config->keylog != NULL &&
+	     capture_keylog_load(o->keylog, o->config->keylog, err, errlen) != 0) ||
+	    (o->result->embedded_secrets = capture_pcapng_secrets(path, o->keylog)) < 0) {
+		if (o->keylog == NULL || o->result->embedded_secrets < 0)
+			snprintf(err, errlen, "%s: out of memory reading its TLS secrets", path);
+		capture_keylog_free(&o->keylog);
+		return -1;
+	}
+	return 0;
+}
+
 int capture_offline_run(const char *path, const struct capture_offline_config *config,
 			const struct capture_sinks *sinks, struct capture_offline_result *result,
 			char *err, size_t errlen)
@@ -442,6 +530,8 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 	int rc;
 
 	memset(result, 0, sizeof(*result));
+	if (load_secrets(&o, path, err, errlen) != 0)
+		return -1;
 	rc = capture_pcap_read(path, on_stream, on_datagram, &o, &result->stats, err, errlen);
 	/* the reader closes every session at the end of the file; anything
 	 * left is freed here */
@@ -450,8 +540,12 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 
 		o.open = s->next;
 		observed_discard(&s->observed);
+		capture_tls_decrypt_free(&s->tls_dec);
 		free(s);
 	}
 	capture_sinks_flush(sinks);
+	result->keylog_secrets = capture_keylog_count(o.keylog);
+	result->keylog_bad_lines = capture_keylog_bad_lines(o.keylog);
+	capture_keylog_free(&o.keylog);
 	return rc;
 }
