@@ -102,7 +102,9 @@ static void tls12_keys(struct capture_tls_decrypt *d, const struct capture_tls_s
 	struct capture_keylog_secret master;
 
 	if (!capture_keylog_find(d->keylog, CAPTURE_KEYLOG_MASTER, d->client_random, &master)) {
-		stop(d, CAPTURE_TLS_NO_SECRETS, "the key log holds no CLIENT_RANDOM line for it");
+		stop(d, CAPTURE_TLS_NO_SECRETS, "%s", capture_keylog_count(d->keylog) == 0
+			? "no secrets at hand (no --keylog, and the capture holds none)"
+			: "the key log holds no CLIENT_RANDOM line for it");
 		return;
 	}
 	if (capture_tls12_keys(d->suite, master.bytes, master.len, d->client_random, sh->random,
@@ -141,6 +143,11 @@ static void tls13_keys(struct capture_tls_decrypt *d)
 	bool s = capture_keylog_find(d->keylog, CAPTURE_KEYLOG_SERVER_TRAFFIC, d->client_random,
 				     &d->app[IMAP_S2C]);
 
+	if (capture_keylog_count(d->keylog) == 0) {
+		stop(d, CAPTURE_TLS_NO_SECRETS,
+		     "no secrets at hand (no --keylog, and the capture holds none)");
+		return;
+	}
 	if (!c || !s) {
 		stop(d, CAPTURE_TLS_NO_SECRETS, "the key log holds no %s line for it",
 		     !c ? "CLIENT_TRAFFIC_SECRET_0" : "SERVER_TRAFFIC_SECRET_0");

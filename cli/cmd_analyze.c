@@ -396,23 +396,25 @@ static int tls_verdict(const struct analyze_args *a, const struct capture_offlin
 	unsigned missing = result->tls_no_secrets, failed = result->tls_failed;
 
 	if (result->keylog_bad_lines > 0)
-		cli_message("%s: %zu line(s) of the key log do not read (wrong lengths or not hex) "
-			    "and are skipped", a->keylog != NULL ? a->keylog : a->file,
+		cli_message("%s: %zu line(s) of the key log do not read (wrong lengths, not hex) and "
+			    "are skipped", a->keylog != NULL ? a->keylog : a->file,
 			    result->keylog_bad_lines);
 	if (missing > 0)
-		cli_message("%s: %u TLS session(s) not decrypted: %s (the timeline names each); give "
-			    "--keylog FILE, the key log the client wrote with SSLKEYLOGFILE=FILE",
+		cli_message("%s: %u session(s) hold IMAP inside TLS that cannot be read without their "
+			    "session keys: %s; give --keylog FILE, the key log the client wrote with "
+			    "SSLKEYLOGFILE=FILE, or record the plain side with imaptap proxy --pcap "
+			    "(the timeline names each session)",
 			    a->file, missing, result->keylog_secrets == 0
 					      ? "no key log given, and the capture holds no secrets"
-					      : "the key log holds no secrets for them");
+					      : "the key log holds none for them");
 	if (failed > 0)
 		cli_message("%s: %u TLS session(s) undecryptable (the timeline says from where and "
 			    "why)", a->file, failed);
 	if (result->tls_sessions == 0 || result->imap_lines > 0)
 		return 0;
 	if (missing == 0 && failed == 0 && result->tls_decrypted == 0)
-		cli_message("%s: its %u TLS session(s) end before their handshake does: nothing to "
-			    "decrypt", a->file, result->tls_sessions);
+		cli_message("%s: its %u session(s) hold IMAP inside TLS but end before their "
+			    "handshake does: nothing to decrypt", a->file, result->tls_sessions);
 	return -1;
 }
 
@@ -430,9 +432,7 @@ static int verdict(const struct analyze_args *a, const struct capture_offline_re
 	if (tls_verdict(a, result) != 0)
 		return CLI_EXIT_RUNTIME;
 	if (result->data_bytes > 0 && result->imap_lines == 0) {
-		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
-			    "capture must be decrypted first (tshark with --keylog's file), or "
-			    "recorded by imaptap proxy --pcap",
+		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port?",
 			    a->file, result->shown);
 		return CLI_EXIT_RUNTIME;
 	}
