@@ -108,14 +108,15 @@ int capture_pcapng_secrets(const char *path, struct capture_keylog *k)
 				break;
 			continue;
 		}
+		/* the body and the trailing length: a block cut short is not read */
 		body_len = total - 12;
-		body = malloc(body_len);
+		body = malloc(body_len + 4);
 		if (body == NULL) {
 			fclose(f);
 			return -1;
 		}
 		memcpy(body, hdr + 8, 4);
-		if (fread(body + 4, 1, body_len - 4, f) != body_len - 4 || fseek(f, 4, SEEK_CUR) != 0) {
+		if (fread(body + 4, 1, body_len, f) != body_len) {
 			free(body);
 			break;
 		}
