@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """imaptap analyze of a client's own TLS capture: a real tcpdump on the
-loopback records real clients (Python's imaplib and curl) writing key
-logs, against a real Dovecot with TLS, over implicit TLS and STARTTLS,
+loopback records real clients (Python's imaplib, curl, and openssl
+s_client for KeyUpdate) writing key logs, against a real Dovecot with TLS, over implicit TLS and STARTTLS,
 TLS 1.3 and TLS 1.2, AES-GCM and ChaCha20-Poly1305. With --keylog (or the
 secrets inside a pcapng, editcap --inject-secrets) analyze shows each
 session's commands and completions as the clients saw them; without, it
@@ -130,6 +130,29 @@ def curl_session(name, starttls, args, version, cipher):
                       "cipher": cipher, "commands": commands}
 
 
+def openssl_key_updates(name):
+    """openssl s_client over TLS 1.3, sending a KeyUpdate ('k') and one
+    that asks the server for its own ('K') between commands: the traffic
+    secrets move on in both directions."""
+    port = free_port("127.0.0.1")
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % DC.imaps_port,
+                          "-bind", "127.0.0.1:%d" % port, "-CAfile", PKI.ca_cert,
+                          "-keylogfile", KEYS, "-tls1_3", "-crlf"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    for line in (b"a1 LOGIN alice " + PASSWORD.encode(), b"k", b"a2 SELECT INBOX", b"K",
+                 b"a3 FETCH 1 BODY[]", b"a4 LOGOUT"):
+        time.sleep(0.3)  # each line its own read: a command letter alone
+        p.stdin.write(line + b"\n")
+        p.stdin.flush()
+    time.sleep(0.5)
+    out = p.communicate(timeout=30)[0]
+    assert out.count(b"KEYUPDATE") == 2 and b"a4 OK" in out, out
+    SESSIONS[port] = {"name": name, "starttls": False, "version": "TLSv1.3",
+                      "cipher": "TLS_AES_256_GCM_SHA384",
+                      "commands": ["LOGIN", "SELECT", "FETCH", "LOGOUT"]}
+
+
 def setUpModule():
     global WORK, DC, PKI, PCAP, KEYS
     check_binary()
@@ -159,6 +182,7 @@ def setUpModule():
         curl_session("curl-imaps-1.2-aes256", False,
                      ["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"],
                      "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
+        openssl_key_updates("openssl-keyupdate-1.3")
     finally:
         dump.stop(DC.port)
 
@@ -241,7 +265,7 @@ class KeylogTest(unittest.TestCase):
     def test_keylog_decrypts_every_session(self):
         """Every session, every version and cipher: the commands and
         completions the clients saw, the TLS row naming what was used."""
-        self.assertEqual(len(SESSIONS), 7)
+        self.assertEqual(len(SESSIONS), 8)
         self.check_decrypted(analyze(PCAP, "--keylog", KEYS, "--events", "-"))
 
     def test_pcapng_secrets(self):
