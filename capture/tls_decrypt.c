@@ -340,14 +340,15 @@ static void record(struct capture_tls_decrypt *d, enum imap_dir dir)
 	uint8_t type = t->rec[0];
 	bool tls13 = d->suite != NULL && d->suite->tls13;
 
-	/* TLS 1.3's ChangeCipherSpec is for middleboxes only; TLS 1.2's turns
-	 * on encryption for what its sender writes next */
+	/* TLS 1.3's ChangeCipherSpec is for middleboxes only (one may come
+	 * before the ServerHello: around a HelloRetryRequest); TLS 1.2's
+	 * turns on encryption for what its sender writes next */
 	if (type == REC_CCS) {
 		if (d->state == CAPTURE_TLS_DECRYPTING && !tls13 && !t->protected)
 			t->protected = true;
-		else if (!tls13)
-			stop(d, CAPTURE_TLS_FAILED, "the %s changed cipher spec %s", side(dir),
-			     t->protected ? "a second time (a renegotiation)" : "before the hellos");
+		else if (d->state == CAPTURE_TLS_DECRYPTING && !tls13)
+			stop(d, CAPTURE_TLS_FAILED, "the %s changed cipher spec a second time (a "
+			     "renegotiation)", side(dir));
 		return;
 	}
 	if (t->protected && (type != REC_ALERT || !tls13)) {

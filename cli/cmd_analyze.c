@@ -410,8 +410,8 @@ static int tls_verdict(const struct analyze_args *a, const struct capture_offlin
 	if (failed > 0)
 		cli_message("%s: %u TLS session(s) undecryptable (the timeline says from where and "
 			    "why)", a->file, failed);
-	if (result->tls_sessions == 0 || result->imap_lines > 0)
-		return 0;
+	if (result->tls_sessions == 0 || result->imap_lines > 0 || result->tls_decrypted > 0)
+		return 0; /* decrypted, yet no IMAP: the verdict on plain sessions says it */
 	if (missing == 0 && failed == 0 && result->tls_decrypted == 0)
 		cli_message("%s: its %u session(s) hold IMAP inside TLS but end before their "
 			    "handshake does: nothing to decrypt", a->file, result->tls_sessions);
