@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 /* A key log larger than this is no key log (a browser's runs for a year
  * stay far below it). */
 #define KEYLOG_FILE_MAX (256u * 1024u * 1024u)
@@ -45,6 +47,9 @@ void capture_keylog_free(struct capture_keylog **kp)
 
 	if (k == NULL)
 		return;
+	/* secrets: not left behind in freed memory */
+	if (k->entries != NULL)
+		OPENSSL_cleanse(k->entries, k->cap * sizeof(*k->entries));
 	free(k->entries);
 	free(k);
 	*kp = NULL;
@@ -95,10 +100,16 @@ static int add_entry(struct capture_keylog *k, const struct keylog_entry *e)
 	/* a repeated line replaces nothing: the first secret stands */
 	if (k->count == k->cap) {
 		size_t cap = k->cap ? k->cap * 2 : 64;
-		struct keylog_entry *n = realloc(k->entries, cap * sizeof(*n));
+		struct keylog_entry *n = malloc(cap * sizeof(*n));
 
 		if (n == NULL)
 			return -1;
+		/* moved by hand, not realloc: the old copy is wiped */
+		if (k->count > 0) {
+			memcpy(n, k->entries, k->count * sizeof(*n));
+			OPENSSL_cleanse(k->entries, k->cap * sizeof(*n));
+		}
+		free(k->entries);
 		k->entries = n;
 		k->cap = cap;
 	}
@@ -189,6 +200,7 @@ int capture_keylog_load(struct capture_keylog *k, const char *path, char *err, s
 		return -1;
 	}
 	rc = capture_keylog_add_text(k, buf, got);
+	OPENSSL_cleanse(buf, got);
 	free(buf);
 	if (rc != 0)
 		snprintf(err, errlen, "--keylog %s: out of memory", path);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #define SHB_TYPE 0x0A0D0D0Au
 #define BYTE_ORDER_MAGIC 0x1A2B3C4Du
 /* No block of a capture worth reading is larger; a length beyond it is
@@ -121,6 +123,7 @@ int capture_pcapng_secrets(const char *path, struct capture_keylog *k)
 			break;
 		}
 		rc = secrets_block(body, body_len, swap, k, &blocks);
+		OPENSSL_cleanse(body, body_len);
 		free(body);
 		if (rc != 0) {
 			fclose(f);

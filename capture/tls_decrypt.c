@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "capture/tls_hello.h"
 #include "capture/tls_keys.h"
 
@@ -91,8 +93,8 @@ void capture_tls_decrypt_free(struct capture_tls_decrypt **dp)
 {
 	if (*dp == NULL)
 		return;
-	/* the keys are secrets: not left in freed memory */
-	memset(*dp, 0, sizeof(**dp));
+	/* the keys and the plaintext: not left in freed memory */
+	OPENSSL_cleanse(*dp, sizeof(**dp));
 	free(*dp);
 	*dp = NULL;
 }
@@ -443,4 +445,21 @@ const char *capture_tls_decrypt_version(const struct capture_tls_decrypt *d)
 const char *capture_tls_decrypt_cipher(const struct capture_tls_decrypt *d)
 {
 	return d->suite != NULL ? d->suite->name : "";
+}
+
+const char *capture_tls_state_str(enum capture_tls_state state)
+{
+	switch (state) {
+	case CAPTURE_TLS_HELLO:
+		return "hello";
+	case CAPTURE_TLS_DECRYPTING:
+		return "decrypting";
+	case CAPTURE_TLS_NO_SECRETS:
+		return "no-secrets";
+	case CAPTURE_TLS_UNSUPPORTED:
+		return "unsupported";
+	case CAPTURE_TLS_FAILED:
+		return "failed";
+	}
+	return "tls-state?";
 }

@@ -57,4 +57,8 @@ const char *capture_tls_decrypt_random(const struct capture_tls_decrypt *d);
 const char *capture_tls_decrypt_version(const struct capture_tls_decrypt *d);
 const char *capture_tls_decrypt_cipher(const struct capture_tls_decrypt *d);
 
+/* "hello", "decrypting", "no-secrets", "unsupported", "failed";
+ * "tls-state?" for unknown values. */
+const char *capture_tls_state_str(enum capture_tls_state state);
+
 #endif

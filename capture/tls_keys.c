@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 
@@ -81,6 +83,8 @@ static int derive(const char *kdf_name, OSSL_PARAM *params, uint8_t *out, size_t
 
 	EVP_KDF_CTX_free(ctx);
 	EVP_KDF_free(kdf);
+	if (!ok)
+		ERR_clear_error(); /* the caller says what failed */
 	return ok ? 0 : -1;
 }
 
@@ -102,8 +106,10 @@ int capture_tls12_keys(const struct capture_tls_suite *suite, const uint8_t *mas
 	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof(seed));
 	params[3] = OSSL_PARAM_construct_end();
 	/* AEAD suites have no MAC keys: client key, server key, client IV, server IV */
-	if (derive("TLS1-PRF", params, block, 2 * (klen + ivlen)) != 0)
+	if (derive("TLS1-PRF", params, block, 2 * (klen + ivlen)) != 0) {
+		OPENSSL_cleanse(block, sizeof(block));
 		return -1;
+	}
 	memset(client, 0, sizeof(*client));
 	memset(server, 0, sizeof(*server));
 	client->suite = server->suite = suite;
@@ -111,6 +117,7 @@ int capture_tls12_keys(const struct capture_tls_suite *suite, const uint8_t *mas
 	memcpy(server->key, block + klen, klen);
 	memcpy(client->iv, block + 2 * klen, ivlen);
 	memcpy(server->iv, block + 2 * klen + ivlen, ivlen);
+	OPENSSL_cleanse(block, sizeof(block));
 	return 0;
 }
 
@@ -159,10 +166,12 @@ int capture_tls13_keys(const struct capture_tls_suite *suite,
 int capture_tls13_update(struct capture_tls_keys *keys)
 {
 	struct capture_keylog_secret next = {.len = keys->secret.len};
+	int rc = expand_label(keys->suite, &keys->secret, "traffic upd", next.bytes, next.len);
 
-	if (expand_label(keys->suite, &keys->secret, "traffic upd", next.bytes, next.len) != 0)
-		return -1;
-	return capture_tls13_keys(keys->suite, &next, keys);
+	if (rc == 0)
+		rc = capture_tls13_keys(keys->suite, &next, keys);
+	OPENSSL_cleanse(&next, sizeof(next));
+	return rc;
 }
 
 static void put_seq(uint8_t *p, uint64_t seq)
@@ -215,6 +224,7 @@ long capture_tls_open(struct capture_tls_keys *keys, const uint8_t header[5],
 	     EVP_DecryptFinal_ex(ctx, out + n1, &n2) > 0;
 	EVP_CIPHER_CTX_free(ctx);
 	if (!ok) {
+		ERR_clear_error();
 		memset(out, 0, plain); /* what failed to authenticate is nobody's to read */
 		return -1;
 	}
