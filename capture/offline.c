@@ -97,10 +97,13 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 		s->starttls_ok = true;
 }
 
-/* A TLS record starts here: handshake (22) or alert (21), version 3.x. */
+/* A TLS record starts here: handshake (22) or alert (21), version 3.x;
+ * as much of that as the first segment holds (one byte may come alone),
+ * since no IMAP stream starts with those bytes. */
 static bool tls_record(const uint8_t *p, size_t len)
 {
-	return len >= 3 && (p[0] == 22 || p[0] == 21) && p[1] == 3 && p[2] <= 4;
+	return len >= 1 && (p[0] == 22 || p[0] == 21) && (len < 2 || p[1] == 3) &&
+	       (len < 3 || p[2] <= 4);
 }
 
 /* Decrypted application data: what the client and server said. */
@@ -165,6 +168,29 @@ static void tls_report(struct offline_session *s, imap_time_us ts)
 		break;
 	}
 	observed_notice(s->observed, ts, text);
+}
+
+/* What the end of the session left of its TLS. */
+static void tls_end(struct offline_session *s, imap_time_us ts)
+{
+	char text[200];
+
+	if (capture_tls_decrypt_state(s->tls_dec) == CAPTURE_TLS_HELLO) {
+		observed_notice(s->observed, ts, "its TLS handshake is not complete in the capture: "
+				"nothing to decrypt");
+		return;
+	}
+	if (capture_tls_decrypt_state(s->tls_dec) != CAPTURE_TLS_DECRYPTING)
+		return;
+	for (int dir = IMAP_C2S; dir <= IMAP_S2C; dir++) {
+		size_t left = capture_tls_decrypt_pending(s->tls_dec, (enum imap_dir)dir);
+
+		if (left == 0)
+			continue;
+		snprintf(text, sizeof(text), "the %s's last TLS record is cut short after %zu byte(s): "
+			 "what it held is not shown", dir == IMAP_C2S ? "client" : "server", left);
+		observed_notice(s->observed, ts, text);
+	}
 }
 
 static void tls_feed(struct offline_session *s, const struct capture_stream_event *ev)
@@ -302,9 +328,8 @@ static void close_session(struct offline_session **p, const struct capture_strea
 		info.reason = s->marked.reason;
 	}
 
-	if (s->tls_dec != NULL && capture_tls_decrypt_state(s->tls_dec) == CAPTURE_TLS_HELLO)
-		observed_notice(s->observed, ev->ts, "its TLS handshake is not complete in the "
-				"capture: nothing to decrypt");
+	if (s->tls_dec != NULL)
+		tls_end(s, ev->ts);
 	*p = s->next;
 	observed_close(&s->observed, &info);
 	capture_tls_decrypt_free(&s->tls_dec);

@@ -422,6 +422,11 @@ void capture_tls_decrypt_gap(struct capture_tls_decrypt *d, enum imap_dir dir, u
 	     "capture: TLS cannot be followed past them", (unsigned long long)gap, side(dir));
 }
 
+size_t capture_tls_decrypt_pending(const struct capture_tls_decrypt *d, enum imap_dir dir)
+{
+	return d->dir[dir].rec_len;
+}
+
 enum capture_tls_state capture_tls_decrypt_state(const struct capture_tls_decrypt *d)
 {
 	return d->state;

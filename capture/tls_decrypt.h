@@ -47,6 +47,10 @@ enum capture_tls_state capture_tls_decrypt_feed(struct capture_tls_decrypt *d, e
 /* gap bytes of dir are not in the capture: the stream cannot be followed. */
 void capture_tls_decrypt_gap(struct capture_tls_decrypt *d, enum imap_dir dir, uint64_t gap);
 
+/* Bytes of dir's record still incomplete: at the end, what the capture
+ * cut off (or the connection did). */
+size_t capture_tls_decrypt_pending(const struct capture_tls_decrypt *d, enum imap_dir dir);
+
 enum capture_tls_state capture_tls_decrypt_state(const struct capture_tls_decrypt *d);
 /* Why the decryption stopped (states after DECRYPTING); "" before. */
 const char *capture_tls_decrypt_why(const struct capture_tls_decrypt *d);

@@ -27,6 +27,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
+import pcapfile  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from imaptap import check_binary, main, parse_timeline, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir, sanitizer_reports  # noqa: E402
@@ -380,6 +381,158 @@ class KeylogTest(unittest.TestCase):
         self.assertIn("--keylog", r.stderr)
         self.assertIn("SSLKEYLOGFILE", r.stderr)
         self.assertEqual(r.stdout, "")
+
+
+SCRIPT = [(1, b"* OK ready\r\n"), (0, b"a1 LOGIN alice pw\r\n"), (1, b"a1 OK in\r\n"),
+          (0, b"a2 NOOP\r\n"), (1, b"a2 OK done\r\n"), (0, b"a3 LOGOUT\r\n"),
+          (1, b"* BYE\r\na3 OK bye\r\n")]
+
+
+def memory_tls(keylog, version, ciphers=None):
+    """A TLS connection made in memory with Python's ssl, its key log
+    written: [(side, bytes)] as each side sent them (0 the client), the
+    handshake then SCRIPT, each line in a record of its own."""
+    crt, key = PKI.server("localhost", stem="memory")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(crt, key)
+    cctx = ssl.create_default_context(cafile=PKI.ca_cert)
+    cctx.keylog_filename = keylog
+    cctx.minimum_version = cctx.maximum_version = version
+    if ciphers:
+        cctx.set_ciphers(ciphers)
+    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
+    ends = [cctx.wrap_bio(*bios[0], server_hostname="localhost"),
+            sctx.wrap_bio(*bios[1], server_side=True)]
+    out = []
+
+    def move():
+        for side in (0, 1):
+            data = bios[side][1].read()
+            if data:
+                out.append((side, data))
+                bios[1 - side][0].write(data)
+
+    done = [False, False]
+    while not all(done):
+        for side in (0, 1):
+            if not done[side]:
+                try:
+                    ends[side].do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+            move()
+    handshake = len(out)
+    for side, line in SCRIPT:
+        ends[side].write(line)
+        move()
+        ends[1 - side].read(4096)
+    return out, handshake
+
+
+def write_flow(path, chunks, split=0, gap_at=None, end=True):
+    """chunks as a pcap of one connection to port 993: split > 0 cuts
+    every chunk into segments of that size; gap_at (an index) leaves that
+    chunk out of the capture; end=False stops without FIN."""
+    flow = pcapfile.TcpFlow((bytes([10, 0, 0, 1]), 50100), (bytes([10, 0, 0, 2]), 993))
+    flow.open()
+    for i, (side, data) in enumerate(chunks):
+        if i == gap_at:
+            flow.seq[side] += len(data)  # sent, not captured; acknowledged after
+            continue
+        step = split or len(data)
+        for at in range(0, len(data), step):
+            flow.send(side, data[at:at + step])
+    if end:
+        flow.close()
+    pcapfile.write_pcap(path, flow.records)
+
+
+class HostileCaptureTest(unittest.TestCase):
+    """Captures whose TLS is cut up, cut off, damaged or lying, made from a
+    TLS connection in memory: the same lines whatever the segmentation,
+    and a reason, never garbage, for the rest."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(WORK, "hostile")
+        os.makedirs(cls.dir, exist_ok=True)
+        cls.keys = os.path.join(cls.dir, "keys.log")
+        cls.tls13 = memory_tls(cls.keys, ssl.TLSVersion.TLSv1_3)
+        cls.tls12 = memory_tls(cls.keys, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-CHACHA20-POLY1305")
+
+    def run_flow(self, name, chunks, **kw):
+        path = os.path.join(self.dir, name + ".pcap")
+        write_flow(path, chunks, **kw)
+        r = analyze(path, "--keylog", self.keys, "--events", "-")
+        records = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+        lines = [(x["dir"], x["text"]) for x in records if x["kind"] == "line"]
+        notes = [x["text"] for x in records if x["kind"] == "notice"]
+        return r, lines, notes
+
+    def test_any_segmentation(self):
+        for version, (chunks, _) in (("1.3", self.tls13), ("1.2", self.tls12)):
+            _, whole, _ = self.run_flow("whole" + version, chunks)
+            self.assertEqual(len(whole), 8, whole)
+            self.assertEqual(whole[-1], ("s2c", "a3 OK bye"))
+            for split in (1, 7, 100):
+                r, lines, notes = self.run_flow("split%d-%s" % (split, version), chunks,
+                                                split=split)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(lines, whole, (version, split))
+            # all of each side's records in one segment
+            merged = []
+            for side, data in chunks:
+                if merged and merged[-1][0] == side:
+                    merged[-1] = (side, merged[-1][1] + data)
+                else:
+                    merged.append((side, data))
+            self.assertEqual(self.run_flow("merged" + version, merged)[1], whole)
+
+    def test_record_too_long(self):
+        chunks, handshake = self.tls13
+        body = chunks[:handshake + 2] + [(1, b"\x17\x03\x03\x41\x01" + b"\x00" * 40)] + \
+            chunks[handshake + 2:]
+        r, lines, notes = self.run_flow("too-long", body)
+        self.assertEqual(lines, [("s2c", "* OK ready"), ("c2s", "a1 LOGIN alice **")])
+        self.assertTrue([x for x in notes if "record of 16641 bytes, more than TLS allows"
+                         in x and "undecryptable from here" in x], notes)
+
+    def test_not_tls(self):
+        chunks, handshake = self.tls12
+        body = chunks[:handshake + 1] + [(1, b"* OK plain text where TLS was\r\n")]
+        r, lines, notes = self.run_flow("not-tls", body)
+        self.assertEqual(lines, [("s2c", "* OK ready")])
+        self.assertTrue([x for x in notes if "bytes that are no TLS record (2a 20 4f)" in x],
+                        notes)
+
+    def test_cut_short(self):
+        chunks, handshake = self.tls13
+        side, last = chunks[-1]
+        r, lines, notes = self.run_flow("cut", chunks[:-1] + [(side, last[:len(last) // 2])],
+                                        end=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(lines[-1], ("c2s", "a3 LOGOUT"))
+        self.assertTrue([x for x in notes if "the server's last TLS record is cut short after"
+                         in x], notes)
+
+    def test_gap(self):
+        chunks, handshake = self.tls12
+        r, lines, notes = self.run_flow("gap", chunks, gap_at=handshake + 3)  # a2 NOOP
+        self.assertEqual(lines, [("s2c", "* OK ready"), ("c2s", "a1 LOGIN alice **"),
+                                 ("s2c", "a1 OK in")])
+        self.assertTrue([x for x in notes if "missing from the capture: TLS cannot be followed"
+                         in x], notes)
+
+    def test_ciphersuite_not_decrypted(self):
+        keys = os.path.join(self.dir, "cbc.log")
+        chunks, _ = memory_tls(keys, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256")
+        path = os.path.join(self.dir, "cbc.pcap")
+        write_flow(path, chunks)
+        r = analyze(path, "--keylog", keys)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("uses cipher suite 0xc023; analyze decrypts AES-GCM and "
+                      "ChaCha20-Poly1305", r.stdout)
 
 
 if __name__ == "__main__":
