@@ -11,6 +11,7 @@
 #include "capture/settings.h"
 #include "capture/timefmt.h"
 #include "capture/tls_decrypt.h"
+#include "capture/tls_hello.h"
 
 struct offline_session {
 	unsigned id;
@@ -132,13 +133,16 @@ static void tls_report(struct offline_session *s, imap_time_us ts)
 {
 	struct capture_offline_result *r = s->run->result;
 	enum capture_tls_state state = capture_tls_decrypt_state(s->tls_dec);
-	struct capture_tls_info info = {.leg = "capture", .sni = "", .peer = ""};
-	char text[1024], client[CAPTURE_ENDPOINT_STR_MAX];
+	struct capture_tls_info info = {.leg = "capture", .peer = ""};
+	char text[1024], client[CAPTURE_ENDPOINT_STR_MAX], sni[CAPTURE_TLS_SNI_MAX + 8] = "";
 
 	if (state == s->tls_said)
 		return;
 	s->tls_said = state;
 	capture_endpoint_format(&s->client, client, sizeof(client));
+	info.sni = capture_tls_decrypt_sni(s->tls_dec);
+	if (info.sni[0] != '\0')
+		snprintf(sni, sizeof(sni), "SNI %s, ", info.sni);
 	switch (state) {
 	case CAPTURE_TLS_HELLO:
 		return;
@@ -150,18 +154,18 @@ static void tls_report(struct offline_session *s, imap_time_us ts)
 		return;
 	case CAPTURE_TLS_NO_SECRETS:
 		r->tls_no_secrets++;
-		snprintf(text, sizeof(text), "TLS session of %s to port %u (client_random %s) not "
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (%sclient_random %s) not "
 			 "decrypted: %s. Give analyze --keylog FILE, the key log the client wrote "
 			 "(SSLKEYLOGFILE=/path for curl, Thunderbird, Firefox; keylog_filename in "
 			 "Python's ssl), or a pcapng holding it (editcap --inject-secrets tls,FILE)",
-			 client, s->server.port, capture_tls_decrypt_random(s->tls_dec),
+			 client, s->server.port, sni, capture_tls_decrypt_random(s->tls_dec),
 			 capture_tls_decrypt_why(s->tls_dec));
 		break;
 	case CAPTURE_TLS_UNSUPPORTED:
 	case CAPTURE_TLS_FAILED:
 		r->tls_failed++;
-		snprintf(text, sizeof(text), "TLS session of %s to port %u (client_random %s) "
-			 "undecryptable from here: %s", client, s->server.port,
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (%sclient_random %s) "
+			 "undecryptable from here: %s", client, s->server.port, sni,
 			 capture_tls_decrypt_random(s->tls_dec)[0] ? capture_tls_decrypt_random(s->tls_dec)
 								   : "not in the capture",
 			 capture_tls_decrypt_why(s->tls_dec));

@@ -46,6 +46,7 @@ struct capture_tls_decrypt {
 	enum capture_tls_state state;
 	char why[400];
 	char random_hex[65];
+	char sni[CAPTURE_TLS_SNI_MAX];
 	uint8_t client_random[32];
 	bool have_random;
 	const struct capture_tls_suite *suite;
@@ -197,7 +198,7 @@ static void server_hello(struct capture_tls_decrypt *d, const uint8_t *body, siz
 static void hello(struct capture_tls_decrypt *d, enum imap_dir dir, const uint8_t *msg, size_t len)
 {
 	if (dir == IMAP_C2S && msg[0] == CAPTURE_TLS_CLIENT_HELLO && !d->have_random) {
-		if (!capture_tls_client_hello(msg + 4, len - 4, d->client_random)) {
+		if (!capture_tls_client_hello(msg + 4, len - 4, d->client_random, d->sni)) {
 			stop(d, CAPTURE_TLS_FAILED, "its ClientHello does not parse");
 			return;
 		}
@@ -440,6 +441,11 @@ const char *capture_tls_decrypt_why(const struct capture_tls_decrypt *d)
 const char *capture_tls_decrypt_random(const struct capture_tls_decrypt *d)
 {
 	return d->random_hex;
+}
+
+const char *capture_tls_decrypt_sni(const struct capture_tls_decrypt *d)
+{
+	return d->sni;
 }
 
 const char *capture_tls_decrypt_version(const struct capture_tls_decrypt *d)

@@ -56,6 +56,9 @@ enum capture_tls_state capture_tls_decrypt_state(const struct capture_tls_decryp
 const char *capture_tls_decrypt_why(const struct capture_tls_decrypt *d);
 /* The ClientHello's random in hex ("" before it was read). */
 const char *capture_tls_decrypt_random(const struct capture_tls_decrypt *d);
+/* The server name the ClientHello asked for (letters, digits, '.', '-',
+ * '_'; others as '?'); "" for none. */
+const char *capture_tls_decrypt_sni(const struct capture_tls_decrypt *d);
 /* "TLSv1.2", "TLSv1.3" and the suite's name once the ServerHello was read;
  * "" before. */
 const char *capture_tls_decrypt_version(const struct capture_tls_decrypt *d);

@@ -10,12 +10,69 @@ static const uint8_t retry_random[32] = {
 
 #define EXT_SUPPORTED_VERSIONS 43
 
-bool capture_tls_client_hello(const uint8_t *body, size_t len, uint8_t random[32])
+#define EXT_SERVER_NAME 0
+
+/* A length-prefixed field of n bytes (1 or 2) at *at: its length, with
+ * *at moved past the prefix; false when it overruns len. */
+static bool vector(const uint8_t *p, size_t len, size_t *at, size_t n, size_t *out)
 {
+	if (len - *at < n)
+		return false;
+	*out = n == 1 ? p[*at] : (size_t)(p[*at] << 8 | p[*at + 1]);
+	*at += n;
+	return *out <= len - *at;
+}
+
+/* server_name's first host_name entry (RFC 6066 3). */
+static void server_name(const uint8_t *p, size_t len, char *sni)
+{
+	size_t at = 0, list, name;
+
+	if (!vector(p, len, &at, 2, &list) || list < 3 || p[at] != 0)
+		return;
+	at++;
+	if (!vector(p, len, &at, 2, &name) || name >= CAPTURE_TLS_SNI_MAX)
+		return;
+	for (size_t i = 0; i < name; i++) {
+		uint8_t c = p[at + i];
+		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+
+		sni[i] = plain ? (char)c : '?';
+	}
+	sni[name] = '\0';
+}
+
+bool capture_tls_client_hello(const uint8_t *body, size_t len, uint8_t random[32],
+			      char sni[CAPTURE_TLS_SNI_MAX])
+{
+	static const size_t skip[] = {1, 2, 1}; /* their length prefixes */
+	size_t at = 34, n;
+
+	sni[0] = '\0';
 	/* legacy_version (2), random (32) */
 	if (len < 34 || body[0] != 3)
 		return false;
 	memcpy(random, body + 2, 32);
+	/* session id, cipher suites, compression methods, then extensions;
+	 * a hello cut short still names its session */
+	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++) {
+		if (!vector(body, len, &at, skip[i], &n))
+			return true;
+		at += n;
+	}
+	if (!vector(body, len, &at, 2, &n))
+		return true;
+	for (size_t end = at + n; end - at >= 4;) {
+		size_t type = (size_t)(body[at] << 8 | body[at + 1]), ext;
+
+		at += 2;
+		if (!vector(body, end, &at, 2, &ext))
+			break;
+		if (type == EXT_SERVER_NAME)
+			server_name(body + at, ext, sni);
+		at += ext;
+	}
 	return true;
 }
 

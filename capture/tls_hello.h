@@ -22,8 +22,13 @@ struct capture_tls_server_hello {
 	bool retry;       /* a HelloRetryRequest: another ClientHello follows */
 };
 
-/* false when body is no ClientHello. */
-bool capture_tls_client_hello(const uint8_t *body, size_t len, uint8_t random[32]);
+#define CAPTURE_TLS_SNI_MAX 256
+
+/* false when body is no ClientHello. sni gets the server name the client
+ * asked for, "" for none; bytes other than letters, digits, '.', '-' and
+ * '_' become '?'. */
+bool capture_tls_client_hello(const uint8_t *body, size_t len, uint8_t random[32],
+			      char sni[CAPTURE_TLS_SNI_MAX]);
 bool capture_tls_server_hello(const uint8_t *body, size_t len,
 			      struct capture_tls_server_hello *out);
 

@@ -67,6 +67,10 @@ static void connection(const uint8_t *data, size_t size)
 	if (capture_tls_decrypt_state(s.d) > CAPTURE_TLS_DECRYPTING &&
 	    capture_tls_decrypt_why(s.d)[0] == '\0')
 		abort();
+	/* a hostile server name reaches the rows only as plain characters */
+	if (strspn(capture_tls_decrypt_sni(s.d), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		   "0123456789.-_?") != strlen(capture_tls_decrypt_sni(s.d)))
+		abort();
 	capture_tls_decrypt_gap(s.d, IMAP_C2S, 1);
 	if (capture_tls_decrypt_state(s.d) <= CAPTURE_TLS_DECRYPTING)
 		abort();

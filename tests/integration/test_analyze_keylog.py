@@ -472,7 +472,10 @@ class HostileCaptureTest(unittest.TestCase):
 
     def test_any_segmentation(self):
         for version, (chunks, _) in (("1.3", self.tls13), ("1.2", self.tls12)):
-            _, whole, _ = self.run_flow("whole" + version, chunks)
+            r, whole, _ = self.run_flow("whole" + version, chunks)
+            tls = [json.loads(x) for x in r.stdout.splitlines() if '"kind":"tls"' in x]
+            self.assertEqual([(x["version"], x["sni"]) for x in tls],
+                             [("TLSv" + version, "localhost")], r.stdout)
             self.assertEqual(len(whole), 8, whole)
             self.assertEqual(whole[-1], ("s2c", "a3 OK bye"))
             for split in (1, 7, 100):
