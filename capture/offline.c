@@ -119,12 +119,16 @@ static void on_plain(void *ctx, enum imap_dir dir, const uint8_t *data, size_t l
 /* A session's stream turns out to be TLS (implicit TLS from its first
  * byte, or after STARTTLS): from here its bytes go through the
  * decryption, never to the conversation as rows of garbage. */
-static void saw_tls(struct offline_session *s)
+static void saw_tls(struct offline_session *s, imap_time_us ts)
 {
 	s->tls = true;
 	s->tls_said = CAPTURE_TLS_HELLO;
 	s->run->result->tls_sessions++;
 	s->tls_dec = capture_tls_decrypt_new(s->run->keylog, on_plain, s);
+	if (s->tls_dec == NULL) {
+		s->run->result->tls_failed++;
+		observed_notice(s->observed, ts, "out of memory: its TLS is not decrypted");
+	}
 }
 
 /* The timeline hears once that the decryption started, and once that it
@@ -365,7 +369,7 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		o->result->data_bytes += ev->len;
 		if (!s->tls && tls_record(ev->data, ev->len) &&
 		    (s->starttls_ok || (ev->offset == 0 && !s->fed)))
-			saw_tls(s);
+			saw_tls(s, ev->ts);
 		if (s->tls) {
 			tls_feed(s, ev);
 			break;
