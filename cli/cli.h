@@ -69,6 +69,9 @@ struct proxy_fault;
 /* The word --upstream-tls and --client-tls take for mode: "none",
  * "implicit", "starttls"; the settings record it the same way. */
 const char *cli_tls_mode_word(enum proxy_tls_mode mode);
+/* The mode word of flag (NULL: *out stays): 0, or -1 after the usage
+ * error. */
+int cli_tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out);
 /* Records the settings a proxy run judges by (capture/settings.h) in its
  * outputs, before any session. */
 void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,

@@ -419,23 +419,6 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 	return cli_output_flags("proxy", a->overwrite, a->append, a->pcap, a->events);
 }
 
-/* "implicit", "starttls" or "none". */
-static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
-{
-	static const enum proxy_tls_mode modes[] = {PROXY_TLS_NONE, PROXY_TLS_IMPLICIT,
-						    PROXY_TLS_STARTTLS};
-
-	if (word == NULL)
-		return 0;
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-		if (strcmp(word, cli_tls_mode_word(modes[i])) == 0) {
-			*out = modes[i];
-			return 0;
-		}
-	cli_usage_error("proxy", "%s takes implicit, starttls or none, not '%s'", flag, word);
-	return -1;
-}
-
 /* The pcap and the event log, when asked for; *made_r lists the files
  * this run created, to be removed if it does not start. */
 static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
@@ -463,6 +446,7 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 
 static int configure(const struct proxy_args *a, struct proxy_config *config)
 {
+	struct proxy_hostport pcap_listen;
 	char err[512];
 
 	if (proxy_hostport_parse(a->upstream, &config->upstream, err, sizeof(err)) < 0)
@@ -471,8 +455,11 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
 	if (proxy_hostport_parse(a->listen, &config->listen, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--listen %s", err);
-	if (tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
-	    tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
+	if (a->pcap_listen != NULL &&
+	    proxy_hostport_parse(a->pcap_listen, &pcap_listen, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--pcap-listen %s", err);
+	if (cli_tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
+	    cli_tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
 		return CLI_EXIT_USAGE;
 	if (a->upstream_tls == NULL && config->upstream.port == 993)
 		config->upstream_tls = PROXY_TLS_IMPLICIT;

@@ -237,6 +237,8 @@ static bool start_listening(struct proxy_pcap_listen *l, struct event_base *base
 		return false;
 	}
 	proxy_sockaddr_str((struct sockaddr *)&ss, l->bound, sizeof(l->bound));
+	/* libevent accepts until EAGAIN: a blocking socket would stall the relay */
+	evutil_make_socket_nonblocking(fd);
 	l->listener = evconnlistener_new(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE, BACKLOG, fd);
 	if (l->listener == NULL) {
 		evutil_closesocket(fd);

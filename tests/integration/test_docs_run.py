@@ -9,7 +9,7 @@ What stands in for the world outside:
   goes to its implicit-TLS port, `HOST:143` to its plain one (STARTTLS
   offered); its certificate is trusted through SSL_CERT_FILE, as a
   provider's would be through the system store;
-- `--listen ADDR:PORT` becomes port 0 with a port file (tests run in
+- `--listen ADDR:PORT` (and `--pcap-listen`) becomes port 0 with a port file (tests run in
   parallel);
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
@@ -191,7 +191,7 @@ class Page:
                     out += ["--upstream-tls", "implicit"]
                 i += 2
                 continue
-            if a == "--listen" and i + 1 < len(argv):
+            if a in ("--listen", "--pcap-listen") and i + 1 < len(argv):
                 out += [a, "127.0.0.1:0"]
                 i += 2
                 continue
