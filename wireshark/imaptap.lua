@@ -77,7 +77,6 @@ end
 imaptap.prefs.ports = Pref.range("TCP ports", "143",
 	"TCP ports decoded as IMAP by this dissector (the built-in IMAP dissector gives them up)", 65535)
 
-local f_stream = Field.new("tcp.stream")
 local f_comment = Field.new("frame.comment")
 
 -- Bounds: a line is reassembled up to MAX_LINE bytes; beyond that it is
@@ -87,14 +86,12 @@ local MAX_TEXT = 4096
 local MAX_INFO = 200
 
 -- State, rebuilt when a file is (re)loaded.
-local convs  -- tcp.stream -> conversation
-local calls  -- one entry per dissector call seen: its parsed units
-local comment_cache -- frame number -> parsed comments
+local convs  -- the two endpoints -> conversation
+local calls  -- frame number and direction -> the calls of the first pass
 
 local function reset()
 	convs = {}
 	calls = {}
-	comment_cache = {}
 end
 imaptap.init = reset
 reset()
@@ -215,9 +212,16 @@ local function endpoint(addr, port)
 	return tostring(addr) .. ":" .. tostring(port)
 end
 
-local function stream_id()
-	local s = f_stream()
-	return s and s.value
+-- The conversation's key: its two endpoints. Fields such as tcp.stream
+-- are not filled in when a pass builds no tree (Wireshark's first pass
+-- over a file), and the first pass is where the state is built.
+local function conv_key(pinfo)
+	local a = endpoint(pinfo.src, pinfo.src_port)
+	local b = endpoint(pinfo.dst, pinfo.dst_port)
+	if a < b then
+		return a .. " " .. b
+	end
+	return b .. " " .. a
 end
 
 ---------------------------------------------------------------------------
@@ -548,11 +552,8 @@ local function parse_comment(c)
 	return r
 end
 
+-- (Read each time: a pass without a tree has no comment fields.)
 local function frame_comments(pinfo)
-	local cached = comment_cache[pinfo.number]
-	if cached then
-		return cached
-	end
 	local out = {}
 	for _, fi in ipairs({ f_comment() }) do
 		local ok, v = pcall(function() return fi.value end)
@@ -563,7 +564,6 @@ local function frame_comments(pinfo)
 			end
 		end
 	end
-	comment_cache[pinfo.number] = out
 	return out
 end
 
@@ -586,6 +586,16 @@ local function describe_req(req)
 	return printable(req.tag, 64) .. " " .. req.command
 end
 
+-- A duration as imaptap's timeline writes it.
+local function duration(secs)
+	if secs < 1e-3 then
+		return string.format("%d us", math.floor(secs * 1e6 + 0.5))
+	elseif secs < 1 then
+		return string.format("%.3f ms", secs * 1e3)
+	end
+	return string.format("%.3f s", secs)
+end
+
 local function summary(u)
 	local t = u.text and printable(u.text, 120) or ""
 	if u.kind == "literal-data" then
@@ -593,7 +603,11 @@ local function summary(u)
 	elseif u.kind == "opaque" then
 		return "[" .. u.why .. "]"
 	elseif u.kind == "completion" and u.req then
-		return t .. " (" .. u.req.command .. ")"
+		local note = u.req.command .. " " .. duration(u.latency)
+		if u.done_to_ok then
+			note = note .. ", DONE->OK " .. duration(u.done_to_ok)
+		end
+		return t .. " (" .. note .. ")"
 	end
 	return t
 end
@@ -608,6 +622,9 @@ local function draw(rec, tvb, pinfo, tree)
 	local latency_from_comment = has_comment(pinfo, "latency")
 	local done_from_comment = has_comment(pinfo, "done-to-ok")
 	for _, u in ipairs(rec.units) do
+		if u.off + u.len > tvb:len() then
+			break -- beyond what this pass hands over (see find_call)
+		end
 		local range = tvb(u.off, u.len)
 		local item
 		if u.kind == "literal-data" then
@@ -730,42 +747,57 @@ local function learn_server(conv, pinfo, tvb, hint_server_is_src)
 	end
 end
 
-local function call_key(tvb, pinfo, d)
-	local ok, o = pcall(function() return tvb:offset() end)
-	return table.concat({ pinfo.number, d, tvb:len(), ok and o or -1 }, ":")
+-- The first pass's record of a call, found again on a later pass. A later
+-- pass hands over the same bytes from the same place, but a reassembled
+-- line only up to where the first pass asked for more: a prefix of what
+-- the first pass saw.
+local HEAD = 64
+local function find_call(tvb, pinfo, d)
+	local list = calls[pinfo.number .. ":" .. d]
+	if not list then
+		return nil
+	end
+	local head = tvb:raw(0, math.min(tvb:len(), HEAD))
+	for _, rec in ipairs(list) do
+		if rec.head:sub(1, #head) == head:sub(1, #rec.head) then
+			return rec
+		end
+	end
+	return nil
+end
+
+local function keep_call(rec, tvb, pinfo, d)
+	local key = pinfo.number .. ":" .. d
+	rec.head = tvb:raw(0, math.min(tvb:len(), HEAD))
+	calls[key] = calls[key] or {}
+	table.insert(calls[key], rec)
 end
 
 local function dissect(tvb, pinfo, tree, server_is_src)
-	local sid = stream_id()
-	if sid == nil then
-		return 0
-	end
-	local conv = convs[sid]
+	local ckey = conv_key(pinfo)
+	local conv = convs[ckey]
 	if not conv then
 		conv = new_conv()
-		convs[sid] = conv
+		convs[ckey] = conv
 	end
 	learn_server(conv, pinfo, tvb, server_is_src)
 	local d = endpoint(pinfo.src, pinfo.src_port) == conv.server and 1 or 0
-	local key = call_key(tvb, pinfo, d)
-	local rec = calls[key]
-	if not rec then
-		if pinfo.visited then
-			-- not seen on the first pass: the state for it is unknown
-			rec = { units = {}, unknown = true }
-		else
-			rec = parse(tvb, pinfo, conv, d)
-		end
-		calls[key] = rec
+	local rec
+	if pinfo.visited then
+		rec = find_call(tvb, pinfo, d)
+	else
+		rec = parse(tvb, pinfo, conv, d)
+		keep_call(rec, tvb, pinfo, d)
 	end
-	if rec.unknown then
+	if not rec then
+		-- not seen on the first pass: the state for it is unknown
 		pinfo.cols.protocol = "IMAP"
 		local item = tree:add(imaptap, tvb(0, tvb:len()))
 		item:add_proto_expert_info(E.note, "not seen on the first pass: not decoded")
 		return tvb:len()
 	end
 	draw(rec, tvb, pinfo, tree)
-	if rec.deseg_len then
+	if rec.deseg_len and rec.deseg_offset < tvb:len() then
 		pinfo.desegment_offset = rec.deseg_offset
 		pinfo.desegment_len = rec.deseg_len
 	end
@@ -800,12 +832,8 @@ local function heuristic(tvb, pinfo, tree)
 		if tvb:len() == 0 then
 			return false
 		end
-		local sid = stream_id()
-		if sid == nil then
-			return false
-		end
 		local hint = nil
-		if not convs[sid] then
+		if not convs[conv_key(pinfo)] then
 			local head = tvb:raw(0, math.min(tvb:len(), 512))
 			local line = head:match("^(%* [A-Za-z]+)[ \r\n]")
 			local word = line and line:sub(3):upper()

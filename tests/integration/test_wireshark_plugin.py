@@ -60,6 +60,8 @@ def setUpModule():
     global DC, TMP, HOME
     check_binary()
     TMP = module_tmpdir("imaptap-wireshark-")
+    if os.environ.get("KEEP_TMP"):
+        print("work directory: " + TMP, file=sys.stderr)
     # a HOME of its own: no personal plugin or preference of the machine's
     # user comes in (a second copy of the plugin would clash)
     HOME = os.path.join(TMP, "home")
@@ -153,6 +155,13 @@ def imap_session(port):
     m = RecordingIMAP4("127.0.0.1", port)
     assert m.login("alice", PASSWORD)[0] == "OK"
     assert m.select("INBOX")[0] == "OK"
+    # a command, a literal's announcement and its data cut across segments
+    m.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for piece in (b"S1 SEL", b"ECT INBOX\r\nX2 APPEND INBOX {5", b"+}\r\nhel", b"lo\r\n"):
+        m.send(piece)
+        time.sleep(0.05)
+    while not m.readline().startswith(b"X2 OK"):
+        pass
     uid = appenduid(m.append("INBOX", None, None, BODY))         # {N}: waits for +
     # LITERAL+ (Dovecot offers it): the literal right behind its line
     m.send(b"P1 APPEND INBOX {%d+}\r\n" % len(LIT_PLUS_BODY) + LIT_PLUS_BODY + b"\r\n")
@@ -165,7 +174,9 @@ def imap_session(port):
     m.send(b"I002 IDLE\r\n")
     assert m.readline().startswith(b"+")
     time.sleep(0.2)
-    m.send(b"DONE\r\nN1 NOOP\r\n")
+    m.send(b"DO")
+    time.sleep(0.05)
+    m.send(b"NE\r\nN1 NOOP\r\n")
     while not m.readline().startswith(b"N1 "):
         pass
     lines = m.logout_to_eof()
@@ -265,6 +276,7 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         """The plugin's view of one run of imap_session: commands, links,
         latencies as the capture's own times give them. Returns the units."""
         units = units_of(pcap, extra=extra)
+        self.assertEqual([u for u in units if not v(u, "kind") and not v(u, "comment")], [])
         # exactly the client's commands, tags and names
         want = client_commands(bytes(m.sent))
         self.assertEqual([(v(u, "tag"), v(u, "command")) for u in kind(units, "command")], want)
@@ -273,11 +285,12 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         for text in LITERAL_LINES:
             self.assertNotIn(text.decode(), shown)
         announced = [int(v(u, "literal")) for u in units if v(u, "literal")]
-        self.assertEqual(announced, [len(BODY), len(LIT_PLUS_BODY), len(BODY)])
+        self.assertEqual(announced, [5, len(BODY), len(LIT_PLUS_BODY), len(BODY)])
         literal = kind(units, "literal-data")
         self.assertEqual(sum(len(bytes.fromhex(v(u, "literal.data").replace(":", "")))
-                             for u in literal), 2 * len(BODY) + len(LIT_PLUS_BODY))
-        self.assertEqual([v(u, "for_command") for u in literal][:2], ["APPEND", "APPEND"])
+                             for u in literal), 5 + 2 * len(BODY) + len(LIT_PLUS_BODY))
+        self.assertEqual([v(u, "for_command") for u in literal][-4:],
+                         ["APPEND", "APPEND", "APPEND", None])     # the last: FETCH's answer
         # every tagged completion names its command and links to it
         commands = {(u["frame_number"], v(u, "tag")): u for u in kind(units, "command")}
         completions = kind(units, "completion")
@@ -305,7 +318,7 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         # display filters on the fields
         appends = frame_fields(pcap, 'imaptap.command == "APPEND" && imaptap.request',
                                ["imaptap.tag"], extra=extra)
-        self.assertEqual(len(appends), 2)
+        self.assertEqual(len(appends), 3)
         self.assertEqual(len(frame_fields(pcap, "imaptap.done", ["frame.number"], extra=extra)), 2)
         return units
 
@@ -354,6 +367,15 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         units = self.check_session(pcap, m)
         self.assertEqual(v(units[0], "kind"), "untagged")      # the greeting
         self.assertEqual(v(units[0], "untagged"), "OK")
+        # lines cut across segments were put together by TCP reassembly
+        joined = frame_fields(pcap, "imaptap && tcp.segments", ["frame.number"])
+        self.assertGreaterEqual(len(joined), 3)
+        # read as Wireshark loads a file: a first pass without a tree
+        # (no field can be read back there), then the packet list
+        listing = tshark(["-2", "-r", pcap])
+        self.assertRegex(listing, r" IMAP \d+ C: S1 SELECT INBOX\n")
+        self.assertRegex(listing, r" IMAP \d+ C: X2 APPEND INBOX \{5\+\} \| \{literal 3 bytes\}\n")
+        self.assertRegex(listing, r" IMAP \d+ C: DONE \| N1 NOOP\n")
         # by port, the heuristic off
         off = ["--disable-heuristic", "imaptap_tcp"]
         self.assertEqual(units_of(pcap, extra=off), [])
