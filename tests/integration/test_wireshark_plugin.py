@@ -402,6 +402,13 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(slow, [{"frame.number": [idle["frame_number"]]}])
         done = kind(units, "done")[0]
         self.assertEqual((v(done, "tag"), v(done, "for_tag")), (None, "a3"))
+        # port 143 is the plugin's; the built-in dissector gets it back by
+        # -d or when the preference names other ports
+        self.assertEqual(tshark(["-r", pcap, "-Y", "imap"]), "")
+        builtin = tshark(["-r", pcap, "-Y", "imap", "-d", "tcp.port==143,imap"])
+        self.assertEqual(len(builtin.splitlines()), len(units))
+        self.assertEqual(units_of(pcap, extra=["-o", "imaptap.ports:10143"]), [])
+        self.assertEqual(tshark(["-r", pcap, "-Y", "imap", "-o", "imaptap.ports:10143"]), builtin)
 
         # comments as imaptap writes them, on the DONE and the completion
         f_done, f_ok = done["frame_number"], idle["frame_number"]
