@@ -248,6 +248,9 @@ local function client_line(conv, u, text, pinfo)
 			if not conv.idle.done_frame then
 				conv.idle.done_frame = pinfo.number
 				conv.idle.done_time = now
+				if not conv.idle.plus then
+					u.note = "DONE before the server's + to IDLE"
+				end
 			else
 				u.problem = "a second DONE for the same IDLE"
 			end
@@ -699,6 +702,9 @@ local function draw(rec, tvb, pinfo, tree)
 		end
 		if u.problem then
 			item:add_proto_expert_info(E.protocol, u.problem)
+		end
+		if u.note then
+			item:add_proto_expert_info(E.note, u.note)
 		end
 		if #info < 6 then
 			info[#info + 1] = summary(u)

@@ -53,6 +53,53 @@ BODY = (b"From: alice@example.org\r\nSubject: looks like IMAP\r\n\r\n"
 LIT_PLUS_BODY = BODY.replace(b"looks like", b"also looks like")
 LITERAL_LINES = (b"a1 LOGOUT", b"zz9 OK not a completion", b"b7 SELECT Trash")
 
+EDGE_SCRIPT = r"""S: * OK ready
+C: a1 AUTHENTICATE PLAIN
+S: +
+C: AGFsaWNlAHNlY3JldA==
+S: a1 NO no
+C: a2 AUTHENTICATE LOGIN
+S: + VXNlcm5hbWU6
+C: YWxpY2U=
+S: + UGFzc3dvcmQ6
+C: *
+S: a2 BAD cancelled
+C: a3 LOGIN alice {6}
+S: + go
+C~ secret
+C:
+S: a3 OK in
+C: a4 IDLE
+S: a4 NO not now
+C: DONE
+S: DONE BAD what
+C: a5 IDLE
+C: DONE
+S: + idling
+S: a5 OK done
+C: a6 SELECT INBOX
+S: * 1 FETCH (FLAGS (\Seen) BODY[HEADER.FIELDS (SUBJECT)] {14}
+S~ Subject: x
+S~ 
+S:  BODY[TEXT] ~{3}
+S= a\x00b
+S: )
+S= * OK [ALERT] look {5}\r\n
+S= a6 OK selected {3}\r\n
+C: a7 STARTTLS
+S: a7 OK begin
+C: a8 CAPABILITY
+S: * CAPABILITY IMAP4rev1
+S: a8 OK done
+close client
+=== session tls
+S: * OK ready
+C: b1 STARTTLS
+S: b1 OK begin
+C= \x16\x03\x01\x00\x05hello
+S= \x16\x03\x03\x00\x02hi
+"""
+
 LUA_ERRORS = re.compile(r"Lua: Error|\[Lua Error\]|Lua Error|attempt to|stack traceback")
 
 
@@ -445,6 +492,67 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         # an anomaly is an expert item too
         out = tshark(["-r", noted, "-q", "-z", "expert,warn"])
         self.assertIn("done-stall", out)
+
+    def test_authenticate_idle_and_layers(self):
+        """SASL responses, a literal in LOGIN, IDLE refused then a stray
+        DONE, DONE before the +, literals in a server response (literal8
+        too), braces in free text, STARTTLS followed by plaintext (imaptap's
+        capture) and by TLS (a capture of the wire)."""
+        d = tempfile.mkdtemp(dir=TMP)
+        src, pcap = os.path.join(d, "edge.imap"), os.path.join(d, "edge.pcap")
+        with open(src, "w") as f:
+            f.write(EDGE_SCRIPT)
+        r = run_imaptap(["compile", src, "-o", pcap])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [(v(u, "kind"), v(u, "tag") or v(u, "for_tag"), v(u, "command") or v(u, "for_command"),
+                v(u, "literal")) for u in units_of(pcap)]
+        self.assertEqual(got, [
+            ("untagged", None, None, None),
+            ("command", "a1", "AUTHENTICATE", None),
+            ("continuation-request", "a1", "AUTHENTICATE", None),
+            ("sasl-response", "a1", "AUTHENTICATE", None),
+            ("completion", "a1", "AUTHENTICATE", None),
+            ("command", "a2", "AUTHENTICATE", None),
+            ("continuation-request", "a2", "AUTHENTICATE", None),
+            ("sasl-response", "a2", "AUTHENTICATE", None),
+            ("continuation-request", "a2", "AUTHENTICATE", None),
+            ("sasl-response", "a2", "AUTHENTICATE", None),
+            ("completion", "a2", "AUTHENTICATE", None),
+            ("command", "a3", "LOGIN", "6"),
+            ("continuation-request", "a3", "LOGIN", None),
+            ("literal-data", "a3", "LOGIN", None),
+            ("after-literal", "a3", "LOGIN", None),
+            ("completion", "a3", "LOGIN", None),
+            ("command", "a4", "IDLE", None),
+            ("completion", "a4", "IDLE", None),
+            ("stray-done", None, None, None),
+            ("completion", "DONE", "DONE", None),      # the server took it for a tag
+            ("command", "a5", "IDLE", None),
+            ("done", "a5", "IDLE", None),
+            ("continuation-request", "a5", "IDLE", None),
+            ("completion", "a5", "IDLE", None),
+            ("command", "a6", "SELECT", None),
+            ("untagged", None, None, "14"),
+            ("literal-data", None, None, None),
+            ("after-literal", None, None, "3"),
+            ("literal-data", None, None, None),
+            ("after-literal", None, None, None),
+            ("untagged", None, None, None),            # "{5}" in free text
+            ("completion", "a6", "SELECT", None),
+            ("command", "a7", "STARTTLS", None),
+            ("completion", "a7", "STARTTLS", None),
+            ("command", "a8", "CAPABILITY", None),      # plaintext after STARTTLS
+            ("untagged", None, None, None),
+            ("completion", "a8", "CAPABILITY", None),
+            ("untagged", None, None, None),
+            ("command", "b1", "STARTTLS", None),
+            ("completion", "b1", "STARTTLS", None),
+            ("opaque", None, None, None),               # TLS after STARTTLS
+            ("opaque", None, None, None),
+        ])
+        notes = tshark(["-r", pcap, "-q", "-z", "expert,note"])
+        self.assertIn("DONE before the server's + to IDLE", notes)
+        self.assertIn("DONE while no IDLE is in progress", notes)
 
     def test_hostile_scripts(self):
         """Literal claims past the end, binary, a 100 KB and a 2 MB line,
