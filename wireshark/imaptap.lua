@@ -190,7 +190,6 @@ local function new_dir()
 		lit_len = 0,       -- the literal's announced length
 		cont = false,      -- the next line segment continues a logical line
 		piece = false,     -- inside an overlong line shown in pieces
-		piece_quote = false,
 		logical = nil,     -- what the logical line in progress belongs to
 		opaque = nil,      -- why the rest of this direction is not decoded
 		probe = nil,       -- after STARTTLS/COMPRESS: check the next bytes
@@ -214,7 +213,8 @@ end
 
 -- The conversation's key: its two endpoints. Fields such as tcp.stream
 -- are not filled in when a pass builds no tree (Wireshark's first pass
--- over a file), and the first pass is where the state is built.
+-- over a file), and the first pass is where the state is built. (A later
+-- connection between the same two ports goes on with the earlier state.)
 local function conv_key(pinfo)
 	local a = endpoint(pinfo.src, pinfo.src_port)
 	local b = endpoint(pinfo.dst, pinfo.dst_port)
@@ -228,7 +228,12 @@ end
 -- Parsing (first time a call is seen; the results are kept, so later
 -- passes draw the same tree without touching the state)
 
+-- Units are kept for later passes: only the start of a long line's text
+-- (what is shown of it).
 local function add_unit(rec, u)
+	if u.text and #u.text > MAX_TEXT then
+		u.text = u.text:sub(1, MAX_TEXT + 1)
+	end
 	rec.units[#rec.units + 1] = u
 end
 
@@ -241,7 +246,7 @@ local function client_line(conv, u, text, pinfo)
 		u.for_req = conv.auth
 		return nil
 	end
-	if text:upper() == "DONE" then
+	if #text == 4 and text:upper() == "DONE" then
 		if conv.idle then
 			u.kind = "done"
 			u.for_req = conv.idle
@@ -368,9 +373,9 @@ local function server_line(conv, u, text, pinfo)
 	return true
 end
 
--- One complete line segment of direction d: seg_start/seg_end are the
--- offsets (0-based, end exclusive) in the call's tvb, text is without its
--- line end, full tells whether the segment is whole (not a piece).
+-- One line segment of direction d, complete to its LF (or the end of an
+-- overlong line's pieces): off/len place it in the call's tvb, text is
+-- without its line end, ending is "\r\n" or "\n".
 local function line_unit(conv, st, d, rec, pinfo, off, len, text, ending)
 	local u = { off = off, len = len, dir = d, text = text }
 	local may_literal = true
@@ -398,12 +403,10 @@ local function line_unit(conv, st, d, rec, pinfo, off, len, text, ending)
 		may_literal = server_line(conv, u, text, pinfo)
 		u.logical = u.logical or { req = u.req }
 	end
-	if ending == "" then
-		u.problem = u.problem or "line without its line end (CRLF)"
-	elseif ending == "\n" then
+	if ending == "\n" then
 		u.bare_lf = true
 	end
-	if may_literal and ending ~= "" then
+	if may_literal then
 		local n, nonsync, binary = literal_marker(text)
 		if n and (quote_unknown or not ends_in_quote(text)) then
 			u.literal = n
