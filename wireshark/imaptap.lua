@@ -78,6 +78,12 @@ imaptap.prefs.ports = Pref.range("TCP ports", "143",
 	"TCP ports decoded as IMAP by this dissector (the built-in IMAP dissector gives them up)", 65535)
 
 local f_comment = Field.new("frame.comment")
+-- imaptap's pcaps mark settings, faults and shutdowns with syslog
+-- datagrams (docs/faults.md); a Wireshark without the field reads none
+local ok_syslog, f_syslog = pcall(Field.new, "syslog.msg")
+if not ok_syslog then
+	f_syslog = nil
+end
 
 -- Bounds: a line is reassembled up to MAX_LINE bytes; beyond that it is
 -- shown in pieces. Text shown in a field is cut at MAX_TEXT.
@@ -558,9 +564,33 @@ local function parse_comment(c)
 	return r
 end
 
+-- An imaptap syslog mark ("1 TIME HOST imaptap - fault - injected fault
+-- ... spec=SPEC: text") as a comment; nil for any other datagram.
+local function parse_mark(m)
+	local msgid, text = m:match("^1 %S+ %S+ imaptap %S+ (%S+) %S+ (.*)$")
+	if not msgid then
+		return nil
+	end
+	local r = { kind = "mark", text = "imaptap " .. msgid .. " mark: " .. text }
+	if msgid == "fault" then
+		r.kind = "fault"
+		r.name = text:match("spec=(%S-):%s") or text:match("spec=(%S+)")
+	end
+	return r
+end
+
 -- (Read each time: a pass without a tree has no comment fields.)
 local function frame_comments(pinfo)
 	local out = {}
+	if f_syslog then
+		for _, fi in ipairs({ f_syslog() }) do
+			local ok, v = pcall(function() return fi.value end)
+			local r = ok and type(v) == "string" and parse_mark(v)
+			if r then
+				out[#out + 1] = r
+			end
+		end
+	end
 	for _, fi in ipairs({ f_comment() }) do
 		local ok, v = pcall(function() return fi.value end)
 		if ok and type(v) == "string" then

@@ -402,6 +402,28 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([{k: x for k, x in u.items() if k not in strip} for u in one],
                          [{k: x for k, x in u.items() if k not in strip} for u in units])
 
+    def test_fault_marks(self):
+        """A fault's marks in imaptap's pcap (syslog datagrams) are
+        imaptap.fault; the held completion shows in DONE->OK."""
+        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "fault.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap,
+                                                   "--fault", "hold-idle-completion:1s"])
+        m = RecordingIMAP4("127.0.0.1", px.port)
+        self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+        self.assertEqual(m.select("INBOX")[0], "OK")
+        m.idle_done(b"I001", wait=0.1)
+        m.logout_to_eof()
+        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+        px.stop()
+        marks = frame_fields(pcap, 'imaptap.fault == "hold-idle-completion:1s"',
+                             ["syslog.msg"])
+        self.assertEqual([re.search(r"phase=(\w+)", r["syslog.msg"][0]).group(1) for r in marks],
+                         ["active", "start", "release"])
+        idle = [u for u in kind(units_of(pcap), "completion") if v(u, "command") == "IDLE"]
+        self.assertGreaterEqual(float(v(idle[0], "done_to_ok")), 1.0)
+        settings = frame_fields(pcap, 'imaptap.comment contains "settings mark"', ["frame.number"])
+        self.assertEqual(settings, [{"frame.number": ["1"]}])
+
     def test_tshark_capture_of_dovecot(self):
         """A capture made by tshark on loopback, straight to Dovecot's
         port (not 143): found by the server's greeting, or chosen with -d."""
