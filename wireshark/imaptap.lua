@@ -8,7 +8,8 @@
 -- during AUTHENTICATE are SASL responses. Every tagged completion is tied to
 -- its command (frame links, latency) and IDLE's completion to its DONE
 -- (DONE->OK). Packet comments imaptap writes ("imaptap anomaly RULE: ...",
--- "imaptap latency 12.345 ms: ...") become fields too.
+-- "imaptap latency 12.345 ms: ...") and the syslog marks of its pcaps
+-- (settings, faults) become fields too. Written for Wireshark 4.0 (Lua 5.2).
 --
 -- Use:  tshark -X lua_script:imaptap.lua -r capture.pcap -Y 'imaptap.command == "APPEND"'
 -- or copy the file into ~/.local/lib/wireshark/plugins/.
