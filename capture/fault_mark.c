@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/escape.h"
 #include "capture/mark_text.h"
 #include "capture/timefmt.h"
 
 /* after the timestamp: host, app, no procid, msgid, no structured data */
 #define AFTER_TIME " imaptap imaptap - fault - injected fault "
 #define AFTER_TIME_CLOSE " imaptap imaptap - close - session ended "
+#define AFTER_TIME_ANOMALY " imaptap imaptap - anomaly - finding "
 
 size_t capture_fault_mark_format(char *out, size_t size, unsigned session,
 				 const struct capture_endpoint *client,
@@ -46,6 +48,24 @@ size_t capture_close_mark_format(char *out, size_t size, unsigned session,
 				capture_end_str(info->end), info->reason));
 }
 
+size_t capture_anomaly_mark_format(char *out, size_t size, unsigned session,
+				   const struct capture_endpoint *client,
+				   const struct imap_anomaly *a)
+{
+	char when[40], at[CAPTURE_ADDR_MAX], detail[CAPTURE_FAULT_MARK_TEXT_MAX];
+
+	if (size == 0)
+		return 0;
+	capture_format_rfc3339(when, sizeof(when), a->ts);
+	capture_endpoint_format(client, at, sizeof(at));
+	/* the detail quotes peer bytes: a syslog reader shows it as it is */
+	capture_escape(detail, sizeof(detail), a->detail, strnlen(a->detail, sizeof(a->detail)), 0,
+		       NULL);
+	return mark_written(out, size,
+		       snprintf(out, size, MARK_HEAD "%s" AFTER_TIME_ANOMALY "session=%u client=%s "
+				"rule=%s%s: %s", when, session, at, imap_rule_id(a->rule),
+				a->resolved ? " resolved" : "", detail));
+}
 
 /* The part every mark shares: the header with its msgid text (after),
  * session= and client=. NONE when the header is not imaptap's. */

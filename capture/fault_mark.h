@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "capture/reassembly.h"
+#include "imap/anomaly.h"
 #include "capture/sink.h"
 
 #define CAPTURE_FAULT_MARK_PORT 514       /* syslog, both UDP ports */
@@ -68,6 +69,17 @@ capture_fault_mark_parse(const uint8_t *text, size_t len, struct capture_fault_m
 size_t capture_close_mark_format(char *out, size_t size, unsigned session,
 				 const struct capture_endpoint *client,
 				 const struct capture_close_info *info);
+
+/* The anomaly mark (pcapng only): a rule that fired as time passed, with
+ * no packet of its own to carry its comment. analyze does not read it
+ * back: it finds the anomaly again by the rules.
+ *
+ *   <133>1 2024-05-01T14:02:11.503318Z imaptap imaptap - anomaly - finding
+ *   session=1 client=127.0.0.1:50432 rule=done-stall: DONE sent ...
+ */
+size_t capture_anomaly_mark_format(char *out, size_t size, unsigned session,
+				   const struct capture_endpoint *client,
+				   const struct imap_anomaly *anomaly);
 
 struct capture_close_mark_read {
 	unsigned session;

@@ -2,6 +2,7 @@
  * errors (the capture stops, relaying goes on), flushing written batches,
  * and SIGHUP (a moved file is started anew). */
 #include "capture/pcap_writer_int.h"
+#include "capture/settings.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -49,6 +50,24 @@ void pcap_report(struct pcap_writer *w, const char *what)
 	}
 }
 
+void pcap_write_head_due(struct pcap_writer *w)
+{
+	char comment[CAPTURE_SETTINGS_TEXT_MAX + 64] = "";
+	size_t n = 0;
+
+	if (!w->head_due || w->file.fp == NULL)
+		return;
+	w->head_due = false;
+	if (w->settings != NULL)
+		n = (size_t)snprintf(comment, sizeof(comment), "imaptap settings: %.*s",
+				     (int)w->settings_len, w->settings);
+	w->header_len = pcapng_write_head(w->file.fp, "imaptap " IMAPTAP_VERSION, comment,
+					  n < sizeof(comment) ? n : sizeof(comment) - 1, "imaptap",
+					  "the client leg as the client saw it: inbound from the "
+					  "client, outbound from the server");
+	w->written += w->header_len;
+}
+
 /* Opens the current file of the set. With append, a file that still holds
  * its header whole (cut back to its last batch after an error) is written
  * on after it; otherwise the file is created anew, header first. */
@@ -58,7 +77,8 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 	struct stat st;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	append = append && stat(name, &st) == 0 && st.st_size >= 24;
+	append = append && stat(name, &st) == 0 && w->header_len > 0 &&
+		 (size_t)st.st_size >= w->header_len;
 	/* small segments (lines) go out in big writes */
 	if (capture_outfile_open(&w->file, name, append ? CAPTURE_OUTFILE_APPEND : w->mode,
 				 CAPTURE_OUTFILE_BEHIND) != 0) {
@@ -69,9 +89,14 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 		w->written = (uint64_t)w->file.good;
 		return 0;
 	}
-	/* libpcap writes the file header; its dumper is the stream itself
-	 * (pcap_dump_close() is fclose()), which the outfile closes */
-	if (pcap_dump_fopen(w->dead, w->file.fp) == NULL) {
+	if (w->format == CAPTURE_PCAP_NG) {
+		/* the section names the settings, which come right after */
+		w->head_due = true;
+		w->header_len = 0;
+	} else if (pcap_dump_fopen(w->dead, w->file.fp) == NULL) {
+		/* libpcap writes the file header; its dumper is the stream
+		 * itself (pcap_dump_close() is fclose()), which the outfile
+		 * closes */
 		snprintf(err, errlen, "cannot write the pcap %.3000s: %s", name, pcap_geterr(w->dead));
 		capture_outfile_close(&w->file);
 		return -1;
@@ -82,7 +107,7 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 		capture_outfile_close(&w->file);
 		return -1;
 	}
-	w->written = 24; /* the file header */
+	w->written = w->header_len; /* the file header (pcapng: once written) */
 	return 0;
 }
 
@@ -100,6 +125,7 @@ void pcap_files_flush(void *self)
 
 	if (w->file.fp == NULL || w->failed)
 		return;
+	pcap_write_head_due(w);
 	if (capture_outfile_commit(&w->file) != 0)
 		pcap_report(w, "cannot write");
 }

@@ -4,7 +4,11 @@
 #include "capture/pcap_writer_int.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "capture/escape.h"
 
 /* The Internet checksum (RFC 1071) of p[0..n) added to sum, taken 32 bits
  * at a time in host order and byte-swapped at the end (RFC 1071 section
@@ -61,14 +65,31 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* One pcap record: the headers built in w->packet, then the payload from
- * where it is. The same bytes as pcap_dump() of the whole packet (record
- * header in host order, as libpcap writes it), without first copying the
- * payload behind the headers. */
+/* One record: the headers built in w->packet, then the payload from
+ * where it is. pcap: the same bytes as pcap_dump() of the whole packet
+ * (record header in host order, as libpcap writes it), without first
+ * copying the payload behind the headers. pcapng: an Enhanced Packet
+ * Block with dir and, when w->attach is set, the comments waiting. */
 static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, size_t head_len,
-			 const uint8_t *payload, size_t len)
+			 const uint8_t *payload, size_t len, enum pcapng_direction dir)
 {
 	FILE *fp = w->file.fp;
+
+	if (w->format == CAPTURE_PCAP_NG) {
+		struct pcapng_comment c[PCAPNG_COMMENTS_MAX];
+		size_t n = w->attach ? w->comments : 0;
+
+		pcap_write_head_due(w);
+		for (size_t i = 0; i < n; i++)
+			c[i] = (struct pcapng_comment){w->comment[i], w->comment_len[i]};
+		w->written += pcapng_write_packet(fp, (imap_time_us)hdr->ts.tv_sec * 1000000 +
+						  hdr->ts.tv_usec, w->packet, head_len, payload, len,
+						  dir, c, n);
+		if (w->attach)
+			w->comments = 0;
+		w->attach = false;
+		return;
+	}
 	const uint32_t record[4] = {
 		(uint32_t)hdr->ts.tv_sec, (uint32_t)hdr->ts.tv_usec, hdr->caplen, hdr->len,
 	};
@@ -78,6 +99,26 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 	if (len > 0)
 		fwrite(payload, 1, len, fp);
 	w->written += sizeof(record) + hdr->caplen;
+}
+
+void pcap_comment(struct pcap_writer *w, const char *fmt, ...)
+{
+	char raw[PCAPNG_COMMENT_MAX * 2];
+	va_list ap;
+	int n;
+
+	if (w->format != CAPTURE_PCAP_NG || w->comments == PCAPNG_COMMENTS_MAX)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	/* peer bytes in a finding's text reach tshark's terminal too */
+	w->comment_len[w->comments] = capture_escape(w->comment[w->comments], PCAPNG_COMMENT_MAX, raw,
+						     (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1,
+						     0, NULL);
+	w->comments++;
 }
 
 /* Ethernet and IP headers of a packet from dir's sender carrying
@@ -161,7 +202,8 @@ void pcap_write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
 	if (w->file.fp != NULL)
-		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len);
+		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len,
+			     dir == IMAP_C2S ? PCAPNG_DIR_INBOUND : PCAPNG_DIR_OUTBOUND);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 
@@ -201,7 +243,7 @@ void pcap_write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us
 	hdr.ts.tv_sec = (time_t)(ts / 1000000);
 	hdr.ts.tv_usec = (suseconds_t)(ts % 1000000);
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + UDP_LEN + len);
-	dump_segment(w, &hdr, hdr.caplen, NULL, 0);
+	dump_segment(w, &hdr, hdr.caplen, NULL, 0, PCAPNG_DIR_UNKNOWN);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 }

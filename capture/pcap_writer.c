@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "capture/pcap_writer_int.h"
 #include "capture/settings.h"
+
+static void release(struct pcap_writer *w);
 
 static struct pcap_session **slot(struct pcap_writer *w, unsigned id)
 {
@@ -49,6 +52,8 @@ static void write_data(struct pcap_writer *w, struct pcap_session *s, enum imap_
 
 		if (w->max_bytes > 0 && w->written >= w->max_bytes && !w->failed)
 			rotate(w);
+		/* the comments go on the unit's last segment */
+		w->attach = n == len && w->comments > 0;
 		pcap_write_segment(w, s, dir, ts, TH_PSH | TH_ACK, data, n);
 		data += n;
 		len -= n;
@@ -77,9 +82,11 @@ static void flush_pending(struct pcap_writer *w, struct pcap_session *s, enum im
 static void pw_open(void *self, const struct capture_session_info *info)
 {
 	struct pcap_writer *w = self;
-	struct pcap_session *s = calloc(1, sizeof(*s));
+	struct pcap_session *s;
 	struct pcap_session **p;
 
+	release(w);
+	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return;
 	s->id = info->id;
@@ -159,6 +166,8 @@ static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 	struct pcap_writer *w = self;
 	struct pcap_session *s = *slot(w, session);
 
+	release(w);
+
 	if (s == NULL)
 		return;
 	if (secret_from == IMAP_CONV_BYTES_UNFRAMED) {
@@ -188,20 +197,8 @@ static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 	}
 }
 
-static void pw_observe(void *self, unsigned session, const struct imap_observation *obs)
+static void unit_written(struct pcap_session *s, enum imap_dir dir)
 {
-	struct pcap_writer *w = self;
-	struct pcap_session *s = *slot(w, session);
-	enum imap_dir dir = obs->dir;
-
-	if (s == NULL)
-		return;
-	/* pending holds the unit's wire bytes, or its rest when some went
-	 * out already: lay the observation's masking over them */
-	if (s->pending_len[dir] > 0)
-		imap_observation_mask_wire(obs, s->pending[dir], s->pending_len[dir],
-					   s->unit_off[dir]);
-	write_data(w, s, dir, obs->ts, s->pending[dir], s->pending_len[dir]);
 	s->pending_len[dir] = 0;
 	s->unit_off[dir] = 0;
 	s->secret_from[dir] = IMAP_REDACT_NONE;
@@ -213,6 +210,85 @@ static void pw_observe(void *self, unsigned session, const struct imap_observati
 	}
 }
 
+/* Writes the unit held back for its comments (pcapng), if any. */
+static void release(struct pcap_writer *w)
+{
+	struct pcap_session *s = w->deferred.s;
+	enum imap_dir dir = w->deferred.dir;
+
+	if (s == NULL)
+		return;
+	w->deferred.s = NULL;
+	if (s->pending_len[dir] == 0 && w->comments > 0) {
+		/* the unit went out in pieces already: an ACK carries them */
+		w->attach = true;
+		pcap_write_segment(w, s, dir, w->deferred.ts, TH_ACK, NULL, 0);
+	}
+	write_data(w, s, dir, w->deferred.ts, s->pending[dir], s->pending_len[dir]);
+	w->comments = 0;
+	w->attach = false;
+	unit_written(s, dir);
+}
+
+static void comment_completion(struct pcap_writer *w, const struct imap_completion *c)
+{
+	pcap_comment(w, "imaptap latency %.3f ms: %s %s%s %s", (double)c->latency / 1000.0, c->tag,
+		     c->uid ? "UID " : "", c->command, imap_status_str(c->status));
+	if (c->idle && c->done_to_ok >= 0)
+		pcap_comment(w, "imaptap done-to-ok %.3f s: %s IDLE", (double)c->done_to_ok / 1e6,
+			     c->tag);
+}
+
+static void pw_observe(void *self, unsigned session, const struct imap_observation *obs)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+	enum imap_dir dir = obs->dir;
+
+	release(w);
+	if (s == NULL)
+		return;
+	/* pending holds the unit's wire bytes, or its rest when some went
+	 * out already: lay the observation's masking over them */
+	if (s->pending_len[dir] > 0)
+		imap_observation_mask_wire(obs, s->pending[dir], s->pending_len[dir],
+					   s->unit_off[dir]);
+	if (w->format == CAPTURE_PCAP_NG) {
+		if (obs->completion != NULL)
+			comment_completion(w, obs->completion);
+		w->deferred = (struct pcap_deferred){.s = s, .dir = dir, .ts = obs->ts};
+		return;
+	}
+	write_data(w, s, dir, obs->ts, s->pending[dir], s->pending_len[dir]);
+	unit_written(s, dir);
+}
+
+/* A finding: on the packet of the unit that set it off, or (a rule that
+ * fired as time passed) on a mark of its own at its time. pcapng only. */
+static void pw_anomaly(void *self, unsigned session, const struct imap_anomaly *a)
+{
+	struct pcap_writer *w = self;
+	struct pcap_session *s = *slot(w, session);
+	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
+	size_t n;
+
+	if (w->format != CAPTURE_PCAP_NG || s == NULL)
+		return;
+	if (w->deferred.s != s)
+		release(w);
+	pcap_comment(w, "imaptap %s %s: %s%s%s%s%s%s", a->resolved ? "resolved" : "anomaly",
+		     imap_rule_id(a->rule), a->severity == IMAP_SEVERITY_INFO ? "[info] " : "",
+		     a->never_resolved ? "[never resolved] " : "", a->tag[0] ? "[" : "", a->tag,
+		     a->tag[0] ? "] " : "", a->detail);
+	if (w->deferred.s == s)
+		return;
+	n = capture_anomaly_mark_format(text, sizeof(text), session, &s->end[IMAP_C2S], a);
+	w->attach = true;
+	pcap_write_mark(w, s, a->ts, (const uint8_t *)text, n);
+	w->attach = false;
+	w->comments = 0;
+}
+
 /* Backpressure as the proxy saw it: the receiver of dir advertises a zero
  * window while it does not read, and opens it again when it does. */
 static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir dir, bool blocked,
@@ -220,6 +296,8 @@ static void pw_flow(void *self, unsigned session, imap_time_us ts, enum imap_dir
 {
 	struct pcap_writer *w = self;
 	struct pcap_session *s = *slot(w, session);
+
+	release(w);
 
 	(void)pending;
 	if (s == NULL || s->zero_window[!dir] == blocked)
@@ -237,14 +315,20 @@ static void pw_fault(void *self, unsigned session, const struct capture_fault_ma
 	char text[CAPTURE_FAULT_MARK_TEXT_MAX];
 	size_t n;
 
+	release(w);
 	if (s == NULL)
 		return;
 	flush_pending(w, s, IMAP_C2S, m->ts);
 	flush_pending(w, s, IMAP_S2C, m->ts);
 	/* the client as the TCP headers show it, so a reader finds the session */
 	n = capture_fault_mark_format(text, sizeof(text), session, &s->end[IMAP_C2S], m);
+	pcap_comment(w, "imaptap fault %s: %s %s %s: %s", m->spec, m->action, imap_dir_str(m->dir),
+		     m->phase, m->detail);
+	w->attach = true;
 	if (n > 0)
 		pcap_write_mark(w, s, m->ts, (const uint8_t *)text, n);
+	w->attach = false;
+	w->comments = 0;
 }
 
 static void pw_settings(void *self, imap_time_us ts, const struct capture_run_settings *s)
@@ -254,6 +338,7 @@ static void pw_settings(void *self, imap_time_us ts, const struct capture_run_se
 	size_t n = capture_settings_mark_format(text, sizeof(text), ts, s);
 	char *copy = n > 0 ? malloc(n) : NULL;
 
+	release(w);
 	if (copy == NULL)
 		return;
 	memcpy(copy, text, n);
@@ -276,10 +361,13 @@ static void write_close_mark(struct pcap_writer *w, struct pcap_session *s,
 static void pw_close(void *self, const struct capture_close_info *info)
 {
 	struct pcap_writer *w = self;
-	struct pcap_session **p = slot(w, info->id);
-	struct pcap_session *s = *p;
+	struct pcap_session **p;
+	struct pcap_session *s;
 	enum imap_dir closer;
 
+	release(w);
+	p = slot(w, info->id);
+	s = *p;
 	if (s == NULL)
 		return;
 	flush_pending(w, s, IMAP_C2S, info->ts);
@@ -302,10 +390,24 @@ static void pw_close(void *self, const struct capture_close_info *info)
 	free(s);
 }
 
+static void pw_flush(void *self)
+{
+	release(self);
+	pcap_files_flush(self);
+}
+
+static void pw_reopen(void *self)
+{
+	release(self);
+	pcap_files_reopen(self);
+}
+
 static void pw_destroy(void *self)
 {
 	struct pcap_writer *w = self;
 
+	if (w->file.fp != NULL)
+		release(w);
 	for (unsigned b = 0; b < BUCKETS; b++) {
 		while (w->bucket[b] != NULL) {
 			struct pcap_session *s = w->bucket[b];
@@ -336,10 +438,21 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.flow = pw_flow,
 	.fault = pw_fault,
 	.close = pw_close,
-	.flush = pcap_files_flush,
-	.reopen = pcap_files_reopen,
+	.anomaly = pw_anomaly,
+	.flush = pw_flush,
+	.reopen = pw_reopen,
 	.destroy = pw_destroy,
 };
+
+enum capture_pcap_format capture_pcap_format_of(const char *path, enum capture_pcap_format asked)
+{
+	size_t n = strlen(path);
+
+	if (asked != CAPTURE_PCAP_BY_NAME)
+		return asked;
+	return n >= 7 && strcasecmp(path + n - 7, ".pcapng") == 0 ? CAPTURE_PCAP_NG
+								     : CAPTURE_PCAP_CLASSIC;
+}
 
 int capture_pcap_writer_new(const struct capture_pcap_config *config,
 			    struct capture_sink *sink_r, bool *refused_r, char *err, size_t errlen)
@@ -353,6 +466,7 @@ int capture_pcap_writer_new(const struct capture_pcap_config *config,
 		free(w);
 		return -1;
 	}
+	w->format = capture_pcap_format_of(config->path, config->format);
 	w->mode = config->mode;
 	w->max_bytes = config->max_bytes;
 	w->log = config->log;

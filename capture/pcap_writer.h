@@ -22,8 +22,19 @@
 
 typedef void capture_log_fn(void *ctx, const char *message);
 
+enum capture_pcap_format {
+	CAPTURE_PCAP_BY_NAME,  /* pcapng when the path ends in .pcapng, else pcap */
+	CAPTURE_PCAP_CLASSIC,  /* libpcap's format */
+	CAPTURE_PCAP_NG,       /* pcapng: the section names imaptap and its settings; each
+				  packet its direction; the packet where a rule fired or
+				  resolved, a fault acted or a command completed carries a
+				  comment saying so ("imaptap anomaly done-stall: ...",
+				  "imaptap latency 12.345 ms: a5 FETCH OK") */
+};
+
 struct capture_pcap_config {
 	const char *path;
+	enum capture_pcap_format format;
 	enum capture_outfile_mode mode; /* NEW: a capture already there is refused
 					   (every file of the rotation) */
 	uint64_t max_bytes;   /* rotate after this many bytes; 0 never */
@@ -36,6 +47,9 @@ struct capture_pcap_config {
  * was refused (CAPTURE_OUTFILE_NEW), so the caller can name its flag. */
 int capture_pcap_writer_new(const struct capture_pcap_config *config,
 			    struct capture_sink *sink_r, bool *refused_r, char *err, size_t errlen);
+
+/* The format path is written in. */
+enum capture_pcap_format capture_pcap_format_of(const char *path, enum capture_pcap_format asked);
 
 /* Name of the n-th file of a rotation: "cap.pcap" -> "cap.2.pcap". */
 void capture_pcap_rotated_name(const char *path, unsigned n, char *out, size_t size);

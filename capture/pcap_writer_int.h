@@ -14,6 +14,7 @@
 #include "capture/fault_mark.h"
 #include "capture/outfile.h"
 #include "capture/pcap_writer.h"
+#include "capture/pcapng.h"
 
 #define ETH_LEN 14
 #define UDP_LEN 8
@@ -53,8 +54,20 @@ struct pcap_session {
 	struct pcap_session *next;  /* bucket chain */
 };
 
+/* pcapng: the unit last observed is written once nothing more can be
+ * said of it (the findings its line set off come right after its
+ * observation), so they ride on its packet as comments. */
+struct pcap_deferred {
+	struct pcap_session *s;     /* NULL: nothing deferred */
+	enum imap_dir dir;
+	imap_time_us ts;
+};
+
 struct pcap_writer {
 	char *path;
+	enum capture_pcap_format format; /* CLASSIC or NG */
+	size_t header_len;          /* of the current file */
+	bool head_due;              /* pcapng: the section not yet written */
 	enum capture_outfile_mode mode; /* of every file of the set */
 	uint64_t max_bytes;
 	unsigned file_no;           /* 0: path itself; n: the n-th rotation */
@@ -71,6 +84,12 @@ struct pcap_writer {
 	char *settings;             /* the settings mark, at the start of every file */
 	size_t settings_len;
 	uint8_t packet[PACKET_MAX];
+	struct pcap_deferred deferred;
+	/* comments for the next packet written with attach set */
+	char comment[PCAPNG_COMMENTS_MAX][PCAPNG_COMMENT_MAX];
+	size_t comment_len[PCAPNG_COMMENTS_MAX];
+	size_t comments;
+	bool attach;
 };
 
 /* capture/pcap_packets.c */
@@ -82,11 +101,18 @@ void pcap_write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us
 void pcap_write_settings_mark(struct pcap_writer *w, imap_time_us ts);
 void pcap_handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts);
 
+/* Adds a comment (printf-style, escaped to printable ASCII) for the next
+ * packet written with w->attach set; pcapng only. */
+void pcap_comment(struct pcap_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* capture/pcap_files.c */
 void pcap_report(struct pcap_writer *w, const char *what);
 int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen);
 void pcap_close_file(struct pcap_writer *w);
 void pcap_files_flush(void *self);
+/* pcapng: the section's start, when the current file does not have it
+ * yet (it waits for the settings, which its comment names). */
+void pcap_write_head_due(struct pcap_writer *w);
 void pcap_files_reopen(void *self);
 int pcap_check_rotated(const struct pcap_writer *w, char *err, size_t errlen);
 

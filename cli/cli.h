@@ -74,6 +74,12 @@ const char *cli_tls_mode_word(enum proxy_tls_mode mode);
 void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,
 			       size_t fault_count, const struct capture_sinks *sinks);
 struct cli_fresh_files;
+/* Adds the pcap writer of config (--pcap) to sinks: 0, or -1 after
+ * saying why (naming --overwrite when an earlier capture is refused). */
+struct capture_pcap_config;
+int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *config,
+		 struct cli_fresh_files *made);
+
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why
  * (naming the flags when an earlier log is refused). */

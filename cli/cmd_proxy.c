@@ -19,7 +19,7 @@
 #include "cli/commands.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
-#include "proxy/fault.h"
+#include "cli/proxy_faults.h"
 #include "proxy/proxy.h"
 
 static const char proxy_usage[] =
@@ -69,6 +69,8 @@ static const char proxy_usage[] =
 	"                           TCP (server port 143) to FILE, mode 0600; Wireshark\n"
 	"                           and 'imaptap analyze' read it (-: standard output,\n"
 	"                           | wireshark -k -i -)\n"
+	"  --pcap-format pcap|pcapng pcapng (the default for FILE.pcapng): imaptap's\n"
+	"                           verdicts ride on the packets as comments\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
@@ -94,8 +96,13 @@ static const char proxy_usage[] =
 	"                             bye:after-idle-continuation|in-literal[:c2s|s2c]\n"
 	"                             answer:COMMAND:NO|BAD   respond-code:CODE:COMMAND\n"
 	"                             bye-after-idle:D   max-connections:N\n"
-	"                             hide-capability:CAP[,CAP...]\n"
+	"                             hide-capability:CAP[,CAP...]   end-idle-early[:D]\n"
 	"                           then ,session=N ,nth=N ,after=COMMAND; D as 500ms, 2s\n"
+	"  --persona NAME           a provider's known behaviour, each fault after a\n"
+	"                           public report; adds to --fault options:\n"
+	"                             gmail    max-connections:15 hold-idle-completion:960s\n"
+	"                             outlook  end-idle-early\n"
+	"                             yahoo    hide-capability:IDLE\n"
 	"\n"
 	"  --max-line BYTES         observe at most BYTES of one line (default 65536);\n"
 	"                           longer lines are relayed whole and shown cut\n"
@@ -135,6 +142,7 @@ enum {
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_PCAP,
 	OPT_PCAP_MAX_SIZE,
+	OPT_PCAP_FORMAT,
 	OPT_EVENTS,
 	OPT_REDACT_BODIES,
 	OPT_RULE_THRESHOLD,
@@ -143,6 +151,7 @@ enum {
 	OPT_MAX_SESSIONS,
 	OPT_USER,
 	OPT_FAULT,
+	OPT_PERSONA,
 	OPT_OVERWRITE,
 	OPT_APPEND,
 };
@@ -169,6 +178,7 @@ static const struct option proxy_options[] = {
 	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
 	{"pcap", required_argument, NULL, OPT_PCAP},
 	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
+	{"pcap-format", required_argument, NULL, OPT_PCAP_FORMAT},
 	{"events", required_argument, NULL, OPT_EVENTS},
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
@@ -180,6 +190,7 @@ static const struct option proxy_options[] = {
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"user", required_argument, NULL, OPT_USER},
 	{"fault", required_argument, NULL, OPT_FAULT},
+	{"persona", required_argument, NULL, OPT_PERSONA},
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
 	{"help", no_argument, NULL, 'h'},
@@ -209,6 +220,7 @@ struct proxy_args {
 	unsigned handshake_timeout;
 	const char *pcap;
 	uint64_t pcap_max_mib;
+	enum capture_pcap_format pcap_format;
 	const char *events;
 	bool redact_bodies;
 	bool no_rules;
@@ -216,8 +228,7 @@ struct proxy_args {
 	unsigned max_sessions;
 	const char *user;
 	struct imap_tracker_config thresholds;
-	struct proxy_fault faults[PROXY_FAULTS_MAX];
-	size_t fault_count;
+	struct cli_faults faults;
 	bool overwrite; /* --pcap and --events may replace an earlier run's */
 	bool append;    /* --events adds to an earlier run's */
 };
@@ -320,19 +331,6 @@ static bool plain_option(struct proxy_args *a, int c)
 	return false;
 }
 
-static int add_fault(struct proxy_args *a, const char *spec)
-{
-	char why[300];
-
-	if (a->fault_count == PROXY_FAULTS_MAX)
-		return cli_usage_error("proxy", "at most %d --fault options", PROXY_FAULTS_MAX);
-	if (proxy_fault_parse(spec, strlen(spec), &a->faults[a->fault_count], why, sizeof(why)) != 0)
-		return cli_usage_error("proxy", "--fault '%.200s': %s; SPEC is %s", spec, why,
-				       proxy_fault_grammar);
-	a->fault_count++;
-	return 0;
-}
-
 /* An option with a value to check: 0, -1 after --help, or the usage
  * error's exit code. */
 static int checked_option(struct proxy_args *a, int c, int index, char **argv)
@@ -352,7 +350,9 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 		a->max_sessions = (unsigned)v;
 		return 0;
 	case OPT_FAULT:
-		return add_fault(a, optarg);
+		return cli_faults_add(&a->faults, optarg);
+	case OPT_PERSONA:
+		return cli_faults_add_persona(&a->faults, optarg);
 	case OPT_MAX_LINE:
 		if (cli_number(optarg, 64, 64ull * 1024 * 1024, &v) != 0)
 			return cli_usage_error("proxy", "--max-line takes a number of bytes from 64 to "
@@ -371,6 +371,12 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 			return cli_usage_error("proxy", "--handshake-timeout takes a duration from 1s to "
 					       "1h (10, 10s, 2m), not '%s'", optarg);
 		a->handshake_timeout = (unsigned)((us + IMAP_US_PER_S - 1) / IMAP_US_PER_S);
+		return 0;
+	case OPT_PCAP_FORMAT:
+		if (strcmp(optarg, "pcap") != 0 && strcmp(optarg, "pcapng") != 0)
+			return cli_usage_error("proxy", "--pcap-format takes pcap or pcapng, not '%s'",
+					       optarg);
+		a->pcap_format = optarg[4] == 'n' ? CAPTURE_PCAP_NG : CAPTURE_PCAP_CLASSIC;
 		return 0;
 	case OPT_PCAP_MAX_SIZE:
 		if (cli_number(optarg, 1, 1024ull * 1024, &v) != 0)
@@ -428,26 +434,16 @@ static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out
 static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 		       struct cli_fresh_files *made)
 {
-	struct capture_sink sink;
-	char err[4096];
-	bool refused;
+	const struct capture_pcap_config pc = {
+		.path = a->pcap,
+		.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
+		.max_bytes = a->pcap_max_mib * 1024 * 1024,
+		.format = a->pcap_format,
+		.log = log_message,
+	};
 
-	if (a->pcap != NULL) {
-		struct capture_pcap_config pc = {
-			.path = a->pcap,
-			.mode = a->overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
-			.max_bytes = a->pcap_max_mib * 1024 * 1024,
-			.log = log_message,
-		};
-
-		cli_fresh_note(made, a->pcap);
-		if (capture_pcap_writer_new(&pc, &sink, &refused, err, sizeof(err)) != 0) {
-			cli_message("--pcap: %s%s", err,
-				    refused ? "; pass --overwrite to replace it" : "");
-			return -1;
-		}
-		capture_sinks_add(sinks, sink);
-	}
+	if (a->pcap != NULL && cli_add_pcap(sinks, &pc, made) != 0)
+		return -1;
 	if (a->events != NULL &&
 	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "proxy", log_message,
 			      made) != 0)
@@ -494,8 +490,9 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	    ((a->events != NULL && strcmp(a->events, "-") == 0) || a->pcap_max_mib > 0))
 		return cli_usage_error("proxy", "--pcap - takes standard output for itself: no "
 				       "--events - or --pcap-max-size with it");
-	if (a->pcap_max_mib > 0 && a->pcap == NULL)
-		return cli_usage_error("proxy", "--pcap-max-size goes with --pcap FILE");
+	if ((a->pcap_max_mib > 0 || a->pcap_format != CAPTURE_PCAP_BY_NAME) && a->pcap == NULL)
+		return cli_usage_error("proxy", "--%s goes with --pcap FILE",
+				       a->pcap_max_mib > 0 ? "pcap-max-size" : "pcap-format");
 	config->sni = a->sni;
 	config->upstream_ca = a->upstream_ca;
 	config->insecure_upstream = a->insecure;
@@ -507,8 +504,8 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	config->connect_timeout_s = a->handshake_timeout;
 	config->no_rules = a->no_rules;
 	config->thresholds = a->thresholds;
-	config->faults = a->faults;
-	config->fault_count = a->fault_count;
+	config->faults = a->faults.faults;
+	config->fault_count = a->faults.count;
 	config->redact_flags = (a->no_redact ? 0 : IMAP_REDACT_CREDENTIALS) |
 			       (a->redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config->log = log_message;
@@ -621,13 +618,7 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 		    leg_word(config->client_tls), config->upstream.host, config->upstream.port,
 		    leg_word(config->upstream_tls),
 		    config->insecure_upstream ? ", certificate NOT verified" : "");
-	for (size_t i = 0; i < a->fault_count; i++) {
-		char spec[128], how[300];
-
-		proxy_fault_spec_str(&a->faults[i], spec, sizeof(spec));
-		proxy_fault_explain(&a->faults[i], how, sizeof(how));
-		cli_message("FAULT ACTIVE: --fault %s %s", spec, how);
-	}
+	cli_faults_say(&a->faults);
 }
 
 static void tune_malloc(void)
@@ -687,7 +678,7 @@ int cli_proxy_main(int argc, char **argv)
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
-	cli_record_proxy_settings(&config, a.faults, a.fault_count, &sinks);
+	cli_record_proxy_settings(&config, a.faults.faults, a.faults.count, &sinks);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */

@@ -9,6 +9,7 @@
 
 #include "capture/events.h"
 #include "capture/settings.h"
+#include "capture/pcap_writer.h"
 #include "cli/cli.h"
 #include "imap/framer.h"
 #include "proxy/proxy.h"
@@ -28,6 +29,22 @@ int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *p
 	if (overwrite && pcap == NULL && (events == NULL || strcmp(events, "-") == 0))
 		return cli_usage_error(cmd, "--overwrite replaces a --pcap or --events file: give "
 				       "one");
+	return 0;
+}
+
+int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *config,
+		 struct cli_fresh_files *made)
+{
+	struct capture_sink sink;
+	char err[4096];
+	bool refused;
+
+	cli_fresh_note(made, config->path);
+	if (capture_pcap_writer_new(config, &sink, &refused, err, sizeof(err)) != 0) {
+		cli_message("--pcap: %s%s", err, refused ? "; pass --overwrite to replace it" : "");
+		return -1;
+	}
+	capture_sinks_add(sinks, sink);
 	return 0;
 }
 

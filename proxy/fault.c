@@ -163,6 +163,31 @@ static void inject(struct proxy_faults *fs, const struct fault_state *st, const 
 	fs->host->inject(fs->ctx, text, len);
 }
 
+/* end-idle-early: the OK a server that ends IDLE by itself sends, and the
+ * DONE that ends the IDLE the real server still runs; its own completion
+ * of that IDLE is dropped when it comes (proxy/fault_view.c). */
+static void end_idle(struct proxy_faults *fs, const struct fault_state *st, imap_time_us now)
+{
+	char text[TEXT_MAX];
+
+	if (fs->idle_tag_len == 0 || fs->idle_done || st->off)
+		return; /* the client ended it first */
+	snprintf(text, sizeof(text), "%.*s OK imaptap fault injected (%s)\r\n", (int)fs->idle_tag_len,
+		 fs->idle_tag, st->spec);
+	if (strlen(text) == sizeof(text) - 1) /* cut: a line still ends */
+		memcpy(text + sizeof(text) - 3, "\r\n", 3);
+	inject(fs, st, text, now, "IDLE's completion, before any DONE,");
+	fault_mark_act(fs, st, fs->host->now(), "inject", IMAP_C2S,
+		       "writing DONE to the server, which still runs IDLE %.*s; its completion of it "
+		       "will not reach the client", (int)fs->idle_tag_len, fs->idle_tag);
+	fs->host->inject_server(fs->ctx, "DONE\r\n", 6);
+	memcpy(fs->drop_tag, fs->idle_tag, fs->idle_tag_len);
+	fs->drop_tag_len = fs->idle_tag_len;
+	fs->drop_fault = st;
+	fs->idle_done = true;
+	fault_idle_over(fs);
+}
+
 static void pump(struct fault_dir *d, imap_time_us now)
 {
 	struct proxy_faults *fs = d->owner;
@@ -183,8 +208,11 @@ static void pump(struct fault_dir *d, imap_time_us now)
 			fault_mark_act(fs, p->fault, now, "release", d->dir,
 			     "releasing the held completion after %s",
 			     fault_secs(a, sizeof(a), now - p->held_since));
-		fs->host->release(fs->ctx, d->dir, p->origin, d->queue, (size_t)(p->end - d->out_off),
-				  !p->drop);
+		if (p->unseen)
+			evbuffer_drain(d->queue, (size_t)(p->end - d->out_off));
+		else
+			fs->host->release(fs->ctx, d->dir, p->origin, d->queue,
+					  (size_t)(p->end - d->out_off), !p->drop);
 		d->out_off = p->end;
 		d->head++;
 		released = true;
@@ -195,6 +223,8 @@ static void pump(struct fault_dir *d, imap_time_us now)
 			fs->host->inject(fs->ctx, p->replace, p->replace_len);
 			free(p->replace);
 			p->replace = NULL;
+		} else if (p->after == AFTER_END_IDLE) {
+			end_idle(fs, p->fault, now);
 		} else if (p->after == AFTER_ANSWER) {
 			inject(fs, p->fault, p->text, now, "the answer, instead of the server's");
 		} else if (p->after == AFTER_BYE) {
@@ -254,6 +284,45 @@ static void on_idle_lasted(evutil_socket_t fd, short what, void *arg)
 	snprintf(fs->close_why, sizeof(fs->close_why), "fault %s", st->spec);
 	event_active(fs->later, EV_TIMEOUT, 1);
 	host->leave(ctx);
+}
+
+/* end-idle-early:D: the IDLE lasted D after its "+". Still no DONE: the
+ * OK goes after everything the server sent before this instant. */
+static void on_end_idle_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct fault_state *st = arg;
+	struct proxy_faults *fs = st->owner;
+	struct fault_dir *d = &fs->d[IMAP_S2C];
+	const struct proxy_fault_host *host = fs->host;
+	void *ctx = fs->ctx;
+	struct piece *p;
+
+	(void)fd;
+	(void)what;
+	if (fs->idle_tag_len == 0 || fs->idle_done || fs->closing || st->off || d->cut_done)
+		return;
+	host->enter(ctx);
+	d->now = host->now();
+	d->origin = IMAP_ORIGIN_PEER;
+	p = fault_new_piece(d, d->covered, fault_due(d, d->now));
+	if (p != NULL) {
+		p->after = AFTER_END_IDLE;
+		p->fault = st;
+	}
+	pump(d, d->now);
+	host->leave(ctx);
+}
+
+void fault_idle_over(struct proxy_faults *fs)
+{
+	for (size_t i = 0; i < fs->count; i++) {
+		const struct proxy_fault *f = fs->st[i].f;
+
+		if (fs->st[i].timer != NULL &&
+		    ((f->action == PROXY_FAULT_BYE && f->point == PROXY_FAULT_IDLE_FOR) ||
+		     f->action == PROXY_FAULT_END_IDLE_EARLY))
+			evtimer_del(fs->st[i].timer);
+	}
 }
 
 void fault_idle_started(struct fault_state *st, imap_time_us now)
@@ -358,6 +427,9 @@ struct proxy_faults *proxy_faults_new(struct event_base *base, const struct prox
 			goto fail;
 		if (f->action == PROXY_FAULT_BYE && f->point == PROXY_FAULT_IDLE_FOR &&
 		    (st->timer = evtimer_new(base, on_idle_lasted, st)) == NULL)
+			goto fail;
+		if (f->action == PROXY_FAULT_END_IDLE_EARLY && f->duration > 0 &&
+		    (st->timer = evtimer_new(base, on_end_idle_due, st)) == NULL)
 			goto fail;
 		if (f->action == PROXY_FAULT_DELAY && f->duration > fs->d[f->dir].delay)
 			fs->d[f->dir].delay = f->duration;

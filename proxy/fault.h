@@ -32,6 +32,9 @@ struct proxy_fault_host {
 			size_t len, bool forward);
 	/* Bytes the fault writes to the client as if the server sent them. */
 	void (*inject)(void *ctx, const char *text, size_t len);
+	/* Bytes the fault writes to the server in the client's place (not on
+	 * the client leg: only the fault's mark records them). */
+	void (*inject_server)(void *ctx, const char *text, size_t len);
 	/* A batch toward dir's receiver is complete: write it, resume readers. */
 	void (*flush)(void *ctx, enum imap_dir dir);
 	/* Stop or resume reading one side (the client, else the server). */

@@ -26,6 +26,7 @@ enum piece_after {
 	AFTER_ANSWER, /* write text (a tagged NO/BAD) to the client */
 	AFTER_BYE,    /* write text (* BYE) to the client, then close */
 	AFTER_REPLACE, /* write replace (the line as edited) to the client */
+	AFTER_END_IDLE, /* end-idle-early: IDLE's OK to the client, DONE to the server */
 };
 
 /* A run of queued bytes, up to stream offset end, released together. */
@@ -34,6 +35,7 @@ struct piece {
 	imap_time_us not_before;
 	enum imap_origin origin;
 	bool drop;          /* observed, never passed on */
+	bool unseen;        /* with drop: not observed either, the client never had it */
 	bool mark_release;  /* a hold ends with this piece: say so first */
 	enum piece_after after;
 	const struct fault_state *fault; /* the fault behind after/mark_release */
@@ -98,6 +100,10 @@ struct proxy_faults {
 	size_t idle_tag_len;
 	bool idle_done;
 	bool idle_plus;
+	/* end-idle-early: the server's own completion of the IDLE it ended */
+	char drop_tag[TAG_MAX];
+	size_t drop_tag_len;
+	const struct fault_state *drop_fault;
 	char auth_tag[TAG_MAX];
 	size_t auth_tag_len;
 	char compress_tag[TAG_MAX];
@@ -122,8 +128,11 @@ struct piece *fault_new_piece(struct fault_dir *d, uint64_t end, imap_time_us no
 imap_time_us fault_due(struct fault_dir *d, imap_time_us now);
 void fault_cover(struct fault_dir *d, uint64_t end);
 void fault_stop_reading(struct fault_state *st, imap_time_us now);
-/* bye-after-idle: the server's "+" to IDLE reached the client at now. */
+/* bye-after-idle, end-idle-early:D: the server's "+" to IDLE came at now;
+ * the fault's timer runs for its duration. */
 void fault_idle_started(struct fault_state *st, imap_time_us now);
+/* A client's DONE, or the proxy's: no IDLE timer of a fault runs on. */
+void fault_idle_over(struct proxy_faults *fs);
 
 /* proxy/fault_view.c */
 /* The framer's callback: one unit of d's stream, as the faults see it. */

@@ -11,7 +11,8 @@ const char proxy_fault_grammar[] =
 	"hold-idle-completion:D | delay:c2s|s2c:D | split:c2s|s2c:byte|random[:SEED]|coalesce"
 	" | stop-reading:client|server:D | bye:after-idle-continuation|in-literal[:c2s|s2c]"
 	" | bye-after-idle:D | answer:COMMAND:NO|BAD | respond-code:CODE:COMMAND"
-	" | max-connections:N | hide-capability:CAP[,CAP...], then optionally ,session=N ,nth=N"
+	" | max-connections:N | hide-capability:CAP[,CAP...] | end-idle-early[:D],"
+	" then optionally ,session=N ,nth=N"
 	" ,after=COMMAND;"
 	" D is 500ms, 2s, 1.5m (docs/faults.md)";
 
@@ -280,6 +281,14 @@ static int parse_action(struct word w, struct proxy_fault *f, char *err, size_t 
 			     "not '%.*s'", (int)w.len, w.p);
 		return 0;
 	}
+	if (word_is(name, "end-idle-early")) {
+		f->action = PROXY_FAULT_END_IDLE_EARLY;
+		if (more && parse_duration(w, &f->duration) != 0)
+			FAIL("end-idle-early takes how long after the server's + to IDLE the OK comes, "
+			     "up to 24h, as in end-idle-early:2s (without it, right before the +), "
+			     "not '%.*s'", (int)w.len, w.p);
+		return 0;
+	}
 	if (word_is(name, "max-connections")) {
 		f->action = PROXY_FAULT_MAX_CONNECTIONS;
 		if (!more || parse_count(w, &f->limit) != 0 || f->limit > 100000)
@@ -381,6 +390,8 @@ const char *proxy_fault_action_str(enum proxy_fault_action a)
 		return "max-connections";
 	case PROXY_FAULT_HIDE_CAPABILITY:
 		return "hide-capability";
+	case PROXY_FAULT_END_IDLE_EARLY:
+		return "end-idle-early";
 	}
 	return "fault?";
 }
@@ -401,6 +412,7 @@ bool proxy_fault_needs_imap(const struct proxy_fault *f)
 	case PROXY_FAULT_BYE:
 	case PROXY_FAULT_ANSWER:
 	case PROXY_FAULT_HIDE_CAPABILITY:
+	case PROXY_FAULT_END_IDLE_EARLY:
 		return true;
 	case PROXY_FAULT_STOP_READING:
 		return f->after[0] != '\0';
@@ -465,6 +477,10 @@ void proxy_fault_spec_str(const struct proxy_fault *f, char *buf, size_t size)
 		n = snprintf(buf, size, "hide-capability:");
 		for (unsigned i = 0; i < f->hide_count && n > 0 && (size_t)n < size; i++)
 			n += snprintf(buf + n, size - (size_t)n, "%s%s", i ? "," : "", f->hide[i]);
+		break;
+	case PROXY_FAULT_END_IDLE_EARLY:
+		n = snprintf(buf, size, "end-idle-early%s%s", f->duration ? ":" : "",
+			     f->duration ? d : "");
 		break;
 	}
 	if (n < 0 || (size_t)n >= size)
@@ -553,5 +569,11 @@ void proxy_fault_explain(const struct proxy_fault *f, char *buf, size_t size)
 			 list, when, where);
 		break;
 	}
+	case PROXY_FAULT_END_IDLE_EARLY:
+		snprintf(buf, size, "sends the client IDLE's tagged OK before any DONE (%s%s) and ends "
+			 "the server's IDLE with a DONE of its own, %s, %s",
+			 f->duration ? d : "right before the server's +",
+			 f->duration ? " after the server's +" : "", when, where);
+		break;
 	}
 }

@@ -6,7 +6,7 @@
  *   stop-reading:client|server:D    bye:after-idle-continuation|in-literal[:c2s|s2c]
  *   answer:COMMAND:NO|BAD           respond-code:CODE:COMMAND
  *   bye-after-idle:D                max-connections:N
- *   hide-capability:CAP[,CAP...]
+ *   hide-capability:CAP[,CAP...]   end-idle-early[:D]
  *   then any of ,session=N ,nth=N ,after=COMMAND */
 #ifndef PROXY_FAULT_SPEC_H
 #define PROXY_FAULT_SPEC_H
@@ -30,6 +30,8 @@ enum proxy_fault_action {
 					     * BYE [ALERT], as Gmail does */
 	PROXY_FAULT_HIDE_CAPABILITY,      /* capabilities taken out of the lists the
 					     client sees */
+	PROXY_FAULT_END_IDLE_EARLY,       /* IDLE completed before any DONE, as Exchange
+					     does; the server's IDLE ended with DONE */
 };
 
 /* Capabilities hide-capability takes, at most, and their longest name. */
@@ -49,7 +51,8 @@ struct proxy_fault {
 	enum imap_dir dir;        /* delay, split; bye in-literal when dir_set */
 	bool dir_set;             /* bye in-literal: only literals of dir */
 	bool read_client;         /* stop-reading: the client side (else the server) */
-	imap_time_us duration;    /* hold, delay, stop-reading, bye-after-idle */
+	imap_time_us duration;    /* hold, delay, stop-reading, bye-after-idle;
+				     end-idle-early: after the "+", 0 right before it */
 	struct imap_split split;  /* split */
 	enum proxy_fault_point point;      /* bye */
 	char command[PROXY_FAULT_NAME_MAX]; /* answer: upper case */

@@ -71,10 +71,7 @@ static void client_unit(struct fault_dir *d, const struct imap_unit *u,
 	if (info->cls == IMAP_LINE_DONE) {
 		if (fs->idle_tag_len > 0)
 			fs->idle_done = true;
-		for (size_t i = 0; i < fs->count; i++) /* bye-after-idle: in time */
-			if (fs->st[i].f->action == PROXY_FAULT_BYE && fs->st[i].timer != NULL &&
-			    fs->st[i].f->point == PROXY_FAULT_IDLE_FOR)
-				evtimer_del(fs->st[i].timer);
+		fault_idle_over(fs); /* in time for bye-after-idle and end-idle-early */
 		return;
 	}
 	if (info->cls != IMAP_LINE_COMMAND)
@@ -185,6 +182,49 @@ static bool hide_capabilities(struct fault_dir *d, const struct imap_unit *u)
 	return false;
 }
 
+/* end-idle-early at the server's "+" to IDLE: without a duration the OK
+ * goes right before the "+" (the order php-imap #258 recorded from
+ * Exchange), else a timer starts. */
+static void end_idle_at_continuation(struct fault_dir *d, const struct imap_unit *u,
+				     struct fault_state *st)
+{
+	struct piece *p;
+
+	if (st->f->duration > 0) {
+		fault_idle_started(st, d->now);
+		return;
+	}
+	fault_cover(d, u->offset);
+	p = fault_new_piece(d, u->offset, fault_due(d, d->now));
+	if (p == NULL)
+		return;
+	p->after = AFTER_END_IDLE;
+	p->fault = st;
+}
+
+/* end-idle-early: the server's completion of the IDLE the proxy's DONE
+ * ended. The client had its OK already: this one never reaches it, nor
+ * the recording of its leg; the mark quotes it. */
+static void drop_idle_completion(struct fault_dir *d, const struct imap_unit *u)
+{
+	struct proxy_faults *fs = d->owner;
+	struct piece *p;
+
+	fs->drop_tag_len = 0;
+	fs->idle_tag_len = 0;
+	fault_cover(d, u->offset);
+	p = fault_new_piece(d, u->offset + u->wire_len, fault_due(d, d->now));
+	if (p == NULL)
+		return;
+	p->drop = true;
+	p->unseen = true;
+	fault_mark_act(fs, fs->drop_fault, d->now, "drop", IMAP_S2C,
+		       "dropping the server's '%.*s' (its completion of the IDLE the proxy's DONE "
+		       "ended): the client had its OK from the proxy",
+		       (int)(u->len < 120 ? (u->len >= 2 ? u->len - 2 : u->len) : 120),
+		       (const char *)u->data);
+}
+
 static void server_unit(struct fault_dir *d, const struct imap_unit *u,
 			const struct imap_line_info *info)
 {
@@ -205,6 +245,10 @@ static void server_unit(struct fault_dir *d, const struct imap_unit *u,
 				fault_idle_started(st, d->now);
 				continue;
 			}
+			if (st->f->action == PROXY_FAULT_END_IDLE_EARLY && counts(st)) {
+				end_idle_at_continuation(d, u, st);
+				continue;
+			}
 			if (st->f->action != PROXY_FAULT_BYE ||
 			    st->f->point != PROXY_FAULT_AFTER_IDLE_CONTINUATION || !counts(st))
 				continue;
@@ -218,6 +262,10 @@ static void server_unit(struct fault_dir *d, const struct imap_unit *u,
 	}
 	if (info->cls != IMAP_LINE_TAGGED)
 		return;
+	if (u->kind == IMAP_UNIT_LINE && tag_is(fs->drop_tag, fs->drop_tag_len, info->tag)) {
+		drop_idle_completion(d, u);
+		return;
+	}
 	if (tag_is(fs->auth_tag, fs->auth_tag_len, info->tag))
 		fs->auth_tag_len = 0;
 	if (tag_is(fs->compress_tag, fs->compress_tag_len, info->tag)) {

@@ -38,6 +38,18 @@ static void fault_inject(void *ctx, const char *text, size_t len)
 	proxy_stream_flush(client);
 }
 
+static void fault_inject_server(void *ctx, const char *text, size_t len)
+{
+	struct proxy_session *s = ctx;
+	struct proxy_stream *upstream = s->stream[SIDE_UPSTREAM];
+
+	/* not on the client leg, so not observed: the fault's mark says it */
+	if (upstream == NULL || imap_conv_compressed(observed_conv(s->observed)))
+		return;
+	evbuffer_add(proxy_stream_output(upstream), text, len);
+	proxy_stream_flush(upstream);
+}
+
 static void fault_flush(void *ctx, enum imap_dir dir)
 {
 	struct proxy_session *s = ctx;
@@ -122,6 +134,7 @@ static void fault_leave(void *ctx)
 const struct proxy_fault_host session_fault_host = {
 	.release = fault_release,
 	.inject = fault_inject,
+	.inject_server = fault_inject_server,
 	.flush = fault_flush,
 	.set_reading = fault_set_reading,
 	.set_split = fault_set_split,

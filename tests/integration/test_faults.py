@@ -433,6 +433,127 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([e["phase"] for e in self.fault_events(action="bye")], ["active", "inject",
                                                                                  "close"])
 
+    # ---- end-idle-early ---------------------------------------------------
+
+    def anomaly_rules(self):
+        return [e["rule"] for e in read_events(self.events) if e["kind"] == "anomaly"]
+
+    def test_end_idle_early_ok_before_the_continuation_as_exchange_did(self):
+        px = self.proxy("end-idle-early")
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN alice "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        c.send(b"a3 IDLE\r\n")
+        # no DONE sent: the IDLE's OK comes, then the server's +
+        resps = c.read_until_tagged("a3")
+        self.assertTrue(resps[-1].startswith(b"a3 OK imaptap fault injected (end-idle-early)"),
+                        resps)
+        self.assertTrue(c.readline().startswith(b"+"))
+        # a client that sends DONE anyway: the server answers it, a stray line
+        c.send(b"DONE\r\n")
+        self.assertTrue(c.readline().startswith(b"DONE BAD"))
+        resps, status = c.command("a4", "NOOP")
+        self.assertEqual(status, "OK", resps)
+        c.command("a5", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        # one completion of a3 reached the client: the proxy's, not the server's
+        self.assertEqual(c.received.count(b"\r\na3 "), 1, c.received)
+        # the server's IDLE was ended by the proxy's DONE, then the client's came
+        sess = DC.wait_rawlog_session(
+            "alice", lambda x: b"a3 IDLE\r\nDONE\r\nDONE\r\na4 NOOP" in x["in"])
+        self.assertIn(b"a3 OK Idle completed", sess["out"])
+        self.assertEqual([(e["phase"], e["dir"]) for e in self.fault_events(action="end-idle-early")],
+                         [("active", "s2c"), ("inject", "s2c"), ("inject", "c2s"),
+                          ("drop", "s2c")])
+        rules = self.anomaly_rules()
+        # the rules see what the client saw: a server that ended IDLE and
+        # then sent a +, and a client's stray DONE, answered as expected
+        self.assertIn("completion-before-done", rules)
+        self.assertIn("unexpected-continuation", rules)
+        self.assertIn("stray-done", rules)
+        for wrong in ("unknown-tag", "done-stall", "duplicate-tag", "command-stall"):
+            self.assertNotIn(wrong, rules)
+        rows = px.timeline()
+        self.assertFalse(any(r["dir"] == "S<" and r["text"].startswith("a3 ") for r in rows), rows)
+        self.assertEqual(len(self.fault_rows(px, "end-idle-early", "drop")), 1)
+        self.assert_pcap_marks("end-idle-early")
+        # offline, the pcap of the client's leg tells the same story
+        offline = os.path.join(self.dir, "offline.jsonl")
+        r = run_imaptap(["analyze", self.pcap, "--events", offline], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = read_events(offline)
+        self.assertEqual(sorted(e["rule"] for e in events if e["kind"] == "anomaly"),
+                         sorted(rules))
+        self.assertEqual([e["phase"] for e in events if e["kind"] == "fault"
+                          and e["action"] == "end-idle-early"],
+                         ["active", "inject", "inject", "drop"])
+
+    def test_end_idle_early_after_a_time_and_a_client_that_needs_no_done(self):
+        px = self.proxy("end-idle-early:600ms")
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN alice "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        # an IDLE the client ends in time: nothing happens
+        c.send(b"a3 IDLE\r\n")
+        c.expect_continuation()
+        c.send(b"DONE\r\n")
+        self.assertTrue(c.read_until_tagged("a3")[-1].startswith(b"a3 OK Idle completed"))
+        time.sleep(0.8)                  # past the first IDLE's time
+        # one that lasts: the OK comes after the + without DONE
+        c.send(b"a4 IDLE\r\n")
+        c.expect_continuation()
+        started = time.monotonic()
+        resps = c.read_until_tagged("a4")
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertTrue(resps[-1].startswith(b"a4 OK imaptap fault injected (end-idle-early:600ms)"),
+                        resps)
+        # the client takes the OK as the end of IDLE and goes on
+        resps, status = c.command("a5", "STATUS INBOX (MESSAGES)")
+        self.assertEqual(status, "OK", resps)
+        c.command("a6", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        self.assertEqual(c.received.count(b"\r\na4 "), 1, c.received)
+        self.assertEqual([e["phase"] for e in self.fault_events(action="end-idle-early")],
+                         ["active", "inject", "inject", "drop"])
+        rules = self.anomaly_rules()
+        self.assertIn("completion-before-done", rules)
+        for wrong in ("stray-done", "unknown-tag", "done-stall", "unexpected-continuation"):
+            self.assertNotIn(wrong, rules)
+
+    def test_end_idle_early_imapflow_takes_the_ok_and_sends_no_done(self):
+        try:
+            ensure_node_clients()
+        except NodeError as e:
+            self.skipTest(str(e))
+        for spec in ("end-idle-early:100ms", "end-idle-early"):
+            with self.subTest(spec=spec):
+                px = self.proxy(spec)
+                # imapflow idles, then ends IDLE for a NOOP 300 ms later
+                result = imapflow_session("127.0.0.1", px.port, "alice", PASSWORD,
+                                          script="imapflow_idle.mjs", timeout=60)
+                self.assertIsNotNone(result["messagesAfter"], result)
+                self.closed(px)
+                rows = px.timeline()
+                # it took the proxy's OK as the end of IDLE: no DONE of its own
+                self.assertFalse(any(r["dir"] == "C>" and r["text"] == "DONE" for r in rows),
+                                 px.stderr_tail())
+                self.assertTrue(any(r["dir"] == "P<" and r["text"].startswith(
+                    "9 OK imaptap fault injected (%s)" % spec) for r in rows), px.stderr_tail())
+                rules = self.anomaly_rules()
+                self.assertIn("completion-before-done", rules)
+                self.assertNotIn("stray-done", rules)
+                self.assertNotIn("unknown-tag", rules)
+                self.assertEqual(
+                    "unexpected-continuation" in rules, spec == "end-idle-early", rules)
+                self.assertEqual([e["phase"] for e in self.fault_events(
+                    action="end-idle-early")], ["active", "inject", "inject", "drop"])
+
     # ---- answer ----------------------------------------------------------
 
     def test_answer_no_never_reaches_the_server(self):
@@ -564,6 +685,97 @@ class FaultTest(ProxyTestCase, unittest.TestCase):
             self.assertTrue(msgs[0][0].startswith("settings"), msgs)
 
 
+class PersonaTest(ProxyTestCase, unittest.TestCase):
+    """--persona NAME: each fault of the bundle acts, with --fault options
+    added to it, and the start-up lines name the persona."""
+
+    proxy = FaultTest.proxy
+    closed = FaultTest.closed
+    fault_events = FaultTest.fault_events
+
+    def active_lines(self, px):
+        return [l for l in px.stderr_text().splitlines() if "FAULT ACTIVE" in l]
+
+    def idle_session(self, px):
+        c = RawIMAP(px.port)
+        c.read_greeting()
+        c.command("a1", 'LOGIN bob "%s"' % PASSWORD)
+        c.command("a2", "SELECT INBOX")
+        c.send(b"a3 IDLE\r\n")
+        return c
+
+    def test_gmail_limits_connections_and_holds_idle_completion(self):
+        px = self.proxy(extra=["--persona", "gmail", "--done-stall", "1"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertTrue(all("--persona gmail: --fault " in l for l in lines), lines)
+        # the 16th connection open at once is refused as Gmail does
+        opened = [imaplib.IMAP4("127.0.0.1", px.port) for _ in range(15)]
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertIn("BYE [ALERT] Too many simultaneous connections", str(refused.exception))
+        self.closed(px, session=16)
+        for m in opened:
+            m.shutdown()
+        for n in range(1, 16):
+            self.closed(px, session=n)
+        # IDLE's completion after DONE is held: the client waits
+        c = self.idle_session(px)
+        c.expect_continuation()
+        c.send(b"DONE\r\n")
+        c.sock.settimeout(2.5)
+        with self.assertRaises(socket.timeout):
+            c.readline()
+        px.wait_for_row(lambda r: r["session"] == 17 and r["dir"] == "!"
+                        and r["text"].startswith("done-stall a3"))
+        c.close()               # the hold outlasts the test: no close to wait for
+        self.assertEqual([(e["session"], e["phase"]) for e in self.fault_events(
+            action="max-connections")], [(16, "inject")])
+        self.assertEqual([e["phase"] for e in self.fault_events(
+            action="hold-idle-completion", session=17)], ["active", "start"])
+        rules = [e["rule"] for e in read_events(self.events) if e["kind"] == "anomaly"]
+        self.assertIn("done-stall", rules)
+
+    def test_outlook_ends_idle_before_done(self):
+        px = self.proxy(extra=["--persona", "outlook"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("--persona outlook: --fault end-idle-early", lines[0])
+        c = self.idle_session(px)
+        resps = c.read_until_tagged("a3")
+        self.assertTrue(resps[-1].startswith(b"a3 OK imaptap fault injected (end-idle-early)"),
+                        resps)
+        self.assertTrue(c.readline().startswith(b"+"))
+        resps, status = c.command("a4", "NOOP")
+        self.assertEqual(status, "OK", resps)
+        c.command("a5", "LOGOUT")
+        c.read_until_eof()
+        c.close()
+        self.closed(px)
+        self.assertEqual([e["phase"] for e in self.fault_events(action="end-idle-early")],
+                         ["active", "inject", "inject", "drop"])
+
+    def test_yahoo_offers_no_idle_and_takes_faults_added_to_it(self):
+        px = self.proxy("answer:CREATE:NO", extra=["--persona", "yahoo"])
+        lines = self.active_lines(px)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("--fault answer:CREATE:NO", lines[0])
+        self.assertIn("--persona yahoo: --fault hide-capability:IDLE", lines[1])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        self.assertNotIn("IDLE", m.capabilities)       # the greeting's list
+        m.login("bob", PASSWORD)
+        typ, data = m.capability()
+        self.assertEqual(typ, "OK")
+        self.assertNotIn("IDLE", data[0].decode().upper().split())
+        self.assertIn("UIDPLUS", data[0].decode().upper().split())
+        typ, data = m.create("YahooFolder")           # the --fault added to it
+        self.assertEqual(typ, "NO")
+        m.logout()
+        self.closed(px)
+        self.assertGreaterEqual(len(self.fault_events(action="hide-capability", phase="inject")), 2)
+        self.assertEqual(len(self.fault_events(action="answer", phase="inject")), 1)
+
+
 class FaultTLSTest(ProxyTestCase, unittest.TestCase):
     """Faults act on the plaintext whatever the legs run."""
 
@@ -607,6 +819,28 @@ class FaultTLSTest(ProxyTestCase, unittest.TestCase):
         m.logout()
         px.wait_for_row(lambda r: r["dir"] == "!" and r["text"].startswith("done-stall i1 (resolved)"))
         self.assertIn("(client TLS, upstream TLS)", px.stderr_text())
+
+    def test_end_idle_early_over_implicit_tls_both_legs(self):
+        """The proxy's DONE goes over the upstream's TLS, the OK over the
+        client's."""
+        ca = tempfile.mkdtemp(prefix="ca-", dir=self.tmp)
+        px = self.start_proxy(self.dc.imaps_port, extra_args=[
+            "--upstream-tls", "implicit", "--upstream-ca", self.pki.ca_cert,
+            "--client-tls", "implicit", "--ca", ca, "--fault", "end-idle-early:200ms"])
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=self.client_context(ca),
+                              timeout=10)
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        m.send(b"i1 IDLE\r\n")
+        while not m.readline().startswith(b"+"):
+            pass
+        line = m.readline()
+        self.assertTrue(line.startswith(b"i1 OK imaptap fault injected"), line)
+        typ, _ = m.noop()          # the server left IDLE: it answers at once
+        self.assertEqual(typ, "OK")
+        m.logout()
+        px.wait_for_row(lambda r: r["dir"] == "~" and r["text"].startswith(
+            "fault end-idle-early s2c drop"))
 
     def test_max_connections_over_a_tls_client_leg(self):
         """The BYE comes over the client's TLS, once its handshake is done."""

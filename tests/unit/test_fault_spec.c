@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "proxy/fault_persona.h"
 #include "proxy/fault_spec.h"
 
 static struct proxy_fault parse_ok(const char *spec)
@@ -79,6 +80,26 @@ static void test_actions(void)
 	f = round_trip("max-connections:15", "max-connections:15");
 	CHECK(f.action == PROXY_FAULT_MAX_CONNECTIONS && f.limit == 15);
 	CHECK(!proxy_fault_needs_imap(&f));
+	f = round_trip("end-idle-early", "end-idle-early");
+	CHECK(f.action == PROXY_FAULT_END_IDLE_EARLY && f.duration == 0 && proxy_fault_needs_imap(&f));
+	f = round_trip("end-idle-early:1.5s,nth=2,session=1", "end-idle-early:1500ms,nth=2,session=1");
+	CHECK(f.duration == 1500000 && f.nth == 2 && f.session == 1);
+}
+
+/* Every persona's faults parse, and are written as they read back. */
+static void test_personas(void)
+{
+	CHECK(proxy_persona_count == 3);
+	CHECK(proxy_persona_find("gmail") == &proxy_personas[0]);
+	CHECK(proxy_persona_find("GMAIL") == NULL && proxy_persona_find("") == NULL);
+	for (size_t i = 0; i < proxy_persona_count; i++) {
+		const struct proxy_persona *p = &proxy_personas[i];
+
+		CHECK_MSG(strstr(proxy_persona_names, p->name) != NULL, "%s not named", p->name);
+		CHECK_MSG(p->specs[0] != NULL, "%s has no fault", p->name);
+		for (size_t k = 0; p->specs[k] != NULL; k++)
+			round_trip(p->specs[k], p->specs[k]);
+	}
 }
 
 static void test_explain(void)
@@ -93,6 +114,12 @@ static void test_explain(void)
 	proxy_fault_explain(&f, text, sizeof(text));
 	CHECK_MSG(strstr(text, "for 3s after DONE") != NULL && strstr(text, "in session 1"), "%s",
 		  text);
+	f = parse_ok("end-idle-early");
+	proxy_fault_explain(&f, text, sizeof(text));
+	CHECK_MSG(strstr(text, "right before the server's +") != NULL, "%s", text);
+	f = parse_ok("end-idle-early:2s");
+	proxy_fault_explain(&f, text, sizeof(text));
+	CHECK_MSG(strstr(text, "2s after the server's +") != NULL, "%s", text);
 }
 
 static const struct {
@@ -148,6 +175,10 @@ static const struct {
 	{"max-connections:0", "max-connections needs how many sessions may be open at once, from 1"},
 	{"max-connections:many", "not 'many'"},
 	{"max-connections:100001", "max-connections needs"},
+	{"end-idle-early:", "end-idle-early takes how long after the server's +"},
+	{"end-idle-early:0s", "end-idle-early takes how long"},
+	{"end-idle-early:soon", "not 'soon'"},
+	{"end-idle-early,after=IDLE", "after= is for stop-reading only"},
 	{"max-connections:2,session=1", "session=, nth= and after= do not apply"},
 };
 
@@ -180,6 +211,7 @@ int main(void)
 {
 	test_actions();
 	test_explain();
+	test_personas();
 	test_bad_specs();
 	test_length_bounds_the_spec();
 	return check_finish("fault_spec");
