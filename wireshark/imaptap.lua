@@ -576,26 +576,31 @@ local function parse_mark(m)
 	if msgid == "fault" then
 		r.kind = "fault"
 		r.name = text:match("spec=(%S-):%s") or text:match("spec=(%S+)")
+	elseif msgid == "anomaly" then
+		r.kind = "anomaly"
+		r.name = text:match("rule=([^%s:]+)")
 	end
 	return r
 end
 
--- (Read each time: a pass without a tree has no comment fields.)
+-- (Read each time: a pass without a tree has no comment fields.) A mark
+-- counts only on a packet without imaptap's comments: in a pcapng the
+-- comment on the mark's packet says the same.
 local function frame_comments(pinfo)
 	local out = {}
-	if f_syslog then
-		for _, fi in ipairs({ f_syslog() }) do
-			local ok, v = pcall(function() return fi.value end)
-			local r = ok and type(v) == "string" and parse_mark(v)
+	for _, fi in ipairs({ f_comment() }) do
+		local ok, v = pcall(function() return fi.value end)
+		if ok and type(v) == "string" then
+			local r = parse_comment(v)
 			if r then
 				out[#out + 1] = r
 			end
 		end
 	end
-	for _, fi in ipairs({ f_comment() }) do
-		local ok, v = pcall(function() return fi.value end)
-		if ok and type(v) == "string" then
-			local r = parse_comment(v)
+	if f_syslog and #out == 0 then
+		for _, fi in ipairs({ f_syslog() }) do
+			local ok, v = pcall(function() return fi.value end)
+			local r = ok and type(v) == "string" and parse_mark(v)
 			if r then
 				out[#out + 1] = r
 			end

@@ -402,27 +402,55 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual([{k: x for k, x in u.items() if k not in strip} for u in one],
                          [{k: x for k, x in u.items() if k not in strip} for u in units])
 
-    def test_fault_marks(self):
-        """A fault's marks in imaptap's pcap (syslog datagrams) are
-        imaptap.fault; the held completion shows in DONE->OK."""
-        pcap = os.path.join(tempfile.mkdtemp(dir=TMP), "fault.pcap")
-        px = self.start_proxy(DC.port, extra_args=["--pcap", pcap,
-                                                   "--fault", "hold-idle-completion:1s"])
-        m = RecordingIMAP4("127.0.0.1", px.port)
-        self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
-        self.assertEqual(m.select("INBOX")[0], "OK")
-        m.idle_done(b"I001", wait=0.1)
-        m.logout_to_eof()
-        px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
-        px.stop()
-        marks = frame_fields(pcap, 'imaptap.fault == "hold-idle-completion:1s"',
-                             ["syslog.msg"])
-        self.assertEqual([re.search(r"phase=(\w+)", r["syslog.msg"][0]).group(1) for r in marks],
-                         ["active", "start", "release"])
-        idle = [u for u in kind(units_of(pcap), "completion") if v(u, "command") == "IDLE"]
-        self.assertGreaterEqual(float(v(idle[0], "done_to_ok")), 1.0)
-        settings = frame_fields(pcap, 'imaptap.comment contains "settings mark"', ["frame.number"])
-        self.assertEqual(settings, [{"frame.number": ["1"]}])
+    def test_proxy_marks_and_comments(self):
+        """What the proxy writes beside the packets, a fault held IDLE's
+        completion past --done-stall: in a pcap the syslog marks give
+        imaptap.fault; in a pcapng the packet comments give imaptap.fault,
+        imaptap.anomaly, imaptap.resolved and the proxy's latencies, each
+        once per packet."""
+        d = tempfile.mkdtemp(dir=TMP)
+        for name in ("marks.pcap", "comments.pcapng"):
+            pcap = os.path.join(d, name)
+            px = self.start_proxy(DC.port, extra_args=[
+                "--pcap", pcap, "--done-stall", "1", "--fault", "hold-idle-completion:2s"])
+            m = RecordingIMAP4("127.0.0.1", px.port)
+            self.assertEqual(m.login("alice", PASSWORD)[0], "OK")
+            self.assertEqual(m.select("INBOX")[0], "OK")
+            m.idle_done(b"I001", wait=0.1)
+            m.logout_to_eof()
+            px.wait_for_row(lambda r: r["dir"] == "--" and r["text"].startswith("close"))
+            px.stop()
+            names = ["frame.number", "imaptap.fault", "imaptap.anomaly", "imaptap.resolved",
+                     "imaptap.latency", "imaptap.done_to_ok", "imaptap.command"]
+            faults = frame_fields(pcap, 'imaptap.fault == "hold-idle-completion:2s"', names)
+            self.assertEqual([r["imaptap.fault"] for r in faults],
+                             [["hold-idle-completion:2s"]] * 3, name)
+            idle = [u for u in kind(units_of(pcap), "completion") if v(u, "command") == "IDLE"]
+            self.assertEqual(len(idle), 1)
+            settings = frame_fields(pcap, 'imaptap.comment contains "settings mark"',
+                                    ["frame.number"])
+            self.assertEqual(settings, [{"frame.number": ["1"]}])
+            if name.endswith(".pcap"):
+                self.assertGreaterEqual(float(v(idle[0], "done_to_ok")), 2.0)
+                self.assertEqual(frame_fields(pcap, "imaptap.anomaly", names), [])
+                continue
+            stall = frame_fields(pcap, 'imaptap.anomaly == "done-stall"', names)
+            self.assertEqual(len(stall), 1)
+            self.assertEqual(stall[0]["imaptap.anomaly"], ["done-stall"])
+            ok = frame_fields(pcap, 'imaptap.resolved == "done-stall"', names)
+            self.assertEqual(len(ok), 1)
+            self.assertEqual(ok[0]["frame.number"], [idle[0]["frame_number"]])
+            self.assertEqual(ok[0]["imaptap.command"], ["IDLE"])
+            # the proxy's figures (to the microsecond), once each
+            self.assertEqual(len(ok[0]["imaptap.latency"]), 1)
+            self.assertEqual(len(ok[0]["imaptap.done_to_ok"]), 1)
+            self.assertGreaterEqual(float(ok[0]["imaptap.done_to_ok"][0]), 2.0)
+            for u in kind(units_of(pcap), "completion"):
+                span = float(u["frame_time_epoch"]) - float(
+                    frame_fields(pcap, "frame.number == %s" % v(u, "request_in"),
+                                 ["frame.time_epoch"])[0]["frame.time_epoch"][0])
+                got = frame_fields(pcap, "frame.number == %s" % u["frame_number"], names)[0]
+                self.assertAlmostEqual(float(got["imaptap.latency"][0]), span, delta=1.5e-6)
 
     def test_tshark_capture_of_dovecot(self):
         """A capture made by tshark on loopback, straight to Dovecot's
@@ -469,6 +497,18 @@ class PluginTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(v(idle, "latency"), "90.002000000")
         slow = frame_fields(pcap, "imaptap.latency > 1", ["frame.number"])
         self.assertEqual(slow, [{"frame.number": [idle["frame_number"]]}])
+        # compiled as pcapng, the same figures come from its comments
+        png = os.path.join(d, "gmail.pcapng")
+        r = run_imaptap(["compile", os.path.join(ROOT, "tests", "scenarios",
+                                                 "gmail-ignores-done.imap"), "-o", png])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(frame_fields(png, "imaptap.latency > 1",
+                                      ["frame.number", "imaptap.latency", "imaptap.done_to_ok",
+                                       "frame.comment"])[0],
+                         {"frame.number": [idle["frame_number"]], "imaptap.latency": ["90.002000000"],
+                          "imaptap.done_to_ok": ["30.001000000"],
+                          "frame.comment": ["imaptap latency 90002.000 ms: a3 IDLE OK",
+                                            "imaptap done-to-ok 30.001 s: a3 IDLE"]})
         done = kind(units, "done")[0]
         self.assertEqual((v(done, "tag"), v(done, "for_tag")), (None, "a3"))
         # port 143 is the plugin's; the built-in dissector gets it back by
