@@ -11,6 +11,8 @@ What stands in for the world outside:
   provider's would be through the system store;
 - `--listen ADDR:PORT` (and `--pcap-listen`) becomes port 0 with a port file (tests run in
   parallel);
+- the installed Wireshark plugin (`lua_script:.../share/imaptap/wireshark/
+  imaptap.lua`) is the repository's wireshark/imaptap.lua;
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
   stopped with SIGINT;
@@ -190,6 +192,10 @@ class Page:
                     # what port 993 implies, said outright for another port
                     out += ["--upstream-tls", "implicit"]
                 i += 2
+                continue
+            if a.startswith("lua_script:") and a.endswith("/share/imaptap/wireshark/imaptap.lua"):
+                out.append("lua_script:" + os.path.join(ROOT, "wireshark", "imaptap.lua"))
+                i += 1
                 continue
             if a in ("--listen", "--pcap-listen") and i + 1 < len(argv):
                 out += [a, "127.0.0.1:0"]
