@@ -694,6 +694,11 @@ class PersonaTest(ProxyTestCase, unittest.TestCase):
     fault_events = FaultTest.fault_events
 
     def active_lines(self, px):
+        # printed right after the port file is written: wait for them
+        deadline = time.monotonic() + 10
+        while "FAULT ACTIVE" not in px.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)
         return [l for l in px.stderr_text().splitlines() if "FAULT ACTIVE" in l]
 
     def idle_session(self, px):
