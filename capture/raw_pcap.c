@@ -118,6 +118,10 @@ static void raw_secret(void *ctx, const char *line)
 	struct pcap_writer *w = ctx;
 	size_t n = strlen(line);
 
+	/* stopped by a write error: no packet will carry them until SIGHUP,
+	 * and the sessions they belong to are not in the file */
+	if (w->file.fp == NULL)
+		return;
 	if (w->secrets_len + n + 1 > w->secrets_cap) {
 		size_t cap = w->secrets_cap ? w->secrets_cap : 1024;
 		char *p;

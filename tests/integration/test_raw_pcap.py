@@ -16,6 +16,7 @@ instead of a TLS handshake leave a file that still reads and decrypts.
 import imaplib
 import os
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -264,6 +265,23 @@ class RawPcapTest(ProxyTestCase, unittest.TestCase):
         # both legs of both sessions: TLS 1.3's five secrets each
         self.assertEqual(secrets.count(b"CLIENT_TRAFFIC_SECRET_0 "), 4, secrets)
         self.assertTrue(secrets.endswith(b"\n"))
+
+    def test_sighup_starts_a_moved_file_anew(self):
+        px = self.proxy("implicit")
+        self.session(px, "implicit")
+        moved = os.path.join(self.dir, "raw.1.pcapng")
+        os.rename(self.raw, moved)
+        px.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.raw) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.session(px, "implicit")
+        self.stop(px)
+        for path in (moved, self.raw):
+            self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o600")
+            imap = tshark.fields(path, "imap", "tcp.stream", "imap.request")
+            self.assertEqual(len({r[0] for r in imap}), 2, (path, imap))
+            self.assertTrue(any("LOGIN alice" in r[1] for r in imap), imap)
 
     def test_refused_without_overwrite(self):
         with open(self.raw, "wb") as f:
