@@ -7,8 +7,9 @@ tools with no preferences set: tshark decrypts both legs to the same IMAP
 bytes as the plain --pcap of the same run (its password unmasked), finds
 the handshakes, and decrypts nothing once editcap has stripped the
 secrets; capinfos validates the file. Also: mode 0600, a file already there
-refused without --overwrite, usage errors, and peers that send garbage
-instead of a TLS handshake leave a file that still reads and decrypts.
+refused without --overwrite, usage errors, SIGHUP after the file was moved,
+a proxy killed with SIGKILL, and peers that send garbage instead of a TLS
+handshake: each leaves a file that still reads and decrypts.
 
     python3 tests/integration/test_raw_pcap.py [--imaptap build/imaptap] [-v]
 """
@@ -282,6 +283,22 @@ class RawPcapTest(ProxyTestCase, unittest.TestCase):
             imap = tshark.fields(path, "imap", "tcp.stream", "imap.request")
             self.assertEqual(len({r[0] for r in imap}), 2, (path, imap))
             self.assertTrue(any("LOGIN alice" in r[1] for r in imap), imap)
+
+    def test_sigkill_leaves_a_file_that_decrypts(self):
+        px = self.proxy("implicit")
+        m = self.client(px, "implicit")
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        px.wait_for_row(lambda r: "SELECT" in r["text"] and "OK" in r["text"])
+        time.sleep(0.3)
+        px.expect_signal_exit = True
+        px.proc.send_signal(signal.SIGKILL)
+        px.proc.wait()
+        rc, out, err = tool("capinfos", self.raw)
+        self.assertEqual(rc, 0, err)
+        requests = [r[1] for r in tshark.fields(self.raw, "imap", "tcp.stream", "imap.request")]
+        # both legs, decrypted, up to the last batch the writer thread had
+        self.assertEqual(sum("SELECT INBOX" in r for r in requests), 2, requests)
 
     def test_refused_without_overwrite(self):
         with open(self.raw, "wb") as f:
