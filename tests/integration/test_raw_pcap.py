@@ -47,6 +47,9 @@ def setUpModule():
     global DC, PKI, TMP, BODY
     check_binary()
     TMP = module_tmpdir("imaptap-raw-")
+    # no preferences at all: an empty personal configuration for tshark
+    os.environ["WIRESHARK_CONFIG_DIR"] = os.path.join(TMP, "wireshark")
+    os.makedirs(os.environ["WIRESHARK_CONFIG_DIR"])
     PKI = TestPKI(os.path.join(TMP, "pki"))
     crt, key = PKI.server("localhost", "127.0.0.1")
     DC = module_dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key)
