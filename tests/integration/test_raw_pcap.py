@@ -270,6 +270,44 @@ class RawPcapTest(ProxyTestCase, unittest.TestCase):
         self.assertEqual(secrets.count(b"CLIENT_TRAFFIC_SECRET_0 "), 4, secrets)
         self.assertTrue(secrets.endswith(b"\n"))
 
+    def test_tls12_client_leg(self):
+        # TLS 1.2 logs CLIENT_RANDOM lines, not TLS 1.3's five secrets
+        px = self.proxy("implicit")
+        ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca", "ca.crt"))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        m = imaplib.IMAP4_SSL("localhost", px.port, ssl_context=ctx)
+        self.assertEqual(m.sock.version(), "TLSv1.2")
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        m.logout()
+        self.stop(px)
+        secrets = b"".join(body[8:] for kind, body in pcapng_blocks(self.raw) if kind == DSB)
+        self.assertIn(b"CLIENT_RANDOM ", secrets)
+        imap = tshark.fields(self.raw, "imap", "tcp.stream", "imap.request")
+        self.assertEqual({r[0] for r in imap if "SELECT INBOX" in r[1]}, {"0", "1"}, imap)
+
+    def test_plain_legs_resplit_byte_by_byte(self):
+        # a re-split stream writes a piece at a time: every piece on the wire
+        px = self.start_proxy(DC.port, extra_args=[
+            "--raw-pcap", self.raw, "--pcap", self.plain, "--fault", "split:s2c:byte"])
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.login("alice", PASSWORD)
+        m.select("INBOX")
+        m.logout()
+        self.stop(px)
+        plain_c, plain_s, _, _ = tshark.follow(self.plain, 0)
+        raw_c, raw_s, _, _ = tshark.follow(self.raw, leg_stream(self.raw, "client"))
+        self.assertEqual(raw_c.replace(PASSWORD.encode(), b"*" * len(PASSWORD)), plain_c)
+        # what was written before the client left after LOGOUT's BYE: the
+        # plain capture has what the proxy had to write, the raw one what it wrote
+        self.assertTrue(plain_s.startswith(raw_s))
+        self.assertRegex(raw_s, rb"\S+ OK \[READ-WRITE\] [^\r]*\r\n")
+        # written one byte a segment toward the client
+        sizes = tshark.fields(self.raw, "tcp.stream == %d && tcp.srcport == 143 && tcp.len > 0"
+                              % leg_stream(self.raw, "client"), "tcp.len")
+        self.assertEqual({r[0] for r in sizes}, {"1"})
+        self.assertEqual(len(sizes), len(raw_s))
+
     def test_sighup_starts_a_moved_file_anew(self):
         px = self.proxy("implicit")
         self.session(px, "implicit")
