@@ -24,6 +24,8 @@
 #   NOOP_COUNT=5000     NOOP round trips per latency measurement
 #   SPEED_SECONDS=2     seconds per openssl speed measurement
 #   RESULTS=FILE        key=value results (default BUILD_DIR/peers-bench.kv)
+#   PCAP_EXT=pcapng     imaptap's capture rows write pcapng (its verdicts as
+#                       packet comments) instead of pcap
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +40,7 @@ SPEED_SECONDS=${SPEED_SECONDS:-2}
 DO_BUILD=1
 ONLY=""
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -114,7 +116,7 @@ start_imaptap() { # name upstream_port plain|tls off|on -> RET=port
     local name=$1 up=$2 f=$WORK/imaptap-$1.port opts=()
     [ "$3" = tls ] && opts+=(--upstream-tls implicit --upstream-ca "$PKI/testca.crt" --sni localhost
                              --client-tls implicit --ca "$TAPCA")
-    [ "$4" = on ] && opts+=(--pcap "$WORK/imaptap-$name.pcap")
+    [ "$4" = on ] && opts+=(--pcap "$WORK/imaptap-$name.${PCAP_EXT:-pcap}")
     "$IMAPTAP" proxy --upstream "127.0.0.1:$up" --listen 127.0.0.1:0 --port-file "$f" \
         --quiet "${opts[@]}" "${IMAPTAP_EXTRA[@]}" </dev/null >"$WORK/imaptap-$name.out" \
         2>"$WORK/imaptap-$name.log" &
@@ -251,7 +253,7 @@ client_args() { # workload mode tool -> imapbench connection options
 
 empty_pcaps() { # the relays write on at their offsets: sparse files, no disk used
     local f
-    for f in "$WORK"/*.pcap; do [ -f "$f" ] && truncate -s 0 "$f"; done
+    for f in "$WORK"/*.pcap "$WORK"/*.pcapng; do [ -f "$f" ] && truncate -s 0 "$f"; done
     return 0
 }
 

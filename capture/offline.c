@@ -5,9 +5,13 @@
 #include <string.h>
 
 #include "capture/fault_mark.h"
+#include "capture/keylog.h"
 #include "capture/observed.h"
+#include "capture/pcapng_secrets.h"
 #include "capture/settings.h"
 #include "capture/timefmt.h"
+#include "capture/tls_decrypt.h"
+#include "capture/tls_hello.h"
 
 struct offline_session {
 	unsigned id;
@@ -20,7 +24,10 @@ struct offline_session {
 	bool injected_next;                     /* an inject mark: the proxy wrote the next
 						   server-side bytes itself */
 	bool starttls_ok;                       /* STARTTLS was answered OK: TLS may follow */
-	bool tls;                               /* the stream is TLS: not readable here */
+	bool tls;                               /* the stream is TLS from here */
+	struct capture_tls_decrypt *tls_dec;    /* its decryption; NULL: out of memory */
+	enum capture_tls_state tls_said;        /* the state the timeline was told of */
+	imap_time_us tls_ts;                    /* the packet being decrypted */
 	bool fed;                               /* bytes went to the conversation */
 	struct capture_close_mark_read marked;
 	struct offline_session *next;
@@ -35,6 +42,7 @@ struct offline {
 	imap_time_us ticked;          /* packet time all sessions last saw */
 	size_t max_line;              /* in effect: the config's, else the capture's */
 	struct imap_tracker_config thresholds; /* likewise, field by field */
+	struct capture_keylog *keylog;         /* --keylog's secrets and the pcapng's own */
 };
 
 /* How often, in capture time, every open session is told time passed:
@@ -90,28 +98,116 @@ static void on_observation(void *ctx, const struct imap_observation *obs)
 		s->starttls_ok = true;
 }
 
-/* A TLS record starts here: handshake (22) or alert (21), version 3.x. */
+/* A TLS record starts here: handshake (22) or alert (21), version 3.x;
+ * as much of that as the first segment holds (one byte may come alone),
+ * since no IMAP stream starts with those bytes. */
 static bool tls_record(const uint8_t *p, size_t len)
 {
-	return len >= 3 && (p[0] == 22 || p[0] == 21) && p[1] == 3 && p[2] <= 4;
+	return len >= 1 && (p[0] == 22 || p[0] == 21) && (len < 2 || p[1] == 3) &&
+	       (len < 3 || p[2] <= 4);
+}
+
+/* Decrypted application data: what the client and server said. */
+static void on_plain(void *ctx, enum imap_dir dir, const uint8_t *data, size_t len)
+{
+	struct offline_session *s = ctx;
+
+	s->fed = true;
+	observed_feed(s->observed, dir, s->tls_ts, IMAP_ORIGIN_PEER, data, len);
 }
 
 /* A session's stream turns out to be TLS (implicit TLS from its first
- * byte, or after STARTTLS): its bytes are not shown as rows of garbage;
- * the first such session says why, once, and what to do. */
-static void saw_tls(struct offline_session *s, const struct capture_stream_event *ev)
+ * byte, or after STARTTLS): from here its bytes go through the
+ * decryption, never to the conversation as rows of garbage. */
+static void saw_tls(struct offline_session *s, imap_time_us ts)
 {
-	struct offline *o = s->run;
-
 	s->tls = true;
-	o->result->tls_sessions++;
-	if (o->result->tls_sessions == 1)
-		observed_notice(s->observed, ev->ts,
-				"this capture holds IMAP inside TLS, which cannot be read without "
-				"the session keys: its TLS sessions are listed, not shown; record the "
-				"plain side with imaptap proxy --pcap instead");
-	else
-		observed_notice(s->observed, ev->ts, "TLS from here on: not shown");
+	s->tls_said = CAPTURE_TLS_HELLO;
+	s->run->result->tls_sessions++;
+	s->tls_dec = capture_tls_decrypt_new(s->run->keylog, on_plain, s);
+	if (s->tls_dec == NULL) {
+		s->run->result->tls_failed++;
+		observed_notice(s->observed, ts, "out of memory: its TLS is not decrypted");
+	}
+}
+
+/* The timeline hears once that the decryption started, and once that it
+ * stopped or could not start, with what to do. */
+static void tls_report(struct offline_session *s, imap_time_us ts)
+{
+	struct capture_offline_result *r = s->run->result;
+	enum capture_tls_state state = capture_tls_decrypt_state(s->tls_dec);
+	struct capture_tls_info info = {.leg = "capture", .peer = ""};
+	char text[1024], client[CAPTURE_ENDPOINT_STR_MAX], sni[CAPTURE_TLS_SNI_MAX + 8] = "";
+
+	if (state == s->tls_said)
+		return;
+	s->tls_said = state;
+	capture_endpoint_format(&s->client, client, sizeof(client));
+	info.sni = capture_tls_decrypt_sni(s->tls_dec);
+	if (info.sni[0] != '\0')
+		snprintf(sni, sizeof(sni), "SNI %s, ", info.sni);
+	switch (state) {
+	case CAPTURE_TLS_HELLO:
+		return;
+	case CAPTURE_TLS_DECRYPTING:
+		r->tls_decrypted++;
+		info.version = capture_tls_decrypt_version(s->tls_dec);
+		info.cipher = capture_tls_decrypt_cipher(s->tls_dec);
+		observed_tls(s->observed, ts, &info);
+		return;
+	case CAPTURE_TLS_NO_SECRETS:
+		r->tls_no_secrets++;
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (%sclient_random %s) not "
+			 "decrypted: %s. Give analyze --keylog FILE, the key log the client wrote "
+			 "(SSLKEYLOGFILE=/path for curl, Thunderbird, Firefox; keylog_filename in "
+			 "Python's ssl), or a pcapng holding it (editcap --inject-secrets tls,FILE)",
+			 client, s->server.port, sni, capture_tls_decrypt_random(s->tls_dec),
+			 capture_tls_decrypt_why(s->tls_dec));
+		break;
+	case CAPTURE_TLS_UNSUPPORTED:
+	case CAPTURE_TLS_FAILED:
+		r->tls_failed++;
+		snprintf(text, sizeof(text), "TLS session of %s to port %u (%sclient_random %s) "
+			 "undecryptable from here: %s", client, s->server.port, sni,
+			 capture_tls_decrypt_random(s->tls_dec)[0] ? capture_tls_decrypt_random(s->tls_dec)
+								   : "not in the capture",
+			 capture_tls_decrypt_why(s->tls_dec));
+		break;
+	}
+	observed_notice(s->observed, ts, text);
+}
+
+/* What the end of the session left of its TLS. */
+static void tls_end(struct offline_session *s, imap_time_us ts)
+{
+	char text[200];
+
+	if (capture_tls_decrypt_state(s->tls_dec) == CAPTURE_TLS_HELLO) {
+		observed_notice(s->observed, ts, "its TLS handshake is not complete in the capture: "
+				"nothing to decrypt");
+		return;
+	}
+	if (capture_tls_decrypt_state(s->tls_dec) != CAPTURE_TLS_DECRYPTING)
+		return;
+	for (int dir = IMAP_C2S; dir <= IMAP_S2C; dir++) {
+		size_t left = capture_tls_decrypt_pending(s->tls_dec, (enum imap_dir)dir);
+
+		if (left == 0)
+			continue;
+		snprintf(text, sizeof(text), "the %s's last TLS record is cut short after %zu byte(s): "
+			 "what it held is not shown", dir == IMAP_C2S ? "client" : "server", left);
+		observed_notice(s->observed, ts, text);
+	}
+}
+
+static void tls_feed(struct offline_session *s, const struct capture_stream_event *ev)
+{
+	if (s->tls_dec == NULL)
+		return;
+	s->tls_ts = ev->ts;
+	capture_tls_decrypt_feed(s->tls_dec, ev->dir, ev->data, ev->len);
+	tls_report(s, ev->ts);
 }
 
 static void on_anomaly(void *ctx, const struct imap_anomaly *a)
@@ -240,8 +336,11 @@ static void close_session(struct offline_session **p, const struct capture_strea
 		info.reason = s->marked.reason;
 	}
 
+	if (s->tls_dec != NULL)
+		tls_end(s, ev->ts);
 	*p = s->next;
 	observed_close(&s->observed, &info);
+	capture_tls_decrypt_free(&s->tls_dec);
 	free(s);
 }
 
@@ -270,9 +369,11 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 		o->result->data_bytes += ev->len;
 		if (!s->tls && tls_record(ev->data, ev->len) &&
 		    (s->starttls_ok || (ev->offset == 0 && !s->fed)))
-			saw_tls(s, ev);
-		if (s->tls)
+			saw_tls(s, ev->ts);
+		if (s->tls) {
+			tls_feed(s, ev);
 			break;
+		}
 		s->fed = true;
 		/* what a fault's inject mark announced is the proxy's, as live */
 		observed_feed(s->observed, ev->dir, ev->ts,
@@ -291,6 +392,10 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			 (unsigned long long)ev->offset);
 		imap_conv_anomaly(s->conv, ev->dir, &gap);
 		imap_conv_gap(s->conv, ev->dir);
+		if (s->tls_dec != NULL) {
+			capture_tls_decrypt_gap(s->tls_dec, ev->dir, ev->gap_len);
+			tls_report(s, ev->ts);
+		}
 		break;
 	case CAPTURE_STREAM_CLOSE:
 		close_session(p, ev); /* and flushes */
@@ -428,6 +533,22 @@ static void on_datagram(void *ctx, const struct capture_datagram *dg)
 	capture_sinks_flush(o->sinks);
 }
 
+/* The secrets of --keylog, then of the capture's own pcapng blocks. */
+static int load_secrets(struct offline *o, const char *path, char *err, size_t errlen)
+{
+	o->keylog = capture_keylog_new();
+	if (o->keylog == NULL ||
+	    (o->config->keylog != NULL &&
+	     capture_keylog_load(o->keylog, o->config->keylog, err, errlen) != 0) ||
+	    (o->result->embedded_secrets = capture_pcapng_secrets(path, o->keylog)) < 0) {
+		if (o->keylog == NULL || o->result->embedded_secrets < 0)
+			snprintf(err, errlen, "%s: out of memory reading its TLS secrets", path);
+		capture_keylog_free(&o->keylog);
+		return -1;
+	}
+	return 0;
+}
+
 int capture_offline_run(const char *path, const struct capture_offline_config *config,
 			const struct capture_sinks *sinks, struct capture_offline_result *result,
 			char *err, size_t errlen)
@@ -442,6 +563,8 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 	int rc;
 
 	memset(result, 0, sizeof(*result));
+	if (load_secrets(&o, path, err, errlen) != 0)
+		return -1;
 	rc = capture_pcap_read(path, on_stream, on_datagram, &o, &result->stats, err, errlen);
 	/* the reader closes every session at the end of the file; anything
 	 * left is freed here */
@@ -450,8 +573,12 @@ int capture_offline_run(const char *path, const struct capture_offline_config *c
 
 		o.open = s->next;
 		observed_discard(&s->observed);
+		capture_tls_decrypt_free(&s->tls_dec);
 		free(s);
 	}
 	capture_sinks_flush(sinks);
+	result->keylog_secrets = capture_keylog_count(o.keylog);
+	result->keylog_bad_lines = capture_keylog_bad_lines(o.keylog);
+	capture_keylog_free(&o.keylog);
 	return rc;
 }

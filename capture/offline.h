@@ -24,6 +24,7 @@ struct capture_offline_config {
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	bool no_rules;         /* framing only */
 	struct imap_tracker_config thresholds; /* zeros: the capture's, else the defaults */
+	const char *keylog;    /* --keylog: an NSS key log file, or NULL */
 };
 
 struct capture_offline_result {
@@ -37,12 +38,22 @@ struct capture_offline_result {
 	uint64_t damaged_marks; /* fault marks that do not read: left out */
 	char damaged_mark[200]; /* the first of them: when, and what is wrong */
 	bool settings_read;     /* the capture recorded the settings it was made with */
-	unsigned tls_sessions;  /* sessions whose stream is TLS (not shown) */
+	unsigned tls_sessions;  /* sessions whose stream is TLS */
+	unsigned tls_decrypted; /* of them: decrypted with the key log's secrets */
+	unsigned tls_no_secrets; /* of them: the key log holds no secrets for them */
+	unsigned tls_failed;    /* of them: undecryptable (from some point on) */
+	size_t keylog_secrets;  /* secrets read: --keylog's and the pcapng's own */
+	size_t keylog_bad_lines; /* key log lines of a known label that did not read */
+	int embedded_secrets;   /* the pcapng's Decryption Secrets Blocks read */
 	imap_time_us last_ts;   /* the time of the capture's last event */
 	struct capture_read_stats stats;
 };
 
-/* Returns 0, or -1 with a message in err (the file cannot be read). */
+/* TLS sessions are decrypted with the secrets of config's keylog and of
+ * the capture's own Decryption Secrets Blocks (capture/tls_decrypt.h);
+ * each one that is not says why on the timeline.
+ * Returns 0, or -1 with a message in err (the file or the key log cannot
+ * be read). */
 int capture_offline_run(const char *path, const struct capture_offline_config *config,
 			const struct capture_sinks *sinks, struct capture_offline_result *result,
 			char *err, size_t errlen);

@@ -95,6 +95,20 @@ int capture_outfile_open(struct capture_outfile *out, const char *path,
 	return 0;
 }
 
+int capture_outfile_open_stream(struct capture_outfile *out, capture_stream_fn *fn, void *ctx)
+{
+	cookie_io_functions_t io = {.write = fn};
+
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	out->fp = fopencookie(ctx, "w", io);
+	if (out->fp == NULL)
+		return -1;
+	/* a batch of lines reaches the readers in one piece */
+	setvbuf(out->fp, NULL, _IOFBF, 65536);
+	return 0;
+}
+
 void capture_outfile_rollback(struct capture_outfile *out)
 {
 	int saved = errno;
@@ -104,7 +118,7 @@ void capture_outfile_rollback(struct capture_outfile *out)
 	clearerr(out->fp);
 	if (out->behind != NULL) {
 		capture_writebehind_discard(out->behind);
-	} else if (ftruncate(out->fd, out->good) == 0) {
+	} else if (out->fd >= 0 && ftruncate(out->fd, out->good) == 0) {
 		lseek(out->fd, out->good, SEEK_SET);
 	}
 	errno = saved;
@@ -121,7 +135,9 @@ int capture_outfile_commit(struct capture_outfile *out)
 		capture_outfile_rollback(out);
 		return -1;
 	}
-	end = out->behind != NULL ? capture_writebehind_good(out->behind) : lseek(out->fd, 0, SEEK_END);
+	end = out->behind != NULL ? capture_writebehind_good(out->behind)
+	      : out->fd >= 0     ? lseek(out->fd, 0, SEEK_END)
+				 : -1;
 	if (end >= 0)
 		out->good = end;
 	return 0;

@@ -39,6 +39,14 @@ enum capture_outfile_mode {
 int capture_outfile_open(struct capture_outfile *out, const char *path,
 			 enum capture_outfile_mode mode, size_t buffer_size);
 
+/* Where a stream's bytes go (fopencookie's write): returns len, or -1. */
+typedef ssize_t capture_stream_fn(void *ctx, const char *buf, size_t len);
+
+/* An output that is no file: what is written goes to fn once a commit (or
+ * a full buffer) flushes it, on the caller's thread. Returns 0, or -1
+ * with errno set. */
+int capture_outfile_open_stream(struct capture_outfile *out, capture_stream_fn *fn, void *ctx);
+
 /* The open descriptor's own file: the same open(2) flags and checks, for
  * outputs written without stdio (the key log). Returns the descriptor or
  * -1 with errno set as capture_outfile_open. */

@@ -80,6 +80,14 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 	struct stat st;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
+	if (w->stream != NULL) {
+		if (capture_outfile_open_stream(&w->file, w->stream, w->stream_ctx) != 0) {
+			snprintf(err, errlen, "cannot start %.3000s: %s", w->path, strerror(errno));
+			return -1;
+		}
+		append = false;
+		goto header;
+	}
 	append = append && stat(name, &st) == 0 && w->header_len > 0 &&
 		 (size_t)st.st_size >= w->header_len;
 	/* small segments (lines) go out in big writes */
@@ -92,6 +100,7 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 		w->written = (uint64_t)w->file.good;
 		return 0;
 	}
+header:
 	if (w->format == CAPTURE_PCAP_NG) {
 		/* the section names the settings, which come right after */
 		w->head_due = true;
@@ -143,7 +152,7 @@ void pcap_files_reopen(void *self)
 	bool moved;
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	if (strcmp(w->path, "-") == 0) {
+	if (strcmp(w->path, "-") == 0 || w->stream != NULL) {
 		/* standard output: a second file header would break the stream */
 		if (w->file.fp != NULL)
 			pcap_files_flush(w);

@@ -467,6 +467,8 @@ int capture_pcap_writer_new(const struct capture_pcap_config *config,
 		return -1;
 	}
 	w->format = capture_pcap_format_of(config->path, config->format);
+	w->stream = config->stream;
+	w->stream_ctx = config->stream_ctx;
 	w->mode = config->mode;
 	w->max_bytes = config->max_bytes;
 	w->log = config->log;
@@ -478,6 +480,8 @@ int capture_pcap_writer_new(const struct capture_pcap_config *config,
 		pw_destroy(w);
 		return -1;
 	}
+	if (w->stream != NULL)
+		w->max_bytes = 0; /* a stream does not rotate */
 	if ((w->max_bytes > 0 && w->mode == CAPTURE_OUTFILE_NEW && pcap_check_rotated(w, err, errlen) != 0) ||
 	    pcap_open_file(w, false, err, errlen) != 0) {
 		if (refused_r != NULL)

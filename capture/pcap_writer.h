@@ -40,6 +40,9 @@ struct capture_pcap_config {
 	uint64_t max_bytes;   /* rotate after this many bytes; 0 never */
 	capture_log_fn *log;  /* one message when writing fails */
 	void *log_ctx;
+	capture_stream_fn *stream; /* set: no file; the capture goes to stream (path
+				      names it in messages; no rotation) */
+	void *stream_ctx;
 };
 
 /* Creates path (mode 0600). Returns 0 and the sink, or -1 with a message

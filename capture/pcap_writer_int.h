@@ -70,6 +70,8 @@ struct pcap_deferred {
 struct pcap_writer {
 	char *path;
 	enum capture_pcap_format format; /* CLASSIC or NG */
+	capture_stream_fn *stream;  /* no file: the capture goes here */
+	void *stream_ctx;
 	size_t header_len;          /* of the current file */
 	bool head_due;              /* pcapng: the section not yet written */
 	enum capture_outfile_mode mode; /* of every file of the set */

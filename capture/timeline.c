@@ -254,6 +254,9 @@ static void tl_tls(void *self, unsigned session, imap_time_us ts,
 		snprintf(text, sizeof(text), "upstream TLS %s %s; %s%s; certificate NOT VERIFIED "
 			 "(--insecure-upstream): %s", info->version, info->cipher,
 			 info->sni[0] ? "SNI " : "no SNI (an address)", info->sni, info->peer);
+	else if (strcmp(info->leg, "capture") == 0)
+		snprintf(text, sizeof(text), "TLS %s %s, decrypted with the key log%s%s",
+			 info->version, info->cipher, info->sni[0] ? "; SNI " : "", info->sni);
 	else
 		snprintf(text, sizeof(text), "%s TLS %s %s%s%s", info->leg, info->version,
 			 info->cipher, info->sni[0] ? "; SNI " : "; no SNI", info->sni);

@@ -188,3 +188,20 @@ const char *cli_tls_mode_word(enum proxy_tls_mode mode)
 {
 	return mode == PROXY_TLS_IMPLICIT ? "implicit" : mode == PROXY_TLS_STARTTLS ? "starttls" : "none";
 }
+
+/* "implicit", "starttls" or "none". */
+int cli_tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
+{
+	static const enum proxy_tls_mode modes[] = {PROXY_TLS_NONE, PROXY_TLS_IMPLICIT,
+						    PROXY_TLS_STARTTLS};
+
+	if (word == NULL)
+		return 0;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(word, cli_tls_mode_word(modes[i])) == 0) {
+			*out = modes[i];
+			return 0;
+		}
+	cli_usage_error("proxy", "%s takes implicit, starttls or none, not '%s'", flag, word);
+	return -1;
+}

@@ -69,6 +69,9 @@ struct proxy_fault;
 /* The word --upstream-tls and --client-tls take for mode: "none",
  * "implicit", "starttls"; the settings record it the same way. */
 const char *cli_tls_mode_word(enum proxy_tls_mode mode);
+/* The mode word of flag (NULL: *out stays): 0, or -1 after the usage
+ * error. */
+int cli_tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out);
 /* Records the settings a proxy run judges by (capture/settings.h) in its
  * outputs, before any session. */
 void cli_record_proxy_settings(const struct proxy_config *config, const struct proxy_fault *faults,
@@ -85,6 +88,14 @@ int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *
 struct capture_wiretap;
 int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwrite,
 		     capture_log_fn *log, struct capture_wiretap *tap, struct cli_fresh_files *made);
+
+/* --pcap-listen ADDR:PORT: the live capture's listener on base, its sink
+ * added to sinks. Returns it, or NULL after saying why. */
+struct event_base;
+struct proxy_pcap_listen;
+struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const char *spec,
+					      bool remote, capture_log_fn *log,
+					      struct capture_sinks *sinks);
 
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why

@@ -17,13 +17,21 @@ static const char analyze_usage[] =
 	"usage: imaptap analyze FILE [OPTIONS]\n"
 	"\n"
 	"Reads a capture (pcap or pcapng: imaptap's own --pcap, or tcpdump/tshark/\n"
-	"Wireshark captures of plaintext IMAP, Ethernet, Linux cooked 'any', raw IP\n"
-	"or loopback) and prints the timeline of every TCP session in it, the same\n"
-	"rows the live proxy prints. Bytes missing from the capture are reported.\n"
+	"Wireshark captures, Ethernet, Linux cooked 'any', raw IP or loopback) and\n"
+	"prints the timeline of every TCP session in it, the same rows the live\n"
+	"proxy prints. Bytes missing from the capture are reported. TLS sessions\n"
+	"(implicit TLS and STARTTLS; TLS 1.2 and 1.3 with AES-GCM or\n"
+	"ChaCha20-Poly1305) are decrypted with the client's key log (--keylog) or\n"
+	"the secrets a pcapng holds itself; a session without its secrets is named,\n"
+	"with what to do.\n"
 	"A capture made by imaptap proxy records the thresholds it ran with; they\n"
 	"stand in for every rule threshold not given here (docs/capture.md).\n"
 	"\n"
 	"options:\n"
+	"  --keylog FILE            the TLS key log the client wrote (SSLKEYLOGFILE=FILE\n"
+	"                           for curl, Thunderbird, Firefox; keylog_filename in\n"
+	"                           Python's ssl): decrypts the TLS sessions it has\n"
+	"                           secrets for (docs/capture.md)\n"
 	"  --session N[,M...]       only these sessions (numbered from 1 in the order\n"
 	"                           they start)\n"
 	"  --since TIME, --until TIME\n"
@@ -53,7 +61,8 @@ static const char analyze_usage[] =
 	"  -h, --help               this text\n"
 	"\n"
 	"exit codes: 0 read (and no --fail-on rule fired), 1 a --fail-on rule fired,\n"
-	"2 usage error, 3 the file cannot be read\n";
+	"2 usage error, 3 the file or key log cannot be read, or nothing in the\n"
+	"capture reads as IMAP (TLS sessions without their secrets, say)\n";
 
 enum {
 	OPT_SESSION = 256,
@@ -73,6 +82,7 @@ enum {
 	OPT_NO_RULES,
 	OPT_OVERWRITE,
 	OPT_APPEND,
+	OPT_KEYLOG,
 };
 
 static const struct option analyze_options[] = {
@@ -96,6 +106,7 @@ static const struct option analyze_options[] = {
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
+	{"keylog", required_argument, NULL, OPT_KEYLOG},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -106,6 +117,7 @@ struct analyze_args {
 	const char *file;
 	const char *events;
 	const char *color;
+	const char *keylog;
 	unsigned sessions[SESSIONS_MAX]; /* --session N,M,... */
 	size_t session_count;
 	imap_time_us since, until;       /* --since, --until; -1 open */
@@ -230,6 +242,9 @@ static bool plain_option(struct analyze_args *a, int c)
 		return true;
 	case OPT_EVENTS:
 		a->events = optarg;
+		return true;
+	case OPT_KEYLOG:
+		a->keylog = optarg;
 		return true;
 	case OPT_NO_REDACT:
 		a->no_redact = 1;
@@ -373,6 +388,36 @@ static unsigned highest_session(const struct analyze_args *a)
 	return high;
 }
 
+/* TLS sessions not decrypted, each named on the timeline, summed up here.
+ * Returns -1 when nothing in the capture could be read: no IMAP came out
+ * of its TLS. */
+static int tls_verdict(const struct analyze_args *a, const struct capture_offline_result *result)
+{
+	unsigned missing = result->tls_no_secrets, failed = result->tls_failed;
+
+	if (result->keylog_bad_lines > 0)
+		cli_message("%s: %zu line(s) of the key log do not read (wrong lengths, not hex) and "
+			    "are skipped", a->keylog != NULL ? a->keylog : a->file,
+			    result->keylog_bad_lines);
+	if (missing > 0)
+		cli_message("%s: %u session(s) hold IMAP inside TLS that cannot be read without their "
+			    "session keys: %s; give --keylog FILE, the key log the client wrote with "
+			    "SSLKEYLOGFILE=FILE, or record the plain side with imaptap proxy --pcap "
+			    "(the timeline names each session)",
+			    a->file, missing, result->keylog_secrets == 0
+					      ? "no key log given, and the capture holds no secrets"
+					      : "the key log holds none for them");
+	if (failed > 0)
+		cli_message("%s: %u TLS session(s) undecryptable (the timeline says from where and "
+			    "why)", a->file, failed);
+	if (result->tls_sessions == 0 || result->imap_lines > 0 || result->tls_decrypted > 0)
+		return 0; /* decrypted, yet no IMAP: the verdict on plain sessions says it */
+	if (missing == 0 && failed == 0 && result->tls_decrypted == 0)
+		cli_message("%s: its %u session(s) hold IMAP inside TLS but end before their "
+			    "handshake does: nothing to decrypt", a->file, result->tls_sessions);
+	return -1;
+}
+
 /* What the reading found that the user must know; the exit code. */
 static int verdict(const struct analyze_args *a, const struct capture_offline_result *result)
 {
@@ -384,18 +429,10 @@ static int verdict(const struct analyze_args *a, const struct capture_offline_re
 	if (result->sessions == 0)
 		cli_message("%s: no TCP sessions in %llu packet(s)", a->file,
 			    (unsigned long long)result->stats.packets);
-	if (result->tls_sessions > 0 && result->imap_lines == 0) {
-		/* the timeline said so at the top; said here only when it is off */
-		if (a->quiet)
-			cli_message("%s: its %u session(s) hold IMAP inside TLS, which cannot be read "
-				    "without the session keys; record the plain side with imaptap "
-				    "proxy --pcap instead", a->file, result->tls_sessions);
+	if (tls_verdict(a, result) != 0)
 		return CLI_EXIT_RUNTIME;
-	}
 	if (result->data_bytes > 0 && result->imap_lines == 0) {
-		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port? A TLS "
-			    "capture must be decrypted first (tshark with --keylog's file), or "
-			    "recorded by imaptap proxy --pcap",
+		cli_message("%s: %u TCP session(s), but no IMAP in them: is it the right port?",
 			    a->file, result->shown);
 		return CLI_EXIT_RUNTIME;
 	}
@@ -440,6 +477,7 @@ int cli_analyze_main(int argc, char **argv)
 			      (a.redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config.no_rules = a.no_rules;
 	config.thresholds = a.thresholds;
+	config.keylog = a.keylog;
 	if (open_sinks(&a, color, &sinks, &made, &totals) != 0) {
 		capture_sinks_destroy(&sinks);
 		cli_fresh_remove(&made);

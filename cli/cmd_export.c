@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "imap/sensitive.h"
 #include "replay/export.h"
 
 static const char export_usage[] =
@@ -36,6 +37,26 @@ static const char export_usage[] =
 	"                           session cut by --since starts there (a literal\n"
 	"                           already under way as raw bytes), one cut by\n"
 	"                           --until ends there\n"
+	"  --redact KIND[,KIND...]  replace values a fixture should not carry, each by\n"
+	"                           a token of the same length (literal counts stay\n"
+	"                           right; the same value gives the same token across\n"
+	"                           the file): users (LOGIN's user, SASL exchanges),\n"
+	"                           addresses (ENVELOPE addresses and ids, From, To,\n"
+	"                           Received and every other header field but Date,\n"
+	"                           Subject, MIME-Version and Content-*), subjects\n"
+	"                           (ENVELOPE, Subject:), bodies (message text after\n"
+	"                           the header block, parts, file names), mailboxes\n"
+	"                           (names in commands and LIST, LSUB, STATUS; INBOX\n"
+	"                           kept), or all. Tokens keep the syntax: letters for\n"
+	"                           letters, digits for digits; delimiters, '@', '.',\n"
+	"                           MIME boundaries and header names stay. Where a\n"
+	"                           value's place is unclear, every word is replaced\n"
+	"                           (repeatable)\n"
+	"  --redact-key KEY         draw tokens with this key (HMAC-SHA256): the same\n"
+	"                           key and recording give the same script. Without\n"
+	"                           it the key is random for each run, so tokens\n"
+	"                           cannot be found again by hashing guesses (the\n"
+	"                           key is wiped from the command line once read)\n"
 	"  -h, --help               this text\n"
 	"\n"
 	"A script runs its sessions one after the other: sessions that overlapped\n"
@@ -51,6 +72,8 @@ enum {
 	OPT_OVERWRITE,
 	OPT_SINCE,
 	OPT_UNTIL,
+	OPT_REDACT,
+	OPT_REDACT_KEY,
 };
 
 static const struct option export_options[] = {
@@ -59,6 +82,8 @@ static const struct option export_options[] = {
 	{"session", required_argument, NULL, OPT_SESSION},
 	{"since", required_argument, NULL, OPT_SINCE},
 	{"until", required_argument, NULL, OPT_UNTIL},
+	{"redact", required_argument, NULL, OPT_REDACT},
+	{"redact-key", required_argument, NULL, OPT_REDACT_KEY},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -69,13 +94,29 @@ struct export_args {
 	bool overwrite;
 	unsigned session;
 	imap_time_us since, until; /* -1: open */
+	unsigned redact;           /* enum imap_sens_kind bits */
+	const char *redact_key;    /* key, once given */
+	char key[1024];
 };
+
+static int parse_redact(const char *list, struct export_args *a)
+{
+	unsigned kinds;
+	size_t bad;
+
+	if (imap_sens_kinds_parse(list, &kinds, &bad) != 0)
+		return cli_usage_error("export", "--redact takes users, addresses, subjects, bodies, "
+					 "mailboxes or all, separated by commas, not '%.40s'",
+				       list + bad);
+	a->redact |= kinds;
+	return 0;
+}
 
 /* Returns 0 to go on, -1 after --help, else an exit code. */
 static int parse_args(int argc, char **argv, struct export_args *a)
 {
 	unsigned long long n;
-	int c;
+	int c, rc;
 
 	optind = 1;
 	opterr = 0;
@@ -101,6 +142,19 @@ static int parse_args(int argc, char **argv, struct export_args *a)
 							 "since 1970, not '%s'",
 						       c == OPT_SINCE ? "since" : "until", optarg);
 			break;
+		case OPT_REDACT:
+			if ((rc = parse_redact(optarg, a)) != 0)
+				return rc;
+			break;
+		case OPT_REDACT_KEY:
+			if (strlen(optarg) >= sizeof(a->key))
+				return cli_usage_error("export", "--redact-key: at most %zu bytes",
+						       sizeof(a->key) - 1);
+			strcpy(a->key, optarg);
+			a->redact_key = a->key;
+			/* the copy is what is used: the command line ps shows loses it */
+			explicit_bzero(optarg, strlen(optarg));
+			break;
 		case 'h':
 			fputs(export_usage, stdout);
 			return -1;
@@ -116,6 +170,10 @@ static int parse_args(int argc, char **argv, struct export_args *a)
 	a->capture = argv[optind];
 	if (a->since >= 0 && a->until >= 0 && a->since > a->until)
 		return cli_usage_error("export", "--since comes after --until: nothing to export");
+	if (a->redact_key != NULL && a->redact == 0)
+		return cli_usage_error("export", "--redact-key without --redact: say what to redact");
+	if (a->redact_key != NULL && a->redact_key[0] == '\0')
+		return cli_usage_error("export", "--redact-key takes a key that is not empty");
 	if (a->output != NULL && strcmp(a->output, "-") == 0)
 		a->output = NULL;
 	return 0;
@@ -177,6 +235,8 @@ int cli_export_main(int argc, char **argv)
 	o.source = a.capture;
 	o.since = a.since;
 	o.until = a.until;
+	o.redact = a.redact;
+	o.redact_key = a.redact_key;
 	rc = replay_export(a.capture, &o, out, &r, err, sizeof(err));
 	if (a.output != NULL) {
 		if (fclose(out) != 0 && rc == 0) {

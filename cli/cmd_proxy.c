@@ -19,6 +19,7 @@
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
+#include "proxy/pcap_listen.h"
 #include "proxy/proxy.h"
 
 static const char proxy_usage[] =
@@ -74,6 +75,7 @@ static const char proxy_usage[] =
 	"                           | wireshark -k -i -)\n"
 	"  --pcap-format pcap|pcapng pcapng (the default for FILE.pcapng): imaptap's\n"
 	"                           verdicts ride on the packets as comments\n"
+	"  --pcap-listen ADDR:PORT  serve the capture live: tshark -i TCP@ADDR:PORT\n"
 	"  --pcap-max-size MIB      start FILE.1.pcap, FILE.2.pcap ... when the pcap\n"
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
@@ -147,6 +149,7 @@ enum {
 	OPT_PCAP,
 	OPT_PCAP_MAX_SIZE,
 	OPT_PCAP_FORMAT,
+	OPT_PCAP_LISTEN,
 	OPT_EVENTS,
 	OPT_REDACT_BODIES,
 	OPT_RULE_THRESHOLD,
@@ -184,6 +187,7 @@ static const struct option proxy_options[] = {
 	{"pcap", required_argument, NULL, OPT_PCAP},
 	{"pcap-max-size", required_argument, NULL, OPT_PCAP_MAX_SIZE},
 	{"pcap-format", required_argument, NULL, OPT_PCAP_FORMAT},
+	{"pcap-listen", required_argument, NULL, OPT_PCAP_LISTEN},
 	{"events", required_argument, NULL, OPT_EVENTS},
 	{"redact-bodies", no_argument, NULL, OPT_REDACT_BODIES},
 	{"stall", required_argument, NULL, OPT_RULE_THRESHOLD},
@@ -226,6 +230,7 @@ struct proxy_args {
 	size_t max_line;
 	unsigned handshake_timeout;
 	const char *pcap;
+	const char *pcap_listen;
 	uint64_t pcap_max_mib;
 	enum capture_pcap_format pcap_format;
 	const char *events;
@@ -243,6 +248,7 @@ struct proxy_args {
 struct run {
 	struct event_base *base;
 	struct proxy *proxy;
+	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
 	int signals;
 	struct event *sigint, *sigterm, *sighup;
 };
@@ -303,6 +309,7 @@ static const struct {
 	{OPT_KEYLOG, offsetof(struct proxy_args, keylog)},
 	{OPT_RAW_PCAP, offsetof(struct proxy_args, raw_pcap)},
 	{OPT_PCAP, offsetof(struct proxy_args, pcap)},
+	{OPT_PCAP_LISTEN, offsetof(struct proxy_args, pcap_listen)},
 	{OPT_EVENTS, offsetof(struct proxy_args, events)},
 	{OPT_USER, offsetof(struct proxy_args, user)},
 };
@@ -424,23 +431,6 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 				a->pcap != NULL ? a->pcap : a->raw_pcap, a->events);
 }
 
-/* "implicit", "starttls" or "none". */
-static int tls_mode(const char *flag, const char *word, enum proxy_tls_mode *out)
-{
-	static const enum proxy_tls_mode modes[] = {PROXY_TLS_NONE, PROXY_TLS_IMPLICIT,
-						    PROXY_TLS_STARTTLS};
-
-	if (word == NULL)
-		return 0;
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-		if (strcmp(word, cli_tls_mode_word(modes[i])) == 0) {
-			*out = modes[i];
-			return 0;
-		}
-	cli_usage_error("proxy", "%s takes implicit, starttls or none, not '%s'", flag, word);
-	return -1;
-}
-
 /* The pcap and the event log, when asked for; *made_r lists the files
  * this run created, to be removed if it does not start. */
 static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
@@ -471,6 +461,7 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 
 static int configure(const struct proxy_args *a, struct proxy_config *config)
 {
+	struct proxy_hostport pcap_listen;
 	char err[512];
 
 	if (proxy_hostport_parse(a->upstream, &config->upstream, err, sizeof(err)) < 0)
@@ -479,8 +470,11 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
 	if (proxy_hostport_parse(a->listen, &config->listen, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--listen %s", err);
-	if (tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
-	    tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
+	if (a->pcap_listen != NULL &&
+	    proxy_hostport_parse(a->pcap_listen, &pcap_listen, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--pcap-listen %s", err);
+	if (cli_tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
+	    cli_tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
 		return CLI_EXIT_USAGE;
 	if (a->upstream_tls == NULL && config->upstream.port == 993)
 		config->upstream_tls = PROXY_TLS_IMPLICIT;
@@ -677,12 +671,17 @@ int cli_proxy_main(int argc, char **argv)
 	if (a.raw_pcap != NULL)
 		config.wiretap = &tap;
 	cli_raise_descriptor_limit(a.max_sessions);
-	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0)
+	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0 ||
+	    (a.pcap_listen != NULL &&
+	     (run.pcap_listen = cli_add_pcap_listen(run.base, a.pcap_listen, a.allow_remote,
+						    log_message, &sinks)) == NULL))
 		goto out;
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
 		goto out;
 	cli_record_proxy_settings(&config, a.faults.faults, a.faults.count, &sinks);
+	if (run.pcap_listen != NULL)
+		proxy_pcap_listen_seal(run.pcap_listen);
 	say_serving(&a, &config, &run);
 	event_base_dispatch(run.base);
 	made.count = 0; /* it ran: what it wrote stays */

@@ -12,6 +12,7 @@
 #include "capture/pcap_writer.h"
 #include "capture/raw_pcap.h"
 #include "cli/cli.h"
+#include "proxy/pcap_listen.h"
 #include "imap/framer.h"
 #include "proxy/proxy.h"
 
@@ -72,6 +73,34 @@ int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwri
 		return -1;
 	}
 	return 0;
+}
+
+struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const char *spec,
+					      bool remote, capture_log_fn *log,
+					      struct capture_sinks *sinks)
+{
+	struct proxy_hostport where;
+	struct proxy_pcap_listen *l;
+	struct capture_sink sink;
+	char err[512];
+
+	if (proxy_hostport_parse(spec, &where, err, sizeof(err)) != 0) {
+		cli_message("--pcap-listen %s", err);
+		return NULL;
+	}
+	l = proxy_pcap_listen_new(base, &where, remote, log, NULL, &sink, err, sizeof(err));
+	if (l == NULL) {
+		cli_message("--pcap-listen: %s", err);
+		return NULL;
+	}
+	if (capture_sinks_add(sinks, sink) != 0) {
+		sink.ops->destroy(sink.self);
+		cli_message("--pcap-listen: too many outputs at once");
+		return NULL;
+	}
+	cli_message("serving the capture live on %s: tshark -i TCP@%s",
+		    proxy_pcap_listen_str(l), proxy_pcap_listen_str(l));
+	return l;
 }
 
 int cli_add_event_log(struct capture_sinks *sinks, const char *path, bool overwrite, bool append,

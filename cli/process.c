@@ -88,10 +88,9 @@ int cli_drop_privileges(const char *user, const char *const *files, size_t nfile
 
 void cli_tune_malloc(void)
 {
-	/* Relaying allocates and frees buffers all the time; glibc would hand
-	 * the top of the heap back to the kernel after each burst and fault it
-	 * in again on the next (a third of the CPU of a TLS relay). Keep up to
-	 * 64 MiB of freed memory instead. */
+	/* Relaying allocates and frees buffers all the time; glibc would hand the
+	 * top of the heap back after each burst and fault it in again on the next
+	 * (a third of the CPU of a TLS relay). Keep 64 MiB of freed memory. */
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	/* Setting the trim threshold turns off glibc's sliding mmap threshold:

@@ -34,12 +34,15 @@ struct xsession {
 	imap_time_us since, until; /* the window; 0 or less: open */
 	bool cut;                  /* something before since was left out */
 	bool preambled;            /* its first lines are in the output */
+	struct redactor *redact;   /* the exporter's, or NULL */
+	struct imap_sens *sens;    /* where the values to redact sit */
 };
 
 struct exporter {
 	const struct replay_export_options *o;
 	struct replay_export_result *result;
 	FILE *out;
+	struct redactor *redact;    /* --redact, or NULL */
 	struct xsession **sessions; /* by id - 1 */
 	size_t count, cap;
 	unsigned next;              /* the next id to write or skip */
@@ -83,6 +86,9 @@ static void on_unit(void *ctx, const struct imap_unit *u)
 	struct xbuf *b = &s->unit[s->dir];
 	struct renderer before;
 
+	/* before the window too: where values sit depends on what came before */
+	if (s->redact != NULL && b->len > 0)
+		redactor_unit(s->redact, s->sens, s->dir, u, (uint8_t *)b->p, b->len);
 	if (!in_window(s, s->ts)) {
 		b->len = 0;
 		return;
@@ -135,6 +141,8 @@ static void flush_partial(struct xsession *s, enum imap_dir dir, imap_time_us ts
 
 	if (b->len == 0)
 		return;
+	if (s->redact != NULL)
+		redactor_partial(s->redact, s->sens, dir, (uint8_t *)b->p, b->len);
 	render_raw(&s->main, dir, ts, (const uint8_t *)b->p, b->len);
 	if (s->shadow_on)
 		render_raw(&s->shadow, dir, ts, (const uint8_t *)b->p, b->len);
@@ -151,6 +159,7 @@ static void session_free(struct xsession *s)
 	}
 	xbuf_free(&s->main.out);
 	xbuf_free(&s->shadow.out);
+	imap_sens_free(&s->sens);
 	free(s);
 }
 
@@ -200,6 +209,11 @@ static void open_session(struct exporter *x, const struct capture_stream_event *
 	render_init(&s->main, ev->ts, false);
 	if (!s->selected)
 		return;
+	s->redact = x->redact;
+	if (x->redact != NULL && (s->sens = imap_sens_new()) == NULL) {
+		x->failed = true;
+		return;
+	}
 	for (int d = 0; d < 2; d++) {
 		s->framer[d] = imap_framer_new((enum imap_dir)d, 0, on_unit, s);
 		if (s->framer[d] == NULL) {
@@ -245,6 +259,14 @@ static void header(struct exporter *x, imap_time_us first)
 		source[n++] = *c >= 0x20 && *c <= 0x7e ? *c : '?';
 	source[n] = '\0';
 	fprintf(x->out, "# imaptap export of %s\n", n > 0 ? source : "a capture");
+	if (x->o->redact != 0) {
+		fprintf(x->out, "# redacted:");
+		for (unsigned k = 1; k <= IMAP_SENS_ALL; k <<= 1)
+			if (x->o->redact & k)
+				fprintf(x->out, " %s", imap_sens_kind_str(k));
+		fprintf(x->out, " (tokens of the same length, keyed %s)\n",
+			x->o->redact_key != NULL ? "by --redact-key" : "by a random key");
+	}
 	fprintf(x->out, "# imaptap compile THIS -o FILE.pcap --start %lld.%06lld keeps the recorded "
 			"times\n",
 		(long long)(first / IMAP_US_PER_S), (long long)(first % IMAP_US_PER_S));
@@ -362,6 +384,8 @@ static void on_stream(void *ctx, const struct capture_stream_event *ev)
 			write_ready(x);
 		break;
 	case CAPTURE_STREAM_GAP:
+		if (s->sens != NULL)
+			imap_sens_lost(s->sens, ev->dir);
 		if (!in_window(s, ev->ts)) {
 			s->unit[ev->dir].len = 0;
 			imap_framer_reset(s->framer[ev->dir]);
@@ -414,7 +438,17 @@ int replay_export(const char *path, const struct replay_export_options *o, FILE 
 
 	memset(result, 0, sizeof(*result));
 	result->first_open = -1;
+	if (o->redact != 0 && (x.redact = redactor_new(o->redact, o->redact_key)) == NULL) {
+		snprintf(err, errlen, "cannot export %s: no key for --redact (OpenSSL failed)", path);
+		return -1;
+	}
 	rc = capture_pcap_read(path, on_stream, NULL, &x, NULL, err, errlen);
+	if (x.redact != NULL && redactor_failed(x.redact) && rc == 0) {
+		snprintf(err, errlen, "cannot export %s: tokens for --redact could not be made "
+			 "(OpenSSL failed)", path);
+		rc = -1;
+	}
+	redactor_free(&x.redact);
 	for (size_t i = 0; i < x.count; i++)
 		session_free(x.sessions[i]);
 	free(x.sessions);

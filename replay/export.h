@@ -10,7 +10,9 @@
  * What a script cannot hold is said in a comment where it was and counted:
  * bytes the capture lost (a gap), sessions that overlapped (a script's
  * sessions run one after the other). Masked spans stay masked: the
- * capture's bytes are written as they are. */
+ * capture's bytes are written as they are, unless redact asks for user
+ * names, addresses, subjects, bodies or mailbox names to be replaced
+ * (replay/export_redact.c). */
 #ifndef REPLAY_EXPORT_H
 #define REPLAY_EXPORT_H
 
@@ -28,6 +30,13 @@ struct replay_export_options {
 	 * literal already under way given as raw bytes; one cut by until
 	 * ends there; a session with nothing in the window is left out */
 	imap_time_us since, until;
+	/* enum imap_sens_kind bits (imap/sensitive.h): the values replaced by
+	 * tokens of the same length, the same token for the same bytes across
+	 * the file; 0: none */
+	unsigned redact;
+	/* the HMAC key tokens are drawn with, as text: the same key gives the
+	 * same tokens; NULL: a random key for this run */
+	const char *redact_key;
 };
 
 struct replay_export_result {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "imap/framer.h"
+#include "imap/sensitive.h"
 #include "imap/types.h"
 
 /* A growing text; failed once out of memory (nothing more is added). */
@@ -58,5 +59,23 @@ void render_wait(struct xbuf *b, char mark, imap_time_us us);
 /* A delay "+1.5s", "+250us": exact microseconds the script's parser reads
  * back (docs/script.md); out holds at least 32 bytes. */
 void render_duration(char *out, size_t size, imap_time_us us);
+
+/* export --redact (replay/export_redact.c): spans found by
+ * imap/sensitive.h replaced in place by keyed tokens of the same length. */
+struct redactor;
+
+/* kinds: enum imap_sens_kind bits to replace; key: the HMAC key's text,
+ * NULL for a random one. NULL when out of memory or OpenSSL fails. */
+struct redactor *redactor_new(unsigned kinds, const char *key);
+void redactor_free(struct redactor **r);
+/* OpenSSL or memory failed while tokens were made: the output cannot be
+ * trusted to hold no value. */
+bool redactor_failed(const struct redactor *r);
+/* One framed unit of dir, all its bytes, changed in place. */
+void redactor_unit(struct redactor *r, struct imap_sens *sens, enum imap_dir dir,
+		   const struct imap_unit *unit, uint8_t *bytes, size_t len);
+/* Bytes that end no unit: every run of letters and digits. */
+void redactor_partial(struct redactor *r, struct imap_sens *sens, enum imap_dir dir,
+		      uint8_t *bytes, size_t len);
 
 #endif

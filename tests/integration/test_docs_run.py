@@ -9,15 +9,18 @@ What stands in for the world outside:
   goes to its implicit-TLS port, `HOST:143` to its plain one (STARTTLS
   offered); its certificate is trusted through SSL_CERT_FILE, as a
   provider's would be through the system store;
-- `--listen ADDR:PORT` becomes port 0 with a port file (tests run in
+- `--listen ADDR:PORT` (and `--pcap-listen`) becomes port 0 with a port file (tests run in
   parallel);
+- the installed Wireshark plugin (`lua_script:.../share/imaptap/wireshark/
+  imaptap.lua`) is the repository's wireshark/imaptap.lua;
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
   stopped with SIGINT;
 - files a page reads but never makes (bug.pcap, run.pcap, tests/clean.pcap,
   ./run-client-test ...) exist: recordings of a server that holds IDLE's
   completion 6 s after DONE (the pages' "bug"), a clean one, a tcpdump-style
-  pcapng, and the idling client as the "client test".
+  pcapng, a client's TLS capture of port 993 with its key log (and a pcapng
+  holding the key log), and the idling client as the "client test".
 Expected exit codes: 1 for `analyze --fail-on` on a recording of the bug,
 else 0. Not run: synopses (HOST:PORT, `...`) and a `tshark -r` of a raw
 capture of a leg, which needs capture rights.
@@ -31,6 +34,7 @@ import re
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
+import pcapfile  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import check_binary, main, sanitizer_env, sanitizer_reports  # noqa: E402
@@ -70,6 +75,52 @@ m.logout()
 BUG_DELAY = "+6s"  # past analyze's default --done-stall of 5 s
 
 
+def tls_capture(ws):
+    """A client's own capture of port 993 and its key log (what tcpdump and
+    SSLKEYLOGFILE give), made in memory with Python's ssl: port993.pcap,
+    sslkeys.log, and port993-with-keys.pcapng holding the secrets."""
+    pki = TestPKI(os.path.join(ws, "tls-pki"))
+    crt, key = pki.server("localhost", stem="imap")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(crt, key)
+    cctx = ssl.create_default_context(cafile=pki.ca_cert)
+    cctx.keylog_filename = os.path.join(ws, "sslkeys.log")
+    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
+    ends = [cctx.wrap_bio(*bios[0], server_hostname="localhost"),
+            sctx.wrap_bio(*bios[1], server_side=True)]
+    flow = pcapfile.TcpFlow((bytes([10, 0, 0, 1]), 50100), (bytes([10, 0, 0, 2]), 993))
+    flow.open()
+
+    def move():
+        for side in (0, 1):
+            data = bios[side][1].read()
+            if data:
+                flow.send(side, data)
+                bios[1 - side][0].write(data)
+
+    done = [False, False]
+    while not all(done):
+        for side in (0, 1):
+            if not done[side]:
+                try:
+                    ends[side].do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+            move()
+    for side, line in ((1, b"* OK ready\r\n"), (0, b"a1 LOGIN alice secret\r\n"),
+                       (1, b"a1 OK logged in\r\n"), (0, b"a2 LOGOUT\r\n"),
+                       (1, b"* BYE\r\na2 OK bye\r\n")):
+        ends[side].write(line)
+        move()
+        ends[1 - side].read(4096)
+    flow.close()
+    pcapfile.write_pcap(os.path.join(ws, "port993.pcap"), flow.records)
+    subprocess.run(["editcap", "--inject-secrets", "tls," + os.path.join(ws, "sslkeys.log"),
+                    os.path.join(ws, "port993.pcap"), os.path.join(ws, "port993-with-keys.pcapng")],
+                   check=True, capture_output=True)
+
+
 def fixture_recordings(ws, env):
     """The recordings a page reads without making them."""
     with open(os.path.join(ROOT, "tests", "scenarios", "gmail-ignores-done.imap")) as f:
@@ -94,6 +145,7 @@ def fixture_recordings(ws, env):
     compile_to("clean.imap", "run.pcap")      # a fixed client's own session
     subprocess.run(["editcap", "-F", "pcapng", os.path.join(ws, "clean.pcap"),
                     os.path.join(ws, "tcpdump-of-port-143.pcapng")], check=True, capture_output=True)
+    tls_capture(ws)
     for name in ("run-client-test", "client-test", "my-client-idle-test"):
         path = os.path.join(ws, name)
         with open(path, "w") as f:
@@ -141,7 +193,11 @@ class Page:
                     out += ["--upstream-tls", "implicit"]
                 i += 2
                 continue
-            if a == "--listen" and i + 1 < len(argv):
+            if a.startswith("lua_script:") and a.endswith("/share/imaptap/wireshark/imaptap.lua"):
+                out.append("lua_script:" + os.path.join(ROOT, "wireshark", "imaptap.lua"))
+                i += 1
+                continue
+            if a in ("--listen", "--pcap-listen") and i + 1 < len(argv):
                 out += [a, "127.0.0.1:0"]
                 i += 2
                 continue

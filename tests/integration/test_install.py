@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """cmake --install into a scratch prefix: the binary runs, the man pages
 (one per command, each its --help) render without warnings, the docs and
-the scenario library are there. The Debian package installs into a scratch
+the scenario library are there, and so is the Wireshark plugin, which
+tshark loads from there and from a personal plugin folder it was copied
+to (as docs/capture.md tells). The Debian package installs into a scratch
 root, and with apt on a minimal Debian 12, where it runs.
 
     python3 tests/integration/test_install.py [--imaptap build/imaptap] [-v]
@@ -53,8 +55,36 @@ class InstallTest(unittest.TestCase):
             for name in ("README.md", "rules.md", "events.md", "tls.md", "replay.md", "script.md",
                          "scenarios/gmail-ignores-done.imap"):
                 self.assertTrue(os.path.isfile(os.path.join(doc, name)), name)
+            self.check_wireshark_plugin(prefix, binary)
         finally:
             shutil.rmtree(prefix, ignore_errors=True)
+
+    def check_wireshark_plugin(self, prefix, binary):
+        plugin = os.path.join(prefix, "share", "imaptap", "wireshark", "imaptap.lua")
+        self.assertTrue(os.path.isfile(plugin))
+        pcap = os.path.join(prefix, "gmail.pcap")
+        r = subprocess.run([binary, "compile", os.path.join(prefix, "share", "doc", "imaptap",
+                                                            "scenarios", "gmail-ignores-done.imap"),
+                            "-o", pcap], capture_output=True, text=True, env=sanitizer_env(),
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        home = os.path.join(prefix, "home")
+        os.makedirs(home)
+        query = ["-r", pcap, "-Y", 'imaptap.command == "IDLE" && imaptap.done_to_ok > 1',
+                 "-T", "fields", "-e", "imaptap.tag", "-e", "imaptap.status"]
+
+        def tshark(*argv):
+            r = subprocess.run(["tshark"] + list(argv), capture_output=True, text=True,
+                               env=dict(os.environ, HOME=home), timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn("Lua", r.stdout + r.stderr)
+            return r.stdout
+        self.assertEqual(tshark("-X", "lua_script:" + plugin, *query), "a3\tOK\n")
+        # copied into the personal plugin folder: loaded with no option
+        personal = os.path.join(home, ".local", "lib", "wireshark", "plugins")
+        os.makedirs(personal)
+        shutil.copy(plugin, personal)
+        self.assertEqual(tshark(*query), "a3\tOK\n")
 
 
     def test_man_pages_match_help(self):
@@ -97,6 +127,8 @@ class InstallTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertTrue(os.path.isfile(os.path.join(root, "usr", "share", "man", "man1",
                                                         "imaptap.1")))
+            self.assertTrue(os.path.isfile(os.path.join(root, "usr", "share", "imaptap",
+                                                        "wireshark", "imaptap.lua")))
         finally:
             shutil.rmtree(out, ignore_errors=True)
 

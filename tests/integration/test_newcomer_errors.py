@@ -179,8 +179,8 @@ class NewcomerErrors(ProxyTestCase, unittest.TestCase):
         r = run_imaptap(["analyze", pcap, "--quiet"])
         self.assertEqual(r.returncode, 3)
         # TLS records: named as such, with what to do
-        self.assertIn("hold IMAP inside TLS, which cannot be read without the session keys; "
-                      "record the plain side with imaptap proxy --pcap", one_line(self, r.stderr))
+        self.assertIn("hold IMAP inside TLS but end before their handshake does: nothing to "
+                      "decrypt", one_line(self, r.stderr))
         # neither IMAP nor TLS: the wrong port
         with open(script, "w") as f:
             f.write("C= \\x00\\x05\\x01\\x02\\r\\n\nS= \\x00\\x02\\r\\n\n")
