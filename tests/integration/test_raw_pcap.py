@@ -226,6 +226,14 @@ class RawPcapTest(ProxyTestCase, unittest.TestCase):
         client_tagged = [t for t in tagged(client_s) if b"Begin TLS" not in t]
         self.assertEqual(tagged(up_s), client_tagged)
 
+        # imaptap analyze reads the secrets in the file too: both legs
+        # decrypted, the password masked as everywhere else
+        r = run_imaptap(["analyze", self.raw], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("decrypted with the key log"), 2, r.stdout)
+        self.assertEqual(len(re.findall(r"C> \S+ LOGIN alice \"\*+\"", r.stdout)), 2, r.stdout)
+        self.assertNotIn(PASSWORD, r.stdout + r.stderr)
+
         # the Decryption Secrets Block is what decrypts: without it, no IMAP
         # over TLS (a STARTTLS leg shows its clear part only)
         stripped = os.path.join(self.dir, "stripped.pcapng")
