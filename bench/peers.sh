@@ -26,6 +26,8 @@
 #   RESULTS=FILE        key=value results (default BUILD_DIR/peers-bench.kv)
 #   PCAP_EXT=pcapng     imaptap's capture rows write pcapng (its verdicts as
 #                       packet comments) instead of pcap
+#   RAW_PCAP=1          imaptap's capture rows write --raw-pcap FILE.pcapng (both
+#                       legs as sent, with the TLS secrets) instead of --pcap
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -116,7 +118,11 @@ start_imaptap() { # name upstream_port plain|tls off|on -> RET=port
     local name=$1 up=$2 f=$WORK/imaptap-$1.port opts=()
     [ "$3" = tls ] && opts+=(--upstream-tls implicit --upstream-ca "$PKI/testca.crt" --sni localhost
                              --client-tls implicit --ca "$TAPCA")
-    [ "$4" = on ] && opts+=(--pcap "$WORK/imaptap-$name.${PCAP_EXT:-pcap}")
+    if [ "$4" = on ] && [ "${RAW_PCAP:-0}" = 1 ]; then
+        opts+=(--raw-pcap "$WORK/imaptap-$name.pcapng")
+    elif [ "$4" = on ]; then
+        opts+=(--pcap "$WORK/imaptap-$name.${PCAP_EXT:-pcap}")
+    fi
     "$IMAPTAP" proxy --upstream "127.0.0.1:$up" --listen 127.0.0.1:0 --port-file "$f" \
         --quiet "${opts[@]}" "${IMAPTAP_EXTRA[@]}" </dev/null >"$WORK/imaptap-$name.out" \
         2>"$WORK/imaptap-$name.log" &
@@ -489,7 +495,7 @@ echo
 echo "imaptap side by side: best of $REPS run(s), $(nproc 2>/dev/null || echo ?) CPUs, $(( $(date +%s) - T0 )) s"
 echo "load average (1/5/15 min): start $LOAD_START; after each run: $(IFS=';'; echo "${LOAD_RUNS[*]}"); end $LOAD_END"
 echo "cells: xR = tool / direct of the same workload and mode (for NOOP: latency ratio, lower is"
-echo "better), then MB/s (FETCH) or microseconds (NOOP). +cap: imaptap --pcap, sslsplit -X;"
+echo "better), then MB/s (FETCH) or microseconds (NOOP). +cap: imaptap $([ "${RAW_PCAP:-0}" = 1 ] && echo --raw-pcap || echo --pcap), sslsplit -X;"
 echo "the direct figure of a +cap row is the one without capture. ahead: imaptap better than every peer."
 echo
 row "workload / mode" "${COLS[@]}" "imaptap target" "verdict" "ahead"

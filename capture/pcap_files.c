@@ -31,7 +31,8 @@ static void log_error(struct pcap_writer *w, const char *what, const char *then)
 	char name[4096];
 
 	capture_pcap_rotated_name(w->path, w->file_no, name, sizeof(name));
-	snprintf(msg, sizeof(msg), "%s the pcap %s: %s; %s", what, name, strerror(errno), then);
+	snprintf(msg, sizeof(msg), "%s the %spcap %s: %s; %s", what, w->raw ? "raw " : "", name,
+		 strerror(errno), then);
 	if (w->log != NULL)
 		w->log(w->log_ctx, msg);
 }
@@ -63,8 +64,10 @@ void pcap_write_head_due(struct pcap_writer *w)
 				     (int)w->settings_len, w->settings);
 	w->header_len = pcapng_write_head(w->file.fp, "imaptap " IMAPTAP_VERSION, comment,
 					  n < sizeof(comment) ? n : sizeof(comment) - 1, "imaptap",
-					  "the client leg as the client saw it: inbound from the "
-					  "client, outbound from the server");
+					  w->raw ? "both legs as the proxy's sockets carried them: "
+						   "inbound read, outbound written"
+						 : "the client leg as the client saw it: inbound from "
+						   "the client, outbound from the server");
 	w->written += w->header_len;
 }
 
@@ -90,7 +93,7 @@ int pcap_open_file(struct pcap_writer *w, bool append, char *err, size_t errlen)
 	/* small segments (lines) go out in big writes */
 	if (capture_outfile_open(&w->file, name, append ? CAPTURE_OUTFILE_APPEND : w->mode,
 				 CAPTURE_OUTFILE_BEHIND) != 0) {
-		capture_outfile_error(err, errlen, "the pcap", name, errno);
+		capture_outfile_error(err, errlen, w->raw ? "the raw pcap" : "the pcap", name, errno);
 		return -1;
 	}
 	if (append) {

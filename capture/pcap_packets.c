@@ -80,6 +80,14 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 		size_t n = w->attach ? w->comments : 0;
 
 		pcap_write_head_due(w);
+		if (w->secrets_len > 0) {
+			/* before the packets the secrets decrypt: Wireshark takes
+			 * a block's keys from where it reads it on */
+			w->written += pcapng_write_secrets(fp, PCAPNG_SECRETS_TLS_KEYLOG, w->secrets,
+							   w->secrets_len);
+			explicit_bzero(w->secrets, w->secrets_len);
+			w->secrets_len = 0;
+		}
 		for (size_t i = 0; i < n; i++)
 			c[i] = (struct pcapng_comment){w->comment[i], w->comment_len[i]};
 		w->written += pcapng_write_packet(fp, (imap_time_us)hdr->ts.tv_sec * 1000000 +
@@ -203,7 +211,8 @@ void pcap_write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap
 	hdr.caplen = hdr.len = (bpf_u_int32)(ETH_LEN + ip_len + tcp_len + len);
 	if (w->file.fp != NULL)
 		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len,
-			     dir == IMAP_C2S ? PCAPNG_DIR_INBOUND : PCAPNG_DIR_OUTBOUND);
+			     (dir == IMAP_C2S) != s->c2s_outbound ? PCAPNG_DIR_INBOUND
+								  : PCAPNG_DIR_OUTBOUND);
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 

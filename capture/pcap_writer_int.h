@@ -1,8 +1,10 @@
 /* What the files of the pcap writer share: capture/pcap_writer.c (the
  * sink: sessions, units, masking, rotation), capture/pcap_packets.c (the
  * packets: Ethernet, IP, TCP and UDP headers, checksums, the handshake,
- * the marks) and capture/pcap_files.c (the file set: opening, rotation's
- * names, errors, flushing, SIGHUP). Only these files include it. */
+ * the marks), capture/pcap_files.c (the file set: opening, rotation's
+ * names, errors, flushing, SIGHUP) and capture/raw_pcap.c (both legs as
+ * the sockets carried them, on the same packets and files). Only these
+ * files include it. */
 #ifndef CAPTURE_PCAP_WRITER_INT_H
 #define CAPTURE_PCAP_WRITER_INT_H
 
@@ -51,6 +53,8 @@ struct pcap_session {
 	size_t pending_cap[2];
 	uint64_t unit_off[2];       /* bytes of the unit in pending written already */
 	uint64_t secret_from[2];    /* of that unit, as its start tells */
+	bool c2s_outbound;          /* raw upstream leg: the proxy connected, so
+				       the connecting side's packets leave the host */
 	struct pcap_session *next;  /* bucket chain */
 };
 
@@ -92,6 +96,13 @@ struct pcap_writer {
 	size_t comment_len[PCAPNG_COMMENTS_MAX];
 	size_t comments;
 	bool attach;
+	/* raw capture (capture/raw_pcap.c): both legs as sent and received,
+	 * and the key log lines not yet written, which go out in a
+	 * Decryption Secrets Block before the next packet */
+	bool raw;
+	char *secrets;
+	size_t secrets_len;
+	size_t secrets_cap;
 };
 
 /* capture/pcap_packets.c */

@@ -5,6 +5,7 @@
 #define BT_SHB 0x0A0D0D0Au
 #define BT_IDB 0x00000001u
 #define BT_EPB 0x00000006u
+#define BT_DSB 0x0000000Au
 #define BYTE_ORDER_MAGIC 0x1A2B3C4Du
 #define LINKTYPE_ETHERNET 1
 #define SNAPLEN 262144
@@ -132,6 +133,22 @@ size_t pcapng_write_packet(FILE *fp, imap_time_us ts, const uint8_t *head, size_
 		n += put_option(fp, OPT_COMMENT, comments[i].text, text_len(comments[i].len));
 	if (options > 0)
 		n += put_end(fp);
+	n += put32(fp, block_len);
+	return n;
+}
+
+size_t pcapng_write_secrets(FILE *fp, uint32_t type, const void *secrets, size_t len)
+{
+	static const uint8_t zeros[4];
+	uint32_t block_len = (uint32_t)(20 + len + pad4(len));
+	size_t n = 0;
+
+	n += put32(fp, BT_DSB);
+	n += put32(fp, block_len);
+	n += put32(fp, type);
+	n += put32(fp, (uint32_t)len);
+	n += fwrite(secrets, 1, len, fp);
+	n += fwrite(zeros, 1, pad4(len), fp);
 	n += put32(fp, block_len);
 	return n;
 }

@@ -1,8 +1,9 @@
 /* pcapng blocks, as the pcapng specification (IETF draft-ietf-opsawg-pcapng)
  * lays them out. libpcap reads pcapng but cannot write it, so imaptap
  * writes these few blocks itself: a Section Header Block, one Interface
- * Description Block (Ethernet, microsecond stamps) and Enhanced Packet
- * Blocks with a direction and comments. Host byte order, which the
+ * Description Block (Ethernet, microsecond stamps), Enhanced Packet
+ * Blocks with a direction and comments, and Decryption Secrets Blocks
+ * (the TLS key log of a raw capture). Host byte order, which the
  * section's byte-order magic tells a reader. */
 #ifndef CAPTURE_PCAPNG_H
 #define CAPTURE_PCAPNG_H
@@ -39,5 +40,13 @@ size_t pcapng_write_head(FILE *fp, const char *app, const char *comment, size_t 
 size_t pcapng_write_packet(FILE *fp, imap_time_us ts, const uint8_t *head, size_t head_len,
 			   const uint8_t *payload, size_t len, enum pcapng_direction dir,
 			   const struct pcapng_comment *comments, size_t ncomments);
+
+/* Secrets type of a Decryption Secrets Block holding an NSS key log. */
+#define PCAPNG_SECRETS_TLS_KEYLOG 0x544c534bu /* "TLSK" */
+
+/* A Decryption Secrets Block: the packets after it that the secrets
+ * decrypt are decrypted by Wireshark with no settings. Returns the bytes
+ * written. */
+size_t pcapng_write_secrets(FILE *fp, uint32_t type, const void *secrets, size_t len);
 
 #endif

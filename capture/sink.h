@@ -132,7 +132,7 @@ struct capture_sink {
 	void *self;
 };
 
-#define CAPTURE_SINKS_MAX 4
+#define CAPTURE_SINKS_MAX 6 /* timeline, pcap, pcap listener, raw pcap, event log */
 
 /* Bytes of an observed line without its CRLF (a cut line keeps all it has). */
 size_t capture_line_content(const struct imap_observation *obs);

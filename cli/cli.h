@@ -83,6 +83,12 @@ struct capture_pcap_config;
 int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *config,
 		 struct cli_fresh_files *made);
 
+/* Adds the raw capture at path (--raw-pcap, with --overwrite) to sinks
+ * and fills tap, which the proxy feeds: 0, or -1 after saying why. */
+struct capture_wiretap;
+int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwrite,
+		     capture_log_fn *log, struct capture_wiretap *tap, struct cli_fresh_files *made);
+
 /* --pcap-listen ADDR:PORT: the live capture's listener on base, its sink
  * added to sinks. Returns it, or NULL after saying why. */
 struct event_base;
@@ -117,6 +123,9 @@ int cli_write_port_file(const char *path, unsigned port);
 /* Raises the descriptor limit to the hard limit, warns when it is too
  * low for want_sessions (0: any number); returns the sessions it allows. */
 unsigned cli_raise_descriptor_limit(unsigned want_sessions);
+
+/* Keeps freed memory for the relay's next burst (cli/process.c says why). */
+void cli_tune_malloc(void);
 
 /* Started as root: hands files (NULL or "-" entries skipped) to user and
  * becomes user for good. Returns 0, or -1 after saying why. */

@@ -1,7 +1,6 @@
 /* imaptap proxy: flags in, proxy and timeline set up, loop run. */
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -56,6 +55,10 @@ static const char proxy_usage[] =
 	"  --cert FILE --key FILE   show this certificate to clients instead\n"
 	"  --keylog FILE            append the TLS secrets of both legs (NSS key log\n"
 	"                           format, mode 0600) so Wireshark can decrypt raw captures\n"
+	"  --raw-pcap FILE.pcapng   write both legs as they crossed the network (TLS\n"
+	"                           encrypted) with the key log inside, mode 0600:\n"
+	"                           Wireshark decrypts it with no settings, passwords\n"
+	"                           included (docs/capture.md, docs/security.md)\n"
 	"  --handshake-timeout TIME\n"
 	"                           give up on an upstream TCP connect or a TLS handshake\n"
 	"                           on either leg after TIME (default 10s)\n"
@@ -77,8 +80,9 @@ static const char proxy_usage[] =
 	"                           reaches MIB MiB\n"
 	"  --events FILE|-          write the JSONL event log to FILE (mode 0600) or to\n"
 	"                           stdout (docs/events.md)\n"
-	"  --overwrite              replace a --pcap or --events file that holds an\n"
-	"                           earlier run (without it, such a file is refused)\n"
+	"  --overwrite              replace a --pcap, --raw-pcap or --events file that\n"
+	"                           holds an earlier run (without it, such a file is\n"
+	"                           refused)\n"
 	"  --append                 add this run's records to an existing --events file\n"
 	"                           (each run's records carry their own run id)\n"
 	"  --no-redact              keep passwords and SASL data in every output\n"
@@ -118,7 +122,7 @@ static const char proxy_usage[] =
 	"  -h, --help               this text\n"
 	"\n"
 	"SIGINT or SIGTERM stops accepting, flushes open sessions and exits 0.\n"
-	"SIGHUP reopens the pcap and the event log (after log rotation moved them,\n"
+	"SIGHUP reopens the pcaps and the event log (after log rotation moved them,\n"
 	"or after a write error stopped them).\n"
 	"exit codes: 0 stopped cleanly, 2 usage error, 3 cannot listen or resolve\n";
 
@@ -157,6 +161,7 @@ enum {
 	OPT_PERSONA,
 	OPT_OVERWRITE,
 	OPT_APPEND,
+	OPT_RAW_PCAP,
 };
 
 static const struct option proxy_options[] = {
@@ -197,6 +202,7 @@ static const struct option proxy_options[] = {
 	{"persona", required_argument, NULL, OPT_PERSONA},
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
+	{"raw-pcap", required_argument, NULL, OPT_RAW_PCAP},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -214,6 +220,7 @@ struct proxy_args {
 	const char *cert;
 	const char *key;
 	const char *keylog;
+	const char *raw_pcap;
 	bool insecure;
 	bool no_redact;
 	bool quiet;
@@ -300,6 +307,7 @@ static const struct {
 	{OPT_CERT, offsetof(struct proxy_args, cert)},
 	{OPT_KEY, offsetof(struct proxy_args, key)},
 	{OPT_KEYLOG, offsetof(struct proxy_args, keylog)},
+	{OPT_RAW_PCAP, offsetof(struct proxy_args, raw_pcap)},
 	{OPT_PCAP, offsetof(struct proxy_args, pcap)},
 	{OPT_PCAP_LISTEN, offsetof(struct proxy_args, pcap_listen)},
 	{OPT_EVENTS, offsetof(struct proxy_args, events)},
@@ -416,13 +424,17 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 		return cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
 	if (a->upstream == NULL)
 		return cli_usage_error("proxy", "--upstream HOST:PORT is required");
-	return cli_output_flags("proxy", a->overwrite, a->append, a->pcap, a->events);
+	if (a->raw_pcap != NULL && strcmp(a->raw_pcap, "-") == 0)
+		return cli_usage_error("proxy", "--raw-pcap takes a file (it holds every TLS "
+				       "secret), not standard output");
+	return cli_output_flags("proxy", a->overwrite, a->append,
+				a->pcap != NULL ? a->pcap : a->raw_pcap, a->events);
 }
 
 /* The pcap and the event log, when asked for; *made_r lists the files
  * this run created, to be removed if it does not start. */
 static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
-		       struct cli_fresh_files *made)
+		       struct capture_wiretap *tap, struct cli_fresh_files *made)
 {
 	const struct capture_pcap_config pc = {
 		.path = a->pcap,
@@ -433,6 +445,9 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 	};
 
 	if (a->pcap != NULL && cli_add_pcap(sinks, &pc, made) != 0)
+		return -1;
+	if (a->raw_pcap != NULL &&
+	    cli_add_raw_pcap(sinks, a->raw_pcap, a->overwrite, log_message, tap, made) != 0)
 		return -1;
 	if (a->events != NULL &&
 	    cli_add_event_log(sinks, a->events, a->overwrite, a->append, "proxy", log_message,
@@ -597,7 +612,7 @@ static int before_serving(const struct proxy_args *a, struct run *run)
 			    "is relayed to the upstream and recorded",
 			    proxy_listen_str(run->proxy));
 	if (a->user != NULL) {
-		const char *files[] = {a->pcap, a->events, a->keylog};
+		const char *files[] = {a->pcap, a->events, a->keylog, a->raw_pcap};
 
 		if (cli_drop_privileges(a->user, files, sizeof(files) / sizeof(files[0])) != 0)
 			return CLI_EXIT_RUNTIME;
@@ -613,19 +628,6 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 		    leg_word(config->upstream_tls),
 		    config->insecure_upstream ? ", certificate NOT verified" : "");
 	cli_faults_say(&a->faults);
-}
-
-static void tune_malloc(void)
-{
-	/* Relaying allocates and frees buffers all the time; glibc would hand the
-	 * top of the heap back after each burst and fault it in again on the next
-	 * (a third of the CPU of a TLS relay). Keep 64 MiB of freed memory. */
-	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
-	mallopt(M_TOP_PAD, 1024 * 1024);
-	/* Setting the trim threshold turns off glibc's sliding mmap threshold:
-	 * every read buffer of 128 KiB or more was then a fresh mapping, a
-	 * page fault per 4 KiB relayed. Such buffers come from the heap too. */
-	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 }
 
 static void stop_run(struct run *run, struct capture_sinks *sinks)
@@ -650,12 +652,13 @@ int cli_proxy_main(int argc, char **argv)
 	struct capture_sinks sinks = {0};
 	struct run run = {0};
 	struct cli_fresh_files made = {0};
+	struct capture_wiretap tap = {0};
 	int color, rc;
 
 	rc = parse_args(argc, argv, &a);
 	if (rc != 0)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	tune_malloc();
+	cli_tune_malloc();
 	rc = configure(&a, &config);
 	if (rc != 0)
 		return rc;
@@ -663,8 +666,10 @@ int cli_proxy_main(int argc, char **argv)
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	rc = CLI_EXIT_RUNTIME;
-	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &made) != 0)
+	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &tap, &made) != 0)
 		goto out;
+	if (a.raw_pcap != NULL)
+		config.wiretap = &tap;
 	cli_raise_descriptor_limit(a.max_sessions);
 	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0 ||
 	    (a.pcap_listen != NULL &&

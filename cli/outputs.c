@@ -10,6 +10,7 @@
 #include "capture/events.h"
 #include "capture/settings.h"
 #include "capture/pcap_writer.h"
+#include "capture/raw_pcap.h"
 #include "cli/cli.h"
 #include "proxy/pcap_listen.h"
 #include "imap/framer.h"
@@ -28,8 +29,8 @@ int cli_output_flags(const char *cmd, bool overwrite, bool append, const char *p
 						      "another name)"
 						    : "");
 	if (overwrite && pcap == NULL && (events == NULL || strcmp(events, "-") == 0))
-		return cli_usage_error(cmd, "--overwrite replaces a --pcap or --events file: give "
-				       "one");
+		return cli_usage_error(cmd, "--overwrite replaces a --pcap, --raw-pcap or --events "
+				       "file: give one");
 	return 0;
 }
 
@@ -46,6 +47,31 @@ int cli_add_pcap(struct capture_sinks *sinks, const struct capture_pcap_config *
 		return -1;
 	}
 	capture_sinks_add(sinks, sink);
+	return 0;
+}
+
+int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwrite,
+		     capture_log_fn *log, struct capture_wiretap *tap, struct cli_fresh_files *made)
+{
+	const struct capture_raw_config config = {
+		.path = path,
+		.mode = overwrite ? CAPTURE_OUTFILE_OVERWRITE : CAPTURE_OUTFILE_NEW,
+		.log = log,
+	};
+	struct capture_sink sink;
+	char err[4096];
+	bool refused;
+
+	cli_fresh_note(made, path);
+	if (capture_raw_pcap_new(&config, &sink, tap, &refused, err, sizeof(err)) != 0) {
+		cli_message("--raw-pcap: %s%s", err, refused ? "; pass --overwrite to replace it" : "");
+		return -1;
+	}
+	if (capture_sinks_add(sinks, sink) != 0) {
+		sink.ops->destroy(sink.self);
+		cli_message("--raw-pcap: too many outputs");
+		return -1;
+	}
 	return 0;
 }
 

@@ -1,7 +1,8 @@
-/* Process set-up for the long-running commands: the descriptor limit and
- * dropping root. */
+/* Process set-up for the long-running commands: the descriptor limit,
+ * malloc's tuning and dropping root. */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,4 +84,17 @@ int cli_drop_privileges(const char *user, const char *const *files, size_t nfile
 	cli_message("running as %s (uid %u, gid %u)", pw->pw_name, (unsigned)pw->pw_uid,
 		    (unsigned)pw->pw_gid);
 	return 0;
+}
+
+void cli_tune_malloc(void)
+{
+	/* Relaying allocates and frees buffers all the time; glibc would hand the
+	 * top of the heap back after each burst and fault it in again on the next
+	 * (a third of the CPU of a TLS relay). Keep 64 MiB of freed memory. */
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TOP_PAD, 1024 * 1024);
+	/* Setting the trim threshold turns off glibc's sliding mmap threshold:
+	 * every read buffer of 128 KiB or more was then a fresh mapping, a
+	 * page fault per 4 KiB relayed. Such buffers come from the heap too. */
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 }

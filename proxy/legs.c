@@ -256,6 +256,7 @@ void session_connected(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
 
+	session_wire_open(s, SIDE_UPSTREAM);
 	if (p->upstream_ctx == NULL) {
 		session_upstream_up(s);
 		return;

@@ -223,13 +223,17 @@ static int start_listening(struct proxy *p, char *err, size_t errlen)
 }
 
 /* One NSS key log line per secret, appended whole (Wireshark reads the
- * file to decrypt a raw capture of either leg). */
+ * file to decrypt a raw capture of either leg), and handed to the wire
+ * tap before the bytes it decrypts. */
 static void write_keylog(const SSL *ssl, const char *line)
 {
 	struct proxy *p = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct capture_wiretap *tap = p != NULL ? p->config.wiretap : NULL;
 	char buf[1024];
 	int n;
 
+	if (tap != NULL)
+		tap->secret(tap->ctx, line);
 	if (p == NULL || p->keylog_fd < 0)
 		return;
 	n = snprintf(buf, sizeof(buf), "%s\n", line);
@@ -241,13 +245,17 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 {
 	/* a key log is appended to by convention (SSLKEYLOGFILE), never
 	 * through a link, and made 0600: it decrypts everything */
-	p->keylog_fd = capture_outfile_open_fd(p->config.keylog_file, CAPTURE_OUTFILE_APPEND);
-	if (p->keylog_fd < 0) {
-		capture_outfile_error(err, errlen, "the key log", p->config.keylog_file, errno);
-		return -1;
+	if (p->config.keylog_file != NULL) {
+		p->keylog_fd = capture_outfile_open_fd(p->config.keylog_file, CAPTURE_OUTFILE_APPEND);
+		if (p->keylog_fd < 0) {
+			capture_outfile_error(err, errlen, "the key log", p->config.keylog_file,
+					      errno);
+			return -1;
+		}
+		if (p->env.upstream_ctx == NULL && p->env.client_ctx == NULL)
+			proxy_log(p, "--keylog: neither leg uses TLS, so %s stays empty",
+				  p->config.keylog_file);
 	}
-	if (p->env.upstream_ctx == NULL && p->env.client_ctx == NULL)
-		proxy_log(p, "--keylog: neither leg uses TLS, so %s stays empty", p->config.keylog_file);
 	for (int i = 0; i < 2; i++) {
 		SSL_CTX *ctx = i ? p->env.client_ctx : p->env.upstream_ctx;
 
@@ -327,7 +335,8 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			return NULL;
 		}
 	}
-	if (config->keylog_file != NULL && open_keylog(p, err, errlen) < 0) {
+	if ((config->keylog_file != NULL || config->wiretap != NULL) &&
+	    open_keylog(p, err, errlen) < 0) {
 		*code_r = PROXY_ERR_TLS;
 		proxy_free(&p);
 		return NULL;

@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "capture/sink.h"
+#include "capture/wiretap.h"
 #include "imap/tracker.h"
 #include "proxy/addr.h"
 #include "proxy/fault_spec.h"
@@ -39,6 +40,7 @@ struct proxy_config {
 	const char *cert_file;   /* fixed certificate for the client leg, or NULL */
 	const char *key_file;
 	const char *keylog_file; /* NSS key log of both legs, or NULL */
+	const struct capture_wiretap *wiretap; /* both legs' bytes and secrets, or NULL */
 	bool no_rules;           /* framing only: no anomaly rules */
 	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */

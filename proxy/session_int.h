@@ -134,6 +134,7 @@ struct proxy_session {
 	bool eof_deferred[2];        /* by side: its FIN waits behind a fault's queue */
 	unsigned frames;             /* callbacks under way inside the session */
 	bool doomed;                 /* it ended inside one: freed at the outermost leave */
+	bool wired[2];               /* by side: the wire tap was told the leg is up */
 	TAILQ_ENTRY(proxy_session) link;
 };
 
@@ -172,6 +173,10 @@ void session_relay(struct proxy_session *s, enum side side);
 /* side's FIN goes on to the other side once everything before it did. */
 void session_pass_eof(struct proxy_session *s, enum side side);
 void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event event, void *arg);
+
+/* The leg's TCP connection is up: from now on the wire tap (--raw-pcap)
+ * sees its bytes. Nothing without a tap. */
+void session_wire_open(struct proxy_session *s, enum side side);
 
 /* proxy/legs.c */
 /* The upstream leg moves to state: the one place it changes. */

@@ -23,6 +23,8 @@ static void on_writable(evutil_socket_t fd, short what, void *arg);
 static void stream_destroy(struct proxy_stream *s)
 {
 	SSL_free(s->ssl);
+	if (s->tap_in != NULL)
+		evbuffer_free(s->tap_in);
 	if (s->tls_out != NULL)
 		evbuffer_free(s->tls_out);
 	if (s->ev_read != NULL)
@@ -118,6 +120,7 @@ void proxy_stream_free(struct proxy_stream **stream)
 	if (s == NULL)
 		return;
 	*stream = NULL;
+	s->tap = NULL; /* its owner said goodbye to the tap already */
 	if (s->in_callback > 0) {
 		event_del(s->ev_read);
 		event_del(s->ev_write);
@@ -170,6 +173,74 @@ SSL *proxy_stream_ssl(const struct proxy_stream *s)
 	return s->ssl;
 }
 
+void proxy_stream_set_tap(struct proxy_stream *s, proxy_stream_tap *tap, void *ctx)
+{
+	s->tap = tap;
+	s->tap_ctx = ctx;
+}
+
+int proxy_stream_fd(const struct proxy_stream *s)
+{
+	return s->fd;
+}
+
+int stream_send(struct proxy_stream *s, struct evbuffer *buf, ev_ssize_t atmost)
+{
+	struct evbuffer_iovec vec[16];
+	struct iovec iov[16];
+	size_t want = atmost < 0 ? evbuffer_get_length(buf) : (size_t)atmost, total = 0;
+	ssize_t n;
+	int nvec;
+
+	if (s->tap == NULL)
+		return evbuffer_write_atmost(buf, s->fd, atmost);
+	/* what evbuffer_write_atmost() does, with the bytes in hand */
+	stream_tap_flush_in(s);
+	nvec = evbuffer_peek(buf, (ev_ssize_t)want, NULL, vec, 16);
+	if (nvec > 16)
+		nvec = 16;
+	for (int i = 0; i < nvec; i++) {
+		iov[i].iov_base = vec[i].iov_base;
+		iov[i].iov_len = vec[i].iov_len < want - total ? vec[i].iov_len : want - total;
+		total += iov[i].iov_len;
+	}
+	if (nvec <= 0 || total == 0)
+		return 0;
+	n = writev(s->fd, iov, nvec);
+	if (n <= 0)
+		return (int)n;
+	total = (size_t)n;
+	for (int i = 0; i < nvec && total > 0; i++) {
+		size_t take = iov[i].iov_len < total ? iov[i].iov_len : total;
+
+		s->tap(s->tap_ctx, true, iov[i].iov_base, take);
+		total -= take;
+	}
+	evbuffer_drain(buf, (size_t)n);
+	return (int)n;
+}
+
+void stream_tap_flush_in(struct proxy_stream *s)
+{
+	struct evbuffer_iovec vec[16];
+	int n;
+
+	if (s->tap == NULL || s->tap_in == NULL)
+		return;
+	while (evbuffer_get_length(s->tap_in) > 0) {
+		size_t done = 0;
+
+		n = evbuffer_peek(s->tap_in, -1, NULL, vec, 16);
+		if (n > 16)
+			n = 16;
+		for (int i = 0; i < n; i++) {
+			s->tap(s->tap_ctx, false, vec[i].iov_base, vec[i].iov_len);
+			done += vec[i].iov_len;
+		}
+		evbuffer_drain(s->tap_in, done);
+	}
+}
+
 void proxy_stream_set_reading(struct proxy_stream *s, bool on)
 {
 	if (on == s->reading)
@@ -218,9 +289,9 @@ static bool write_some(struct proxy_stream *s)
 
 			if (len == 0)
 				return false;
-			n = evbuffer_write_atmost(s->output, s->fd, (ev_ssize_t)len);
+			n = stream_send(s, s->output, (ev_ssize_t)len);
 		} else {
-			n = evbuffer_write(s->output, s->fd);
+			n = stream_send(s, s->output, -1);
 		}
 
 		if (n < 0) {
@@ -365,6 +436,16 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	s->streaming = (size_t)n >= want;
+	if (s->tap != NULL) {
+		size_t left = (size_t)n;
+
+		for (int i = 0; i < nvec && left > 0; i++) {
+			size_t take = left < vec[i].iov_len ? left : vec[i].iov_len;
+
+			s->tap(s->tap_ctx, false, vec[i].iov_base, take);
+			left -= take;
+		}
+	}
 	for (int i = 0; i < nvec; i++) {
 		size_t take = (size_t)n < vec[i].iov_len ? (size_t)n : vec[i].iov_len;
 

@@ -95,6 +95,16 @@ void proxy_stream_tls_resume(struct proxy_stream *stream);
 /* The stream's SSL, or NULL while it is plain. */
 SSL *proxy_stream_ssl(const struct proxy_stream *stream);
 
+/* Bytes as they cross the socket: read (sent false) or written (sent
+ * true); TLS records once TLS is on. Bytes read under TLS are handed over
+ * once OpenSSL has taken them in, so the secrets they lead to are logged
+ * first. */
+typedef void proxy_stream_tap(void *ctx, bool sent, const uint8_t *data, size_t len);
+/* Taps the stream from now on (NULL: no longer). */
+void proxy_stream_set_tap(struct proxy_stream *stream, proxy_stream_tap *tap, void *ctx);
+/* The socket, for its addresses. */
+int proxy_stream_fd(const struct proxy_stream *stream);
+
 /* Bytes still to send: the output, and with TLS the records made of it
  * that the socket has not taken yet. A stream may be freed without loss
  * when this is 0. */

@@ -54,6 +54,9 @@ struct proxy_stream {
 	char error_text[256];
 	uint64_t written; /* application bytes taken by the socket or TLS */
 	struct split_pacer pacer; /* a re-split stream: one piece per write, paced */
+	proxy_stream_tap *tap;    /* NULL unless --raw-pcap */
+	void *tap_ctx;
+	struct evbuffer *tap_in;  /* TLS: read by OpenSSL, not yet handed to tap */
 };
 
 /* proxy/stream.c */
@@ -61,6 +64,11 @@ struct proxy_stream {
 bool stream_notify(struct proxy_stream *s, enum proxy_stream_event event);
 /* Reports err from the loop, not from inside the caller. */
 void stream_fail_later(struct proxy_stream *s, int err);
+/* Writes at most atmost bytes (-1: as many as it takes) of buf to the
+ * socket, as evbuffer_write_atmost() does, showing them to the tap. */
+int stream_send(struct proxy_stream *s, struct evbuffer *buf, ev_ssize_t atmost);
+/* Hands what OpenSSL read to the tap: after each OpenSSL call. */
+void stream_tap_flush_in(struct proxy_stream *s);
 
 /* proxy/stream_tls.c */
 /* Takes the handshake as far as the socket lets it. */

@@ -42,7 +42,7 @@ static bool stream_send_tls_out(struct proxy_stream *s)
 	if (s->tls_out == NULL)
 		return true; /* socket BIOs (out of memory at the start of TLS) */
 	while (evbuffer_get_length(s->tls_out) > 0) {
-		int n = evbuffer_write(s->tls_out, s->fd);
+		int n = stream_send(s, s->tls_out, -1);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -150,6 +150,7 @@ bool stream_write_tls(struct proxy_stream *s)
 		}
 		ERR_clear_error();
 		n = SSL_write(s->ssl, v.iov_base, (int)len);
+		stream_tap_flush_in(s);
 		if (n > 0) {
 			s->written += (uint64_t)n;
 			evbuffer_drain(s->output, (size_t)n);
@@ -196,6 +197,7 @@ void stream_handshake(struct proxy_stream *s)
 
 	ERR_clear_error();
 	r = SSL_do_handshake(s->ssl);
+	stream_tap_flush_in(s);
 	/* a flight is sent whole or the rest waits for the socket; a failed
 	 * handshake's alert gets one try */
 	if (!stream_send_tls_out(s) && !s->error_pending && r != 1)
@@ -239,6 +241,31 @@ void stream_handshake(struct proxy_stream *s)
 	}
 }
 
+/* The socket BIO's reads, kept for the tap until the OpenSSL call that
+ * made them returns (it may log the secrets that decrypt them); its
+ * writes (socket BIOs for both ways, out of memory) go to the tap at once. */
+static long tap_bio(BIO *bio, int oper, const char *argp, size_t len, int argi, long argl,
+		    int ret, size_t *processed)
+{
+	struct proxy_stream *s = (struct proxy_stream *)BIO_get_callback_arg(bio);
+
+	(void)len;
+	(void)argi;
+	(void)argl;
+	if (s == NULL || s->tap == NULL || ret <= 0 || processed == NULL || *processed == 0)
+		return ret;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+		if (s->tap_in == NULL)
+			s->tap_in = evbuffer_new();
+		if (s->tap_in != NULL)
+			evbuffer_add(s->tap_in, argp, *processed);
+	} else if (oper == (BIO_CB_WRITE | BIO_CB_RETURN)) {
+		stream_tap_flush_in(s);
+		s->tap(s->tap_ctx, true, (const uint8_t *)argp, *processed);
+	}
+	return ret;
+}
+
 void proxy_stream_start_tls(struct proxy_stream *s, SSL *ssl, bool server)
 {
 	BIO *rbio = BIO_new_socket(s->fd, BIO_NOCLOSE);
@@ -256,6 +283,10 @@ void proxy_stream_start_tls(struct proxy_stream *s, SSL *ssl, bool server)
 	} else {
 		BIO_set_data(wbio, s);
 		SSL_set_bio(ssl, rbio, wbio);
+	}
+	if (s->tap != NULL && SSL_get_rbio(ssl) != NULL) {
+		BIO_set_callback_arg(SSL_get_rbio(ssl), (char *)s);
+		BIO_set_callback_ex(SSL_get_rbio(ssl), tap_bio);
 	}
 	if (server)
 		SSL_set_accept_state(ssl);
@@ -290,6 +321,7 @@ void stream_read_tls(struct proxy_stream *s)
 		}
 		ERR_clear_error();
 		n = SSL_read(s->ssl, v.iov_base, (int)v.iov_len);
+		stream_tap_flush_in(s);
 		if (n > 0) {
 			v.iov_len = (size_t)n;
 			evbuffer_commit_space(s->input, &v, 1);

@@ -37,7 +37,8 @@ def doc_pages(runnable=False):
                     cmd = TSHARK_READ.match(line).group(1).strip()
                     # only a capture the page's own commands wrote (not a
                     # raw capture of a leg, which needs capture rights)
-                    if any("--pcap " + cmd.split()[2] in c for c in commands):
+                    if any(flag + cmd.split()[2] in c for c in commands
+                           for flag in ("--pcap ", "--raw-pcap ")):
                         commands.append(cmd)
         pages.append((os.path.relpath(path, ROOT), commands))
     return pages
