@@ -34,7 +34,7 @@ static int secrets_block(const unsigned char *body, size_t len, bool swap,
 		return 0;
 	type = u32(body, swap);
 	n = u32(body + 4, swap);
-	if (type != CAPTURE_PCAPNG_SECRETS_TLS || n > len - 8)
+	if (type != PCAPNG_SECRETS_TLS_KEYLOG || n > len - 8)
 		return 0;
 	++*blocks;
 	return capture_keylog_add_text(k, (const char *)body + 8, n);

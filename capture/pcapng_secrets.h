@@ -9,9 +9,10 @@
 #include <stddef.h>
 
 #include "capture/keylog.h"
+#include "capture/pcapng.h"
 
 #define CAPTURE_PCAPNG_DSB 0x0000000Au
-#define CAPTURE_PCAPNG_SECRETS_TLS 0x544c534bu /* "TLSK": an NSS key log */
+/* the secrets type of a Decryption Secrets Block: PCAPNG_SECRETS_TLS_KEYLOG */
 
 /* Adds the TLS secrets of the file at path to k. Returns the number of
  * Decryption Secrets Blocks read, or -1 when out of memory. A damaged
