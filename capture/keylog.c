@@ -55,15 +55,10 @@ void capture_keylog_free(struct capture_keylog **kp)
 	*kp = NULL;
 }
 
+/* one hex digit's value, or -1 (OpenSSL's, as it reads hex itself) */
 static int hex_digit(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 /* n hex digits into n/2 bytes; false on anything but hex or an odd n. */
