@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "capture/escape.h"
@@ -280,4 +281,22 @@ void pcap_handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us 
 	pcap_write_segment(w, s, IMAP_C2S, ts, TH_SYN, NULL, 0);
 	pcap_write_segment(w, s, IMAP_S2C, ts, TH_SYN | TH_ACK, NULL, 0);
 	pcap_write_segment(w, s, IMAP_C2S, ts, TH_ACK, NULL, 0);
+}
+
+void pcap_sessions_free(struct pcap_writer *w)
+{
+	for (unsigned b = 0; b < BUCKETS; b++) {
+		while (w->bucket[b] != NULL) {
+			struct pcap_session *s = w->bucket[b];
+
+			w->bucket[b] = s->next;
+			/* a unit never written may hold a credential in clear */
+			for (int d = 0; d < 2; d++) {
+				if (s->pending[d] != NULL)
+					explicit_bzero(s->pending[d], s->pending_cap[d]);
+				free(s->pending[d]);
+			}
+			free(s);
+		}
+	}
 }

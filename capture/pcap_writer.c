@@ -408,20 +408,7 @@ static void pw_destroy(void *self)
 
 	if (w->file.fp != NULL)
 		release(w);
-	for (unsigned b = 0; b < BUCKETS; b++) {
-		while (w->bucket[b] != NULL) {
-			struct pcap_session *s = w->bucket[b];
-
-			w->bucket[b] = s->next;
-			/* a unit never written may hold a credential in clear */
-			for (int d = 0; d < 2; d++) {
-				if (s->pending[d] != NULL)
-					explicit_bzero(s->pending[d], s->pending_cap[d]);
-				free(s->pending[d]);
-			}
-			free(s);
-		}
-	}
+	pcap_sessions_free(w);
 	pcap_close_file(w);
 	free(w->settings);
 	if (w->dead != NULL)

@@ -113,6 +113,8 @@ void pcap_write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us
 		     const uint8_t *text, size_t len);
 void pcap_write_settings_mark(struct pcap_writer *w, imap_time_us ts);
 void pcap_handshake(struct pcap_writer *w, struct pcap_session *s, imap_time_us ts);
+/* Frees every session still open, wiping what they held unwritten. */
+void pcap_sessions_free(struct pcap_writer *w);
 
 /* Adds a comment (printf-style, escaped to printable ASCII) for the next
  * packet written with w->attach set; pcapng only. */

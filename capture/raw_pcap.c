@@ -170,14 +170,7 @@ static void raw_destroy(void *self)
 {
 	struct pcap_writer *w = self;
 
-	for (unsigned b = 0; b < BUCKETS; b++) {
-		while (w->bucket[b] != NULL) {
-			struct pcap_session *s = w->bucket[b];
-
-			w->bucket[b] = s->next;
-			free(s);
-		}
-	}
+	pcap_sessions_free(w);
 	pcap_close_file(w);
 	if (w->secrets != NULL)
 		explicit_bzero(w->secrets, w->secrets_cap);

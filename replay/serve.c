@@ -224,6 +224,9 @@ static size_t next_client_unit(const struct replay_recording *rec, size_t i)
 /* --match first-lines: a connection is matched by this many client
  * lines at most (a SELECT or EXAMINE ends the matching sooner). */
 #define FIRST_LINES_MAX 32
+/* no unclaimed session agrees with the connection's lines any more */
+#define ALL_CLAIMED \
+	"every session of the recording these lines agree with is played by another connection"
 
 /* Another session's client has not sent what came before server unit i
  * in the recording, for longer than --quiet-limit. */
@@ -385,8 +388,7 @@ static bool take_client_unit(struct serve *s, size_t *i)
 	drop_live(s);
 	(*i)++;
 	if (s->tentative && told_apart(s, u) && !claim(s, i)) {
-		replay_serve_diverged(s, *i - 1, "every session of the recording these lines agree "
-				      "with is played by another connection", NULL);
+		replay_serve_diverged(s, *i - 1, ALL_CLAIMED, NULL);
 		return false;
 	}
 	return true;
@@ -488,9 +490,7 @@ static void run(struct serve *s)
 			if (!s->tentative)
 				break;
 			if (!claim(s, &i)) {
-				replay_serve_diverged(s, s->rec->count - 1, "every session of the "
-						      "recording these lines agree with is played "
-						      "by another connection", NULL);
+				replay_serve_diverged(s, s->rec->count - 1, ALL_CLAIMED, NULL);
 				return;
 			}
 			if (s->idx == leader)
