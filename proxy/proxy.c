@@ -223,7 +223,7 @@ static int make_workers(struct proxy *p, const struct capture_sinks *sinks, char
 int proxy_start_workers(struct proxy *p, char *err, size_t errlen)
 {
 	for (unsigned i = 1; i < p->workers; i++) {
-		int rc = proxy_worker_start(p->worker[i]);
+		int rc = proxy_worker_start(p->worker[i], i + 1);
 
 		if (rc != 0) {
 			snprintf(err, errlen, "cannot start the thread of event loop %u: %s", i + 1,

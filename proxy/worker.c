@@ -215,9 +215,10 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int proxy_worker_start(struct proxy_worker *w)
+int proxy_worker_start(struct proxy_worker *w, unsigned number)
 {
 	sigset_t all, old;
+	char name[16];
 	int rc;
 
 	if (!w->own_base || w->running)
@@ -228,6 +229,10 @@ int proxy_worker_start(struct proxy_worker *w)
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	w->running = rc == 0;
+	/* as top -H and /proc/PID/task/TID/comm show it */
+	snprintf(name, sizeof(name), "imaptap-loop%u", number);
+	if (rc == 0)
+		(void)pthread_setname_np(w->thread, name);
 	return rc;
 }
 

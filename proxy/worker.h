@@ -28,9 +28,9 @@ int proxy_worker_listen(struct proxy_worker *w, const struct sockaddr *addr, soc
 /* The listening socket's address (after proxy_worker_listen). */
 int proxy_worker_bound(const struct proxy_worker *w, struct sockaddr_storage *ss, socklen_t *len);
 
-/* Starts the thread of a worker with a base of its own. Returns 0 or an
- * errno. */
-int proxy_worker_start(struct proxy_worker *w);
+/* Starts the thread of a worker with a base of its own, named
+ * "imaptap-loopNUMBER". Returns 0 or an errno. */
+int proxy_worker_start(struct proxy_worker *w, unsigned number);
 
 /* From any thread: stops accepting, closes every session after flushing
  * what it can; the worker's loop ends when the last one is gone or after
