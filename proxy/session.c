@@ -316,6 +316,7 @@ void session_relay(struct proxy_session *s, enum side side)
 	struct proxy_stream *dst = s->stream[!side];
 	size_t n = evbuffer_get_length(input);
 	enum imap_dir dir = dir_from(side);
+	imap_time_us now;
 
 	if (n == 0)
 		return;
@@ -363,7 +364,9 @@ void session_relay(struct proxy_session *s, enum side side)
 	}
 	imap_conv_trim(observed_conv(s->observed));
 	observed_flush(s->observed);
-	session_arm_rules(s, session_now(s));
+	now = session_now(s);
+	session_rules_due(s, now);
+	session_arm_rules(s, now);
 }
 
 static void drained(struct proxy_session *s, enum side side)

@@ -266,6 +266,11 @@ bool session_speaks_tls_to_plain(struct proxy_session *s, enum side side);
  * looks and arms again. */
 void session_arm_rules(struct proxy_session *s, imap_time_us now);
 void session_on_rules_timer(evutil_socket_t fd, short what, void *arg);
+/* The timer's look, run by the relay itself once its time has come: a
+ * server flooding the client keeps the loop in read callbacks, and the
+ * timer would wait behind them past the moment the client stopped
+ * reading. */
+void session_rules_due(struct proxy_session *s, imap_time_us now);
 /* Looks once more whether side, found not reading, reads again (its
  * stream is about to close). */
 void session_watch_last_look(struct proxy_session *s, enum side side, imap_time_us now);

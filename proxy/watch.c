@@ -112,10 +112,28 @@ void session_arm_rules(struct proxy_session *s, imap_time_us now)
 	s->rules_at = at;
 }
 
+/* What the rules timer does: a look at both peers, the rules that came
+ * due, and the timer armed for the next. */
+static void rules_look(struct proxy_session *s, imap_time_us now)
+{
+	check_reading(s, SIDE_CLIENT, now);
+	check_reading(s, SIDE_UPSTREAM, now);
+	imap_conv_tick(observed_conv(s->observed), now);
+	observed_flush(s->observed);
+	session_arm_rules(s, now);
+}
+
+void session_rules_due(struct proxy_session *s, imap_time_us now)
+{
+	if (s->rules_at < 0 || now < s->rules_at || s->state != SESSION_RELAYING)
+		return;
+	s->rules_at = -1;
+	rules_look(s, now);
+}
+
 void session_on_rules_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_session *s = arg;
-	imap_time_us now;
 
 	(void)fd;
 	(void)what;
@@ -123,11 +141,6 @@ void session_on_rules_timer(evutil_socket_t fd, short what, void *arg)
 	if (s->state != SESSION_RELAYING)
 		return;
 	session_enter(s);
-	now = session_now(s);
-	check_reading(s, SIDE_CLIENT, now);
-	check_reading(s, SIDE_UPSTREAM, now);
-	imap_conv_tick(observed_conv(s->observed), now);
-	observed_flush(s->observed);
-	session_arm_rules(s, now);
+	rules_look(s, session_now(s));
 	session_leave(s);
 }
