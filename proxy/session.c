@@ -160,6 +160,7 @@ static void session_release(struct proxy_session *s)
 	observed_close(&s->observed, &close);
 	free(s->pending_bye);
 	free(s->tls_caps);
+	free(s->client_sni);
 	for (int i = 0; i < 2; i++) {
 		imap_framer_free(&s->lines[i].framer);
 		free(s->lines[i].action_line);
@@ -380,6 +381,17 @@ static void side_error(struct proxy_session *s, enum side side, int err)
 	session_finish(s);
 }
 
+/* The ClientHello's server name, kept only as long as it is (most are a
+ * few bytes; a session holds no room for the longest). */
+static void session_take_sni(struct proxy_session *s, enum side side)
+{
+	char sni[256];
+
+	proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), sni, sizeof(sni));
+	free(s->client_sni);
+	s->client_sni = sni[0] != '\0' ? strdup(sni) : NULL;
+}
+
 static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_event event)
 {
 	switch (event) {
@@ -427,8 +439,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		return;
 	case PROXY_STREAM_TLS_HELLO:
 		/* the client's ClientHello: learn its SNI, then reach the upstream */
-		proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), s->client_sni,
-				    sizeof(s->client_sni));
+		session_take_sni(s, side);
 		if (s->upstream == UPSTREAM_READY)
 			session_resume_client_tls(s); /* STARTTLS: the upstream is up already */
 		else
