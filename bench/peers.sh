@@ -28,6 +28,8 @@
 #                       packet comments) instead of pcap
 #   RAW_PCAP=1          imaptap's capture rows write --raw-pcap FILE.pcapng (both
 #                       legs as sent, with the TLS secrets) instead of --pcap
+#   WORKERS_ROWS=0      leave out the event-loop rows (bench/workers.sh: many
+#                       sessions through --workers 1 and 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +44,7 @@ SPEED_SECONDS=${SPEED_SECONDS:-2}
 DO_BUILD=1
 ONLY=""
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -519,3 +521,14 @@ failed=$(grep -c ': FAILED:' "$WORK/measure.log" 2>/dev/null || true)
 echo
 echo "key=value results: $RESULTS"
 echo "RESULT $(tr '\n' ' ' <"$RESULTS" | sed 's/ $//')"
+
+# ------------------------------------------ event loops (bench/workers.sh)
+# imaptap alone with --workers 1 and 2: many sessions at once, which one
+# loop cannot spread over the cores (WORKERS_ROWS=0 leaves it out).
+if [ "${WORKERS_ROWS:-1}" = 1 ]; then
+    quick=()
+    [ "$REPS" = 1 ] && quick=(--quick)
+    echo
+    IMAPTAP_ARGS=${IMAPTAP_ARGS:-} bash "$ROOT/bench/workers.sh" "${quick[@]}" --reps "$REPS" \
+        --no-build --build-dir "$BUILD_DIR" || echo "workers.sh failed (its messages are on stderr)"
+fi

@@ -90,12 +90,14 @@ int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwri
 		     capture_log_fn *log, struct capture_wiretap *tap, struct cli_fresh_files *made);
 
 /* --pcap-listen ADDR:PORT: the live capture's listener on base, its sink
- * added to sinks. Returns it, or NULL after saying why. */
+ * added to sinks; lock: the outputs' lock of a proxy with several loops
+ * (proxy_outputs_lock), or NULL. Returns it, or NULL after saying why. */
 struct event_base;
 struct proxy_pcap_listen;
+struct capture_lock;
 struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const char *spec,
 					      bool remote, capture_log_fn *log,
-					      struct capture_sinks *sinks);
+					      struct capture_lock *lock, struct capture_sinks *sinks);
 
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why

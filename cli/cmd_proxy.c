@@ -19,6 +19,7 @@
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
+#include "cli/proxy_run.h"
 #include "proxy/pcap_listen.h"
 #include "proxy/proxy.h"
 
@@ -67,6 +68,9 @@ static const char proxy_usage[] =
 	"                           who connects is relayed and recorded)\n"
 	"  --max-sessions N         refuse clients beyond N open sessions with a BYE\n"
 	"                           (default: as many as descriptors allow)\n"
+	"  --workers N              N event loops on the listening port, clients spread\n"
+	"                           among them by the kernel; one numbering, one pcap and\n"
+	"                           one event log in time order (default: the cores)\n"
 	"  --user NAME              started as root: drop to NAME's privileges once\n"
 	"                           listening and with every output file open\n"
 	"  --pcap FILE|-            write every session's client leg as plain IMAP over\n"
@@ -156,6 +160,7 @@ enum {
 	OPT_NO_RULES,
 	OPT_ALLOW_REMOTE,
 	OPT_MAX_SESSIONS,
+	OPT_WORKERS,
 	OPT_USER,
 	OPT_FAULT,
 	OPT_PERSONA,
@@ -197,6 +202,7 @@ static const struct option proxy_options[] = {
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
 	{"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"user", required_argument, NULL, OPT_USER},
 	{"fault", required_argument, NULL, OPT_FAULT},
 	{"persona", required_argument, NULL, OPT_PERSONA},
@@ -238,6 +244,7 @@ struct proxy_args {
 	bool no_rules;
 	bool allow_remote;
 	unsigned max_sessions;
+	unsigned workers;
 	const char *user;
 	struct imap_tracker_config thresholds;
 	struct cli_faults faults;
@@ -245,49 +252,10 @@ struct proxy_args {
 	bool append;    /* --events adds to an earlier run's */
 };
 
-struct run {
-	struct event_base *base;
-	struct proxy *proxy;
-	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
-	int signals;
-	struct event *sigint, *sigterm, *sighup;
-};
-
 static void log_message(void *ctx, const char *message)
 {
 	(void)ctx;
 	cli_message("%s", message);
-}
-
-/* libevent's own warnings, which it would print raw, through the gate */
-static void libevent_message(int severity, const char *message)
-{
-	if (severity != EVENT_LOG_DEBUG)
-		cli_message("libevent: %s", message);
-}
-
-/* Log rotation moved the outputs away, or a full disk stopped them. */
-static void on_sighup(evutil_socket_t sig, short what, void *arg)
-{
-	const struct capture_sinks *sinks = arg;
-
-	(void)sig;
-	(void)what;
-	capture_sinks_reopen(sinks);
-	cli_message("SIGHUP: the pcap and the event log reopened");
-}
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct run *run = arg;
-
-	(void)what;
-	if (run->signals++ == 0)
-		cli_message("%s: stopping; %u session(s) open", sig == SIGINT ? "SIGINT" : "SIGTERM",
-			    proxy_session_count(run->proxy));
-	else
-		cli_message("second signal: exiting now");
-	proxy_shutdown(run->proxy);
 }
 
 /* Options that only keep their word, and where it goes. */
@@ -363,6 +331,12 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 			return cli_usage_error("proxy", "--max-sessions takes a number from 1 to "
 					       "1000000, not '%s'", optarg);
 		a->max_sessions = (unsigned)v;
+		return 0;
+	case OPT_WORKERS:
+		if (cli_number(optarg, 1, PROXY_WORKERS_MAX, &v) != 0)
+			return cli_usage_error("proxy", "--workers takes a number from 1 to %d, not '%s'",
+					       PROXY_WORKERS_MAX, optarg);
+		a->workers = (unsigned)v;
 		return 0;
 	case OPT_FAULT:
 		return cli_faults_add(&a->faults, optarg);
@@ -519,6 +493,7 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 			       (a->redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config->log = log_message;
 	config->max_sessions = a->max_sessions;
+	config->workers = a->workers != 0 ? a->workers : cli_proxy_default_workers();
 	return 0;
 }
 
@@ -547,47 +522,6 @@ static int add_timeline(const struct proxy_args *a, int color, struct capture_si
 	return 0;
 }
 
-/* The event loop and the listening proxy: 0, or -1 after saying why. */
-static int start_proxy(struct run *run, const struct proxy_config *config,
-		       struct capture_sinks *sinks)
-{
-	enum proxy_error code;
-	char err[512];
-
-	event_set_log_callback(libevent_message);
-	run->base = event_base_new();
-	if (run->base == NULL) {
-		cli_message("cannot start the event loop: %s", strerror(errno));
-		return -1;
-	}
-	run->proxy = proxy_new(run->base, config, sinks, &code, err, sizeof(err));
-	if (run->proxy != NULL)
-		return 0;
-	if (code == PROXY_ERR_TLS)
-		cli_message("TLS: %s", err);
-	else if (code == PROXY_ERR_RESOLVE && strstr(err, config->upstream.host) != NULL)
-		cli_message("upstream: %s (check the name, or give an IP address)", err);
-	else
-		cli_message("%s", err);
-	return -1;
-}
-
-/* From the first signal on the proxy stops cleanly: installed before
- * anything says it listens. */
-static int install_signals(struct run *run, struct capture_sinks *sinks)
-{
-	run->sigint = evsignal_new(run->base, SIGINT, on_signal, run);
-	run->sigterm = evsignal_new(run->base, SIGTERM, on_signal, run);
-	run->sighup = evsignal_new(run->base, SIGHUP, on_sighup, sinks);
-	if (run->sigint == NULL || run->sigterm == NULL || run->sighup == NULL ||
-	    evsignal_add(run->sigint, NULL) < 0 || evsignal_add(run->sigterm, NULL) < 0 ||
-	    evsignal_add(run->sighup, NULL) < 0) {
-		cli_message("cannot install signal handlers");
-		return -1;
-	}
-	return 0;
-}
-
 static const char *leg_word(enum proxy_tls_mode mode)
 {
 	return mode == PROXY_TLS_IMPLICIT ? "TLS" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "plain";
@@ -595,7 +529,7 @@ static const char *leg_word(enum proxy_tls_mode mode)
 
 /* Everything between listening and serving: the port file, the check on
  * a remote listener, dropping root. Returns an exit code. */
-static int before_serving(const struct proxy_args *a, struct run *run)
+static int before_serving(const struct proxy_args *a, struct cli_proxy_run *run)
 {
 	if (a->port_file != NULL && cli_write_port_file(a->port_file, proxy_listen_port(run->proxy)) < 0) {
 		cli_message("cannot write the port file %s: %s", a->port_file, strerror(errno));
@@ -621,7 +555,7 @@ static int before_serving(const struct proxy_args *a, struct run *run)
 }
 
 static void say_serving(const struct proxy_args *a, const struct proxy_config *config,
-			const struct run *run)
+			const struct cli_proxy_run *run)
 {
 	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run->proxy),
 		    leg_word(config->client_tls), config->upstream.host, config->upstream.port,
@@ -630,27 +564,12 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	cli_faults_say(&a->faults);
 }
 
-static void stop_run(struct run *run, struct capture_sinks *sinks)
-{
-	if (run->sigint != NULL)
-		event_free(run->sigint);
-	if (run->sigterm != NULL)
-		event_free(run->sigterm);
-	if (run->sighup != NULL)
-		event_free(run->sighup);
-	proxy_free(&run->proxy);
-	capture_sinks_destroy(sinks);
-	if (run->base != NULL)
-		event_base_free(run->base);
-	fflush(stderr);
-}
-
 int cli_proxy_main(int argc, char **argv)
 {
 	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
 	struct proxy_config config = {0};
 	struct capture_sinks sinks = {0};
-	struct run run = {0};
+	struct cli_proxy_run run = {.sinks = &sinks};
 	struct cli_fresh_files made = {0};
 	struct capture_wiretap tap = {0};
 	int color, rc;
@@ -671,10 +590,11 @@ int cli_proxy_main(int argc, char **argv)
 	if (a.raw_pcap != NULL)
 		config.wiretap = &tap;
 	cli_raise_descriptor_limit(a.max_sessions);
-	if (start_proxy(&run, &config, &sinks) != 0 || install_signals(&run, &sinks) != 0 ||
+	if (cli_proxy_start(&run, &config, &sinks) != 0 ||
 	    (a.pcap_listen != NULL &&
 	     (run.pcap_listen = cli_add_pcap_listen(run.base, a.pcap_listen, a.allow_remote,
-						    log_message, &sinks)) == NULL))
+						    log_message, proxy_outputs_lock(run.proxy),
+						    &sinks)) == NULL))
 		goto out;
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)
@@ -683,10 +603,11 @@ int cli_proxy_main(int argc, char **argv)
 	if (run.pcap_listen != NULL)
 		proxy_pcap_listen_seal(run.pcap_listen);
 	say_serving(&a, &config, &run);
-	event_base_dispatch(run.base);
+	if (cli_proxy_serve(&run) != 0)
+		goto out;
 	made.count = 0; /* it ran: what it wrote stays */
 out:
-	stop_run(&run, &sinks);
+	cli_proxy_stop(&run);
 	cli_fresh_remove(&made); /* a start that failed leaves nothing */
 	return rc;
 }

@@ -347,6 +347,7 @@ static SSL_CTX *shown_certificate(const struct serve_args *a, struct proxy_ca **
 			      a->name_count ? a->name_count : 2, NULL, 0, err, sizeof(err));
 	ctx = leaf != NULL ? replay_tls_server_leaf(leaf, proxy_ca_leaf_key(*ca_r), err, sizeof(err))
 			   : NULL;
+	X509_free(leaf); /* the context holds its own reference */
 	if (ctx == NULL)
 		cli_message("cannot forge a certificate with %s: %s", a->ca, err);
 	return ctx;

@@ -77,7 +77,7 @@ int cli_add_raw_pcap(struct capture_sinks *sinks, const char *path, bool overwri
 
 struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const char *spec,
 					      bool remote, capture_log_fn *log,
-					      struct capture_sinks *sinks)
+					      struct capture_lock *lock, struct capture_sinks *sinks)
 {
 	struct proxy_hostport where;
 	struct proxy_pcap_listen *l;
@@ -88,7 +88,7 @@ struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const cha
 		cli_message("--pcap-listen %s", err);
 		return NULL;
 	}
-	l = proxy_pcap_listen_new(base, &where, remote, log, NULL, &sink, err, sizeof(err));
+	l = proxy_pcap_listen_new(base, &where, remote, log, NULL, lock, &sink, err, sizeof(err));
 	if (l == NULL) {
 		cli_message("--pcap-listen: %s", err);
 		return NULL;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ struct proxy_ca {
 	X509 *cert;
 	EVP_PKEY *key;
 	EVP_PKEY *leaf_key;
+	pthread_mutex_t cache_lock; /* the loops of --workers forge side by side */
 	struct forged cache[CACHE_MAX];
 	size_t cached;
 	bool created; /* made by this load: the directory held no CA */
@@ -261,6 +263,7 @@ struct proxy_ca *proxy_ca_load(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pthread_mutex_init(&ca->cache_lock, NULL);
 	if (path_in(key_path, sizeof(key_path), dir, "ca.key") < 0 ||
 	    path_in(ca->cert_path, sizeof(ca->cert_path), dir, "ca.crt") < 0) {
 		snprintf(err, errlen, "the directory name '%s' is too long", dir);
@@ -333,6 +336,7 @@ void proxy_ca_free(struct proxy_ca **ca)
 	X509_free(c->cert);
 	EVP_PKEY_free(c->key);
 	EVP_PKEY_free(c->leaf_key);
+	pthread_mutex_destroy(&c->cache_lock);
 	free(c);
 	*ca = NULL;
 }
@@ -519,8 +523,8 @@ static void note_left_out(char *notice, size_t size, const char *name, const cha
 		 len > 96 ? "..." : "", why);
 }
 
-X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count, char *notice,
-		     size_t notice_size, char *err, size_t errlen)
+static X509 *forge_cached(struct proxy_ca *ca, const char *const *names, size_t count,
+			  char *notice, size_t notice_size, char *err, size_t errlen)
 {
 	const char **kept;
 	size_t n = 0, len = 1;
@@ -591,5 +595,21 @@ X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count
 	ca->cache[ca->cached].key = key;
 	ca->cache[ca->cached].cert = cert;
 	ca->cached++;
+	return cert;
+}
+
+X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count, char *notice,
+		     size_t notice_size, char *err, size_t errlen)
+{
+	X509 *cert;
+
+	pthread_mutex_lock(&ca->cache_lock);
+	cert = forge_cached(ca, names, count, notice, notice_size, err, errlen);
+	/* the cache may forget it while another loop forges: the caller's own */
+	if (cert != NULL && X509_up_ref(cert) != 1) {
+		snprintf(err, errlen, "out of memory");
+		cert = NULL;
+	}
+	pthread_mutex_unlock(&ca->cache_lock);
 	return cert;
 }

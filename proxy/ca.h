@@ -46,7 +46,8 @@ enum proxy_ca_name proxy_ca_name_check(const char *name, const char **why_r);
  * of them of at most 64 bytes is the subject CN. Names it does not accept
  * are left out, and notice (notice_size > 0) says which and why, every
  * name made printable; "" when none was. Cached per accepted name set for
- * the life of the CA; the caller does not own the result. Returns NULL
+ * the life of the CA; the caller owns a reference (X509_free). Safe from
+ * several threads. Returns NULL
  * with err when no name is left or OpenSSL fails. */
 X509 *proxy_ca_forge(struct proxy_ca *ca, const char *const *names, size_t count, char *notice,
 		     size_t notice_size, char *err, size_t errlen);

@@ -11,7 +11,7 @@ void session_send_bye(struct proxy_session *s, const char *bye)
 	/* plain text inside a compressed stream would corrupt it */
 	if (client == NULL || imap_conv_compressed(observed_conv(s->observed)))
 		return;
-	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
+	observed_feed(s->observed, IMAP_S2C, session_now(s), IMAP_ORIGIN_PROXY, (const uint8_t *)bye, len);
 	evbuffer_add(proxy_stream_output(client), bye, len);
 }
 
@@ -25,7 +25,7 @@ void session_upstream_failed(struct proxy_session *s, const char *what, const ch
 		 s->env->upstream_str, what, why);
 	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
 		 s->env->upstream_str, what, why);
-	observed_notice(s->observed, proxy_now(), notice);
+	observed_notice(s->observed, session_now(s), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
 	session_refuse(s, bye);
 }
@@ -80,7 +80,7 @@ int session_connect_upstream(struct proxy_session *s)
 void session_relaying(struct proxy_session *s)
 {
 	evtimer_del(s->timer);
-	imap_conv_connected(observed_conv(s->observed), proxy_now());
+	imap_conv_connected(observed_conv(s->observed), session_now(s));
 	if (s->greeting != NULL && s->stream[SIDE_CLIENT] != NULL) {
 		/* upstream STARTTLS: imaptap's greeting, made from what came over TLS */
 		size_t len = evbuffer_get_length(s->greeting), m;
@@ -98,7 +98,7 @@ void session_relaying(struct proxy_session *s)
 		session_fault_hide_greeting(s);
 		len = evbuffer_get_length(s->greeting);
 		/* stamped when the client gets it, after its own TLS handshake */
-		observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY,
+		observed_feed(s->observed, IMAP_S2C, session_now(s), IMAP_ORIGIN_PROXY,
 			       evbuffer_pullup(s->greeting, -1), len);
 		s->greeting_seen = 1;
 		evbuffer_add_buffer(proxy_stream_output(s->stream[SIDE_CLIENT]), s->greeting);
@@ -108,8 +108,8 @@ void session_relaying(struct proxy_session *s)
 	proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 	proxy_stream_set_reading(s->stream[SIDE_CLIENT], true);
 	if (s->faults != NULL)
-		proxy_faults_start(s->faults, proxy_now());
-	session_arm_rules(s, proxy_now());
+		proxy_faults_start(s->faults, session_now(s));
+	session_arm_rules(s, session_now(s));
 	/* what the server sent over TLS after its CAPABILITY answer */
 	if (s->stream[SIDE_UPSTREAM] != NULL &&
 	    evbuffer_get_length(proxy_stream_input(s->stream[SIDE_UPSTREAM])) > 0)
@@ -137,7 +137,7 @@ void session_tls_report(struct proxy_session *s, enum side side)
 		sni = s->client_sni;
 	}
 	info.sni = sni != NULL ? sni : "";
-	observed_tls(s->observed, proxy_now(), &info);
+	observed_tls(s->observed, session_now(s), &info);
 }
 
 /* Gives the paused client handshake its certificate and lets it go on. */
@@ -167,18 +167,20 @@ void session_resume_client_tls(struct proxy_session *s)
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
 				      err, sizeof(err));
 		if (notice[0] != '\0')
-			observed_notice(s->observed, proxy_now(), notice);
+			observed_notice(s->observed, session_now(s), notice);
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
 		if (cert == NULL || SSL_use_certificate(ssl, cert) != 1 ||
 		    SSL_use_PrivateKey(ssl, proxy_ca_leaf_key(p->ca)) != 1) {
-			observed_notice(s->observed, proxy_now(),
+			X509_free(cert);
+			observed_notice(s->observed, session_now(s),
 					     "cannot make a certificate for the client");
 			session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "no certificate for the client: %s", err);
 			session_close_side(s, SIDE_CLIENT);
 			session_finish(s);
 			return;
 		}
+		X509_free(cert);
 	}
 	SSL_set_app_data(ssl, s);
 	proxy_stream_tls_resume(s->stream[SIDE_CLIENT]);
@@ -298,7 +300,7 @@ void session_client_tls_failed(struct proxy_session *s)
 			 why, proxy_ca_cert_path(s->env->ca));
 	else
 		snprintf(notice, sizeof(notice), "client TLS handshake failed: %s", why);
-	observed_notice(s->observed, proxy_now(), notice);
+	observed_notice(s->observed, session_now(s), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake failed: %s", why);
 	session_close_side(s, SIDE_CLIENT);
 	session_close_side(s, SIDE_UPSTREAM);
@@ -313,7 +315,7 @@ static void client_handshake_timed_out(struct proxy_session *s)
 		 "client TLS handshake timed out after %u s: the client sent no (complete) "
 		 "handshake; is it speaking TLS to this port?",
 		 s->env->config->connect_timeout_s);
-	observed_notice(s->observed, proxy_now(), notice);
+	observed_notice(s->observed, session_now(s), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_CLIENT, CAPTURE_END_ERROR, "TLS handshake timed out");
 	session_close_side(s, SIDE_CLIENT);
 	session_close_side(s, SIDE_UPSTREAM);
@@ -409,7 +411,7 @@ bool session_speaks_tls_to_plain(struct proxy_session *s, enum side side)
 	} else {
 		return false;
 	}
-	observed_notice(s->observed, proxy_now(), why);
+	observed_notice(s->observed, session_now(s), why);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "%s", why);
 	evbuffer_drain(proxy_stream_input(s->stream[side]),
 		       evbuffer_get_length(proxy_stream_input(s->stream[side])));

@@ -29,6 +29,7 @@ struct proxy_pcap_listen {
 	capture_log_fn *log;
 	void *log_ctx;
 	struct capture_sink writer; /* the pcap writer writing into fan_out */
+	struct capture_lock *lock;  /* the outputs' (--workers): fan_out runs on every loop */
 	char bound[64];
 };
 
@@ -87,8 +88,13 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
 	struct reader *r = ctx;
 
 	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		struct capture_lock *lock = r->owner->lock;
+
+		capture_lock_acquire(lock);
 		drop(r->owner, r, "left");
+		capture_lock_release(lock);
+	}
 }
 
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
@@ -96,7 +102,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 {
 	struct proxy_pcap_listen *l = ctx;
 	struct reader *r = calloc(1, sizeof(*r));
-	size_t n = evbuffer_get_length(l->preamble);
+	int opts = BEV_OPT_CLOSE_ON_FREE;
+	size_t n;
 
 	(void)socklen;
 	(void)listener;
@@ -104,13 +111,18 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 		evutil_closesocket(fd);
 		return;
 	}
-	r->bev = bufferevent_socket_new(evconnlistener_get_base(listener), fd,
-					BEV_OPT_CLOSE_ON_FREE);
+	/* with several loops, any of them writes to a reader: its callbacks
+	 * run without its own lock, so that they can take the outputs' one */
+	if (l->lock != NULL)
+		opts |= BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS;
+	r->bev = bufferevent_socket_new(evconnlistener_get_base(listener), fd, opts);
 	if (r->bev == NULL) {
 		evutil_closesocket(fd);
 		free(r);
 		return;
 	}
+	capture_lock_acquire(l->lock);
+	n = evbuffer_get_length(l->preamble);
 	r->owner = l;
 	proxy_sockaddr_str(sa, r->name, sizeof(r->name));
 	bufferevent_setcb(r->bev, on_read, NULL, on_event, r);
@@ -118,6 +130,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	bufferevent_write(r->bev, evbuffer_pullup(l->preamble, (ev_ssize_t)n), n);
 	r->next = l->readers;
 	l->readers = r;
+	capture_lock_release(l->lock);
 	say(l, r->name, "connected");
 }
 
@@ -251,6 +264,7 @@ static bool start_listening(struct proxy_pcap_listen *l, struct event_base *base
 struct proxy_pcap_listen *proxy_pcap_listen_new(struct event_base *base,
 						const struct proxy_hostport *where, bool remote,
 						capture_log_fn *log, void *log_ctx,
+						struct capture_lock *lock,
 						struct capture_sink *sink_r, char *err,
 						size_t errlen)
 {
@@ -271,6 +285,7 @@ struct proxy_pcap_listen *proxy_pcap_listen_new(struct event_base *base,
 	}
 	l->log = log;
 	l->log_ctx = log_ctx;
+	l->lock = lock;
 	pc.stream_ctx = l;
 	if (!start_listening(l, base, where, remote, err, errlen)) {
 		listen_free(l);

@@ -14,6 +14,7 @@
 
 #include "capture/pcap_writer.h"
 #include "capture/sink.h"
+#include "capture/sink_lock.h"
 #include "proxy/addr.h"
 
 #define PROXY_PCAP_LISTEN_BEHIND_MAX (8u * 1024u * 1024u)
@@ -23,10 +24,13 @@ struct proxy_pcap_listen;
 /* Listens on where (a loopback address unless remote) on base; *sink_r
  * is the capture's sink, which owns the listener: its destroy closes
  * every reader. log gets one line per reader that comes, goes or is
- * dropped. Returns the listener, or NULL with err saying why. */
+ * dropped. lock: the outputs' lock when several loops write the capture
+ * (proxy_outputs_lock), else NULL. Returns the listener, or NULL with err
+ * saying why. */
 struct proxy_pcap_listen *proxy_pcap_listen_new(struct event_base *base,
 						const struct proxy_hostport *where, bool remote,
 						capture_log_fn *log, void *log_ctx,
+						struct capture_lock *lock,
 						struct capture_sink *sink_r, char *err,
 						size_t errlen);
 

@@ -42,7 +42,7 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 	struct evbuffer *one;
 
 	if (s->faults == NULL) {
-		observed_feed(s->observed, dir, proxy_now(), origin, line, n);
+		observed_feed(s->observed, dir, session_now(s), origin, line, n);
 		evbuffer_add(out, line, n);
 		return;
 	}
@@ -52,7 +52,7 @@ static void pass_line(struct proxy_session *s, enum imap_dir dir, enum imap_orig
 			evbuffer_free(one);
 		return;
 	}
-	proxy_faults_take(s->faults, dir, origin, one, n, proxy_now());
+	proxy_faults_take(s->faults, dir, origin, one, n, session_now(s));
 	evbuffer_free(one);
 }
 
@@ -64,10 +64,10 @@ static void pass_bytes(struct proxy_session *s, enum imap_dir dir, struct evbuff
 	if (len == 0)
 		return;
 	if (s->faults != NULL) {
-		proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, from, len, proxy_now());
+		proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, from, len, session_now(s));
 		return;
 	}
-	session_observe(s, dir, from, len, IMAP_ORIGIN_PEER, proxy_now());
+	session_observe(s, dir, from, len, IMAP_ORIGIN_PEER, session_now(s));
 	evbuffer_remove_buffer(from, out, len);
 }
 
@@ -99,10 +99,10 @@ static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
 		       "%.*s NO [PRIVACYREQUIRED] imaptap: use STARTTLS first; credentials are not "
 		       "sent in clear\r\n",
 		       (int)lr->tag_len, lr->tag);
-	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
+	observed_feed(s->observed, IMAP_S2C, session_now(s), IMAP_ORIGIN_PROXY, (const uint8_t *)no,
 		       (size_t)len);
 	evbuffer_add(proxy_stream_output(client), no, (size_t)len);
-	observed_notice(s->observed, proxy_now(),
+	observed_notice(s->observed, session_now(s),
 			     "client sent credentials in clear before STARTTLS; not passed on, "
 			     "answered NO [PRIVACYREQUIRED]");
 }
@@ -153,7 +153,7 @@ static void client_unit(struct line_relay *lr, const struct imap_unit *u, size_t
 		return;
 	}
 	/* seen (masked) on the client leg, never sent upstream */
-	session_observe(s, IMAP_C2S, input, n, IMAP_ORIGIN_PEER, proxy_now());
+	session_observe(s, IMAP_C2S, input, n, IMAP_ORIGIN_PEER, session_now(s));
 	evbuffer_drain(input, n);
 	if (u->kind == IMAP_UNIT_LINE) {
 		refuse_in_clear(s, lr);
@@ -264,7 +264,7 @@ int session_relay_lines(struct proxy_session *s, enum side side)
 		/* literal bytes go on as they come, not when the framer's chunk
 		 * is full: what is held is the literal's alone */
 		if (lr->refusing) {
-			session_observe(s, dir_from(side), input, lr->fed, IMAP_ORIGIN_PEER, proxy_now());
+			session_observe(s, dir_from(side), input, lr->fed, IMAP_ORIGIN_PEER, session_now(s));
 			evbuffer_drain(input, lr->fed);
 		} else {
 			pass_bytes(s, dir_from(side), input, lr->fed,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,26 +18,21 @@
 #include "proxy/clock.h"
 #include "proxy/session.h"
 #include "proxy/tls.h"
-
-#define SHUTDOWN_GRACE_S 3
-#define ACCEPT_RETRY_S 1
+#include "proxy/worker.h"
 
 struct proxy {
 	struct event_base *base;
 	struct proxy_config config;
-	struct session_env env; /* what sessions see of the proxy */
-	struct session_set sessions;
+	struct session_env env; /* what sessions see of the proxy; each worker copies it */
+	struct session_shared shared;
+	struct capture_sinks locked_sinks; /* the sinks behind the outputs' lock (workers > 1) */
 	int keylog_fd;         /* -1 without --keylog */
-	struct evconnlistener *listener;
-	struct event *accept_retry;
-	struct event *shutdown_deadline;
+	struct proxy_worker *worker[PROXY_WORKERS_MAX];
+	unsigned workers;
 	char listen_str[CAPTURE_ADDR_MAX];
 	unsigned listen_port;
 	int listen_loopback;
-	uint64_t refused;          /* clients turned away by max_sessions */
-	uint64_t refused_reported; /* of those, already in a log line */
-	imap_time_us refused_logged;
-	int shutting_down;
+	int shutdowns; /* proxy_shutdown calls */
 };
 
 static void proxy_log(const struct proxy *proxy, const char *fmt, ...)
@@ -81,144 +77,69 @@ static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo
 	return 0;
 }
 
-/* One more client than --max-sessions: told why where it can read it (a
- * TLS client cannot), closed, and logged at most once a second. */
-static void refuse(struct proxy *p, evutil_socket_t fd, const struct sockaddr *sa)
+/* Whether a port is taken, asked without SO_REUSEPORT: the loops of this
+ * run bind with it, and so would another imaptap, which must not quietly
+ * share the port with this one. Returns 0 or the errno of the bind. */
+static int port_taken(const struct sockaddr *addr, socklen_t len)
 {
-	char bye[200], who[CAPTURE_ADDR_MAX];
-	imap_time_us now = proxy_now();
-	int n;
+	int one = 1, rc = 0;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (p->config.client_tls != PROXY_TLS_IMPLICIT) {
-		n = snprintf(bye, sizeof(bye),
-			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
-			     "allows; try again later\r\n",
-			     p->sessions.count);
-		/* a fresh socket has room for one line; never wait for it, and
-		 * a client already gone needs no telling */
-		(void)send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	}
+	if (fd < 0)
+		return errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, addr, len) != 0)
+		rc = errno;
 	close(fd);
-	p->refused++;
-	if (p->refused_reported != 0 && now - p->refused_logged < IMAP_US_PER_S)
-		return;
-	proxy_sockaddr_str(sa, who, sizeof(who));
-	if (p->refused - p->refused_reported > 1)
-		proxy_log(p, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
-			  "--max-sessions %u", who, p->refused - p->refused_reported - 1,
-			  p->sessions.count, p->config.max_sessions);
-	else
-		proxy_log(p, "refused %s: %u sessions open, --max-sessions %u", who,
-			  p->sessions.count, p->config.max_sessions);
-	p->refused_reported = p->refused;
-	p->refused_logged = now;
+	return rc;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static int listen_first(struct proxy *p, const struct sockaddr *addr, socklen_t len)
 {
-	struct proxy *p = arg;
+	bool shared = p->workers > 1;
+	unsigned port = ntohs(addr->sa_family == AF_INET6
+				      ? ((const struct sockaddr_in6 *)addr)->sin6_port
+				      : ((const struct sockaddr_in *)addr)->sin_port);
+	int rc;
 
-	(void)l;
-	(void)salen;
-	if (p->shutting_down) {
-		close(fd);
-		return;
-	}
-	if (p->config.max_sessions > 0 && p->sessions.count >= p->config.max_sessions) {
-		refuse(p, fd, sa);
-		return;
-	}
-	proxy_session_start(&p->env, &p->sessions, fd, sa);
-}
-
-static void session_gone(void *owner)
-{
-	struct proxy *p = owner;
-
-	if (p->shutting_down && p->sessions.count == 0)
-		event_base_loopexit(p->base, NULL);
-}
-
-static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
-{
-	struct proxy *p = arg;
-
-	(void)fd;
-	(void)what;
-	if (!p->shutting_down && p->listener != NULL)
-		evconnlistener_enable(p->listener);
-}
-
-static bool out_of_resources(void *owner, int err)
-{
-	struct proxy *p = owner;
-	struct timeval again = {ACCEPT_RETRY_S, 0};
-
-	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
-		return false;
-	if (p->listener == NULL || evtimer_pending(p->accept_retry, NULL))
-		return true;
-	/* stop accepting for a while instead of spinning on a listener that
-	 * stays readable, or taking clients that cannot be served */
-	proxy_log(p, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
-		  "descriptor limit or lower --max-sessions",
-		  err == EMFILE || err == ENFILE ? "descriptors" : "memory", strerror(err),
-		  ACCEPT_RETRY_S, p->sessions.count);
-	evconnlistener_disable(p->listener);
-	evtimer_add(p->accept_retry, &again);
-	return true;
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct proxy *p = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	(void)l;
-	if (!out_of_resources(p, err))
-		proxy_log(p, "accept failed: %s", strerror(err));
+	if (shared && port != 0 && (rc = port_taken(addr, len)) != 0)
+		return rc;
+	return proxy_worker_listen(p->worker[0], addr, len, shared);
 }
 
 static int start_listening(struct proxy *p, char *err, size_t errlen)
 {
 	struct addrinfo *res, *ai;
-	int last_errno = 0;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int rc = EADDRNOTAVAIL;
 
 	if (resolve(&p->config.listen, 1, &res, err, errlen) < 0)
 		return PROXY_ERR_RESOLVE;
-	for (ai = res; ai != NULL && p->listener == NULL; ai = ai->ai_next) {
-		p->listener = evconnlistener_new_bind(
-			p->base, on_accept, p,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
-			ai->ai_addr, (int)ai->ai_addrlen);
-		if (p->listener == NULL)
-			last_errno = errno;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		rc = listen_first(p, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+		if (rc == 0)
+			break;
 	}
 	freeaddrinfo(res);
-	if (p->listener == NULL) {
+	/* the other loops on the address and port the first one got */
+	if (rc == 0 && proxy_worker_bound(p->worker[0], &ss, &len) != 0)
+		rc = errno;
+	for (unsigned i = 1; rc == 0 && i < p->workers; i++)
+		rc = proxy_worker_listen(p->worker[i], (struct sockaddr *)&ss, len, true);
+	if (rc != 0) {
 		snprintf(err, errlen, "cannot listen on %s:%u: %s%s", p->config.listen.host,
-			 p->config.listen.port, strerror(last_errno),
-			 last_errno == EADDRINUSE
+			 p->config.listen.port, strerror(rc),
+			 rc == EADDRINUSE
 				 ? " (another program uses this port: pick another with --listen, or port 0 for any free one)"
-			 : last_errno == EACCES ? " (ports below 1024 need privileges: pick a higher port)"
-						: "");
+			 : rc == EACCES ? " (ports below 1024 need privileges: pick a higher port)"
+					: "");
 		return PROXY_ERR_LISTEN;
 	}
-	evconnlistener_set_error_cb(p->listener, on_accept_error);
-	{
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		evutil_socket_t fd = evconnlistener_get_fd(p->listener);
-
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-			proxy_sockaddr_str((struct sockaddr *)&ss, p->listen_str, sizeof(p->listen_str));
-			p->listen_loopback = proxy_sockaddr_is_loopback((struct sockaddr *)&ss);
-			p->listen_port = ntohs(ss.ss_family == AF_INET6
-						       ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						       : ((struct sockaddr_in *)&ss)->sin_port);
-		}
-	}
+	proxy_sockaddr_str((struct sockaddr *)&ss, p->listen_str, sizeof(p->listen_str));
+	p->listen_loopback = proxy_sockaddr_is_loopback((struct sockaddr *)&ss);
+	p->listen_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
 	return PROXY_OK;
 }
 
@@ -232,8 +153,11 @@ static void write_keylog(const SSL *ssl, const char *line)
 	char buf[1024];
 	int n;
 
-	if (tap != NULL)
+	if (tap != NULL) {
+		capture_lock_acquire(p->shared.lock);
 		tap->secret(tap->ctx, line);
+		capture_lock_release(p->shared.lock);
+	}
 	if (p == NULL || p->keylog_fd < 0)
 		return;
 	n = snprintf(buf, sizeof(buf), "%s\n", line);
@@ -267,6 +191,49 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* The loops: the first on the caller's base, the others with a base
+ * and a thread of their own, sharing the outputs behind one lock. */
+static int make_workers(struct proxy *p, const struct capture_sinks *sinks, char *err,
+			size_t errlen)
+{
+	p->env.sinks = sinks;
+	if (p->workers > 1) {
+		struct capture_sink locked;
+
+		p->shared.lock = capture_lock_new();
+		locked = capture_sink_locked(p->shared.lock, sinks);
+		if (p->shared.lock == NULL || locked.ops == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		capture_sinks_add(&p->locked_sinks, locked);
+		p->env.sinks = &p->locked_sinks;
+	}
+	for (unsigned i = 0; i < p->workers; i++) {
+		p->worker[i] = proxy_worker_new(i == 0 ? p->base : NULL, &p->env, &p->shared);
+		if (p->worker[i] == NULL) {
+			snprintf(err, errlen, "cannot start event loop %u of %u: %s", i + 1, p->workers,
+				 strerror(errno != 0 ? errno : ENOMEM));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int proxy_start_workers(struct proxy *p, char *err, size_t errlen)
+{
+	for (unsigned i = 1; i < p->workers; i++) {
+		int rc = proxy_worker_start(p->worker[i], i + 1);
+
+		if (rc != 0) {
+			snprintf(err, errlen, "cannot start the thread of event loop %u: %s", i + 1,
+				 strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct proxy *proxy_new(struct event_base *base, const struct proxy_config *config,
 			const struct capture_sinks *sinks, enum proxy_error *code_r, char *err,
 			size_t errlen)
@@ -286,15 +253,14 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 		p->config.connect_timeout_s = 10;
 	if (p->config.linger_s == 0)
 		p->config.linger_s = 30;
+	p->workers = config->workers == 0 ? 1 : config->workers;
+	if (p->workers > PROXY_WORKERS_MAX)
+		p->workers = PROXY_WORKERS_MAX;
 	p->env.base = base;
 	p->env.config = &p->config;
-	p->env.sinks = sinks;
-	p->env.out_of_resources = out_of_resources;
-	p->env.gone = session_gone;
-	p->env.owner = p;
-	session_set_init(&p->sessions);
+	atomic_init(&p->shared.next_id, 0);
+	atomic_init(&p->shared.open, 0);
 	p->keylog_fd = -1;
-	p->accept_retry = evtimer_new(base, on_accept_retry, p);
 	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
 		proxy_free(&p);
@@ -341,6 +307,11 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 		proxy_free(&p);
 		return NULL;
 	}
+	if (make_workers(p, sinks, err, errlen) < 0) {
+		*code_r = PROXY_ERR_MEMORY;
+		proxy_free(&p);
+		return NULL;
+	}
 	rc = start_listening(p, err, errlen);
 	if (rc != PROXY_OK) {
 		*code_r = (enum proxy_error)rc;
@@ -378,41 +349,26 @@ int proxy_listen_is_loopback(const struct proxy *p)
 
 unsigned proxy_session_count(const struct proxy *p)
 {
-	return p->sessions.count;
+	return atomic_load(&p->shared.open);
 }
 
-static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
+unsigned proxy_workers(const struct proxy *p)
 {
-	struct proxy *p = arg;
+	return p->workers;
+}
 
-	(void)fd;
-	(void)what;
-	proxy_log(p, "%u session(s) still flushing after %d s; exiting anyway", p->sessions.count,
-		  SHUTDOWN_GRACE_S);
-	event_base_loopexit(p->base, NULL);
+struct capture_lock *proxy_outputs_lock(const struct proxy *p)
+{
+	return p->shared.lock;
 }
 
 void proxy_shutdown(struct proxy *p)
 {
-	struct timeval grace = {SHUTDOWN_GRACE_S, 0};
+	bool now = p->shutdowns++ > 0;
 
-	if (p->shutting_down) {
-		event_base_loopexit(p->base, NULL);
-		return;
-	}
-	p->shutting_down = 1;
-	if (p->listener != NULL) {
-		evconnlistener_free(p->listener);
-		p->listener = NULL;
-	}
-	if (p->sessions.count == 0) {
-		event_base_loopexit(p->base, NULL);
-		return;
-	}
-	p->shutdown_deadline = evtimer_new(p->base, on_shutdown_deadline, p);
-	if (p->shutdown_deadline != NULL)
-		evtimer_add(p->shutdown_deadline, &grace);
-	proxy_session_stop_all(&p->sessions, "proxy shutting down");
+	for (unsigned i = 0; i < p->workers; i++)
+		if (p->worker[i] != NULL)
+			proxy_worker_shutdown(p->worker[i], now);
 }
 
 void proxy_free(struct proxy **proxy)
@@ -421,18 +377,16 @@ void proxy_free(struct proxy **proxy)
 
 	if (p == NULL)
 		return;
-	if (p->listener != NULL)
-		evconnlistener_free(p->listener);
-	proxy_session_stop_all(&p->sessions, NULL);
-	if (p->accept_retry != NULL)
-		event_free(p->accept_retry);
-	if (p->shutdown_deadline != NULL)
-		event_free(p->shutdown_deadline);
+	/* the other loops first: the first one's base is the caller's */
+	for (unsigned i = p->workers; i-- > 0;)
+		proxy_worker_free(&p->worker[i]);
 	if (p->keylog_fd >= 0)
 		close(p->keylog_fd);
 	SSL_CTX_free(p->env.upstream_ctx);
 	SSL_CTX_free(p->env.client_ctx);
 	proxy_ca_free(&p->env.ca);
+	capture_sinks_destroy(&p->locked_sinks);
+	capture_lock_free(&p->shared.lock);
 	free(p);
 	*proxy = NULL;
 }

@@ -1,6 +1,9 @@
 /* The relay proxy: listens, connects every client to the upstream server,
  * relays bytes unchanged with backpressure, and shows each session's
- * traffic to the capture sinks as it passes. One libevent loop. */
+ * traffic to the capture sinks as it passes. One libevent loop, or with
+ * workers > 1 that many on one port (the first on the caller's base, the
+ * others on threads of their own), numbering sessions as one and writing
+ * to the sinks under one lock (capture/sink_lock.h). */
 #ifndef PROXY_PROXY_H
 #define PROXY_PROXY_H
 
@@ -10,10 +13,14 @@
 #include <event2/event.h>
 
 #include "capture/sink.h"
+#include "capture/sink_lock.h"
 #include "capture/wiretap.h"
 #include "imap/tracker.h"
 #include "proxy/addr.h"
 #include "proxy/fault_spec.h"
+
+/* Event loops at most (--workers). */
+#define PROXY_WORKERS_MAX 64
 
 /* Bytes queued toward one peer before the other peer stops being read. */
 #define PROXY_HIGH_WATER (512u * 1024u)
@@ -43,6 +50,8 @@ struct proxy_config {
 	const struct capture_wiretap *wiretap; /* both legs' bytes and secrets, or NULL */
 	bool no_rules;           /* framing only: no anomaly rules */
 	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
+	unsigned workers;        /* event loops; 0 or 1: one, the caller's. More: the caller
+				    made libevent thread-safe (evthread_use_pthreads) first */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */
 	const struct proxy_fault *faults; /* --fault; none unless asked for */
 	size_t fault_count;
@@ -67,6 +76,12 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			const struct capture_sinks *sinks, enum proxy_error *code_r, char *err,
 			size_t errlen);
 
+/* Starts the other loops' threads (workers > 1): right before the caller
+ * runs its base, once whatever must come first in the outputs (the run's
+ * settings) is written; until then their clients wait in the listen
+ * queue. Returns 0, or -1 with err. */
+int proxy_start_workers(struct proxy *proxy, char *err, size_t errlen);
+
 /* The address actually bound ("127.0.0.1:40123"), and its port. */
 const char *proxy_listen_str(const struct proxy *proxy);
 unsigned proxy_listen_port(const struct proxy *proxy);
@@ -79,12 +94,19 @@ const char *proxy_upstream_name(const struct proxy_config *config);
 const char *proxy_upstream_str(const struct proxy *proxy);
 
 /* Stops accepting and closes every session after flushing what it can;
- * the loop exits when the last one is gone (or after a grace period). A
- * second call exits the loop at once. */
+ * each loop exits when its last one is gone (or after a grace period). A
+ * second call exits the loops at once. From the caller's loop's thread;
+ * proxy_free then waits for the other loops. */
 void proxy_shutdown(struct proxy *proxy);
 
-/* Sessions open now. */
+/* Sessions open now, across the loops. */
 unsigned proxy_session_count(const struct proxy *proxy);
+/* Event loops running. */
+unsigned proxy_workers(const struct proxy *proxy);
+/* The lock of the outputs (NULL with one loop): whoever else writes to
+ * the sinks while the proxy runs (a SIGHUP's reopen, the PCAP-over-IP
+ * listener) takes it. */
+struct capture_lock *proxy_outputs_lock(const struct proxy *proxy);
 
 void proxy_free(struct proxy **proxy);
 

@@ -57,8 +57,13 @@ static void wire_bytes(struct proxy_session *s, enum side side, bool sent, const
 		       size_t len)
 {
 	const struct capture_wiretap *tap = s->env->config->wiretap;
+	struct capture_lock *lock = s->set->shared->lock;
 
+	/* called in the middle of reads and writes: the lock is taken for
+	 * this call only */
+	capture_lock_acquire(lock);
 	tap->bytes(tap->ctx, s->id, wire_leg(side), sent, proxy_now(), data, len);
+	capture_lock_release(lock);
 }
 
 static void tap_client(void *ctx, bool sent, const uint8_t *data, size_t len)
@@ -93,9 +98,11 @@ void session_wire_open(struct proxy_session *s, enum side side)
 		capture_endpoint_from_sockaddr((struct sockaddr *)&ss, &to);
 	}
 	s->wired[side] = true;
+	capture_lock_acquire(s->set->shared->lock);
 	tap->open(tap->ctx, s->id, wire_leg(side), &from, &to,
 		  (side == SIDE_CLIENT ? c->client_tls : c->upstream_tls) == PROXY_TLS_IMPLICIT,
 		  proxy_now());
+	capture_lock_release(s->set->shared->lock);
 	proxy_stream_set_tap(s->stream[side], side == SIDE_CLIENT ? tap_client : tap_upstream, s);
 }
 
@@ -106,10 +113,12 @@ void session_close_side(struct proxy_session *s, enum side side)
 	/* a peer found not reading may have read everything since the last
 	 * look: a last one, before its stream is gone */
 	if (s->blocked[side] && s->stream[side] != NULL && s->observed != NULL)
-		session_watch_last_look(s, side, proxy_now());
+		session_watch_last_look(s, side, session_now(s));
 	if (s->wired[side] && s->stream[side] != NULL) {
 		s->wired[side] = false;
+		capture_lock_acquire(s->set->shared->lock);
 		tap->close(tap->ctx, s->id, wire_leg(side), s->read_eof[side] != 0, proxy_now());
+		capture_lock_release(s->set->shared->lock);
 	}
 	proxy_stream_free(&s->stream[side]);
 }
@@ -123,8 +132,36 @@ void session_enter(struct proxy_session *s)
 
 void session_leave(struct proxy_session *s)
 {
-	if (--s->frames == 0 && s->doomed)
-		session_release(s);
+	struct capture_lock *lock = s->set->shared->lock;
+	bool held;
+
+	if (--s->frames > 0)
+		return;
+	held = s->holds_outputs;
+	s->holds_outputs = false;
+	if (s->doomed)
+		session_release(s); /* under the lock still: it writes the close */
+	if (held)
+		capture_lock_release(lock);
+}
+
+imap_time_us session_now(struct proxy_session *s)
+{
+	struct capture_lock *lock = s->set->shared->lock;
+
+	if (lock != NULL && !s->holds_outputs && s->frames > 0) {
+		capture_lock_acquire(lock);
+		s->holds_outputs = true;
+	}
+	return proxy_now();
+}
+
+void session_outputs_done(struct proxy_session *s)
+{
+	if (s->holds_outputs) {
+		s->holds_outputs = false;
+		capture_lock_release(s->set->shared->lock);
+	}
 }
 
 /* The session is over; freed now, or when the callback it ended in
@@ -141,15 +178,20 @@ static void session_free(struct proxy_session *s)
 static void session_release(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
+	struct session_shared *shared = s->set->shared;
 	struct capture_close_info close = {
 		.id = s->id,
-		.ts = proxy_now(),
+		.ts = 0,
 		.opened = s->info.ts,
 		.by = s->closed ? s->closed_by : CAPTURE_SIDE_PROXY,
 		.end = s->closed ? s->end : CAPTURE_END_ERROR,
 		.reason = s->closed ? s->reason : "closed",
 	};
 
+	/* outside any callback (a shutdown): the close is written under the
+	 * lock all the same */
+	capture_lock_acquire(shared->lock);
+	close.ts = proxy_now();
 	session_close_side(s, SIDE_CLIENT);
 	session_close_side(s, SIDE_UPSTREAM);
 	if (s->timer != NULL)
@@ -169,7 +211,9 @@ static void session_release(struct proxy_session *s)
 		evbuffer_free(s->greeting);
 	TAILQ_REMOVE(&s->set->all, s, link);
 	s->set->count--;
+	atomic_fetch_sub(&shared->open, 1);
 	free(s);
+	capture_lock_release(shared->lock);
 	p->gone(p->owner);
 }
 
@@ -294,18 +338,18 @@ void session_relay(struct proxy_session *s, enum side side)
 	}
 	if (n > 0 && !session_in_line_mode(s, side)) {
 		if (s->faults != NULL) {
-			proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, input, n, proxy_now());
+			proxy_faults_take(s->faults, dir, IMAP_ORIGIN_PEER, input, n, session_now(s));
 		} else {
-			imap_time_us ts = proxy_now();
-
 			/* the bytes go on before they are looked at, by reference
-			 * (no copy): the peer does not wait for the rules */
+			 * (no copy): the peer does not wait for the rules, and
+			 * the stamp is read after the write (with several loops,
+			 * under the outputs' lock, which the write need not hold) */
 			if (evbuffer_add_buffer_reference(proxy_stream_output(dst), input) == 0) {
 				proxy_stream_flush(dst);
-				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, ts);
+				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, session_now(s));
 				evbuffer_drain(input, n);
 			} else {
-				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, ts);
+				session_observe(s, dir, input, n, IMAP_ORIGIN_PEER, session_now(s));
 				evbuffer_add_buffer(proxy_stream_output(dst), input);
 			}
 		}
@@ -320,7 +364,7 @@ void session_relay(struct proxy_session *s, enum side side)
 	}
 	imap_conv_trim(observed_conv(s->observed));
 	observed_flush(s->observed);
-	session_arm_rules(s, proxy_now());
+	session_arm_rules(s, session_now(s));
 }
 
 static void drained(struct proxy_session *s, enum side side)
@@ -527,11 +571,11 @@ static void session_log(const struct session_env *env, const char *fmt, ...)
 	env->config->log(env->config->log_ctx, msg);
 }
 
-void session_set_init(struct session_set *set)
+void session_set_init(struct session_set *set, struct session_shared *shared)
 {
 	TAILQ_INIT(&set->all);
 	set->count = 0;
-	set->next_id = 0;
+	set->shared = shared;
 }
 
 /* What the session's open row and the capture say of it. */
@@ -540,7 +584,7 @@ static void session_describe(struct proxy_session *s, int fd, const struct socka
 	const struct session_env *p = s->env;
 
 	s->info.id = s->id;
-	s->info.ts = proxy_now();
+	s->info.ts = session_now(s);
 	capture_endpoint_from_sockaddr(client, &s->info.client);
 	capture_endpoint_from_sockaddr((const struct sockaddr *)&p->upstream_addr[0],
 				       &s->info.upstream);
@@ -575,7 +619,8 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	}
 	s->env = p;
 	s->set = set;
-	s->id = ++set->next_id;
+	s->frames = 1; /* set up as if inside a callback: see session_leave */
+	s->id = atomic_fetch_add(&set->shared->next_id, 1) + 1;
 	s->state = SESSION_CONNECTING;
 	s->rules_at = -1;
 	if (!p->config->no_rules)
@@ -601,6 +646,7 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 		proxy_faults_free(&s->faults);
 		if (s->rules_timer != NULL)
 			event_free(s->rules_timer);
+		session_outputs_done(s);
 		free(s);
 		return -1;
 	}
@@ -608,22 +654,21 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	 * it sends is taken and lost if the upstream cannot be reached */
 	TAILQ_INSERT_TAIL(&set->all, s, link);
 	set->count++;
+	session_outputs_done(s); /* the connect and the handshake need not hold it */
 	s->line_mode[SIDE_UPSTREAM] = 1;
 	s->line_mode[SIDE_CLIENT] = p->config->client_tls == PROXY_TLS_STARTTLS;
 	if (p->client_ctx == NULL || p->config->client_tls == PROXY_TLS_STARTTLS) {
 		session_client_enter(s, CLIENT_PLAIN);
 		session_connect_upstream(s);
-		return 0;
-	}
-	ssl = SSL_new(p->client_ctx);
-	if (ssl == NULL) {
+	} else if ((ssl = SSL_new(p->client_ctx)) == NULL) {
 		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "out of memory for TLS");
 		session_finish(s);
-		return -1;
+	} else {
+		session_client_enter(s, CLIENT_HANDSHAKE);
+		session_arm_timer(s, p->config->connect_timeout_s);
+		proxy_stream_start_tls(s->stream[SIDE_CLIENT], ssl, true);
 	}
-	session_client_enter(s, CLIENT_HANDSHAKE);
-	session_arm_timer(s, p->config->connect_timeout_s);
-	proxy_stream_start_tls(s->stream[SIDE_CLIENT], ssl, true);
+	session_leave(s);
 	return 0;
 }
 

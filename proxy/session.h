@@ -5,6 +5,7 @@
 #ifndef PROXY_SESSION_H
 #define PROXY_SESSION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "capture/sink.h"
+#include "capture/sink_lock.h"
 #include "proxy/ca.h"
 #include "proxy/proxy.h"
 
@@ -39,17 +41,26 @@ struct session_env {
 	void *owner;
 };
 
-/* The sessions open under one environment. */
+/* What the sessions of every event loop of one run share. */
+struct session_shared {
+	atomic_uint next_id; /* the last session number given */
+	atomic_uint open;    /* sessions open across the loops (the accepting loop counts one in) */
+	struct capture_lock *lock; /* the outputs' lock; NULL with one loop */
+};
+
+/* The sessions open under one environment (one event loop). */
 struct session_set {
 	TAILQ_HEAD(, proxy_session) all;
 	unsigned count;
-	unsigned next_id;
+	struct session_shared *shared;
 };
 
-void session_set_init(struct session_set *set);
+void session_set_init(struct session_set *set, struct session_shared *shared);
 
 /* Takes over fd; returns -1 when the session could not be set up (fd is
- * then closed). */
+ * then closed). The caller has counted it in set->shared->open already;
+ * a session that is set up counts itself out when it is gone, one that
+ * could not be is the caller's to count out. */
 int proxy_session_start(const struct session_env *env, struct session_set *set, int fd,
 			const struct sockaddr *client);
 

@@ -17,12 +17,12 @@ static void fault_release(void *ctx, enum imap_dir dir, enum imap_origin origin,
 
 	if (len == 0)
 		return;
-	session_observe(s, dir, from, len, origin, proxy_now());
+	session_observe(s, dir, from, len, origin, session_now(s));
 	if (forward && dst != NULL)
 		evbuffer_remove_buffer(from, proxy_stream_output(dst), len);
 	else
 		evbuffer_drain(from, len);
-	session_arm_rules(s, proxy_now());
+	session_arm_rules(s, session_now(s));
 }
 
 static void fault_inject(void *ctx, const char *text, size_t len)
@@ -33,7 +33,7 @@ static void fault_inject(void *ctx, const char *text, size_t len)
 	/* plain text inside a compressed stream would corrupt it */
 	if (client == NULL || imap_conv_compressed(observed_conv(s->observed)))
 		return;
-	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
+	observed_feed(s->observed, IMAP_S2C, session_now(s), IMAP_ORIGIN_PROXY, (const uint8_t *)text, len);
 	evbuffer_add(proxy_stream_output(client), text, len);
 	proxy_stream_flush(client);
 }
@@ -157,13 +157,13 @@ bool session_over_connection_limit(struct proxy_session *s)
 		struct capture_fault_mark mark = {.action = "max-connections", .dir = IMAP_S2C,
 						  .spec = spec, .detail = detail};
 
-		if (f->action != PROXY_FAULT_MAX_CONNECTIONS || s->set->count <= f->limit)
+		if (f->action != PROXY_FAULT_MAX_CONNECTIONS || atomic_load(&s->set->shared->open) <= f->limit)
 			continue;
 		proxy_fault_spec_str(f, spec, sizeof(spec));
 		snprintf(detail, sizeof(detail), "%u session(s) open with this one, at most %u: the "
-			 "upstream is not asked, the client is told * BYE [ALERT]", s->set->count,
+			 "upstream is not asked, the client is told * BYE [ALERT]", atomic_load(&s->set->shared->open),
 			 f->limit);
-		mark.ts = proxy_now();
+		mark.ts = session_now(s);
 		mark.phase = "inject";
 		fault_mark(s, &mark);
 		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "fault %s", spec);
@@ -196,7 +196,7 @@ void session_fault_hide_greeting(struct proxy_session *s)
 		if (m == 0)
 			continue;
 		proxy_fault_spec_str(f, spec, sizeof(spec));
-		mark.ts = proxy_now();
+		mark.ts = session_now(s);
 		fault_mark(s, &mark);
 		evbuffer_drain(s->greeting, len);
 		evbuffer_add(s->greeting, edited, m);

@@ -134,6 +134,7 @@ struct proxy_session {
 	bool eof_deferred[2];        /* by side: its FIN waits behind a fault's queue */
 	unsigned frames;             /* callbacks under way inside the session */
 	bool doomed;                 /* it ended inside one: freed at the outermost leave */
+	bool holds_outputs;          /* it took the outputs' lock in this callback (session_now) */
 	bool wired[2];               /* by side: the wire tap was told the leg is up */
 	TAILQ_ENTRY(proxy_session) link;
 };
@@ -150,6 +151,14 @@ static inline enum imap_dir dir_from(enum side side)
  * whether or not it returns at once. */
 void session_enter(struct proxy_session *s);
 void session_leave(struct proxy_session *s);
+/* The time of what the session is about to write to the outputs. With
+ * several loops sharing them, the clock is read under the outputs' lock,
+ * which the callback then holds until its outermost leave (or until
+ * session_outputs_done), so that the files stay in time order; read the
+ * clock after the work that need not hold it (encryption, writes). */
+imap_time_us session_now(struct proxy_session *s);
+/* Lets go of the outputs' lock before slow work inside a callback. */
+void session_outputs_done(struct proxy_session *s);
 /* The first word on how the session ends is the one that stands. */
 void session_set_closed_by(struct proxy_session *s, enum capture_side by, enum capture_end end,
 			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));

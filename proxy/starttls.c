@@ -9,7 +9,7 @@ static void trailing_data(struct proxy_session *s, enum imap_dir dir, size_t n)
 {
 	struct imap_anomaly a;
 
-	imap_anomaly_make(&a, IMAP_RULE_STARTTLS_TRAILING_DATA, proxy_now(), NULL, 0,
+	imap_anomaly_make(&a, IMAP_RULE_STARTTLS_TRAILING_DATA, session_now(s), NULL, 0,
 			  "%zu byte(s) from %s and before TLS; dropped, never passed on", n,
 			  dir == IMAP_C2S ? "the client after STARTTLS"
 					  : "the server after its STARTTLS OK");
@@ -29,7 +29,7 @@ void session_notice_quoting(struct proxy_session *s, const char *words, const ch
 		len--;
 	capture_escape(esc, sizeof(esc), line, len, 0, &used);
 	snprintf(notice, sizeof(notice), "%s '%s'%s", words, esc, used < len ? "..." : "");
-	observed_notice(s->observed, proxy_now(), notice);
+	observed_notice(s->observed, session_now(s), notice);
 }
 
 /* A server line read by the proxy itself, as the classifier sees it. */
@@ -197,10 +197,10 @@ void session_client_starttls(struct proxy_session *s, const uint8_t *line, size_
 	int len;
 	SSL *ssl;
 
-	observed_feed(s->observed, IMAP_C2S, proxy_now(), IMAP_ORIGIN_PEER, line, n);
+	observed_feed(s->observed, IMAP_C2S, session_now(s), IMAP_ORIGIN_PEER, line, n);
 	len = snprintf(ok, sizeof(ok), "%.*s OK Begin TLS negotiation now (imaptap)\r\n",
 		       (int)(tag_len < 200 ? tag_len : 200), (const char *)line);
-	observed_feed(s->observed, IMAP_S2C, proxy_now(), IMAP_ORIGIN_PROXY, (const uint8_t *)ok,
+	observed_feed(s->observed, IMAP_S2C, session_now(s), IMAP_ORIGIN_PROXY, (const uint8_t *)ok,
 		       (size_t)len);
 	evbuffer_add(proxy_stream_output(client), ok, (size_t)len);
 	proxy_stream_flush(client);

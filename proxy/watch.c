@@ -115,7 +115,7 @@ void session_arm_rules(struct proxy_session *s, imap_time_us now)
 void session_on_rules_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_session *s = arg;
-	imap_time_us now = proxy_now();
+	imap_time_us now;
 
 	(void)fd;
 	(void)what;
@@ -123,6 +123,7 @@ void session_on_rules_timer(evutil_socket_t fd, short what, void *arg)
 	if (s->state != SESSION_RELAYING)
 		return;
 	session_enter(s);
+	now = session_now(s);
 	check_reading(s, SIDE_CLIENT, now);
 	check_reading(s, SIDE_UPSTREAM, now);
 	imap_conv_tick(observed_conv(s->observed), now);

@@ -409,13 +409,20 @@ def main(argv=None):
     ap.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
     ap.add_argument("--messages", type=int, default=0, metavar="N",
                     help="start with N small messages in each user's INBOX")
+    ap.add_argument("--extra-conf", metavar="FILE",
+                    help="append FILE's settings to dovecot.conf (limits for a load)")
     args = ap.parse_args(argv)
+    extra = ""
+    if args.extra_conf:
+        with open(args.extra_conf) as f:
+            extra = f.read()
 
     users = procs.parse_users(ap, args.users)
     ssl = bool(args.ssl_cert or args.ssl_key)
     dc = Dovecot(users=users, rawlog=args.rawlog, ssl=ssl,
                  ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
-                 workdir=args.dir, keep=bool(args.dir), messages=args.messages)
+                 workdir=args.dir, keep=bool(args.dir), messages=args.messages,
+                 extra_conf=extra)
     return procs.run_foreground(
         dc, "dovecot.py", DovecotError, args.port_file,
         lambda d: "listening on %s:%d%s, users %s (dir %s)"

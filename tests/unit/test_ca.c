@@ -81,6 +81,8 @@ static void test_forged_leaf_verifies(void)
 	CHECK(X509_check_private_key(leaf, proxy_ca_leaf_key(ca)) == 1);
 	again = proxy_ca_forge(ca, names, 3, NULL, 0, err, sizeof(err));
 	CHECK_MSG(again == leaf, "the same names give the cached certificate");
+	X509_free(again);
+	X509_free(leaf);
 	proxy_ca_free(&ca);
 }
 
@@ -207,6 +209,7 @@ static void test_hostile_names_left_out(void)
 	CHECK_MSG(strstr(notice, "good.example") == NULL && strstr(notice, "192.0.2.7") == NULL,
 		  "names kept are not in the notice: %s", notice);
 	CHECK_MSG(!has_control_byte(notice), "the notice holds a control byte: %s", notice);
+	X509_free(leaf);
 	proxy_ca_free(&ca);
 }
 
@@ -236,6 +239,7 @@ static void test_long_names_and_cn(void)
 		cn_of(leaf, cn, sizeof(cn));
 		CHECK_MSG(strcmp(cn, "short.example") == 0, "CN '%s'", cn);
 		CHECK(verify(ca, leaf, long_host, NULL));
+		X509_free(leaf);
 	}
 	leaf = proxy_ca_forge(ca, one, 1, notice, sizeof(notice), err, sizeof(err));
 	CHECK_MSG(leaf != NULL, "%s", err);
@@ -245,6 +249,7 @@ static void test_long_names_and_cn(void)
 		CHECK_MSG(sans != NULL && crit == 1, "an empty subject needs a critical SAN");
 		GENERAL_NAMES_free(sans);
 		CHECK(verify(ca, leaf, long_host, NULL));
+		X509_free(leaf);
 	}
 	proxy_ca_free(&ca);
 }
@@ -284,8 +289,11 @@ static void test_cache_and_notice(void)
 	b = proxy_ca_forge(ca, with_bad, 2, notice, sizeof(notice), err, sizeof(err));
 	CHECK(b == a);
 	CHECK_MSG(strstr(notice, "'a\\x0ab'") != NULL, "notice: %s", notice);
+	X509_free(b);
 	b = proxy_ca_forge(ca, with_bad, 2, notice, sizeof(notice), err, sizeof(err));
 	CHECK_MSG(b == a && strstr(notice, "'a\\x0ab'") != NULL, "notice again: %s", notice);
+	X509_free(b);
+	X509_free(a);
 	proxy_ca_free(&ca);
 }
 

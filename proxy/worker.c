@@ -1,0 +1,316 @@
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "proxy/addr.h"
+#include "proxy/clock.h"
+
+#define SHUTDOWN_GRACE_S 3
+#define ACCEPT_RETRY_S 1
+#define BACKLOG 128
+
+struct proxy_worker {
+	struct event_base *base;
+	bool own_base; /* made here, run by thread */
+	pthread_t thread;
+	bool running;  /* thread started and not joined */
+	bool shutdown_asked; /* by the caller's thread */
+	struct session_env env;
+	struct session_set sessions;
+	struct evconnlistener *listener;
+	struct event *accept_retry;
+	struct event *shutdown_deadline;
+	uint64_t refused;          /* clients turned away by max_sessions */
+	uint64_t refused_reported; /* of those, already in a log line */
+	imap_time_us refused_logged;
+	bool shutting_down; /* in the worker's thread */
+};
+
+static void worker_log(const struct proxy_worker *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void worker_log(const struct proxy_worker *w, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (w->env.config->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	w->env.config->log(w->env.config->log_ctx, msg);
+}
+
+/* One more client than --max-sessions: told why where it can read it (a
+ * TLS client cannot), closed, and logged at most once a second. */
+static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+		   unsigned open)
+{
+	const struct proxy_config *c = w->env.config;
+	char bye[200], who[CAPTURE_ADDR_MAX];
+	imap_time_us now = proxy_now();
+	int n;
+
+	if (c->client_tls != PROXY_TLS_IMPLICIT) {
+		n = snprintf(bye, sizeof(bye),
+			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
+			     "allows; try again later\r\n",
+			     open);
+		/* a fresh socket has room for one line; never wait for it, and
+		 * a client already gone needs no telling */
+		(void)send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	close(fd);
+	w->refused++;
+	if (w->refused_reported != 0 && now - w->refused_logged < IMAP_US_PER_S)
+		return;
+	proxy_sockaddr_str(sa, who, sizeof(who));
+	if (w->refused - w->refused_reported > 1)
+		worker_log(w, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
+			   "--max-sessions %u", who, w->refused - w->refused_reported - 1, open,
+			   c->max_sessions);
+	else
+		worker_log(w, "refused %s: %u sessions open, --max-sessions %u", who, open,
+			   c->max_sessions);
+	w->refused_reported = w->refused;
+	w->refused_logged = now;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct proxy_worker *w = arg;
+	unsigned max = w->env.config->max_sessions;
+	unsigned open;
+
+	(void)l;
+	(void)salen;
+	if (w->shutting_down) {
+		close(fd);
+		return;
+	}
+	/* counted in before it starts, so that loops accepting at once
+	 * cannot pass --max-sessions together */
+	open = atomic_fetch_add(&w->sessions.shared->open, 1);
+	if (max > 0 && open >= max) {
+		atomic_fetch_sub(&w->sessions.shared->open, 1);
+		refuse(w, fd, sa, open);
+		return;
+	}
+	if (proxy_session_start(&w->env, &w->sessions, fd, sa) < 0)
+		atomic_fetch_sub(&w->sessions.shared->open, 1);
+}
+
+static void session_gone(void *owner)
+{
+	struct proxy_worker *w = owner;
+
+	if (w->shutting_down && w->sessions.count == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->shutting_down && w->listener != NULL)
+		evconnlistener_enable(w->listener);
+}
+
+static bool out_of_resources(void *owner, int err)
+{
+	struct proxy_worker *w = owner;
+	struct timeval again = {ACCEPT_RETRY_S, 0};
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return false;
+	if (w->listener == NULL || evtimer_pending(w->accept_retry, NULL))
+		return true;
+	/* stop accepting for a while instead of spinning on a listener that
+	 * stays readable, or taking clients that cannot be served */
+	worker_log(w, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
+		   "descriptor limit or lower --max-sessions",
+		   err == EMFILE || err == ENFILE ? "descriptors" : "memory", strerror(err),
+		   ACCEPT_RETRY_S, atomic_load(&w->sessions.shared->open));
+	evconnlistener_disable(w->listener);
+	evtimer_add(w->accept_retry, &again);
+	return true;
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct proxy_worker *w = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	if (!out_of_resources(w, err))
+		worker_log(w, "accept failed: %s", strerror(err));
+}
+
+struct proxy_worker *proxy_worker_new(struct event_base *base, const struct session_env *env,
+				      struct session_shared *shared)
+{
+	struct proxy_worker *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->own_base = base == NULL;
+	w->base = base != NULL ? base : event_base_new();
+	if (w->base == NULL) {
+		free(w);
+		return NULL;
+	}
+	w->env = *env;
+	w->env.base = w->base;
+	w->env.out_of_resources = out_of_resources;
+	w->env.gone = session_gone;
+	w->env.owner = w;
+	session_set_init(&w->sessions, shared);
+	w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
+	if (w->accept_retry == NULL)
+		proxy_worker_free(&w);
+	return w;
+}
+
+int proxy_worker_listen(struct proxy_worker *w, const struct sockaddr *addr, socklen_t len,
+			bool reuse_port)
+{
+	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+
+	if (reuse_port)
+		flags |= LEV_OPT_REUSEABLE_PORT;
+	w->listener = evconnlistener_new_bind(w->base, on_accept, w, flags, BACKLOG, addr, (int)len);
+	if (w->listener == NULL)
+		return errno != 0 ? errno : EADDRNOTAVAIL;
+	evconnlistener_set_error_cb(w->listener, on_accept_error);
+	return 0;
+}
+
+int proxy_worker_bound(const struct proxy_worker *w, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	if (w->listener == NULL)
+		return -1;
+	return getsockname(evconnlistener_get_fd(w->listener), (struct sockaddr *)ss, len);
+}
+
+static void *worker_main(void *arg)
+{
+	struct proxy_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+int proxy_worker_start(struct proxy_worker *w, unsigned number)
+{
+	sigset_t all, old;
+	char name[16];
+	int rc;
+
+	if (!w->own_base || w->running)
+		return 0;
+	/* signals are the first loop's (the caller's thread) to handle */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	w->running = rc == 0;
+	/* as top -H and /proc/PID/task/TID/comm show it */
+	snprintf(name, sizeof(name), "imaptap-loop%u", number);
+	if (rc == 0)
+		(void)pthread_setname_np(w->thread, name);
+	return rc;
+}
+
+static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	worker_log(w, "%u session(s) still flushing after %d s; exiting anyway", w->sessions.count,
+		   SHUTDOWN_GRACE_S);
+	event_base_loopexit(w->base, NULL);
+}
+
+/* In the worker's own thread. */
+static void shut_down(struct proxy_worker *w)
+{
+	struct timeval grace = {SHUTDOWN_GRACE_S, 0};
+
+	w->shutting_down = true;
+	if (w->listener != NULL) {
+		evconnlistener_free(w->listener);
+		w->listener = NULL;
+	}
+	if (w->sessions.count == 0) {
+		event_base_loopexit(w->base, NULL);
+		return;
+	}
+	w->shutdown_deadline = evtimer_new(w->base, on_shutdown_deadline, w);
+	if (w->shutdown_deadline != NULL)
+		evtimer_add(w->shutdown_deadline, &grace);
+	proxy_session_stop_all(&w->sessions, "proxy shutting down");
+}
+
+static void on_shutdown_asked(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	shut_down(arg);
+}
+
+void proxy_worker_shutdown(struct proxy_worker *w, bool now)
+{
+	if (now) {
+		event_base_loopexit(w->base, NULL);
+		return;
+	}
+	if (w->shutdown_asked)
+		return;
+	w->shutdown_asked = true;
+	if (!w->own_base)
+		shut_down(w);
+	else if (event_base_once(w->base, -1, EV_TIMEOUT, on_shutdown_asked, w, NULL) < 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+void proxy_worker_free(struct proxy_worker **worker)
+{
+	struct proxy_worker *w = *worker;
+
+	if (w == NULL)
+		return;
+	if (w->running) {
+		/* a shutdown under way ends by itself within its grace period */
+		if (!w->shutdown_asked)
+			event_base_loopexit(w->base, NULL);
+		pthread_join(w->thread, NULL);
+		w->running = false;
+	}
+	if (w->listener != NULL)
+		evconnlistener_free(w->listener);
+	proxy_session_stop_all(&w->sessions, NULL);
+	if (w->accept_retry != NULL)
+		event_free(w->accept_retry);
+	if (w->shutdown_deadline != NULL)
+		event_free(w->shutdown_deadline);
+	if (w->own_base)
+		event_base_free(w->base);
+	free(w);
+	*worker = NULL;
+}
