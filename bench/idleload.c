@@ -19,7 +19,8 @@
  * line on stdin when --hold is 0), then sends DONE to every session, waits
  * for the tagged OK, LOGOUT, close. At most --parallel sessions are being
  * set up at once, and new connections start at no more than --rate per
- * second.
+ * second. --connect may be given up to 16 times: session i goes to the
+ * (i modulo count)th address.
  *
  * Output on stdout, one key=value line per phase:
  *   setup sessions=N failed=F seconds=S per_second=R
@@ -64,13 +65,15 @@ struct session {
 };
 
 static struct {
-	const char *host, *port, *user, *pass;
+	const char *user, *pass;
 	int sessions, rate, hold, tls, parallel, users, expect_exists;
 } opt = {.sessions = 10000, .rate = 500, .hold = 30, .parallel = 200, .users = 1};
 
 static struct event_base *base;
 static SSL_CTX *ssl_ctx;
-static struct addrinfo *addr;
+#define MAX_TARGETS 16
+static struct addrinfo *addr[MAX_TARGETS]; /* --connect, taken in turn */
+static int targets;
 static struct session *all;
 static int started, settled, in_setup, idling, failed, finished, newmail;
 /* settled: sessions past setup (idling or failed); finished: of the idling
@@ -269,7 +272,8 @@ static void start_one(void)
 	}
 	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, addr->ai_addr, (int)addr->ai_addrlen) != 0)
+	if (bufferevent_socket_connect(s->bev, addr[s->number % targets]->ai_addr,
+				       (int)addr[s->number % targets]->ai_addrlen) != 0)
 		settle(s, FAILED);
 }
 
@@ -395,11 +399,14 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			colon = strrchr(optarg, ':');
-			if (colon == NULL)
+			if (colon == NULL || targets == MAX_TARGETS)
 				usage();
 			*colon = '\0';
-			opt.host = optarg;
-			opt.port = colon + 1;
+			if (getaddrinfo(optarg, colon + 1, &hints, &addr[targets]) != 0) {
+				fprintf(stderr, "idleload: cannot resolve %s\n", optarg);
+				return 2;
+			}
+			targets++;
 			break;
 		case 'l':
 			colon = strchr(optarg, ':');
@@ -419,7 +426,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (opt.host == NULL || opt.user == NULL || opt.sessions < 1 || opt.rate < 1 ||
+	if (targets == 0 || opt.user == NULL || opt.sessions < 1 || opt.rate < 1 ||
 	    opt.parallel < 1 || opt.hold < 0 || opt.users < 1)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
@@ -432,10 +439,6 @@ int main(int argc, char **argv)
 				(unsigned long long)rl.rlim_cur, opt.sessions);
 			return 2;
 		}
-	}
-	if (getaddrinfo(opt.host, opt.port, &hints, &addr) != 0) {
-		fprintf(stderr, "idleload: cannot resolve %s\n", opt.host);
-		return 2;
 	}
 	if (opt.tls) {
 		ssl_ctx = SSL_CTX_new(TLS_client_method());

@@ -85,6 +85,8 @@ def build(build_dir):
 
 
 def raise_limits(need):
+    """Raises the descriptor limit to need (or as far as allowed); returns
+    the hard limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < need:
         with open("/proc/sys/fs/nr_open") as f:
@@ -96,11 +98,19 @@ def raise_limits(need):
             pass  # not allowed here (no CAP_SYS_RESOURCE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < need:
-        sys.exit("scale: the hard descriptor limit is %d and cannot be raised here; the proxy "
-                 "holds two per session, so at most %d sessions: use --sessions %d, or raise "
-                 "it (ulimit -Hn as root)" % (hard, (hard - 100) // 2, (hard - 100) // 2))
     return hard
+
+
+# descriptors an imaptap proxy holds besides its sessions' (stdio, listening
+# sockets, event loops and their wakeup pipes, per worker); measured at start
+PROXY_OWN_FDS_BOUND = 32
+
+
+def proxies_needed(sessions, hard):
+    """The fewest imaptap processes whose descriptors fit the limit: each
+    holds two per session (client and upstream sockets)."""
+    per = (hard - PROXY_OWN_FDS_BOUND) // 2
+    return max(1, -(-sessions // per)), per
 
 
 def rss_kib(pid):
@@ -126,6 +136,10 @@ def wait_file(path, proc, what, timeout=30):
             sys.exit("scale: %s exited %s" % (what, proc.returncode))
         time.sleep(0.05)
     sys.exit("scale: %s wrote no port file" % what)
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def parse(line):
@@ -159,12 +173,14 @@ def deliver_new_mail(dc, users):
         m.logout()
 
 
-def run_load(idleload, port, args, hold, dc, watch=None):
+def run_load(idleload, ports, args, hold, dc, watch=None):
     """Runs idleload; watch() is called once every session idles, then new
     mail goes to every mailbox and, once every session saw it (or after
     --mail-wait seconds), every IDLE ends. Returns (setup, done, mail_s)."""
-    proc = subprocess.Popen([idleload, "--connect", "127.0.0.1:%d" % port]
-                            + ([] if args.plain else ["--tls"]) +
+    connect = []
+    for port in ports:
+        connect += ["--connect", "127.0.0.1:%d" % port]
+    proc = subprocess.Popen([idleload] + connect + ([] if args.plain else ["--tls"]) +
                             ["--login", "u%d:secret", "--users", str(args.users),
                              "--expect-exists", "--sessions", str(args.sessions),
                              "--rate", str(args.rate), "--parallel", str(args.parallel),
@@ -219,13 +235,26 @@ def main():
                     help="seconds to wait for every session to see its new mail")
     ap.add_argument("--workers", type=int, default=None,
                     help="passed to imaptap proxy --workers (only when given)")
+    ap.add_argument("--proxies", type=int, default=None,
+                    help="imaptap processes sharing the sessions (default: 1, or the fewest "
+                    "whose descriptors fit the hard limit)")
     ap.add_argument("--skip-direct", action="store_true",
                     help="no baseline straight to Dovecot (halves the run)")
     args = ap.parse_args()
     if args.users <= 0:
         args.users = max(1, args.sessions // 100)
 
-    limit = raise_limits(2 * args.sessions + 100)
+    limit = raise_limits(2 * args.sessions + PROXY_OWN_FDS_BOUND)
+    needed, per_proxy = proxies_needed(args.sessions, limit)
+    if args.proxies is None:
+        args.proxies = needed
+    elif args.proxies < needed:
+        sys.exit("scale: %d sessions need %d descriptors in one proxy; the hard limit is %d "
+                 "(cannot be raised here): use --proxies %d or fewer sessions"
+                 % (args.sessions, 2 * args.sessions + PROXY_OWN_FDS_BOUND, limit, needed))
+    if limit < args.sessions + 64:
+        sys.exit("scale: idleload holds one descriptor per session; the limit %d is too low"
+                 % limit)
     raise_inotify_limits(args.sessions)
     if args.no_build:
         imaptap = os.path.join(args.build_dir, "imaptap")
@@ -238,53 +267,76 @@ def main():
     dc = Dovecot(users={"u%d" % u: "secret" for u in range(args.users)}, ssl=True,
                  ssl_cert=cert, ssl_key=key, extra_conf=DOVECOT_LIMITS).start()
     log("dovecot on 127.0.0.1:%d (imaps), descriptor limit %d" % (dc.imaps_port, limit))
+    proxies = []
     try:
         server_port = dc.port if args.plain else dc.imaps_port
         direct = direct_done = None
         if not args.skip_direct:
             log("direct to Dovecot: %d sessions over %d mailboxes ..."
                 % (args.sessions, args.users))
-            direct, direct_done, direct_mail = run_load(idleload, server_port, args, 2, dc)
+            direct, direct_done, direct_mail = run_load(idleload, [server_port], args, 2, dc)
             log("  ", direct, direct_done, "new mail seen by all after", direct_mail, "s")
 
-        port_file = os.path.join(work, "proxy.port")
         legs = [] if args.plain else [
             "--upstream-tls", "implicit", "--upstream-ca", pki.ca_cert,
             "--client-tls", "implicit", "--ca", os.path.join(work, "ca")]
-        proxy = subprocess.Popen([imaptap, "proxy", "--upstream", "127.0.0.1:%d" % server_port]
-                                 + legs + ["--listen", "127.0.0.1:0", "--port-file", port_file,
-                                  "--quiet", "--max-sessions", str(args.sessions + 100)]
-                                 + ([] if args.workers is None
-                                    else ["--workers", str(args.workers)]),
-                                 stderr=open(os.path.join(work, "proxy.log"), "w"))
-        port = wait_file(port_file, proxy, "imaptap")
+        share = -(-args.sessions // args.proxies)
+        ports = []
+        for k in range(args.proxies):
+            port_file = os.path.join(work, "proxy%d.port" % k)
+            proxies.append(subprocess.Popen(
+                [imaptap, "proxy", "--upstream", "127.0.0.1:%d" % server_port] + legs +
+                ["--listen", "127.0.0.1:0", "--port-file", port_file, "--quiet",
+                 "--max-sessions", str(share + 100)] +
+                ([] if args.workers is None else ["--workers", str(args.workers)]),
+                stderr=open(os.path.join(work, "proxy%d.log" % k), "w")))
+            ports.append(wait_file(port_file, proxies[-1], "imaptap"))
         time.sleep(1)
-        empty = rss_kib(proxy.pid)
+        own_fds = max(open_fds(px.pid) for px in proxies)
+
+        def rss():
+            return sum(rss_kib(px.pid) for px in proxies)
+
+        def cpu():
+            return sum(cpu_seconds(px.pid) for px in proxies)
+        empty = rss()
         samples = {}
 
         def watch(after_mail=False):
             if after_mail:
-                samples["rss_mail"] = rss_kib(proxy.pid)
+                samples["rss_mail"] = rss()
                 return
-            samples["rss_all"] = rss_kib(proxy.pid)
-            c0 = cpu_seconds(proxy.pid)
+            samples["rss_all"] = rss()
+            samples["fds"] = max(open_fds(px.pid) for px in proxies)
+            c0 = cpu()
             t0 = time.monotonic()
             time.sleep(args.hold)
-            samples["cpu"] = cpu_seconds(proxy.pid) - c0
+            samples["cpu"] = cpu() - c0
             samples["wall"] = time.monotonic() - t0
-            samples["rss_end"] = rss_kib(proxy.pid)
-        log("through imaptap: %d sessions ..." % args.sessions)
-        via, via_done, via_mail = run_load(idleload, port, args, args.hold, dc, watch)
-        proxy.terminate()
-        proxy.wait(timeout=60)
+            samples["rss_end"] = rss()
+        log("through imaptap (%d process%s): %d sessions ..."
+            % (args.proxies, "" if args.proxies == 1 else "es", args.sessions))
+        via, via_done, via_mail = run_load(idleload, ports, args, args.hold, dc, watch)
     finally:
+        for px in proxies:
+            px.terminate()
+            px.wait(timeout=60)
         dc.stop()
     n = args.sessions - int(via["failed"])
     failed = args.sessions - int(via_done["sessions"])
     per_session = (samples["rss_all"] - empty) / max(n, 1)
-    print("scale: %d sessions over %d mailboxes, %s, Dovecot on loopback%s"
+    print("scale: %d sessions over %d mailboxes, %s, Dovecot on loopback, %s%s"
           % (args.sessions, args.users, "plain IMAP" if args.plain else "TLS both legs",
+             "one imaptap process" if args.proxies == 1 else
+             "%d imaptap processes of %d sessions" % (args.proxies, share),
              "" if args.workers is None else ", imaptap --workers %d" % args.workers))
+    print("  descriptors       hard limit %d; an imaptap holds %d of its own + 2 per session "
+          "(%d with its sessions idling): at most %d sessions per process%s"
+          % (limit, own_fds, samples["fds"], (limit - own_fds) // 2,
+             "" if args.proxies == 1 else
+             "; %d sessions need %d in one process, so %d processes"
+             % (args.sessions, 2 * args.sessions + own_fds, args.proxies) if needed > 1 else
+             "; split over %d processes (--proxies)" % args.proxies))
     if direct is not None:
         print("  new sessions/s    direct %8.1f   through imaptap %8.1f   ratio %.2f"
               % (float(direct["per_second"]), float(via["per_second"]),

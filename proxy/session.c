@@ -44,7 +44,10 @@ void session_set_closed_by(struct proxy_session *s, enum capture_side by, enum c
 	s->closed_by = by;
 	s->end = end;
 	va_start(ap, fmt);
-	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	if (vasprintf(&s->reason, fmt, ap) < 0)
+		s->reason = NULL; /* out of memory: "closed" */
+	else if (strlen(s->reason) > 191)
+		s->reason[191] = '\0'; /* as long as a close event ever said */
 	va_end(ap);
 }
 
@@ -185,7 +188,7 @@ static void session_release(struct proxy_session *s)
 		.opened = s->info.ts,
 		.by = s->closed ? s->closed_by : CAPTURE_SIDE_PROXY,
 		.end = s->closed ? s->end : CAPTURE_END_ERROR,
-		.reason = s->closed ? s->reason : "closed",
+		.reason = s->closed && s->reason != NULL ? s->reason : "closed",
 	};
 
 	/* outside any callback (a shutdown): the close is written under the
@@ -203,6 +206,7 @@ static void session_release(struct proxy_session *s)
 	free(s->pending_bye);
 	free(s->tls_caps);
 	free(s->client_sni);
+	free(s->reason);
 	for (int i = 0; i < 2; i++) {
 		imap_framer_free(&s->lines[i].framer);
 		free(s->lines[i].action_line);
