@@ -16,7 +16,6 @@
 
 struct reader {
 	struct bufferevent *bev;
-	struct proxy_pcap_listen *owner;
 	char name[64];
 	struct reader *next;
 };
@@ -83,18 +82,22 @@ static void on_read(struct bufferevent *bev, void *ctx)
 	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 }
 
+/* ctx is the listener, not the reader: a loop may have dropped the reader
+ * (fallen behind) while this callback waited for the lock; libevent keeps
+ * bev itself alive until the callback returns, so it is looked up. */
 static void on_event(struct bufferevent *bev, short what, void *ctx)
 {
-	struct reader *r = ctx;
+	struct proxy_pcap_listen *l = ctx;
+	struct reader *r;
 
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		struct capture_lock *lock = r->owner->lock;
-
-		capture_lock_acquire(lock);
-		drop(r->owner, r, "left");
-		capture_lock_release(lock);
-	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	capture_lock_acquire(l->lock);
+	for (r = l->readers; r != NULL && r->bev != bev; r = r->next)
+		;
+	if (r != NULL)
+		drop(l, r, "left");
+	capture_lock_release(l->lock);
 }
 
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
@@ -123,9 +126,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	}
 	capture_lock_acquire(l->lock);
 	n = evbuffer_get_length(l->preamble);
-	r->owner = l;
 	proxy_sockaddr_str(sa, r->name, sizeof(r->name));
-	bufferevent_setcb(r->bev, on_read, NULL, on_event, r);
+	bufferevent_setcb(r->bev, on_read, NULL, on_event, l);
 	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
 	bufferevent_write(r->bev, evbuffer_pullup(l->preamble, (ev_ssize_t)n), n);
 	r->next = l->readers;

@@ -16,7 +16,9 @@ import os
 import re
 import signal
 import socket
+import struct
 import sys
+import time
 import tempfile
 import threading
 import unittest
@@ -137,6 +139,57 @@ class WorkersTest(ProxyTestCase, unittest.TestCase):
         rows = [ln for ln in px.stderr_text().splitlines() if re.match(r"^\d\d:\d\d:\d\d\.\d{6} ", ln)]
         self.assertGreater(len(rows), CLIENTS * 60)
         self.assertFalse([ln for ln in rows if len(re.findall(r"\d\d:\d\d:\d\d\.\d{6} ", ln)) > 1])
+
+    def test_a_live_reader_gets_every_loop_s_packets_in_time_order(self):
+        """--pcap-listen's readers are served by the first loop and written
+        to by every loop: one stream, whole records, in time order, the
+        same packets as the pcap file, while one reader comes and goes."""
+        pcap = os.path.join(self.dir, "live.pcap")
+        px = self.start_proxy(DC.port, extra_args=["--workers", "2", "--pcap", pcap,
+                                                   "--pcap-listen", "127.0.0.1:0"])
+        m = None
+        for _ in range(200):
+            m = re.search(r"serving the capture live on 127\.0\.0\.1:(\d+)", px.stderr_text())
+            if m:
+                break
+            time.sleep(0.05)
+        self.assertIsNotNone(m, px.stderr_text())
+        live_port = int(m.group(1))
+        reader = socket.create_connection(("127.0.0.1", live_port))
+        got = bytearray()
+
+        def read_all():
+            while True:
+                chunk = reader.recv(65536)
+                if not chunk:
+                    return
+                got.extend(chunk)
+        t = threading.Thread(target=read_all)
+        t.start()
+        threads, errors = [], []
+        for i in range(CLIENTS):
+            th = threading.Thread(target=busy_client, args=(px.port, "alice", errors))
+            threads.append(th)
+            th.start()
+            if i == CLIENTS // 2:  # a reader that comes and goes meanwhile
+                socket.create_connection(("127.0.0.1", live_port)).close()
+        for th in threads:
+            th.join(120)
+        self.assertEqual(errors, [])
+        self.assertEqual(px.stop(signal.SIGTERM), 0, px.stderr_tail())
+        t.join(30)
+        reader.close()
+        data = bytes(got)
+        self.assertEqual(struct.unpack("<I", data[:4])[0], 0xA1B2C3D4)
+        stamps, at = [], 24
+        while at + 16 <= len(data):
+            sec, usec, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
+            self.assertLessEqual(at + 16 + caplen, len(data), "a record cut short")
+            stamps.append(sec * 1000000 + usec)
+            at += 16 + caplen
+        self.assertEqual(at, len(data))
+        self.assertEqual(stamps, sorted(stamps), "the live stream is out of time order")
+        self.assertEqual(len(stamps), len(list(tcp_packets(pcap))))
 
     def test_max_sessions_holds_across_loops(self):
         px = self.start_proxy(DC.port, extra_args=["--workers", "2", "--max-sessions", "3"])
