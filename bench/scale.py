@@ -310,8 +310,14 @@ def main():
             samples["fds"] = max(open_fds(px.pid) for px in proxies)
             c0 = cpu()
             t0 = time.monotonic()
-            time.sleep(args.hold)
-            samples["cpu"] = cpu() - c0
+            slices, last = [], c0
+            while time.monotonic() - t0 < args.hold:
+                time.sleep(min(10, args.hold - (time.monotonic() - t0)))
+                now = cpu()
+                slices.append(now - last)
+                last = now
+            samples["cpu"] = last - c0
+            samples["slices"] = slices
             samples["wall"] = time.monotonic() - t0
             samples["rss_end"] = rss()
         log("through imaptap (%d process%s): %d sessions ..."
@@ -357,8 +363,9 @@ def main():
              "%d KiB" % samples["rss_mail"] if "rss_mail" in samples else "-"))
     print("  memory/session    %.1f KiB (target < 32 KiB): %s"
           % (per_session, "met" if per_session < 32 else "MISSED"))
-    print("  CPU while idle    %.3f s over %.0f s = %.2f%% of one core"
-          % (samples["cpu"], samples["wall"], 100 * samples["cpu"] / samples["wall"]))
+    print("  CPU while idle    %.3f s over %.0f s = %.2f%% of one core (by 10 s: %s)"
+          % (samples["cpu"], samples["wall"], 100 * samples["cpu"] / samples["wall"],
+             " ".join("%.2f" % c for c in samples["slices"])))
     if direct_done is not None:
         print("  DONE->OK          direct p50 %s us p99 %s us; through imaptap p50 %s us p99 %s us"
               % (direct_done["done_ok_p50_us"], direct_done["done_ok_p99_us"],
