@@ -1,9 +1,16 @@
 /*
  * idleload: opens many IMAP sessions, takes each into IDLE, holds them, and
- * ends every IDLE with DONE; for the scale benchmark (bench/scale.sh).
+ * ends every IDLE with DONE; for the scale benchmark (bench/scale.py).
  *
  *   idleload --connect HOST:PORT --login USER:PASS [--sessions 10000]
  *            [--rate 500] [--hold 30] [--tls] [--parallel 200]
+ *            [--users K] [--expect-exists]
+ *
+ * With --users K, a "%d" in USER is session i's number modulo K, so the
+ * sessions spread over K mailboxes. With --expect-exists every session must
+ * see new mail (an untagged EXISTS) while in IDLE: once all idling sessions
+ * have, the tool prints "newmail N"; a session that has not by DONE counts
+ * as failed.
  *
  * Each session: connect (implicit TLS with --tls, certificates not
  * checked: the point is load), greeting, LOGIN, SELECT INBOX, IDLE, '+';
@@ -12,11 +19,13 @@
  * line on stdin when --hold is 0), then sends DONE to every session, waits
  * for the tagged OK, LOGOUT, close. At most --parallel sessions are being
  * set up at once, and new connections start at no more than --rate per
- * second.
+ * second. --connect may be given up to 16 times: session i goes to the
+ * (i modulo count)th address.
  *
  * Output on stdout, one key=value line per phase:
  *   setup sessions=N failed=F seconds=S per_second=R
- *   done sessions=N failed=F done_ok_p50_us=.. done_ok_p99_us=.. seconds=S
+ *   newmail N          (with --expect-exists, once all idling sessions saw it)
+ *   done sessions=N failed=F done_ok_p50_us=.. done_ok_p99_us=.. seconds=S newmail=M
  * Exit 0 when no session failed, 1 otherwise, 2 on a usage error.
  *
  * One libevent loop, bufferevents (with OpenSSL for --tls): cheap enough
@@ -26,6 +35,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdint.h>
@@ -49,19 +59,23 @@ enum phase { CONNECTING, GREETING, LOGIN, SELECT, IDLE_WAIT, IDLING, DONE_WAIT, 
 struct session {
 	struct bufferevent *bev;
 	enum phase phase;
+	int number;
+	bool saw_exists;
 	int64_t done_sent_us;
 };
 
 static struct {
-	const char *host, *port, *user, *pass;
-	int sessions, rate, hold, tls, parallel;
-} opt = {.sessions = 10000, .rate = 500, .hold = 30, .parallel = 200};
+	const char *user, *pass;
+	int sessions, rate, hold, tls, parallel, users, expect_exists;
+} opt = {.sessions = 10000, .rate = 500, .hold = 30, .parallel = 200, .users = 1};
 
 static struct event_base *base;
 static SSL_CTX *ssl_ctx;
-static struct addrinfo *addr;
+#define MAX_TARGETS 16
+static struct addrinfo *addr[MAX_TARGETS]; /* --connect, taken in turn */
+static int targets;
 static struct session *all;
-static int started, settled, in_setup, idling, failed, finished;
+static int started, settled, in_setup, idling, failed, finished, newmail;
 /* settled: sessions past setup (idling or failed); finished: of the idling
  * ones, those done (or lost) since */
 static int64_t setup_start_us, done_start_us;
@@ -113,6 +127,18 @@ static void send_line(struct session *s, const char *line)
 	bufferevent_write(s->bev, line, strlen(line));
 }
 
+/* "* <number> EXISTS" */
+static bool is_exists(const char *line)
+{
+	const char *p = line + 2;
+
+	if (strncmp(line, "* ", 2) != 0 || *p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return strcasecmp(p, " EXISTS") == 0;
+}
+
 /* Answers one line from the server; returns -1 on a protocol failure. */
 static int on_line(struct session *s, const char *line)
 {
@@ -121,9 +147,17 @@ static int on_line(struct session *s, const char *line)
 		if (strncmp(line, "* OK", 4) != 0)
 			return -1;
 		{
-			char login[512];
+			char user[256], login[512];
 
-			snprintf(login, sizeof(login), "a LOGIN %s %s\r\n", opt.user, opt.pass);
+			const char *mark = strstr(opt.user, "%d");
+
+			/* "%d" in the user name: this session's mailbox */
+			if (mark != NULL)
+				snprintf(user, sizeof(user), "%.*s%d%s", (int)(mark - opt.user),
+					 opt.user, s->number % opt.users, mark + 2);
+			else
+				snprintf(user, sizeof(user), "%s", opt.user);
+			snprintf(login, sizeof(login), "a LOGIN %s %s\r\n", user, opt.pass);
 			send_line(s, login);
 		}
 		s->phase = LOGIN;
@@ -152,7 +186,17 @@ static int on_line(struct session *s, const char *line)
 		settle(s, IDLING);
 		return 0;
 	case IDLING:
-		return line[0] == '*' ? 0 : -1; /* keepalives, new mail */
+		if (line[0] != '*')
+			return -1;
+		if (is_exists(line) && !s->saw_exists) {
+			s->saw_exists = true;
+			newmail++;
+			if (opt.expect_exists && settled == opt.sessions && newmail == idling) {
+				printf("newmail %d\n", newmail);
+				fflush(stdout);
+			}
+		}
+		return 0; /* keepalives, new mail */
 	case DONE_WAIT:
 		if (line[0] == '*')
 			return 0;
@@ -207,8 +251,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 static void start_one(void)
 {
-	struct session *s = &all[started++];
+	struct session *s = &all[started];
 	int fd = -1;
+
+	s->number = started++;
 
 	in_setup++;
 	s->phase = CONNECTING;
@@ -226,7 +272,8 @@ static void start_one(void)
 	}
 	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, addr->ai_addr, (int)addr->ai_addrlen) != 0)
+	if (bufferevent_socket_connect(s->bev, addr[s->number % targets]->ai_addr,
+				       (int)addr[s->number % targets]->ai_addrlen) != 0)
 		settle(s, FAILED);
 }
 
@@ -261,6 +308,10 @@ static void send_done(void)
 
 		if (s->phase != IDLING)
 			continue;
+		if (opt.expect_exists && !s->saw_exists) {
+			settle(s, FAILED); /* no new mail seen during IDLE */
+			continue;
+		}
 		s->done_sent_us = now_us();
 		send_line(s, "DONE\r\n");
 		s->phase = DONE_WAIT;
@@ -287,6 +338,8 @@ static void all_idling(void)
 	printf("setup sessions=%d failed=%d seconds=%.3f per_second=%.1f\n", opt.sessions, failed,
 	       secs, (opt.sessions - failed) / secs);
 	printf("idling %d\n", idling);
+	if (opt.expect_exists && idling > 0 && newmail == idling)
+		printf("newmail %d\n", newmail);
 	fflush(stdout);
 	if (opt.hold > 0) {
 		struct timeval tv = {opt.hold, 0};
@@ -313,9 +366,10 @@ static void all_finished(void)
 		p50 = done_latency[done_latency_n / 2];
 		p99 = done_latency[(size_t)done_latency_n * 99 / 100];
 	}
-	printf("done sessions=%d failed=%d done_ok_p50_us=%lld done_ok_p99_us=%lld seconds=%.3f\n",
+	printf("done sessions=%d failed=%d done_ok_p50_us=%lld done_ok_p99_us=%lld seconds=%.3f "
+	       "newmail=%d\n",
 	       done_latency_n, failed, (long long)p50, (long long)p99,
-	       (double)(now_us() - done_start_us) / 1e6);
+	       (double)(now_us() - done_start_us) / 1e6, newmail);
 	fflush(stdout);
 	event_base_loopexit(base, NULL);
 }
@@ -323,7 +377,7 @@ static void all_finished(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: idleload --connect HOST:PORT --login USER:PASS [--sessions N] "
-			"[--rate R] [--hold S] [--tls] [--parallel P]\n");
+			"[--rate R] [--hold S] [--tls] [--parallel P] [--users K] [--expect-exists]\n");
 	exit(2);
 }
 
@@ -333,7 +387,8 @@ int main(int argc, char **argv)
 		{"connect", required_argument, NULL, 'c'}, {"login", required_argument, NULL, 'l'},
 		{"sessions", required_argument, NULL, 'n'}, {"rate", required_argument, NULL, 'r'},
 		{"hold", required_argument, NULL, 'H'},    {"tls", no_argument, NULL, 't'},
-		{"parallel", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
+		{"parallel", required_argument, NULL, 'p'}, {"users", required_argument, NULL, 'u'},
+		{"expect-exists", no_argument, NULL, 'e'},  {NULL, 0, NULL, 0},
 	};
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
 	struct rlimit rl;
@@ -344,11 +399,14 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			colon = strrchr(optarg, ':');
-			if (colon == NULL)
+			if (colon == NULL || targets == MAX_TARGETS)
 				usage();
 			*colon = '\0';
-			opt.host = optarg;
-			opt.port = colon + 1;
+			if (getaddrinfo(optarg, colon + 1, &hints, &addr[targets]) != 0) {
+				fprintf(stderr, "idleload: cannot resolve %s\n", optarg);
+				return 2;
+			}
+			targets++;
 			break;
 		case 'l':
 			colon = strchr(optarg, ':');
@@ -363,11 +421,13 @@ int main(int argc, char **argv)
 		case 'H': opt.hold = atoi(optarg); break;
 		case 't': opt.tls = 1; break;
 		case 'p': opt.parallel = atoi(optarg); break;
+		case 'u': opt.users = atoi(optarg); break;
+		case 'e': opt.expect_exists = 1; break;
 		default: usage();
 		}
 	}
-	if (opt.host == NULL || opt.user == NULL || opt.sessions < 1 || opt.rate < 1 ||
-	    opt.parallel < 1 || opt.hold < 0)
+	if (targets == 0 || opt.user == NULL || opt.sessions < 1 || opt.rate < 1 ||
+	    opt.parallel < 1 || opt.hold < 0 || opt.users < 1)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -379,10 +439,6 @@ int main(int argc, char **argv)
 				(unsigned long long)rl.rlim_cur, opt.sessions);
 			return 2;
 		}
-	}
-	if (getaddrinfo(opt.host, opt.port, &hints, &addr) != 0) {
-		fprintf(stderr, "idleload: cannot resolve %s\n", opt.host);
-		return 2;
 	}
 	if (opt.tls) {
 		ssl_ctx = SSL_CTX_new(TLS_client_method());

@@ -16,6 +16,7 @@ enum layer {
 };
 
 #define INFLATE_OUT 16384
+#define HELD_MAX 4 /* findings held back while their unit is out */
 
 struct imap_conv {
 	char note[2][96];          /* by direction: the proxy's word on its next line */
@@ -52,7 +53,7 @@ struct imap_conv {
 	size_t prefix_len[2];
 	uint64_t secret_from[2];
 	/* findings about a unit wait until the unit itself is out */
-	struct imap_anomaly held[4];
+	struct imap_anomaly *held; /* HELD_MAX, allocated while one waits (idle: none) */
 	unsigned held_count;
 	bool in_unit;
 	/* context of the feed in progress */
@@ -130,10 +131,8 @@ struct imap_conv *imap_conv_new(const struct imap_conv_config *config, imap_obse
 		imap_conv_free(&c);
 		return NULL;
 	}
-	if (c->on_bytes != NULL) {
-		imap_framer_set_tap(c->framer[IMAP_C2S], on_framed_bytes);
-		imap_framer_set_tap(c->framer[IMAP_S2C], on_framed_bytes);
-	}
+	for (int d = 0; d < 2 && c->on_bytes != NULL; d++)
+		imap_framer_set_tap(c->framer[d], on_framed_bytes);
 	c->rules = config->rules;
 	if (config->rules)
 		imap_tracker_set_rules(c->tracker, &config->thresholds, on_anomaly, c);
@@ -152,6 +151,7 @@ void imap_conv_free(struct imap_conv **conv)
 	imap_tracker_free(&c->tracker);
 	imap_protocol_free(&c->protocol);
 	imap_summary_free(&c->summary);
+	free(c->held);
 	for (int d = 0; d < 2; d++) {
 		if (c->inflate[d] != NULL)
 			inflateEnd(c->inflate[d]);
@@ -229,11 +229,11 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 {
 	struct imap_conv *c = ctx;
 
-	if (!c->in_unit) {
+	if (!c->in_unit)
 		emit_anomaly(c, c->dir, a);
-	} else if (c->held_count < sizeof(c->held) / sizeof(c->held[0])) {
+	else if (c->held_count < HELD_MAX &&
+		 (c->held != NULL || (c->held = malloc(HELD_MAX * sizeof(*c->held))) != NULL))
 		c->held[c->held_count++] = *a;
-	}
 }
 
 /* A finding of the conversation's own (framing, literals), about the
@@ -391,6 +391,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	for (unsigned i = 0; i < c->held_count; i++)
 		emit_anomaly(c, c->dir, &c->held[i]);
 	c->held_count = 0;
+	free(c->held), c->held = NULL;
 }
 
 static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)

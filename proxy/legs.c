@@ -153,7 +153,7 @@ void session_resume_client_tls(struct proxy_session *s)
 		X509 *cert;
 		bool usable = false;
 
-		if (s->client_sni[0] != '\0' && (names[n] = strdup(s->client_sni)) != NULL)
+		if (s->client_sni != NULL && (names[n] = strdup(s->client_sni)) != NULL)
 			n++;
 		if (s->stream[SIDE_UPSTREAM] != NULL &&
 		    proxy_stream_ssl(s->stream[SIDE_UPSTREAM]) != NULL)

@@ -44,7 +44,10 @@ void session_set_closed_by(struct proxy_session *s, enum capture_side by, enum c
 	s->closed_by = by;
 	s->end = end;
 	va_start(ap, fmt);
-	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	if (vasprintf(&s->reason, fmt, ap) < 0)
+		s->reason = NULL; /* out of memory: "closed" */
+	else if (strlen(s->reason) > 191)
+		s->reason[191] = '\0'; /* as long as a close event ever said */
 	va_end(ap);
 }
 
@@ -185,7 +188,7 @@ static void session_release(struct proxy_session *s)
 		.opened = s->info.ts,
 		.by = s->closed ? s->closed_by : CAPTURE_SIDE_PROXY,
 		.end = s->closed ? s->end : CAPTURE_END_ERROR,
-		.reason = s->closed ? s->reason : "closed",
+		.reason = s->closed && s->reason != NULL ? s->reason : "closed",
 	};
 
 	/* outside any callback (a shutdown): the close is written under the
@@ -202,6 +205,8 @@ static void session_release(struct proxy_session *s)
 	observed_close(&s->observed, &close);
 	free(s->pending_bye);
 	free(s->tls_caps);
+	free(s->client_sni);
+	free(s->reason);
 	for (int i = 0; i < 2; i++) {
 		imap_framer_free(&s->lines[i].framer);
 		free(s->lines[i].action_line);
@@ -427,6 +432,17 @@ static void side_error(struct proxy_session *s, enum side side, int err)
 	session_finish(s);
 }
 
+/* The ClientHello's server name, kept only as long as it is (most are a
+ * few bytes; a session holds no room for the longest). */
+static void session_take_sni(struct proxy_session *s, enum side side)
+{
+	char sni[256];
+
+	proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), sni, sizeof(sni));
+	free(s->client_sni);
+	s->client_sni = sni[0] != '\0' ? strdup(sni) : NULL;
+}
+
 static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_event event)
 {
 	switch (event) {
@@ -474,8 +490,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 		return;
 	case PROXY_STREAM_TLS_HELLO:
 		/* the client's ClientHello: learn its SNI, then reach the upstream */
-		proxy_tls_hello_sni(proxy_stream_ssl(s->stream[side]), s->client_sni,
-				    sizeof(s->client_sni));
+		session_take_sni(s, side);
 		if (s->upstream == UPSTREAM_READY)
 			session_resume_client_tls(s); /* STARTTLS: the upstream is up already */
 		else

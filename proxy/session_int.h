@@ -108,9 +108,9 @@ struct proxy_session {
 	bool closed;                    /* how it ends is decided: */
 	enum capture_side closed_by;
 	enum capture_end end;
-	char reason[192];
+	char *reason;                   /* at most 191 bytes; NULL: "closed" */
 	enum client_leg client;      /* where the client leg is (session_client_enter) */
-	char client_sni[256];
+	char *client_sni;       /* the ClientHello's server name; NULL: none */
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
 	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
 	/* peers that stopped reading: by side, the output's written count

@@ -23,6 +23,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg);
 static void stream_destroy(struct proxy_stream *s)
 {
 	SSL_free(s->ssl);
+	free(s->error_text);
 	if (s->tap_in != NULL)
 		evbuffer_free(s->tap_in);
 	if (s->tls_out != NULL)
@@ -147,7 +148,7 @@ int proxy_stream_error(const struct proxy_stream *s)
 
 const char *proxy_stream_error_text(const struct proxy_stream *s)
 {
-	if (s->error_text[0] != '\0')
+	if (s->error_text != NULL)
 		return s->error_text;
 	return strerror(s->error);
 }

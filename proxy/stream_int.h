@@ -51,7 +51,7 @@ struct proxy_stream {
 	enum tls_state tls;
 	struct evbuffer *tls_out; /* records OpenSSL wrote, not yet sent */
 	bool close_notify_sent;
-	char error_text[256];
+	char *error_text; /* OpenSSL's words on a failure; NULL: none (an idle stream) */
 	uint64_t written; /* application bytes taken by the socket or TLS */
 	struct split_pacer pacer; /* a re-split stream: one piece per write, paced */
 	proxy_stream_tap *tap;    /* NULL unless --raw-pcap */

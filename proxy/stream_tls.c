@@ -5,6 +5,7 @@
 #include "proxy/stream_int.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,24 +16,26 @@ static void stream_take_tls_error(struct proxy_stream *s, int ssl_err)
 {
 	unsigned long e = ERR_peek_error();
 	long verify = s->ssl != NULL ? SSL_get_verify_result(s->ssl) : X509_V_OK;
+	char text[256];
 
 	s->error = EPROTO;
 	if (verify != X509_V_OK) {
-		snprintf(s->error_text, sizeof(s->error_text), "certificate verify failed: %s",
+		snprintf(text, sizeof(text), "certificate verify failed: %s",
 			 X509_verify_cert_error_string(verify));
 	} else if (e != 0) {
 		const char *reason = ERR_reason_error_string(e);
 
-		snprintf(s->error_text, sizeof(s->error_text), "%s",
-			 reason != NULL ? reason : "TLS error");
+		snprintf(text, sizeof(text), "%s", reason != NULL ? reason : "TLS error");
 	} else if (ssl_err == SSL_ERROR_SYSCALL) {
-		snprintf(s->error_text, sizeof(s->error_text), "%s",
+		snprintf(text, sizeof(text), "%s",
 			 errno ? strerror(errno) : "connection closed during the TLS handshake");
 		if (errno)
 			s->error = errno;
 	} else {
-		snprintf(s->error_text, sizeof(s->error_text), "TLS error %d", ssl_err);
+		snprintf(text, sizeof(text), "TLS error %d", ssl_err);
 	}
+	free(s->error_text);
+	s->error_text = strdup(text); /* NULL: strerror(EPROTO) says enough */
 	ERR_clear_error();
 }
 
