@@ -1,10 +1,12 @@
 #include "proxy/pcap_listen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,6 +15,7 @@
 #include "net/socket.h"
 
 #define BACKLOG 16
+#define FINAL_FLUSH_MS 2000
 
 struct reader {
 	struct bufferevent *bev;
@@ -210,12 +213,44 @@ static void pl_flush(void *self)
 		l->writer.ops->flush(l->writer.self);
 }
 
+/* The loops have stopped, so nothing sends what is queued for the readers
+ * any more: it goes out now, blocking, within FINAL_FLUSH_MS for all of
+ * them (a reader that does not read is left with what it has). */
+static void flush_readers(struct proxy_pcap_listen *l)
+{
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (struct reader *r = l->readers; r != NULL; r = r->next) {
+		struct evbuffer *out = bufferevent_get_output(r->bev);
+		evutil_socket_t fd = bufferevent_getfd(r->bev);
+		long left_ms;
+		struct timeval limit;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ms = FINAL_FLUSH_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+					    (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left_ms <= 0)
+			return;
+		limit.tv_sec = left_ms / 1000;
+		limit.tv_usec = (left_ms % 1000) * 1000;
+		if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) != 0)
+			continue;
+		/* a bufferevent keeps its output's start frozen for itself */
+		evbuffer_unfreeze(out, 1);
+		while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+			;
+	}
+}
+
 static void pl_destroy(void *self)
 {
 	struct proxy_pcap_listen *l = self;
 
 	/* the writer's last bytes go to the readers still there */
 	l->writer.ops->destroy(l->writer.self);
+	flush_readers(l);
 	listen_free(l);
 }
 

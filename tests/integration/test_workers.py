@@ -189,7 +189,7 @@ class WorkersTest(ProxyTestCase, unittest.TestCase):
             at += 16 + caplen
         self.assertEqual(at, len(data))
         self.assertEqual(stamps, sorted(stamps), "the live stream is out of time order")
-        self.assertEqual(len(stamps), len(list(tcp_packets(pcap))))
+        self.assertEqual(len(stamps), len(list(tcp_packets(pcap))), px.stderr_tail(8))
 
     def test_max_sessions_holds_across_loops(self):
         px = self.start_proxy(DC.port, extra_args=["--workers", "2", "--max-sessions", "3"])
