@@ -391,7 +391,8 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	for (unsigned i = 0; i < c->held_count; i++)
 		emit_anomaly(c, c->dir, &c->held[i]);
 	c->held_count = 0;
-	free(c->held), c->held = NULL;
+	free(c->held);
+	c->held = NULL;
 }
 
 static void notice(struct imap_conv *c, enum imap_dir dir, const char *text)
