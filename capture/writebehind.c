@@ -135,8 +135,7 @@ static void cut_back(struct capture_writebehind *wb)
 static void *writer_main(void *arg)
 {
 	struct capture_writebehind *wb = arg;
-
-	bool linger = false;
+	bool linger = false; /* wrote lately: small batches may wait */
 
 	pthread_mutex_lock(&wb->lock);
 	for (;;) {
