@@ -78,7 +78,7 @@ typedef void imap_conv_bytes_cb(void *ctx, enum imap_dir dir, imap_time_us ts,
 
 /* secret_from of bytes that are a whole unit no secret starts in (literal
  * data that came in one piece): its observation comes next, before any
- * other call, and carries the same bytes (obs->data, masked as the
+ * other call of this conversation, and carries the same bytes (obs->data, masked as the
  * observation says, obs->len of them unless secret_rest), so an output
  * may write them from there instead of keeping a copy. As an offset it
  * lies past any unit, as IMAP_REDACT_NONE does. */
