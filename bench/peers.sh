@@ -483,6 +483,35 @@ for metric in p50 p99; do
         done
     done
 done
+# What capture costs imaptap: each capture row against the same row
+# without capture, both measured in this run (the targets of
+# docs/design-notes.md, "Capture's cost").
+CAP_MET=0 CAP_MISSED=0
+declare -a CAP_OUT=()
+capture_cost_fetch() { # workload mode label
+    local off on r ok verdict=MISSED
+    off=$(best "fetch.$1.$2.off.imaptap" max); on=$(best "fetch.$1.$2.on.imaptap" max)
+    r=$(ratio "$on" "$off")
+    emit "capture_cost_fetch_$1_$2" "$r"
+    ok=$(awk -v r="$r" 'BEGIN { print (r != "-" && r >= 0.90) ? 1 : 0 }')
+    if [ "$ok" = 1 ]; then verdict=met; CAP_MET=$((CAP_MET + 1)); else CAP_MISSED=$((CAP_MISSED + 1)); fi
+    CAP_OUT+=("capture cost $3: on/off = x$r ($on / $off MB/s; target >= x0.90) $verdict")
+}
+capture_cost_noop() { # mode
+    local off on d ok verdict=MISSED
+    off=$(best "noop.fast.$1.off.imaptap.p50" min); on=$(best "noop.fast.$1.on.imaptap.p50" min)
+    d=$(awk -v a="$on" -v b="$off" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.1f", a - b }')
+    emit "capture_cost_noop_p50_$1_us" "$d"
+    ok=$(awk -v d="$d" 'BEGIN { print (d != "-" && d + 0 <= 10) ? 1 : 0 }')
+    if [ "$ok" = 1 ]; then verdict=met; CAP_MET=$((CAP_MET + 1)); else CAP_MISSED=$((CAP_MISSED + 1)); fi
+    CAP_OUT+=("NOOP p50 capture cost $1: $d us ($on / $off us; target <= +10 us) $verdict")
+}
+for w in "${WORKLOADS[@]}"; do
+    name=fastserver; [ "$w" = dove ] && name=Dovecot
+    for m in plain tls; do capture_cost_fetch "$w" "$m" "FETCH $name $m"; done
+done
+for m in plain tls; do capture_cost_noop "$m"; done
+
 emit load_start "$LOAD_START"; emit load_end "$LOAD_END"; emit reps "$REPS"
 mkdir -p "$(dirname "$RESULTS")"
 sed 's/ /,/g' "$RESULTS.tmp" >"$RESULTS"
@@ -512,6 +541,10 @@ done
 echo "negotiated, client leg as imapbench saw it:$(for t in "${!CLIENT_TLS[@]}"; do printf ' %s=%s;' "$t" "${CLIENT_TLS[$t]// /\/}"; done)"
 echo "negotiated, fastserver's side of every TLS leg: $(upstream_tls "$WORK/fastserver-tls.log")"
 echo "targets: $MET met, $MISSED missed; imaptap behind a peer on $AHEAD_NO row(s)"
+echo
+echo "imaptap with capture ($([ "${RAW_PCAP:-0}" = 1 ] && echo --raw-pcap || echo "--pcap .${PCAP_EXT:-pcap}")) against imaptap without, same run:"
+for r in "${CAP_OUT[@]}"; do echo "$r"; done
+echo "capture cost targets: $CAP_MET met, $CAP_MISSED missed"
 if [ "$SSLSPLIT_EXITS" -gt 0 ]; then
     echo "sslsplit exited $SSLSPLIT_EXITS time(s) during the run and was started again:"
     sed 's/^/  /' "$WORK/sslsplit-exits.txt"

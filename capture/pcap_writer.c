@@ -63,6 +63,24 @@ static void write_data(struct pcap_writer *w, struct pcap_session *s, enum imap_
 		pcap_write_segment(w, s, !dir, ts, TH_ACK, NULL, 0);
 }
 
+/* A unit's bytes that are gone before its observation came (which cannot
+ * happen, as IMAP_CONV_BYTES_WHOLE promises): the stream keeps its
+ * length, the bytes are masked whole. */
+static void write_blank(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
+			imap_time_us ts, size_t len)
+{
+	uint8_t piece[4096];
+
+	memset(piece, IMAP_REDACT_FILL, sizeof(piece));
+	while (len > 0) {
+		size_t n = len < sizeof(piece) ? len : sizeof(piece);
+
+		write_data(w, s, dir, ts, piece, n);
+		s->unit_off[dir] += n;
+		len -= n;
+	}
+}
+
 /* Writes what is pending of a unit before its observation (a unit longer
  * than pending holds, a fault mark, the end of the session): masked from
  * where its start says it may hold a secret, since the observation that
@@ -70,6 +88,10 @@ static void write_data(struct pcap_writer *w, struct pcap_session *s, enum imap_
 static void flush_pending(struct pcap_writer *w, struct pcap_session *s, enum imap_dir dir,
 			  imap_time_us ts)
 {
+	if (s->whole_len[dir] > 0) {
+		write_blank(w, s, dir, ts, s->whole_len[dir]);
+		s->whole_len[dir] = 0;
+	}
 	if (s->pending_len[dir] == 0)
 		return;
 	imap_redact_fill_from(s->pending[dir], s->pending_len[dir], s->unit_off[dir],
@@ -176,6 +198,13 @@ static void pw_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 		write_data(w, s, dir, ts, data, len);
 		return;
 	}
+	if (secret_from == IMAP_CONV_BYTES_WHOLE && w->format == CAPTURE_PCAP_CLASSIC &&
+	    s->pending_len[dir] == 0 && s->whole_len[dir] == 0) {
+		/* written from the observation, which comes next: no copy
+		 * (pcapng keeps one, as it holds the unit for its comments) */
+		s->whole_len[dir] = len;
+		return;
+	}
 	s->secret_from[dir] = secret_from;
 	/* a unit longer than pending holds goes out in pieces, each masked
 	 * as far as the unit's start tells */
@@ -248,6 +277,17 @@ static void pw_observe(void *self, unsigned session, const struct imap_observati
 	release(w);
 	if (s == NULL)
 		return;
+	if (s->whole_len[dir] > 0) {
+		size_t n = s->whole_len[dir];
+
+		s->whole_len[dir] = 0;
+		if (!obs->secret_rest && obs->len == n)
+			write_data(w, s, dir, obs->ts, obs->data, n);
+		else /* masked beyond what it shows */
+			write_blank(w, s, dir, obs->ts, n);
+		unit_written(s, dir);
+		return;
+	}
 	/* pending holds the unit's wire bytes, or its rest when some went
 	 * out already: lay the observation's masking over them */
 	if (s->pending_len[dir] > 0)

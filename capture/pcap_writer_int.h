@@ -53,6 +53,8 @@ struct pcap_session {
 	size_t pending_cap[2];
 	uint64_t unit_off[2];       /* bytes of the unit in pending written already */
 	uint64_t secret_from[2];    /* of that unit, as its start tells */
+	size_t whole_len[2];        /* a whole unit's bytes, not kept: its
+				       observation carries them (IMAP_CONV_BYTES_WHOLE) */
 	bool c2s_outbound;          /* raw upstream leg: the proxy connected, so
 				       the connecting side's packets leave the host */
 	struct pcap_session *next;  /* bucket chain */

@@ -98,12 +98,22 @@ size_t pcapng_write_head(FILE *fp, const char *app, const char *comment, size_t 
 	return n;
 }
 
+/* Puts v at p; returns the bytes put. */
+static size_t at32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+	return sizeof(v);
+}
+
+/* The block goes out in three or four writes (its start with the headers,
+ * the payload, its end), not a write per field: a capture of small lines
+ * pays for every call. */
 size_t pcapng_write_packet(FILE *fp, imap_time_us ts, const uint8_t *head, size_t head_len,
 			   const uint8_t *payload, size_t len, enum pcapng_direction dir,
 			   const struct pcapng_comment *comments, size_t ncomments)
 {
-	static const uint8_t zeros[4];
-	size_t captured = head_len + len, options = 0, n = 0;
+	uint8_t start[28 + 128], end[3 + 8 + 4 + 4] = {0};
+	size_t captured = head_len + len, options = 0, n = 0, e;
 	uint64_t stamp = ts < 0 ? 0 : (uint64_t)ts;
 	uint32_t block_len, flags = (uint32_t)dir;
 
@@ -116,24 +126,43 @@ size_t pcapng_write_packet(FILE *fp, imap_time_us ts, const uint8_t *head, size_
 	if (options > 0)
 		options += option_len(0);
 	block_len = (uint32_t)(32 + captured + pad4(captured) + options);
-	n += put32(fp, BT_EPB);
-	n += put32(fp, block_len);
-	n += put32(fp, 0); /* the interface */
-	n += put32(fp, (uint32_t)(stamp >> 32));
-	n += put32(fp, (uint32_t)stamp);
-	n += put32(fp, (uint32_t)captured);
-	n += put32(fp, (uint32_t)captured);
-	n += fwrite(head, 1, head_len, fp);
+	n += at32(start + n, BT_EPB);
+	n += at32(start + n, block_len);
+	n += at32(start + n, 0); /* the interface */
+	n += at32(start + n, (uint32_t)(stamp >> 32));
+	n += at32(start + n, (uint32_t)stamp);
+	n += at32(start + n, (uint32_t)captured);
+	n += at32(start + n, (uint32_t)captured);
+	if (head_len <= sizeof(start) - n) {
+		memcpy(start + n, head, head_len);
+		n += fwrite(start, 1, n + head_len, fp) - n;
+	} else {
+		n = fwrite(start, 1, n, fp);
+		n += fwrite(head, 1, head_len, fp);
+	}
 	if (len > 0)
 		n += fwrite(payload, 1, len, fp);
-	n += fwrite(zeros, 1, pad4(captured), fp);
-	if (dir != PCAPNG_DIR_UNKNOWN)
-		n += put_option(fp, EPB_FLAGS, &flags, 4);
-	for (size_t i = 0; i < ncomments; i++)
-		n += put_option(fp, OPT_COMMENT, comments[i].text, text_len(comments[i].len));
+	/* the padding (zeros), the direction and, without comments, the end
+	 * of the options and the length again */
+	e = pad4(captured);
+	if (dir != PCAPNG_DIR_UNKNOWN) {
+		uint16_t code[2] = {EPB_FLAGS, 4};
+
+		memcpy(end + e, code, sizeof(code));
+		memcpy(end + e + 4, &flags, 4);
+		e += 8;
+	}
+	if (ncomments > 0) {
+		n += fwrite(end, 1, e, fp);
+		for (size_t i = 0; i < ncomments; i++)
+			n += put_option(fp, OPT_COMMENT, comments[i].text, text_len(comments[i].len));
+		memset(end, 0, sizeof(end));
+		e = 0;
+	}
 	if (options > 0)
-		n += put_end(fp);
-	n += put32(fp, block_len);
+		e += 4; /* opt_endofopt: four zero bytes */
+	e += at32(end + e, block_len);
+	n += fwrite(end, 1, e, fp);
 	return n;
 }
 

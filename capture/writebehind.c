@@ -13,11 +13,12 @@
 
 enum {
 	BLOCK_SIZE = 1024 * 1024,        /* one write(2) */
-	SMALL_BATCH = BLOCK_SIZE / 16,   /* a batch this small goes in a block of its size */
+	SMALL_BATCH = BLOCK_SIZE / 16,   /* a batch this small goes in a small block, shared */
 	QUEUE_MAX = 8 * BLOCK_SIZE,      /* bytes waiting: the writer of the stream waits beyond */
 	SPARE_MAX = QUEUE_MAX / BLOCK_SIZE + 2, /* written full-size blocks kept: as many as can be alive */
 	SPARE_IDLE = 1,                  /* ... and once idle for IDLE_TRIM_S */
 	IDLE_TRIM_S = 1,
+	LINGER_NS = 5 * 1000 * 1000,     /* after a write, small batches wait this long */
 };
 
 struct block {
@@ -38,6 +39,7 @@ struct capture_writebehind {
 	struct block *head, *tail;
 	size_t queued; /* bytes in the queue */
 	bool busy; /* the thread is writing a block it took */
+	bool idle; /* the thread waits with nothing written lately: wake it */
 	bool stop;
 	int error;     /* errno of the write that failed; 0 none */
 	off_t written; /* end of what the thread wrote */
@@ -133,15 +135,33 @@ static void cut_back(struct capture_writebehind *wb)
 static void *writer_main(void *arg)
 {
 	struct capture_writebehind *wb = arg;
+	bool linger = false; /* wrote lately: small batches may wait */
 
 	pthread_mutex_lock(&wb->lock);
 	for (;;) {
 		struct block *b;
 		int err;
 
+		if (linger && !wb->stop) {
+			/* small batches committed meanwhile do not wake the
+			 * thread: they go out together once this wait ends */
+			struct timespec at;
+
+			clock_gettime(CLOCK_MONOTONIC, &at);
+			at.tv_nsec += LINGER_NS;
+			if (at.tv_nsec >= 1000000000) {
+				at.tv_sec++;
+				at.tv_nsec -= 1000000000;
+			}
+			while (pthread_cond_timedwait(&wb->work, &wb->lock, &at) != ETIMEDOUT &&
+			       wb->head == NULL && !wb->stop)
+				;
+			linger = wb->head != NULL;
+		}
 		while (wb->head == NULL && !wb->stop) {
 			struct timespec at;
 
+			wb->idle = true;
 			if (wb->spare_count <= SPARE_IDLE) {
 				pthread_cond_wait(&wb->work, &wb->lock);
 				continue;
@@ -157,6 +177,7 @@ static void *writer_main(void *arg)
 				block_free(b);
 			}
 		}
+		wb->idle = false;
 		if (wb->head == NULL)
 			break;
 		b = wb->head;
@@ -182,21 +203,59 @@ static void *writer_main(void *arg)
 			wb->good = wb->written;
 		recycle(wb, b);
 		pthread_cond_broadcast(&wb->done);
+		linger = wb->head == NULL;
 	}
 	pthread_mutex_unlock(&wb->lock);
 	return NULL;
 }
 
+/* Under lock: the thread hears of the queue when it waits idle, or when
+ * a full block or a megabyte waits; a thread that wrote lately comes back
+ * by itself (LINGER_NS), so a stream of small batches (one per command)
+ * wakes it once per wait rather than once per batch. */
+static void wake(struct capture_writebehind *wb, bool full)
+{
+	if (wb->idle || full || wb->queued >= BLOCK_SIZE)
+		pthread_cond_signal(&wb->work);
+}
+
+/* Under lock: a small batch goes at the end of the last queued block when
+ * that is a small block with room (the thread has not taken it yet). */
+static bool append_to_tail(struct capture_writebehind *wb, const struct block *b)
+{
+	struct block *t = wb->tail;
+
+	if (t == NULL || t->cap >= BLOCK_SIZE || t->cap - t->len < b->len || wb->error != 0)
+		return false;
+	memcpy(t->data + t->len, b->data, b->len);
+	t->len += b->len;
+	t->batch_end = true;
+	wb->queued += b->len;
+	wake(wb, false);
+	return true;
+}
+
 /* Hands the current block to the thread, waiting while the queue is full.
- * A small batch is copied into a block of its own size, so that many of
- * them queued cost what they hold; the current block is kept. */
+ * A small batch is copied into a small block (or the one queued last), so
+ * that many of them queued cost what they hold; the current block is
+ * kept. */
 static void push(struct capture_writebehind *wb, bool batch_end)
 {
 	struct block *b = wb->current;
 
 	if (batch_end && b->len < SMALL_BATCH) {
-		struct block *small = block_new(b->len);
+		struct block *small;
+		bool appended;
 
+		pthread_mutex_lock(&wb->lock);
+		appended = append_to_tail(wb, b);
+		pthread_mutex_unlock(&wb->lock);
+		if (appended) {
+			b->len = 0;
+			wb->open_batch = false;
+			return;
+		}
+		small = block_new(SMALL_BATCH);
 		if (small != NULL) {
 			small->len = b->len;
 			memcpy(small->data, b->data, b->len);
@@ -211,8 +270,10 @@ static void push(struct capture_writebehind *wb, bool batch_end)
 	b->batch_end = batch_end;
 	b->next = NULL;
 	pthread_mutex_lock(&wb->lock);
-	while (wb->queued > 0 && wb->queued + b->len > QUEUE_MAX && wb->error == 0)
+	while (wb->queued > 0 && wb->queued + b->len > QUEUE_MAX && wb->error == 0) {
+		pthread_cond_signal(&wb->work);
 		pthread_cond_wait(&wb->done, &wb->lock);
+	}
 	if (wb->error != 0) {
 		recycle(wb, b); /* the file stopped at its last whole batch */
 	} else {
@@ -222,7 +283,7 @@ static void push(struct capture_writebehind *wb, bool batch_end)
 			wb->head = b;
 		wb->tail = b;
 		wb->queued += b->len;
-		pthread_cond_signal(&wb->work);
+		wake(wb, !batch_end);
 	}
 	pthread_mutex_unlock(&wb->lock);
 	wb->open_batch = !batch_end;
@@ -294,6 +355,7 @@ int capture_writebehind_commit(struct capture_writebehind *wb)
 int capture_writebehind_drain(struct capture_writebehind *wb)
 {
 	pthread_mutex_lock(&wb->lock);
+	pthread_cond_signal(&wb->work); /* no lingering: the caller waits */
 	while ((wb->head != NULL || wb->busy) && wb->error == 0)
 		pthread_cond_wait(&wb->done, &wb->lock);
 	pthread_mutex_unlock(&wb->lock);

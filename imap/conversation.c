@@ -91,7 +91,8 @@ static void on_framed_bytes(void *ctx, const uint8_t *data, size_t len)
 			c->redact, dir, literal, imap_tracker_auth_pending(c->tracker), c->prefix[dir],
 			c->prefix_len[dir]);
 	}
-	c->on_bytes(c->ctx, dir, c->ts, data, len, c->secret_from[dir]);
+	c->on_bytes(c->ctx, dir, c->ts, data, len, c->secret_from[dir] == IMAP_REDACT_NONE &&
+		    imap_framer_tap_whole(c->framer[dir]) ? IMAP_CONV_BYTES_WHOLE : c->secret_from[dir]);
 }
 
 void imap_observation_mask_wire(const struct imap_observation *obs, uint8_t *p, size_t len,

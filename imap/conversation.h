@@ -76,6 +76,14 @@ typedef void imap_conv_bytes_cb(void *ctx, enum imap_dir dir, imap_time_us ts,
  * them at once, stamped ts, as they are. */
 #define IMAP_CONV_BYTES_UNFRAMED (UINT64_MAX - 1)
 
+/* secret_from of bytes that are a whole unit no secret starts in (literal
+ * data that came in one piece): its observation comes next, before any
+ * other call of this conversation, and carries the same bytes (obs->data, masked as the
+ * observation says, obs->len of them unless secret_rest), so an output
+ * may write them from there instead of keeping a copy. As an offset it
+ * lies past any unit, as IMAP_REDACT_NONE does. */
+#define IMAP_CONV_BYTES_WHOLE (UINT64_MAX - 2)
+
 struct imap_conv_config {
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */

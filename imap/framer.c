@@ -76,6 +76,7 @@ struct imap_framer {
 
 	bool stop; /* imap_framer_stop() was called from the callback */
 	imap_bytes_cb *tap;
+	bool tap_whole; /* the tap's bytes are the whole unit reported next */
 };
 
 const char *imap_unit_kind_str(enum imap_unit_kind kind)
@@ -534,8 +535,12 @@ static size_t feed_literal(struct imap_framer *f, const uint8_t *p, size_t n)
 	if (chunk_left > left - f->unit_wire)
 		chunk_left = left - f->unit_wire;
 	take = n < chunk_left ? n : chunk_left;
-	if (f->tap != NULL)
+	if (f->tap != NULL) {
+		/* a chunk in one piece is reported from p, right after */
+		f->tap_whole = take == chunk_left && f->unit_wire == 0 && f->buf_len == 0;
 		f->tap(f->ctx, p, (size_t)take);
+		f->tap_whole = false;
+	}
 	if (take < chunk_left) {
 		keep(f, p, (size_t)take, IMAP_FRAMER_CHUNK);
 		f->unit_wire += take;
@@ -559,6 +564,11 @@ static size_t feed_literal(struct imap_framer *f, const uint8_t *p, size_t n)
 		reset_line(f, true);
 	}
 	return (size_t)take;
+}
+
+bool imap_framer_tap_whole(const struct imap_framer *f)
+{
+	return f->tap_whole;
 }
 
 void imap_framer_set_tap(struct imap_framer *f, imap_bytes_cb *tap)

@@ -72,6 +72,11 @@ size_t imap_framer_feed(struct imap_framer *framer, const uint8_t *data, size_t 
  * stream (a pcap) while units keep only the observed part of long lines. */
 void imap_framer_set_tap(struct imap_framer *framer, imap_bytes_cb *tap);
 
+/* From inside the tap: the bytes it was handed are a whole unit, reported
+ * right after the tap returns with these very bytes (literal data that
+ * came in one piece). */
+bool imap_framer_tap_whole(const struct imap_framer *framer);
+
 /* From inside the callback: feed returns right after the unit being
  * reported, leaving the rest of its input unread. Used where the stream
  * changes layer mid-read (the OK of COMPRESS). */

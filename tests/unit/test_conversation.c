@@ -478,6 +478,83 @@ static void test_outside_findings_counted(void)
 	imap_conv_free(&c);
 }
 
+/* The bytes callback's word on literal data: a chunk that came in one
+ * piece is marked whole, and the next call is its observation, carrying
+ * those very bytes; a chunk cut across feeds is not, nor is a literal a
+ * credential may be in. */
+struct whole_seen {
+	unsigned whole, carried, broken;
+	const uint8_t *data; /* of the last whole bytes, until observed */
+	size_t len;
+};
+
+static void on_whole_bytes(void *ctx, enum imap_dir dir, imap_time_us ts, const uint8_t *data,
+			   size_t len, uint64_t secret_from)
+{
+	struct whole_seen *w = ctx;
+
+	(void)dir;
+	(void)ts;
+	if (w->data != NULL)
+		w->broken++; /* something came between whole bytes and their observation */
+	if (secret_from == IMAP_CONV_BYTES_WHOLE) {
+		w->whole++;
+		w->data = data;
+		w->len = len;
+	}
+}
+
+static void on_whole_obs(void *ctx, const struct imap_observation *obs)
+{
+	struct whole_seen *w = ctx;
+
+	if (w->data == NULL)
+		return;
+	if (obs->unit->kind == IMAP_UNIT_LITERAL_DATA && !obs->secret_rest && obs->len == w->len &&
+	    memcmp(obs->data, w->data, w->len) == 0)
+		w->carried++;
+	else
+		w->broken++;
+	w->data = NULL;
+}
+
+static void test_whole_literal_bytes(void)
+{
+	static uint8_t body[100000];
+	const char *head = "* 1 FETCH (BODY[] {100000}\r\n";
+	struct imap_conv_config cfg = {.on_bytes = on_whole_bytes};
+	struct whole_seen w = {0};
+	struct imap_conv *c;
+
+	memset(body, 'b', sizeof(body));
+	/* in one feed: two chunks (64 KiB and the rest), both whole */
+	c = imap_conv_new(&cfg, on_whole_obs, &w);
+	feed_at(c, IMAP_S2C, 0, head);
+	imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, body, sizeof(body));
+	feed_at(c, IMAP_S2C, 0, ")\r\n");
+	CHECK_MSG(w.whole == 2 && w.carried == 2 && w.broken == 0, "whole %u carried %u broken %u",
+		  w.whole, w.carried, w.broken);
+	imap_conv_free(&c);
+
+	/* the first chunk cut in two feeds: only the second chunk is whole */
+	memset(&w, 0, sizeof(w));
+	c = imap_conv_new(&cfg, on_whole_obs, &w);
+	feed_at(c, IMAP_S2C, 0, head);
+	imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, body, 1000);
+	imap_conv_feed(c, IMAP_S2C, 0, IMAP_ORIGIN_PEER, body + 1000, sizeof(body) - 1000);
+	CHECK_MSG(w.whole == 1 && w.carried == 1 && w.broken == 0, "cut: whole %u carried %u broken %u",
+		  w.whole, w.carried, w.broken);
+	imap_conv_free(&c);
+
+	/* a password sent as a literal is never whole, masked or not */
+	memset(&w, 0, sizeof(w));
+	cfg.redact_flags = IMAP_REDACT_CREDENTIALS;
+	c = imap_conv_new(&cfg, on_whole_obs, &w);
+	feed_at(c, IMAP_C2S, 0, "a1 LOGIN alice {6+}\r\nsecret\r\n");
+	CHECK_MSG(w.whole == 0, "a credential literal marked whole %u time(s)", w.whole);
+	imap_conv_free(&c);
+}
+
 int main(void)
 {
 	test_eof_inside_a_literal();
@@ -492,5 +569,6 @@ int main(void)
 	test_literal_after_server_pipeline_tag();
 	test_compress_switch_every_split();
 	test_compress_refused_and_broken();
+	test_whole_literal_bytes();
 	return check_finish("conversation");
 }

@@ -1,6 +1,7 @@
 /* Files written behind: batches reach the file in order and whole; a
  * failed write cuts the file back to its last whole batch and is reported
- * by the next commit; discard lets writing start again. */
+ * by the next commit; discard lets writing start again; small batches
+ * that did not wake the writer thread reach the file without a drain. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "capture/writebehind.h"
@@ -169,6 +171,53 @@ static void test_append(void)
 	free(got);
 }
 
+/* Waits (at most seconds) until the file holds len bytes, without
+ * draining: what the writer thread does on its own. */
+static size_t wait_for_size(size_t len, int seconds)
+{
+	struct stat st = {0};
+
+	for (int i = 0; i < seconds * 100; i++) {
+		if (stat(path, &st) == 0 && (size_t)st.st_size >= len)
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	}
+	return (size_t)st.st_size;
+}
+
+/* A batch per line, as a session of small commands commits them: the
+ * batches after the first wake nobody, share blocks, and still reach the
+ * file in order, unasked; so does one after the thread went idle. */
+static void test_small_batches_unasked(void)
+{
+	const size_t batches = 3000, each = 57, total = batches * each + 11;
+	uint8_t *want = malloc(total), *got;
+	struct capture_writebehind *wb;
+	FILE *fp = open_behind(&wb, O_TRUNC);
+	size_t len = 0;
+
+	fill(want, total, 5);
+	for (size_t i = 0; i < batches; i++) {
+		CHECK(fwrite(want + i * each, 1, each, fp) == each);
+		CHECK(capture_writebehind_commit(wb) == 0);
+	}
+	len = wait_for_size(batches * each, 10);
+	CHECK_MSG(len == batches * each, "the file holds %zu bytes of %zu committed", len,
+		  batches * each);
+	CHECK(capture_writebehind_good(wb) == (off_t)(batches * each));
+	/* idle by now: the next small batch wakes the thread */
+	nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+	CHECK(fwrite(want + batches * each, 1, 11, fp) == 11);
+	CHECK(capture_writebehind_commit(wb) == 0);
+	len = wait_for_size(total, 10);
+	CHECK_MSG(len == total, "after a pause the file holds %zu bytes of %zu", len, total);
+	got = read_file(&len);
+	CHECK(got != NULL && len == total && memcmp(got, want, total) == 0);
+	CHECK(fclose(fp) == 0);
+	free(got);
+	free(want);
+}
+
 int main(void)
 {
 	int fd = mkstemp(path);
@@ -182,6 +231,7 @@ int main(void)
 	test_failure_cuts_back();
 	test_full_device();
 	test_append();
+	test_small_batches_unasked();
 	unlink(path);
 	return check_finish("writebehind");
 }
