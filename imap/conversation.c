@@ -146,14 +146,13 @@ void imap_conv_free(struct imap_conv **conv)
 
 	if (c == NULL)
 		return;
-	imap_framer_free(&c->framer[0]);
-	imap_framer_free(&c->framer[1]);
 	imap_redact_free(&c->redact);
 	imap_tracker_free(&c->tracker);
 	imap_protocol_free(&c->protocol);
 	imap_summary_free(&c->summary);
 	free(c->held);
 	for (int d = 0; d < 2; d++) {
+		imap_framer_free(&c->framer[d]);
 		if (c->inflate[d] != NULL)
 			inflateEnd(c->inflate[d]);
 		free(c->inflate[d]);
