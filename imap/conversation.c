@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <zlib.h>
 
 /* What a direction carries under IMAP. */
@@ -17,6 +16,7 @@ enum layer {
 
 #define INFLATE_OUT 16384
 #define HELD_MAX 4 /* findings held back while their unit is out */
+#define HELD_SIZE (HELD_MAX * sizeof(struct imap_anomaly))
 
 struct imap_conv {
 	char note[2][96];          /* by direction: the proxy's word on its next line */
@@ -231,8 +231,7 @@ static void on_anomaly(void *ctx, const struct imap_anomaly *a)
 
 	if (!c->in_unit)
 		emit_anomaly(c, c->dir, a);
-	else if (c->held_count < HELD_MAX &&
-		 (c->held != NULL || (c->held = malloc(HELD_MAX * sizeof(*c->held))) != NULL))
+	else if (c->held_count < HELD_MAX && (c->held != NULL || (c->held = malloc(HELD_SIZE)) != NULL))
 		c->held[c->held_count++] = *a;
 }
 
@@ -391,7 +390,7 @@ static void on_unit(void *ctx, const struct imap_unit *unit)
 	for (unsigned i = 0; i < c->held_count; i++)
 		emit_anomaly(c, c->dir, &c->held[i]);
 	c->held_count = 0;
-	free(c->held);
+	free(c->held); /* an idle session holds none */
 	c->held = NULL;
 }
 
