@@ -212,7 +212,7 @@ class RuleScenarios:
         """analyze of the proxy's pcap with no flags at all judges by the
         settings the proxy recorded in it, and says what the proxy said,
         row for row: the same rules and tags, resolved or not, in the same
-        order, at the same time (1 ms) and with the same wait. With extra
+        order, at the same time (10 ms) and with the same wait. With extra
         (the proxy's thresholds given again) it names the same rules and
         tags. Returns the findings of the run with no flags."""
         offline = self.analyze()
@@ -220,10 +220,13 @@ class RuleScenarios:
                          bool(a.get("resolved")), bool(a.get("never_resolved")))
         self.assertEqual([row(a) for a in offline], [row(a) for a in live],
                          "live and offline verdicts differ")
+        # a rule that fires as time passes is stamped live when the loop's
+        # timer runs, which a loaded machine (the suite runs two at once)
+        # delays by a few ms; analyze stamps the due time itself
         for off, on in zip(offline, live):
-            self.assertAlmostEqual(off["epoch"], on["epoch"], delta=0.001,
+            self.assertAlmostEqual(off["epoch"], on["epoch"], delta=0.010,
                                    msg="%s at different times live and offline" % (row(on),))
-            self.assertAlmostEqual(off.get("waited_us", 0), on.get("waited_us", 0), delta=1000,
+            self.assertAlmostEqual(off.get("waited_us", 0), on.get("waited_us", 0), delta=10000,
                                    msg="%s waited differently live and offline" % (row(on),))
         if extra:
             again = self.analyze(extra)
