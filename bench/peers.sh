@@ -30,6 +30,8 @@
 #                       legs as sent, with the TLS secrets) instead of --pcap
 #   WORKERS_ROWS=0      leave out the event-loop rows (bench/workers.sh: many
 #                       sessions through --workers 1 and 2)
+#   SCALE_SESSIONS=N    TLS IDLE sessions held at the end (bench/scale.py;
+#                       default 10000, --quick 2000; 0 leaves them out)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,7 +46,7 @@ SPEED_SECONDS=${SPEED_SECONDS:-2}
 DO_BUILD=1
 ONLY=""
 
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -564,4 +566,18 @@ if [ "${WORKERS_ROWS:-1}" = 1 ]; then
     echo
     IMAPTAP_ARGS=${IMAPTAP_ARGS:-} bash "$ROOT/bench/workers.sh" "${quick[@]}" --reps "$REPS" \
         --no-build --build-dir "$BUILD_DIR" || echo "workers.sh failed (its messages are on stderr)"
+fi
+
+# -------------------------------- held TLS IDLE sessions (bench/scale.py)
+# Thousands of TLS<->TLS sessions idling through imaptap against Dovecot,
+# each getting new mail during IDLE and ending it with DONE: memory and CPU
+# per session, DONE->OK under that load. SCALE_SESSIONS=N (default 10000,
+# --quick 2000; 0 leaves it out). It needs root for the descriptor and
+# inotify limits.
+SCALE_SESSIONS=${SCALE_SESSIONS:-$([ "$REPS" = 1 ] && echo 2000 || echo 10000)}
+if [ "$SCALE_SESSIONS" -gt 0 ]; then
+    echo
+    python3 "$ROOT/bench/scale.py" --sessions "$SCALE_SESSIONS" --hold 30 --build-dir "$BUILD_DIR" \
+        --no-build 2>"$WORK/scale.err" | sed -n '/^scale: /,$p' ||
+        echo "scale.py failed: $(tail -n 3 "$WORK/scale.err")"
 fi

@@ -240,6 +240,9 @@ if [ "$WITH_IDLE" = 1 ]; then
         "$(awk -v a="$i2" -v b="$i1" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.1f", a - b }')" \
         "unchanged (within 10%): $v"
     emit idle_tls_w1_kib "$i1"; emit idle_tls_w2_kib "$i2"
+    v=$(awk -v a="$i2" 'BEGIN { print (a != "-" && a < 32) ? "met" : "MISSED" }')
+    echo "idle TLS<->TLS session with $IDLE_SESSIONS held: $i2 KiB (target < 32 KiB): $v;" \
+         "its split: python3 bench/tls_idle_memory.py --breakdown"
 fi
 mkdir -p "$(dirname "$RESULTS")"
 mv "$RESULTS.tmp" "$RESULTS"
