@@ -66,6 +66,10 @@ static const char proxy_usage[] =
 	"  --port-file FILE         write the listening port to FILE once listening\n"
 	"  --allow-remote           allow a --listen address other than loopback (anyone\n"
 	"                           who connects is relayed and recorded)\n"
+	"  --accept-proxy           clients come through a load balancer (HAProxy,\n"
+	"                           Envoy) that sends a PROXY protocol header, v1 or v2:\n"
+	"                           the real client is shown and recorded; a connection\n"
+	"                           without a valid header is closed and said\n"
 	"  --max-sessions N         refuse clients beyond N open sessions with a BYE\n"
 	"                           (default: as many as descriptors allow)\n"
 	"  --workers N              N event loops on the listening port, clients spread\n"
@@ -159,6 +163,7 @@ enum {
 	OPT_RULE_THRESHOLD,
 	OPT_NO_RULES,
 	OPT_ALLOW_REMOTE,
+	OPT_ACCEPT_PROXY,
 	OPT_MAX_SESSIONS,
 	OPT_WORKERS,
 	OPT_USER,
@@ -201,6 +206,7 @@ static const struct option proxy_options[] = {
 	{"keepalive-gap", required_argument, NULL, OPT_RULE_THRESHOLD},
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
 	{"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+	{"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"user", required_argument, NULL, OPT_USER},
@@ -243,6 +249,7 @@ struct proxy_args {
 	bool redact_bodies;
 	bool no_rules;
 	bool allow_remote;
+	bool accept_proxy;
 	unsigned max_sessions;
 	unsigned workers;
 	const char *user;
@@ -294,6 +301,7 @@ static const struct {
 	{OPT_REDACT_BODIES, offsetof(struct proxy_args, redact_bodies)},
 	{OPT_NO_RULES, offsetof(struct proxy_args, no_rules)},
 	{OPT_ALLOW_REMOTE, offsetof(struct proxy_args, allow_remote)},
+	{OPT_ACCEPT_PROXY, offsetof(struct proxy_args, accept_proxy)},
 	{OPT_OVERWRITE, offsetof(struct proxy_args, overwrite)},
 	{OPT_APPEND, offsetof(struct proxy_args, append)},
 };
@@ -493,6 +501,7 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 			       (a->redact_bodies ? IMAP_REDACT_BODIES : 0);
 	config->log = log_message;
 	config->max_sessions = a->max_sessions;
+	config->accept_proxy = a->accept_proxy;
 	config->workers = a->workers != 0 ? a->workers : cli_proxy_default_workers();
 	return 0;
 }

@@ -50,6 +50,8 @@ struct proxy_config {
 	const struct capture_wiretap *wiretap; /* both legs' bytes and secrets, or NULL */
 	bool no_rules;           /* framing only: no anomaly rules */
 	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
+	bool accept_proxy;       /* clients come through a balancer: a PROXY header (v1/v2)
+				    names each one first */
 	unsigned workers;        /* event loops; 0 or 1: one, the caller's. More: the caller
 				    made libevent thread-safe (evthread_use_pthreads) first */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */

@@ -586,7 +586,8 @@ void session_set_init(struct session_set *set, struct session_shared *shared)
 }
 
 /* What the session's open row and the capture say of it. */
-static void session_describe(struct proxy_session *s, int fd, const struct sockaddr *client)
+static void session_describe(struct proxy_session *s, int fd, const struct sockaddr *client,
+			     const struct sockaddr *local)
 {
 	const struct session_env *p = s->env;
 
@@ -595,7 +596,10 @@ static void session_describe(struct proxy_session *s, int fd, const struct socka
 	capture_endpoint_from_sockaddr(client, &s->info.client);
 	capture_endpoint_from_sockaddr((const struct sockaddr *)&p->upstream_addr[0],
 				       &s->info.upstream);
-	local_address(fd, &s->info.local);
+	if (local != NULL)
+		capture_endpoint_from_sockaddr(local, &s->info.local);
+	else
+		local_address(fd, &s->info.local);
 	if (p->client_ctx == NULL && p->upstream_ctx == NULL)
 		snprintf(s->legs, sizeof(s->legs), "plain");
 	else
@@ -606,7 +610,7 @@ static void session_describe(struct proxy_session *s, int fd, const struct socka
 }
 
 int proxy_session_start(const struct session_env *p, struct session_set *set, int fd,
-			const struct sockaddr *client)
+			const struct sockaddr *client, const struct sockaddr *local)
 {
 	struct proxy_session *s = calloc(1, sizeof(*s));
 	struct imap_conv_config conv = {
@@ -640,7 +644,7 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 					     &session_fault_host, s, &none);
 		fault_oom = s->faults == NULL && !none;
 	}
-	session_describe(s, fd, client);
+	session_describe(s, fd, client, local);
 	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom)
 		s->observed = observed_open(p->sinks, &s->info, &conv, &hooks);
 	if (s->observed != NULL)

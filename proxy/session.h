@@ -57,12 +57,14 @@ struct session_set {
 
 void session_set_init(struct session_set *set, struct session_shared *shared);
 
-/* Takes over fd; returns -1 when the session could not be set up (fd is
+/* Takes over fd; client and local are the client's address and where it
+ * connected (local NULL: the socket's own; both from a PROXY header with
+ * --accept-proxy). Returns -1 when the session could not be set up (fd is
  * then closed). The caller has counted it in set->shared->open already;
  * a session that is set up counts itself out when it is gone, one that
  * could not be is the caller's to count out. */
 int proxy_session_start(const struct session_env *env, struct session_set *set, int fd,
-			const struct sockaddr *client);
+			const struct sockaddr *client, const struct sockaddr *local);
 
 /* Begins closing every session as the proxy shuts down: each flushes what
  * it holds, then closes (reason NULL: freed at once, as the proxy is

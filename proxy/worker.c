@@ -12,6 +12,7 @@
 
 #include <event2/listener.h>
 
+#include "proxy/accept_proxy.h"
 #include "proxy/addr.h"
 #include "proxy/clock.h"
 
@@ -30,6 +31,9 @@ struct proxy_worker {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *shutdown_deadline;
+	struct proxy_header_waits *header_waits; /* --accept-proxy */
+	uint64_t header_refused, header_refused_reported;
+	imap_time_us header_refused_logged;
 	uint64_t refused;          /* clients turned away by max_sessions */
 	uint64_t refused_reported; /* of those, already in a log line */
 	imap_time_us refused_logged;
@@ -87,29 +91,71 @@ static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sock
 	w->refused_logged = now;
 }
 
+/* A client to serve: counted in before it starts, so that loops
+ * accepting at once cannot pass --max-sessions together. */
+static void start_session(struct proxy_worker *w, int fd, const struct sockaddr *client,
+			  const struct sockaddr *local)
+{
+	unsigned max = w->env.config->max_sessions;
+	unsigned open = atomic_fetch_add(&w->sessions.shared->open, 1);
+
+	if (max > 0 && open >= max) {
+		atomic_fetch_sub(&w->sessions.shared->open, 1);
+		refuse(w, fd, client, open);
+		return;
+	}
+	if (proxy_session_start(&w->env, &w->sessions, fd, client, local) < 0)
+		atomic_fetch_sub(&w->sessions.shared->open, 1);
+}
+
+static void on_header_ready(void *ctx, int fd, const struct sockaddr *client,
+			    const struct sockaddr *local)
+{
+	struct proxy_worker *w = ctx;
+
+	if (w->shutting_down)
+		close(fd);
+	else
+		start_session(w, fd, client, local);
+}
+
+/* A connection without a valid PROXY header: one line a second at most,
+ * counting the others. */
+static void on_header_refused(void *ctx, const struct sockaddr *peer, const char *why)
+{
+	struct proxy_worker *w = ctx;
+	imap_time_us now = proxy_now();
+	char who[CAPTURE_ADDR_MAX];
+	uint64_t more;
+
+	w->header_refused++;
+	if (w->header_refused_reported != 0 && now - w->header_refused_logged < IMAP_US_PER_S)
+		return;
+	more = w->header_refused - w->header_refused_reported - 1;
+	proxy_sockaddr_str(peer, who, sizeof(who));
+	if (more > 0)
+		worker_log(w, "--accept-proxy: closed %s: %s (and %" PRIu64 " more connection(s) "
+			   "without a valid header)", who, why, more);
+	else
+		worker_log(w, "--accept-proxy: closed %s: %s", who, why);
+	w->header_refused_reported = w->header_refused;
+	w->header_refused_logged = now;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
 	struct proxy_worker *w = arg;
-	unsigned max = w->env.config->max_sessions;
-	unsigned open;
 
 	(void)l;
-	(void)salen;
 	if (w->shutting_down) {
 		close(fd);
 		return;
 	}
-	/* counted in before it starts, so that loops accepting at once
-	 * cannot pass --max-sessions together */
-	open = atomic_fetch_add(&w->sessions.shared->open, 1);
-	if (max > 0 && open >= max) {
-		atomic_fetch_sub(&w->sessions.shared->open, 1);
-		refuse(w, fd, sa, open);
-		return;
-	}
-	if (proxy_session_start(&w->env, &w->sessions, fd, sa) < 0)
-		atomic_fetch_sub(&w->sessions.shared->open, 1);
+	if (w->header_waits != NULL)
+		(void)proxy_header_wait(w->header_waits, fd, sa, (socklen_t)salen);
+	else
+		start_session(w, fd, sa, NULL);
 }
 
 static void session_gone(void *owner)
@@ -180,7 +226,10 @@ struct proxy_worker *proxy_worker_new(struct event_base *base, const struct sess
 	w->env.owner = w;
 	session_set_init(&w->sessions, shared);
 	w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
-	if (w->accept_retry == NULL)
+	if (env->config->accept_proxy)
+		w->header_waits = proxy_header_waits_new(w->base, env->config->connect_timeout_s,
+							 on_header_ready, on_header_refused, w);
+	if (w->accept_retry == NULL || (env->config->accept_proxy && w->header_waits == NULL))
 		proxy_worker_free(&w);
 	return w;
 }
@@ -304,6 +353,7 @@ void proxy_worker_free(struct proxy_worker **worker)
 	}
 	if (w->listener != NULL)
 		evconnlistener_free(w->listener);
+	proxy_header_waits_free(&w->header_waits);
 	proxy_session_stop_all(&w->sessions, NULL);
 	if (w->accept_retry != NULL)
 		event_free(w->accept_retry);
