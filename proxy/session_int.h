@@ -186,6 +186,8 @@ void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event ev
 /* The leg's TCP connection is up: from now on the wire tap (--raw-pcap)
  * sees its bytes. Nothing without a tap. */
 void session_wire_open(struct proxy_session *s, enum side side);
+/* The leg's socket is about to close: the tap hears of it. */
+void session_wire_close(struct proxy_session *s, enum side side);
 
 /* proxy/legs.c */
 /* The upstream leg moves to state: the one place it changes. */
