@@ -70,6 +70,9 @@ static const char proxy_usage[] =
 	"                           Envoy) that sends a PROXY protocol header, v1 or v2:\n"
 	"                           the real client is shown and recorded; a connection\n"
 	"                           without a valid header is closed and said\n"
+	"  --send-proxy v1|v2       start each upstream connection with a PROXY protocol\n"
+	"                           header naming the client (Dovecot: haproxy = yes on\n"
+	"                           a listener, haproxy_trusted_networks)\n"
 	"  --max-sessions N         refuse clients beyond N open sessions with a BYE\n"
 	"                           (default: as many as descriptors allow)\n"
 	"  --workers N              N event loops on the listening port, clients spread\n"
@@ -164,6 +167,7 @@ enum {
 	OPT_NO_RULES,
 	OPT_ALLOW_REMOTE,
 	OPT_ACCEPT_PROXY,
+	OPT_SEND_PROXY,
 	OPT_MAX_SESSIONS,
 	OPT_WORKERS,
 	OPT_USER,
@@ -207,6 +211,7 @@ static const struct option proxy_options[] = {
 	{"no-rules", no_argument, NULL, OPT_NO_RULES},
 	{"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
 	{"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
+	{"send-proxy", required_argument, NULL, OPT_SEND_PROXY},
 	{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"user", required_argument, NULL, OPT_USER},
@@ -250,6 +255,7 @@ struct proxy_args {
 	bool no_rules;
 	bool allow_remote;
 	bool accept_proxy;
+	int send_proxy;
 	unsigned max_sessions;
 	unsigned workers;
 	const char *user;
@@ -339,6 +345,11 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 			return cli_usage_error("proxy", "--max-sessions takes a number from 1 to "
 					       "1000000, not '%s'", optarg);
 		a->max_sessions = (unsigned)v;
+		return 0;
+	case OPT_SEND_PROXY:
+		if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v2") != 0)
+			return cli_usage_error("proxy", "--send-proxy takes v1 or v2, not '%s'", optarg);
+		a->send_proxy = optarg[1] - '0';
 		return 0;
 	case OPT_WORKERS:
 		if (cli_number(optarg, 1, PROXY_WORKERS_MAX, &v) != 0)
@@ -502,6 +513,7 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	config->log = log_message;
 	config->max_sessions = a->max_sessions;
 	config->accept_proxy = a->accept_proxy;
+	config->send_proxy = a->send_proxy;
 	config->workers = a->workers != 0 ? a->workers : cli_proxy_default_workers();
 	return 0;
 }

@@ -174,3 +174,74 @@ enum net_proxy_parse net_proxy_header_parse(const uint8_t *data, size_t len,
 	return invalid(err, errlen, "no PROXY protocol header (the connection did not come "
 			       "through a balancer that sends one)");
 }
+
+static size_t build_v1(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *out,
+		       size_t size)
+{
+	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+	unsigned sp, dp;
+	int n;
+
+	if (src->sa_family != dst->sa_family ||
+	    (src->sa_family != AF_INET && src->sa_family != AF_INET6)) {
+		n = snprintf((char *)out, size, "PROXY UNKNOWN\r\n");
+	} else if (src->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
+
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		inet_ntop(AF_INET, &d4->sin_addr, b, sizeof(b));
+		sp = ntohs(s4->sin_port), dp = ntohs(d4->sin_port);
+		n = snprintf((char *)out, size, "PROXY TCP4 %s %s %u %u\r\n", a, b, sp, dp);
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		inet_ntop(AF_INET6, &d6->sin6_addr, b, sizeof(b));
+		sp = ntohs(s6->sin6_port), dp = ntohs(d6->sin6_port);
+		n = snprintf((char *)out, size, "PROXY TCP6 %s %s %u %u\r\n", a, b, sp, dp);
+	}
+	return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+static size_t build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *out,
+		       size_t size)
+{
+	size_t body = 0;
+
+	if (size < 16 + 36)
+		return 0;
+	memcpy(out, v2_signature, sizeof(v2_signature));
+	out[12] = 0x21; /* version 2, PROXY */
+	out[13] = 0x00;
+	if (src->sa_family == AF_INET && dst->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
+
+		out[13] = 0x11;
+		memcpy(out + 16, &s4->sin_addr, 4);
+		memcpy(out + 20, &d4->sin_addr, 4);
+		memcpy(out + 24, &s4->sin_port, 2);
+		memcpy(out + 26, &d4->sin_port, 2);
+		body = 12;
+	} else if (src->sa_family == AF_INET6 && dst->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+
+		out[13] = 0x21;
+		memcpy(out + 16, &s6->sin6_addr, 16);
+		memcpy(out + 32, &d6->sin6_addr, 16);
+		memcpy(out + 48, &s6->sin6_port, 2);
+		memcpy(out + 50, &d6->sin6_port, 2);
+		body = 36;
+	} else {
+		out[12] = 0x20; /* LOCAL */
+	}
+	out[14] = 0;
+	out[15] = (uint8_t)body;
+	return 16 + body;
+}
+
+size_t net_proxy_header_build(int version, const struct sockaddr *source,
+			      const struct sockaddr *destination, uint8_t *out, size_t size)
+{
+	return version == 1 ? build_v1(source, destination, out, size)
+			    : build_v2(source, destination, out, size);
+}

@@ -36,4 +36,11 @@ enum net_proxy_parse net_proxy_header_parse(const uint8_t *data, size_t len,
 					    struct net_proxy_header *header, char *err,
 					    size_t errlen);
 
+/* Writes the header naming source (the client) and destination (where it
+ * connected) in version 1 or 2 into out (NET_PROXY_HEADER_MAX will do).
+ * Addresses of two families, or neither IPv4 nor IPv6: v1 "UNKNOWN", v2
+ * LOCAL. Returns its length. */
+size_t net_proxy_header_build(int version, const struct sockaddr *source,
+			      const struct sockaddr *destination, uint8_t *out, size_t size);
+
 #endif

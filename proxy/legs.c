@@ -254,11 +254,31 @@ void session_upstream_up(struct proxy_session *s)
 		session_resume_client_tls(s);
 }
 
+/* --send-proxy: the header goes out before anything else, TLS included;
+ * a fresh socket takes its few bytes at once. */
+static bool send_proxy_header(struct proxy_session *s)
+{
+	ssize_t n = send(proxy_stream_fd(s->stream[SIDE_UPSTREAM]), s->proxy_header,
+			 s->proxy_header_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n != (ssize_t)s->proxy_header_len) {
+		session_upstream_failed(s, "the PROXY protocol header",
+					n < 0 ? strerror(errno) : "the socket took only part of it");
+		return false;
+	}
+	session_wire_sent(s, SIDE_UPSTREAM, s->proxy_header, s->proxy_header_len);
+	free(s->proxy_header);
+	s->proxy_header = NULL;
+	return true;
+}
+
 void session_connected(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
 
 	session_wire_open(s, SIDE_UPSTREAM);
+	if (s->proxy_header != NULL && !send_proxy_header(s))
+		return;
 	if (p->upstream_ctx == NULL) {
 		session_upstream_up(s);
 		return;

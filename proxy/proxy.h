@@ -52,6 +52,8 @@ struct proxy_config {
 	unsigned max_sessions;   /* clients beyond this many are refused; 0 no limit */
 	bool accept_proxy;       /* clients come through a balancer: a PROXY header (v1/v2)
 				    names each one first */
+	int send_proxy;          /* 1 or 2: a PROXY header of that version to the upstream
+				    names each client first; 0 none */
 	unsigned workers;        /* event loops; 0 or 1: one, the caller's. More: the caller
 				    made libevent thread-safe (evthread_use_pthreads) first */
 	struct imap_tracker_config thresholds; /* zeros: the defaults */

@@ -10,6 +10,8 @@
  * side is flushed. */
 #include "proxy/session_int.h"
 
+#include "net/proxy_header.h"
+
 static const enum capture_side side_party[2] = {CAPTURE_SIDE_CLIENT, CAPTURE_SIDE_SERVER};
 
 static void drained(struct proxy_session *s, enum side side);
@@ -139,6 +141,7 @@ static void session_release(struct proxy_session *s)
 	proxy_faults_free(&s->faults);
 	observed_close(&s->observed, &close);
 	free(s->pending_bye);
+	free(s->proxy_header);
 	free(s->tls_caps);
 	free(s->client_sni);
 	free(s->reason);
@@ -544,6 +547,29 @@ static void session_describe(struct proxy_session *s, int fd, const struct socka
 	s->info.upstream_tls = s->legs;
 }
 
+/* --send-proxy v1|v2: the header naming the client and where it
+ * connected, kept until the upstream is connected (none when out of
+ * memory: the upstream then sees the proxy). */
+static void session_make_proxy_header(struct proxy_session *s, int fd,
+				      const struct sockaddr *client, const struct sockaddr *local)
+{
+	uint8_t buf[NET_PROXY_HEADER_MAX];
+	struct sockaddr_storage own;
+	socklen_t len = sizeof(own);
+	size_t n;
+
+	if (local == NULL) {
+		if (getsockname(fd, (struct sockaddr *)&own, &len) != 0)
+			return;
+		local = (struct sockaddr *)&own;
+	}
+	n = net_proxy_header_build(s->env->config->send_proxy, client, local, buf, sizeof(buf));
+	if (n > 0 && (s->proxy_header = malloc(n)) != NULL) {
+		memcpy(s->proxy_header, buf, n);
+		s->proxy_header_len = n;
+	}
+}
+
 int proxy_session_start(const struct session_env *p, struct session_set *set, int fd,
 			const struct sockaddr *client, const struct sockaddr *local)
 {
@@ -580,6 +606,8 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 		fault_oom = s->faults == NULL && !none;
 	}
 	session_describe(s, fd, client, local);
+	if (p->config->send_proxy != 0)
+		session_make_proxy_header(s, fd, client, local);
 	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom)
 		s->observed = observed_open(p->sinks, &s->info, &conv, &hooks);
 	if (s->observed != NULL)

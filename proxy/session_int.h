@@ -112,6 +112,8 @@ struct proxy_session {
 	enum client_leg client;      /* where the client leg is (session_client_enter) */
 	char *client_sni;       /* the ClientHello's server name; NULL: none */
 	char *pending_bye;      /* a BYE to send once the client's TLS is up */
+	uint8_t *proxy_header;  /* --send-proxy: what goes to the upstream first */
+	size_t proxy_header_len;
 	char legs[64];          /* "client TLS, upstream STARTTLS" for the open row */
 	/* peers that stopped reading: by side, the output's written count
 	 * when last seen moving, and when */
@@ -186,6 +188,8 @@ void session_on_upstream(struct proxy_stream *stream, enum proxy_stream_event ev
 /* The leg's TCP connection is up: from now on the wire tap (--raw-pcap)
  * sees its bytes. Nothing without a tap. */
 void session_wire_open(struct proxy_session *s, enum side side);
+/* Bytes the proxy wrote to side's socket itself, past the stream. */
+void session_wire_sent(struct proxy_session *s, enum side side, const uint8_t *data, size_t len);
 /* The leg's socket is about to close: the tap hears of it. */
 void session_wire_close(struct proxy_session *s, enum side side);
 

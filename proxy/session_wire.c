@@ -22,6 +22,12 @@ static void wire_bytes(struct proxy_session *s, enum side side, bool sent, const
 	capture_lock_release(lock);
 }
 
+void session_wire_sent(struct proxy_session *s, enum side side, const uint8_t *data, size_t len)
+{
+	if (s->wired[side])
+		wire_bytes(s, side, true, data, len);
+}
+
 static void tap_client(void *ctx, bool sent, const uint8_t *data, size_t len)
 {
 	wire_bytes(ctx, SIDE_CLIENT, sent, data, len);

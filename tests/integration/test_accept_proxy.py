@@ -210,5 +210,62 @@ class AcceptProxyTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("no whole PROXY protocol header within the handshake timeout", text)
 
 
+class SendProxyTest(ProxyTestCase, unittest.TestCase):
+    """--send-proxy toward a Dovecot listener with `haproxy = yes`: Dovecot's
+    own log names the client imaptap was told of, not imaptap."""
+
+    def dovecot_behind(self):
+        from dovecot import Dovecot
+        port = free_port()
+        conf = ("haproxy_trusted_networks = 127.0.0.0/8\n"
+                "service imap-login {\n  inet_listener imap_haproxy {\n"
+                "    address = 127.0.0.1\n    port = %d\n    haproxy = yes\n  }\n}\n" % port)
+        dc = Dovecot(users={"alice": PASSWORD}, extra_conf=conf).start()
+        self.addCleanup(dc.stop)
+        return dc, port
+
+    def balanced_login(self, version):
+        dc, haproxy_port = self.dovecot_behind()
+        px = self.start_proxy(haproxy_port, extra_args=["--accept-proxy", "--send-proxy", version])
+        s = socket.create_connection(("127.0.0.1", px.port))
+        # the test is the balancer: its header names a client from elsewhere
+        s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 51000 %d\r\n" % px.port)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"* OK"))
+        s.sendall(b"a1 LOGIN alice %s\r\n" % PASSWORD.encode())
+        line = f.readline()
+        while line.startswith(b"* "):
+            line = f.readline()
+        self.assertTrue(line.startswith(b"a1 OK"), line)
+        s.sendall(b"a2 LOGOUT\r\n")
+        f.read()
+        s.close()
+        wait_for(lambda: "rip=192.0.2.7" in dc.log_text(), "Dovecot's login line\n" + dc.log_tail())
+        self.assertIn("192.0.2.7:51000", px.stderr_text())
+
+    def test_v1(self):
+        self.balanced_login("v1")
+
+    def test_v2(self):
+        self.balanced_login("v2")
+
+    def test_without_it_dovecot_refuses(self):
+        """The same listener without a header from imaptap: Dovecot drops
+        the connection (so the tests above can fail)."""
+        dc, haproxy_port = self.dovecot_behind()
+        px = self.start_proxy(haproxy_port)
+        m = None
+        with self.assertRaises((imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError, EOFError)):
+            m = RecordingIMAP4("127.0.0.1", px.port)
+            m.login("alice", PASSWORD)
+        self.assertNotIn("rip=192.0.2.7", dc.log_text())
+
+    def test_bad_version_is_a_usage_error(self):
+        from imaptap import run_imaptap
+        r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143", "--send-proxy", "v3"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--send-proxy takes v1 or v2, not 'v3'", r.stderr)
+
+
 if __name__ == "__main__":
     main()

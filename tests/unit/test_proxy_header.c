@@ -140,8 +140,38 @@ static void test_v2(void)
 	CHECK(parse(buf, 16, &h, err) == NET_PROXY_INVALID && strstr(err, "1024") != NULL);
 }
 
+/* What --send-proxy writes reads back as the same addresses. */
+static void test_build_round_trip(void)
+{
+	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(51000)};
+	struct sockaddr_in d4 = {.sin_family = AF_INET, .sin_port = htons(993)};
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(1)};
+	uint8_t buf[NET_PROXY_HEADER_MAX];
+	struct net_proxy_header h;
+	char err[160], a[64];
+	size_t n;
+
+	inet_pton(AF_INET, "192.0.2.7", &s4.sin_addr);
+	inet_pton(AF_INET, "198.51.100.1", &d4.sin_addr);
+	inet_pton(AF_INET6, "2001:db8::7", &s6.sin6_addr);
+	for (int version = 1; version <= 2; version++) {
+		n = net_proxy_header_build(version, (struct sockaddr *)&s4, (struct sockaddr *)&d4, buf,
+					   sizeof(buf));
+		CHECK(n > 0 && parse(buf, n, &h, err) == NET_PROXY_DONE && h.length == n);
+		CHECK(h.version == version && h.proxied);
+		addr_of(&h.source, a, sizeof(a));
+		CHECK(strcmp(a, "192.0.2.7") == 0 && port_of(&h.source) == 51000);
+		CHECK(port_of(&h.destination) == 993);
+		/* two families: no addresses to name */
+		n = net_proxy_header_build(version, (struct sockaddr *)&s6, (struct sockaddr *)&d4, buf,
+					   sizeof(buf));
+		CHECK(n > 0 && parse(buf, n, &h, err) == NET_PROXY_DONE && !h.proxied);
+	}
+}
+
 int main(void)
 {
+	test_build_round_trip();
 	test_v1();
 	test_v1_hostile();
 	test_v2();
