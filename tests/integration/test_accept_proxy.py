@@ -260,6 +260,33 @@ class SendProxyTest(ProxyTestCase, unittest.TestCase):
             m.login("alice", PASSWORD)
         self.assertNotIn("rip=192.0.2.7", dc.log_text())
 
+    def test_haproxy_then_imaptap_then_dovecot(self):
+        """The whole chain: a client on 127.0.0.7 through HAProxy (v2) and
+        imaptap (--accept-proxy --send-proxy v1) to Dovecot, whose log
+        names 127.0.0.7, and so does imaptap's event log."""
+        dc, haproxy_port = self.dovecot_behind()
+        events = os.path.join(tempfile.mkdtemp(prefix="imaptap-chain-"), "e.jsonl")
+        px = self.start_proxy(haproxy_port, extra_args=["--accept-proxy", "--send-proxy", "v1",
+                                                        "--events", events])
+        ha = HAProxy(px.port, 2)
+        self.addCleanup(ha.stop)
+        s = socket.socket()
+        s.bind(("127.0.0.7", 0))
+        s.connect(("127.0.0.1", ha.port))
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"* OK"))
+        s.sendall(b"a1 LOGIN alice %s\r\na2 LOGOUT\r\n" % PASSWORD.encode())
+        f.read()
+        s.close()
+        wait_for(lambda: "rip=127.0.0.7" in dc.log_text(), "Dovecot's login line\n" + dc.log_tail())
+        self.assertEqual(px.stop(), 0, px.stderr_tail())
+        recs = records(events)
+        clients = {r["session"]: r["client"] for r in recs if r["kind"] == "session-open"}
+        logins = [r["session"] for r in recs if r["kind"] == "completion"
+                  and r.get("command") == "LOGIN"]
+        # (HAProxy's readiness probe above is a session of its own, from 127.0.0.1)
+        self.assertEqual([clients[n].split(":")[0] for n in logins], ["127.0.0.7"])
+
     def test_bad_version_is_a_usage_error(self):
         from imaptap import run_imaptap
         r = run_imaptap(["proxy", "--upstream", "127.0.0.1:143", "--send-proxy", "v3"])
