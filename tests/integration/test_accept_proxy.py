@@ -53,19 +53,23 @@ class HAProxy:
     """HAProxy in TCP mode on a free loopback port, sending the PROXY
     protocol (v1 or v2) to imaptap on backend_port."""
 
-    def __init__(self, backend_port, version, check=False):
+    def __init__(self, backend_ports, version, check=False):
         self.dir = tempfile.mkdtemp(prefix="imaptap-haproxy-")
         self.port = free_port()
         send = "send-proxy" if version == 1 else "send-proxy-v2"
         checks = " check inter 300ms check-send-proxy" if check else ""
+        if isinstance(backend_ports, int):
+            backend_ports = [backend_ports]
+        servers = "".join("  server tap%d 127.0.0.1:%d %s%s\n" % (i, p, send, checks)
+                          for i, p in enumerate(backend_ports))
         conf = os.path.join(self.dir, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write("global\n  maxconn 200\n"
                     "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n"
                     "  timeout server 30s\n"
                     "frontend imap\n  bind 127.0.0.1:%d\n  default_backend tap\n"
-                    "backend tap\n  server imaptap 127.0.0.1:%d %s%s\n"
-                    % (self.port, backend_port, send, checks))
+                    "backend tap\n  balance roundrobin\n%s"
+                    % (self.port, servers))
         self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
         self.proc = subprocess.Popen([HAPROXY, "-f", conf, "-db"], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -208,6 +212,47 @@ class AcceptProxyTest(ProxyTestCase, unittest.TestCase):
     def test_a_header_that_never_ends_times_out(self):
         text = self.refused(b"PROXY TCP4 192.0.2.7", extra=["--handshake-timeout", "1s"])
         self.assertIn("no whole PROXY protocol header within the handshake timeout", text)
+
+
+class ManyInstancesTest(ProxyTestCase, unittest.TestCase):
+    """docs/deploy.md: HAProxy spreading clients over two imaptap instances
+    (PROXY v2), each with its own pcap; mergecap joins them, and analyze of
+    the merged capture covers every client's session once."""
+
+    def test_merged_captures_cover_every_session_once(self):
+        work = tempfile.mkdtemp(prefix="imaptap-deploy-")
+        taps = []
+        for i in (1, 2):
+            pcap = os.path.join(work, "tap%d.pcap" % i)
+            taps.append((self.start_proxy(DC.port, extra_args=[
+                "--accept-proxy", "--pcap", pcap, "--events", pcap + ".jsonl", "--quiet"]), pcap))
+        ha = HAProxy([px.port for px, _ in taps], 2)
+        self.addCleanup(ha.stop)
+        ports = []
+        for _ in range(6):
+            m = RecordingIMAP4("127.0.0.1", ha.port)
+            ports.append(m.sock.getsockname()[1])
+            m.login("alice", PASSWORD)
+            m.select("INBOX")
+            m.logout()
+        for px, pcap in taps:
+            self.assertEqual(px.stop(), 0, px.stderr_tail())
+            logins = [r for r in records(pcap + ".jsonl")
+                      if r["kind"] == "completion" and r.get("command") == "LOGIN"]
+            self.assertGreater(len(logins), 0, "HAProxy sent every client to one instance")
+        merged = os.path.join(work, "all.pcap")
+        r = subprocess.run(["mergecap", "-F", "pcap", "-w", merged] + [p for _, p in taps],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = os.path.join(work, "all.jsonl")
+        from imaptap import run_imaptap
+        r = run_imaptap(["analyze", merged, "--quiet", "--events", out], timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        recs = records(out)
+        clients = {x["session"]: x["client"] for x in recs if x["kind"] == "session-open"}
+        logged = sorted(int(clients[x["session"]].rsplit(":", 1)[1]) for x in recs
+                        if x["kind"] == "completion" and x.get("command") == "LOGIN")
+        self.assertEqual(logged, sorted(ports))
 
 
 class SendProxyTest(ProxyTestCase, unittest.TestCase):

@@ -34,6 +34,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -56,6 +57,14 @@ IDLE_CLIENT = r'''#!/usr/bin/env python3
 Port: argv[1] or $IMAPTAP_PORT; TLS trusting the CA file argv[2] if given."""
 import imaplib, os, ssl, sys
 port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ["IMAPTAP_PORT"])
+if os.environ.get("IMAPTAP_SEND_PROXY_HEADER"):
+    # the page's proxy takes --accept-proxy: this client plays the balancer too
+    plain_socket = imaplib.IMAP4._create_socket
+    def with_header(self, timeout):
+        s = plain_socket(self, timeout)
+        s.sendall(b"PROXY TCP4 192.0.2.9 127.0.0.1 40000 %d\r\n" % port)
+        return s
+    imaplib.IMAP4._create_socket = with_header
 if len(sys.argv) > 2:
     m = imaplib.IMAP4_SSL("127.0.0.1", port,
                           ssl_context=ssl.create_default_context(cafile=sys.argv[2]), timeout=60)
@@ -187,6 +196,8 @@ class Page:
             if a == "--upstream" and i + 1 < len(argv):
                 port = argv[i + 1].rsplit(":", 1)[1]
                 real = self.dovecot.imaps_port if port == "993" else self.dovecot.port
+                if "--send-proxy" in argv:  # a listener that takes the header
+                    real = self.dovecot.haproxy_port
                 out += [a, "127.0.0.1:%d" % real]
                 if port == "993" and "--upstream-tls" not in argv:
                     # what port 993 implies, said outright for another port
@@ -252,9 +263,12 @@ class Page:
                 client = [sys.executable, os.path.join(self.ws, "run-client-test"), str(port)]
                 if tls:
                     client.append(self.ca_cert())
+                env = dict(os.environ)
+                if "--accept-proxy" in argv:
+                    env["IMAPTAP_SEND_PROXY_HEADER"] = "1"
                 try:
                     r = subprocess.run(client, cwd=self.ws, capture_output=True, text=True,
-                                       timeout=60)
+                                       timeout=60, env=env)
                 except subprocess.TimeoutExpired:
                     self.fail(cmd, "the client through it hung", self.read(err_path))
                 if r.returncode != 0:
@@ -298,8 +312,19 @@ class DocsRunTest(unittest.TestCase):
         pki = TestPKI(os.path.join(cls.tmp, "pki"))
         cert, key = pki.server("127.0.0.1", "localhost")
         cls.trust = pki.ca_cert
-        cls.dovecot = Dovecot(users={"alice": "secret"}, ssl=True, ssl_cert=cert, ssl_key=key)
+        # beside its own ports, one that takes a PROXY header (--send-proxy)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        haproxy_port = probe.getsockname()[1]
+        probe.close()
+        listener = ("haproxy_trusted_networks = 127.0.0.0/8\n"
+                    "service imap-login {\n  inet_listener imap_haproxy {\n"
+                    "    address = 127.0.0.1\n    port = %d\n    haproxy = yes\n  }\n}\n"
+                    % haproxy_port)
+        cls.dovecot = Dovecot(users={"alice": "secret"}, ssl=True, ssl_cert=cert, ssl_key=key,
+                              extra_conf=listener)
         cls.dovecot.start()
+        cls.dovecot.haproxy_port = haproxy_port
         cls.bindir = os.path.join(cls.tmp, "bin")
         os.makedirs(cls.bindir)
         os.symlink(os.path.abspath(check_binary()), os.path.join(cls.bindir, "imaptap"))

@@ -1,6 +1,7 @@
 """The commands shown in README.md and docs/*.md, page by page, in order:
 each `imaptap ...` line of a sh/bash/yaml block (a `- run:` step too),
-continuation lines joined, comments cut."""
+continuation lines joined, comments cut; runnable, also the `tshark -r` and
+`mergecap` lines that read what the page's commands wrote."""
 
 import glob
 import os
@@ -10,6 +11,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 
 IMAPTAP = re.compile(r"(?:^|[;&|]\s*|build/|\s)(imaptap (?:proxy|analyze|replay|compile|export|diff|ca)\b[^#&|;]*)")
 TSHARK_READ = re.compile(r"^(tshark -r [^#&|;]*)")
+MERGECAP = re.compile(r"^(mergecap [^#&|;]*)")
 # a synopsis, not a command: HOST:PORT, [OPTIONS], FILE ...
 PLACEHOLDER = re.compile(r"\b[A-Z]{2,}(?::[A-Z]{2,})?\b|\[|\.\.\.")
 
@@ -33,6 +35,9 @@ def doc_pages(runnable=False):
                     cmd = m.group(1).strip()
                     if not (runnable and PLACEHOLDER.search(cmd)):
                         commands.append(cmd)
+                elif runnable and MERGECAP.match(line):
+                    # joins captures the page's own commands wrote
+                    commands.append(MERGECAP.match(line).group(1).strip())
                 elif runnable and TSHARK_READ.match(line):
                     cmd = TSHARK_READ.match(line).group(1).strip()
                     # only a capture the page's own commands wrote (not a
