@@ -16,6 +16,7 @@
 #include "capture/timeline.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
@@ -70,6 +71,9 @@ static const char proxy_usage[] =
 	"                           Envoy) that sends a PROXY protocol header, v1 or v2:\n"
 	"                           the real client is shown and recorded; a connection\n"
 	"                           without a valid header is closed and said\n"
+	"  --config FILE            options as 'key = value' lines (the long option's\n"
+	"                           name without dashes; switches take true or false),\n"
+	"                           before the command line's, which win\n"
 	"  --send-proxy v1|v2       start each upstream connection with a PROXY protocol\n"
 	"                           header naming the client (Dovecot: haproxy = yes on\n"
 	"                           a listener, haproxy_trusted_networks)\n"
@@ -168,6 +172,7 @@ enum {
 	OPT_ALLOW_REMOTE,
 	OPT_ACCEPT_PROXY,
 	OPT_SEND_PROXY,
+	OPT_CONFIG,
 	OPT_MAX_SESSIONS,
 	OPT_WORKERS,
 	OPT_USER,
@@ -220,6 +225,7 @@ static const struct option proxy_options[] = {
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
 	{"raw-pcap", required_argument, NULL, OPT_RAW_PCAP},
+	{"config", required_argument, NULL, OPT_CONFIG},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -585,7 +591,7 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	cli_faults_say(&a->faults);
 }
 
-int cli_proxy_main(int argc, char **argv)
+static int proxy_main(int argc, char **argv)
 {
 	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
 	struct proxy_config config = {0};
@@ -630,5 +636,16 @@ int cli_proxy_main(int argc, char **argv)
 out:
 	cli_proxy_stop(&run);
 	cli_fresh_remove(&made); /* a start that failed leaves nothing */
+	return rc;
+}
+
+int cli_proxy_main(int argc, char **argv)
+{
+	struct cli_config_args args;
+	int rc = cli_config_expand("proxy", argc, argv, proxy_options, &args);
+
+	if (rc == 0)
+		rc = proxy_main(args.argc, args.argv);
+	cli_config_args_free(&args);
 	return rc;
 }
