@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from clients import RecordingIMAP4  # noqa: E402
 from pcapfile import tcp_packets  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
-from imaptap import module_dovecot  # noqa: E402
+from imaptap import module_dovecot, wait_for  # noqa: E402
 
 PASSWORD = "Pr0xy-Pa55"
 DC = None
@@ -102,14 +102,6 @@ class HAProxy:
 def records(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def wait_for(predicate, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 class AcceptProxyTest(ProxyTestCase, unittest.TestCase):

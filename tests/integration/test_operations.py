@@ -30,7 +30,7 @@ from clients import RawIMAP, RecordingIMAP4, appenduid, make_message  # noqa: E4
 from pcapfile import tcp_packets  # noqa: E402
 from scripted import Peer, ScriptedServer  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap, sanitizer_env  # noqa: E402
-from imaptap import module_dovecot  # noqa: E402
+from imaptap import module_dovecot, wait_for  # noqa: E402
 
 PASSWORD = "S3cr3t-pa55w0rd!"
 DC = None
@@ -55,14 +55,6 @@ def still_works(test, m):
     test.assertEqual(typ, "OK")
     typ, _ = m.select("INBOX")
     test.assertEqual(typ, "OK")
-
-
-def wait_for(predicate, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def analyze(path):

@@ -109,6 +109,15 @@ def read_events(path):
         return session_records(json.loads(line) for line in f if line.strip())
 
 
+def wait_for(predicate, what, timeout=10.0):
+    """Polls predicate until it holds; raises naming what after timeout s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
 def imaptap_bin():
     path = os.environ.get("IMAPTAP_BIN") or os.path.join(
         REPO_ROOT, "build", "imaptap")
