@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import ssl
 import struct
 import subprocess
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 
 import pcapfile  # noqa: E402
+from memory_tls import MemoryTLS, tls_contexts  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from clients import RecordingIMAP4, appenduid, make_message  # noqa: E402
 from imaptap import (ProxyTestCase, check_binary, imaptap_bin, main,  # noqa: E402
@@ -117,37 +117,11 @@ class RuleTimingTest(unittest.TestCase):
 def tls_exchange(pki):
     """Real TLS records (OpenSSL through Python's ssl, in memory): the
     handshake, then a LOGIN and its OK, as [(side, bytes)], 0 the client."""
-    crt, key = pki.server("localhost", stem="tlscap")
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(crt, key)
-    cctx = ssl.create_default_context(cafile=pki.ca_cert)
-    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
-    ends = [cctx.wrap_bio(bios[0][0], bios[0][1], server_hostname="localhost"),
-            sctx.wrap_bio(bios[1][0], bios[1][1], server_side=True)]
+    cctx, sctx = tls_contexts(pki, "tlscap")
     out = []
-
-    def move():
-        for side in (0, 1):
-            data = bios[side][1].read()
-            if data:
-                out.append((side, data))
-                bios[1 - side][0].write(data)
-
-    done = [False, False]
-    while not all(done):
-        for side in (0, 1):
-            if not done[side]:
-                try:
-                    ends[side].do_handshake()
-                    done[side] = True
-                except ssl.SSLWantReadError:
-                    pass
-            move()
-    ends[0].write(b"a1 LOGIN alice secret\r\n")
-    move()
-    ends[1].read(4096)
-    ends[1].write(b"a1 OK logged in\r\n")
-    move()
+    tls = MemoryTLS(cctx, sctx, lambda side, data: out.append((side, data)))
+    tls.say(0, b"a1 LOGIN alice secret\r\n")
+    tls.say(1, b"a1 OK logged in\r\n")
     return out
 
 

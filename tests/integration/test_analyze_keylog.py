@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import pcapfile  # noqa: E402
+from memory_tls import MemoryTLS, tls_contexts  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from imaptap import check_binary, main, parse_timeline, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir, sanitizer_reports  # noqa: E402
@@ -392,41 +393,16 @@ def memory_tls(keylog, version, ciphers=None):
     """A TLS connection made in memory with Python's ssl, its key log
     written: [(side, bytes)] as each side sent them (0 the client), the
     handshake then SCRIPT, each line in a record of its own."""
-    crt, key = PKI.server("localhost", stem="memory")
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(crt, key)
-    cctx = ssl.create_default_context(cafile=PKI.ca_cert)
+    cctx, sctx = tls_contexts(PKI, "memory")
     cctx.keylog_filename = keylog
     cctx.minimum_version = cctx.maximum_version = version
     if ciphers:
         cctx.set_ciphers(ciphers)
-    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
-    ends = [cctx.wrap_bio(*bios[0], server_hostname="localhost"),
-            sctx.wrap_bio(*bios[1], server_side=True)]
     out = []
-
-    def move():
-        for side in (0, 1):
-            data = bios[side][1].read()
-            if data:
-                out.append((side, data))
-                bios[1 - side][0].write(data)
-
-    done = [False, False]
-    while not all(done):
-        for side in (0, 1):
-            if not done[side]:
-                try:
-                    ends[side].do_handshake()
-                    done[side] = True
-                except ssl.SSLWantReadError:
-                    pass
-            move()
+    tls = MemoryTLS(cctx, sctx, lambda side, data: out.append((side, data)))
     handshake = len(out)
     for side, line in SCRIPT:
-        ends[side].write(line)
-        move()
-        ends[1 - side].read(4096)
+        tls.say(side, line)
     return out, handshake
 
 

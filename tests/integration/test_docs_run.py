@@ -35,7 +35,6 @@ import shlex
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import pcapfile  # noqa: E402
+from memory_tls import MemoryTLS, tls_contexts  # noqa: E402
 from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import check_binary, main, sanitizer_env, sanitizer_reports  # noqa: E402
@@ -89,40 +89,15 @@ def tls_capture(ws):
     SSLKEYLOGFILE give), made in memory with Python's ssl: port993.pcap,
     sslkeys.log, and port993-with-keys.pcapng holding the secrets."""
     pki = TestPKI(os.path.join(ws, "tls-pki"))
-    crt, key = pki.server("localhost", stem="imap")
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(crt, key)
-    cctx = ssl.create_default_context(cafile=pki.ca_cert)
+    cctx, sctx = tls_contexts(pki, "imap")
     cctx.keylog_filename = os.path.join(ws, "sslkeys.log")
-    bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
-    ends = [cctx.wrap_bio(*bios[0], server_hostname="localhost"),
-            sctx.wrap_bio(*bios[1], server_side=True)]
     flow = pcapfile.TcpFlow((bytes([10, 0, 0, 1]), 50100), (bytes([10, 0, 0, 2]), 993))
     flow.open()
-
-    def move():
-        for side in (0, 1):
-            data = bios[side][1].read()
-            if data:
-                flow.send(side, data)
-                bios[1 - side][0].write(data)
-
-    done = [False, False]
-    while not all(done):
-        for side in (0, 1):
-            if not done[side]:
-                try:
-                    ends[side].do_handshake()
-                    done[side] = True
-                except ssl.SSLWantReadError:
-                    pass
-            move()
+    tls = MemoryTLS(cctx, sctx, flow.send)
     for side, line in ((1, b"* OK ready\r\n"), (0, b"a1 LOGIN alice secret\r\n"),
                        (1, b"a1 OK logged in\r\n"), (0, b"a2 LOGOUT\r\n"),
                        (1, b"* BYE\r\na2 OK bye\r\n")):
-        ends[side].write(line)
-        move()
-        ends[1 - side].read(4096)
+        tls.say(side, line)
     flow.close()
     pcapfile.write_pcap(os.path.join(ws, "port993.pcap"), flow.records)
     subprocess.run(["editcap", "--inject-secrets", "tls," + os.path.join(ws, "sslkeys.log"),
