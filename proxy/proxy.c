@@ -35,20 +35,17 @@ struct proxy {
 	int shutdowns; /* proxy_shutdown calls */
 };
 
-static void proxy_log(const struct proxy *proxy, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void proxy_log(const struct proxy *p, const char *fmt, ...)
+void proxy_config_log(const struct proxy_config *config, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
 
-	if (p->config.log == NULL)
+	if (config->log == NULL)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	p->config.log(p->config.log_ctx, msg);
+	config->log(config->log_ctx, msg);
 }
 
 static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo **res,
@@ -162,7 +159,7 @@ static void write_keylog(const SSL *ssl, const char *line)
 		return;
 	n = snprintf(buf, sizeof(buf), "%s\n", line);
 	if (n > 0 && (size_t)n < sizeof(buf) && write(p->keylog_fd, buf, (size_t)n) != n)
-		proxy_log(p, "cannot write the key log: %s", strerror(errno));
+		proxy_config_log(&p->config, "cannot write the key log: %s", strerror(errno));
 }
 
 static int open_keylog(struct proxy *p, char *err, size_t errlen)
@@ -177,7 +174,7 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 			return -1;
 		}
 		if (p->env.upstream_ctx == NULL && p->env.client_ctx == NULL)
-			proxy_log(p, "--keylog: neither leg uses TLS, so %s stays empty",
+			proxy_config_log(&p->config, "--keylog: neither leg uses TLS, so %s stays empty",
 				  p->config.keylog_file);
 	}
 	for (int i = 0; i < 2; i++) {
@@ -291,7 +288,7 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 				return NULL;
 			}
 			if (proxy_ca_created(p->env.ca))
-				proxy_log(p, "--ca %s held no CA: created one; clients must trust %s "
+				proxy_config_log(&p->config, "--ca %s held no CA: created one; clients must trust %s "
 					  "(docs/tls.md)", config->ca_dir, proxy_ca_cert_path(p->env.ca));
 		}
 		p->env.client_ctx = proxy_tls_client_ctx(config->cert_file, config->key_file, err, errlen);

@@ -91,6 +91,10 @@ const char *proxy_listen_str(const struct proxy *proxy);
 unsigned proxy_listen_port(const struct proxy *proxy);
 /* True when bound to a loopback address only. */
 int proxy_listen_is_loopback(const struct proxy *proxy);
+/* A process-level message through config->log (nothing without one). */
+void proxy_config_log(const struct proxy_config *config, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* The upstream's one name: --sni, else the --upstream host. It goes out
  * as SNI (unless it is an address) and its certificate must carry it. */
 const char *proxy_upstream_name(const struct proxy_config *config);

@@ -499,23 +499,6 @@ static const char *leg_name(bool tls, enum proxy_tls_mode mode)
 	return !tls ? "plain" : mode == PROXY_TLS_STARTTLS ? "STARTTLS" : "TLS";
 }
 
-static void session_log(const struct session_env *env, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* A line for the proxy's log, about a session that could not be set up. */
-static void session_log(const struct session_env *env, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	if (env->config->log == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	env->config->log(env->config->log_ctx, msg);
-}
-
 void session_set_init(struct session_set *set, struct session_shared *shared)
 {
 	TAILQ_INIT(&set->all);
@@ -585,7 +568,7 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	SSL *ssl;
 
 	if (s == NULL) {
-		session_log(p, "out of memory for a new session; closing the client");
+		proxy_config_log(p->config, "out of memory for a new session; closing the client");
 		evutil_closesocket(fd);
 		return -1;
 	}
@@ -613,7 +596,7 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	if (s->observed != NULL)
 		session_wire_open(s, SIDE_CLIENT);
 	if (s->observed == NULL) {
-		session_log(p, "out of memory for session #%u; closing the client", s->id);
+		proxy_config_log(p->config, "out of memory for session #%u; closing the client", s->id);
 		if (s->stream[SIDE_CLIENT] == NULL)
 			evutil_closesocket(fd);
 		session_close_side(s, SIDE_CLIENT);

@@ -4,7 +4,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,26 @@
 #define ACCEPT_RETRY_S 1
 #define BACKLOG 128
 
+/* Connections turned away, said in a line at most once a second. */
+struct refusals {
+	uint64_t count;
+	uint64_t reported; /* of those, already in a line */
+	imap_time_us logged;
+};
+
+/* Counts one more; true when it is time for a line, with *more the
+ * refusals since the last line that it is to mention. */
+static bool refusals_take(struct refusals *r, imap_time_us now, uint64_t *more)
+{
+	r->count++;
+	if (r->reported != 0 && now - r->logged < IMAP_US_PER_S)
+		return false;
+	*more = r->count - r->reported - 1;
+	r->reported = r->count;
+	r->logged = now;
+	return true;
+}
+
 struct proxy_worker {
 	struct event_base *base;
 	bool own_base; /* made here, run by thread */
@@ -32,29 +51,10 @@ struct proxy_worker {
 	struct event *accept_retry;
 	struct event *shutdown_deadline;
 	struct proxy_header_waits *header_waits; /* --accept-proxy */
-	uint64_t header_refused, header_refused_reported;
-	imap_time_us header_refused_logged;
-	uint64_t refused;          /* clients turned away by max_sessions */
-	uint64_t refused_reported; /* of those, already in a log line */
-	imap_time_us refused_logged;
+	struct refusals refused;        /* clients turned away by --max-sessions */
+	struct refusals header_refused; /* connections without a valid PROXY header */
 	bool shutting_down; /* in the worker's thread */
 };
-
-static void worker_log(const struct proxy_worker *w, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void worker_log(const struct proxy_worker *w, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (w->env.config->log == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	w->env.config->log(w->env.config->log_ctx, msg);
-}
 
 /* One more client than --max-sessions: told why where it can read it (a
  * TLS client cannot), closed, and logged at most once a second. */
@@ -63,7 +63,7 @@ static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sock
 {
 	const struct proxy_config *c = w->env.config;
 	char bye[200], who[CAPTURE_ADDR_MAX];
-	imap_time_us now = proxy_now();
+	uint64_t more;
 	int n;
 
 	if (c->client_tls != PROXY_TLS_IMPLICIT) {
@@ -76,19 +76,15 @@ static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sock
 		(void)send(fd, bye, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	close(fd);
-	w->refused++;
-	if (w->refused_reported != 0 && now - w->refused_logged < IMAP_US_PER_S)
+	if (!refusals_take(&w->refused, proxy_now(), &more))
 		return;
 	proxy_sockaddr_str(sa, who, sizeof(who));
-	if (w->refused - w->refused_reported > 1)
-		worker_log(w, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
-			   "--max-sessions %u", who, w->refused - w->refused_reported - 1, open,
-			   c->max_sessions);
+	if (more > 0)
+		proxy_config_log(c, "refused %s and %" PRIu64 " more client(s): %u sessions open, "
+				 "--max-sessions %u", who, more, open, c->max_sessions);
 	else
-		worker_log(w, "refused %s: %u sessions open, --max-sessions %u", who, open,
-			   c->max_sessions);
-	w->refused_reported = w->refused;
-	w->refused_logged = now;
+		proxy_config_log(c, "refused %s: %u sessions open, --max-sessions %u", who, open,
+				 c->max_sessions);
 }
 
 /* A client to serve: counted in before it starts, so that loops
@@ -124,22 +120,17 @@ static void on_header_ready(void *ctx, int fd, const struct sockaddr *client,
 static void on_header_refused(void *ctx, const struct sockaddr *peer, const char *why)
 {
 	struct proxy_worker *w = ctx;
-	imap_time_us now = proxy_now();
 	char who[CAPTURE_ADDR_MAX];
 	uint64_t more;
 
-	w->header_refused++;
-	if (w->header_refused_reported != 0 && now - w->header_refused_logged < IMAP_US_PER_S)
+	if (!refusals_take(&w->header_refused, proxy_now(), &more))
 		return;
-	more = w->header_refused - w->header_refused_reported - 1;
 	proxy_sockaddr_str(peer, who, sizeof(who));
 	if (more > 0)
-		worker_log(w, "--accept-proxy: closed %s: %s (and %" PRIu64 " more connection(s) "
-			   "without a valid header)", who, why, more);
+		proxy_config_log(w->env.config, "--accept-proxy: closed %s: %s (and %" PRIu64
+				 " more connection(s) without a valid header)", who, why, more);
 	else
-		worker_log(w, "--accept-proxy: closed %s: %s", who, why);
-	w->header_refused_reported = w->header_refused;
-	w->header_refused_logged = now;
+		proxy_config_log(w->env.config, "--accept-proxy: closed %s: %s", who, why);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -187,7 +178,7 @@ static bool out_of_resources(void *owner, int err)
 		return true;
 	/* stop accepting for a while instead of spinning on a listener that
 	 * stays readable, or taking clients that cannot be served */
-	worker_log(w, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
+	proxy_config_log(w->env.config, "out of %s (%s): pausing accepts for %d s (%u sessions open); raise the "
 		   "descriptor limit or lower --max-sessions",
 		   err == EMFILE || err == ENFILE ? "descriptors" : "memory", strerror(err),
 		   ACCEPT_RETRY_S, atomic_load(&w->sessions.shared->open));
@@ -203,7 +194,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 	(void)l;
 	if (!out_of_resources(w, err))
-		worker_log(w, "accept failed: %s", strerror(err));
+		proxy_config_log(w->env.config, "accept failed: %s", strerror(err));
 }
 
 struct proxy_worker *proxy_worker_new(struct event_base *base, const struct session_env *env,
@@ -291,7 +282,7 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	worker_log(w, "%u session(s) still flushing after %d s; exiting anyway", w->sessions.count,
+	proxy_config_log(w->env.config, "%u session(s) still flushing after %d s; exiting anyway", w->sessions.count,
 		   SHUTDOWN_GRACE_S);
 	event_base_loopexit(w->base, NULL);
 }
