@@ -119,6 +119,15 @@ is_listening() { # port: is something listening on 127.0.0.1:port (IPv4)?
         grep -qE "^ *[0-9]+: 00000000:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null
 }
 
+# Results of repeated runs: $WORK/r/<key>, one value per line (one per run).
+mkdir -p "$WORK/r"
+record() { echo "$2" >>"$WORK/r/$1"; }
+best() { # key max|min -> best recorded value, or "-"
+    local f=$WORK/r/$1
+    [ -s "$f" ] || { echo "-"; return; }
+    if [ "$2" = max ]; then sort -g "$f" | tail -n 1; else sort -g "$f" | head -n 1; fi
+}
+
 kv() { # "line of key=value" key -> value
     local k
     for k in $1; do

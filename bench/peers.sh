@@ -237,14 +237,7 @@ start_sslsplit() { # off|on "name:plain|tls:port" ... -> SSLSPLIT_PORT[name]
 }
 
 # ---------------------------------------------------------- measurements
-# Results: $WORK/r/<key>, one value per line (one per run).
-mkdir -p "$WORK/r"
-record() { echo "$2" >>"$WORK/r/$1"; }
-best() { # key max|min -> best recorded value, or "-"
-    local f=$WORK/r/$1
-    [ -s "$f" ] || { echo "-"; return; }
-    if [ "$2" = max ]; then sort -g "$f" | tail -n 1; else sort -g "$f" | head -n 1; fi
-}
+# Results: record and best (bench/lib.sh).
 
 declare -A PORT=() CLIENT_TLS=()
 # PORT[<workload>.<mode>.<capture>.<tool>], workload fast|dove, mode

@@ -133,10 +133,8 @@ start_dovecot() { # [name [dovecot.py options...]] -> RET=port
 }
 
 # ---------------------------------------------------------- measurements
-# Results are kept as files $WORK/r/<key> holding one value per line.
-mkdir -p "$WORK/r"
-
-record() { echo "$2" >>"$WORK/r/$1"; }
+# Results are kept as files $WORK/r/<key> holding one value per line
+# (record, bench/lib.sh).
 
 median() { # key -> median of the recorded values, or "-"
     local f=$WORK/r/$1 n

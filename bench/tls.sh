@@ -171,7 +171,6 @@ cpu_of() { # pid
 
 # ---------------------------------------------------------- measurements
 # Results are kept as files $WORK/r/<key> holding one value per line.
-mkdir -p "$WORK/r"
 
 declare -A CUR=() # this run's values, for the ratios within one run
 record() { echo "$2" >>"$WORK/r/$1"; CUR[$1]=$2; }

@@ -93,13 +93,6 @@ cpu_ticks() { # pid -> user + system ticks of the whole process
     awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-record() { echo "$2" >>"$WORK/r.$1"; }
-best() { # key max|min
-    local f=$WORK/r.$1
-    [ -s "$f" ] || { echo "-"; return; }
-    if [ "$2" = max ]; then sort -g "$f" | tail -n 1; else sort -g "$f" | head -n 1; fi
-}
-
 # One measurement: SESSIONS imapbench fetch processes at once through a
 # fresh imaptap; aggregate MB/s and imaptap's CPU seconds per GB.
 fetch_load() { # workers plain|tls off|on
