@@ -19,6 +19,8 @@ struct capture_session_info {
 	struct capture_endpoint upstream; /* the server's address and port */
 	struct capture_endpoint local;    /* where the client connected (the proxy) */
 	const char *upstream_tls;         /* "plain" */
+	const char *route;                /* the route chosen (--route NAME, "default" for
+					     --upstream); NULL: the run has one upstream */
 };
 
 /* A TLS handshake that completed on one leg. */
