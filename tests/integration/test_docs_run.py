@@ -6,8 +6,8 @@ page's own `imaptap ca init` made.
 
 What stands in for the world outside:
 - a real Dovecot on loopback plays every provider: `--upstream HOST:993`
-  goes to its implicit-TLS port, `HOST:143` to its plain one (STARTTLS
-  offered); its certificate is trusted through SSL_CERT_FILE, as a
+  (and `--route NAME=HOST:993`) goes to its implicit-TLS port, `HOST:143`
+  to its plain one (STARTTLS offered); its certificate is trusted through SSL_CERT_FILE, as a
   provider's would be through the system store;
 - `--listen ADDR:PORT` (and `--pcap-listen`) becomes port 0 with a port file (tests run in
   parallel);
@@ -177,6 +177,15 @@ class Page:
                 if port == "993" and "--upstream-tls" not in argv:
                     # what port 993 implies, said outright for another port
                     out += ["--upstream-tls", "implicit"]
+                i += 2
+                continue
+            if a == "--route" and i + 1 < len(argv):
+                # NAME=HOST:PORT[,MODE]: the same Dovecot plays every provider
+                name, where = argv[i + 1].split("=", 1)
+                port, _, mode = where.rsplit(":", 1)[1].partition(",")
+                real = self.dovecot.imaps_port if port == "993" else self.dovecot.port
+                mode = mode or ("implicit" if port == "993" else "none")
+                out += [a, "%s=127.0.0.1:%d,%s" % (name, real, mode)]
                 i += 2
                 continue
             if a.startswith("lua_script:") and a.endswith("/share/imaptap/wireshark/imaptap.lua"):
