@@ -131,7 +131,7 @@ void session_tls_report(struct proxy_session *s, enum side side)
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
 		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-		info.name = s->route->check_name;
+		info.name = session_upstream_name(s);
 		info.verified = !s->env->config->insecure_upstream;
 	} else {
 		sni = s->client_sni;
@@ -161,7 +161,7 @@ void session_resume_client_tls(struct proxy_session *s)
 						  names + n, 16 - n);
 		for (size_t i = 0; i < n && !usable; i++)
 			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
-		if (!usable && (names[n] = strdup(s->route->check_name)) != NULL)
+		if (!usable && (names[n] = strdup(session_upstream_name(s))) != NULL)
 			n++;
 		/* peer names a certificate cannot carry are left out, and said */
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
@@ -290,10 +290,20 @@ void session_connected(struct proxy_session *s)
 	session_start_upstream_tls(s);
 }
 
+/* --transparent: the name the client asked for is the server's, the one
+ * its certificate carries (an address rarely is); without one, and on
+ * every other route, the route's own. */
+const char *session_upstream_name(const struct proxy_session *s)
+{
+	if (s->own_route != NULL && s->client_sni != NULL)
+		return s->client_sni;
+	return s->route->check_name;
+}
+
 void session_start_upstream_tls(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
-	const char *name = s->route->check_name;
+	const char *name = session_upstream_name(s);
 	SSL *ssl;
 
 	/* one name: sent as SNI (unless an address) and checked in the

@@ -420,7 +420,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 					 "(or none)", text);
 			else
 				snprintf(why, sizeof(why), "%s (expected name %s)%s%s", text,
-					 proxy_upstream_name(s->env->config),
+					 session_upstream_name(s),
 					 peer[0] ? "; server certificate " : "", peer);
 			session_upstream_failed(s, "TLS handshake failed", why);
 		} else if (side == SIDE_CLIENT &&

@@ -234,6 +234,9 @@ void session_resume_client_tls(struct proxy_session *s);
 void session_upstream_up(struct proxy_session *s);
 void session_connected(struct proxy_session *s);
 void session_start_upstream_tls(struct proxy_session *s);
+/* The name the upstream's certificate must carry, sent as SNI unless an
+ * address. */
+const char *session_upstream_name(const struct proxy_session *s);
 void session_client_tls_failed(struct proxy_session *s);
 bool session_choose_route(struct proxy_session *s, bool hello);
 void session_on_timer(evutil_socket_t fd, short what, void *arg);
