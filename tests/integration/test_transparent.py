@@ -269,11 +269,14 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
             out = json.loads(r.stdout)
             self.assertTrue(out["ok"], out)
-            self.assertTrue(out["received"].startswith("* BYE [UNAVAILABLE] imaptap: "), out)
+            self.assertTrue(out["received"].startswith("* BYE [UNAVAILABLE] imaptap"), out)
             self.assertIn("not redirected", out["received"])
+            self.assertTrue(out["received"].endswith("\r\n"), out)
             self.assertIn(out["end"], ("eof", "reset"), "closed by imaptap")
-        wait_for(lambda: px.stderr_text().count("not redirected") >= 2,
-                 "the timeline's word on it\n" + px.stderr_tail())
+            # stderr says so, naming the peer
+            wait_for(lambda: any(out["local"] in line and "redirect" in line.lower()
+                                 for line in px.stderr_text().splitlines()),
+                     "a line on %s\n%s" % (out["local"], px.stderr_tail()))
         self.assertTrue(px.alive())
         time.sleep(0.3)
         self.assertEqual(self.dovecot.log_text().count("rip="), before,
