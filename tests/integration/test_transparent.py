@@ -263,7 +263,9 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
     def test_not_redirected_gets_bye_and_reaches_no_server(self):
         px = self.proxy()
         before = self.dovecot.log_text().count("rip=")
-        for ns in (self.net.client, self.net.gateway):
+        for i, ns in enumerate((self.net.client, self.net.gateway)):
+            if i:
+                time.sleep(1.1)     # such lines come at most one a second
             r = self.net.run(ns, [sys.executable, CLIENT_SCRIPT, netns.Gateway.GATEWAY,
                                   str(LISTEN_PORT), "--read", "--timeout", "10"],
                              capture_output=True, text=True, timeout=30)
