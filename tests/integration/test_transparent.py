@@ -50,6 +50,7 @@ SNI = "mail.example.test"
 LISTEN_PORT = 8993              # where the gateway redirects to
 REDIRECTED = (993, 143, 10993, 10143)
 CLIENT_SCRIPT = os.path.join(LIB, "netns_client.py")
+PROVIDER = "10.77.2.3"          # a second server, whose certificate names no address
 
 ODD_LISTENERS = """service imap-login {
   inet_listener imaps_odd {
@@ -108,6 +109,14 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
                                   netns=cls.net.server, port=143, imaps_port=993,
                                   extra_conf=ODD_LISTENERS % {"host": netns.Gateway.SERVER})
             cls.dovecot.start()
+            # a server like a provider's: its certificate names no address
+            cls.net.check_output(cls.net.server, ["ip", "addr", "add", PROVIDER + "/24",
+                                                  "dev", "eth0"])
+            cert, key = pki.server(SNI, stem="provider")
+            cls.provider = Dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=cert,
+                                   ssl_key=key, host=PROVIDER, netns=cls.net.server,
+                                   port=143, imaps_port=993)
+            cls.provider.start()
         except BaseException:
             cls.net.stop()
             raise
@@ -115,6 +124,7 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        cls.provider.stop()
         cls.dovecot.stop()
         cls.net.stop()
         if not os.environ.get("KEEP_TMP"):
@@ -259,6 +269,28 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
         self.assert_session_ok(out, px)
         self.assert_forged(out, SNI)
         self.assert_upstream_tls("frank", tls=False)
+
+    def test_upstream_certificate_is_checked_for_the_address(self):
+        """No name is known before the upstream's handshake (the client's
+        STARTTLS comes later): the server's certificate is checked for the
+        original destination's address, and one that names no address is
+        refused, the client told why; --insecure-upstream relays it."""
+        px = self.proxy()
+        out = self.client(143, "--tls", "starttls", "--ca", os.path.join(self.ca_dir, "ca.crt"),
+                          "--password", PASSWORD, host=PROVIDER)
+        self.assertFalse(out["ok"], out)
+        self.assertIn("* BYE [UNAVAILABLE] imaptap: upstream %s:143" % PROVIDER, out["error"])
+        self.assertIn("certificate verify failed", out["error"])
+        self.assertNotIn("Login: user=<alice>", self.provider.log_text())
+        px.wait_for_row(lambda r: "certificate verify failed" in r["text"])
+        self.assertEqual(px.stop(), 0, px.stderr_tail())
+        px = self.proxy("--insecure-upstream")
+        out = self.client(143, "--tls", "starttls", "--ca", os.path.join(self.ca_dir, "ca.crt"),
+                          "--password", PASSWORD, "--sni", SNI, host=PROVIDER)
+        self.assert_session_ok(out, px)
+        self.assert_forged(out, SNI)
+        self.assertIn("NOT VERIFIED", px.stderr_text())
+        wait_for(lambda: "Login: user=<alice>" in self.provider.log_text(), "the login")
 
     def test_not_redirected_gets_bye_and_reaches_no_server(self):
         px = self.proxy()
