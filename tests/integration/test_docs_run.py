@@ -15,7 +15,10 @@ What stands in for the world outside:
   imaptap.lua`) is the repository's wireshark/imaptap.lua;
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
-  stopped with SIGINT;
+  stopped with SIGINT; a `proxy --transparent`, with no REDIRECT rule in
+  front of it, gets one connection straight to its port, which must be
+  answered with the not-redirected BYE (tests/integration/test_transparent.py
+  runs it behind a real REDIRECT);
 - files a page reads but never makes (bug.pcap, run.pcap, tests/clean.pcap,
   ./run-client-test ...) exist: recordings of a server that holds IDLE's
   completion 6 s after DONE (the pages' "bug"), a clean one, a tcpdump-style
@@ -243,6 +246,11 @@ class Page:
             port = self.wait_port(proc, port_file, cmd, err_path)
             tls = "--client-tls" in argv and argv[argv.index("--client-tls") + 1] == "implicit"
             sessions = 3 if argv[1] == "proxy" else 1
+            if "--transparent" in argv:
+                # no REDIRECT rule here: a connection straight to the port
+                # is refused with a BYE (the real thing: test_transparent.py)
+                sessions = 0
+                self.not_redirected(cmd, port, err_path)
             for _ in range(sessions):
                 client = [sys.executable, os.path.join(self.ws, "run-client-test"), str(port)]
                 if tls:
@@ -267,6 +275,23 @@ class Page:
         text = self.read(err_path)
         if rc != 0 or sanitizer_reports(text):
             self.fail(cmd, "exit %d" % rc, text)
+
+    def not_redirected(self, cmd, port, err_path):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except OSError:
+            pass
+        finally:
+            s.close()
+        if not (got.startswith(b"* BYE [UNAVAILABLE] imaptap") and b"not redirected" in got):
+            self.fail(cmd, "a connection that was not redirected got %r" % got[:200],
+                      self.read(err_path))
 
     def wait_port(self, proc, port_file, cmd, err_path):
         deadline = time.monotonic() + 20
