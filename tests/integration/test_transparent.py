@@ -292,6 +292,27 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("NOT VERIFIED", px.stderr_text())
         wait_for(lambda: "Login: user=<alice>" in self.provider.log_text(), "the login")
 
+    def test_upstream_certificate_is_checked_for_the_clients_name(self):
+        """On 993 the ClientHello comes before the upstream's handshake:
+        the name the client asked for goes out as SNI and the server's
+        certificate must carry it, as a provider's does; without a name
+        the address is what is checked."""
+        px = self.proxy()
+        out = self.client(993, "--tls", "implicit", "--ca", os.path.join(self.ca_dir, "ca.crt"),
+                          "--password", PASSWORD, "--sni", SNI, host=PROVIDER)
+        self.assert_session_ok(out, px)
+        self.assert_forged(out, SNI)
+        wait_for(lambda: "Login: user=<alice>" in self.provider.log_text(), "the login")
+        self.assertRegex(px.stderr_text(), r"upstream TLS \S+ \S+; SNI %s; certificate verified "
+                         r"for %s" % (re.escape(SNI), re.escape(SNI)))
+        self.assertNotIn("NOT VERIFIED", px.stderr_text())
+        # a name the certificate does not carry is refused, the client told why
+        out = self.client(993, "--tls", "implicit", "--ca", os.path.join(self.ca_dir, "ca.crt"),
+                          "--password", PASSWORD, "--sni", "other.example.test", host=PROVIDER)
+        self.assertFalse(out["ok"], out)
+        self.assertIn("certificate verify failed", out["error"])
+        self.assertIn("expected name other.example.test", px.stderr_text())
+
     def test_not_redirected_gets_bye_and_reaches_no_server(self):
         px = self.proxy()
         before = self.dovecot.log_text().count("rip=")
