@@ -48,6 +48,17 @@ static int original_destination(int fd, struct sockaddr_storage *dst, socklen_t 
 
 	if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0)
 		return -1;
+	if (local.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)(void *)&local)->sin6_addr)) {
+		/* an IPv4 client of a dual-stack listener ([::]:PORT): its NAT
+		 * entry, and so its original destination, is IPv4 */
+		const struct sockaddr_in6 *six = (const void *)&local;
+		struct sockaddr_in four = {.sin_family = AF_INET, .sin_port = six->sin6_port};
+
+		memcpy(&four.sin_addr, &six->sin6_addr.s6_addr[12], 4);
+		memset(&local, 0, sizeof(local));
+		memcpy(&local, &four, sizeof(four));
+	}
 	*len = local.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	if (local.ss_family == AF_INET6)
 		rc = getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, len);

@@ -45,7 +45,7 @@ from dovecot import Dovecot  # noqa: E402
 from imaptap import Proxy, ProxyTestCase, check_binary, main, run_imaptap, wait_for  # noqa: E402
 
 PASSWORD = "Tr4nsp-Secret"
-USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
 SNI = "mail.example.test"
 LISTEN_PORT = 8993              # where the gateway redirects to
 REDIRECTED = (993, 143, 10993, 10143)
@@ -53,6 +53,11 @@ CLIENT_SCRIPT = os.path.join(LIB, "netns_client.py")
 PROVIDER = "10.77.2.3"          # a second server, whose certificate names no address
 
 ODD_LISTENERS = """service imap-login {
+  inet_listener imaps_v6 {
+    address = %(host6)s
+    port = 993
+    ssl = yes
+  }
   inet_listener imaps_odd {
     address = %(host)s
     port = 10993
@@ -69,9 +74,9 @@ ODD_LISTENERS = """service imap-login {
 class TransparentProxy(Proxy):
     """imaptap proxy --transparent inside the gateway's namespace."""
 
-    def __init__(self, net, extra_args=()):
+    def __init__(self, net, extra_args=(), listen=None):
         super().__init__(upstream="(transparent)", extra_args=extra_args,
-                         listen="%s:%d" % (net.GATEWAY, LISTEN_PORT))
+                         listen=listen or "%s:%d" % (net.GATEWAY, LISTEN_PORT))
         self.net = net
 
     def argv(self):
@@ -99,7 +104,8 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
         if problem:
             raise RuntimeError(problem)
         cls.tmp = tempfile.mkdtemp(prefix="imaptap-transparent-")
-        cls.net = netns.Gateway(redirect_ports=REDIRECTED, to_port=LISTEN_PORT).start()
+        cls.net = netns.Gateway(redirect_ports=REDIRECTED, to_port=LISTEN_PORT,
+                                ipv6=True).start()
         try:
             pki = TestPKI(os.path.join(cls.tmp, "pki"))
             cert, key = pki.server(SNI, "imap.example.test", netns.Gateway.SERVER)
@@ -107,7 +113,8 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
             cls.dovecot = Dovecot(users={u: PASSWORD for u in USERS}, ssl=True,
                                   ssl_cert=cert, ssl_key=key, host=netns.Gateway.SERVER,
                                   netns=cls.net.server, port=143, imaps_port=993,
-                                  extra_conf=ODD_LISTENERS % {"host": netns.Gateway.SERVER})
+                                  extra_conf=ODD_LISTENERS % {"host": netns.Gateway.SERVER,
+                                                              "host6": netns.Gateway.SERVER6})
             cls.dovecot.start()
             # a server like a provider's: its certificate names no address
             cls.net.check_output(cls.net.server, ["ip", "addr", "add", PROVIDER + "/24",
@@ -131,11 +138,11 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # ----- helpers -----------------------------------------------------
-    def proxy(self, *extra):
+    def proxy(self, *extra, listen=None):
         d = tempfile.mkdtemp(dir=self.tmp)
         self.events = os.path.join(d, "events.jsonl")
         self.pcap = os.path.join(d, "t.pcap")
-        px = TransparentProxy(self.net, extra_args=[
+        px = TransparentProxy(self.net, listen=listen, extra_args=[
             "--ca", self.ca_dir, "--upstream-ca", self.upstream_ca,
             "--events", self.events, "--pcap", self.pcap] + list(extra))
         self._proxies.append(px)
@@ -229,6 +236,25 @@ class TransparentTest(ProxyTestCase, unittest.TestCase):
         self.assertIn(b"DONE\r\n", data)
         self.assertNotIn(PASSWORD.encode(), data, "the password is masked")
         self.assertIn(b"*" * len(PASSWORD), data)
+
+    def test_ipv6_and_ipv4_through_one_dual_stack_listener(self):
+        """ip6tables REDIRECT: the IPv6 original destination; an IPv4 client
+        of the same [::] listener arrives v4-mapped and still finds its
+        IPv4 destination."""
+        px = self.proxy(listen="[::]:%d" % LISTEN_PORT)
+        out = self.client(993, "--tls", "implicit", "--ca", os.path.join(self.ca_dir, "ca.crt"),
+                          "--user", "heidi", "--password", PASSWORD, "--sni", SNI,
+                          host=netns.Gateway.SERVER6)
+        self.assert_session_ok(out, px)
+        out = self.session(993, "ivan", "implicit", sni=SNI)
+        self.assert_session_ok(out, px)
+        self.wait_closes(px, 2)
+        self.assertEqual(px.stop(), 0, px.stderr_tail())
+        upstreams = sorted(r["upstream"] for r in self.open_records())
+        self.assertEqual(upstreams, sorted(["[%s]:993" % netns.Gateway.SERVER6,
+                                            "%s:993" % netns.Gateway.SERVER]))
+        self.assertIn("lip=%s" % netns.Gateway.SERVER6, self.dovecot_login("heidi"))
+        self.assertIn("lip=%s" % netns.Gateway.SERVER, self.dovecot_login("ivan"))
 
     def test_143_starttls(self):
         px = self.proxy()

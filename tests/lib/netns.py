@@ -149,9 +149,14 @@ class Gateway:
     GATEWAY_SERVER_SIDE = "10.77.2.1"
     SERVER = "10.77.2.2"
     CLIENT_IF = "cli0"              # the gateway's interface facing the client
+    # the same over IPv6 (ipv6=True)
+    CLIENT6 = "fd77:1::2"
+    GATEWAY6 = "fd77:1::1"
+    GATEWAY6_SERVER_SIDE = "fd77:2::1"
+    SERVER6 = "fd77:2::2"
 
     def __init__(self, redirect_ports=(993, 143), to_port=8993, prefix=PREFIX,
-                 redirect_with="iptables"):
+                 redirect_with="iptables", ipv6=False):
         base = "%s-%d-%d" % (prefix, os.getpid(), id(self) % 10000)
         self.client = base + "-c"
         self.gateway = base + "-g"
@@ -160,6 +165,7 @@ class Gateway:
         self.to_port = to_port
         self.prefix = prefix
         self.redirect_with = redirect_with
+        self.ipv6 = ipv6
         self._made = []
 
     # ----- setup -------------------------------------------------------
@@ -185,11 +191,27 @@ class Gateway:
             _ip("-n", self.server, "route", "add", "default", "via",
                 self.GATEWAY_SERVER_SIDE)
             self.check_output(g, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+            if self.ipv6:
+                self._start_ipv6()
             self.redirect(self.redirect_ports, self.to_port)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_ipv6(self):
+        g = self.gateway
+        for ns, ifname, addr in ((self.client, "eth0", self.CLIENT6),
+                                 (g, self.CLIENT_IF, self.GATEWAY6),
+                                 (g, "srv0", self.GATEWAY6_SERVER_SIDE),
+                                 (self.server, "eth0", self.SERVER6)):
+            # nodad: usable at once, not after duplicate address detection
+            _ip("-n", ns, "addr", "add", addr + "/64", "dev", ifname, "nodad")
+        _ip("-n", self.client, "-6", "route", "add", "default", "via", self.GATEWAY6)
+        _ip("-n", self.server, "-6", "route", "add", "default", "via",
+            self.GATEWAY6_SERVER_SIDE)
+        self.check_output(g, ["sh", "-c",
+                              "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"])
 
     def redirect(self, ports, to_port):
         """PREROUTING REDIRECT of TCP to ports arriving on the client side
@@ -203,10 +225,11 @@ class Gateway:
                     "    iifname \"%s\" tcp dport %d redirect to :%d\n"
                     "  }\n}\n" % (self.CLIENT_IF, port, to_port)))
             else:
-                self.check_output(self.gateway, [
-                    "iptables", "-t", "nat", "-A", "PREROUTING", "-i", self.CLIENT_IF,
-                    "-p", "tcp", "--dport", str(port), "-j", "REDIRECT",
-                    "--to-ports", str(to_port)])
+                for tool in ("iptables", "ip6tables") if self.ipv6 else ("iptables",):
+                    self.check_output(self.gateway, [
+                        tool, "-t", "nat", "-A", "PREROUTING", "-i", self.CLIENT_IF,
+                        "-p", "tcp", "--dport", str(port), "-j", "REDIRECT",
+                        "--to-ports", str(to_port)])
 
     def stop(self):
         for ns in reversed(self._made):
