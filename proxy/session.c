@@ -561,7 +561,6 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 		.max_line = p->config->max_line,
 		.redact_flags = p->config->redact_flags,
 		.rules = !p->config->no_rules,
-		.thresholds = p->config->thresholds,
 	};
 	struct observed_hooks hooks = {.observation = on_observation, .ctx = s};
 	bool fault_oom = false;
@@ -591,8 +590,11 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	session_describe(s, fd, client, local);
 	if (p->config->send_proxy != 0)
 		session_make_proxy_header(s, fd, client, local);
+	capture_lock_acquire(set->shared->lock);
+	conv.thresholds = set->shared->thresholds;
 	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom)
 		s->observed = observed_open(p->sinks, &s->info, &conv, &hooks);
+	capture_lock_release(set->shared->lock);
 	if (s->observed != NULL)
 		session_wire_open(s, SIDE_CLIENT);
 	if (s->observed == NULL) {
