@@ -188,6 +188,42 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* --upstream, then each --route, resolved once. */
+static int make_routes(struct proxy *p, char *err, size_t errlen)
+{
+	const struct proxy_config *c = &p->config;
+
+	p->env.routes[0] = proxy_route_resolve("default", &c->upstream, c->upstream_tls,
+					       proxy_upstream_name(c), err, errlen);
+	if (p->env.routes[0] == NULL)
+		return -1;
+	p->env.route_count = 1;
+	for (size_t i = 0; i < c->route_count && i < PROXY_ROUTES_MAX; i++) {
+		const struct proxy_route_spec *r = &c->routes[i];
+		char why[400];
+
+		p->env.routes[i + 1] = proxy_route_resolve(r->name, &r->upstream, r->tls, NULL, why,
+							   sizeof(why));
+		if (p->env.routes[i + 1] == NULL) {
+			snprintf(err, errlen, "--route %s: %s", r->name, why);
+			return -1;
+		}
+		p->env.route_count++;
+	}
+	return 0;
+}
+
+/* Whether any session may speak TLS to its upstream. */
+static bool upstream_tls_used(const struct proxy *p)
+{
+	if (p->config.transparent)
+		return true;
+	for (unsigned i = 0; i < p->env.route_count; i++)
+		if (p->env.routes[i]->tls != PROXY_TLS_NONE)
+			return true;
+	return false;
+}
+
 /* The loops: the first on the caller's base, the others with a base
  * and a thread of their own, sharing the outputs behind one lock. */
 static int make_workers(struct proxy *p, const struct capture_sinks *sinks, char *err,
@@ -236,7 +272,6 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			size_t errlen)
 {
 	struct proxy *p = calloc(1, sizeof(*p));
-	struct addrinfo *res, *ai;
 	int rc;
 
 	if (p == NULL) {
@@ -259,19 +294,12 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	atomic_init(&p->shared.open, 0);
 	p->shared.thresholds = config->thresholds;
 	p->keylog_fd = -1;
-	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
+	if (!config->transparent && make_routes(p, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
 		proxy_free(&p);
 		return NULL;
 	}
-	for (ai = res; ai != NULL && p->env.upstream_addr_count < SESSION_UPSTREAM_ADDR_MAX; ai = ai->ai_next) {
-		memcpy(&p->env.upstream_addr[p->env.upstream_addr_count], ai->ai_addr, ai->ai_addrlen);
-		p->env.upstream_addr_len[p->env.upstream_addr_count++] = (socklen_t)ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
-	proxy_sockaddr_str((struct sockaddr *)&p->env.upstream_addr[0], p->env.upstream_str,
-			   sizeof(p->env.upstream_str));
-	if (config->upstream_tls != PROXY_TLS_NONE) {
+	if (upstream_tls_used(p)) {
 		p->env.upstream_ctx = proxy_tls_upstream_ctx(config->upstream_ca,
 							 config->insecure_upstream, err, errlen);
 		if (p->env.upstream_ctx == NULL) {
@@ -280,7 +308,7 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			return NULL;
 		}
 	}
-	if (config->client_tls != PROXY_TLS_NONE) {
+	if (config->client_tls != PROXY_TLS_NONE || config->transparent) {
 		if (config->cert_file == NULL) {
 			p->env.ca = proxy_ca_load(config->ca_dir, err, errlen);
 			if (p->env.ca == NULL) {
@@ -337,7 +365,7 @@ const char *proxy_upstream_name(const struct proxy_config *config)
 
 const char *proxy_upstream_str(const struct proxy *p)
 {
-	return p->env.upstream_str;
+	return p->env.route_count > 0 ? p->env.routes[0]->str : "(each client's original destination)";
 }
 
 int proxy_listen_is_loopback(const struct proxy *p)
@@ -387,6 +415,8 @@ void proxy_free(struct proxy **proxy)
 		proxy_worker_free(&p->worker[i]);
 	if (p->keylog_fd >= 0)
 		close(p->keylog_fd);
+	for (unsigned i = 0; i < p->env.route_count; i++)
+		proxy_route_free(&p->env.routes[i]);
 	SSL_CTX_free(p->env.upstream_ctx);
 	SSL_CTX_free(p->env.client_ctx);
 	proxy_ca_free(&p->env.ca);

@@ -18,6 +18,7 @@
 #include "imap/tracker.h"
 #include "proxy/addr.h"
 #include "proxy/fault_spec.h"
+#include "proxy/route.h"
 
 /* Event loops at most (--workers). */
 #define PROXY_WORKERS_MAX 64
@@ -25,15 +26,14 @@
 /* Bytes queued toward one peer before the other peer stops being read. */
 #define PROXY_HIGH_WATER (512u * 1024u)
 
-enum proxy_tls_mode {
-	PROXY_TLS_NONE,
-	PROXY_TLS_IMPLICIT, /* TLS from the first byte (port 993) */
-	PROXY_TLS_STARTTLS, /* plain greeting, then STARTTLS */
-};
-
 struct proxy_config {
 	struct proxy_hostport listen;
-	struct proxy_hostport upstream;
+	struct proxy_hostport upstream; /* the default route (--upstream) */
+	const struct proxy_route_spec *routes; /* --route: chosen by the client's SNI */
+	size_t route_count;
+	bool transparent;        /* each client's upstream is where it had connected before
+				    a REDIRECT (SO_ORIGINAL_DST); the legs' TLS by its port or
+				    its first bytes */
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	unsigned connect_timeout_s; /* upstream TCP connect and each TLS handshake, 0 for 10 s */
