@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/config_file.h"
+#include "cli/config_reload.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
@@ -155,6 +156,8 @@ struct proxy_args {
 	unsigned workers;
 	const char *user;
 	struct imap_tracker_config thresholds;
+	unsigned thresholds_pinned; /* bit i: the command line gave cli_rules_names[i] */
+	const struct cli_config_args *from; /* the file's options and the command line's */
 	struct cli_faults faults;
 	bool overwrite; /* --pcap and --events may replace an earlier run's */
 	bool append;    /* --events adds to an earlier run's */
@@ -257,6 +260,9 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 	switch (c) {
 	case OPT_RULE_THRESHOLD:
 		snprintf(flag, sizeof(flag), "--%s", proxy_options[index].name);
+		/* the command line's stands at a SIGHUP too */
+		if (!cli_config_from_file(a->from, optarg))
+			a->thresholds_pinned |= 1u << cli_rules_index(proxy_options[index].name);
 		return cli_rules_option("proxy", flag, optarg, &a->thresholds);
 	case OPT_MAX_SESSIONS:
 		if (cli_number(optarg, 1, 1000000, &v) != 0)
@@ -565,17 +571,31 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	cli_faults_say(&a->faults);
 }
 
-static int proxy_main(int argc, char **argv)
+/* With --config, what a SIGHUP needs to read the file again: 0, or -1
+ * after saying why. */
+static int prepare_reload(struct cli_config_args *args, const struct proxy_args *a,
+			  struct cli_proxy_run *run)
 {
-	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
+	if (args->path == NULL)
+		return 0;
+	run->reload = cli_config_reload_new("proxy", args->path, proxy_options, &args->file,
+					    a->thresholds_pinned, &a->thresholds);
+	if (run->reload == NULL)
+		cli_message("out of memory");
+	return run->reload != NULL ? 0 : -1;
+}
+
+static int proxy_main(struct cli_config_args *args)
+{
+	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto", .from = args};
 	struct proxy_config config = {0};
 	struct capture_sinks sinks = {0};
-	struct cli_proxy_run run = {.sinks = &sinks};
+	struct cli_proxy_run run = {.sinks = &sinks, .config = &config};
 	struct cli_fresh_files made = {0};
 	struct capture_wiretap tap = {0};
 	int color, rc;
 
-	rc = parse_args(argc, argv, &a);
+	rc = parse_args(args->argc, args->argv, &a);
 	if (rc != 0)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	cli_tune_malloc();
@@ -586,7 +606,8 @@ static int proxy_main(int argc, char **argv)
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	rc = CLI_EXIT_RUNTIME;
-	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &tap, &made) != 0)
+	if (prepare_reload(args, &a, &run) != 0 || add_timeline(&a, color, &sinks) != 0 ||
+	    add_outputs(&a, &sinks, &tap, &made) != 0)
 		goto out;
 	if (a.raw_pcap != NULL)
 		config.wiretap = &tap;
@@ -619,7 +640,7 @@ int cli_proxy_main(int argc, char **argv)
 	int rc = cli_config_expand("proxy", argc, argv, proxy_options, &args);
 
 	if (rc == 0)
-		rc = proxy_main(args.argc, args.argv);
+		rc = proxy_main(&args);
 	cli_config_args_free(&args);
 	return rc;
 }

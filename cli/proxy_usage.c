@@ -131,5 +131,10 @@ const char cli_proxy_usage[] =
 	"\n"
 	"SIGINT or SIGTERM stops accepting, flushes open sessions and exits 0.\n"
 	"SIGHUP reopens the pcaps and the event log (after log rotation moved them,\n"
-	"or after a write error stopped them).\n"
+	"or after a write error stopped them). With --config FILE it also reads FILE\n"
+	"again: the rule thresholds it sets (stall, done-stall, idle-max,\n"
+	"keepalive-gap; one it no longer sets is back to its default) apply to\n"
+	"sessions that start from then on, open ones keep theirs; a threshold given\n"
+	"on the command line stands; other options need a restart; a file that does\n"
+	"not read changes nothing.\n"
 	"exit codes: 0 stopped cleanly, 2 usage error, 3 cannot listen or resolve\n";

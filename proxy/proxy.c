@@ -292,6 +292,7 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	p->env.config = &p->config;
 	atomic_init(&p->shared.next_id, 0);
 	atomic_init(&p->shared.open, 0);
+	p->shared.thresholds = config->thresholds;
 	p->keylog_fd = -1;
 	if (!config->transparent && make_routes(p, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
@@ -385,6 +386,13 @@ unsigned proxy_workers(const struct proxy *p)
 struct capture_lock *proxy_outputs_lock(const struct proxy *p)
 {
 	return p->shared.lock;
+}
+
+void proxy_set_thresholds(struct proxy *p, const struct imap_tracker_config *thresholds)
+{
+	capture_lock_acquire(p->shared.lock);
+	p->shared.thresholds = *thresholds;
+	capture_lock_release(p->shared.lock);
 }
 
 void proxy_shutdown(struct proxy *p)

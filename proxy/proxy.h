@@ -56,7 +56,8 @@ struct proxy_config {
 				    names each client first; 0 none */
 	unsigned workers;        /* event loops; 0 or 1: one, the caller's. More: the caller
 				    made libevent thread-safe (evthread_use_pthreads) first */
-	struct imap_tracker_config thresholds; /* zeros: the defaults */
+	struct imap_tracker_config thresholds; /* at the start (zeros: the defaults);
+						  proxy_set_thresholds changes them */
 	const struct proxy_fault *faults; /* --fault; none unless asked for */
 	size_t fault_count;
 	/* process-level messages (not tied to one session) */
@@ -115,6 +116,13 @@ unsigned proxy_workers(const struct proxy *proxy);
  * the sinks while the proxy runs (a SIGHUP's reopen, the PCAP-over-IP
  * listener) takes it. */
 struct capture_lock *proxy_outputs_lock(const struct proxy *proxy);
+
+/* The rules' thresholds of the sessions that start from now on (zeros:
+ * the defaults); open ones keep those they started with. From the
+ * caller's loop's thread; holding the outputs' lock around this and the
+ * settings record that names the new values puts that record between
+ * the sessions judged by the old ones and those judged by the new. */
+void proxy_set_thresholds(struct proxy *proxy, const struct imap_tracker_config *thresholds);
 
 void proxy_free(struct proxy **proxy);
 

@@ -535,7 +535,6 @@ bool session_open_observed(struct proxy_session *s)
 		.max_line = c->max_line,
 		.redact_flags = c->redact_flags,
 		.rules = !c->no_rules,
-		.thresholds = c->thresholds,
 	};
 	struct observed_hooks hooks = {.observation = on_observation, .ctx = s};
 
@@ -552,7 +551,10 @@ bool session_open_observed(struct proxy_session *s)
 			 leg_name(s->route->tls != PROXY_TLS_NONE, s->route->tls));
 	s->info.upstream_tls = s->legs;
 	s->info.route = s->env->route_count > 1 ? s->route->name : NULL;
+	capture_lock_acquire(s->set->shared->lock);
+	conv.thresholds = s->set->shared->thresholds;
 	s->observed = observed_open(s->env->sinks, &s->info, &conv, &hooks);
+	capture_lock_release(s->set->shared->lock);
 	return s->observed != NULL;
 }
 

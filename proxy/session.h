@@ -45,6 +45,12 @@ struct session_shared {
 	atomic_uint next_id; /* the last session number given */
 	atomic_uint open;    /* sessions open across the loops (the accepting loop counts one in) */
 	struct capture_lock *lock; /* the outputs' lock; NULL with one loop */
+	/* The rules' thresholds a session takes as the outputs first hear of
+	 * it (session_open_observed), under lock: a SIGHUP may change them
+	 * (proxy_set_thresholds), and the settings record it writes then
+	 * falls between the sessions that took the old ones and those that
+	 * take the new, in every output. */
+	struct imap_tracker_config thresholds;
 };
 
 /* The sessions open under one environment (one event loop). */
