@@ -48,32 +48,6 @@ void proxy_config_log(const struct proxy_config *config, const char *fmt, ...)
 	config->log(config->log_ctx, msg);
 }
 
-static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo **res,
-		   char *err, size_t errlen)
-{
-	struct addrinfo hints = {0};
-	char port[8];
-	int rc;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
-	snprintf(port, sizeof(port), "%u", hp->port);
-	rc = getaddrinfo(hp->host, port, &hints, res);
-	if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME || rc == EAI_FAIL) {
-		/* AI_ADDRCONFIG hides loopback-only families on hosts without
-		 * other interfaces; ask again without it */
-		hints.ai_flags &= ~AI_ADDRCONFIG;
-		rc = getaddrinfo(hp->host, port, &hints, res);
-	}
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve '%s': %s", hp->host,
-			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 /* Whether a port is taken, asked without SO_REUSEPORT: the loops of this
  * run bind with it, and so would another imaptap, which must not quietly
  * share the port with this one. Returns 0 or the errno of the bind. */
@@ -111,7 +85,7 @@ static int start_listening(struct proxy *p, char *err, size_t errlen)
 	socklen_t len;
 	int rc = EADDRNOTAVAIL;
 
-	if (resolve(&p->config.listen, 1, &res, err, errlen) < 0)
+	if (proxy_hostport_resolve(&p->config.listen, true, &res, err, errlen) < 0)
 		return PROXY_ERR_RESOLVE;
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		rc = listen_first(p, ai->ai_addr, (socklen_t)ai->ai_addrlen);

@@ -1,6 +1,5 @@
 #include "proxy/route.h"
 
-#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,32 +97,6 @@ static struct proxy_route *route_alloc(unsigned addrs, const char *name, const c
 	return r;
 }
 
-static int resolve(const struct proxy_hostport *hp, struct addrinfo **res, char *err,
-		   size_t errlen)
-{
-	struct addrinfo hints = {0};
-	char port[8];
-	int rc;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
-	snprintf(port, sizeof(port), "%u", hp->port);
-	rc = getaddrinfo(hp->host, port, &hints, res);
-	if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME || rc == EAI_FAIL) {
-		/* AI_ADDRCONFIG hides loopback-only families on hosts without
-		 * other interfaces; ask again without it */
-		hints.ai_flags &= ~AI_ADDRCONFIG;
-		rc = getaddrinfo(hp->host, port, &hints, res);
-	}
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve '%s': %s", hp->host,
-			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 struct proxy_route *proxy_route_resolve(const char *name, const struct proxy_hostport *hp,
 					enum proxy_tls_mode tls, const char *check_name,
 					char *err, size_t errlen)
@@ -132,7 +105,7 @@ struct proxy_route *proxy_route_resolve(const char *name, const struct proxy_hos
 	struct proxy_route *r;
 	unsigned n = 0;
 
-	if (resolve(hp, &res, err, errlen) < 0)
+	if (proxy_hostport_resolve(hp, false, &res, err, errlen) < 0)
 		return NULL;
 	for (ai = res; ai != NULL && n < PROXY_ROUTE_ADDR_MAX; ai = ai->ai_next)
 		n++;

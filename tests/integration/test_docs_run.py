@@ -54,6 +54,7 @@ from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import check_binary, main, sanitizer_env, sanitizer_reports  # noqa: E402
 from doc_commands import doc_pages  # noqa: E402
+from netns_client import read_to_eof  # noqa: E402
 
 IDLE_CLIENT = r'''#!/usr/bin/env python3
 """Logs in, selects INBOX, idles briefly, ends IDLE with DONE, logs out.
@@ -277,18 +278,8 @@ class Page:
             self.fail(cmd, "exit %d" % rc, text)
 
     def not_redirected(self, cmd, port, err_path):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        got = b""
-        try:
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-        except OSError:
-            pass
-        finally:
-            s.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            got, _ = read_to_eof(s, 10)
         if not (got.startswith(b"* BYE [UNAVAILABLE] imaptap") and b"not redirected" in got):
             self.fail(cmd, "a connection that was not redirected got %r" % got[:200],
                       self.read(err_path))
