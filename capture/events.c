@@ -28,6 +28,9 @@ struct events {
 	struct capture_outfile file;
 	int failed;
 	char *name;
+	uint64_t written;      /* for monitoring (capture_output_stats) */
+	uint64_t write_errors;
+	uint64_t dropped;
 	capture_log_fn *log;
 	void *log_ctx;
 	char *buf;  /* the record being built */
@@ -116,6 +119,7 @@ static void write_failed(struct events *e)
 	if (e->own)
 		capture_outfile_rollback(&e->file); /* whole records only */
 	e->failed = 1;
+	e->write_errors++;
 	snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
 		 "relaying goes on (SIGHUP tries again)", e->name, strerror(errno));
 	if (e->log != NULL)
@@ -127,10 +131,14 @@ static void end(struct events *e)
 	if (e->cut && !e->said_truncated)
 		add(e, ",\"truncated\":true", 17);
 	add(e, "}\n", 2);
-	if (e->failed)
+	if (e->failed) {
+		e->dropped++;
 		return;
+	}
 	if (fwrite(e->buf, 1, e->len, e->out) != e->len)
 		write_failed(e);
+	else
+		e->written += e->len;
 }
 
 static void ev_open(void *self, const struct capture_session_info *info)
@@ -489,6 +497,16 @@ static void ev_destroy(void *self)
 	free(e);
 }
 
+static void ev_stats(void *self, struct capture_output_stats *stats)
+{
+	const struct events *e = self;
+
+	stats->output = "events";
+	stats->bytes = e->written;
+	stats->write_errors = e->write_errors;
+	stats->dropped = e->dropped;
+}
+
 static const struct capture_sink_ops events_ops = {
 	.open = ev_open,
 	.observe = ev_observe,
@@ -502,6 +520,7 @@ static const struct capture_sink_ops events_ops = {
 	.close = ev_close,
 	.flush = ev_flush,
 	.reopen = ev_reopen,
+	.stats = ev_stats,
 	.destroy = ev_destroy,
 };
 

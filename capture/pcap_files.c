@@ -44,6 +44,7 @@ void pcap_report(struct pcap_writer *w, const char *what)
 	if (w->failed)
 		return;
 	w->failed = 1;
+	w->write_errors++;
 	log_error(w, what, "the capture stops here, relaying goes on (SIGHUP tries again)");
 	if (w->file.fp != NULL) {
 		capture_outfile_rollback(&w->file);
@@ -69,6 +70,7 @@ void pcap_write_head_due(struct pcap_writer *w)
 						 : "the client leg as the client saw it: inbound from "
 						   "the client, outbound from the server");
 	w->written += w->header_len;
+	w->total_bytes += w->header_len;
 }
 
 /* Opens the current file of the set. With append, a file that still holds
@@ -177,6 +179,16 @@ void pcap_files_reopen(void *self)
 			for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
 				pcap_handshake(w, s, w->last_ts);
 	w->failed = 0;
+}
+
+void pcap_files_stats(void *self, struct capture_output_stats *stats)
+{
+	const struct pcap_writer *w = self;
+
+	stats->output = w->raw ? "raw-pcap" : "pcap";
+	stats->bytes = w->total_bytes;
+	stats->write_errors = w->write_errors;
+	stats->dropped = w->dropped;
 }
 
 /* The files of an earlier rotation this run would write over, found

@@ -12,6 +12,7 @@
 
 #include "capture/sink_lock.h"
 #include "cli/cli.h"
+#include "proxy/metrics_http.h"
 
 /* libevent's own warnings, which it would print raw, through the gate */
 static void libevent_message(int severity, const char *message)
@@ -113,6 +114,7 @@ void cli_proxy_stop(struct cli_proxy_run *run)
 	if (run->sighup != NULL)
 		event_free(run->sighup);
 	proxy_free(&run->proxy);
+	proxy_metrics_http_free(&run->metrics);
 	if (run->sinks != NULL)
 		capture_sinks_destroy(run->sinks);
 	if (run->base != NULL)

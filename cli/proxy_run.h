@@ -10,11 +10,13 @@
 #include "proxy/proxy.h"
 
 struct proxy_pcap_listen;
+struct proxy_metrics_http;
 
 struct cli_proxy_run {
 	struct event_base *base;
 	struct proxy *proxy;
 	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
+	struct proxy_metrics_http *metrics;    /* stopped before the sinks go */
 	struct capture_sinks *sinks;
 	int signals;
 	struct event *sigint, *sigterm, *sighup;
