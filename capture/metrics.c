@@ -180,16 +180,24 @@ static struct metrics_hist *command_hist(struct capture_metrics *m, const struct
 	return &cmd->h;
 }
 
-static uint64_t *fault_counter(struct capture_metrics *m, const char *action)
+static uint64_t *fault_counter(struct capture_metrics *m, const char *action, const char *phase)
 {
 	struct metrics_fault *f;
 
 	for (unsigned i = 0; i < m->faults; i++)
-		if (strcmp(m->fault[i].action, action) == 0)
+		if (strcmp(m->fault[i].action, action) == 0 && strcmp(m->fault[i].phase, phase) == 0)
 			return &m->fault[i].count;
-	f = &m->fault[m->faults];
-	if (m->faults == METRICS_FAULTS_MAX || (f->action = strdup(action)) == NULL)
+	if (m->faults == METRICS_FAULTS_MAX)
 		return &m->fault[METRICS_FAULTS_MAX].count;
+	f = &m->fault[m->faults];
+	f->action = strdup(action);
+	f->phase = strdup(phase);
+	if (f->action == NULL || f->phase == NULL) {
+		free(f->action);
+		free(f->phase);
+		*f = (struct metrics_fault){0};
+		return &m->fault[METRICS_FAULTS_MAX].count;
+	}
 	m->faults++;
 	return &f->count;
 }
@@ -244,19 +252,13 @@ static void mx_anomaly(void *self, unsigned session, const struct imap_anomaly *
 		m->anomalies[a->rule]++;
 }
 
-/* Phases that are an act of the fault; "release" and "off" end one. */
-static bool fault_acted(const char *phase)
-{
-	return phase != NULL && strcmp(phase, "release") != 0 && strcmp(phase, "off") != 0;
-}
-
 static void mx_fault(void *self, unsigned session, const struct capture_fault_mark *mark)
 {
 	struct capture_metrics *m = self;
 
 	(void)session;
-	if (mark->action != NULL && fault_acted(mark->phase))
-		(*fault_counter(m, mark->action))++;
+	if (mark->action != NULL && mark->phase != NULL)
+		(*fault_counter(m, mark->action, mark->phase))++;
 }
 
 static void mx_close(void *self, const struct capture_close_info *info)
@@ -276,8 +278,10 @@ static void mx_destroy(void *self)
 
 	for (unsigned i = 0; i < m->routes; i++)
 		free(m->route[i].name);
-	for (unsigned i = 0; i < m->faults; i++)
+	for (unsigned i = 0; i < m->faults; i++) {
 		free(m->fault[i].action);
+		free(m->fault[i].phase);
+	}
 	free(m->slot);
 	free(m->version);
 	free(m);

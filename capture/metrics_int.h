@@ -37,6 +37,7 @@ struct metrics_command {
 
 struct metrics_fault {
 	char *action;
+	char *phase;
 	uint64_t count;
 };
 

@@ -164,7 +164,7 @@ static void commands(struct text *t, const struct capture_metrics *m)
 
 static void findings(struct text *t, const struct capture_metrics *m)
 {
-	char a[256];
+	char a[256], ph[64];
 
 	family(t, "anomalies_total", "counter", "Anomalies found, by rule (docs/rules.md).");
 	for (unsigned i = 0; i < IMAP_RULE_COUNT; i++)
@@ -172,12 +172,15 @@ static void findings(struct text *t, const struct capture_metrics *m)
 		    label(imap_rule_id((enum imap_rule)i), a, sizeof(a)),
 		    (unsigned long long)m->anomalies[i]);
 	family(t, "faults_injected_total", "counter",
-	       "Acts of the faults asked for with --fault, by action.");
+	       "Marks of the faults asked for with --fault, by action and phase (docs/faults.md).");
 	for (unsigned i = 0; i <= METRICS_FAULTS_MAX; i++) {
-		if (i == METRICS_FAULTS_MAX ? m->fault[i].count == 0 : i >= m->faults)
+		bool other = i == METRICS_FAULTS_MAX;
+
+		if (other ? m->fault[i].count == 0 : i >= m->faults)
 			continue;
-		add(t, "imaptap_faults_injected_total{action=\"%s\"} %llu\n",
-		    label(i == METRICS_FAULTS_MAX ? "other" : m->fault[i].action, a, sizeof(a)),
+		add(t, "imaptap_faults_injected_total{action=\"%s\",phase=\"%s\"} %llu\n",
+		    label(other ? "other" : m->fault[i].action, a, sizeof(a)),
+		    label(other ? "other" : m->fault[i].phase, ph, sizeof(ph)),
 		    (unsigned long long)m->fault[i].count);
 	}
 }

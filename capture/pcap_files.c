@@ -122,6 +122,8 @@ header:
 		return -1;
 	}
 	w->written = w->header_len; /* the file header (pcapng: once written) */
+	if (w->format != CAPTURE_PCAP_NG)
+		w->total_bytes += sizeof(struct pcap_file_header);
 	return 0;
 }
 
