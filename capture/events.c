@@ -28,7 +28,8 @@ struct events {
 	struct capture_outfile file;
 	int failed;
 	char *name;
-	uint64_t written;      /* for monitoring (capture_output_stats) */
+	uint64_t written;      /* for monitoring (capture_output_stats): committed */
+	uint64_t unflushed;    /* written since the last commit */
 	uint64_t write_errors;
 	uint64_t dropped;
 	capture_log_fn *log;
@@ -120,6 +121,7 @@ static void write_failed(struct events *e)
 		capture_outfile_rollback(&e->file); /* whole records only */
 	e->failed = 1;
 	e->write_errors++;
+	e->unflushed = 0;
 	snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
 		 "relaying goes on (SIGHUP tries again)", e->name, strerror(errno));
 	if (e->log != NULL)
@@ -138,7 +140,7 @@ static void end(struct events *e)
 	if (fwrite(e->buf, 1, e->len, e->out) != e->len)
 		write_failed(e);
 	else
-		e->written += e->len;
+		e->unflushed += e->len;
 }
 
 static void ev_open(void *self, const struct capture_session_info *info)
@@ -452,8 +454,12 @@ static void ev_flush(void *self)
 
 	if (e->failed)
 		return;
-	if (e->own ? capture_outfile_commit(&e->file) != 0 : fflush(e->out) != 0)
+	if (e->own ? capture_outfile_commit(&e->file) != 0 : fflush(e->out) != 0) {
 		write_failed(e);
+		return;
+	}
+	e->written += e->unflushed;
+	e->unflushed = 0;
 }
 
 static void ev_reopen(void *self)

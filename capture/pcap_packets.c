@@ -98,7 +98,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 		if (w->attach)
 			w->comments = 0;
 		w->attach = false;
-		w->total_bytes += w->written - before;
+		w->unflushed += w->written - before;
 		return;
 	}
 	const uint32_t record[4] = {
@@ -110,7 +110,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 	if (len > 0)
 		fwrite(payload, 1, len, fp);
 	w->written += sizeof(record) + hdr->caplen;
-	w->total_bytes += w->written - before;
+	w->unflushed += w->written - before;
 }
 
 void pcap_comment(struct pcap_writer *w, const char *fmt, ...)

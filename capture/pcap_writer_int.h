@@ -86,8 +86,10 @@ struct pcap_writer {
 	uint64_t written;           /* to the current file */
 	imap_time_us last_ts;
 	int failed;
-	/* for monitoring (capture_output_stats): across every file of the set */
+	/* for monitoring (capture_output_stats): across every file of the
+	 * set, bytes committed, and written since the last commit */
 	uint64_t total_bytes;
+	uint64_t unflushed;
 	uint64_t write_errors;
 	uint64_t dropped;
 	capture_log_fn *log;

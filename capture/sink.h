@@ -94,7 +94,8 @@ struct capture_fault_mark {
 /* What an output wrote so far, for monitoring (`proxy --metrics`). */
 struct capture_output_stats {
 	const char *output;      /* "pcap", "raw-pcap", "events", "pcap-listen" */
-	uint64_t bytes;          /* handed to its file or stream */
+	uint64_t bytes;          /* committed to its file or stream (a write-behind
+				    file: handed to its thread) */
 	uint64_t write_errors;   /* writes that failed, each stopping it until SIGHUP */
 	uint64_t dropped;        /* records (packets, event lines) left out while stopped */
 	uint64_t readers_dropped; /* pcap-listen: readers dropped for falling behind */

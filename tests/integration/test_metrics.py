@@ -13,6 +13,8 @@ real clients talk to a real Dovecot through the proxy.
 - command names a client makes up end as command="OTHER" (escape bytes,
   quotes, over-long names, more new names than the table holds), and the
   text stays valid;
+- an event log that cannot be written counts its error and the records it
+  left out; a --pcap-listen reader that stops reading counts as dropped;
 - only /metrics answers (404 elsewhere); a taken port exits 3, a
   non-loopback address without --allow-remote exits 2;
 - with --workers 2 and clients at once the counts add up;
@@ -59,13 +61,17 @@ def setUpModule():
     if shutil.which("curl") is None:
         raise RuntimeError("curl is missing: apt-get install curl")
     TMP = module_tmpdir("imaptap-metrics-")
-    DC = module_dovecot(users={"alice": PASSWORD, "bob": PASSWORD},
+    DC = module_dovecot(users={"alice": PASSWORD, "bob": PASSWORD, "carol": PASSWORD},
                         extra_conf="protocol imap {\n  mail_max_userip_connections = 100\n}\n")
     for user in ("alice", "bob"):
         m = imaplib.IMAP4("127.0.0.1", DC.port)
         m.login(user, PASSWORD)
         m.append("INBOX", None, None, make_message(2048, "hello"))
         m.logout()
+    m = imaplib.IMAP4("127.0.0.1", DC.port)
+    m.login("carol", PASSWORD)
+    m.append("INBOX", None, None, make_message(4 * 1024 * 1024, "big"))
+    m.logout()
 
 
 def curl(url, *extra):
@@ -248,6 +254,32 @@ class MetricsTest(ProxyTestCase, unittest.TestCase):
         self.assertNotIn("EVIL", self.last_text)
         self.assertNotIn("\x1b", self.last_text)
         self.assertNotIn("AAAAAAAAAAAAAAAAAAAAAAAAA", self.last_text)
+
+    def test_an_output_that_fails_and_a_reader_dropped(self):
+        px, url = self.start("--events", "/dev/full", "--pcap-listen", "127.0.0.1:0")
+        wait_for(lambda: "serving the capture live on" in px.stderr_text(), "--pcap-listen")
+        live = int(re.search(r"serving the capture live on 127\.0\.0\.1:(\d+)",
+                             px.stderr_text()).group(1))
+        stuck = socket.create_connection(("127.0.0.1", live))
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        wait_for(lambda: "reader 127.0.0.1" in px.stderr_text(), "the reader to connect")
+        m = imaplib.IMAP4("127.0.0.1", px.port)
+        m.login("carol", PASSWORD)
+        m.select("INBOX")
+        for _ in range(4):
+            m.fetch("1", "(BODY.PEEK[])")
+        m.logout()
+        wait_for(lambda: "dropped: it fell 8 MiB behind" in px.stderr_text(), "the drop")
+        s = self.scrape(url)
+        self.assertEqual(get(s, "imaptap_capture_readers_dropped_total", output="pcap-listen"), 1)
+        self.assertGreater(get(s, "imaptap_capture_written_bytes_total", output="pcap-listen"),
+                           16 * 1024 * 1024)
+        self.assertEqual(get(s, "imaptap_capture_write_errors_total", output="pcap-listen"), 0)
+        self.assertEqual(get(s, "imaptap_capture_write_errors_total", output="events"), 1)
+        self.assertEqual(get(s, "imaptap_capture_written_bytes_total", output="events"), 0)
+        # the session's records (open, lines, close) were left out
+        self.assertGreater(get(s, "imaptap_capture_dropped_records_total", output="events"), 10)
+        stuck.close()
 
     def test_only_metrics_answers(self):
         px, url = self.start()
