@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "capture/outfile.h"
+#include "capture/route_names.h"
 #include "capture/settings.h"
 #include "capture/timefmt.h"
 #include "imap/redact.h"
@@ -40,6 +41,7 @@ struct events {
 	bool cut;            /* a string of this record was cut to fit */
 	bool said_truncated; /* and the record says so already */
 	char run[2 * RUN_ID_BYTES + 1]; /* this run's id, on every record */
+	struct capture_route_names *routes; /* --route: each session's, in its records */
 };
 
 static void add(struct events *e, const char *s, size_t n)
@@ -111,6 +113,8 @@ static void begin(struct events *e, const char *kind, unsigned session, imap_tim
 	addf(e, "{\"ts\":\"%s\",\"epoch\":%" PRId64 ".%06d,\"kind\":\"%s\",\"session\":%u,"
 		"\"run\":\"%s\"",
 	     when, ts / IMAP_US_PER_S, (int)(ts % IMAP_US_PER_S), kind, session, e->run);
+	if (capture_route_names_get(e->routes, session) != NULL)
+		add_text(e, "route", capture_route_names_get(e->routes, session));
 }
 
 static void write_failed(struct events *e)
@@ -148,6 +152,7 @@ static void ev_open(void *self, const struct capture_session_info *info)
 	struct events *e = self;
 	char at[CAPTURE_ADDR_MAX];
 
+	capture_route_names_open(e->routes, info->id, info->route);
 	begin(e, "session-open", info->id, info->ts);
 	capture_endpoint_format(&info->client, at, sizeof(at));
 	add_text(e, "client", at);
@@ -446,6 +451,7 @@ static void ev_close(void *self, const struct capture_close_info *info)
 	addf(e, ",\"duration_us\":%" PRId64 ",\"bytes_c2s\":%" PRIu64 ",\"bytes_s2c\":%" PRIu64,
 	     info->ts - info->opened, info->bytes[IMAP_C2S], info->bytes[IMAP_S2C]);
 	end(e);
+	capture_route_names_close(e->routes, info->id);
 }
 
 static void ev_flush(void *self)
@@ -500,6 +506,7 @@ static void ev_destroy(void *self)
 		capture_outfile_close(&e->file);
 	free(e->name);
 	free(e->buf);
+	capture_route_names_free(&e->routes);
 	free(e);
 }
 
@@ -595,6 +602,7 @@ int capture_events_new(const struct capture_events_config *config, struct captur
 		e->out = e->file.fp;
 		e->own = 1;
 	}
+	e->routes = capture_route_names_new(); /* none: records without route names */
 	run_start(e, config);
 	sink_r->ops = &events_ops;
 	sink_r->self = e;

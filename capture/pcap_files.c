@@ -184,6 +184,10 @@ void pcap_files_reopen(void *self)
 			w->log(w->log_ctx, err);
 		return;
 	}
+	/* a new file starts as a rotated one does: the settings (a SIGHUP may
+	 * just have changed them), then a handshake per open session */
+	if (moved && w->settings != NULL && !w->raw)
+		pcap_write_settings_mark(w, w->last_ts);
 	if (moved)
 		for (unsigned b = 0; b < BUCKETS; b++)
 			for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "capture/escape.h"
+#include "capture/route_names.h"
 #include "capture/settings.h"
 #include "capture/timefmt.h"
 
@@ -28,6 +29,7 @@ struct timeline {
 	bool utc;
 	bool settings;
 	size_t max_text;
+	struct capture_route_names *routes; /* --route: each session's, on its rows */
 };
 
 /* Every byte of a row comes from row_text (through the escaping gate,
@@ -120,8 +122,13 @@ static void row_start_run(const struct timeline *t, struct row *r, imap_time_us 
 
 static void row_start(const struct timeline *t, struct row *r, imap_time_us ts, unsigned session)
 {
+	const char *route = capture_route_names_get(t->routes, session);
+
 	row_start_run(t, r, ts);
-	row_textf(r, "#%u ", session);
+	if (route != NULL)
+		row_textf(r, "#%u@%s ", session, route);
+	else
+		row_textf(r, "#%u ", session);
 }
 
 static void row_end(const struct timeline *t, struct row *r)
@@ -202,6 +209,7 @@ static void tl_open(void *self, const struct capture_session_info *info)
 	struct row r;
 	char client[CAPTURE_ADDR_MAX], upstream[CAPTURE_ADDR_MAX];
 
+	capture_route_names_open(t->routes, info->id, info->route);
 	row_start(t, &r, info->ts, info->id);
 	capture_endpoint_format(&info->client, client, sizeof(client));
 	capture_endpoint_format(&info->upstream, upstream, sizeof(upstream));
@@ -448,6 +456,7 @@ static void tl_close(void *self, const struct capture_close_info *info)
 		  capture_format_bytes(up, sizeof(up), info->bytes[IMAP_C2S]),
 		  capture_format_bytes(down, sizeof(down), info->bytes[IMAP_S2C]));
 	row_end(t, &r);
+	capture_route_names_close(t->routes, info->id);
 }
 
 static void tl_flush(void *self)
@@ -462,6 +471,7 @@ static void tl_destroy(void *self)
 	struct timeline *t = self;
 
 	fflush(t->out);
+	capture_route_names_free(&t->routes);
 	free(t);
 }
 
@@ -554,6 +564,7 @@ struct capture_sink capture_timeline_new(const struct capture_timeline_config *c
 	if (t == NULL)
 		return sink;
 	t->out = config->out;
+	t->routes = capture_route_names_new(); /* none: rows without route names */
 	t->color = config->color;
 	t->settings = config->settings;
 	t->utc = config->utc;

@@ -117,22 +117,34 @@ int cli_timestamp(const char *text, imap_time_us *out)
 	return 0;
 }
 
+const char *const cli_rules_names[CLI_RULES_COUNT] = {"stall", "done-stall", "idle-max",
+							 "keepalive-gap"};
+
+int cli_rules_index(const char *name)
+{
+	for (int i = 0; i < CLI_RULES_COUNT; i++)
+		if (strcmp(name, cli_rules_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+imap_time_us *cli_rules_field(struct imap_tracker_config *config, int index)
+{
+	imap_time_us *field[CLI_RULES_COUNT] = {&config->stall, &config->done_stall,
+						&config->idle_max, &config->keepalive_gap};
+
+	return field[index];
+}
+
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		     struct imap_tracker_config *config)
 {
+	int index = cli_rules_index(flag + 2);
 	imap_time_us us;
 
-	if (cli_duration(value, 0.001, 7 * 24 * 3600.0, &us) != 0)
-		return cli_usage_error(cmd, "%s takes a duration from 1ms to 7 days (5, 5s, 250ms, 2m, "
-				       "1h; a bare number is seconds), not '%s'", flag, value);
-	if (strcmp(flag, "--stall") == 0)
-		config->stall = us;
-	else if (strcmp(flag, "--done-stall") == 0)
-		config->done_stall = us;
-	else if (strcmp(flag, "--idle-max") == 0)
-		config->idle_max = us;
-	else
-		config->keepalive_gap = us;
+	if (index < 0 || cli_duration(value, CLI_RULES_MIN_S, CLI_RULES_MAX_S, &us) != 0)
+		return cli_usage_error(cmd, "%s takes " CLI_RULES_RANGE ", not '%s'", flag, value);
+	*cli_rules_field(config, index) = us;
 	return 0;
 }
 

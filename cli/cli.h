@@ -59,6 +59,17 @@ int cli_timestamp(const char *text, imap_time_us *out);
  * 0, or the usage error's exit code. */
 int cli_rules_option(const char *cmd, const char *flag, const char *value,
 		     struct imap_tracker_config *config);
+/* The durations those options take, and their names in that order (the
+ * fields of struct imap_tracker_config). */
+#define CLI_RULES_RANGE "a duration from 1ms to 7 days (5, 5s, 250ms, 2m, 1h; a bare number is seconds)"
+#define CLI_RULES_MIN_S 0.001
+#define CLI_RULES_MAX_S (7 * 24 * 3600.0)
+#define CLI_RULES_COUNT 4
+extern const char *const cli_rules_names[CLI_RULES_COUNT];
+/* The index of a name without dashes ("done-stall"), or -1. */
+int cli_rules_index(const char *name);
+/* The field of config the option of that index sets. */
+imap_time_us *cli_rules_field(struct imap_tracker_config *config, int index);
 
 /* --overwrite and --append against --pcap and --events: 0, or the usage
  * error's exit code. */

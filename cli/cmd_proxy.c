@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/config_file.h"
+#include "cli/config_reload.h"
 #include "imap/framer.h"
 #include "imap/redact.h"
 #include "cli/proxy_faults.h"
@@ -65,6 +67,8 @@ enum {
 	OPT_OVERWRITE,
 	OPT_APPEND,
 	OPT_RAW_PCAP,
+	OPT_ROUTE,
+	OPT_TRANSPARENT,
 	OPT_METRICS,
 };
 
@@ -112,6 +116,8 @@ static const struct option proxy_options[] = {
 	{"raw-pcap", required_argument, NULL, OPT_RAW_PCAP},
 	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"config", required_argument, NULL, OPT_CONFIG},
+	{"route", required_argument, NULL, OPT_ROUTE},
+	{"transparent", no_argument, NULL, OPT_TRANSPARENT},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -153,9 +159,14 @@ struct proxy_args {
 	unsigned workers;
 	const char *user;
 	struct imap_tracker_config thresholds;
+	unsigned thresholds_pinned; /* bit i: the command line gave cli_rules_names[i] */
+	const struct cli_config_args *from; /* the file's options and the command line's */
 	struct cli_faults faults;
 	bool overwrite; /* --pcap and --events may replace an earlier run's */
 	bool append;    /* --events adds to an earlier run's */
+	bool transparent;
+	struct proxy_route_spec routes[PROXY_ROUTES_MAX];
+	size_t route_count;
 };
 
 static void log_message(void *ctx, const char *message)
@@ -204,6 +215,7 @@ static const struct {
 	{OPT_ACCEPT_PROXY, offsetof(struct proxy_args, accept_proxy)},
 	{OPT_OVERWRITE, offsetof(struct proxy_args, overwrite)},
 	{OPT_APPEND, offsetof(struct proxy_args, append)},
+	{OPT_TRANSPARENT, offsetof(struct proxy_args, transparent)},
 };
 
 /* A word or a switch: true when c was one (and is kept). */
@@ -222,6 +234,25 @@ static bool plain_option(struct proxy_args *a, int c)
 	return false;
 }
 
+/* --route NAME=HOST:PORT[,MODE], once per name. */
+static int add_route(struct proxy_args *a, const char *text)
+{
+	struct proxy_route_spec *r = &a->routes[a->route_count];
+	char err[512];
+
+	if (a->route_count == PROXY_ROUTES_MAX)
+		return cli_usage_error("proxy", "--route: at most %d routes", PROXY_ROUTES_MAX);
+	if (proxy_route_spec_parse(text, r, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--route %s", err);
+	for (size_t i = 0; i < a->route_count; i++)
+		if (strcasecmp(a->routes[i].name, r->name) == 0)
+			return cli_usage_error("proxy", "--route %s is given twice", r->name);
+	if (strcmp(r->name, "default") == 0)
+		return cli_usage_error("proxy", "--route default: that is --upstream's route");
+	a->route_count++;
+	return 0;
+}
+
 /* An option with a value to check: 0, -1 after --help, or the usage
  * error's exit code. */
 static int checked_option(struct proxy_args *a, int c, int index, char **argv)
@@ -233,6 +264,9 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 	switch (c) {
 	case OPT_RULE_THRESHOLD:
 		snprintf(flag, sizeof(flag), "--%s", proxy_options[index].name);
+		/* the command line's stands at a SIGHUP too */
+		if (!cli_config_from_file(a->from, optarg))
+			a->thresholds_pinned |= 1u << cli_rules_index(proxy_options[index].name);
 		return cli_rules_option("proxy", flag, optarg, &a->thresholds);
 	case OPT_MAX_SESSIONS:
 		if (cli_number(optarg, 1, 1000000, &v) != 0)
@@ -251,6 +285,8 @@ static int checked_option(struct proxy_args *a, int c, int index, char **argv)
 					       PROXY_WORKERS_MAX, optarg);
 		a->workers = (unsigned)v;
 		return 0;
+	case OPT_ROUTE:
+		return add_route(a, optarg);
 	case OPT_FAULT:
 		return cli_faults_add(&a->faults, optarg);
 	case OPT_PERSONA:
@@ -309,8 +345,9 @@ static int parse_args(int argc, char **argv, struct proxy_args *a)
 	}
 	if (optind < argc)
 		return cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
-	if (a->upstream == NULL)
-		return cli_usage_error("proxy", "--upstream HOST:PORT is required");
+	if (a->upstream == NULL && !a->transparent)
+		return cli_usage_error("proxy", "--upstream HOST:PORT is required (or --transparent "
+				       "behind a REDIRECT rule: docs/transparent.md)");
 	if (a->raw_pcap != NULL && strcmp(a->raw_pcap, "-") == 0)
 		return cli_usage_error("proxy", "--raw-pcap takes a file (it holds every TLS "
 				       "secret), not standard output");
@@ -346,15 +383,81 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 /* The proxy's configuration from the options: 0, or the usage error's
  * exit code. */
 
-static int configure(const struct proxy_args *a, struct proxy_config *config)
+/* --transparent: each session's upstream and legs are its own. */
+static int configure_transparent(const struct proxy_args *a, struct proxy_config *config)
 {
-	struct proxy_hostport where;
+	if (a->upstream != NULL || a->route_count > 0 || a->client_tls != NULL || a->sni != NULL ||
+	    a->accept_proxy)
+		return cli_usage_error("proxy", "--transparent takes each client's upstream from where "
+				       "it was going and its TLS from its port or first bytes: no "
+				       "--upstream, --route, --client-tls, --sni or --accept-proxy with it");
+	if (a->ca == NULL && a->cert == NULL)
+		return cli_usage_error("proxy", "--transparent needs --ca DIR: each client is shown a "
+				       "certificate made for the server name it asked for (created when "
+				       "missing; clients must trust DIR/ca.crt)");
+	if (cli_tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0)
+		return CLI_EXIT_USAGE;
+	if (a->upstream_tls == NULL)
+		config->upstream_tls = PROXY_TLS_STARTTLS;
+	if (config->upstream_tls == PROXY_TLS_IMPLICIT)
+		return cli_usage_error("proxy", "--upstream-tls with --transparent is starttls (the "
+				       "default) or none, for clients that do not start with TLS; "
+				       "those that do get TLS to the upstream too");
+	config->transparent = true;
+	return 0;
+}
+
+/* --upstream, its legs, and the --route beside it. */
+static int configure_upstream(const struct proxy_args *a, struct proxy_config *config)
+{
+	bool tls_upstream;
 	char err[512];
 
 	if (proxy_hostport_parse(a->upstream, &config->upstream, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--upstream %s", err);
 	if (config->upstream.port == 0)
 		return cli_usage_error("proxy", "--upstream needs a port from 1 to 65535");
+	if (cli_tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
+	    cli_tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
+		return CLI_EXIT_USAGE;
+	if (a->upstream_tls == NULL && config->upstream.port == 993)
+		config->upstream_tls = PROXY_TLS_IMPLICIT;
+	if (a->route_count > 0 && config->client_tls != PROXY_TLS_IMPLICIT)
+		return cli_usage_error("proxy", "--route chooses by the server name in the client's TLS "
+				       "ClientHello: add --client-tls implicit and --ca DIR");
+	if (config->client_tls != PROXY_TLS_NONE && a->cert == NULL && a->ca == NULL)
+		return cli_usage_error("proxy",
+				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
+				       "or --cert FILE --key FILE",
+				       a->client_tls);
+	if (config->client_tls == PROXY_TLS_NONE && (a->cert != NULL || a->ca != NULL))
+		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
+	tls_upstream = config->upstream_tls != PROXY_TLS_NONE;
+	for (size_t i = 0; i < a->route_count; i++)
+		tls_upstream |= a->routes[i].tls != PROXY_TLS_NONE;
+	if (!tls_upstream && (a->upstream_ca || a->insecure))
+		return cli_usage_error("proxy",
+				       "--upstream-ca and --insecure-upstream are for a TLS upstream: add --upstream-tls implicit");
+	if (config->upstream_tls == PROXY_TLS_NONE && a->sni)
+		return cli_usage_error("proxy", "--sni is for a TLS upstream: add --upstream-tls implicit");
+	config->routes = a->routes;
+	config->route_count = a->route_count;
+	return 0;
+}
+
+static int configure(const struct proxy_args *a, struct proxy_config *config)
+{
+	struct proxy_hostport where;
+	char err[512];
+	int rc;
+
+	if ((a->cert == NULL) != (a->key == NULL))
+		return cli_usage_error("proxy", "--cert and --key go together");
+	if (a->ca != NULL && cli_ca_is_a_file("proxy", a->ca))
+		return CLI_EXIT_USAGE;
+	rc = a->transparent ? configure_transparent(a, config) : configure_upstream(a, config);
+	if (rc != 0)
+		return rc;
 	if (proxy_hostport_parse(a->listen, &config->listen, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--listen %s", err);
 	if (a->pcap_listen != NULL &&
@@ -362,25 +465,6 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 		return cli_usage_error("proxy", "--pcap-listen %s", err);
 	if (a->metrics != NULL && proxy_hostport_parse(a->metrics, &where, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--metrics %s", err);
-	if (cli_tls_mode("--upstream-tls", a->upstream_tls, &config->upstream_tls) < 0 ||
-	    cli_tls_mode("--client-tls", a->client_tls, &config->client_tls) < 0)
-		return CLI_EXIT_USAGE;
-	if (a->upstream_tls == NULL && config->upstream.port == 993)
-		config->upstream_tls = PROXY_TLS_IMPLICIT;
-	if ((a->cert == NULL) != (a->key == NULL))
-		return cli_usage_error("proxy", "--cert and --key go together");
-	if (config->client_tls != PROXY_TLS_NONE && a->cert == NULL && a->ca == NULL)
-		return cli_usage_error("proxy",
-				       "--client-tls %s needs --ca DIR (created when missing; clients must trust DIR/ca.crt) "
-				       "or --cert FILE --key FILE",
-				       a->client_tls);
-	if (a->ca != NULL && cli_ca_is_a_file("proxy", a->ca))
-		return CLI_EXIT_USAGE;
-	if (config->client_tls == PROXY_TLS_NONE && (a->cert != NULL || a->ca != NULL))
-		return cli_usage_error("proxy", "--ca, --cert and --key are for a TLS client leg: add --client-tls implicit");
-	if (config->upstream_tls == PROXY_TLS_NONE && (a->upstream_ca || a->insecure || a->sni))
-		return cli_usage_error("proxy",
-				       "--upstream-ca, --insecure-upstream and --sni are for a TLS upstream: add --upstream-tls implicit");
 	if (a->quiet && a->anomalies_only)
 		return cli_usage_error("proxy", "--quiet shows no rows, --anomalies-only some: "
 				       "choose one");
@@ -474,6 +558,18 @@ static int before_serving(const struct proxy_args *a, struct cli_proxy_run *run)
 static void say_serving(const struct proxy_args *a, const struct proxy_config *config,
 			const struct cli_proxy_run *run)
 {
+	if (config->transparent) {
+		cli_message("listening on %s (transparent: each client goes where it was going before "
+			    "the REDIRECT; TLS when it starts with TLS or goes to port 993, else "
+			    "STARTTLS%s)", proxy_listen_str(run->proxy),
+			    config->upstream_tls == PROXY_TLS_NONE ? ", upstream plain" : "");
+		cli_faults_say(&a->faults);
+		return;
+	}
+	for (size_t i = 0; i < config->route_count; i++)
+		cli_message("route %s: clients asking for that name go to %s:%u (%s)",
+			    config->routes[i].name, config->routes[i].upstream.host,
+			    config->routes[i].upstream.port, leg_word(config->routes[i].tls));
 	cli_message("listening on %s (%s), upstream %s:%u (%s%s)", proxy_listen_str(run->proxy),
 		    leg_word(config->client_tls), config->upstream.host, config->upstream.port,
 		    leg_word(config->upstream_tls),
@@ -481,17 +577,31 @@ static void say_serving(const struct proxy_args *a, const struct proxy_config *c
 	cli_faults_say(&a->faults);
 }
 
-static int proxy_main(int argc, char **argv)
+/* With --config, what a SIGHUP needs to read the file again: 0, or -1
+ * after saying why. */
+static int prepare_reload(struct cli_config_args *args, const struct proxy_args *a,
+			  struct cli_proxy_run *run)
 {
-	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto"};
+	if (args->path == NULL)
+		return 0;
+	run->reload = cli_config_reload_new("proxy", args->path, proxy_options, &args->file,
+					    a->thresholds_pinned, &a->thresholds);
+	if (run->reload == NULL)
+		cli_message("out of memory");
+	return run->reload != NULL ? 0 : -1;
+}
+
+static int proxy_main(struct cli_config_args *args)
+{
+	struct proxy_args a = {.listen = "127.0.0.1:1143", .color = "auto", .from = args};
 	struct proxy_config config = {0};
 	struct capture_sinks sinks = {0};
-	struct cli_proxy_run run = {.sinks = &sinks};
+	struct cli_proxy_run run = {.sinks = &sinks, .config = &config};
 	struct cli_fresh_files made = {0};
 	struct capture_wiretap tap = {0};
 	int color, rc;
 
-	rc = parse_args(argc, argv, &a);
+	rc = parse_args(args->argc, args->argv, &a);
 	if (rc != 0)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	cli_tune_malloc();
@@ -502,7 +612,8 @@ static int proxy_main(int argc, char **argv)
 	if (color < 0)
 		return cli_usage_error("proxy", "--color takes auto, always or never, not '%s'", a.color);
 	rc = CLI_EXIT_RUNTIME;
-	if (add_timeline(&a, color, &sinks) != 0 || add_outputs(&a, &sinks, &tap, &made) != 0)
+	if (prepare_reload(args, &a, &run) != 0 || add_timeline(&a, color, &sinks) != 0 ||
+	    add_outputs(&a, &sinks, &tap, &made) != 0)
 		goto out;
 	if (a.raw_pcap != NULL)
 		config.wiretap = &tap;
@@ -539,7 +650,7 @@ int cli_proxy_main(int argc, char **argv)
 	int rc = cli_config_expand("proxy", argc, argv, proxy_options, &args);
 
 	if (rc == 0)
-		rc = proxy_main(args.argc, args.argv);
+		rc = proxy_main(&args);
 	cli_config_args_free(&args);
 	return rc;
 }

@@ -1,6 +1,7 @@
 #include "cli/config_file.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,20 @@ static const struct option *find(const struct option *options, const char *name)
 	return NULL;
 }
 
+/* err as printf makes it; returns -1. */
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 /* A switch's value: 1 on, 0 off, -1 neither. */
 static int switch_value(const char *v)
 {
@@ -83,11 +98,32 @@ static int switch_value(const char *v)
 	return -1;
 }
 
-/* One line of the file: 0, or the usage error's exit code. */
-static int take_line(const char *cmd, const char *path, unsigned lineno, char *line,
-		     const struct option *options, struct cli_config_args *out)
+/* Adds key = value (both copied) to out: false when out of memory. */
+static bool add_entry(struct cli_config_file *out, const char *key, const char *value,
+		      unsigned lineno)
 {
-	char *eq, *key, *value, flag[128];
+	struct cli_config_entry *entry =
+		realloc(out->entry, (out->count + 1) * sizeof(*entry));
+	struct cli_config_entry e = {strdup(key), strdup(value), lineno};
+
+	if (entry != NULL)
+		out->entry = entry;
+	if (entry == NULL || e.key == NULL || e.value == NULL) {
+		free(e.key);
+		free(e.value);
+		return false;
+	}
+	out->entry[out->count++] = e;
+	return true;
+}
+
+/* One line of the file: 0, or -1 with err. */
+static int take_line(const char *cmd, const char *path, unsigned lineno, char *line,
+		     const struct option *options, struct cli_config_file *out, char *err,
+		     size_t errlen)
+{
+	char *eq, *key;
+	const char *value;
 	const struct option *opt;
 	int on;
 
@@ -96,57 +132,84 @@ static int take_line(const char *cmd, const char *path, unsigned lineno, char *l
 		return 0;
 	eq = strchr(line, '=');
 	if (eq == NULL)
-		return cli_usage_error(cmd, "--config %s line %u: not 'key = value'", path, lineno);
+		return fail(err, errlen, "%s line %u: not 'key = value'", path, lineno);
 	*eq = '\0';
 	key = trim(line);
 	value = trim(eq + 1);
 	opt = find(options, key);
 	if (opt == NULL || strcmp(key, "config") == 0 || strcmp(key, "help") == 0)
-		return cli_usage_error(cmd, "--config %s line %u: '%s' is no option of imaptap %s "
-				       "(a long option's name without its dashes)", path, lineno, key,
-				       cmd);
-	snprintf(flag, sizeof(flag), "--%s", key);
+		return fail(err, errlen, "%s line %u: '%s' is no option of imaptap %s (a long "
+			    "option's name without its dashes)", path, lineno, key, cmd);
 	if (opt->has_arg == no_argument) {
 		on = switch_value(value);
 		if (on < 0)
-			return cli_usage_error(cmd, "--config %s line %u: %s takes true or false, not "
-					       "'%s'", path, lineno, key, value);
-		if (on == 1 && !push_copy(out, flag))
-			return cli_usage_error(cmd, "out of memory");
-		return 0;
+			return fail(err, errlen, "%s line %u: %s takes true or false, not '%s'", path,
+				    lineno, key, value);
+		value = on ? "1" : "0";
+	} else if (*value == '\0') {
+		return fail(err, errlen, "%s line %u: %s needs a value", path, lineno, key);
 	}
-	if (*value == '\0')
-		return cli_usage_error(cmd, "--config %s line %u: %s needs a value", path, lineno,
-				       key);
-	if (!push_copy(out, flag) || !push_copy(out, value))
-		return cli_usage_error(cmd, "out of memory");
+	if (!add_entry(out, key, value, lineno))
+		return fail(err, errlen, "out of memory");
 	return 0;
 }
 
-static int read_file(const char *cmd, const char *path, const struct option *options,
-		     struct cli_config_args *out)
+int cli_config_read(const char *cmd, const char *path, const struct option *options,
+		    struct cli_config_file *out, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[LINE_MAX_BYTES + 2];
 	unsigned lineno = 0;
 	int rc = 0;
 
+	memset(out, 0, sizeof(*out));
 	if (f == NULL)
-		return cli_usage_error(cmd, "--config %s: %s", path, strerror(errno));
+		return fail(err, errlen, "%s: %s", path, strerror(errno));
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		if (strlen(line) > LINE_MAX_BYTES)
-			rc = cli_usage_error(cmd, "--config %s line %u: longer than %d bytes", path,
-					     lineno, LINE_MAX_BYTES);
+			rc = fail(err, errlen, "%s line %u: longer than %d bytes", path, lineno,
+				  LINE_MAX_BYTES);
 		else if (memchr(line, '\0', strlen(line)) != NULL)
-			rc = cli_usage_error(cmd, "--config %s line %u: a NUL byte", path, lineno);
+			rc = fail(err, errlen, "%s line %u: a NUL byte", path, lineno);
 		else
-			rc = take_line(cmd, path, lineno, line, options, out);
+			rc = take_line(cmd, path, lineno, line, options, out, err, errlen);
 	}
 	if (rc == 0 && ferror(f))
-		rc = cli_usage_error(cmd, "--config %s: %s", path, strerror(errno));
+		rc = fail(err, errlen, "%s: %s", path, strerror(errno));
 	fclose(f);
 	return rc;
+}
+
+void cli_config_file_free(struct cli_config_file *file)
+{
+	for (size_t i = 0; i < file->count; i++) {
+		free(file->entry[i].key);
+		free(file->entry[i].value);
+	}
+	free(file->entry);
+	memset(file, 0, sizeof(*file));
+}
+
+/* The file's options as flags in out: 0, or the usage error's exit code. */
+static int push_file(const char *cmd, const char *path, const struct option *options,
+		     struct cli_config_args *out)
+{
+	char err[LINE_MAX_BYTES + 256], flag[128];
+
+	if (cli_config_read(cmd, path, options, &out->file, err, sizeof(err)) != 0)
+		return cli_usage_error(cmd, "--config %s", err);
+	for (size_t i = 0; i < out->file.count; i++) {
+		const struct cli_config_entry *e = &out->file.entry[i];
+		bool is_switch = find(options, e->key)->has_arg == no_argument;
+
+		snprintf(flag, sizeof(flag), "--%s", e->key);
+		if (is_switch && strcmp(e->value, "0") == 0)
+			continue;
+		if (!push_copy(out, flag) || (!is_switch && !push_copy(out, e->value)))
+			return cli_usage_error(cmd, "out of memory");
+	}
+	return 0;
 }
 
 int cli_config_expand(const char *cmd, int argc, char **argv, const struct option *options,
@@ -168,10 +231,11 @@ int cli_config_expand(const char *cmd, int argc, char **argv, const struct optio
 			break;
 		}
 	}
+	out->path = path;
 	if (!push(out, argv[0]))
 		return cli_usage_error(cmd, "out of memory");
 	if (path != NULL)
-		rc = read_file(cmd, path, options, out);
+		rc = push_file(cmd, path, options, out);
 	for (int i = 1; rc == 0 && i < argc; i++) {
 		if (i == skip) {
 			if (strcmp(argv[i], "--config") == 0)
@@ -184,8 +248,17 @@ int cli_config_expand(const char *cmd, int argc, char **argv, const struct optio
 	return rc;
 }
 
+bool cli_config_from_file(const struct cli_config_args *args, const char *arg)
+{
+	for (int i = 0; i < args->owned_count; i++)
+		if (args->owned[i] == arg)
+			return true;
+	return false;
+}
+
 void cli_config_args_free(struct cli_config_args *args)
 {
+	cli_config_file_free(&args->file);
 	for (int i = 0; i < args->owned_count; i++)
 		free(args->owned[i]);
 	free(args->owned);

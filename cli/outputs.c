@@ -207,11 +207,14 @@ void cli_record_proxy_settings(const struct proxy_config *config, const struct p
 
 	snprintf(s.version, sizeof(s.version), "%s", IMAPTAP_VERSION);
 	snprintf(s.command, sizeof(s.command), "proxy");
-	snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
-		 config->upstream.port);
+	if (config->transparent)
+		snprintf(s.upstream, sizeof(s.upstream), "transparent");
+	else
+		snprintf(s.upstream, sizeof(s.upstream), "%s:%u", config->upstream.host,
+			 config->upstream.port);
 	snprintf(s.upstream_tls, sizeof(s.upstream_tls), "%s", cli_tls_mode_word(config->upstream_tls));
 	snprintf(s.client_tls, sizeof(s.client_tls), "%s", cli_tls_mode_word(config->client_tls));
-	if (config->upstream_tls != PROXY_TLS_NONE)
+	if (config->upstream_tls != PROXY_TLS_NONE && !config->transparent)
 		snprintf(s.sni, sizeof(s.sni), "%s", proxy_upstream_name(config));
 	for (size_t i = 0; i < fault_count && i < CAPTURE_SETTINGS_FAULTS_MAX; i++)
 		proxy_fault_spec_str(&faults[i], s.faults[s.fault_count++], sizeof(s.faults[0]));

@@ -12,6 +12,7 @@
 
 #include "capture/sink_lock.h"
 #include "cli/cli.h"
+#include "cli/config_reload.h"
 #include "proxy/metrics_http.h"
 
 /* libevent's own warnings, which it would print raw, through the gate */
@@ -21,15 +22,26 @@ static void libevent_message(int severity, const char *message)
 		cli_message("libevent: %s", message);
 }
 
-/* Log rotation moved the outputs away, or a full disk stopped them. */
+/* Log rotation moved the outputs away, or a full disk stopped them; and
+ * with --config the file's thresholds may have changed. */
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	struct cli_proxy_run *run = arg;
 	struct capture_lock *lock = proxy_outputs_lock(run->proxy);
+	struct proxy_config config = *run->config;
+	bool changed = run->reload != NULL && cli_config_reload(run->reload, &config.thresholds);
 
 	(void)sig;
 	(void)what;
+	/* under the lock, the settings record falls between the sessions
+	 * that took the old thresholds and those that take the new, so
+	 * analyze judges each as the proxy did; a reopened file starts with
+	 * the new settings */
 	capture_lock_acquire(lock);
+	if (changed) {
+		proxy_set_thresholds(run->proxy, &config.thresholds);
+		cli_record_proxy_settings(&config, config.faults, config.fault_count, run->sinks);
+	}
 	capture_sinks_reopen(run->sinks);
 	capture_lock_release(lock);
 	cli_message("SIGHUP: the pcap and the event log reopened");
@@ -113,6 +125,7 @@ void cli_proxy_stop(struct cli_proxy_run *run)
 		event_free(run->sigterm);
 	if (run->sighup != NULL)
 		event_free(run->sighup);
+	cli_config_reload_free(&run->reload);
 	proxy_free(&run->proxy);
 	proxy_metrics_http_free(&run->metrics);
 	if (run->sinks != NULL)

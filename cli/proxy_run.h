@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 
 struct proxy_pcap_listen;
+struct cli_config_reload;
 struct proxy_metrics_http;
 
 struct cli_proxy_run {
@@ -18,12 +19,16 @@ struct cli_proxy_run {
 	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
 	struct proxy_metrics_http *metrics;    /* stopped before the sinks go */
 	struct capture_sinks *sinks;
+	const struct proxy_config *config; /* the run's, as it started */
+	struct cli_config_reload *reload;  /* --config's file for SIGHUP, or NULL; freed by stop */
 	int signals;
 	struct event *sigint, *sigterm, *sighup;
 };
 
 /* The loop, the listening proxy and the signal handlers (from the first
- * signal on the proxy stops cleanly): 0, or -1 after saying why. */
+ * signal on the proxy stops cleanly; SIGHUP reopens the outputs and, with
+ * run->reload, applies the file's thresholds to new sessions): 0, or -1
+ * after saying why. */
 int cli_proxy_start(struct cli_proxy_run *run, const struct proxy_config *config,
 		    struct capture_sinks *sinks);
 

@@ -1,6 +1,7 @@
 #include "proxy/addr.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,32 @@ int proxy_sockaddr_is_loopback(const struct sockaddr *sa)
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
 
 		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	}
+	return 0;
+}
+
+int proxy_hostport_resolve(const struct proxy_hostport *hp, bool passive, struct addrinfo **res,
+			   char *err, size_t errlen)
+{
+	struct addrinfo hints = {0};
+	char port[8];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
+	snprintf(port, sizeof(port), "%u", hp->port);
+	rc = getaddrinfo(hp->host, port, &hints, res);
+	if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME || rc == EAI_FAIL) {
+		/* AI_ADDRCONFIG hides loopback-only families on hosts without
+		 * other interfaces; ask again without it */
+		hints.ai_flags &= ~AI_ADDRCONFIG;
+		rc = getaddrinfo(hp->host, port, &hints, res);
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", hp->host,
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
 	}
 	return 0;
 }

@@ -3,6 +3,8 @@
 #ifndef PROXY_ADDR_H
 #define PROXY_ADDR_H
 
+#include <netdb.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -15,6 +17,11 @@ struct proxy_hostport {
 
 /* Parses "host:port" or "[v6]:port". Returns 0, or -1 with err filled. */
 int proxy_hostport_parse(const char *text, struct proxy_hostport *out, char *err, size_t errlen);
+
+/* Every address of hp (passive: to listen on). Returns 0, or -1 with err
+ * filled; free *res with freeaddrinfo. */
+int proxy_hostport_resolve(const struct proxy_hostport *hp, bool passive, struct addrinfo **res,
+			   char *err, size_t errlen);
 
 /* "127.0.0.1:143" or "[::1]:143". Returns out. */
 char *proxy_sockaddr_str(const struct sockaddr *sa, char *out, size_t size);

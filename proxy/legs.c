@@ -22,9 +22,9 @@ void session_upstream_failed(struct proxy_session *s, const char *what, const ch
 	char bye[768], notice[800];
 
 	snprintf(bye, sizeof(bye), "* BYE [UNAVAILABLE] imaptap: upstream %s %s: %s\r\n",
-		 s->env->upstream_str, what, why);
+		 s->route->str, what, why);
 	snprintf(notice, sizeof(notice), "upstream %s %s: %s; telling the client * BYE",
-		 s->env->upstream_str, what, why);
+		 s->route->str, what, why);
 	observed_notice(s->observed, session_now(s), notice);
 	session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "upstream %s: %s", what, why);
 	session_refuse(s, bye);
@@ -51,7 +51,7 @@ int session_connect_failed(struct proxy_session *s, const char *what, int err)
 	session_close_side(s, SIDE_UPSTREAM);
 	if (s->state == SESSION_CLOSING) /* shutdown began meanwhile */
 		return session_finish(s);
-	if (s->addr_index + 1 < s->env->upstream_addr_count) {
+	if (s->addr_index + 1 < s->route->addr_count) {
 		s->addr_index++;
 		return session_connect_upstream(s);
 	}
@@ -68,8 +68,8 @@ int session_connect_upstream(struct proxy_session *s)
 		return 0;
 	session_arm_timer(s, p->config->connect_timeout_s);
 	s->stream[SIDE_UPSTREAM] =
-		proxy_stream_connect(p->base, (struct sockaddr *)&p->upstream_addr[s->addr_index],
-				     p->upstream_addr_len[s->addr_index], session_on_upstream, s, &err);
+		proxy_stream_connect(p->base, (struct sockaddr *)&s->route->addr[s->addr_index].sa,
+				     s->route->addr[s->addr_index].len, session_on_upstream, s, &err);
 	if (s->stream[SIDE_UPSTREAM] == NULL) {
 		p->out_of_resources(p->owner, err);
 		return session_connect_failed(s, "cannot be reached", err ? err : ECONNREFUSED);
@@ -131,7 +131,7 @@ void session_tls_report(struct proxy_session *s, enum side side)
 	if (side == SIDE_UPSTREAM) {
 		proxy_tls_peer_summary(ssl, peer, sizeof(peer));
 		sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-		info.name = proxy_upstream_name(s->env->config);
+		info.name = session_upstream_name(s);
 		info.verified = !s->env->config->insecure_upstream;
 	} else {
 		sni = s->client_sni;
@@ -161,7 +161,7 @@ void session_resume_client_tls(struct proxy_session *s)
 						  names + n, 16 - n);
 		for (size_t i = 0; i < n && !usable; i++)
 			usable = proxy_ca_name_check(names[i], NULL) != PROXY_CA_NAME_BAD;
-		if (!usable && (names[n] = strdup(proxy_upstream_name(p->config))) != NULL)
+		if (!usable && (names[n] = strdup(session_upstream_name(s))) != NULL)
 			n++;
 		/* peer names a certificate cannot carry are left out, and said */
 		cert = proxy_ca_forge(p->ca, (const char *const *)names, n, notice, sizeof(notice),
@@ -274,16 +274,14 @@ static bool send_proxy_header(struct proxy_session *s)
 
 void session_connected(struct proxy_session *s)
 {
-	const struct session_env *p = s->env;
-
 	session_wire_open(s, SIDE_UPSTREAM);
 	if (s->proxy_header != NULL && !send_proxy_header(s))
 		return;
-	if (p->upstream_ctx == NULL) {
+	if (s->route->tls == PROXY_TLS_NONE) {
 		session_upstream_up(s);
 		return;
 	}
-	if (p->config->upstream_tls == PROXY_TLS_STARTTLS) {
+	if (s->route->tls == PROXY_TLS_STARTTLS) {
 		session_upstream_enter(s, UPSTREAM_GREETING);
 		proxy_stream_set_reading(s->stream[SIDE_UPSTREAM], true);
 		return;
@@ -292,10 +290,20 @@ void session_connected(struct proxy_session *s)
 	session_start_upstream_tls(s);
 }
 
+/* --transparent: the name the client asked for is the server's, the one
+ * its certificate carries (an address rarely is); without one, and on
+ * every other route, the route's own. */
+const char *session_upstream_name(const struct proxy_session *s)
+{
+	if (s->own_route != NULL && s->client_sni != NULL)
+		return s->client_sni;
+	return s->route->check_name;
+}
+
 void session_start_upstream_tls(struct proxy_session *s)
 {
 	const struct session_env *p = s->env;
-	const char *name = proxy_upstream_name(p->config);
+	const char *name = session_upstream_name(s);
 	SSL *ssl;
 
 	/* one name: sent as SNI (unless an address) and checked in the
@@ -306,6 +314,39 @@ void session_start_upstream_tls(struct proxy_session *s)
 		return;
 	}
 	proxy_stream_start_tls(s->stream[SIDE_UPSTREAM], ssl, false);
+}
+
+/* --route: the route whose name the ClientHello asked for, else the
+ * default (also before the ClientHello, hello false: the session ends
+ * before it); then the outputs hear of the session. Returns false when the
+ * session cannot go on (out of memory: it is closing). */
+bool session_choose_route(struct proxy_session *s, bool hello)
+{
+	const struct session_env *p = s->env;
+	char notice[600];
+
+	for (unsigned i = 1; i < p->route_count && s->own_route == NULL; i++)
+		if (proxy_route_name_matches(p->routes[i]->name, s->client_sni)) {
+			s->route = p->routes[i];
+			break;
+		}
+	if (!session_open_observed(s)) {
+		proxy_config_log(p->config, "out of memory for session #%u; closing the client", s->id);
+		session_set_closed_by(s, CAPTURE_SIDE_PROXY, CAPTURE_END_ERROR, "out of memory");
+		session_close_side(s, SIDE_CLIENT);
+		session_close_side(s, SIDE_UPSTREAM);
+		session_reap(s);
+		return false;
+	}
+	if (hello && p->route_count > 1) {
+		snprintf(notice, sizeof(notice), "route %s: %s%s%s; upstream %s", s->route->name,
+			 s->client_sni != NULL ? "the client asked for " : "the ClientHello names no server",
+			 s->client_sni != NULL ? s->client_sni : "",
+			 s->route == p->routes[0] && s->client_sni != NULL ? ", which no --route names" : "",
+			 s->route->str);
+		observed_notice(s->observed, session_now(s), notice);
+	}
+	return true;
 }
 
 void session_client_tls_failed(struct proxy_session *s)
@@ -396,7 +437,8 @@ void session_on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	session_enter(arg);
-	timed_out(arg);
+	if (((struct proxy_session *)arg)->observed != NULL || session_choose_route(arg, false))
+		timed_out(arg);
 	session_leave(arg);
 }
 
@@ -413,16 +455,15 @@ static bool tls_record_start(struct evbuffer *input)
 
 bool session_speaks_tls_to_plain(struct proxy_session *s, enum side side)
 {
-	const struct proxy_config *c = s->env->config;
 	char why[300];
 
 	if (!tls_record_start(proxy_stream_input(s->stream[side])))
 		return false;
-	if (side == SIDE_CLIENT && s->client == CLIENT_PLAIN && c->client_tls == PROXY_TLS_NONE)
+	if (side == SIDE_CLIENT && s->client == CLIENT_PLAIN && s->client_tls == PROXY_TLS_NONE)
 		snprintf(why, sizeof(why), "the client started TLS (a ClientHello) on a plain "
 			 "listener: run the proxy with --client-tls implicit --ca DIR, or point the "
 			 "client at it without TLS");
-	else if (side == SIDE_UPSTREAM && c->upstream_tls == PROXY_TLS_NONE) {
+	else if (side == SIDE_UPSTREAM && s->route->tls == PROXY_TLS_NONE) {
 		evbuffer_drain(proxy_stream_input(s->stream[side]),
 			       evbuffer_get_length(proxy_stream_input(s->stream[side])));
 		session_upstream_failed(s, "answered with a TLS record", "it speaks TLS from the "

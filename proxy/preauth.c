@@ -15,14 +15,13 @@ void session_note_edit(struct proxy_session *s, const uint8_t *line, size_t len)
 
 unsigned session_capability_edits(const struct proxy_session *s)
 {
-	const struct proxy_config *c = s->env->config;
 	unsigned edits = 0;
 
-	if (c->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS)
+	if (s->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS)
 		edits |= IMAP_CAP_ADD_STARTTLS | IMAP_CAP_ADD_LOGINDISABLED;
 	else
 		edits |= IMAP_CAP_REMOVE_STARTTLS;
-	if (c->client_tls == PROXY_TLS_NONE)
+	if (s->client_tls == PROXY_TLS_NONE)
 		edits |= IMAP_CAP_REMOVE_LOGINDISABLED;
 	return edits;
 }
@@ -109,7 +108,7 @@ static void refuse_in_clear(struct proxy_session *s, struct line_relay *lr)
 
 static bool client_waits_for_tls(const struct proxy_session *s)
 {
-	return s->env->config->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS;
+	return s->client_tls == PROXY_TLS_STARTTLS && s->client != CLIENT_TLS;
 }
 
 /* Asks the session to act once the framer has returned. */

@@ -48,32 +48,6 @@ void proxy_config_log(const struct proxy_config *config, const char *fmt, ...)
 	config->log(config->log_ctx, msg);
 }
 
-static int resolve(const struct proxy_hostport *hp, int passive, struct addrinfo **res,
-		   char *err, size_t errlen)
-{
-	struct addrinfo hints = {0};
-	char port[8];
-	int rc;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
-	snprintf(port, sizeof(port), "%u", hp->port);
-	rc = getaddrinfo(hp->host, port, &hints, res);
-	if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME || rc == EAI_FAIL) {
-		/* AI_ADDRCONFIG hides loopback-only families on hosts without
-		 * other interfaces; ask again without it */
-		hints.ai_flags &= ~AI_ADDRCONFIG;
-		rc = getaddrinfo(hp->host, port, &hints, res);
-	}
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve '%s': %s", hp->host,
-			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 /* Whether a port is taken, asked without SO_REUSEPORT: the loops of this
  * run bind with it, and so would another imaptap, which must not quietly
  * share the port with this one. Returns 0 or the errno of the bind. */
@@ -111,7 +85,7 @@ static int start_listening(struct proxy *p, char *err, size_t errlen)
 	socklen_t len;
 	int rc = EADDRNOTAVAIL;
 
-	if (resolve(&p->config.listen, 1, &res, err, errlen) < 0)
+	if (proxy_hostport_resolve(&p->config.listen, true, &res, err, errlen) < 0)
 		return PROXY_ERR_RESOLVE;
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		rc = listen_first(p, ai->ai_addr, (socklen_t)ai->ai_addrlen);
@@ -188,6 +162,42 @@ static int open_keylog(struct proxy *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* --upstream, then each --route, resolved once. */
+static int make_routes(struct proxy *p, char *err, size_t errlen)
+{
+	const struct proxy_config *c = &p->config;
+
+	p->env.routes[0] = proxy_route_resolve("default", &c->upstream, c->upstream_tls,
+					       proxy_upstream_name(c), err, errlen);
+	if (p->env.routes[0] == NULL)
+		return -1;
+	p->env.route_count = 1;
+	for (size_t i = 0; i < c->route_count && i < PROXY_ROUTES_MAX; i++) {
+		const struct proxy_route_spec *r = &c->routes[i];
+		char why[400];
+
+		p->env.routes[i + 1] = proxy_route_resolve(r->name, &r->upstream, r->tls, NULL, why,
+							   sizeof(why));
+		if (p->env.routes[i + 1] == NULL) {
+			snprintf(err, errlen, "--route %s: %s", r->name, why);
+			return -1;
+		}
+		p->env.route_count++;
+	}
+	return 0;
+}
+
+/* Whether any session may speak TLS to its upstream. */
+static bool upstream_tls_used(const struct proxy *p)
+{
+	if (p->config.transparent)
+		return true;
+	for (unsigned i = 0; i < p->env.route_count; i++)
+		if (p->env.routes[i]->tls != PROXY_TLS_NONE)
+			return true;
+	return false;
+}
+
 /* The loops: the first on the caller's base, the others with a base
  * and a thread of their own, sharing the outputs behind one lock. */
 static int make_workers(struct proxy *p, const struct capture_sinks *sinks, char *err,
@@ -236,7 +246,6 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			size_t errlen)
 {
 	struct proxy *p = calloc(1, sizeof(*p));
-	struct addrinfo *res, *ai;
 	int rc;
 
 	if (p == NULL) {
@@ -257,20 +266,14 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 	p->env.config = &p->config;
 	atomic_init(&p->shared.next_id, 0);
 	atomic_init(&p->shared.open, 0);
+	p->shared.thresholds = config->thresholds;
 	p->keylog_fd = -1;
-	if (resolve(&config->upstream, 0, &res, err, errlen) < 0) {
+	if (!config->transparent && make_routes(p, err, errlen) < 0) {
 		*code_r = PROXY_ERR_RESOLVE;
 		proxy_free(&p);
 		return NULL;
 	}
-	for (ai = res; ai != NULL && p->env.upstream_addr_count < SESSION_UPSTREAM_ADDR_MAX; ai = ai->ai_next) {
-		memcpy(&p->env.upstream_addr[p->env.upstream_addr_count], ai->ai_addr, ai->ai_addrlen);
-		p->env.upstream_addr_len[p->env.upstream_addr_count++] = (socklen_t)ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
-	proxy_sockaddr_str((struct sockaddr *)&p->env.upstream_addr[0], p->env.upstream_str,
-			   sizeof(p->env.upstream_str));
-	if (config->upstream_tls != PROXY_TLS_NONE) {
+	if (upstream_tls_used(p)) {
 		p->env.upstream_ctx = proxy_tls_upstream_ctx(config->upstream_ca,
 							 config->insecure_upstream, err, errlen);
 		if (p->env.upstream_ctx == NULL) {
@@ -279,7 +282,7 @@ struct proxy *proxy_new(struct event_base *base, const struct proxy_config *conf
 			return NULL;
 		}
 	}
-	if (config->client_tls != PROXY_TLS_NONE) {
+	if (config->client_tls != PROXY_TLS_NONE || config->transparent) {
 		if (config->cert_file == NULL) {
 			p->env.ca = proxy_ca_load(config->ca_dir, err, errlen);
 			if (p->env.ca == NULL) {
@@ -336,7 +339,7 @@ const char *proxy_upstream_name(const struct proxy_config *config)
 
 const char *proxy_upstream_str(const struct proxy *p)
 {
-	return p->env.upstream_str;
+	return p->env.route_count > 0 ? p->env.routes[0]->str : "(each client's original destination)";
 }
 
 int proxy_listen_is_loopback(const struct proxy *p)
@@ -359,6 +362,13 @@ struct capture_lock *proxy_outputs_lock(const struct proxy *p)
 	return p->shared.lock;
 }
 
+void proxy_set_thresholds(struct proxy *p, const struct imap_tracker_config *thresholds)
+{
+	capture_lock_acquire(p->shared.lock);
+	p->shared.thresholds = *thresholds;
+	capture_lock_release(p->shared.lock);
+}
+
 void proxy_shutdown(struct proxy *p)
 {
 	bool now = p->shutdowns++ > 0;
@@ -379,6 +389,8 @@ void proxy_free(struct proxy **proxy)
 		proxy_worker_free(&p->worker[i]);
 	if (p->keylog_fd >= 0)
 		close(p->keylog_fd);
+	for (unsigned i = 0; i < p->env.route_count; i++)
+		proxy_route_free(&p->env.routes[i]);
 	SSL_CTX_free(p->env.upstream_ctx);
 	SSL_CTX_free(p->env.client_ctx);
 	proxy_ca_free(&p->env.ca);

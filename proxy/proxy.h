@@ -18,6 +18,7 @@
 #include "imap/tracker.h"
 #include "proxy/addr.h"
 #include "proxy/fault_spec.h"
+#include "proxy/route.h"
 
 /* Event loops at most (--workers). */
 #define PROXY_WORKERS_MAX 64
@@ -25,15 +26,14 @@
 /* Bytes queued toward one peer before the other peer stops being read. */
 #define PROXY_HIGH_WATER (512u * 1024u)
 
-enum proxy_tls_mode {
-	PROXY_TLS_NONE,
-	PROXY_TLS_IMPLICIT, /* TLS from the first byte (port 993) */
-	PROXY_TLS_STARTTLS, /* plain greeting, then STARTTLS */
-};
-
 struct proxy_config {
 	struct proxy_hostport listen;
-	struct proxy_hostport upstream;
+	struct proxy_hostport upstream; /* the default route (--upstream) */
+	const struct proxy_route_spec *routes; /* --route: chosen by the client's SNI */
+	size_t route_count;
+	bool transparent;        /* each client's upstream is where it had connected before
+				    a REDIRECT (SO_ORIGINAL_DST); the legs' TLS by its port or
+				    its first bytes */
 	size_t max_line;       /* observation limit per line, 0 for the default */
 	unsigned redact_flags; /* enum imap_redact_flag bits */
 	unsigned connect_timeout_s; /* upstream TCP connect and each TLS handshake, 0 for 10 s */
@@ -56,7 +56,8 @@ struct proxy_config {
 				    names each client first; 0 none */
 	unsigned workers;        /* event loops; 0 or 1: one, the caller's. More: the caller
 				    made libevent thread-safe (evthread_use_pthreads) first */
-	struct imap_tracker_config thresholds; /* zeros: the defaults */
+	struct imap_tracker_config thresholds; /* at the start (zeros: the defaults);
+						  proxy_set_thresholds changes them */
 	const struct proxy_fault *faults; /* --fault; none unless asked for */
 	size_t fault_count;
 	/* process-level messages (not tied to one session) */
@@ -115,6 +116,13 @@ unsigned proxy_workers(const struct proxy *proxy);
  * the sinks while the proxy runs (a SIGHUP's reopen, the PCAP-over-IP
  * listener) takes it. */
 struct capture_lock *proxy_outputs_lock(const struct proxy *proxy);
+
+/* The rules' thresholds of the sessions that start from now on (zeros:
+ * the defaults); open ones keep those they started with. From the
+ * caller's loop's thread; holding the outputs' lock around this and the
+ * settings record that names the new values puts that record between
+ * the sessions judged by the old ones and those judged by the new. */
+void proxy_set_thresholds(struct proxy *proxy, const struct imap_tracker_config *thresholds);
 
 void proxy_free(struct proxy **proxy);
 

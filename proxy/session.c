@@ -139,7 +139,12 @@ static void session_release(struct proxy_session *s)
 	if (s->rules_timer != NULL)
 		event_free(s->rules_timer);
 	proxy_faults_free(&s->faults);
+	/* with --route, a session that ended before its ClientHello is shown
+	 * on the default route */
+	session_open_observed(s);
+	close.opened = s->info.ts;
 	observed_close(&s->observed, &close);
+	proxy_route_free(&s->own_route);
 	free(s->pending_bye);
 	free(s->proxy_header);
 	free(s->tls_caps);
@@ -383,6 +388,9 @@ static void session_take_sni(struct proxy_session *s, enum side side)
 
 static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_event event)
 {
+	/* with --route, anything before the ClientHello is on the default route */
+	if (event != PROXY_STREAM_TLS_HELLO && s->observed == NULL && !session_choose_route(s, false))
+		return;
 	switch (event) {
 	case PROXY_STREAM_READ:
 		session_relay(s, side);
@@ -412,7 +420,7 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 					 "(or none)", text);
 			else
 				snprintf(why, sizeof(why), "%s (expected name %s)%s%s", text,
-					 proxy_upstream_name(s->env->config),
+					 session_upstream_name(s),
 					 peer[0] ? "; server certificate " : "", peer);
 			session_upstream_failed(s, "TLS handshake failed", why);
 		} else if (side == SIDE_CLIENT &&
@@ -429,6 +437,8 @@ static void on_event(struct proxy_session *s, enum side side, enum proxy_stream_
 	case PROXY_STREAM_TLS_HELLO:
 		/* the client's ClientHello: learn its SNI, then reach the upstream */
 		session_take_sni(s, side);
+		if (s->observed == NULL && !session_choose_route(s, true))
+			return;
 		if (s->upstream == UPSTREAM_READY)
 			session_resume_client_tls(s); /* STARTTLS: the upstream is up already */
 		else
@@ -506,28 +516,46 @@ void session_set_init(struct session_set *set, struct session_shared *shared)
 	set->shared = shared;
 }
 
-/* What the session's open row and the capture say of it. */
+/* Who the client is and where it connected, for the open row. */
 static void session_describe(struct proxy_session *s, int fd, const struct sockaddr *client,
 			     const struct sockaddr *local)
 {
-	const struct session_env *p = s->env;
-
 	s->info.id = s->id;
-	s->info.ts = session_now(s);
 	capture_endpoint_from_sockaddr(client, &s->info.client);
-	capture_endpoint_from_sockaddr((const struct sockaddr *)&p->upstream_addr[0],
-				       &s->info.upstream);
 	if (local != NULL)
 		capture_endpoint_from_sockaddr(local, &s->info.local);
 	else
 		local_address(fd, &s->info.local);
-	if (p->client_ctx == NULL && p->upstream_ctx == NULL)
+}
+
+bool session_open_observed(struct proxy_session *s)
+{
+	const struct proxy_config *c = s->env->config;
+	struct imap_conv_config conv = {
+		.max_line = c->max_line,
+		.redact_flags = c->redact_flags,
+		.rules = !c->no_rules,
+	};
+	struct observed_hooks hooks = {.observation = on_observation, .ctx = s};
+
+	if (s->observed != NULL)
+		return true;
+	s->info.ts = session_now(s);
+	capture_endpoint_from_sockaddr((const struct sockaddr *)&s->route->addr[0].sa,
+				       &s->info.upstream);
+	if (s->client_tls == PROXY_TLS_NONE && s->route->tls == PROXY_TLS_NONE)
 		snprintf(s->legs, sizeof(s->legs), "plain");
 	else
 		snprintf(s->legs, sizeof(s->legs), "client %s, upstream %s",
-			 leg_name(p->client_ctx != NULL, p->config->client_tls),
-			 leg_name(p->upstream_ctx != NULL, p->config->upstream_tls));
+			 leg_name(s->client_tls != PROXY_TLS_NONE, s->client_tls),
+			 leg_name(s->route->tls != PROXY_TLS_NONE, s->route->tls));
 	s->info.upstream_tls = s->legs;
+	s->info.route = s->env->route_count > 1 ? s->route->name : NULL;
+	capture_lock_acquire(s->set->shared->lock);
+	conv.thresholds = s->set->shared->thresholds;
+	s->observed = observed_open(s->env->sinks, &s->info, &conv, &hooks);
+	capture_lock_release(s->set->shared->lock);
+	return s->observed != NULL;
 }
 
 /* --send-proxy v1|v2: the header naming the client and where it
@@ -554,25 +582,23 @@ static void session_make_proxy_header(struct proxy_session *s, int fd,
 }
 
 int proxy_session_start(const struct session_env *p, struct session_set *set, int fd,
-			const struct sockaddr *client, const struct sockaddr *local)
+			const struct sockaddr *client, const struct sockaddr *local,
+			struct proxy_route *own, enum proxy_tls_mode client_tls)
 {
 	struct proxy_session *s = calloc(1, sizeof(*s));
-	struct imap_conv_config conv = {
-		.max_line = p->config->max_line,
-		.redact_flags = p->config->redact_flags,
-		.rules = !p->config->no_rules,
-		.thresholds = p->config->thresholds,
-	};
-	struct observed_hooks hooks = {.observation = on_observation, .ctx = s};
-	bool fault_oom = false;
+	bool fault_oom = false, routed = p->route_count > 1 && own == NULL;
 	SSL *ssl;
 
 	if (s == NULL) {
 		proxy_config_log(p->config, "out of memory for a new session; closing the client");
 		evutil_closesocket(fd);
+		proxy_route_free(&own);
 		return -1;
 	}
 	s->env = p;
+	s->own_route = own;
+	s->route = own != NULL ? own : p->routes[0];
+	s->client_tls = own != NULL ? client_tls : p->config->client_tls;
 	s->set = set;
 	s->frames = 1; /* set up as if inside a callback: see session_leave */
 	s->id = atomic_fetch_add(&set->shared->next_id, 1) + 1;
@@ -591,16 +617,18 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	session_describe(s, fd, client, local);
 	if (p->config->send_proxy != 0)
 		session_make_proxy_header(s, fd, client, local);
-	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom)
-		s->observed = observed_open(p->sinks, &s->info, &conv, &hooks);
-	if (s->observed != NULL)
+	/* with --route, the outputs hear of it once the ClientHello chose */
+	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom && !routed)
+		session_open_observed(s);
+	if (s->stream[SIDE_CLIENT] != NULL && !fault_oom && (routed || s->observed != NULL))
 		session_wire_open(s, SIDE_CLIENT);
-	if (s->observed == NULL) {
+	else {
 		proxy_config_log(p->config, "out of memory for session #%u; closing the client", s->id);
 		if (s->stream[SIDE_CLIENT] == NULL)
 			evutil_closesocket(fd);
 		session_close_side(s, SIDE_CLIENT);
 		proxy_faults_free(&s->faults);
+		proxy_route_free(&s->own_route);
 		if (s->rules_timer != NULL)
 			event_free(s->rules_timer);
 		session_outputs_done(s);
@@ -613,8 +641,8 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 	set->count++;
 	session_outputs_done(s); /* the connect and the handshake need not hold it */
 	s->line_mode[SIDE_UPSTREAM] = 1;
-	s->line_mode[SIDE_CLIENT] = p->config->client_tls == PROXY_TLS_STARTTLS;
-	if (p->client_ctx == NULL || p->config->client_tls == PROXY_TLS_STARTTLS) {
+	s->line_mode[SIDE_CLIENT] = s->client_tls == PROXY_TLS_STARTTLS;
+	if (s->client_tls != PROXY_TLS_IMPLICIT) {
 		session_client_enter(s, CLIENT_PLAIN);
 		session_connect_upstream(s);
 	} else if ((ssl = SSL_new(p->client_ctx)) == NULL) {

@@ -99,6 +99,10 @@ struct proxy_session {
 	struct proxy_stream *stream[2]; /* NULL once that side is closed */
 	int read_eof[2];                /* that side sent FIN */
 	int throttled[2];               /* reading that side paused for backpressure */
+	const struct proxy_route *route; /* where it goes; with --route, the default until
+					    the ClientHello names another */
+	struct proxy_route *own_route;  /* --transparent: its original destination */
+	enum proxy_tls_mode client_tls; /* what the client leg speaks */
 	unsigned addr_index;            /* upstream address being tried */
 	struct observed_session *observed; /* the conversation and the sinks */
 	struct event *timer;            /* connect timeout, then linger guard */
@@ -147,6 +151,10 @@ static inline enum imap_dir dir_from(enum side side)
 }
 
 /* proxy/session.c */
+/* Shows the session to the outputs (its open row) on its route: at its
+ * start, or with --route once the route is chosen. Returns false when out
+ * of memory. */
+bool session_open_observed(struct proxy_session *s);
 /* Every callback that enters a session (a stream event, a timer, a fault's
  * timer) runs between these: a session that ends inside is freed only at
  * the outermost leave, so no code after a close can touch freed memory,
@@ -226,7 +234,11 @@ void session_resume_client_tls(struct proxy_session *s);
 void session_upstream_up(struct proxy_session *s);
 void session_connected(struct proxy_session *s);
 void session_start_upstream_tls(struct proxy_session *s);
+/* The name the upstream's certificate must carry, sent as SNI unless an
+ * address. */
+const char *session_upstream_name(const struct proxy_session *s);
 void session_client_tls_failed(struct proxy_session *s);
+bool session_choose_route(struct proxy_session *s, bool hello);
 void session_on_timer(evutil_socket_t fd, short what, void *arg);
 
 /* proxy/starttls.c */

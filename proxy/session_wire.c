@@ -41,7 +41,6 @@ static void tap_upstream(void *ctx, bool sent, const uint8_t *data, size_t len)
 void session_wire_open(struct proxy_session *s, enum side side)
 {
 	const struct capture_wiretap *tap = s->env->config->wiretap;
-	const struct proxy_config *c = s->env->config;
 	struct capture_endpoint from = s->info.client, to = s->info.local;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -62,7 +61,7 @@ void session_wire_open(struct proxy_session *s, enum side side)
 	s->wired[side] = true;
 	capture_lock_acquire(s->set->shared->lock);
 	tap->open(tap->ctx, s->id, wire_leg(side), &from, &to,
-		  (side == SIDE_CLIENT ? c->client_tls : c->upstream_tls) == PROXY_TLS_IMPLICIT,
+		  (side == SIDE_CLIENT ? s->client_tls : s->route->tls) == PROXY_TLS_IMPLICIT,
 		  proxy_now());
 	capture_lock_release(s->set->shared->lock);
 	proxy_stream_set_tap(s->stream[side], side == SIDE_CLIENT ? tap_client : tap_upstream, s);

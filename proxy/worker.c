@@ -14,6 +14,7 @@
 #include "proxy/accept_proxy.h"
 #include "proxy/addr.h"
 #include "proxy/clock.h"
+#include "proxy/transparent.h"
 
 #define SHUTDOWN_GRACE_S 3
 #define ACCEPT_RETRY_S 1
@@ -53,6 +54,8 @@ struct proxy_worker {
 	struct proxy_header_waits *header_waits; /* --accept-proxy */
 	struct refusals refused;        /* clients turned away by --max-sessions */
 	struct refusals header_refused; /* connections without a valid PROXY header */
+	struct proxy_transparent *transparent; /* --transparent */
+	struct refusals not_redirected; /* connections that came straight to it */
 	bool shutting_down; /* in the worker's thread */
 };
 
@@ -66,7 +69,7 @@ static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sock
 	uint64_t more;
 	int n;
 
-	if (c->client_tls != PROXY_TLS_IMPLICIT) {
+	if (c->client_tls != PROXY_TLS_IMPLICIT && !c->transparent) {
 		n = snprintf(bye, sizeof(bye),
 			     "* BYE [UNAVAILABLE] imaptap: %u sessions open, the most --max-sessions "
 			     "allows; try again later\r\n",
@@ -90,17 +93,19 @@ static void refuse(struct proxy_worker *w, evutil_socket_t fd, const struct sock
 /* A client to serve: counted in before it starts, so that loops
  * accepting at once cannot pass --max-sessions together. */
 static void start_session(struct proxy_worker *w, int fd, const struct sockaddr *client,
-			  const struct sockaddr *local)
+			  const struct sockaddr *local, struct proxy_route *own,
+			  enum proxy_tls_mode client_tls)
 {
 	unsigned max = w->env.config->max_sessions;
 	unsigned open = atomic_fetch_add(&w->sessions.shared->open, 1);
 
 	if (max > 0 && open >= max) {
 		atomic_fetch_sub(&w->sessions.shared->open, 1);
+		proxy_route_free(&own);
 		refuse(w, fd, client, open);
 		return;
 	}
-	if (proxy_session_start(&w->env, &w->sessions, fd, client, local) < 0)
+	if (proxy_session_start(&w->env, &w->sessions, fd, client, local, own, client_tls) < 0)
 		atomic_fetch_sub(&w->sessions.shared->open, 1);
 }
 
@@ -112,7 +117,44 @@ static void on_header_ready(void *ctx, int fd, const struct sockaddr *client,
 	if (w->shutting_down)
 		close(fd);
 	else
-		start_session(w, fd, client, local);
+		start_session(w, fd, client, local, NULL, PROXY_TLS_NONE);
+}
+
+static void on_transparent_ready(void *ctx, int fd, const struct sockaddr *client,
+				 struct proxy_route *route, enum proxy_tls_mode client_tls)
+{
+	struct proxy_worker *w = ctx;
+
+	if (w->shutting_down) {
+		close(fd);
+		proxy_route_free(&route);
+	} else {
+		start_session(w, fd, client, NULL, route, client_tls);
+	}
+}
+
+/* Said at most once a second, like every refusal before a session. */
+static void say_refused(struct proxy_worker *w, struct refusals *r, const char *what,
+			const struct sockaddr *peer, const char *why)
+{
+	char who[CAPTURE_ADDR_MAX];
+	uint64_t more;
+
+	if (!refusals_take(r, proxy_now(), &more))
+		return;
+	proxy_sockaddr_str(peer, who, sizeof(who));
+	if (more > 0)
+		proxy_config_log(w->env.config, "%s: closed %s: %s (and %" PRIu64
+				 " more such connection(s))", what, who, why, more);
+	else
+		proxy_config_log(w->env.config, "%s: closed %s: %s", what, who, why);
+}
+
+static void on_transparent_refused(void *ctx, const struct sockaddr *peer, const char *why)
+{
+	struct proxy_worker *w = ctx;
+
+	say_refused(w, &w->not_redirected, "--transparent", peer, why);
 }
 
 /* A connection without a valid PROXY header: one line a second at most,
@@ -120,17 +162,8 @@ static void on_header_ready(void *ctx, int fd, const struct sockaddr *client,
 static void on_header_refused(void *ctx, const struct sockaddr *peer, const char *why)
 {
 	struct proxy_worker *w = ctx;
-	char who[CAPTURE_ADDR_MAX];
-	uint64_t more;
 
-	if (!refusals_take(&w->header_refused, proxy_now(), &more))
-		return;
-	proxy_sockaddr_str(peer, who, sizeof(who));
-	if (more > 0)
-		proxy_config_log(w->env.config, "--accept-proxy: closed %s: %s (and %" PRIu64
-				 " more connection(s) without a valid header)", who, why, more);
-	else
-		proxy_config_log(w->env.config, "--accept-proxy: closed %s: %s", who, why);
+	say_refused(w, &w->header_refused, "--accept-proxy", peer, why);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -145,8 +178,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	if (w->header_waits != NULL)
 		(void)proxy_header_wait(w->header_waits, fd, sa, (socklen_t)salen);
+	else if (w->transparent != NULL)
+		proxy_transparent_accept(w->transparent, fd, sa, (socklen_t)salen);
 	else
-		start_session(w, fd, sa, NULL);
+		start_session(w, fd, sa, NULL, NULL, PROXY_TLS_NONE);
 }
 
 static void session_gone(void *owner)
@@ -220,7 +255,12 @@ struct proxy_worker *proxy_worker_new(struct event_base *base, const struct sess
 	if (env->config->accept_proxy)
 		w->header_waits = proxy_header_waits_new(w->base, env->config->connect_timeout_s,
 							 on_header_ready, on_header_refused, w);
-	if (w->accept_retry == NULL || (env->config->accept_proxy && w->header_waits == NULL))
+	if (env->config->transparent)
+		w->transparent = proxy_transparent_new(w->base,
+						       env->config->upstream_tls != PROXY_TLS_NONE,
+						       on_transparent_ready, on_transparent_refused, w);
+	if (w->accept_retry == NULL || (env->config->accept_proxy && w->header_waits == NULL) ||
+	    (env->config->transparent && w->transparent == NULL))
 		proxy_worker_free(&w);
 	return w;
 }
@@ -345,6 +385,7 @@ void proxy_worker_free(struct proxy_worker **worker)
 	if (w->listener != NULL)
 		evconnlistener_free(w->listener);
 	proxy_header_waits_free(&w->header_waits);
+	proxy_transparent_free(&w->transparent);
 	proxy_session_stop_all(&w->sessions, NULL);
 	if (w->accept_retry != NULL)
 		event_free(w->accept_retry);

@@ -6,8 +6,8 @@ page's own `imaptap ca init` made.
 
 What stands in for the world outside:
 - a real Dovecot on loopback plays every provider: `--upstream HOST:993`
-  goes to its implicit-TLS port, `HOST:143` to its plain one (STARTTLS
-  offered); its certificate is trusted through SSL_CERT_FILE, as a
+  (and `--route NAME=HOST:993`) goes to its implicit-TLS port, `HOST:143`
+  to its plain one (STARTTLS offered); its certificate is trusted through SSL_CERT_FILE, as a
   provider's would be through the system store;
 - `--listen ADDR:PORT` (and `--pcap-listen`, `--metrics`) becomes port 0 with a port file
   (tests run in parallel);
@@ -15,7 +15,10 @@ What stands in for the world outside:
   imaptap.lua`) is the repository's wireshark/imaptap.lua;
 - a proxy or a replay server left running is driven by a Python imaplib
   client that idles (three sessions through a proxy, one per replay), then
-  stopped with SIGINT;
+  stopped with SIGINT; a `proxy --transparent`, with no REDIRECT rule in
+  front of it, gets one connection straight to its port, which must be
+  answered with the not-redirected BYE (tests/integration/test_transparent.py
+  runs it behind a real REDIRECT);
 - files a page reads but never makes (bug.pcap, run.pcap, tests/clean.pcap,
   ./run-client-test ...) exist: recordings of a server that holds IDLE's
   completion 6 s after DONE (the pages' "bug"), a clean one, a tcpdump-style
@@ -51,6 +54,7 @@ from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import check_binary, main, sanitizer_env, sanitizer_reports  # noqa: E402
 from doc_commands import doc_pages  # noqa: E402
+from netns_client import read_to_eof  # noqa: E402
 
 IDLE_CLIENT = r'''#!/usr/bin/env python3
 """Logs in, selects INBOX, idles briefly, ends IDLE with DONE, logs out.
@@ -179,6 +183,15 @@ class Page:
                     out += ["--upstream-tls", "implicit"]
                 i += 2
                 continue
+            if a == "--route" and i + 1 < len(argv):
+                # NAME=HOST:PORT[,MODE]: the same Dovecot plays every provider
+                name, where = argv[i + 1].split("=", 1)
+                port, _, mode = where.rsplit(":", 1)[1].partition(",")
+                real = self.dovecot.imaps_port if port == "993" else self.dovecot.port
+                mode = mode or ("implicit" if port == "993" else "none")
+                out += [a, "%s=127.0.0.1:%d,%s" % (name, real, mode)]
+                i += 2
+                continue
             if a.startswith("lua_script:") and a.endswith("/share/imaptap/wireshark/imaptap.lua"):
                 out.append("lua_script:" + os.path.join(ROOT, "wireshark", "imaptap.lua"))
                 i += 1
@@ -234,6 +247,11 @@ class Page:
             port = self.wait_port(proc, port_file, cmd, err_path)
             tls = "--client-tls" in argv and argv[argv.index("--client-tls") + 1] == "implicit"
             sessions = 3 if argv[1] == "proxy" else 1
+            if "--transparent" in argv:
+                # no REDIRECT rule here: a connection straight to the port
+                # is refused with a BYE (the real thing: test_transparent.py)
+                sessions = 0
+                self.not_redirected(cmd, port, err_path)
             for _ in range(sessions):
                 client = [sys.executable, os.path.join(self.ws, "run-client-test"), str(port)]
                 if tls:
@@ -258,6 +276,13 @@ class Page:
         text = self.read(err_path)
         if rc != 0 or sanitizer_reports(text):
             self.fail(cmd, "exit %d" % rc, text)
+
+    def not_redirected(self, cmd, port, err_path):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            got, _ = read_to_eof(s, 10)
+        if not (got.startswith(b"* BYE [UNAVAILABLE] imaptap") and b"not redirected" in got):
+            self.fail(cmd, "a connection that was not redirected got %r" % got[:200],
+                      self.read(err_path))
 
     def wait_port(self, proc, port_file, cmd, err_path):
         deadline = time.monotonic() + 20

@@ -82,12 +82,18 @@ class Dovecot(procs.PrivateServer):
     workdir   use this directory instead of a fresh temporary one
     keep      leave the directory behind after stop() (for debugging)
     extra_conf  text appended to dovecot.conf
+    port, imaps_port  fixed ports instead of free ones picked per run
+    netns     run inside this network namespace (tests/lib/netns.py),
+              where host is one of the namespace's addresses
     """
 
     def __init__(self, users=None, rawlog=False, ssl=False, ssl_cert=None,
                  ssl_key=None, workdir=None, keep=False, extra_conf="",
-                 host="127.0.0.1", auth_mechanisms="plain login", messages=0):
+                 host="127.0.0.1", auth_mechanisms="plain login", messages=0,
+                 port=None, imaps_port=None, netns=None):
         self.messages = messages
+        self.fixed_ports = (port, imaps_port)
+        self.netns = netns
         self.users = dict(users if users is not None else {"alice": "secret"})
         for name, pw in self.users.items():
             if not name or ":" in name or "\n" in name or "\n" in pw:
@@ -238,8 +244,8 @@ class Dovecot(procs.PrivateServer):
     def start(self, timeout=15.0):
         last_err = None
         for _attempt in range(3):
-            self.port = free_port(self.host)
-            self.imaps_port = free_port(self.host) if self.ssl else None
+            self.port = self.fixed_ports[0] or self._free_port()
+            self.imaps_port = (self.fixed_ports[1] or self._free_port()) if self.ssl else None
             self._prepare()
             try:
                 open(self.log_path, "a").close()
@@ -248,7 +254,7 @@ class Dovecot(procs.PrivateServer):
                 self._log_offset = 0
             with open(os.path.join(self.dir, "dovecot.stdout"), "ab") as out:
                 self.proc = subprocess.Popen(
-                    [DOVECOT_BIN, "-F", "-c", self.conf_path],
+                    self._prefix() + [DOVECOT_BIN, "-F", "-c", self.conf_path],
                     stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=procs.die_with_parent)
@@ -261,9 +267,24 @@ class Dovecot(procs.PrivateServer):
                 self._kill()
                 # A port picked moments ago may have been taken meanwhile:
                 # try again with fresh ones; anything else is final.
-                if "in use" not in str(e):
+                if "in use" not in str(e) or all(self.fixed_ports):
                     break
         raise last_err
+
+    def _prefix(self):
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+    def _free_port(self):
+        if self.netns:
+            import netns
+            return netns.in_netns(self.netns, lambda: free_port(self.host))
+        return free_port(self.host)
+
+    def _connect(self, port, timeout):
+        if self.netns:
+            import netns
+            return netns.connect(self.netns, self.host, port, timeout)
+        return socket.create_connection((self.host, port), timeout=timeout)
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
@@ -274,8 +295,7 @@ class Dovecot(procs.PrivateServer):
                     "dovecot exited with status %s during start\n%s"
                     % (self.proc.returncode, self._failure_text()))
             try:
-                s = socket.create_connection((self.host, self.port),
-                                             timeout=2)
+                s = self._connect(self.port, timeout=2)
             except OSError as e:
                 err = e
                 time.sleep(0.05)

@@ -34,9 +34,10 @@ SANITIZER_PATTERNS = (
     "WARNING: ThreadSanitizer",
 )
 
-# One timeline row: "HH:MM:SS.uuuuuu #N DIR text" (DIR "~" for a fault).
+# One timeline row: "HH:MM:SS.uuuuuu #N DIR text" (DIR "~" for a fault;
+# "#N@ROUTE" with --route).
 ROW_RE = re.compile(
-    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{6}) #(?P<session>\d+) "
+    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{6}) #(?P<session>\d+)(?:@(?P<route>\S+))? "
     r"(?P<dir>C>|S<|P<|--|!|~)(?: (?P<text>.*))?$")
 
 # The latency note that ends a tagged completion row.
@@ -175,7 +176,7 @@ def parse_timeline(text):
         if m:
             rows.append({"ts": m.group("ts"), "session": int(m.group("session")),
                          "dir": m.group("dir"), "text": m.group("text") or "",
-                         "line": line})
+                         "route": m.group("route"), "line": line})
     return rows
 
 
