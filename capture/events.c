@@ -29,6 +29,10 @@ struct events {
 	struct capture_outfile file;
 	int failed;
 	char *name;
+	uint64_t written;      /* for monitoring (capture_output_stats): committed */
+	uint64_t unflushed;    /* written since the last commit */
+	uint64_t write_errors;
+	uint64_t dropped;
 	capture_log_fn *log;
 	void *log_ctx;
 	char *buf;  /* the record being built */
@@ -120,6 +124,8 @@ static void write_failed(struct events *e)
 	if (e->own)
 		capture_outfile_rollback(&e->file); /* whole records only */
 	e->failed = 1;
+	e->write_errors++;
+	e->unflushed = 0;
 	snprintf(msg, sizeof(msg), "cannot write the event log %s: %s; it stops here, "
 		 "relaying goes on (SIGHUP tries again)", e->name, strerror(errno));
 	if (e->log != NULL)
@@ -131,10 +137,14 @@ static void end(struct events *e)
 	if (e->cut && !e->said_truncated)
 		add(e, ",\"truncated\":true", 17);
 	add(e, "}\n", 2);
-	if (e->failed)
+	if (e->failed) {
+		e->dropped++;
 		return;
+	}
 	if (fwrite(e->buf, 1, e->len, e->out) != e->len)
 		write_failed(e);
+	else
+		e->unflushed += e->len;
 }
 
 static void ev_open(void *self, const struct capture_session_info *info)
@@ -450,8 +460,12 @@ static void ev_flush(void *self)
 
 	if (e->failed)
 		return;
-	if (e->own ? capture_outfile_commit(&e->file) != 0 : fflush(e->out) != 0)
+	if (e->own ? capture_outfile_commit(&e->file) != 0 : fflush(e->out) != 0) {
 		write_failed(e);
+		return;
+	}
+	e->written += e->unflushed;
+	e->unflushed = 0;
 }
 
 static void ev_reopen(void *self)
@@ -496,6 +510,16 @@ static void ev_destroy(void *self)
 	free(e);
 }
 
+static void ev_stats(void *self, struct capture_output_stats *stats)
+{
+	const struct events *e = self;
+
+	stats->output = "events";
+	stats->bytes = e->written;
+	stats->write_errors = e->write_errors;
+	stats->dropped = e->dropped;
+}
+
 static const struct capture_sink_ops events_ops = {
 	.open = ev_open,
 	.observe = ev_observe,
@@ -509,6 +533,7 @@ static const struct capture_sink_ops events_ops = {
 	.close = ev_close,
 	.flush = ev_flush,
 	.reopen = ev_reopen,
+	.stats = ev_stats,
 	.destroy = ev_destroy,
 };
 

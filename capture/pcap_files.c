@@ -44,6 +44,8 @@ void pcap_report(struct pcap_writer *w, const char *what)
 	if (w->failed)
 		return;
 	w->failed = 1;
+	w->write_errors++;
+	w->unflushed = 0;
 	log_error(w, what, "the capture stops here, relaying goes on (SIGHUP tries again)");
 	if (w->file.fp != NULL) {
 		capture_outfile_rollback(&w->file);
@@ -69,6 +71,7 @@ void pcap_write_head_due(struct pcap_writer *w)
 						 : "the client leg as the client saw it: inbound from "
 						   "the client, outbound from the server");
 	w->written += w->header_len;
+	w->unflushed += w->header_len;
 }
 
 /* Opens the current file of the set. With append, a file that still holds
@@ -120,6 +123,8 @@ header:
 		return -1;
 	}
 	w->written = w->header_len; /* the file header (pcapng: once written) */
+	if (w->format != CAPTURE_PCAP_NG)
+		w->total_bytes += sizeof(struct pcap_file_header);
 	return 0;
 }
 
@@ -129,6 +134,9 @@ void pcap_close_file(struct pcap_writer *w)
 		return;
 	if (capture_outfile_close(&w->file) != 0)
 		log_error(w, "cannot write", "its end is lost");
+	else
+		w->total_bytes += w->unflushed;
+	w->unflushed = 0;
 }
 
 void pcap_files_flush(void *self)
@@ -138,8 +146,12 @@ void pcap_files_flush(void *self)
 	if (w->file.fp == NULL || w->failed)
 		return;
 	pcap_write_head_due(w);
-	if (capture_outfile_commit(&w->file) != 0)
+	if (capture_outfile_commit(&w->file) != 0) {
 		pcap_report(w, "cannot write");
+		return;
+	}
+	w->total_bytes += w->unflushed;
+	w->unflushed = 0;
 }
 
 /* SIGHUP: a file moved away is started anew at its name (every open
@@ -181,6 +193,16 @@ void pcap_files_reopen(void *self)
 			for (struct pcap_session *s = w->bucket[b]; s != NULL; s = s->next)
 				pcap_handshake(w, s, w->last_ts);
 	w->failed = 0;
+}
+
+void pcap_files_stats(void *self, struct capture_output_stats *stats)
+{
+	const struct pcap_writer *w = self;
+
+	stats->output = w->raw ? "raw-pcap" : "pcap";
+	stats->bytes = w->total_bytes;
+	stats->write_errors = w->write_errors;
+	stats->dropped = w->dropped;
 }
 
 /* The files of an earlier rotation this run would write over, found

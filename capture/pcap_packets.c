@@ -75,6 +75,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 			 const uint8_t *payload, size_t len, enum pcapng_direction dir)
 {
 	FILE *fp = w->file.fp;
+	const uint64_t before = w->written;
 
 	if (w->format == CAPTURE_PCAP_NG) {
 		struct pcapng_comment c[PCAPNG_COMMENTS_MAX];
@@ -97,6 +98,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 		if (w->attach)
 			w->comments = 0;
 		w->attach = false;
+		w->unflushed += w->written - before;
 		return;
 	}
 	const uint32_t record[4] = {
@@ -108,6 +110,7 @@ static void dump_segment(struct pcap_writer *w, const struct pcap_pkthdr *hdr, s
 	if (len > 0)
 		fwrite(payload, 1, len, fp);
 	w->written += sizeof(record) + hdr->caplen;
+	w->unflushed += w->written - before;
 }
 
 void pcap_comment(struct pcap_writer *w, const char *fmt, ...)
@@ -214,6 +217,8 @@ void pcap_write_segment(struct pcap_writer *w, struct pcap_session *s, enum imap
 		dump_segment(w, &hdr, (size_t)(tcp + tcp_len - w->packet), payload, len,
 			     (dir == IMAP_C2S) != s->c2s_outbound ? PCAPNG_DIR_INBOUND
 								  : PCAPNG_DIR_OUTBOUND);
+	else if (w->failed)
+		w->dropped++;
 	if (ts > w->last_ts)
 		w->last_ts = ts;
 
@@ -236,8 +241,10 @@ void pcap_write_mark(struct pcap_writer *w, struct pcap_session *s, imap_time_us
 	uint64_t sum;
 	uint16_t check;
 
-	if (w->file.fp == NULL)
+	if (w->file.fp == NULL) {
+		w->dropped += w->failed ? 1 : 0;
 		return;
+	}
 	udp = put_ip_headers(w, s, IMAP_S2C, 17, UDP_LEN + len);
 	put16(udp, CAPTURE_FAULT_MARK_PORT);
 	put16(udp + 2, CAPTURE_FAULT_MARK_PORT);

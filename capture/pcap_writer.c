@@ -468,6 +468,7 @@ static const struct capture_sink_ops pcap_writer_ops = {
 	.anomaly = pw_anomaly,
 	.flush = pw_flush,
 	.reopen = pw_reopen,
+	.stats = pcap_files_stats,
 	.destroy = pw_destroy,
 };
 

@@ -83,9 +83,15 @@ struct pcap_writer {
 	/* written behind, by a thread of its own: the relay never waits for
 	 * the disk; file.fp NULL while stopped by an error */
 	struct capture_outfile file;
-	uint64_t written;
+	uint64_t written;           /* to the current file */
 	imap_time_us last_ts;
 	int failed;
+	/* for monitoring (capture_output_stats): across every file of the
+	 * set, bytes committed, and written since the last commit */
+	uint64_t total_bytes;
+	uint64_t unflushed;
+	uint64_t write_errors;
+	uint64_t dropped;
 	capture_log_fn *log;
 	void *log_ctx;
 	struct pcap_session *bucket[BUCKETS];
@@ -131,6 +137,7 @@ void pcap_files_flush(void *self);
  * yet (it waits for the settings, which its comment names). */
 void pcap_write_head_due(struct pcap_writer *w);
 void pcap_files_reopen(void *self);
+void pcap_files_stats(void *self, struct capture_output_stats *stats);
 int pcap_check_rotated(const struct pcap_writer *w, char *err, size_t errlen);
 
 #endif

@@ -184,6 +184,7 @@ static const struct capture_sink_ops raw_ops = {
 	.settings = raw_settings,
 	.flush = pcap_files_flush,
 	.reopen = pcap_files_reopen,
+	.stats = pcap_files_stats,
 	.destroy = raw_destroy,
 };
 

@@ -91,6 +91,16 @@ struct capture_fault_mark {
 	const char *detail; /* what it did, in words */
 };
 
+/* What an output wrote so far, for monitoring (`proxy --metrics`). */
+struct capture_output_stats {
+	const char *output;      /* "pcap", "raw-pcap", "events", "pcap-listen" */
+	uint64_t bytes;          /* committed to its file or stream (a write-behind
+				    file: handed to its thread) */
+	uint64_t write_errors;   /* writes that failed, each stopping it until SIGHUP */
+	uint64_t dropped;        /* records (packets, event lines) left out while stopped */
+	uint64_t readers_dropped; /* pcap-listen: readers dropped for falling behind */
+};
+
 /* Every op may be NULL: a sink implements what it uses. */
 struct capture_run_settings; /* capture/settings.h */
 
@@ -126,6 +136,8 @@ struct capture_sink_ops {
 	/* SIGHUP: a file moved away (log rotation) is started anew at its
 	 * path, and an output stopped by an error is tried again */
 	void (*reopen)(void *self);
+	/* an output: what it wrote so far (*stats is zeroed by the caller) */
+	void (*stats)(void *self, struct capture_output_stats *stats);
 	void (*destroy)(void *self);
 };
 
@@ -134,7 +146,7 @@ struct capture_sink {
 	void *self;
 };
 
-#define CAPTURE_SINKS_MAX 6 /* timeline, pcap, pcap listener, raw pcap, event log */
+#define CAPTURE_SINKS_MAX 7 /* timeline, pcap, pcap listener, raw pcap, event log, metrics */
 
 /* Bytes of an observed line without its CRLF (a cut line keeps all it has). */
 size_t capture_line_content(const struct imap_observation *obs);

@@ -110,6 +110,14 @@ struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const cha
 					      bool remote, capture_log_fn *log,
 					      struct capture_lock *lock, struct capture_sinks *sinks);
 
+/* --metrics ADDR:PORT: the metrics sink added to sinks and its HTTP server
+ * on base; lock as for cli_add_pcap_listen. Returns the server, or NULL
+ * after saying why with the exit code in *rc_r. */
+struct proxy_metrics_http;
+struct proxy_metrics_http *cli_add_metrics(struct event_base *base, const char *spec, bool remote,
+					   struct capture_lock *lock, struct capture_sinks *sinks,
+					   int *rc_r);
+
 /* Adds the event log at path (--events, with --overwrite or --append) to
  * sinks, its run-start record naming command: 0, or -1 after saying why
  * (naming the flags when an earlier log is refused). */

@@ -69,6 +69,7 @@ enum {
 	OPT_RAW_PCAP,
 	OPT_ROUTE,
 	OPT_TRANSPARENT,
+	OPT_METRICS,
 };
 
 static const struct option proxy_options[] = {
@@ -113,6 +114,7 @@ static const struct option proxy_options[] = {
 	{"overwrite", no_argument, NULL, OPT_OVERWRITE},
 	{"append", no_argument, NULL, OPT_APPEND},
 	{"raw-pcap", required_argument, NULL, OPT_RAW_PCAP},
+	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"route", required_argument, NULL, OPT_ROUTE},
 	{"transparent", no_argument, NULL, OPT_TRANSPARENT},
@@ -144,6 +146,7 @@ struct proxy_args {
 	unsigned handshake_timeout;
 	const char *pcap;
 	const char *pcap_listen;
+	const char *metrics;
 	uint64_t pcap_max_mib;
 	enum capture_pcap_format pcap_format;
 	const char *events;
@@ -192,6 +195,7 @@ static const struct {
 	{OPT_RAW_PCAP, offsetof(struct proxy_args, raw_pcap)},
 	{OPT_PCAP, offsetof(struct proxy_args, pcap)},
 	{OPT_PCAP_LISTEN, offsetof(struct proxy_args, pcap_listen)},
+	{OPT_METRICS, offsetof(struct proxy_args, metrics)},
 	{OPT_EVENTS, offsetof(struct proxy_args, events)},
 	{OPT_USER, offsetof(struct proxy_args, user)},
 };
@@ -443,7 +447,7 @@ static int configure_upstream(const struct proxy_args *a, struct proxy_config *c
 
 static int configure(const struct proxy_args *a, struct proxy_config *config)
 {
-	struct proxy_hostport pcap_listen;
+	struct proxy_hostport where;
 	char err[512];
 	int rc;
 
@@ -457,8 +461,10 @@ static int configure(const struct proxy_args *a, struct proxy_config *config)
 	if (proxy_hostport_parse(a->listen, &config->listen, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--listen %s", err);
 	if (a->pcap_listen != NULL &&
-	    proxy_hostport_parse(a->pcap_listen, &pcap_listen, err, sizeof(err)) < 0)
+	    proxy_hostport_parse(a->pcap_listen, &where, err, sizeof(err)) < 0)
 		return cli_usage_error("proxy", "--pcap-listen %s", err);
+	if (a->metrics != NULL && proxy_hostport_parse(a->metrics, &where, err, sizeof(err)) < 0)
+		return cli_usage_error("proxy", "--metrics %s", err);
 	if (a->quiet && a->anomalies_only)
 		return cli_usage_error("proxy", "--quiet shows no rows, --anomalies-only some: "
 				       "choose one");
@@ -617,6 +623,10 @@ static int proxy_main(struct cli_config_args *args)
 	     (run.pcap_listen = cli_add_pcap_listen(run.base, a.pcap_listen, a.allow_remote,
 						    log_message, proxy_outputs_lock(run.proxy),
 						    &sinks)) == NULL))
+		goto out;
+	if (a.metrics != NULL &&
+	    (run.metrics = cli_add_metrics(run.base, a.metrics, a.allow_remote,
+					   proxy_outputs_lock(run.proxy), &sinks, &rc)) == NULL)
 		goto out;
 	rc = before_serving(&a, &run);
 	if (rc != CLI_EXIT_OK)

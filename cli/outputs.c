@@ -12,6 +12,8 @@
 #include "capture/pcap_writer.h"
 #include "capture/raw_pcap.h"
 #include "cli/cli.h"
+#include "capture/metrics.h"
+#include "proxy/metrics_http.h"
 #include "proxy/pcap_listen.h"
 #include "imap/framer.h"
 #include "proxy/proxy.h"
@@ -101,6 +103,43 @@ struct proxy_pcap_listen *cli_add_pcap_listen(struct event_base *base, const cha
 	cli_message("serving the capture live on %s: tshark -i TCP@%s",
 		    proxy_pcap_listen_str(l), proxy_pcap_listen_str(l));
 	return l;
+}
+
+struct proxy_metrics_http *cli_add_metrics(struct event_base *base, const char *spec, bool remote,
+					   struct capture_lock *lock, struct capture_sinks *sinks,
+					   int *rc_r)
+{
+	const struct capture_metrics_config mc = {.version = IMAPTAP_VERSION, .started = cli_now()};
+	enum proxy_metrics_error code;
+	struct proxy_metrics_http *h;
+	struct proxy_hostport where;
+	struct capture_metrics *m;
+	struct capture_sink sink;
+	char err[512];
+
+	*rc_r = CLI_EXIT_RUNTIME;
+	if (proxy_hostport_parse(spec, &where, err, sizeof(err)) != 0) {
+		*rc_r = cli_usage_error("proxy", "--metrics %s", err);
+		return NULL;
+	}
+	m = capture_metrics_new(&mc, &sink);
+	if (m == NULL || capture_sinks_add(sinks, sink) != 0) {
+		if (m != NULL)
+			sink.ops->destroy(sink.self);
+		cli_message("--metrics: %s", m == NULL ? "out of memory" : "too many outputs at once");
+		return NULL;
+	}
+	h = proxy_metrics_http_new(base, &where, remote, m, sinks, lock, &code, err, sizeof(err));
+	if (h == NULL) {
+		if (code == PROXY_METRICS_REMOTE)
+			*rc_r = cli_usage_error("proxy", "--metrics %s", err);
+		else
+			cli_message("--metrics: %s", err);
+		return NULL;
+	}
+	cli_message("metrics on http://%s/metrics", proxy_metrics_http_str(h));
+	*rc_r = CLI_EXIT_OK;
+	return h;
 }
 
 int cli_add_event_log(struct capture_sinks *sinks, const char *path, bool overwrite, bool append,

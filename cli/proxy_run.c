@@ -13,6 +13,7 @@
 #include "capture/sink_lock.h"
 #include "cli/cli.h"
 #include "cli/config_reload.h"
+#include "proxy/metrics_http.h"
 
 /* libevent's own warnings, which it would print raw, through the gate */
 static void libevent_message(int severity, const char *message)
@@ -126,6 +127,7 @@ void cli_proxy_stop(struct cli_proxy_run *run)
 		event_free(run->sighup);
 	cli_config_reload_free(&run->reload);
 	proxy_free(&run->proxy);
+	proxy_metrics_http_free(&run->metrics);
 	if (run->sinks != NULL)
 		capture_sinks_destroy(run->sinks);
 	if (run->base != NULL)

@@ -11,11 +11,13 @@
 
 struct proxy_pcap_listen;
 struct cli_config_reload;
+struct proxy_metrics_http;
 
 struct cli_proxy_run {
 	struct event_base *base;
 	struct proxy *proxy;
 	struct proxy_pcap_listen *pcap_listen; /* owned by its sink */
+	struct proxy_metrics_http *metrics;    /* stopped before the sinks go */
 	struct capture_sinks *sinks;
 	const struct proxy_config *config; /* the run's, as it started */
 	struct cli_config_reload *reload;  /* --config's file for SIGHUP, or NULL; freed by stop */

@@ -32,6 +32,7 @@ struct proxy_pcap_listen {
 	void *log_ctx;
 	struct capture_sink writer; /* the pcap writer writing into fan_out */
 	struct capture_lock *lock;  /* the outputs' (--workers): fan_out runs on every loop */
+	uint64_t readers_dropped;
 	char bound[64];
 };
 
@@ -69,11 +70,13 @@ static ssize_t fan_out(void *ctx, const char *buf, size_t len)
 	for (; r != NULL; r = next) {
 		next = r->next;
 		if (evbuffer_get_length(bufferevent_get_output(r->bev)) + len >
-		    PROXY_PCAP_LISTEN_BEHIND_MAX)
+		    PROXY_PCAP_LISTEN_BEHIND_MAX) {
+			l->readers_dropped++;
 			drop(l, r, "dropped: it fell 8 MiB behind the capture (the relay does not wait "
 				   "for readers)");
-		else
+		} else {
 			bufferevent_write(r->bev, buf, len);
+		}
 	}
 	return (ssize_t)len;
 }
@@ -213,6 +216,15 @@ static void pl_flush(void *self)
 		l->writer.ops->flush(l->writer.self);
 }
 
+static void pl_stats(void *self, struct capture_output_stats *stats)
+{
+	struct proxy_pcap_listen *l = self;
+
+	l->writer.ops->stats(l->writer.self, stats);
+	stats->output = "pcap-listen";
+	stats->readers_dropped = l->readers_dropped;
+}
+
 /* The loops have stopped, so nothing sends what is queued for the readers
  * any more: it goes out now, blocking, within FINAL_FLUSH_MS for all of
  * them (a reader that does not read is left with what it has). */
@@ -264,6 +276,7 @@ static const struct capture_sink_ops listen_ops = {
 	.fault = pl_fault,
 	.close = pl_close,
 	.flush = pl_flush,
+	.stats = pl_stats,
 	.destroy = pl_destroy,
 };
 

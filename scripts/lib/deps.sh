@@ -24,7 +24,7 @@ ensure_packages() {
 # What building and running imaptap needs.
 BUILD_PACKAGES="build-essential cmake pkg-config libssl-dev libevent-dev libpcap-dev zlib1g-dev"
 # Real peers for the tests and the demo.
-PEER_PACKAGES="dovecot-imapd python3 procps openssl curl ca-certificates tshark tcpdump isync groff-base mmdebstrap jq cyrus-common sasl2-bin dma haproxy iproute2 iptables nftables"
+PEER_PACKAGES="dovecot-imapd python3 procps openssl curl ca-certificates tshark tcpdump isync groff-base mmdebstrap jq cyrus-common sasl2-bin dma haproxy iproute2 iptables nftables prometheus"
 # Fuzzing and sanitizer runtime.
 FUZZ_PACKAGES="clang-14 libfuzzer-14-dev libclang-rt-14-dev"
 

@@ -9,8 +9,8 @@ What stands in for the world outside:
   (and `--route NAME=HOST:993`) goes to its implicit-TLS port, `HOST:143`
   to its plain one (STARTTLS offered); its certificate is trusted through SSL_CERT_FILE, as a
   provider's would be through the system store;
-- `--listen ADDR:PORT` (and `--pcap-listen`) becomes port 0 with a port file (tests run in
-  parallel);
+- `--listen ADDR:PORT` (and `--pcap-listen`, `--metrics`) becomes port 0 with a port file
+  (tests run in parallel);
 - the installed Wireshark plugin (`lua_script:.../share/imaptap/wireshark/
   imaptap.lua`) is the repository's wireshark/imaptap.lua;
 - a proxy or a replay server left running is driven by a Python imaplib
@@ -196,7 +196,7 @@ class Page:
                 out.append("lua_script:" + os.path.join(ROOT, "wireshark", "imaptap.lua"))
                 i += 1
                 continue
-            if a in ("--listen", "--pcap-listen") and i + 1 < len(argv):
+            if a in ("--listen", "--pcap-listen", "--metrics") and i + 1 < len(argv):
                 out += [a, "127.0.0.1:0"]
                 i += 2
                 continue

@@ -140,6 +140,27 @@ class RoutesTest(ProxyTestCase, unittest.TestCase):
         self.assertIn("route work.example.test: clients asking for that name go to "
                       "localhost:%d (STARTTLS)" % WORK.port, text)
 
+    def test_metrics_by_route(self):
+        px, cafile, _ = self.routed_proxy("--metrics", "127.0.0.1:0")
+        wait_for(lambda: "metrics on http://" in px.stderr_text(), "the metrics line")
+        url = re.search(r"metrics on (http://\S+)", px.stderr_text()).group(1)
+        self.session(px, cafile, "work.example.test", "bob")
+        self.session(px, cafile, "Imap.Plain.Example.Test", "carol")
+        self.session(px, cafile, "localhost", "alice")
+        self.session(px, cafile, None, "alice")
+        wait_for(lambda: px.stderr_text().count(" -- close ") >= 4, "four sessions closed")
+        text = subprocess.run(["curl", "-sS", "--max-time", "10", url], capture_output=True,
+                              check=True, timeout=20).stdout
+        check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                               capture_output=True, timeout=20)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        text = text.decode()
+        for route, n in (("work.example.test", 1), ("*.plain.example.test", 1), ("default", 2)):
+            self.assertIn('imaptap_sessions_total{route="%s"} %d\n' % (route, n), text)
+            self.assertIn('imaptap_sessions_open{route="%s"} 0\n' % route, text)
+            self.assertRegex(text, r'imaptap_relayed_bytes_total\{route="%s",'
+                             r'direction="server_to_client"\} [1-9]' % re.escape(route))
+
     def test_curl_with_resolve_picks_the_route(self):
         px, cafile, _ = self.routed_proxy()
         r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", cafile,
