@@ -3,6 +3,8 @@
 #include "capture/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,26 @@ static void findings(struct text *t, const struct capture_metrics *m)
 	}
 }
 
+/* The outputs' counters: one family each, a row per kind of output. */
+static const struct output_family {
+	const char *name;
+	const char *help;
+	size_t field;     /* of struct capture_output_stats, a uint64_t */
+	const char *only; /* the one kind of output that has it, or NULL */
+} output_families[] = {
+	{"capture_written_bytes_total",
+	 "Bytes the outputs (--pcap, --raw-pcap, --events, --pcap-listen) wrote.",
+	 offsetof(struct capture_output_stats, bytes), NULL},
+	{"capture_write_errors_total", "Writes that failed, each stopping its output until SIGHUP.",
+	 offsetof(struct capture_output_stats, write_errors), NULL},
+	{"capture_dropped_records_total",
+	 "Records (packets, event lines) an output stopped by an error left out.",
+	 offsetof(struct capture_output_stats, dropped), NULL},
+	{"capture_readers_dropped_total",
+	 "Live capture readers (--pcap-listen) dropped for falling behind.",
+	 offsetof(struct capture_output_stats, readers_dropped), "pcap-listen"},
+};
+
 /* The outputs' stats, one row per kind of output. */
 static void outputs(struct text *t, const struct capture_sinks *sinks)
 {
@@ -212,28 +234,17 @@ static void outputs(struct text *t, const struct capture_sinks *sinks)
 		s[k].dropped += one.dropped;
 		s[k].readers_dropped += one.readers_dropped;
 	}
-	family(t, "capture_written_bytes_total", "counter",
-	       "Bytes the outputs (--pcap, --raw-pcap, --events, --pcap-listen) wrote.");
-	for (unsigned k = 0; k < n; k++)
-		add(t, "imaptap_capture_written_bytes_total{output=\"%s\"} %llu\n",
-		    label(s[k].output, o, sizeof(o)), (unsigned long long)s[k].bytes);
-	family(t, "capture_write_errors_total", "counter",
-	       "Writes that failed, each stopping its output until SIGHUP.");
-	for (unsigned k = 0; k < n; k++)
-		add(t, "imaptap_capture_write_errors_total{output=\"%s\"} %llu\n",
-		    label(s[k].output, o, sizeof(o)), (unsigned long long)s[k].write_errors);
-	family(t, "capture_dropped_records_total", "counter",
-	       "Records (packets, event lines) an output stopped by an error left out.");
-	for (unsigned k = 0; k < n; k++)
-		add(t, "imaptap_capture_dropped_records_total{output=\"%s\"} %llu\n",
-		    label(s[k].output, o, sizeof(o)), (unsigned long long)s[k].dropped);
-	family(t, "capture_readers_dropped_total", "counter",
-	       "Live capture readers (--pcap-listen) dropped for falling behind.");
-	for (unsigned k = 0; k < n; k++)
-		if (strcmp(s[k].output, "pcap-listen") == 0)
-			add(t, "imaptap_capture_readers_dropped_total{output=\"%s\"} %llu\n",
-			    label(s[k].output, o, sizeof(o)),
-			    (unsigned long long)s[k].readers_dropped);
+	for (size_t f = 0; f < sizeof(output_families) / sizeof(output_families[0]); f++) {
+		const struct output_family *of = &output_families[f];
+
+		family(t, of->name, "counter", of->help);
+		for (unsigned k = 0; k < n; k++)
+			if (of->only == NULL || strcmp(s[k].output, of->only) == 0)
+				add(t, "imaptap_%s{output=\"%s\"} %llu\n", of->name,
+				    label(s[k].output, o, sizeof(o)),
+				    (unsigned long long)*(const uint64_t *)((const char *)&s[k] +
+									    of->field));
+	}
 }
 
 char *capture_metrics_render(const struct capture_metrics *m, const struct capture_sinks *sinks,

@@ -23,7 +23,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
-from certs import TestPKI  # noqa: E402
+from certs import TestPKI, client_context  # noqa: E402
 from clients import make_message  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, read_events  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir, run_imaptap, sanitizer_env  # noqa: E402
@@ -46,11 +46,6 @@ def setUpModule():
     SCTX.load_cert_chain(crt, key)
     DC = module_dovecot(users={"alice": PASSWORD}, ssl=True, ssl_cert=crt, ssl_key=key)
 
-
-def client_context(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    ctx.check_hostname = True
-    return ctx
 
 
 def serve_commands(p, got):

@@ -19,7 +19,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 
-from certs import TestPKI  # noqa: E402
+from certs import TestPKI, client_context  # noqa: E402
 from clients import make_message  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main, run_imaptap  # noqa: E402
 from imaptap import module_dovecot, module_tmpdir  # noqa: E402
@@ -50,12 +50,6 @@ def recv_until(sock, got, marker, size=4096):
         got += chunk
     return got
 
-
-def client_context(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
 
 
 class TLSTest(ProxyTestCase, unittest.TestCase):
