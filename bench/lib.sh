@@ -81,9 +81,9 @@ build_tools() {
 # The start_* helpers of the scripts run in the main shell (never inside
 # $(...), so that the PIDs list stays complete) and leave their port in RET.
 RET=
-wait_port_file() { # file pid what -> RET=port; returns 1 on failure
-    local f=$1 pid=$2 what=$3 i
-    for ((i = 0; i < 300; i++)); do
+wait_port_file() { # file pid what [seconds, default 15] -> RET=port; returns 1 on failure
+    local f=$1 pid=$2 what=$3 secs=${4:-15} i
+    for ((i = 0; i < secs * 20; i++)); do
         if [ -s "$f" ] && [ -z "$(tail -c 1 "$f")" ]; then
             RET=$(head -n 1 "$f" | tr -dc '0-9')
             [ -n "$RET" ] && return 0
@@ -94,7 +94,7 @@ wait_port_file() { # file pid what -> RET=port; returns 1 on failure
         fi
         sleep 0.05
     done
-    log "$BENCH: $what did not write $f within 15 s"
+    log "$BENCH: $what did not write $f within $secs s"
     return 1
 }
 

@@ -127,7 +127,9 @@ start_dovecot() { # [name [dovecot.py options...]] -> RET=port
     python3 "$DOVECOT_PY" --users alice:secret --port-file "$f" "$@" \
         </dev/null >"$WORK/$name.out" 2>&1 &
     PIDS+=("$!")
-    wait_port_file "$f" "$!" "dovecot.py" && return 0
+    # a mailbox of SYNC_MESSAGES files is written first: more than 15 s
+    # on a loaded machine
+    wait_port_file "$f" "$!" "dovecot.py" 60 && return 0
     tail -n 20 "$WORK/$name.out" >&2
     return 1
 }
