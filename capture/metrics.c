@@ -269,6 +269,8 @@ static void mx_close(void *self, const struct capture_close_info *info)
 	if (s == NULL)
 		return;
 	m->route[s->route].open--;
+	if ((unsigned)info->by <= CAPTURE_SIDE_CAPTURE && (unsigned)info->end <= CAPTURE_END_UNSEEN)
+		m->route[s->route].closed[info->by][info->end]++;
 	slot_remove(m, s);
 }
 

@@ -28,6 +28,8 @@ struct metrics_route {
 	uint64_t open;
 	uint64_t total;
 	uint64_t bytes[2]; /* by enum imap_dir */
+	/* closed sessions, by who ended them and how */
+	uint64_t closed[CAPTURE_SIDE_CAPTURE + 1][CAPTURE_END_UNSEEN + 1];
 };
 
 struct metrics_command {

@@ -141,6 +141,18 @@ static void sessions(struct text *t, const struct capture_metrics *m)
 			add(t, "imaptap_relayed_bytes_total{route=\"%s\",direction=\"%s\"} %llu\n",
 			    label(route_name(m, i), r, sizeof(r)), dir[d],
 			    (unsigned long long)m->route[i].bytes[d]);
+	family(t, "sessions_closed_total", "counter",
+	       "Sessions closed, by who ended them (client, server, proxy) and how (eof, "
+	       "half-closed, shutdown, reset, error).");
+	EACH_ROUTE(m, i)
+		for (unsigned by = 0; by <= CAPTURE_SIDE_CAPTURE; by++)
+			for (unsigned end = 0; end <= CAPTURE_END_UNSEEN; end++)
+				if (m->route[i].closed[by][end] > 0)
+					add(t, "imaptap_sessions_closed_total{route=\"%s\",by=\"%s\","
+					    "end=\"%s\"} %llu\n", label(route_name(m, i), r, sizeof(r)),
+					    capture_side_str((enum capture_side)by),
+					    capture_end_str((enum capture_end)end),
+					    (unsigned long long)m->route[i].closed[by][end]);
 }
 
 static void commands(struct text *t, const struct capture_metrics *m)

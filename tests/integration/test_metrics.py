@@ -177,6 +177,9 @@ class MetricsTest(ProxyTestCase, unittest.TestCase):
         s = self.scrape(url)
         self.assertEqual(get(s, "imaptap_sessions_open", route="default"), 0)
         self.assertEqual(get(s, "imaptap_sessions_total", route="default"), 1)
+        # Dovecot closes after LOGOUT's answer
+        self.assertEqual(get(s, "imaptap_sessions_closed_total", route="default", by="server",
+                             end="eof"), 1)
         self.assertEqual(get(s, "imaptap_idle_done_to_ok_seconds_count"), 1)
         self.assertEqual(get(s, "imaptap_command_duration_seconds_count", command="IDLE"), 1)
         self.assertEqual(get(s, "imaptap_command_duration_seconds_count", command="LOGOUT"), 1)

@@ -105,6 +105,12 @@ static void test_sessions_in_any_order(void)
 	}
 	close_session(5); /* never opened */
 	text = render(NULL);
+	/* every close counted once, under its route, by who and how */
+	CHECK(sample(text, "imaptap_sessions_closed_total{route=\"default\",by=\"client\",end=\"eof\"}") ==
+	      667);
+	CHECK(sample(text, "imaptap_sessions_closed_total{route=\"b\",by=\"client\",end=\"eof\"}") ==
+	      333);
+	CHECK(strstr(text, "imaptap_sessions_closed_total{route=\"b\",by=\"server\"") == NULL);
 	CHECK(sample(text, "imaptap_sessions_open{route=\"default\"}") == 0);
 	CHECK(sample(text, "imaptap_sessions_open{route=\"b\"}") == 0);
 	CHECK(sample(text, "imaptap_relayed_bytes_total{route=\"b\",direction=\"client_to_server\"}") +
