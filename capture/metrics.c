@@ -55,73 +55,6 @@ static void hist_add(struct metrics_hist *h, const double *bounds, unsigned n, i
 	h->sum_us += (uint64_t)us;
 }
 
-/* ---- open sessions by id ---- */
-
-static size_t slot_hash(unsigned id, size_t cap)
-{
-	return (size_t)(id * 2654435761u) & (cap - 1);
-}
-
-static struct metrics_slot *slot_find(struct capture_metrics *m, unsigned id)
-{
-	if (m->slot_cap == 0)
-		return NULL;
-	for (size_t i = slot_hash(id, m->slot_cap);; i = (i + 1) & (m->slot_cap - 1)) {
-		if (!m->slot[i].used)
-			return NULL;
-		if (m->slot[i].id == id)
-			return &m->slot[i];
-	}
-}
-
-static void slot_put(struct metrics_slot *slot, size_t cap, unsigned id, unsigned route)
-{
-	size_t i = slot_hash(id, cap);
-
-	while (slot[i].used)
-		i = (i + 1) & (cap - 1);
-	slot[i] = (struct metrics_slot){.id = id, .route = route, .used = true};
-}
-
-static int slot_add(struct capture_metrics *m, unsigned id, unsigned route)
-{
-	if ((m->slot_used + 1) * 2 > m->slot_cap) {
-		size_t cap = m->slot_cap ? m->slot_cap * 2 : 64;
-		struct metrics_slot *n = calloc(cap, sizeof(*n));
-
-		if (n == NULL)
-			return -1;
-		for (size_t i = 0; i < m->slot_cap; i++)
-			if (m->slot[i].used)
-				slot_put(n, cap, m->slot[i].id, m->slot[i].route);
-		free(m->slot);
-		m->slot = n;
-		m->slot_cap = cap;
-	}
-	slot_put(m->slot, m->slot_cap, id, route);
-	m->slot_used++;
-	return 0;
-}
-
-/* Linear probing's removal: the entries after the hole that would no
- * longer be found move back into it. */
-static void slot_remove(struct capture_metrics *m, struct metrics_slot *s)
-{
-	size_t mask = m->slot_cap - 1, hole = (size_t)(s - m->slot);
-
-	for (size_t j = (hole + 1) & mask; m->slot[j].used; j = (j + 1) & mask) {
-		size_t home = slot_hash(m->slot[j].id, m->slot_cap);
-
-		/* j stays when its home lies cyclically in (hole, j] */
-		if (hole <= j ? (hole < home && home <= j) : (hole < home || home <= j))
-			continue;
-		m->slot[hole] = m->slot[j];
-		hole = j;
-	}
-	m->slot[hole].used = false;
-	m->slot_used--;
-}
-
 /* ---- labels ---- */
 
 static unsigned route_index(struct capture_metrics *m, const char *route)
@@ -212,7 +145,7 @@ static void mx_open(void *self, const struct capture_session_info *info)
 	m->route[r].open++;
 	m->route[r].total++;
 	/* out of memory: the session counts, its bytes and its close do not */
-	if (slot_add(m, info->id, r) != 0)
+	if (capture_session_table_put(&m->sessions, info->id, r) != 0)
 		m->route[r].open--;
 }
 
@@ -220,13 +153,13 @@ static void mx_bytes(void *self, unsigned session, enum imap_dir dir, imap_time_
 		     const uint8_t *data, size_t len, uint64_t secret_from)
 {
 	struct capture_metrics *m = self;
-	struct metrics_slot *s = slot_find(m, session);
+	unsigned r;
 
 	(void)ts;
 	(void)data;
 	(void)secret_from;
-	if (s != NULL && (unsigned)dir < 2)
-		m->route[s->route].bytes[dir] += len;
+	if (capture_session_table_get(&m->sessions, session, &r) && (unsigned)dir < 2)
+		m->route[r].bytes[dir] += len;
 }
 
 static void mx_observe(void *self, unsigned session, const struct imap_observation *obs)
@@ -264,14 +197,14 @@ static void mx_fault(void *self, unsigned session, const struct capture_fault_ma
 static void mx_close(void *self, const struct capture_close_info *info)
 {
 	struct capture_metrics *m = self;
-	struct metrics_slot *s = slot_find(m, info->id);
+	unsigned r;
 
-	if (s == NULL)
+	if (!capture_session_table_get(&m->sessions, info->id, &r))
 		return;
-	m->route[s->route].open--;
+	m->route[r].open--;
 	if ((unsigned)info->by <= CAPTURE_SIDE_CAPTURE && (unsigned)info->end <= CAPTURE_END_UNSEEN)
-		m->route[s->route].closed[info->by][info->end]++;
-	slot_remove(m, s);
+		m->route[r].closed[info->by][info->end]++;
+	capture_session_table_remove(&m->sessions, info->id);
 }
 
 static void mx_destroy(void *self)
@@ -284,7 +217,7 @@ static void mx_destroy(void *self)
 		free(m->fault[i].action);
 		free(m->fault[i].phase);
 	}
-	free(m->slot);
+	capture_session_table_free(&m->sessions);
 	free(m->version);
 	free(m);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "capture/metrics.h"
+#include "capture/session_table.h"
 #include "imap/anomaly.h"
 #include "imap/classify.h"
 
@@ -43,13 +44,6 @@ struct metrics_fault {
 	uint64_t count;
 };
 
-/* An open session and the route it counts under. */
-struct metrics_slot {
-	unsigned id;
-	unsigned route;
-	bool used;
-};
-
 struct capture_metrics {
 	char *version;
 	imap_time_us started;
@@ -64,9 +58,7 @@ struct capture_metrics {
 	uint64_t anomalies[IMAP_RULE_COUNT];
 	struct metrics_fault fault[METRICS_FAULTS_MAX + 1]; /* the last: "other" */
 	unsigned faults;
-	struct metrics_slot *slot; /* open sessions, by id (linear probing) */
-	size_t slot_cap;           /* a power of two */
-	size_t slot_used;
+	struct capture_session_table sessions; /* open ones, each with its route's index */
 };
 
 extern const double metrics_latency_bounds[];

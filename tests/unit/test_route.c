@@ -61,7 +61,7 @@ static void test_route_names(void)
 	capture_route_names_open(m, 1, NULL); /* one upstream: nothing kept */
 	CHECK(capture_route_names_get(m, 1) == NULL);
 	/* many sessions over few names, opened and closed in waves, so the
-	 * table grows, fills with deleted slots and is swept */
+	 * table grows and entries are moved back over removed ones */
 	for (unsigned wave = 0; wave < 20; wave++) {
 		for (unsigned id = wave * 1000 + 1; id <= wave * 1000 + 1000; id++) {
 			snprintf(name, sizeof(name), "r%u.example", id % 7);
