@@ -7,19 +7,27 @@
 #include <string.h>
 #include <sys/socket.h>
 
+void capture_endpoint_format_host(const struct capture_endpoint *e, char *out, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (e->version != 4 && e->version != 6)
+		snprintf(out, size, "?");
+	else
+		snprintf(out, size, "%s",
+			 inet_ntop(e->version == 6 ? AF_INET6 : AF_INET, e->addr, ip, sizeof(ip)));
+}
+
 void capture_endpoint_format(const struct capture_endpoint *e, char *out, size_t size)
 {
 	char ip[INET6_ADDRSTRLEN];
 
 	if (e->version != 4 && e->version != 6) {
 		snprintf(out, size, "?");
-	} else if (e->version == 6) {
-		inet_ntop(AF_INET6, e->addr, ip, sizeof(ip));
-		snprintf(out, size, "[%s]:%u", ip, e->port);
-	} else {
-		inet_ntop(AF_INET, e->addr, ip, sizeof(ip));
-		snprintf(out, size, "%s:%u", ip, e->port);
+		return;
 	}
+	capture_endpoint_format_host(e, ip, sizeof(ip));
+	snprintf(out, size, e->version == 6 ? "[%s]:%u" : "%s:%u", ip, e->port);
 }
 
 bool capture_endpoint_parse(const char *text, struct capture_endpoint *e)

@@ -22,6 +22,8 @@ struct capture_endpoint {
 /* "127.0.0.1:143" or "[::1]:143"; "?" for an endpoint not known
  * (version 0). */
 void capture_endpoint_format(const struct capture_endpoint *e, char *out, size_t size);
+/* The address alone, "127.0.0.1" or "::1"; "?" when not known. */
+void capture_endpoint_format_host(const struct capture_endpoint *e, char *out, size_t size);
 /* Reads that form back (numbers only, no names): true when it is one. */
 bool capture_endpoint_parse(const char *text, struct capture_endpoint *e);
 /* An AF_INET or AF_INET6 socket address; another family: version 0. */

@@ -129,19 +129,13 @@ struct proxy_route *proxy_route_of_addr(const struct sockaddr *sa, socklen_t len
 					enum proxy_tls_mode tls)
 {
 	char str[CAPTURE_ADDR_MAX], host[CAPTURE_ADDR_MAX];
+	struct capture_endpoint e;
 	struct proxy_route *r;
-	size_t n;
 
-	proxy_sockaddr_str(sa, str, sizeof(str));
+	capture_endpoint_from_sockaddr(sa, &e);
+	capture_endpoint_format(&e, str, sizeof(str));
 	/* the certificate is checked for the address, without port or brackets */
-	snprintf(host, sizeof(host), "%s", str[0] == '[' ? str + 1 : str);
-	n = strlen(host);
-	while (n > 0 && host[n - 1] != ':')
-		n--;
-	if (n > 0)
-		host[n - 1] = '\0';
-	if (n > 1 && host[n - 2] == ']')
-		host[n - 2] = '\0';
+	capture_endpoint_format_host(&e, host, sizeof(host));
 	r = route_alloc(1, NULL, host);
 	if (r == NULL || len > sizeof(r->addr[0].sa)) {
 		free(r);

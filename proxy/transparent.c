@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
+#include "capture/endpoint.h"
 #include "proxy/addr.h"
 
 /* linux/netfilter_ipv4.h and linux/netfilter_ipv6/ip6_tables.h, whose
@@ -38,54 +39,40 @@ struct proxy_transparent {
 	LIST_HEAD(, look) all;
 };
 
-/* Where fd was going before the REDIRECT; -1 when it was not redirected
- * (no NAT entry, or the destination is this socket itself). */
-static int original_destination(int fd, struct sockaddr_storage *dst, socklen_t *len)
+/* Where fd was going before the REDIRECT, as an address and as *to; -1
+ * when it was not redirected (no NAT entry, or the destination is this
+ * socket itself). */
+static int original_destination(int fd, struct sockaddr_storage *dst, socklen_t *len,
+				struct capture_endpoint *to)
 {
 	struct sockaddr_storage local;
 	socklen_t local_len = sizeof(local);
+	struct capture_endpoint self;
+	bool six;
 	int rc;
 
 	if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0)
 		return -1;
-	if (local.ss_family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)(void *)&local)->sin6_addr)) {
-		/* an IPv4 client of a dual-stack listener ([::]:PORT): its NAT
-		 * entry, and so its original destination, is IPv4 */
-		const struct sockaddr_in6 *six = (const void *)&local;
-		struct sockaddr_in four = {.sin_family = AF_INET, .sin_port = six->sin6_port};
-
-		memcpy(&four.sin_addr, &six->sin6_addr.s6_addr[12], 4);
-		memset(&local, 0, sizeof(local));
-		memcpy(&local, &four, sizeof(four));
+	capture_endpoint_from_sockaddr((struct sockaddr *)&local, &self);
+	/* an IPv4 client of a dual-stack listener ([::]:PORT) arrives as
+	 * ::ffff:a.b.c.d: its NAT entry, and so its original destination, is
+	 * IPv4 */
+	six = self.version == 6 &&
+	      !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)(void *)&local)->sin6_addr);
+	if (self.version == 6 && !six) {
+		self.version = 4;
+		memmove(self.addr, self.addr + 12, 4);
+		memset(self.addr + 4, 0, 12);
 	}
-	*len = local.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	if (local.ss_family == AF_INET6)
+	*len = six ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (six)
 		rc = getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, len);
 	else
 		rc = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, len);
 	if (rc != 0)
 		return -1;
-	if (dst->ss_family == AF_INET && local.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)dst, *b = (const void *)&local;
-
-		if (a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr)
-			return -1;
-	} else if (dst->ss_family == AF_INET6 && local.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)dst, *b = (const void *)&local;
-
-		if (a->sin6_port == b->sin6_port &&
-		    memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0)
-			return -1;
-	}
-	return 0;
-}
-
-static unsigned port_of(const struct sockaddr_storage *sa)
-{
-	if (sa->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	capture_endpoint_from_sockaddr((struct sockaddr *)dst, to);
+	return capture_endpoint_equal(to, &self) ? -1 : 0;
 }
 
 static void look_free(struct look *l, bool close_fd)
@@ -167,10 +154,10 @@ void proxy_transparent_accept(struct proxy_transparent *t, int fd, const struct 
 	struct timeval sniff = {0, PROXY_SNIFF_MS * 1000};
 	struct sockaddr_storage dst;
 	socklen_t dst_len = sizeof(dst);
+	struct capture_endpoint to;
 	struct look *l;
-	unsigned port;
 
-	if (original_destination(fd, &dst, &dst_len) != 0) {
+	if (original_destination(fd, &dst, &dst_len, &to) != 0) {
 		refuse(t, fd, peer,
 		       "* BYE [UNAVAILABLE] imaptap --transparent: this connection was not "
 		       "redirected to imaptap, so it has nowhere to go\r\n",
@@ -191,9 +178,8 @@ void proxy_transparent_accept(struct proxy_transparent *t, int fd, const struct 
 		peer_len = sizeof(l->peer);
 	memcpy(&l->peer, peer, peer_len);
 	LIST_INSERT_HEAD(&t->all, l, link);
-	port = port_of(&dst);
-	if (port == 993 || port == 143) {
-		start(l, port == 993);
+	if (to.port == 993 || to.port == 143) {
+		start(l, to.port == 993);
 		return;
 	}
 	l->ev = event_new(t->base, fd, EV_READ, on_first_bytes, l);
