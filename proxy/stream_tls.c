@@ -5,6 +5,7 @@
 #include "proxy/stream_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -96,21 +97,29 @@ static int tls_out_create(BIO *bio)
 	return 1;
 }
 
+/* One for the process, never freed; made once, whichever loop's thread
+ * starts the first TLS leg (two making it at once leaked one). */
+static BIO_METHOD *tls_out_bio_method;
+static pthread_once_t tls_out_once = PTHREAD_ONCE_INIT;
+
+static void tls_out_method_make(void)
+{
+	BIO_METHOD *method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+					  "imaptap tls_out");
+
+	if (method != NULL &&
+	    (!BIO_meth_set_write(method, tls_out_write) || !BIO_meth_set_ctrl(method, tls_out_ctrl) ||
+	     !BIO_meth_set_create(method, tls_out_create))) {
+		BIO_meth_free(method);
+		method = NULL;
+	}
+	tls_out_bio_method = method;
+}
+
 static BIO_METHOD *tls_out_method(void)
 {
-	static BIO_METHOD *method; /* one for the process, never freed */
-
-	if (method == NULL) {
-		method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "imaptap tls_out");
-		if (method != NULL &&
-		    (!BIO_meth_set_write(method, tls_out_write) ||
-		     !BIO_meth_set_ctrl(method, tls_out_ctrl) ||
-		     !BIO_meth_set_create(method, tls_out_create))) {
-			BIO_meth_free(method);
-			method = NULL;
-		}
-	}
-	return method;
+	pthread_once(&tls_out_once, tls_out_method_make);
+	return tls_out_bio_method;
 }
 
 /* After an OpenSSL call that may have written: sends, and waits for the
