@@ -198,7 +198,7 @@ static const char *const upstream_leg_names[] = {
 
 static bool debug_legs(void)
 {
-	static int on = -1;
+	static _Atomic int on = -1; /* the loops' threads may ask at once */
 
 	if (on < 0) {
 		const char *d = getenv("IMAPTAP_DEBUG");
