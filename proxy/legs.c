@@ -325,7 +325,7 @@ bool session_choose_route(struct proxy_session *s, bool hello)
 	const struct session_env *p = s->env;
 	char notice[600];
 
-	for (unsigned i = 1; i < p->route_count && s->own_route == NULL; i++)
+	for (unsigned i = 1; i < p->route_count; i++)
 		if (proxy_route_name_matches(p->routes[i]->name, s->client_sni)) {
 			s->route = p->routes[i];
 			break;

@@ -337,11 +337,6 @@ const char *proxy_upstream_name(const struct proxy_config *config)
 	return config->sni != NULL ? config->sni : config->upstream.host;
 }
 
-const char *proxy_upstream_str(const struct proxy *p)
-{
-	return p->env.route_count > 0 ? p->env.routes[0]->str : "(each client's original destination)";
-}
-
 int proxy_listen_is_loopback(const struct proxy *p)
 {
 	return p->listen_loopback;

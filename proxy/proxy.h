@@ -99,8 +99,6 @@ void proxy_config_log(const struct proxy_config *config, const char *fmt, ...)
 /* The upstream's one name: --sni, else the --upstream host. It goes out
  * as SNI (unless it is an address) and its certificate must carry it. */
 const char *proxy_upstream_name(const struct proxy_config *config);
-/* The upstream as resolved ("127.0.0.1:143"). */
-const char *proxy_upstream_str(const struct proxy *proxy);
 
 /* Stops accepting and closes every session after flushing what it can;
  * each loop exits when its last one is gone (or after a grace period). A

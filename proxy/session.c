@@ -586,7 +586,7 @@ int proxy_session_start(const struct session_env *p, struct session_set *set, in
 			struct proxy_route *own, enum proxy_tls_mode client_tls)
 {
 	struct proxy_session *s = calloc(1, sizeof(*s));
-	bool fault_oom = false, routed = p->route_count > 1 && own == NULL;
+	bool fault_oom = false, routed = p->route_count > 1;
 	SSL *ssl;
 
 	if (s == NULL) {
