@@ -23,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from clients import RecordingIMAP4  # noqa: E402
+from clients import RecordingIMAP4, read_to_eof  # noqa: E402
 from pcapfile import tcp_packets  # noqa: E402
 from imaptap import ProxyTestCase, check_binary, main  # noqa: E402
 from imaptap import module_dovecot, wait_for  # noqa: E402
@@ -169,19 +169,10 @@ class AcceptProxyTest(ProxyTestCase, unittest.TestCase):
         local = s.getsockname()[1]
         if payload:
             s.sendall(payload)
-        s.settimeout(wait)
-        got = b""
-        try:
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-        except ConnectionResetError:
-            pass  # closed with the client's bytes unread: a reset
-        except socket.timeout:
-            self.fail("the connection was not closed")
+        # a reset: closed with the client's bytes unread
+        got, end = read_to_eof(s, wait)
         s.close()
+        self.assertNotEqual(end, "timeout", "the connection was not closed")
         self.assertEqual(got, b"", "nothing reaches a connection without a valid header")
         wait_for(lambda: "--accept-proxy: closed 127.0.0.1:%d" % local in px.stderr_text(),
                  "the refusal's line\n" + px.stderr_text())

@@ -54,7 +54,7 @@ from certs import TestPKI  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from imaptap import check_binary, main, sanitizer_env, sanitizer_reports  # noqa: E402
 from doc_commands import doc_pages  # noqa: E402
-from netns_client import read_to_eof  # noqa: E402
+from clients import read_to_eof  # noqa: E402
 
 IDLE_CLIENT = r'''#!/usr/bin/env python3
 """Logs in, selects INBOX, idles briefly, ends IDLE with DONE, logs out.

@@ -295,3 +295,20 @@ def run_mbsync(workdir, port, user, password, ca_file=None, timeout=180):
         if os.path.isdir(path):
             got += os.listdir(path)
     return r, got, maildir
+
+
+def read_to_eof(sock, timeout):
+    """What sock receives until its peer closes: (bytes, "eof"), or
+    "reset" / "timeout" as the reading ended."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return got, "eof"
+            got += chunk
+    except ConnectionResetError:
+        return got, "reset"
+    except socket.timeout:
+        return got, "timeout"

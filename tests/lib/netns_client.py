@@ -23,6 +23,8 @@ import ssl
 import sys
 import time
 
+from clients import read_to_eof
+
 
 def cert_info(sock):
     c = sock.getpeercert()
@@ -91,21 +93,6 @@ def imap_session(args, out):
                 steps.append(["DONE", line.split()[1].decode(errors="replace")])
                 break
     steps.append(["LOGOUT", m.logout()[0]])
-
-
-def read_to_eof(sock, timeout):
-    sock.settimeout(timeout)
-    got = b""
-    try:
-        while True:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return got, "eof"
-            got += chunk
-    except ConnectionResetError:
-        return got, "reset"
-    except socket.timeout:
-        return got, "timeout"
 
 
 def main():
