@@ -380,9 +380,6 @@ static int add_outputs(const struct proxy_args *a, struct capture_sinks *sinks,
 	return 0;
 }
 
-/* The proxy's configuration from the options: 0, or the usage error's
- * exit code. */
-
 /* --transparent: each session's upstream and legs are its own. */
 static int configure_transparent(const struct proxy_args *a, struct proxy_config *config)
 {
@@ -445,6 +442,8 @@ static int configure_upstream(const struct proxy_args *a, struct proxy_config *c
 	return 0;
 }
 
+/* The proxy's configuration from the options: 0, or the usage error's
+ * exit code. */
 static int configure(const struct proxy_args *a, struct proxy_config *config)
 {
 	struct proxy_hostport where;
