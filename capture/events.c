@@ -104,6 +104,7 @@ static void add_text(struct events *e, const char *key, const char *text)
 
 static void begin(struct events *e, const char *kind, unsigned session, imap_time_us ts)
 {
+	const char *route;
 	char when[40];
 
 	e->len = 0;
@@ -113,8 +114,9 @@ static void begin(struct events *e, const char *kind, unsigned session, imap_tim
 	addf(e, "{\"ts\":\"%s\",\"epoch\":%" PRId64 ".%06d,\"kind\":\"%s\",\"session\":%u,"
 		"\"run\":\"%s\"",
 	     when, ts / IMAP_US_PER_S, (int)(ts % IMAP_US_PER_S), kind, session, e->run);
-	if (capture_route_names_get(e->routes, session) != NULL)
-		add_text(e, "route", capture_route_names_get(e->routes, session));
+	route = capture_route_names_get(e->routes, session);
+	if (route != NULL)
+		add_text(e, "route", route);
 }
 
 static void write_failed(struct events *e)
